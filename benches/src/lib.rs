@@ -1,0 +1,1 @@
+//! Benchmarks and the stress binary for reap.

@@ -1,0 +1,262 @@
+//! `Gc<T>`, the strong handle.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::ptr::NonNull;
+
+use crate::header::{flag, Header};
+use crate::heap;
+
+/// A strong handle to an object on a [`Heap`](crate::Heap): the `Rc` of reap.
+///
+/// Cloning adds one to the strong count and dropping subtracts one, non-atomically; when the
+/// count reaches zero the object dies in CPython's order (SEMANTICS 3.1): finalizer, then weak
+/// references cleared and their callbacks run, then the value dropped. Handles are `!Send` and
+/// `!Sync` (Local mode).
+///
+/// A `Gc<T>` converts to a trait-object handle on stable Rust with [`Gc::coerce`] and back with
+/// [`Gc::downcast`]:
+///
+/// ```
+/// use reap::{Gc, Heap, Trace};
+/// use std::any::Any;
+///
+/// trait Object { fn name(&self) -> String; }
+///
+/// #[derive(Trace)]
+/// struct Int(i64);
+/// impl Object for Int { fn name(&self) -> String { format!("int {}", self.0) } }
+///
+/// let heap = Heap::new();
+/// let obj: Gc<dyn Object> = heap.alloc(Int(7)).coerce(|v| v as &dyn Object);
+/// assert_eq!(obj.name(), "int 7");
+/// let back: Gc<Int> = obj.downcast::<Int>().ok().unwrap();
+/// assert_eq!(back.0, 7);
+/// ```
+pub struct Gc<T: ?Sized> {
+    /// Points at the value; the header is `HEADER_SIZE` bytes before it.
+    ptr: NonNull<T>,
+    _owns: PhantomData<T>,
+}
+
+impl<T> Gc<T> {
+    /// Takes over one strong count of the object with this header.
+    ///
+    /// # Safety
+    /// `header` is the header of a live object whose value is a `T`, and the caller gives the
+    /// new handle one strong count it owns.
+    #[inline]
+    pub(crate) unsafe fn from_header(header: NonNull<Header>) -> Gc<T> {
+        Gc {
+            ptr: Header::value_ptr(header).cast(),
+            _owns: PhantomData,
+        }
+    }
+}
+
+impl<T: ?Sized> Gc<T> {
+    /// Takes over one strong count of the object whose value (or a part of it, at the same
+    /// address) is at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` points into a live object at its value's address, and the caller gives the new
+    /// handle one strong count it owns.
+    #[inline]
+    pub(crate) unsafe fn from_value_ptr(ptr: NonNull<T>) -> Gc<T> {
+        Gc {
+            ptr,
+            _owns: PhantomData,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn header_ptr(&self) -> NonNull<Header> {
+        Header::from_value(self.ptr)
+    }
+
+    #[inline]
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: this handle keeps the object allocated.
+        unsafe { self.header_ptr().as_ref() }
+    }
+
+    #[inline]
+    pub(crate) fn value_ptr(&self) -> NonNull<T> {
+        self.ptr
+    }
+
+    /// The number of strong handles to this object.
+    pub fn strong_count(this: &Self) -> usize {
+        this.header().strong.get() as usize
+    }
+
+    /// The number of weak references to this object (`weakref.getweakrefcount`).
+    pub fn weak_count(this: &Self) -> usize {
+        crate::weak::weak_count(this.header_ptr())
+    }
+
+    /// Whether two handles point at the same object (`a is b`).
+    pub fn ptr_eq(a: &Self, b: &Gc<impl ?Sized>) -> bool {
+        a.header_ptr() == b.header_ptr()
+    }
+
+    /// The object's address, stable for its life: an identity (`id(obj)`).
+    pub fn as_ptr(this: &Self) -> *const T {
+        this.ptr.as_ptr()
+    }
+
+    /// Whether the object's finalizer has run (`gc.is_finalized`).
+    pub fn is_finalized(this: &Self) -> bool {
+        this.header().has(flag::FINALIZED)
+    }
+
+    /// The name of the object's concrete type.
+    pub fn type_name(this: &Self) -> &'static str {
+        (this.header().vtable().type_name)()
+    }
+
+    /// Converts the handle to a handle of another view of the same object, typically a trait
+    /// object: `gc.coerce(|v| v as &dyn Trait)`. Stable Rust cannot coerce a smart pointer
+    /// implicitly; this does it through a reference.
+    ///
+    /// # Panics
+    /// If `f` returns a reference to anything other than the value itself (another address).
+    pub fn coerce<U: ?Sized>(self, f: impl for<'a> FnOnce(&'a T) -> &'a U) -> Gc<U> {
+        let u = NonNull::from(f(&*self));
+        assert!(
+            u.cast::<u8>() == self.ptr.cast::<u8>(),
+            "reap: Gc::coerce must return the value itself (as another type), not another reference"
+        );
+        std::mem::forget(self);
+        // SAFETY: `u` is at the value's address of the same live object (checked above), and the
+        // strong count of the forgotten handle passes to the new handle. Drop, tracing and
+        // freeing go through the header's vtable, never through `U`.
+        unsafe { Gc::from_value_ptr(u) }
+    }
+
+    /// Converts back to the concrete type if the object's value is a `V`; otherwise returns the
+    /// handle unchanged.
+    pub fn downcast<V: 'static>(self) -> Result<Gc<V>, Gc<T>> {
+        if (self.header().vtable().type_id)() == std::any::TypeId::of::<V>() {
+            let header = self.header_ptr();
+            std::mem::forget(self);
+            // SAFETY: the object's value is a `V` (type ids match), and the forgotten handle's
+            // strong count passes to the new one.
+            Ok(unsafe { Gc::from_header(header) })
+        } else {
+            Err(self)
+        }
+    }
+
+    /// Whether the object's value is a `V`.
+    pub fn is<V: 'static>(this: &Self) -> bool {
+        (this.header().vtable().type_id)() == std::any::TypeId::of::<V>()
+    }
+}
+
+impl<T: ?Sized> Clone for Gc<T> {
+    /// Adds one to the strong count. Aborts the process if the count would overflow (as
+    /// `std::rc::Rc`).
+    #[inline]
+    fn clone(&self) -> Self {
+        let h = self.header();
+        let n = h.strong.get().wrapping_add(1);
+        h.strong.set(n);
+        if n == 0 {
+            std::process::abort();
+        }
+        Gc {
+            ptr: self.ptr,
+            _owns: PhantomData,
+        }
+    }
+}
+
+impl<T: ?Sized> Drop for Gc<T> {
+    #[inline]
+    fn drop(&mut self) {
+        let h = self.header();
+        let n = h.strong.get() - 1;
+        h.strong.set(n);
+        if n == 0 {
+            // SAFETY: the count just reached zero, so the object's death begins now.
+            unsafe { heap::release(self.header_ptr()) };
+        }
+    }
+}
+
+impl<T: ?Sized> Deref for Gc<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: the handle keeps the object alive, so its value is initialised and not
+        // dropped (values are dropped only once the strong count is zero).
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T: ?Sized> AsRef<T> for Gc<T> {
+    fn as_ref(&self) -> &T {
+        self
+    }
+}
+
+impl<T: ?Sized> std::borrow::Borrow<T> for Gc<T> {
+    fn borrow(&self) -> &T {
+        self
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for Gc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: ?Sized + fmt::Display> fmt::Display for Gc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}
+
+impl<T: ?Sized> fmt::Pointer for Gc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Pointer::fmt(&self.ptr.as_ptr(), f)
+    }
+}
+
+/// Compares the values, as `Rc` does; use [`Gc::ptr_eq`] for identity.
+impl<T: ?Sized + PartialEq> PartialEq for Gc<T> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: ?Sized + Eq> Eq for Gc<T> {}
+
+impl<T: ?Sized + PartialOrd> PartialOrd for Gc<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        (**self).partial_cmp(&**other)
+    }
+}
+
+impl<T: ?Sized + Ord> Ord for Gc<T> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (**self).cmp(&**other)
+    }
+}
+
+impl<T: ?Sized + Hash> Hash for Gc<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (**self).hash(state)
+    }
+}
+
+/// Whether the object takes part in cycle collection (`gc.is_tracked`): its type may hold
+/// handles.
+pub fn is_tracked<T: ?Sized>(gc: &Gc<T>) -> bool {
+    gc.header().has(flag::TRACKED)
+}

@@ -1,0 +1,312 @@
+//! The object header, the per-type vtable and the allocation layout.
+//!
+//! Every object is one allocation:
+//!
+//! ```text
+//!  tracked:    [pad][ Links: prev, next (16) ][ Header: meta (8), strong (4), flags (2), heap (2) ][ value ]
+//!  untracked:  [pad][ Header (16) ][ value ]
+//! ```
+//!
+//! The header sits immediately before the value, so it is found from any pointer to the value by
+//! subtracting [`HEADER_SIZE`], whatever the value's alignment; the links, when present, sit
+//! immediately before the header. The padding at the front (only for values aligned above 16 or
+//! 32 bytes) keeps that rule. A tracked object therefore spends 32 bytes on bookkeeping, an
+//! untracked one 16 (SEMANTICS 1.1, DESIGN budgets).
+//!
+//! `meta` is either a `&'static VTable` (low bit clear) or, once the object has had a weak
+//! reference, a pointer to a heap-allocated [`WeakInfo`](crate::weak::WeakInfo) whose first field
+//! is that vtable (low bit set). This is the "lazily allocated slot" for weak-reference lists.
+
+use std::alloc::Layout;
+use std::any::TypeId;
+use std::cell::Cell;
+use std::ptr::NonNull;
+
+use crate::trace::{Trace, Tracer};
+
+/// Size of [`Header`]; the value starts this many bytes after the header.
+pub(crate) const HEADER_SIZE: usize = std::mem::size_of::<Header>();
+/// Size of [`Links`]; tracked objects carry them in front of the header.
+pub(crate) const LINKS_SIZE: usize = std::mem::size_of::<Links>();
+
+/// Header flag bits.
+pub(crate) mod flag {
+    /// The object has generation links in front of its header and is in a generation list.
+    pub const TRACKED: u16 = 1 << 0;
+    /// The object's type has a finalizer.
+    pub const HAS_FINALIZER: u16 = 1 << 1;
+    /// The finalizer has run (or is running); it never runs again.
+    pub const FINALIZED: u16 = 1 << 2;
+    /// The object's death was deferred to the heap's trashcan list.
+    pub const DEFERRED: u16 = 1 << 3;
+    /// The object's value has been dropped; its memory waits for the last handle to go.
+    pub const VALUE_DROPPED: u16 = 1 << 4;
+    /// Two bits of generation number (0, 1, 2, or 3 for the permanent set).
+    pub const GEN_SHIFT: u16 = 8;
+    /// Mask of the generation bits.
+    pub const GEN_MASK: u16 = 0b11 << GEN_SHIFT;
+}
+
+/// Intrusive links of a tracked object in its generation's circular list.
+#[repr(C)]
+pub(crate) struct Links {
+    pub(crate) prev: Cell<NonNull<Links>>,
+    pub(crate) next: Cell<NonNull<Links>>,
+}
+
+impl Links {
+    /// A list head that is not yet linked to itself. Call [`Links::init_empty`] once it is at
+    /// its final address.
+    pub(crate) fn dangling() -> Links {
+        Links {
+            prev: Cell::new(NonNull::dangling()),
+            next: Cell::new(NonNull::dangling()),
+        }
+    }
+
+    /// Makes this head an empty circular list.
+    pub(crate) fn init_empty(&self) {
+        let me = NonNull::from(self);
+        self.prev.set(me);
+        self.next.set(me);
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.next.get() == NonNull::from(self)
+    }
+
+    /// Links `node` at the tail of the list headed by `self`.
+    ///
+    /// # Safety
+    /// `self` is an initialised list head and `node` points to links that are in no list, and
+    /// both stay at their addresses while linked.
+    pub(crate) unsafe fn push_back(&self, node: NonNull<Links>) {
+        let head = NonNull::from(self);
+        let tail = self.prev.get();
+        // SAFETY: `node` is valid (caller) and `tail` is in this initialised list.
+        unsafe {
+            node.as_ref().prev.set(tail);
+            node.as_ref().next.set(head);
+            tail.as_ref().next.set(node);
+        }
+        self.prev.set(node);
+    }
+
+    /// Unlinks `node` from whatever list it is in.
+    ///
+    /// # Safety
+    /// `node` is linked into an initialised list whose nodes are all valid.
+    pub(crate) unsafe fn unlink(node: NonNull<Links>) {
+        // SAFETY: the neighbours of a linked node are valid nodes of the same list (caller).
+        unsafe {
+            let prev = node.as_ref().prev.get();
+            let next = node.as_ref().next.get();
+            prev.as_ref().next.set(next);
+            next.as_ref().prev.set(prev);
+        }
+    }
+
+    /// Moves every node of `self` to the tail of `to`, leaving `self` empty. O(1).
+    ///
+    /// # Safety
+    /// Both are initialised list heads of valid nodes.
+    pub(crate) unsafe fn splice_into(&self, to: &Links) {
+        if self.is_empty() {
+            return;
+        }
+        let first = self.next.get();
+        let last = self.prev.get();
+        let to_tail = to.prev.get();
+        // SAFETY: all nodes are valid (caller).
+        unsafe {
+            to_tail.as_ref().next.set(first);
+            first.as_ref().prev.set(to_tail);
+            last.as_ref().next.set(NonNull::from(to));
+        }
+        to.prev.set(last);
+        self.init_empty();
+    }
+}
+
+/// What the runtime knows about an object's type: how to trace it, finalize it, drop it and
+/// free it. One static per type, built by [`vtable_of`].
+pub(crate) struct VTable {
+    /// Layout of the value alone.
+    pub(crate) value_layout: Layout,
+    /// `drop_in_place::<T>` on the value.
+    pub(crate) drop_value: unsafe fn(NonNull<u8>),
+    /// `T::trace` on the value.
+    pub(crate) trace: unsafe fn(NonNull<u8>, &mut Tracer<'_>),
+    /// Runs `T`'s finalizer with a temporary handle to the object.
+    pub(crate) finalize: unsafe fn(NonNull<Header>),
+    /// `std::any::type_name::<T>`.
+    pub(crate) type_name: fn() -> &'static str,
+    /// `TypeId::of::<T>`.
+    pub(crate) type_id: fn() -> TypeId,
+}
+
+struct VTableFor<T>(std::marker::PhantomData<T>);
+
+impl<T: Trace> VTableFor<T> {
+    const VTABLE: VTable = VTable {
+        value_layout: Layout::new::<T>(),
+        drop_value: drop_value::<T>,
+        trace: trace_value::<T>,
+        finalize: finalize_value::<T>,
+        type_name: std::any::type_name::<T>,
+        type_id: TypeId::of::<T>,
+    };
+}
+
+/// The vtable of `T`, a `'static` constant.
+pub(crate) fn vtable_of<T: Trace>() -> &'static VTable {
+    &VTableFor::<T>::VTABLE
+}
+
+/// # Safety
+/// `value` points to a live, initialised `T` that is not used again.
+unsafe fn drop_value<T>(value: NonNull<u8>) {
+    // SAFETY: caller guarantees a live `T` that nobody will read again.
+    unsafe { std::ptr::drop_in_place(value.cast::<T>().as_ptr()) }
+}
+
+/// # Safety
+/// `value` points to a live, initialised `T`.
+unsafe fn trace_value<T: Trace>(value: NonNull<u8>, tracer: &mut Tracer<'_>) {
+    // SAFETY: caller guarantees a live `T`; tracing only reads it.
+    unsafe { value.cast::<T>().as_ref().trace(tracer) }
+}
+
+/// # Safety
+/// `header` is the header of a live object of type `T` whose strong count the caller holds one
+/// of (the temporary reference handed to the finalizer).
+unsafe fn finalize_value<T: Trace>(header: NonNull<Header>) {
+    if let Some(f) = T::finalizer() {
+        // SAFETY: the caller owns one strong count; the ManuallyDrop handle borrows it without
+        // giving it back, so the count stays the caller's to settle.
+        let handle = std::mem::ManuallyDrop::new(unsafe { crate::Gc::<T>::from_header(header) });
+        f(&handle);
+    }
+}
+
+/// The common header in front of every value.
+///
+/// Invariants:
+/// - `strong` is the number of live [`Gc`](crate::Gc) handles (plus one while the runtime runs
+///   the finalizer or holds the object during a weak-reference callback); it reaches 0 exactly
+///   once, when the object's death begins.
+/// - `meta` always leads to the object's `VTable` (see [`Header::vtable`]).
+/// - `heap` is the slot of the owning heap in this thread's registry; the heap outlives every
+///   object it owns.
+/// - The header, the links in front of it (if `TRACKED`) and the value stay at their addresses
+///   until the allocation is freed.
+#[repr(C)]
+pub(crate) struct Header {
+    pub(crate) meta: Cell<usize>,
+    pub(crate) strong: Cell<u32>,
+    pub(crate) flags: Cell<u16>,
+    pub(crate) heap: u16,
+}
+
+/// Tag bit of `meta` saying it points at a `WeakInfo`.
+pub(crate) const META_WEAK_INFO: usize = 1;
+
+impl Header {
+    #[inline]
+    pub(crate) fn has(&self, f: u16) -> bool {
+        self.flags.get() & f != 0
+    }
+
+    #[inline]
+    pub(crate) fn set(&self, f: u16) {
+        self.flags.set(self.flags.get() | f);
+    }
+
+    #[inline]
+    pub(crate) fn clear(&self, f: u16) {
+        self.flags.set(self.flags.get() & !f);
+    }
+
+    /// The generation the object is in (3 = permanent).
+    pub(crate) fn generation(&self) -> usize {
+        ((self.flags.get() & flag::GEN_MASK) >> flag::GEN_SHIFT) as usize
+    }
+
+    pub(crate) fn set_generation(&self, g: usize) {
+        debug_assert!(g < 4);
+        let f = self.flags.get() & !flag::GEN_MASK;
+        self.flags.set(f | ((g as u16) << flag::GEN_SHIFT));
+    }
+
+    /// The object's vtable, through the weak-info block if there is one.
+    #[inline]
+    pub(crate) fn vtable(&self) -> &'static VTable {
+        let meta = self.meta.get();
+        if meta & META_WEAK_INFO == 0 {
+            // SAFETY: an untagged `meta` is a `&'static VTable` (header invariant).
+            unsafe { &*(meta as *const VTable) }
+        } else {
+            // SAFETY: a tagged `meta` points to the object's live `WeakInfo`, whose `vtable`
+            // field is the object's vtable (header invariant; WeakInfo lives as long as the
+            // object's allocation).
+            unsafe { (*((meta & !META_WEAK_INFO) as *const crate::weak::WeakInfo)).vtable }
+        }
+    }
+
+    /// Pointer to the value that follows this header.
+    #[inline]
+    pub(crate) fn value_ptr(this: NonNull<Header>) -> NonNull<u8> {
+        // SAFETY: the value starts HEADER_SIZE bytes after the header, inside the same
+        // allocation (layout rule above).
+        unsafe { NonNull::new_unchecked(this.as_ptr().cast::<u8>().add(HEADER_SIZE)) }
+    }
+
+    /// The links in front of a tracked object's header.
+    #[inline]
+    pub(crate) fn links(this: NonNull<Header>) -> NonNull<Links> {
+        // SAFETY: a TRACKED object has its Links immediately before the header, in the same
+        // allocation; callers only ask for links of tracked objects.
+        unsafe { NonNull::new_unchecked(this.as_ptr().cast::<u8>().sub(LINKS_SIZE).cast()) }
+    }
+
+    /// The header of the object whose links are `links`.
+    #[inline]
+    pub(crate) fn from_links(links: NonNull<Links>) -> NonNull<Header> {
+        // SAFETY: links of an object are immediately followed by its header.
+        unsafe { NonNull::new_unchecked(links.as_ptr().cast::<u8>().add(LINKS_SIZE).cast()) }
+    }
+
+    /// The header in front of a value.
+    #[inline]
+    pub(crate) fn from_value<T: ?Sized>(value: NonNull<T>) -> NonNull<Header> {
+        // SAFETY: every value the runtime hands out is preceded by its header (layout rule).
+        unsafe { NonNull::new_unchecked(value.as_ptr().cast::<u8>().sub(HEADER_SIZE).cast()) }
+    }
+}
+
+/// Where the pieces of an object of a given value layout sit in its allocation.
+#[derive(Clone, Copy)]
+pub(crate) struct ObjectLayout {
+    /// Layout of the whole allocation.
+    pub(crate) layout: Layout,
+    /// Offset of the value from the allocation's start.
+    pub(crate) value_offset: usize,
+}
+
+impl ObjectLayout {
+    pub(crate) fn new(value: Layout, tracked: bool) -> ObjectLayout {
+        let prefix = HEADER_SIZE + if tracked { LINKS_SIZE } else { 0 };
+        let align = value.align().max(std::mem::align_of::<Header>());
+        // The value offset is the prefix rounded up to the value's alignment, so the header and
+        // links fit right before it.
+        let value_offset = prefix.div_ceil(align) * align;
+        let size = value_offset
+            .checked_add(value.size())
+            .expect("reap: object size overflows");
+        let layout = Layout::from_size_align(size, align).expect("reap: object layout overflows");
+        ObjectLayout {
+            layout,
+            value_offset,
+        }
+    }
+}

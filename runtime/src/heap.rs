@@ -1,0 +1,490 @@
+//! The heap: allocation, generation lists, the death of an object on the refcount path
+//! (SEMANTICS 3), the trashcan, the unraisable hook and shutdown.
+//!
+//! A [`Heap`] is a handle to a boxed [`HeapInner`] that holds all of the heap's state. Objects
+//! find their heap through the `heap` slot in their header, an index into this thread's
+//! registry of heaps (handles are `!Send`, so an object always dies on the thread that owns its
+//! heap). The inner heap outlives its objects: dropping the [`Heap`] shuts it down, and if objects
+//! are still held from outside, the inner heap stays until the last of them dies.
+
+use std::cell::{Cell, RefCell};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+
+use reap_collector::Generations;
+
+use crate::header::{flag, vtable_of, Header, Links, ObjectLayout, HEADER_SIZE};
+use crate::trace::Trace;
+use crate::weak;
+use crate::Gc;
+
+/// How deep deaths may nest before further ones are deferred to the trashcan list
+/// (SEMANTICS 3.3). Each level costs a few hundred bytes of stack at most, well inside a 2 MiB
+/// thread stack.
+const TRASHCAN_DEPTH: u32 = 50;
+
+/// Where a panic caught by the runtime came from (SEMANTICS 5.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnraisableKind {
+    /// An object's finalizer.
+    Finalizer,
+    /// A weak-reference callback.
+    WeakCallback,
+    /// The `Drop` of an object's value.
+    Drop,
+    /// A collection callback.
+    CollectionCallback,
+    /// Heap shutdown found objects still held from outside.
+    Shutdown,
+}
+
+/// A panic (or shutdown problem) the runtime caught and could not hand to anyone: what
+/// CPython passes to `sys.unraisablehook`.
+#[derive(Clone, Debug)]
+pub struct Unraisable {
+    /// Where it came from.
+    pub kind: UnraisableKind,
+    /// The type name of the object concerned.
+    pub type_name: &'static str,
+    /// The panic message (or a description).
+    pub message: String,
+}
+
+impl std::fmt::Display for Unraisable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match self.kind {
+            UnraisableKind::Finalizer => "finalizer of",
+            UnraisableKind::WeakCallback => "weak-reference callback for",
+            UnraisableKind::Drop => "drop of",
+            UnraisableKind::CollectionCallback => "collection callback of",
+            UnraisableKind::Shutdown => "shutdown of",
+        };
+        write!(
+            f,
+            "reap: exception ignored in {what} {}: {}",
+            self.type_name, self.message
+        )
+    }
+}
+
+type UnraisableHook = Box<dyn Fn(&Unraisable)>;
+
+/// All the state of one heap.
+pub(crate) struct HeapInner {
+    /// Slot of this heap in the thread's registry.
+    slot: u16,
+    /// Generation lists 0, 1, 2 and the permanent set, each a circular list head.
+    pub(crate) lists: [Links; 4],
+    pub(crate) gens: RefCell<Generations>,
+    /// Objects allocated and not yet freed.
+    live: Cell<usize>,
+    /// Current nesting of object deaths.
+    depth: Cell<u32>,
+    /// Deaths deferred past `TRASHCAN_DEPTH`, drained by the outermost death.
+    deferred: RefCell<Vec<NonNull<Header>>>,
+    /// The `Heap` handle was dropped: free this when `live` reaches 0.
+    closed: Cell<bool>,
+    hook: RefCell<Option<UnraisableHook>>,
+    /// Statistics: objects allocated and freed since the heap was made.
+    allocated: Cell<u64>,
+    freed: Cell<u64>,
+}
+
+thread_local! {
+    /// This thread's heaps, by slot. A slot is `None` when free.
+    static REGISTRY: RefCell<Vec<Option<NonNull<HeapInner>>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The heap that owns the object with this header.
+#[inline]
+pub(crate) fn heap_of(header: &Header) -> &HeapInner {
+    let slot = header.heap as usize;
+    let ptr = REGISTRY.with(|r| r.borrow()[slot]);
+    let ptr = ptr.expect("reap: object used on a thread that does not own its heap");
+    // SAFETY: a heap stays registered (and allocated) while it owns live objects, and this object
+    // is live; the reference does not outlive the object's use by the caller.
+    unsafe { ptr.as_ref() }
+}
+
+/// A heap of reference-counted objects, in Local mode: it and its handles stay on the thread
+/// that made it.
+///
+/// ```
+/// use reap::{Gc, Heap};
+///
+/// let heap = Heap::new();
+/// let s: Gc<String> = heap.alloc(String::from("hello"));
+/// let t = s.clone();
+/// assert_eq!(Gc::strong_count(&s), 2);
+/// assert!(Gc::ptr_eq(&s, &t));
+/// assert_eq!(*t, "hello");
+/// ```
+pub struct Heap {
+    inner: NonNull<HeapInner>,
+}
+
+impl Default for Heap {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Heap {
+    /// A new, empty heap on this thread.
+    ///
+    /// # Panics
+    /// If this thread already has 65,536 heaps alive.
+    pub fn new() -> Heap {
+        let slot = REGISTRY.with(|r| {
+            let mut r = r.borrow_mut();
+            match r.iter().position(Option::is_none) {
+                Some(i) => i,
+                None => {
+                    assert!(
+                        r.len() <= u16::MAX as usize,
+                        "reap: too many heaps on one thread"
+                    );
+                    r.push(None);
+                    r.len() - 1
+                }
+            }
+        });
+        let inner = Box::new(HeapInner {
+            slot: slot as u16,
+            lists: [
+                Links::dangling(),
+                Links::dangling(),
+                Links::dangling(),
+                Links::dangling(),
+            ],
+            gens: RefCell::new(Generations::new()),
+            live: Cell::new(0),
+            depth: Cell::new(0),
+            deferred: RefCell::new(Vec::new()),
+            closed: Cell::new(false),
+            hook: RefCell::new(None),
+            allocated: Cell::new(0),
+            freed: Cell::new(0),
+        });
+        for l in &inner.lists {
+            l.init_empty();
+        }
+        let inner = NonNull::from(Box::leak(inner));
+        REGISTRY.with(|r| r.borrow_mut()[slot] = Some(inner));
+        Heap { inner }
+    }
+
+    pub(crate) fn inner(&self) -> &HeapInner {
+        // SAFETY: the inner heap lives at least as long as the `Heap` handle.
+        unsafe { self.inner.as_ref() }
+    }
+
+    /// Moves `value` into a new object and returns the first handle to it.
+    ///
+    /// Types that may hold handles ([`Trace::needs_trace`]) are tracked: linked into generation 0
+    /// with 32 bytes of bookkeeping; others carry a 16-byte header and are never scanned.
+    pub fn alloc<T: Trace>(&self, value: T) -> Gc<T> {
+        self.inner().alloc(value)
+    }
+
+    /// Sets the unraisable hook: it receives every panic the runtime catches in finalizers,
+    /// weak-reference callbacks and `Drop`s (SEMANTICS 5.4). `None` restores the default, which
+    /// prints one line to stderr naming the object's type.
+    ///
+    /// ```
+    /// use reap::{Heap, Unraisable};
+    /// use std::{cell::RefCell, rc::Rc};
+    ///
+    /// let heap = Heap::new();
+    /// let seen = Rc::new(RefCell::new(Vec::new()));
+    /// let s = seen.clone();
+    /// heap.set_unraisable_hook(Some(Box::new(move |u: &Unraisable| s.borrow_mut().push(u.message.clone()))));
+    /// ```
+    pub fn set_unraisable_hook(&self, hook: Option<Box<dyn Fn(&Unraisable)>>) {
+        *self.inner().hook.borrow_mut() = hook;
+    }
+
+    /// Objects allocated on this heap and not yet freed.
+    pub fn live_objects(&self) -> usize {
+        self.inner().live.get()
+    }
+
+    /// Objects allocated since the heap was made.
+    pub fn allocated_objects(&self) -> u64 {
+        self.inner().allocated.get()
+    }
+
+    /// Objects freed since the heap was made.
+    pub fn freed_objects(&self) -> u64 {
+        self.inner().freed.get()
+    }
+
+    /// `gc.get_count()`: the generation counts.
+    pub fn get_count(&self) -> [usize; 3] {
+        self.inner().gens.borrow().counts()
+    }
+
+    /// `gc.get_threshold()`.
+    pub fn get_threshold(&self) -> [usize; 3] {
+        self.inner().gens.borrow().thresholds()
+    }
+
+    /// `gc.set_threshold(t0, t1, t2)`; `t0 == 0` disables automatic collection.
+    pub fn set_threshold(&self, t0: usize, t1: usize, t2: usize) {
+        self.inner().gens.borrow_mut().set_thresholds(t0, t1, t2);
+    }
+
+    /// Number of tracked objects in generation `g` (0..=2), or in the permanent set (`g == 3`).
+    pub fn generation_len(&self, g: usize) -> usize {
+        assert!(g < 4, "reap: generation {g} out of range 0..=3");
+        let head = &self.inner().lists[g];
+        let mut n = 0;
+        let mut cur = head.next.get();
+        while cur != NonNull::from(head) {
+            n += 1;
+            // SAFETY: nodes of a generation list are valid links of live objects.
+            cur = unsafe { cur.as_ref().next.get() };
+        }
+        n
+    }
+}
+
+impl HeapInner {
+    pub(crate) fn alloc<T: Trace>(&self, value: T) -> Gc<T> {
+        let tracked = T::needs_trace();
+        let vtable = vtable_of::<T>();
+        let ol = ObjectLayout::new(vtable.value_layout, tracked);
+        // SAFETY: the layout has non-zero size (it includes the header).
+        let base = unsafe { std::alloc::alloc(ol.layout) };
+        let Some(base) = NonNull::new(base) else {
+            std::alloc::handle_alloc_error(ol.layout)
+        };
+        // SAFETY: value_offset + size_of::<T>() is inside the allocation, and value_offset is a
+        // multiple of T's alignment; the header occupies the HEADER_SIZE bytes before the value.
+        let header = unsafe {
+            let slot = base.as_ptr().add(ol.value_offset);
+            slot.cast::<T>().write(value);
+            let header = slot.sub(HEADER_SIZE).cast::<Header>();
+            let mut flags = if tracked { flag::TRACKED } else { 0 };
+            if T::finalizer().is_some() {
+                flags |= flag::HAS_FINALIZER;
+            }
+            header.write(Header {
+                meta: Cell::new(vtable as *const _ as usize),
+                strong: Cell::new(1),
+                flags: Cell::new(flags),
+                heap: self.slot,
+            });
+            NonNull::new_unchecked(header)
+        };
+        self.live.set(self.live.get() + 1);
+        self.allocated.set(self.allocated.get() + 1);
+        if tracked {
+            // SAFETY: a tracked object's links are in front of its header, not yet in any list;
+            // the list head lives in this heap, which outlives the object.
+            unsafe { self.lists[0].push_back(Header::links(header)) };
+            self.gens.borrow_mut().note_allocation();
+        }
+        // SAFETY: the object was just made with strong count 1, which the handle takes over.
+        unsafe { Gc::from_header(header) }
+    }
+
+    /// Hands a caught panic or a report to the unraisable hook.
+    pub(crate) fn report(&self, u: Unraisable) {
+        let hook = self.hook.borrow();
+        match &*hook {
+            Some(h) => {
+                // A panicking hook must not unwind through the runtime.
+                if catch_unwind(AssertUnwindSafe(|| h(&u))).is_err() {
+                    eprintln!("{u}");
+                }
+            }
+            None => eprintln!("{u}"),
+        }
+    }
+
+    pub(crate) fn report_panic(
+        &self,
+        kind: UnraisableKind,
+        type_name: &'static str,
+        payload: Box<dyn std::any::Any + Send>,
+    ) {
+        let message = if let Some(s) = payload.downcast_ref::<&str>() {
+            (*s).to_string()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "panic with a non-string payload".to_string()
+        };
+        // Drop the payload under a guard of its own: its Drop is user code too.
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+        self.report(Unraisable {
+            kind,
+            type_name,
+            message,
+        });
+    }
+}
+
+/// Called when an object's strong count has just reached zero (SEMANTICS 3.1, 3.3).
+///
+/// Deaths nest (dropping a value drops the handles it holds); past `TRASHCAN_DEPTH` they are
+/// deferred to the heap's list, which the outermost death drains, so a 10,000,000-long chain
+/// needs no more stack than 50 levels.
+///
+/// # Safety
+/// `header` is the header of an object whose strong count is 0 and whose death has not begun.
+#[cold]
+#[inline(never)]
+pub(crate) unsafe fn release(header: NonNull<Header>) {
+    // SAFETY: the object is still allocated (its death has not begun).
+    let heap: &HeapInner = heap_of(unsafe { header.as_ref() });
+    let depth = heap.depth.get();
+    if depth >= TRASHCAN_DEPTH {
+        // SAFETY: as above.
+        unsafe { header.as_ref().set(flag::DEFERRED) };
+        heap.deferred.borrow_mut().push(header);
+        return;
+    }
+    heap.depth.set(depth + 1);
+    // SAFETY: the object's strong count is 0 and its death has not begun (caller).
+    unsafe { destroy(heap, header) };
+    if depth == 0 {
+        loop {
+            let next = heap.deferred.borrow_mut().pop();
+            let Some(h) = next else { break };
+            // SAFETY: deferred objects have strong count 0 and have not begun dying; nothing
+            // can raise their count (weak upgrades refuse a zero count).
+            unsafe {
+                h.as_ref().clear(flag::DEFERRED);
+                destroy(heap, h);
+            }
+        }
+        heap.depth.set(0);
+        if heap.closed.get() && heap.live.get() == 0 {
+            // SAFETY: the heap handle is gone and so is every object: nothing refers to it.
+            unsafe { free_heap(NonNull::from(heap)) };
+        }
+    } else {
+        heap.depth.set(depth);
+    }
+}
+
+/// One object's death, in the order of SEMANTICS 3.1.
+///
+/// # Safety
+/// `header` belongs to `heap`, has strong count 0, and its death has not begun.
+unsafe fn destroy(heap: &HeapInner, header: NonNull<Header>) {
+    // SAFETY: the object is allocated until `free_object` below.
+    let h = unsafe { header.as_ref() };
+    let vtable = h.vtable();
+
+    // (a) The finalizer, once, with a temporary strong count. A finalizer that stores a handle
+    // to its object resurrects it.
+    if h.has(flag::HAS_FINALIZER) && !h.has(flag::FINALIZED) {
+        h.set(flag::FINALIZED);
+        h.strong.set(1);
+        // SAFETY: the object is live with the runtime's temporary count of 1.
+        let r = catch_unwind(AssertUnwindSafe(|| unsafe { (vtable.finalize)(header) }));
+        if let Err(p) = r {
+            heap.report_panic(UnraisableKind::Finalizer, (vtable.type_name)(), p);
+        }
+        let n = h.strong.get() - 1;
+        h.strong.set(n);
+        if n > 0 {
+            // Resurrected: the object lives on, finalized, its weak references still valid.
+            return;
+        }
+    }
+
+    // (b) Clear every weak reference, then run the callbacks of those still alive.
+    if h.meta.get() & crate::header::META_WEAK_INFO != 0 {
+        // SAFETY: the object is dying with count 0; its weak info is live.
+        unsafe { weak::clear_and_call(heap, header) };
+    }
+
+    // (c) Untrack, drop the value, free the memory.
+    // SAFETY: the object is dead: count 0, weak references cleared, nothing can reach it.
+    unsafe { free_object(heap, header, true) };
+}
+
+/// Unlinks, drops the value (unless already dropped) and frees the allocation.
+///
+/// # Safety
+/// No handle or weak reference can reach the object any more.
+pub(crate) unsafe fn free_object(heap: &HeapInner, header: NonNull<Header>, drop_value: bool) {
+    // SAFETY: allocated until the dealloc below.
+    let h = unsafe { header.as_ref() };
+    let vtable = h.vtable();
+    let tracked = h.has(flag::TRACKED);
+    if tracked {
+        // SAFETY: a tracked object is linked in one of this heap's lists.
+        unsafe { Links::unlink(Header::links(header)) };
+        heap.gens.borrow_mut().note_deallocation();
+    }
+    if drop_value && !h.has(flag::VALUE_DROPPED) {
+        h.set(flag::VALUE_DROPPED);
+        let value = Header::value_ptr(header);
+        // SAFETY: the value is initialised and nobody can reach it again.
+        let r = catch_unwind(AssertUnwindSafe(|| unsafe { (vtable.drop_value)(value) }));
+        if let Err(p) = r {
+            heap.report_panic(UnraisableKind::Drop, (vtable.type_name)(), p);
+        }
+    }
+    // The weak-info block goes with the object.
+    // SAFETY: the object is dead; its weak info (if any) is no longer read.
+    unsafe { weak::free_info(header) };
+    let ol = ObjectLayout::new(vtable.value_layout, tracked);
+    // SAFETY: the allocation starts value_offset bytes before the value and was made with this
+    // layout in `alloc`.
+    unsafe {
+        let base = Header::value_ptr(header).as_ptr().sub(ol.value_offset);
+        std::alloc::dealloc(base, ol.layout);
+    }
+    heap.live.set(heap.live.get() - 1);
+    heap.freed.set(heap.freed.get() + 1);
+}
+
+/// Frees a closed heap whose objects are all gone.
+///
+/// # Safety
+/// The heap handle has been dropped and no object of the heap is alive.
+unsafe fn free_heap(inner: NonNull<HeapInner>) {
+    // SAFETY: caller: nothing refers to the heap any more.
+    let slot = unsafe { inner.as_ref().slot } as usize;
+    // The registry may already be gone if the thread is exiting; then there is nothing to clear.
+    let _ = REGISTRY.try_with(|r| r.borrow_mut()[slot] = None);
+    // SAFETY: the inner heap was made by Box::leak in Heap::new and is freed once, here.
+    drop(unsafe { Box::from_raw(inner.as_ptr()) });
+}
+
+impl Drop for Heap {
+    /// Shuts the heap down (SEMANTICS 5.5): pending deaths are completed; objects still held
+    /// from outside are reported to the unraisable hook and freed when their last handle goes.
+    fn drop(&mut self) {
+        let inner = self.inner();
+        inner.closed.set(true);
+        let live = inner.live.get();
+        if live == 0 {
+            // SAFETY: the handle is going and no object is alive.
+            unsafe { free_heap(self.inner) };
+            return;
+        }
+        inner.report(Unraisable {
+            kind: UnraisableKind::Shutdown,
+            type_name: "reap::Heap",
+            message: format!(
+                "{live} object(s) still alive at heap shutdown; they are freed when their last handle goes"
+            ),
+        });
+    }
+}
+
+impl std::fmt::Debug for Heap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Heap")
+            .field("live_objects", &self.live_objects())
+            .field("count", &self.get_count())
+            .finish()
+    }
+}

@@ -1,0 +1,58 @@
+//! # reap: CPython's object lifetimes for Rust interpreters
+//!
+//! `reap` gives the objects of a language interpreter the lifetimes CPython gives Python
+//! objects: reference counting that frees an object the moment its last handle goes, weak
+//! references that are cleared (with callbacks) when their referent dies, `__del__`-style
+//! finalizers that run exactly once and may resurrect their object, and (in `reap-collector`)
+//! a generational cycle collector.
+//!
+//! ```
+//! use reap::{Finalize, Gc, Heap, Trace, Weak};
+//! use std::cell::RefCell;
+//!
+//! #[derive(Trace)]
+//! #[reap(finalize)]
+//! struct MyObject {
+//!     name: String,
+//!     children: RefCell<Vec<Gc<MyObject>>>,
+//! }
+//!
+//! impl Finalize for MyObject {
+//!     fn finalize(this: &Gc<Self>) {
+//!         println!("{} has been garbage collected", this.name);
+//!     }
+//! }
+//!
+//! let heap = Heap::new();
+//! let obj = heap.alloc(MyObject { name: "My Object".into(), children: RefCell::new(vec![]) });
+//! let weak = Weak::with_callback(&obj, |_w: &Weak<MyObject>| println!("callback"));
+//! drop(obj); // prints "My Object has been garbage collected", then "callback"
+//! assert!(weak.upgrade().is_none());
+//! ```
+//!
+//! The map of the implementation is `docs/ARCHITECTURE.md`; the behaviour is SEMANTICS.md.
+
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+extern crate self as reap;
+
+mod handle;
+mod header;
+mod heap;
+mod trace;
+mod weak;
+
+pub use handle::{is_tracked, Gc};
+pub use heap::{Heap, Unraisable, UnraisableKind};
+pub use reap_collector::GenerationStats;
+pub use reap_derive::Trace;
+pub use trace::{Finalize, Trace, Tracer};
+pub use weak::{Weak, WeakGone, WeakRefObj};
+
+/// Size in bytes of the bookkeeping in front of a tracked object's value (links and header),
+/// on this target. The budget is 32 on 64-bit targets (DESIGN.md).
+pub const TRACKED_OVERHEAD: usize = header::HEADER_SIZE + header::LINKS_SIZE;
+
+/// Size in bytes of the header in front of an untracked object's value.
+pub const UNTRACKED_OVERHEAD: usize = header::HEADER_SIZE;

@@ -1,0 +1,373 @@
+//! The tracing trait, its visitor, and implementations for the std types an interpreter keeps
+//! handles in.
+//!
+//! A type says which handles it holds by visiting each of them with a [`Tracer`]. The cycle
+//! collector relies on this: every handle reported must really be owned by the value (an extra
+//! edge could make the collector free live data), so implementing [`Trace`] by hand is `unsafe`.
+//! A missed edge only makes the collector keep garbage (SEMANTICS 5.2). `#[derive(Trace)]` covers
+//! structs and enums, generics included, and is always correct.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, LinkedList, VecDeque};
+use std::ptr::NonNull;
+
+use crate::header::Header;
+use crate::Gc;
+
+/// Visits the handles a value holds.
+///
+/// Handed to [`Trace::trace`]; it reports each handle to the runtime. It also learns when a
+/// value could not be traversed (a `RefCell` borrowed mutably), in which case the collector treats
+/// the object as reachable (SEMANTICS 5.3).
+pub struct Tracer<'a> {
+    visit: &'a mut dyn FnMut(NonNull<Header>),
+    incomplete: bool,
+}
+
+impl<'a> Tracer<'a> {
+    pub(crate) fn new(visit: &'a mut dyn FnMut(NonNull<Header>)) -> Self {
+        Tracer {
+            visit,
+            incomplete: false,
+        }
+    }
+
+    /// Reports a strong handle.
+    #[inline]
+    pub fn visit<T: ?Sized>(&mut self, handle: &Gc<T>) {
+        (self.visit)(handle.header_ptr());
+    }
+
+    /// Reports that part of the value could not be traversed (for example a `RefCell` that is
+    /// borrowed mutably right now). The object is then kept by the collection that asked.
+    pub fn mark_incomplete(&mut self) {
+        self.incomplete = true;
+    }
+
+    /// Whether [`Tracer::mark_incomplete`] was called.
+    pub(crate) fn is_incomplete(&self) -> bool {
+        self.incomplete
+    }
+}
+
+/// A type whose values may hold [`Gc`] handles, and can list them.
+///
+/// Use `#[derive(Trace)]`; it visits every field. Add `#[reap(finalize)]` to give the type a
+/// finalizer from its [`Finalize`] implementation.
+///
+/// ```
+/// use reap::{Gc, Heap, Trace};
+/// use std::cell::RefCell;
+///
+/// #[derive(Trace)]
+/// struct Node {
+///     name: String,
+///     next: RefCell<Option<Gc<Node>>>,
+/// }
+///
+/// let heap = Heap::new();
+/// let a = heap.alloc(Node { name: "a".into(), next: RefCell::new(None) });
+/// let b = heap.alloc(Node { name: "b".into(), next: RefCell::new(Some(a.clone())) });
+/// assert_eq!(b.next.borrow().as_ref().unwrap().name, "a");
+/// assert!(reap::is_tracked(&b));
+/// ```
+///
+/// # Safety
+///
+/// `trace` must visit only handles that `self` owns (each strong handle it holds at most once
+/// per call for every time it holds it), and must not create or drop handles, nor allocate
+/// objects on the heap. Visiting fewer handles than the value holds is allowed (the collector
+/// then keeps what they lead to). `needs_trace` may return `false` only if values of the type
+/// can never hold a handle.
+pub unsafe trait Trace: 'static {
+    /// Visits every handle this value holds.
+    fn trace(&self, tracer: &mut Tracer<'_>);
+
+    /// Whether values of this type may hold handles. Objects of types that cannot are
+    /// untracked: smaller, and never scanned by the collector (SEMANTICS 1.1).
+    fn needs_trace() -> bool
+    where
+        Self: Sized,
+    {
+        true
+    }
+
+    /// The type's finalizer (`__del__`), if it has one. `#[derive(Trace)]` with
+    /// `#[reap(finalize)]` returns `Some(<Self as Finalize>::finalize)`.
+    fn finalizer() -> Option<fn(&Gc<Self>)>
+    where
+        Self: Sized,
+    {
+        None
+    }
+}
+
+/// A finalizer (`__del__`): runs at most once in an object's life, before the object's weak
+/// references are cleared and before its value is dropped (SEMANTICS 3.1, 3.2).
+///
+/// The finalizer receives a handle to its object. Storing a clone of it anywhere that lives on
+/// resurrects the object: it then lives on, finalized, and its finalizer never runs again.
+/// Opt in with `#[reap(finalize)]` beside `#[derive(Trace)]`.
+///
+/// ```
+/// use reap::{Finalize, Gc, Heap, Trace};
+/// use std::cell::Cell;
+///
+/// thread_local!(static DELS: Cell<u32> = Cell::new(0));
+///
+/// #[derive(Trace)]
+/// #[reap(finalize)]
+/// struct Resource;
+///
+/// impl Finalize for Resource {
+///     fn finalize(_this: &Gc<Self>) {
+///         DELS.with(|d| d.set(d.get() + 1));
+///     }
+/// }
+///
+/// let heap = Heap::new();
+/// drop(heap.alloc(Resource));
+/// assert_eq!(DELS.with(|d| d.get()), 1);
+/// ```
+pub trait Finalize: Trace + Sized {
+    /// Called once, when the object is about to die.
+    fn finalize(this: &Gc<Self>);
+}
+
+macro_rules! leaf {
+    ($($t:ty),* $(,)?) => {$(
+        // SAFETY: these types never hold handles, so visiting nothing is exact.
+        unsafe impl Trace for $t {
+            #[inline]
+            fn trace(&self, _: &mut Tracer<'_>) {}
+            #[inline]
+            fn needs_trace() -> bool { false }
+        }
+    )*};
+}
+
+leaf!(
+    (),
+    bool,
+    char,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    f32,
+    f64,
+    String,
+    &'static str,
+    std::num::NonZeroU32,
+    std::num::NonZeroU64,
+    std::num::NonZeroUsize,
+    std::num::NonZeroI64,
+    std::time::Duration,
+    std::path::PathBuf,
+    std::ffi::OsString,
+    std::any::TypeId,
+);
+
+// SAFETY: `str` holds no handles.
+unsafe impl Trace for str {
+    fn trace(&self, _: &mut Tracer<'_>) {}
+}
+
+// SAFETY: a phantom holds nothing.
+unsafe impl<T: ?Sized + 'static> Trace for std::marker::PhantomData<T> {
+    fn trace(&self, _: &mut Tracer<'_>) {}
+    fn needs_trace() -> bool {
+        false
+    }
+}
+
+// SAFETY: a handle owns exactly itself.
+unsafe impl<T: ?Sized + 'static> Trace for Gc<T> {
+    #[inline]
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        tracer.visit(self);
+    }
+}
+
+// SAFETY: visits the contained value, if any, which the option owns.
+unsafe impl<T: Trace> Trace for Option<T> {
+    #[inline]
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        if let Some(v) = self {
+            v.trace(tracer);
+        }
+    }
+    fn needs_trace() -> bool {
+        T::needs_trace()
+    }
+}
+
+// SAFETY: visits both alternatives' owned values.
+unsafe impl<T: Trace, E: Trace> Trace for Result<T, E> {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        match self {
+            Ok(v) => v.trace(tracer),
+            Err(e) => e.trace(tracer),
+        }
+    }
+    fn needs_trace() -> bool {
+        T::needs_trace() || E::needs_trace()
+    }
+}
+
+// SAFETY: a box owns its contents.
+unsafe impl<T: ?Sized + Trace> Trace for Box<T> {
+    #[inline]
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        (**self).trace(tracer);
+    }
+    fn needs_trace() -> bool {
+        // Unsized contents (a `Box<dyn Trait>`) may hold anything.
+        true
+    }
+}
+
+// SAFETY: a slice owns its elements.
+unsafe impl<T: Trace> Trace for [T] {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        for v in self {
+            v.trace(tracer);
+        }
+    }
+}
+
+// SAFETY: an array owns its elements.
+unsafe impl<T: Trace, const N: usize> Trace for [T; N] {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        for v in self {
+            v.trace(tracer);
+        }
+    }
+    fn needs_trace() -> bool {
+        T::needs_trace()
+    }
+}
+
+macro_rules! sequence {
+    ($($c:ident),*) => {$(
+        // SAFETY: the collection owns its elements and iteration visits each once.
+        unsafe impl<T: Trace> Trace for $c<T> {
+            fn trace(&self, tracer: &mut Tracer<'_>) {
+                for v in self.iter() {
+                    v.trace(tracer);
+                }
+            }
+            fn needs_trace() -> bool {
+                T::needs_trace()
+            }
+        }
+    )*};
+}
+sequence!(Vec, VecDeque, LinkedList, BTreeSet, BinaryHeap);
+
+// SAFETY: the set owns its elements.
+unsafe impl<T: Trace, S: 'static> Trace for HashSet<T, S> {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        for v in self.iter() {
+            v.trace(tracer);
+        }
+    }
+    fn needs_trace() -> bool {
+        T::needs_trace()
+    }
+}
+
+// SAFETY: the set owns its elements.
+unsafe impl<T: Trace, S: 'static> Trace for hashbrown::HashSet<T, S> {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        for v in self.iter() {
+            v.trace(tracer);
+        }
+    }
+    fn needs_trace() -> bool {
+        T::needs_trace()
+    }
+}
+
+macro_rules! map {
+    ($($m:ident)::* $(, $s:ident)?) => {
+        // SAFETY: the map owns its keys and values.
+        unsafe impl<K: Trace, V: Trace $(, $s: 'static)?> Trace for $($m)::*<K, V $(, $s)?> {
+            fn trace(&self, tracer: &mut Tracer<'_>) {
+                for (k, v) in self.iter() {
+                    k.trace(tracer);
+                    v.trace(tracer);
+                }
+            }
+            fn needs_trace() -> bool {
+                K::needs_trace() || V::needs_trace()
+            }
+        }
+    };
+}
+map!(HashMap, S);
+map!(hashbrown::HashMap, S);
+map!(BTreeMap);
+
+// SAFETY: the cell owns its value; `take` then `set` puts the same value back, and tracing
+// neither drops nor creates handles.
+unsafe impl<T: Trace + Default> Trace for Cell<T> {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        let v = self.take();
+        v.trace(tracer);
+        self.set(v);
+    }
+    fn needs_trace() -> bool {
+        T::needs_trace()
+    }
+}
+
+// SAFETY: the cell owns its value. A value borrowed mutably right now is not traversed; the
+// tracer is told, and the collector keeps the object (SEMANTICS 5.3).
+unsafe impl<T: Trace> Trace for RefCell<T> {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        match self.try_borrow() {
+            Ok(v) => v.trace(tracer),
+            Err(_) => tracer.mark_incomplete(),
+        }
+    }
+    fn needs_trace() -> bool {
+        T::needs_trace()
+    }
+}
+
+macro_rules! tuple {
+    ($($name:ident)+) => {
+        // SAFETY: a tuple owns its fields.
+        unsafe impl<$($name: Trace),+> Trace for ($($name,)+) {
+            #[allow(non_snake_case)]
+            fn trace(&self, tracer: &mut Tracer<'_>) {
+                let ($($name,)+) = self;
+                $($name.trace(tracer);)+
+            }
+            fn needs_trace() -> bool {
+                false $(|| $name::needs_trace())+
+            }
+        }
+    };
+}
+tuple!(A);
+tuple!(A B);
+tuple!(A B C);
+tuple!(A B C D);
+tuple!(A B C D E);
+tuple!(A B C D E F);
+tuple!(A B C D E F G);
+tuple!(A B C D E F G H);
+tuple!(A B C D E F G H I);
+tuple!(A B C D E F G H I J);
+tuple!(A B C D E F G H I J K);
+tuple!(A B C D E F G H I J K L);

@@ -1,0 +1,524 @@
+//! Weak references (SEMANTICS 4.1–4.5).
+//!
+//! As in CPython, a weak reference is itself an object on the heap (a [`WeakRefObj`]): it has an
+//! identity, may carry a callback, can be held by other objects and can become garbage. A
+//! [`Weak<T>`] is a typed handle to one. The referent points back at its weak references through
+//! a [`WeakInfo`] block, allocated the first time the referent gets a weak reference and reached
+//! through the tagged `meta` word of its header (so objects that never have weak references pay
+//! nothing for them):
+//!
+//! - `shared`: the one callback-less weak reference of the object, reused by every
+//!   [`Weak::new`] (CPython's `ref(o) is ref(o)`);
+//! - `with_callbacks`: the weak references with callbacks, oldest first. Callbacks run newest
+//!   first.
+//!
+//! Neither list owns its weak references: a weak reference that dies first takes itself out of
+//! its referent's lists, so its callback never runs. When the referent dies, every weak
+//! reference is cleared (its target set to `None`) before any callback runs; each callback gets
+//! its (now dead) weak reference.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+
+use crate::header::{Header, VTable, META_WEAK_INFO};
+use crate::heap::{heap_of, HeapInner, UnraisableKind};
+use crate::trace::{Trace, Tracer};
+use crate::Gc;
+
+/// The weak-reference bookkeeping of one referent.
+pub(crate) struct WeakInfo {
+    /// The referent's vtable (the header's `meta` points here instead, tagged).
+    pub(crate) vtable: &'static VTable,
+    shared: Cell<Option<NonNull<WeakRefObj>>>,
+    with_callbacks: RefCell<Vec<NonNull<WeakRefObj>>>,
+}
+
+/// A weak-reference callback, type-erased.
+trait ErasedCallback {
+    fn call(&self, weak: &Gc<WeakRefObj>);
+    fn trace(&self, tracer: &mut Tracer<'_>);
+}
+
+struct PlainCallback<T: ?Sized, F> {
+    f: F,
+    ptr: NonNull<T>,
+}
+
+impl<T: ?Sized + 'static, F: Fn(&Weak<T>) + 'static> ErasedCallback for PlainCallback<T, F> {
+    fn call(&self, weak: &Gc<WeakRefObj>) {
+        let w = Weak {
+            obj: weak.clone(),
+            ptr: self.ptr,
+        };
+        (self.f)(&w);
+    }
+    fn trace(&self, _: &mut Tracer<'_>) {}
+}
+
+struct TracedCallback<T: ?Sized, S, F> {
+    state: S,
+    f: F,
+    ptr: NonNull<T>,
+}
+
+impl<T: ?Sized + 'static, S: Trace, F: Fn(&S, &Weak<T>) + 'static> ErasedCallback
+    for TracedCallback<T, S, F>
+{
+    fn call(&self, weak: &Gc<WeakRefObj>) {
+        let w = Weak {
+            obj: weak.clone(),
+            ptr: self.ptr,
+        };
+        (self.f)(&self.state, &w);
+    }
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        self.state.trace(tracer);
+    }
+}
+
+/// A weak-reference object: what a [`Weak`] handle points at.
+///
+/// Invariant: `target` is `Some(h)` only while `h` is allocated and this object is listed in
+/// `h`'s [`WeakInfo`]; clearing sets it to `None` and takes it out of the lists together.
+pub struct WeakRefObj {
+    target: Cell<Option<NonNull<Header>>>,
+    callback: RefCell<Option<Box<dyn ErasedCallback>>>,
+    hash: Cell<Option<u64>>,
+}
+
+// SAFETY: the only handles a weak-reference object owns are those its callback's state holds,
+// which the callback traces; the target is not owned and not visited.
+unsafe impl Trace for WeakRefObj {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        match self.callback.try_borrow() {
+            Ok(cb) => {
+                if let Some(cb) = &*cb {
+                    cb.trace(tracer);
+                }
+            }
+            Err(_) => tracer.mark_incomplete(),
+        }
+    }
+}
+
+impl Drop for WeakRefObj {
+    fn drop(&mut self) {
+        // A weak reference that dies before its referent leaves the referent's lists, so its
+        // callback never runs (SEMANTICS 4.2).
+        if let Some(target) = self.target.take() {
+            let me = NonNull::from(&*self);
+            // SAFETY: a set target is allocated and lists us (WeakRefObj invariant).
+            let info = unsafe { info_of(target) }.expect("weak target without weak info");
+            if info.shared.get() == Some(me) {
+                info.shared.set(None);
+            } else {
+                let mut list = info.with_callbacks.borrow_mut();
+                if let Some(i) = list.iter().position(|&w| w == me) {
+                    list.remove(i);
+                }
+            }
+        }
+    }
+}
+
+/// The weak info of the object with this header, if it has one.
+///
+/// # Safety
+/// `header` is allocated.
+unsafe fn info_of<'a>(header: NonNull<Header>) -> Option<&'a WeakInfo> {
+    // SAFETY: allocated (caller).
+    let meta = unsafe { header.as_ref() }.meta.get();
+    if meta & META_WEAK_INFO == 0 {
+        None
+    } else {
+        // SAFETY: a tagged meta points at the object's live WeakInfo.
+        Some(unsafe { &*((meta & !META_WEAK_INFO) as *const WeakInfo) })
+    }
+}
+
+/// The weak info of a live object, made on first use.
+fn ensure_info<'a>(header: NonNull<Header>) -> &'a WeakInfo {
+    // SAFETY: callers pass the header of an object they hold a handle to.
+    if let Some(info) = unsafe { info_of(header) } {
+        return info;
+    }
+    // SAFETY: as above.
+    let h = unsafe { header.as_ref() };
+    let info = Box::new(WeakInfo {
+        vtable: h.vtable(),
+        shared: Cell::new(None),
+        with_callbacks: RefCell::new(Vec::new()),
+    });
+    let ptr = Box::into_raw(info);
+    h.meta.set(ptr as usize | META_WEAK_INFO);
+    // SAFETY: just allocated; freed only with the object (`free_info`).
+    unsafe { &*ptr }
+}
+
+/// Number of weak references to the object (`getweakrefcount`).
+pub(crate) fn weak_count(header: NonNull<Header>) -> usize {
+    // SAFETY: callers hold a handle to the object.
+    match unsafe { info_of(header) } {
+        None => 0,
+        Some(info) => info.shared.get().is_some() as usize + info.with_callbacks.borrow().len(),
+    }
+}
+
+/// Clears every weak reference to a dying object, then runs the callbacks of those still
+/// alive, newest first (SEMANTICS 3.1 b, 4.2).
+///
+/// # Safety
+/// The object has strong count 0, is allocated, and has weak info.
+pub(crate) unsafe fn clear_and_call(heap: &HeapInner, header: NonNull<Header>) {
+    // SAFETY: allocated, with weak info (caller).
+    let info = unsafe { info_of(header) }.expect("clear_and_call without weak info");
+    let type_name = (info.vtable.type_name)();
+    if let Some(shared) = info.shared.take() {
+        // SAFETY: listed weak references are allocated (they unlist themselves when they die).
+        unsafe { shared.as_ref() }.target.set(None);
+    }
+    let list = std::mem::take(&mut *info.with_callbacks.borrow_mut());
+    let mut calls: Vec<(Gc<WeakRefObj>, Box<dyn ErasedCallback>)> = Vec::new();
+    for w in list {
+        // SAFETY: as above.
+        let wr = unsafe { w.as_ref() };
+        wr.target.set(None);
+        // A weak reference whose own death is pending (count 0) is treated as dead already.
+        let wh = Header::from_value(w);
+        // SAFETY: allocated.
+        let alive = unsafe { wh.as_ref() }.strong.get() > 0;
+        if alive {
+            if let Some(cb) = wr.callback.borrow_mut().take() {
+                // SAFETY: the weak reference is alive; the new handle takes a count of its own.
+                let handle = unsafe {
+                    let h = wh.as_ref();
+                    h.strong.set(h.strong.get() + 1);
+                    Gc::from_value_ptr(w)
+                };
+                calls.push((handle, cb));
+            }
+        }
+    }
+    // Every weak reference is cleared; now the callbacks, newest first.
+    while let Some((w, cb)) = calls.pop() {
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(&w))) {
+            heap.report_panic(UnraisableKind::WeakCallback, type_name, p);
+        }
+        if let Err(p) = catch_unwind(AssertUnwindSafe(move || {
+            drop(cb);
+            drop(w);
+        })) {
+            heap.report_panic(UnraisableKind::Drop, type_name, p);
+        }
+    }
+}
+
+/// Frees the weak info of a dead object, clearing anything still listed.
+///
+/// # Safety
+/// The object is dead: no handle can reach it.
+pub(crate) unsafe fn free_info(header: NonNull<Header>) {
+    // SAFETY: allocated until the caller frees it.
+    let h = unsafe { header.as_ref() };
+    let meta = h.meta.get();
+    if meta & META_WEAK_INFO == 0 {
+        return;
+    }
+    let ptr = (meta & !META_WEAK_INFO) as *mut WeakInfo;
+    // SAFETY: made by Box::into_raw in ensure_info, freed once here.
+    let info = unsafe { Box::from_raw(ptr) };
+    h.meta.set(info.vtable as *const VTable as usize);
+    if let Some(s) = info.shared.take() {
+        // SAFETY: listed weak references are allocated.
+        unsafe { s.as_ref() }.target.set(None);
+    }
+    for w in info.with_callbacks.take() {
+        // SAFETY: as above.
+        unsafe { w.as_ref() }.target.set(None);
+    }
+}
+
+/// The error of using a weak reference whose referent is gone: CPython's `ReferenceError`
+/// ("weakly-referenced object no longer exists") and the `TypeError` of hashing a dead weak
+/// reference that was never hashed ("weak object has gone away").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WeakGone;
+
+impl fmt::Display for WeakGone {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("weak object has gone away")
+    }
+}
+
+impl std::error::Error for WeakGone {}
+
+/// A weak reference: a handle to a weak-reference object that does not keep its referent alive.
+///
+/// ```
+/// use reap::{Heap, Weak};
+/// use std::{cell::Cell, rc::Rc};
+///
+/// let heap = Heap::new();
+/// let obj = heap.alloc(String::from("data"));
+/// let plain = Weak::new(&obj);
+/// assert!(plain.ptr_eq(&Weak::new(&obj)), "callback-less weak references are shared");
+///
+/// let fired = Rc::new(Cell::new(false));
+/// let f = fired.clone();
+/// let with_cb = Weak::with_callback(&obj, move |w: &Weak<String>| {
+///     assert!(w.upgrade().is_none());
+///     f.set(true);
+/// });
+/// assert_eq!(plain.upgrade().as_deref().map(String::as_str), Some("data"));
+/// drop(obj);
+/// assert!(fired.get());
+/// assert!(plain.upgrade().is_none() && with_cb.upgrade().is_none());
+/// ```
+pub struct Weak<T: ?Sized> {
+    obj: Gc<WeakRefObj>,
+    ptr: NonNull<T>,
+}
+
+impl<T: ?Sized + 'static> Weak<T> {
+    /// The object's shared callback-less weak reference, made on first use (SEMANTICS 4.3).
+    #[inline]
+    pub fn new(target: &Gc<T>) -> Weak<T> {
+        let header = target.header_ptr();
+        let info = ensure_info(header);
+        if let Some(shared) = info.shared.get() {
+            // SAFETY: the listed weak reference is allocated; a shared weak reference whose
+            // count is 0 has unlisted itself already (or is pending death and so cannot be
+            // reused: see below).
+            let wh = Header::from_value(shared);
+            // SAFETY: allocated.
+            let h = unsafe { wh.as_ref() };
+            if h.strong.get() > 0 {
+                // SAFETY: alive; the clone takes a new count.
+                let obj =
+                    unsafe { (*std::mem::ManuallyDrop::new(Gc::from_value_ptr(shared))).clone() };
+                return Weak {
+                    obj,
+                    ptr: target.value_ptr(),
+                };
+            }
+            // Its death is pending: detach it, so it never touches this object again.
+            // SAFETY: allocated (listed).
+            unsafe { shared.as_ref() }.target.set(None);
+        }
+        let obj = Self::make(target, None);
+        info.shared.set(Some(obj.value_ptr()));
+        Weak {
+            obj,
+            ptr: target.value_ptr(),
+        }
+    }
+
+    /// A new weak reference whose callback runs once when the referent dies while this weak
+    /// reference is still alive. The callback receives this weak reference (already dead).
+    ///
+    /// Handles captured by the closure are not traced: a cycle through them is not collectable.
+    /// Use [`Weak::with_traced_callback`] when the callback must hold handles.
+    pub fn with_callback(target: &Gc<T>, callback: impl Fn(&Weak<T>) + 'static) -> Weak<T> {
+        let cb = Box::new(PlainCallback {
+            f: callback,
+            ptr: target.value_ptr(),
+        });
+        Self::with_erased(target, cb)
+    }
+
+    /// Like [`Weak::with_callback`], with a traced `state` handed to the callback: handles in
+    /// `state` are visible to the collector (SEMANTICS 4.2).
+    pub fn with_traced_callback<S: Trace>(
+        target: &Gc<T>,
+        state: S,
+        callback: impl Fn(&S, &Weak<T>) + 'static,
+    ) -> Weak<T> {
+        let cb = Box::new(TracedCallback {
+            state,
+            f: callback,
+            ptr: target.value_ptr(),
+        });
+        Self::with_erased(target, cb)
+    }
+
+    fn with_erased(target: &Gc<T>, cb: Box<dyn ErasedCallback>) -> Weak<T> {
+        let info = ensure_info(target.header_ptr());
+        let obj = Self::make(target, Some(cb));
+        info.with_callbacks.borrow_mut().push(obj.value_ptr());
+        Weak {
+            obj,
+            ptr: target.value_ptr(),
+        }
+    }
+
+    fn make(target: &Gc<T>, callback: Option<Box<dyn ErasedCallback>>) -> Gc<WeakRefObj> {
+        let heap = heap_of(target.header());
+        heap.alloc(WeakRefObj {
+            target: Cell::new(Some(target.header_ptr())),
+            callback: RefCell::new(callback),
+            hash: Cell::new(None),
+        })
+    }
+}
+
+impl<T: ?Sized> Weak<T> {
+    /// A strong handle to the referent, or `None` once it is dead or dying (SEMANTICS 4.1).
+    #[inline]
+    pub fn upgrade(&self) -> Option<Gc<T>> {
+        let target = self.obj.target.get()?;
+        // SAFETY: a set target is allocated (WeakRefObj invariant).
+        let h = unsafe { target.as_ref() };
+        let n = h.strong.get();
+        if n == 0 {
+            // Its death has begun (a deferred death): it must not come back.
+            return None;
+        }
+        let n = n.wrapping_add(1);
+        h.strong.set(n);
+        if n == 0 {
+            std::process::abort();
+        }
+        // SAFETY: the referent is alive and the new handle owns the count just added; `ptr`
+        // points at its value.
+        Some(unsafe { Gc::from_value_ptr(self.ptr) })
+    }
+
+    /// Whether the referent is still alive.
+    pub fn is_alive(&self) -> bool {
+        match self.obj.target.get() {
+            // SAFETY: a set target is allocated.
+            Some(t) => unsafe { t.as_ref() }.strong.get() > 0,
+            None => false,
+        }
+    }
+
+    /// Whether both are the same weak-reference object (`a is b`).
+    pub fn ptr_eq(&self, other: &Weak<T>) -> bool {
+        Gc::ptr_eq(&self.obj, &other.obj)
+    }
+
+    /// Whether this weak reference still carries a callback (`__callback__ is not None`): false
+    /// once the callback ran or the referent died.
+    pub fn has_callback(&self) -> bool {
+        self.obj.callback.borrow().is_some()
+    }
+
+    /// The weak reference's hash: the referent's (by a fixed SipHash), computed on first use
+    /// while the referent is alive and kept afterwards (SEMANTICS 4.5). `Err(WeakGone)` if the
+    /// referent died before the weak reference was ever hashed.
+    pub fn try_hash(&self) -> Result<u64, WeakGone>
+    where
+        T: Hash,
+    {
+        if let Some(h) = self.obj.hash.get() {
+            return Ok(h);
+        }
+        let strong = self.upgrade().ok_or(WeakGone)?;
+        #[allow(deprecated)]
+        let mut s = std::hash::SipHasher::new();
+        (*strong).hash(&mut s);
+        let h = s.finish();
+        self.obj.hash.set(Some(h));
+        Ok(h)
+    }
+}
+
+impl<T: ?Sized> Clone for Weak<T> {
+    fn clone(&self) -> Self {
+        Weak {
+            obj: self.obj.clone(),
+            ptr: self.ptr,
+        }
+    }
+}
+
+// SAFETY: a weak handle owns one strong handle, to its weak-reference object; the referent is
+// not owned and is not visited.
+unsafe impl<T: ?Sized + 'static> Trace for Weak<T> {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        tracer.visit(&self.obj);
+    }
+}
+
+/// While both referents live, equal when they are equal; otherwise equal only to the same weak
+/// reference (SEMANTICS 4.5).
+impl<T: ?Sized + PartialEq> PartialEq for Weak<T> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self.upgrade(), other.upgrade()) {
+            (Some(a), Some(b)) => *a == *b,
+            _ => self.ptr_eq(other),
+        }
+    }
+}
+
+impl<T: ?Sized + Eq> Eq for Weak<T> {}
+
+/// Hashes as [`Weak::try_hash`].
+///
+/// # Panics
+/// With "weak object has gone away" if the referent died before this weak reference was ever
+/// hashed, as CPython raises `TypeError`. Use [`Weak::try_hash`] to get an error instead.
+impl<T: ?Sized + Hash> Hash for Weak<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        match self.try_hash() {
+            Ok(h) => state.write_u64(h),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+impl<T: ?Sized> fmt::Debug for Weak<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.obj.target.get() {
+            // SAFETY: a set target is allocated.
+            Some(t) if unsafe { t.as_ref() }.strong.get() > 0 => {
+                // SAFETY: as above.
+                let name = (unsafe { t.as_ref() }.vtable().type_name)();
+                write!(
+                    f,
+                    "<weakref at {:p}; to '{}' at {:p}>",
+                    Gc::as_ptr(&self.obj),
+                    name,
+                    self.ptr.as_ptr() as *const u8
+                )
+            }
+            _ => write!(f, "<weakref at {:p}; dead>", Gc::as_ptr(&self.obj)),
+        }
+    }
+}
+
+impl<T: ?Sized + 'static> Gc<T> {
+    /// The weak references to this object (`weakref.getweakrefs`): the shared callback-less one
+    /// first, then those with callbacks, newest first.
+    pub fn weak_refs(this: &Self) -> Vec<Weak<T>> {
+        let mut out = Vec::new();
+        // SAFETY: `this` keeps the object allocated.
+        let Some(info) = (unsafe { info_of(this.header_ptr()) }) else {
+            return out;
+        };
+        let push = |w: NonNull<WeakRefObj>, out: &mut Vec<Weak<T>>| {
+            let wh = Header::from_value(w);
+            // SAFETY: listed weak references are allocated.
+            let h = unsafe { wh.as_ref() };
+            if h.strong.get() > 0 {
+                h.strong.set(h.strong.get() + 1);
+                out.push(Weak {
+                    // SAFETY: alive; the handle owns the count just added.
+                    obj: unsafe { Gc::from_value_ptr(w) },
+                    ptr: this.value_ptr(),
+                });
+            }
+        };
+        if let Some(s) = info.shared.get() {
+            push(s, &mut out);
+        }
+        let list = info.with_callbacks.borrow().clone();
+        for &w in list.iter().rev() {
+            push(w, &mut out);
+        }
+        out
+    }
+}
