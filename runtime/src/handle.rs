@@ -192,10 +192,23 @@ impl<T: ?Sized> Deref for Gc<T> {
 
     #[inline]
     fn deref(&self) -> &T {
-        // SAFETY: the handle keeps the object alive, so its value is initialised and not
-        // dropped (values are dropped only once the strong count is zero).
+        if self.header().has(flag::VALUE_DROPPED) {
+            value_dropped(self.header());
+        }
+        // SAFETY: the handle keeps the object allocated, and its value is not dropped (checked
+        // above: only the collector drops a value while handles remain, and marks it).
         unsafe { self.ptr.as_ref() }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn value_dropped(h: &Header) -> ! {
+    panic!(
+        "reap: use of a {} whose cycle the collector has broken (its value was already dropped); \
+         a Drop implementation must not use handles to other objects of its garbage cycle",
+        (h.vtable().type_name)()
+    )
 }
 
 impl<T: ?Sized> AsRef<T> for Gc<T> {

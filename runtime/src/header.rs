@@ -41,6 +41,12 @@ pub(crate) mod flag {
     pub const DEFERRED: u16 = 1 << 3;
     /// The object's value has been dropped; its memory waits for the last handle to go.
     pub const VALUE_DROPPED: u16 = 1 << 4;
+    /// The object is a candidate of the running collection.
+    pub const COLLECTING: u16 = 1 << 5;
+    /// The candidate was found reachable from outside.
+    pub const REACHABLE: u16 = 1 << 6;
+    /// A tracked object that has left every generation list (its cycle was broken).
+    pub const UNLINKED: u16 = 1 << 7;
     /// Two bits of generation number (0, 1, 2, or 3 for the permanent set).
     pub const GEN_SHIFT: u16 = 8;
     /// Mask of the generation bits.
@@ -202,7 +208,7 @@ unsafe fn finalize_value<T: Trace>(header: NonNull<Header>) {
 ///   until the allocation is freed.
 #[repr(C)]
 pub(crate) struct Header {
-    pub(crate) meta: Cell<usize>,
+    pub(crate) meta: Cell<*const ()>,
     pub(crate) strong: Cell<u32>,
     pub(crate) flags: Cell<u16>,
     pub(crate) heap: u16,
@@ -241,16 +247,35 @@ impl Header {
     /// The object's vtable, through the weak-info block if there is one.
     #[inline]
     pub(crate) fn vtable(&self) -> &'static VTable {
-        let meta = self.meta.get();
-        if meta & META_WEAK_INFO == 0 {
+        match self.weak_info() {
             // SAFETY: an untagged `meta` is a `&'static VTable` (header invariant).
-            unsafe { &*(meta as *const VTable) }
-        } else {
+            None => unsafe { &*self.meta.get().cast::<VTable>() },
             // SAFETY: a tagged `meta` points to the object's live `WeakInfo`, whose `vtable`
-            // field is the object's vtable (header invariant; WeakInfo lives as long as the
-            // object's allocation).
-            unsafe { (*((meta & !META_WEAK_INFO) as *const crate::weak::WeakInfo)).vtable }
+            // field is the object's vtable (WeakInfo lives as long as the object's allocation).
+            Some(info) => unsafe { (*info).vtable },
         }
+    }
+
+    /// The object's weak-info block, if it has one.
+    #[inline]
+    pub(crate) fn weak_info(&self) -> Option<*mut crate::weak::WeakInfo> {
+        let meta = self.meta.get();
+        if meta.addr() & META_WEAK_INFO == 0 {
+            None
+        } else {
+            Some(meta.map_addr(|a| a & !META_WEAK_INFO) as *mut crate::weak::WeakInfo)
+        }
+    }
+
+    /// Points `meta` at a weak-info block (tagged).
+    pub(crate) fn set_weak_info(&self, info: *mut crate::weak::WeakInfo) {
+        let p = (info as *const ()).map_addr(|a| a | META_WEAK_INFO);
+        self.meta.set(p);
+    }
+
+    /// Points `meta` at the vtable (untagged).
+    pub(crate) fn set_vtable(&self, vtable: &'static VTable) {
+        self.meta.set((vtable as *const VTable).cast());
     }
 
     /// Pointer to the value that follows this header.

@@ -76,6 +76,11 @@ pub(crate) struct HeapInner {
     /// Generation lists 0, 1, 2 and the permanent set, each a circular list head.
     pub(crate) lists: [Links; 4],
     pub(crate) gens: RefCell<Generations>,
+    /// The garbage of the running collection, and the part of it whose finalizer was looked at.
+    pub(crate) garbage_list: Links,
+    pub(crate) seen_list: Links,
+    /// Nesting of `Heap::without_collection` scopes: automatic collection waits while above 0.
+    no_collect: Cell<u32>,
     /// Objects allocated and not yet freed.
     live: Cell<usize>,
     /// Current nesting of object deaths.
@@ -158,6 +163,9 @@ impl Heap {
                 Links::dangling(),
             ],
             gens: RefCell::new(Generations::new()),
+            garbage_list: Links::dangling(),
+            seen_list: Links::dangling(),
+            no_collect: Cell::new(0),
             live: Cell::new(0),
             depth: Cell::new(0),
             deferred: RefCell::new(Vec::new()),
@@ -169,6 +177,8 @@ impl Heap {
         for l in &inner.lists {
             l.init_empty();
         }
+        inner.garbage_list.init_empty();
+        inner.seen_list.init_empty();
         let inner = NonNull::from(Box::leak(inner));
         REGISTRY.with(|r| r.borrow_mut()[slot] = Some(inner));
         Heap { inner }
@@ -234,6 +244,64 @@ impl Heap {
         self.inner().gens.borrow_mut().set_thresholds(t0, t1, t2);
     }
 
+    /// Collects generation `g` and every younger one (`gc.collect(g)`); returns the number of
+    /// objects collected. A collection asked for while one is running returns 0.
+    ///
+    /// ```
+    /// use reap::{Gc, Heap, Trace};
+    /// use std::cell::RefCell;
+    ///
+    /// #[derive(Trace)]
+    /// struct Node(RefCell<Option<Gc<Node>>>);
+    ///
+    /// let heap = Heap::new();
+    /// let a = heap.alloc(Node(RefCell::new(None)));
+    /// *a.0.borrow_mut() = Some(a.clone()); // a self-cycle
+    /// drop(a);
+    /// assert_eq!(heap.collect(2), 1);
+    /// ```
+    ///
+    /// # Panics
+    /// If `g > 2`.
+    pub fn collect(&self, g: usize) -> usize {
+        self.inner().collect(g)
+    }
+
+    /// Enables automatic collection (`gc.enable()`).
+    pub fn enable(&self) {
+        self.inner().gens.borrow_mut().set_enabled(true);
+    }
+
+    /// Disables automatic collection (`gc.disable()`); [`Heap::collect`] still works.
+    pub fn disable(&self) {
+        self.inner().gens.borrow_mut().set_enabled(false);
+    }
+
+    /// Whether automatic collection is enabled (`gc.isenabled()`).
+    pub fn is_enabled(&self) -> bool {
+        self.inner().gens.borrow().is_enabled()
+    }
+
+    /// Per-generation statistics (`gc.get_stats()`).
+    pub fn get_stats(&self) -> [crate::GenerationStats; 3] {
+        self.inner().gens.borrow().stats()
+    }
+
+    /// Runs `f` with automatic collection held off (SEMANTICS 1.5): for embedder code that must
+    /// not be re-entered by finalizers. Explicit [`Heap::collect`] calls still run.
+    pub fn without_collection<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Guard<'a>(&'a Cell<u32>);
+        impl Drop for Guard<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() - 1);
+            }
+        }
+        let c = &self.inner().no_collect;
+        c.set(c.get() + 1);
+        let _g = Guard(c);
+        f()
+    }
+
     /// Number of tracked objects in generation `g` (0..=2), or in the permanent set (`g == 3`).
     pub fn generation_len(&self, g: usize) -> usize {
         assert!(g < 4, "reap: generation {g} out of range 0..=3");
@@ -270,7 +338,7 @@ impl HeapInner {
                 flags |= flag::HAS_FINALIZER;
             }
             header.write(Header {
-                meta: Cell::new(vtable as *const _ as usize),
+                meta: Cell::new((vtable as *const crate::header::VTable).cast()),
                 strong: Cell::new(1),
                 flags: Cell::new(flags),
                 heap: self.slot,
@@ -280,10 +348,23 @@ impl HeapInner {
         self.live.set(self.live.get() + 1);
         self.allocated.set(self.allocated.get() + 1);
         if tracked {
-            // SAFETY: a tracked object's links are in front of its header, not yet in any list;
-            // the list head lives in this heap, which outlives the object.
-            unsafe { self.lists[0].push_back(Header::links(header)) };
-            self.gens.borrow_mut().note_allocation();
+            // SAFETY: a tracked object's links are in front of its header (written here first),
+            // not yet in any list; the list head lives in this heap, which outlives the object.
+            unsafe {
+                let links = Header::links(header);
+                links.as_ptr().write(Links::dangling());
+                self.lists[0].push_back(links);
+            }
+            let due = {
+                let mut gens = self.gens.borrow_mut();
+                gens.note_allocation();
+                gens.generation_to_collect()
+            };
+            if let Some(g) = due {
+                if self.no_collect.get() == 0 {
+                    self.collect(g);
+                }
+            }
         }
         // SAFETY: the object was just made with strong count 1, which the handle takes over.
         unsafe { Gc::from_header(header) }
@@ -381,7 +462,7 @@ unsafe fn destroy(heap: &HeapInner, header: NonNull<Header>) {
 
     // (a) The finalizer, once, with a temporary strong count. A finalizer that stores a handle
     // to its object resurrects it.
-    if h.has(flag::HAS_FINALIZER) && !h.has(flag::FINALIZED) {
+    if h.has(flag::HAS_FINALIZER) && !h.has(flag::FINALIZED) && !h.has(flag::VALUE_DROPPED) {
         h.set(flag::FINALIZED);
         h.strong.set(1);
         // SAFETY: the object is live with the runtime's temporary count of 1.
@@ -398,7 +479,7 @@ unsafe fn destroy(heap: &HeapInner, header: NonNull<Header>) {
     }
 
     // (b) Clear every weak reference, then run the callbacks of those still alive.
-    if h.meta.get() & crate::header::META_WEAK_INFO != 0 {
+    if h.weak_info().is_some() {
         // SAFETY: the object is dying with count 0; its weak info is live.
         unsafe { weak::clear_and_call(heap, header) };
     }
@@ -417,8 +498,8 @@ pub(crate) unsafe fn free_object(heap: &HeapInner, header: NonNull<Header>, drop
     let h = unsafe { header.as_ref() };
     let vtable = h.vtable();
     let tracked = h.has(flag::TRACKED);
-    if tracked {
-        // SAFETY: a tracked object is linked in one of this heap's lists.
+    if tracked && !h.has(flag::UNLINKED) {
+        // SAFETY: a tracked object not marked UNLINKED is linked in one of this heap's lists.
         unsafe { Links::unlink(Header::links(header)) };
         heap.gens.borrow_mut().note_deallocation();
     }
@@ -459,10 +540,17 @@ unsafe fn free_heap(inner: NonNull<HeapInner>) {
 }
 
 impl Drop for Heap {
-    /// Shuts the heap down (SEMANTICS 5.5): pending deaths are completed; objects still held
-    /// from outside are reported to the unraisable hook and freed when their last handle goes.
+    /// Shuts the heap down (SEMANTICS 5.5): collects until nothing more is found (running the
+    /// finalizers owed); objects still held from outside are reported to the unraisable hook and
+    /// freed when their last handle goes.
     fn drop(&mut self) {
         let inner = self.inner();
+        // Collect until a collection finds nothing more: finalizers may free or make more.
+        for _ in 0..100 {
+            if inner.collect(2) == 0 {
+                break;
+            }
+        }
         inner.closed.set(true);
         let live = inner.live.get();
         if live == 0 {

@@ -37,6 +37,7 @@
 
 extern crate self as reap;
 
+mod collect;
 mod handle;
 mod header;
 mod heap;

@@ -23,7 +23,7 @@ use std::hash::{Hash, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
-use crate::header::{Header, VTable, META_WEAK_INFO};
+use crate::header::{flag, Header, VTable};
 use crate::heap::{heap_of, HeapInner, UnraisableKind};
 use crate::trace::{Trace, Tracer};
 use crate::Gc;
@@ -37,7 +37,7 @@ pub(crate) struct WeakInfo {
 }
 
 /// A weak-reference callback, type-erased.
-trait ErasedCallback {
+pub(crate) trait ErasedCallback {
     fn call(&self, weak: &Gc<WeakRefObj>);
     fn trace(&self, tracer: &mut Tracer<'_>);
 }
@@ -108,6 +108,13 @@ impl Drop for WeakRefObj {
     fn drop(&mut self) {
         // A weak reference that dies before its referent leaves the referent's lists, so its
         // callback never runs (SEMANTICS 4.2).
+        self.detach();
+    }
+}
+
+impl WeakRefObj {
+    /// Clears this weak reference and takes it out of its referent's lists.
+    fn detach(&self) {
         if let Some(target) = self.target.take() {
             let me = NonNull::from(&*self);
             // SAFETY: a set target is allocated and lists us (WeakRefObj invariant).
@@ -130,13 +137,9 @@ impl Drop for WeakRefObj {
 /// `header` is allocated.
 unsafe fn info_of<'a>(header: NonNull<Header>) -> Option<&'a WeakInfo> {
     // SAFETY: allocated (caller).
-    let meta = unsafe { header.as_ref() }.meta.get();
-    if meta & META_WEAK_INFO == 0 {
-        None
-    } else {
-        // SAFETY: a tagged meta points at the object's live WeakInfo.
-        Some(unsafe { &*((meta & !META_WEAK_INFO) as *const WeakInfo) })
-    }
+    let info = unsafe { header.as_ref() }.weak_info()?;
+    // SAFETY: a tagged meta points at the object's live WeakInfo.
+    Some(unsafe { &*info })
 }
 
 /// The weak info of a live object, made on first use.
@@ -153,7 +156,7 @@ fn ensure_info<'a>(header: NonNull<Header>) -> &'a WeakInfo {
         with_callbacks: RefCell::new(Vec::new()),
     });
     let ptr = Box::into_raw(info);
-    h.meta.set(ptr as usize | META_WEAK_INFO);
+    h.set_weak_info(ptr);
     // SAFETY: just allocated; freed only with the object (`free_info`).
     unsafe { &*ptr }
 }
@@ -167,43 +170,58 @@ pub(crate) fn weak_count(header: NonNull<Header>) -> usize {
     }
 }
 
-/// Clears every weak reference to a dying object, then runs the callbacks of those still
-/// alive, newest first (SEMANTICS 3.1 b, 4.2).
+/// A weak-reference callback owed: the weak reference (held), its callback, and the type name
+/// of the referent (for reports).
+pub(crate) type PendingCallback = (Gc<WeakRefObj>, Box<dyn ErasedCallback>, &'static str);
+
+/// Clears every weak reference to the object and queues the callbacks of those still alive,
+/// newest first. With `in_collection`, weak references that are garbage of the running
+/// collection (marked `COLLECTING` and not `REACHABLE`) keep their callback: it never runs.
 ///
 /// # Safety
-/// The object has strong count 0, is allocated, and has weak info.
-pub(crate) unsafe fn clear_and_call(heap: &HeapInner, header: NonNull<Header>) {
-    // SAFETY: allocated, with weak info (caller).
-    let info = unsafe { info_of(header) }.expect("clear_and_call without weak info");
+/// The object is allocated and will not be reachable through weak references again.
+unsafe fn clear_all(
+    header: NonNull<Header>,
+    in_collection: bool,
+    calls: &mut Vec<PendingCallback>,
+) {
+    // SAFETY: allocated (caller).
+    let Some(info) = (unsafe { info_of(header) }) else {
+        return;
+    };
     let type_name = (info.vtable.type_name)();
     if let Some(shared) = info.shared.take() {
         // SAFETY: listed weak references are allocated (they unlist themselves when they die).
         unsafe { shared.as_ref() }.target.set(None);
     }
     let list = std::mem::take(&mut *info.with_callbacks.borrow_mut());
-    let mut calls: Vec<(Gc<WeakRefObj>, Box<dyn ErasedCallback>)> = Vec::new();
+    let first = calls.len();
     for w in list {
         // SAFETY: as above.
         let wr = unsafe { w.as_ref() };
         wr.target.set(None);
-        // A weak reference whose own death is pending (count 0) is treated as dead already.
         let wh = Header::from_value(w);
         // SAFETY: allocated.
-        let alive = unsafe { wh.as_ref() }.strong.get() > 0;
-        if alive {
+        let h = unsafe { wh.as_ref() };
+        // A weak reference whose own death is pending (count 0) is treated as dead already.
+        let alive = h.strong.get() > 0;
+        let garbage = in_collection && h.has(flag::COLLECTING) && !h.has(flag::REACHABLE);
+        if alive && !garbage {
             if let Some(cb) = wr.callback.borrow_mut().take() {
-                // SAFETY: the weak reference is alive; the new handle takes a count of its own.
-                let handle = unsafe {
-                    let h = wh.as_ref();
-                    h.strong.set(h.strong.get() + 1);
-                    Gc::from_value_ptr(w)
-                };
-                calls.push((handle, cb));
+                h.strong.set(h.strong.get() + 1);
+                // SAFETY: alive; the new handle owns the count just added.
+                let handle = unsafe { Gc::from_value_ptr(w) };
+                calls.push((handle, cb, type_name));
             }
         }
     }
-    // Every weak reference is cleared; now the callbacks, newest first.
-    while let Some((w, cb)) = calls.pop() {
+    // Newest first.
+    calls[first..].reverse();
+}
+
+/// Runs queued callbacks in order, each under a panic guard.
+pub(crate) fn run_callbacks(heap: &HeapInner, calls: Vec<PendingCallback>) {
+    for (w, cb, type_name) in calls {
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(&w))) {
             heap.report_panic(UnraisableKind::WeakCallback, type_name, p);
         }
@@ -216,6 +234,46 @@ pub(crate) unsafe fn clear_and_call(heap: &HeapInner, header: NonNull<Header>) {
     }
 }
 
+/// Clears every weak reference to a dying object, then runs the callbacks of those still
+/// alive, newest first (SEMANTICS 3.1 b, 4.2).
+///
+/// # Safety
+/// The object has strong count 0 and is allocated.
+pub(crate) unsafe fn clear_and_call(heap: &HeapInner, header: NonNull<Header>) {
+    let mut calls = Vec::new();
+    // SAFETY: caller.
+    unsafe { clear_all(header, false, &mut calls) };
+    run_callbacks(heap, calls);
+}
+
+/// Collection phase 2.4 for one garbage object: clears its weak references and queues the
+/// callbacks of those that are not garbage themselves.
+///
+/// # Safety
+/// The object is allocated and part of the running collection's garbage.
+pub(crate) unsafe fn clear_for_collection(
+    header: NonNull<Header>,
+    calls: &mut Vec<PendingCallback>,
+) {
+    // SAFETY: caller.
+    unsafe { clear_all(header, true, calls) };
+}
+
+/// If the garbage object is itself a weak reference, detaches it from its referent: it is
+/// cleared and its callback never runs (SEMANTICS 2.4, bpo-38006).
+///
+/// # Safety
+/// The object is allocated.
+pub(crate) unsafe fn detach_if_weakref(header: NonNull<Header>) {
+    // SAFETY: allocated (caller).
+    let h = unsafe { header.as_ref() };
+    if (h.vtable().type_id)() == std::any::TypeId::of::<WeakRefObj>() {
+        // SAFETY: its value is a live WeakRefObj.
+        let w = unsafe { Header::value_ptr(header).cast::<WeakRefObj>().as_ref() };
+        w.detach();
+    }
+}
+
 /// Frees the weak info of a dead object, clearing anything still listed.
 ///
 /// # Safety
@@ -223,14 +281,12 @@ pub(crate) unsafe fn clear_and_call(heap: &HeapInner, header: NonNull<Header>) {
 pub(crate) unsafe fn free_info(header: NonNull<Header>) {
     // SAFETY: allocated until the caller frees it.
     let h = unsafe { header.as_ref() };
-    let meta = h.meta.get();
-    if meta & META_WEAK_INFO == 0 {
+    let Some(ptr) = h.weak_info() else {
         return;
-    }
-    let ptr = (meta & !META_WEAK_INFO) as *mut WeakInfo;
+    };
     // SAFETY: made by Box::into_raw in ensure_info, freed once here.
     let info = unsafe { Box::from_raw(ptr) };
-    h.meta.set(info.vtable as *const VTable as usize);
+    h.set_vtable(info.vtable);
     if let Some(s) = info.shared.take() {
         // SAFETY: listed weak references are allocated.
         unsafe { s.as_ref() }.target.set(None);

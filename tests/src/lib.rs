@@ -1,1 +1,46 @@
-//! Cross-crate scenario tests for reap; the tests live in `tests/`.
+//! Helpers shared by the scenario tests in `tests/`: an event log that objects can hold.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use reap::{Trace, Tracer};
+
+/// An ordered record of what ran (finalizers, callbacks, drops), shared by the objects of a
+/// test. It holds no handles, so it is a leaf for tracing.
+#[derive(Clone, Default)]
+pub struct Log(Rc<RefCell<Vec<String>>>);
+
+impl Log {
+    /// An empty log.
+    pub fn new() -> Log {
+        Log::default()
+    }
+
+    /// Records one event.
+    pub fn push(&self, s: impl Into<String>) {
+        self.0.borrow_mut().push(s.into());
+    }
+
+    /// Everything recorded so far, in order.
+    pub fn events(&self) -> Vec<String> {
+        self.0.borrow().clone()
+    }
+
+    /// How many times `s` was recorded.
+    pub fn count(&self, s: &str) -> usize {
+        self.0.borrow().iter().filter(|e| *e == s).count()
+    }
+
+    /// Forgets everything recorded.
+    pub fn clear(&self) {
+        self.0.borrow_mut().clear();
+    }
+}
+
+// SAFETY: a log holds no handles.
+unsafe impl Trace for Log {
+    fn trace(&self, _: &mut Tracer<'_>) {}
+    fn needs_trace() -> bool {
+        false
+    }
+}

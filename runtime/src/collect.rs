@@ -1,0 +1,350 @@
+//! One collection of generation `g`, in CPython's phase order (SEMANTICS 2), on this heap.
+//!
+//! The algorithm itself (trial deletion) is `reap_collector::find_unreachable`; this module
+//! implements its `CollectorHeap` trait over object headers and runs the phases that involve user
+//! code, each its own function:
+//!
+//! 1. [`gather`]: the objects of generations `0..=g` become the candidates. Their list links are
+//!    free for the collector's use until [`relink`]: `prev` holds the scratch count.
+//! 2. trial deletion (no user code but `Trace`; a panic there abandons the collection with every
+//!    real count and list intact).
+//! 3. [`relink`]: survivors move to generation `g + 1`; the garbage goes to a list of its own.
+//! 4. [`handle_weakrefs`]: every weak reference to garbage is cleared, weak references that are
+//!    garbage themselves are detached (their callbacks never run), then the callbacks of the
+//!    other cleared weak references run.
+//! 5. [`finalize_garbage`]: each garbage object's finalizer, once.
+//! 6. [`handle_resurrected`]: if a finalizer ran, trial deletion again over what is left of the
+//!    garbage; whatever is now reachable from outside survives, in the oldest generation.
+//! 7. [`reclaim`]: the cycles are broken by dropping every garbage value (a handle to a dropped
+//!    value panics on use instead of reading freed memory), then the garbage is freed.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+
+use reap_collector::{find_unreachable, CollectorHeap, Mark};
+
+use crate::header::{flag, Header, Links};
+use crate::heap::{release, HeapInner, UnraisableKind};
+use crate::trace::Tracer;
+
+/// The collector's view of the heap during trial deletion.
+struct View;
+
+impl CollectorHeap for View {
+    type Object = NonNull<Header>;
+
+    fn strong_count(&self, o: NonNull<Header>) -> usize {
+        // SAFETY: candidates are live objects.
+        unsafe { o.as_ref() }.strong.get() as usize
+    }
+
+    fn scratch(&self, o: NonNull<Header>) -> usize {
+        // SAFETY: scratch is asked only of candidates, which are tracked; their links are the
+        // collector's until `relink`.
+        unsafe { Header::links(o).as_ref() }
+            .prev
+            .get()
+            .as_ptr()
+            .addr()
+            - 1
+    }
+
+    fn set_scratch(&self, o: NonNull<Header>, value: usize) {
+        // The scratch count lives in the `prev` link word, which `relink` rewrites. A count is
+        // never 0 as a pointer is never null: store it plus one.
+        let word = NonNull::new(std::ptr::without_provenance_mut::<Links>(value + 1))
+            .expect("scratch overflow");
+        // SAFETY: as above.
+        unsafe { Header::links(o).as_ref() }.prev.set(word);
+    }
+
+    fn mark(&self, o: NonNull<Header>) -> Mark {
+        // SAFETY: handles lead to allocated objects.
+        let h = unsafe { o.as_ref() };
+        if !h.has(flag::COLLECTING) {
+            Mark::Outside
+        } else if h.has(flag::REACHABLE) {
+            Mark::Reachable
+        } else {
+            Mark::Candidate
+        }
+    }
+
+    fn set_mark(&self, o: NonNull<Header>, mark: Mark) {
+        // SAFETY: as above.
+        let h = unsafe { o.as_ref() };
+        match mark {
+            Mark::Outside => h.clear(flag::COLLECTING | flag::REACHABLE),
+            Mark::Candidate => {
+                h.set(flag::COLLECTING);
+                h.clear(flag::REACHABLE);
+            }
+            Mark::Reachable => h.set(flag::COLLECTING | flag::REACHABLE),
+        }
+    }
+
+    fn visit_edges(&self, o: NonNull<Header>, visit: &mut dyn FnMut(NonNull<Header>)) -> bool {
+        // SAFETY: candidates are live and their values initialised.
+        let h = unsafe { o.as_ref() };
+        let vtable = h.vtable();
+        let mut tracer = Tracer::new(visit);
+        // SAFETY: the value is live (candidates never have dropped values).
+        unsafe { (vtable.trace)(Header::value_ptr(o), &mut tracer) };
+        !tracer.is_incomplete()
+    }
+}
+
+/// The headers of a list, in order.
+fn list_members(head: &Links) -> Vec<NonNull<Header>> {
+    let mut out = Vec::new();
+    let mut cur = head.next.get();
+    while cur != NonNull::from(head) {
+        out.push(Header::from_links(cur));
+        // SAFETY: nodes of a heap list are valid links of allocated objects.
+        cur = unsafe { cur.as_ref() }.next.get();
+    }
+    out
+}
+
+/// Phase 1: takes every object of generations `0..=g` out of its list. Objects whose death has
+/// begun (count 0) are not candidates and go straight back.
+fn gather(heap: &HeapInner, g: usize) -> Vec<NonNull<Header>> {
+    let mut candidates = Vec::new();
+    for gen in 0..=g {
+        let members = list_members(&heap.lists[gen]);
+        heap.lists[gen].init_empty();
+        for o in members {
+            // SAFETY: listed objects are allocated.
+            let h = unsafe { o.as_ref() };
+            if h.strong.get() == 0 {
+                // SAFETY: its links are free (the list was reset) and the head is valid.
+                unsafe { heap.lists[gen].push_back(Header::links(o)) };
+            } else {
+                candidates.push(o);
+            }
+        }
+    }
+    candidates
+}
+
+/// Puts objects into the list `to`, marking their generation (`gen`).
+fn relink(objects: &[NonNull<Header>], to: &Links, gen: usize) {
+    for &o in objects {
+        // SAFETY: the objects are allocated and in no list (their links were the collector's).
+        unsafe {
+            o.as_ref().set_generation(gen);
+            to.push_back(Header::links(o));
+        }
+    }
+}
+
+fn clear_marks(objects: &[NonNull<Header>]) {
+    for &o in objects {
+        // SAFETY: allocated.
+        unsafe { o.as_ref() }.clear(flag::COLLECTING | flag::REACHABLE);
+    }
+}
+
+impl HeapInner {
+    /// Collects generation `g` (and all younger ones). Returns the number of objects collected;
+    /// 0 if a collection is already running (SEMANTICS 1.5).
+    pub(crate) fn collect(&self, g: usize) -> usize {
+        assert!(g <= 2, "reap: generation {g} out of range 0..=2");
+        if !self.gens.borrow_mut().begin_collection(g) {
+            return 0;
+        }
+        let survivors_gen = (g + 1).min(2);
+        let candidates = gather(self, g);
+
+        // Trial deletion: no user code runs here but `Trace`, which may panic.
+        let found = catch_unwind(AssertUnwindSafe(|| find_unreachable(&View, &candidates)));
+        let unreachable = match found {
+            Ok(u) => u,
+            Err(p) => {
+                // Abandon: real counts were never touched; put everything back.
+                clear_marks(&candidates);
+                for &o in &candidates {
+                    // SAFETY: allocated; the links are free.
+                    let gen = unsafe { o.as_ref() }.generation();
+                    relink(&[o], &self.lists[gen], gen);
+                }
+                self.report_panic(
+                    UnraisableKind::Drop,
+                    "reap::Trace (collection abandoned)",
+                    p,
+                );
+                self.gens.borrow_mut().end_collection(g, 0, 0, 0);
+                return 0;
+            }
+        };
+        let reachable: Vec<NonNull<Header>> = candidates
+            .iter()
+            .copied()
+            // SAFETY: allocated.
+            .filter(|o| unsafe { o.as_ref() }.has(flag::REACHABLE))
+            .collect();
+        clear_marks(&reachable);
+        relink(&reachable, &self.lists[survivors_gen], survivors_gen);
+        let survivors = reachable.len();
+        drop(candidates);
+
+        let collected = if unreachable.is_empty() {
+            0
+        } else {
+            // The garbage keeps its COLLECTING mark until weak references are handled, so weak
+            // references that are garbage themselves can be told apart.
+            relink(&unreachable, &self.garbage_list, survivors_gen);
+            self.handle_weakrefs(&unreachable);
+            clear_marks(&unreachable);
+            drop(unreachable);
+            let any_finalized = self.finalize_garbage();
+            if any_finalized {
+                self.handle_resurrected();
+            }
+            self.reclaim()
+        };
+
+        self.gens
+            .borrow_mut()
+            .end_collection(g, survivors, collected, 0);
+        collected
+    }
+
+    /// Phase 4: weak references (SEMANTICS 2.4). `garbage` is the unreachable set, still marked.
+    fn handle_weakrefs(&self, garbage: &[NonNull<Header>]) {
+        let mut calls = Vec::new();
+        for &o in garbage {
+            // SAFETY: no user code has run since trial deletion: the garbage is allocated.
+            unsafe { crate::weak::clear_for_collection(o, &mut calls) };
+        }
+        for &o in garbage {
+            // SAFETY: as above.
+            unsafe { crate::weak::detach_if_weakref(o) };
+        }
+        crate::weak::run_callbacks(self, calls);
+    }
+
+    /// Phase 5: runs each garbage object's finalizer once (SEMANTICS 2.5). Objects move from the
+    /// garbage list to `seen` one at a time, so a finalizer that frees other garbage (by the
+    /// refcount path) leaves the list consistent. Returns whether any finalizer ran.
+    fn finalize_garbage(&self) -> bool {
+        let mut any = false;
+        let head = &self.garbage_list;
+        let seen = &self.seen_list;
+        while !head.is_empty() {
+            let links = head.next.get();
+            // SAFETY: listed objects are allocated; `seen` is a valid head.
+            unsafe {
+                Links::unlink(links);
+                seen.push_back(links);
+            }
+            let o = Header::from_links(links);
+            // SAFETY: allocated (it was listed).
+            let h = unsafe { o.as_ref() };
+            if h.has(flag::HAS_FINALIZER) && !h.has(flag::FINALIZED) {
+                any = true;
+                h.set(flag::FINALIZED);
+                h.strong.set(h.strong.get() + 1);
+                let vtable = h.vtable();
+                // SAFETY: the object is live and the runtime holds the count just added.
+                let r = catch_unwind(AssertUnwindSafe(|| unsafe { (vtable.finalize)(o) }));
+                if let Err(p) = r {
+                    self.report_panic(UnraisableKind::Finalizer, (vtable.type_name)(), p);
+                }
+                let n = h.strong.get() - 1;
+                h.strong.set(n);
+                if n == 0 {
+                    // The finalizer broke the last reference: an ordinary death.
+                    // SAFETY: count just reached 0; its death has not begun.
+                    unsafe { release(o) };
+                }
+            }
+        }
+        // Back to the garbage list for the next phases.
+        // SAFETY: both are valid heads.
+        unsafe { seen.splice_into(head) };
+        any
+    }
+
+    /// Phase 6: resurrection (SEMANTICS 2.6). Trial deletion over what is left of the garbage;
+    /// what is now reachable from outside survives, in the oldest generation, with its
+    /// finalized mark.
+    fn handle_resurrected(&self) {
+        let members = list_members(&self.garbage_list);
+        self.garbage_list.init_empty();
+        let (alive, dying): (Vec<_>, Vec<_>) = members
+            .into_iter()
+            // SAFETY: allocated.
+            .partition(|o| unsafe { o.as_ref() }.strong.get() > 0);
+        for &o in &dying {
+            // Deaths in progress keep a list to unlink from.
+            // SAFETY: its links are free; the head is valid.
+            unsafe { self.lists[0].push_back(Header::links(o)) };
+        }
+        let still = match catch_unwind(AssertUnwindSafe(|| find_unreachable(&View, &alive))) {
+            Ok(u) => u,
+            Err(p) => {
+                // Keep everything: treat all of it as resurrected.
+                for &o in &alive {
+                    // SAFETY: allocated.
+                    unsafe { o.as_ref() }.set(flag::REACHABLE);
+                }
+                self.report_panic(
+                    UnraisableKind::Drop,
+                    "reap::Trace (collection abandoned)",
+                    p,
+                );
+                Vec::new()
+            }
+        };
+        let resurrected: Vec<_> = alive
+            .iter()
+            .copied()
+            // SAFETY: allocated.
+            .filter(|o| unsafe { o.as_ref() }.has(flag::REACHABLE))
+            .collect();
+        clear_marks(&alive);
+        relink(&resurrected, &self.lists[2], 2);
+        relink(&still, &self.garbage_list, 2);
+    }
+
+    /// Phase 7: breaks the cycles and frees the garbage (SEMANTICS 2.7). Returns how many objects
+    /// were collected.
+    fn reclaim(&self) -> usize {
+        let garbage = list_members(&self.garbage_list);
+        self.garbage_list.init_empty();
+        // Hold every garbage object, so none is freed while the others' values drop.
+        for &o in &garbage {
+            // SAFETY: allocated; the object leaves every list and is marked so.
+            let h = unsafe { o.as_ref() };
+            h.strong.set(h.strong.get() + 1);
+            h.set(flag::UNLINKED);
+            self.gens.borrow_mut().note_deallocation();
+        }
+        for &o in &garbage {
+            // SAFETY: allocated (held).
+            let h = unsafe { o.as_ref() };
+            h.set(flag::VALUE_DROPPED);
+            let vtable = h.vtable();
+            // SAFETY: the value is initialised; from now on handles to it panic on use.
+            let r = catch_unwind(AssertUnwindSafe(|| unsafe {
+                (vtable.drop_value)(Header::value_ptr(o))
+            }));
+            if let Err(p) = r {
+                self.report_panic(UnraisableKind::Drop, (vtable.type_name)(), p);
+            }
+        }
+        let collected = garbage.len();
+        for o in garbage {
+            // SAFETY: held by the runtime since above.
+            let h = unsafe { o.as_ref() };
+            let n = h.strong.get() - 1;
+            h.strong.set(n);
+            if n == 0 {
+                // SAFETY: its count just reached zero.
+                unsafe { release(o) };
+            }
+        }
+        collected
+    }
+}

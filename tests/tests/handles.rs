@@ -1,0 +1,172 @@
+//! Handles: the header budget, trait-object coercion and downcasting, counts, identity, Debug.
+
+use std::cell::RefCell;
+
+use reap::{Gc, Heap, Trace, Weak};
+
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn header_budget_is_32_bytes_tracked_16_untracked() {
+    assert_eq!(reap::TRACKED_OVERHEAD, 32);
+    assert_eq!(reap::UNTRACKED_OVERHEAD, 16);
+    assert_eq!(std::mem::size_of::<Gc<u64>>(), 8);
+    assert_eq!(std::mem::size_of::<Option<Gc<u64>>>(), 8);
+    // Objects sit right after their bookkeeping: two back-to-back allocations of a tracked
+    // 8-byte value are at least 40 bytes apart, and an untracked one's header is 16 bytes.
+    let heap = Heap::new();
+    #[derive(Trace)]
+    struct T(Option<Gc<u64>>);
+    let a = heap.alloc(T(None));
+    assert!(reap::is_tracked(&a));
+    let b = heap.alloc(1_u64);
+    assert!(!reap::is_tracked(&b));
+}
+
+trait Object {
+    fn describe(&self) -> String;
+}
+
+#[derive(Trace, Debug, PartialEq)]
+struct Int(i64);
+impl Object for Int {
+    fn describe(&self) -> String {
+        format!("int({})", self.0)
+    }
+}
+
+#[derive(Trace)]
+struct List(RefCell<Vec<Gc<dyn Object>>>);
+impl Object for List {
+    fn describe(&self) -> String {
+        let items: Vec<String> = self.0.borrow().iter().map(|o| o.describe()).collect();
+        format!("[{}]", items.join(", "))
+    }
+}
+
+// SAFETY: a trait-object handle is a handle; the trait object's own edges are traced through
+// the object's header vtable, not through the trait.
+unsafe impl Trace for dyn Object {
+    fn trace(&self, _: &mut reap::Tracer<'_>) {}
+}
+
+#[test]
+fn trait_object_handles_coerce_and_downcast() {
+    let heap = Heap::new();
+    let i: Gc<dyn Object> = heap.alloc(Int(3)).coerce(|v| v as &dyn Object);
+    let l = heap.alloc(List(RefCell::new(vec![i.clone()])));
+    l.0.borrow_mut()
+        .push(heap.alloc(Int(4)).coerce(|v| v as &dyn Object));
+    let l: Gc<dyn Object> = l.coerce(|v| v as &dyn Object);
+    assert_eq!(l.describe(), "[int(3), int(4)]");
+    assert!(Gc::is::<Int>(&i));
+    assert!(!Gc::is::<List>(&i));
+    assert!(Gc::type_name(&l).ends_with("List"));
+    let l = l.downcast::<Int>().err().expect("a list is not an int");
+    let back = l.downcast::<List>().ok().unwrap();
+    assert_eq!(back.0.borrow().len(), 2);
+    let int = i.downcast::<Int>().ok().unwrap();
+    assert_eq!(*int, Int(3));
+    assert_eq!(Gc::strong_count(&int), 2);
+    // Weak references to trait objects.
+    let d: Gc<dyn Object> = int.clone().coerce(|v| v as &dyn Object);
+    let w = Weak::new(&d);
+    assert_eq!(w.upgrade().unwrap().describe(), "int(3)");
+}
+
+#[test]
+#[should_panic(expected = "Gc::coerce must return the value itself")]
+fn coerce_to_another_reference_panics() {
+    static OTHER: Int = Int(9);
+    let heap = Heap::new();
+    let _ = heap.alloc(Int(3)).coerce(|_| &OTHER as &dyn Object);
+}
+
+#[test]
+fn counts_identity_and_debug() {
+    let heap = Heap::new();
+    let a = heap.alloc(Int(1));
+    let b = a.clone();
+    let c = heap.alloc(Int(1));
+    assert_eq!(Gc::strong_count(&a), 2);
+    assert!(Gc::ptr_eq(&a, &b));
+    assert!(!Gc::ptr_eq(&a, &c));
+    assert_eq!(a, c, "PartialEq compares values, as Rc");
+    assert_eq!(format!("{a:?}"), "Int(1)");
+    let w = Weak::new(&a);
+    assert_eq!(Gc::weak_count(&a), 1);
+    assert!(format!("{w:?}").contains("Int"));
+    drop((a, b));
+    assert!(format!("{w:?}").contains("dead"));
+    assert!(format!("{heap:?}").contains("live_objects"));
+}
+
+#[test]
+fn over_aligned_and_zero_sized_values() {
+    #[derive(Trace)]
+    #[repr(align(64))]
+    struct Big(u8, Option<Gc<u8>>);
+    #[derive(Trace)]
+    struct Zst;
+    let heap = Heap::new();
+    let inner = heap.alloc(5_u8);
+    let b = heap.alloc(Big(7, Some(inner.clone())));
+    assert_eq!(Gc::as_ptr(&b) as usize % 64, 0);
+    assert_eq!(b.0, 7);
+    let w = Weak::new(&b);
+    assert!(w.is_alive());
+    let z = heap.alloc(Zst);
+    let z2 = z.clone();
+    drop((b, z, z2, inner));
+    assert!(!w.is_alive());
+    drop(w);
+    assert_eq!(heap.live_objects(), 0);
+}
+
+#[test]
+fn derive_covers_enums_generics_and_untracked_types() {
+    #[derive(Trace)]
+    enum Value<T: 'static> {
+        Nil,
+        Num(f64),
+        Pair(Gc<Value<T>>, Gc<Value<T>>),
+        Named { name: String, extra: T },
+    }
+    #[derive(Trace)]
+    struct Plain {
+        a: u32,
+        b: String,
+        c: Vec<(i8, bool)>,
+    }
+    #[derive(Trace)]
+    struct Tuple(u8, Option<Gc<u8>>);
+    let heap = Heap::new();
+    let nil = heap.alloc(Value::<u8>::Nil);
+    let num = heap.alloc(Value::<u8>::Num(1.5));
+    let pair = heap.alloc(Value::Pair(nil.clone(), num.clone()));
+    let named = heap.alloc(Value::Named {
+        name: "x".into(),
+        extra: 3_u8,
+    });
+    assert!(reap::is_tracked(&pair) && reap::is_tracked(&nil));
+    let plain = heap.alloc(Plain {
+        a: 1,
+        b: "b".into(),
+        c: vec![(1, true)],
+    });
+    assert!(
+        !reap::is_tracked(&plain),
+        "a type that cannot hold handles is untracked"
+    );
+    assert_eq!(plain.a + plain.c.len() as u32, 2);
+    assert_eq!(plain.b, "b");
+    let t = heap.alloc(Tuple(1, None));
+    assert!(reap::is_tracked(&t));
+    if let Value::Named { name, extra } = &*named {
+        assert_eq!((name.as_str(), *extra), ("x", 3));
+    }
+    drop((nil, num));
+    if let Value::Pair(a, b) = &*pair {
+        assert!(matches!(**a, Value::Nil));
+        assert!(matches!(**b, Value::Num(x) if x == 1.5));
+    }
+}

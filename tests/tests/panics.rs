@@ -1,0 +1,132 @@
+//! Panic containment, SEMANTICS 5.4: panics in finalizers, weak-reference callbacks and `Drop`
+//! are caught, handed to the unraisable hook, and the heap stays consistent.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use reap::{Finalize, Gc, Heap, Trace, Unraisable, UnraisableKind, Weak};
+
+fn recording_heap() -> (Heap, Rc<RefCell<Vec<Unraisable>>>) {
+    let heap = Heap::new();
+    let seen: Rc<RefCell<Vec<Unraisable>>> = Rc::default();
+    let s = seen.clone();
+    heap.set_unraisable_hook(Some(Box::new(move |u: &Unraisable| {
+        s.borrow_mut().push(u.clone())
+    })));
+    (heap, seen)
+}
+
+#[derive(Trace)]
+#[reap(finalize)]
+struct Bomb {
+    other: Option<Gc<String>>,
+}
+
+impl Finalize for Bomb {
+    fn finalize(_this: &Gc<Self>) {
+        panic!("boom in __del__");
+    }
+}
+
+#[test]
+fn panicking_finalizer_is_reported_and_the_object_still_dies() {
+    let (heap, seen) = recording_heap();
+    let other = heap.alloc(String::from("held"));
+    let b = heap.alloc(Bomb {
+        other: Some(other.clone()),
+    });
+    let w = Weak::new(&b);
+    drop(b);
+    {
+        let seen = seen.borrow();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].kind, UnraisableKind::Finalizer);
+        assert!(seen[0].type_name.ends_with("Bomb"), "{}", seen[0].type_name);
+        assert_eq!(seen[0].message, "boom in __del__");
+        assert!(seen[0].to_string().contains("Bomb"));
+    }
+    assert!(w.upgrade().is_none());
+    assert_eq!(Gc::strong_count(&other), 1, "the value was dropped");
+    // The heap works on.
+    let again = heap.alloc(String::from("after"));
+    assert_eq!(*again, "after");
+    drop((again, other, w));
+    assert_eq!(heap.live_objects(), 0);
+}
+
+#[test]
+fn panicking_callback_is_reported_and_other_callbacks_run() {
+    let (heap, seen) = recording_heap();
+    let o = heap.alloc(7_u32);
+    let ran = Rc::new(RefCell::new(Vec::new()));
+    let r1 = ran.clone();
+    let _w1 = Weak::with_callback(&o, move |_: &Weak<u32>| r1.borrow_mut().push("first"));
+    let _w2 = Weak::with_callback(&o, |_: &Weak<u32>| panic!("callback failed"));
+    drop(o);
+    assert_eq!(*ran.borrow(), ["first"]);
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].kind, UnraisableKind::WeakCallback);
+    assert_eq!(seen[0].type_name, "u32");
+    assert_eq!(seen[0].message, "callback failed");
+}
+
+struct Noisy(Rc<RefCell<Vec<&'static str>>>, &'static str);
+impl Drop for Noisy {
+    fn drop(&mut self) {
+        self.0.borrow_mut().push(self.1);
+    }
+}
+
+#[derive(Trace)]
+struct BadDrop {
+    #[reap(skip)]
+    first: Noisy,
+    child: Gc<String>,
+    #[reap(skip)]
+    second: Noisy,
+}
+
+impl Drop for BadDrop {
+    fn drop(&mut self) {
+        panic!("drop failed");
+    }
+}
+
+#[test]
+fn panicking_drop_is_reported_fields_still_dropped_memory_freed() {
+    let (heap, seen) = recording_heap();
+    let drops = Rc::new(RefCell::new(Vec::new()));
+    let child = heap.alloc(String::from("child"));
+    let b = heap.alloc(BadDrop {
+        first: Noisy(drops.clone(), "first"),
+        child: child.clone(),
+        second: Noisy(drops.clone(), "second"),
+    });
+    let w = Weak::new(&child);
+    drop(child);
+    drop(b);
+    assert_eq!(*drops.borrow(), ["first", "second"]);
+    assert!(
+        w.upgrade().is_none(),
+        "the child was released during unwinding"
+    );
+    {
+        let seen = seen.borrow();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].kind, UnraisableKind::Drop);
+        assert!(seen[0].type_name.ends_with("BadDrop"));
+    }
+    drop(w);
+    assert_eq!(heap.live_objects(), 0);
+}
+
+#[test]
+fn panicking_hook_falls_back_to_stderr() {
+    let heap = Heap::new();
+    heap.set_unraisable_hook(Some(Box::new(|_: &Unraisable| panic!("hook broke"))));
+    drop(heap.alloc(Bomb { other: None }));
+    heap.set_unraisable_hook(None);
+    drop(heap.alloc(Bomb { other: None }));
+    assert_eq!(heap.live_objects(), 0);
+}
