@@ -9,18 +9,20 @@
 //! ```
 //! use reap_collector::Generations;
 //!
-//! let mut gens = Generations::new();
+//! let gens = Generations::new();
 //! gens.set_thresholds(3, 10, 10);
 //! for _ in 0..3 {
-//!     gens.note_allocation();
+//!     assert!(!gens.note_allocation());
 //!     assert_eq!(gens.generation_to_collect(), None);
 //! }
-//! gens.note_allocation();
+//! assert!(gens.note_allocation());
 //! assert_eq!(gens.generation_to_collect(), Some(0));
 //! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+use std::cell::Cell;
 
 /// Number of collectable generations (0 young, 1, 2 old). The permanent (frozen) set is apart.
 pub const GENERATIONS: usize = 3;
@@ -143,18 +145,26 @@ pub struct GenerationStats {
 /// Generation bookkeeping of SEMANTICS §1: the counts, the thresholds, the trigger rule with
 /// CPython's 25% long-lived rule, the enabled flag and per-generation statistics.
 ///
+/// All methods take `&self` (the fields are cells), so a heap can keep this inline and update it
+/// on every allocation without a borrow check.
+///
 /// Invariants: `counts[0]` is tracked allocations minus tracked deallocations since the last
 /// generation-0 collection, never below zero; `counts[g]` for `g > 0` is the number of
 /// collections of generation `g - 1` since the last collection of generation `g`.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Generations {
-    counts: [usize; GENERATIONS],
-    thresholds: [usize; GENERATIONS],
-    enabled: bool,
-    collecting: bool,
-    long_lived_total: usize,
-    long_lived_pending: usize,
-    stats: [GenerationStats; GENERATIONS],
+    count0: Cell<usize>,
+    /// `threshold0` when automatic collection may run, `usize::MAX` when it may not (disabled,
+    /// threshold 0, or a collection running): the allocation fast path compares against this
+    /// alone.
+    trigger_at: Cell<usize>,
+    counts: Cell<[usize; GENERATIONS]>,
+    thresholds: Cell<[usize; GENERATIONS]>,
+    enabled: Cell<bool>,
+    collecting: Cell<bool>,
+    long_lived_total: Cell<usize>,
+    long_lived_pending: Cell<usize>,
+    stats: Cell<[GenerationStats; GENERATIONS]>,
 }
 
 impl Default for Generations {
@@ -166,63 +176,80 @@ impl Default for Generations {
 impl Generations {
     /// Bookkeeping for an empty heap: counts zero, default thresholds, enabled.
     pub fn new() -> Self {
-        Generations {
-            counts: [0; GENERATIONS],
-            thresholds: DEFAULT_THRESHOLDS,
-            enabled: true,
-            collecting: false,
-            long_lived_total: 0,
-            long_lived_pending: 0,
-            stats: [GenerationStats::default(); GENERATIONS],
-        }
+        let g = Generations {
+            count0: Cell::new(0),
+            trigger_at: Cell::new(0),
+            counts: Cell::new([0; GENERATIONS]),
+            thresholds: Cell::new(DEFAULT_THRESHOLDS),
+            enabled: Cell::new(true),
+            collecting: Cell::new(false),
+            long_lived_total: Cell::new(0),
+            long_lived_pending: Cell::new(0),
+            stats: Cell::new([GenerationStats::default(); GENERATIONS]),
+        };
+        g.update_trigger();
+        g
     }
 
-    /// A tracked object was allocated.
+    fn update_trigger(&self) {
+        let t0 = self.thresholds.get()[0];
+        let armed = self.enabled.get() && !self.collecting.get() && t0 != 0;
+        self.trigger_at.set(if armed { t0 } else { usize::MAX });
+    }
+
+    /// A tracked object was allocated. Returns whether `count0` now exceeds an armed
+    /// `threshold0`, that is, whether [`Generations::generation_to_collect`] should be asked.
     #[inline]
-    pub fn note_allocation(&mut self) {
-        self.counts[0] += 1;
+    pub fn note_allocation(&self) -> bool {
+        let c = self.count0.get() + 1;
+        self.count0.set(c);
+        c > self.trigger_at.get()
     }
 
     /// A tracked object was freed. `counts[0]` never goes below zero.
     #[inline]
-    pub fn note_deallocation(&mut self) {
-        self.counts[0] = self.counts[0].saturating_sub(1);
+    pub fn note_deallocation(&self) {
+        self.count0.set(self.count0.get().saturating_sub(1));
     }
 
     /// The counts, as `gc.get_count()`.
     pub fn counts(&self) -> [usize; GENERATIONS] {
-        self.counts
+        let mut c = self.counts.get();
+        c[0] = self.count0.get();
+        c
     }
 
     /// The thresholds, as `gc.get_threshold()`.
     pub fn thresholds(&self) -> [usize; GENERATIONS] {
-        self.thresholds
+        self.thresholds.get()
     }
 
     /// Sets the thresholds, as `gc.set_threshold()`. A `threshold0` of 0 disables automatic
     /// collection.
-    pub fn set_thresholds(&mut self, t0: usize, t1: usize, t2: usize) {
-        self.thresholds = [t0, t1, t2];
+    pub fn set_thresholds(&self, t0: usize, t1: usize, t2: usize) {
+        self.thresholds.set([t0, t1, t2]);
+        self.update_trigger();
     }
 
     /// Whether automatic collection is enabled (`gc.isenabled()`).
     pub fn is_enabled(&self) -> bool {
-        self.enabled
+        self.enabled.get()
     }
 
     /// Enables or disables automatic collection (`gc.enable()` / `gc.disable()`).
-    pub fn set_enabled(&mut self, enabled: bool) {
-        self.enabled = enabled;
+    pub fn set_enabled(&self, enabled: bool) {
+        self.enabled.set(enabled);
+        self.update_trigger();
     }
 
     /// Whether a collection is running.
     pub fn is_collecting(&self) -> bool {
-        self.collecting
+        self.collecting.get()
     }
 
     /// Per-generation statistics.
     pub fn stats(&self) -> [GenerationStats; GENERATIONS] {
-        self.stats
+        self.stats.get()
     }
 
     /// The trigger rule, SEMANTICS 1.4: when `counts[0] > threshold0` (and automatic collection
@@ -231,15 +258,16 @@ impl Generations {
     /// generation-1 collections since the last full collection exceed 25% of those that survived
     /// it.
     pub fn generation_to_collect(&self) -> Option<usize> {
-        if !self.enabled || self.collecting || self.thresholds[0] == 0 {
+        if self.count0.get() <= self.trigger_at.get() {
             return None;
         }
-        if self.counts[0] <= self.thresholds[0] {
-            return None;
-        }
+        let counts = self.counts.get();
+        let thresholds = self.thresholds.get();
         for g in (1..GENERATIONS).rev() {
-            if self.counts[g] > self.thresholds[g] {
-                if g == GENERATIONS - 1 && self.long_lived_pending < self.long_lived_total / 4 {
+            if counts[g] > thresholds[g] {
+                if g == GENERATIONS - 1
+                    && self.long_lived_pending.get() < self.long_lived_total.get() / 4
+                {
                     // Full collections wait until enough new long-lived objects piled up.
                     continue;
                 }
@@ -252,52 +280,56 @@ impl Generations {
     /// Marks the start of a collection of `generation`: counts `0..=generation` reset, the next
     /// generation's count goes up. Returns `false` (and changes nothing) when a collection is
     /// already running.
-    pub fn begin_collection(&mut self, generation: usize) -> bool {
-        assert!(
-            generation < GENERATIONS,
-            "generation {generation} out of range 0..=2"
-        );
-        if self.collecting {
+    pub fn begin_collection(&self, generation: usize) -> bool {
+        assert!(generation < GENERATIONS, "generation {generation} out of range 0..=2");
+        if self.collecting.get() {
             return false;
         }
-        self.collecting = true;
+        self.collecting.set(true);
+        self.update_trigger();
+        let mut counts = self.counts.get();
         if generation + 1 < GENERATIONS {
-            self.counts[generation + 1] += 1;
+            counts[generation + 1] += 1;
         }
-        for c in &mut self.counts[..=generation] {
+        for c in &mut counts[..=generation] {
             *c = 0;
         }
+        self.counts.set(counts);
+        self.count0.set(0);
         true
     }
 
     /// Marks the end of a collection of `generation` that left `survivors` objects in the
     /// generation it moved them to, collected `collected` and found `uncollectable`.
     pub fn end_collection(
-        &mut self,
+        &self,
         generation: usize,
         survivors: usize,
         collected: usize,
         uncollectable: usize,
     ) {
-        debug_assert!(self.collecting);
+        debug_assert!(self.collecting.get());
         if generation == 1 {
-            self.long_lived_pending += survivors;
+            self.long_lived_pending
+                .set(self.long_lived_pending.get() + survivors);
         } else if generation == 2 {
-            self.long_lived_pending = 0;
-            self.long_lived_total = survivors;
+            self.long_lived_pending.set(0);
+            self.long_lived_total.set(survivors);
         }
-        let s = &mut self.stats[generation];
+        let mut stats = self.stats.get();
+        let s = &mut stats[generation];
         s.collections += 1;
         s.collected += collected as u64;
         s.uncollectable += uncollectable as u64;
-        self.collecting = false;
+        self.stats.set(stats);
+        self.collecting.set(false);
+        self.update_trigger();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::Cell;
 
     /// A plain model heap: objects are indices, edges are lists of indices, and the strong count
     /// of an object is its in-degree plus its external roots.
@@ -438,7 +470,7 @@ mod tests {
     fn counts_follow_cpython_after_collect_0_1_2() {
         // test_collect_generations: (1,0,0) -> collect(0) -> (0,1,0) -> collect(1) -> (0,0,1)
         // -> collect(2) -> (0,0,0)
-        let mut g = Generations::new();
+        let g = Generations::new();
         g.note_allocation();
         assert_eq!(g.counts(), [1, 0, 0]);
         assert!(g.begin_collection(0));
@@ -455,7 +487,7 @@ mod tests {
 
     #[test]
     fn nested_collection_is_refused() {
-        let mut g = Generations::new();
+        let g = Generations::new();
         assert!(g.begin_collection(0));
         assert!(!g.begin_collection(2));
         g.end_collection(0, 0, 0, 0);
@@ -464,14 +496,14 @@ mod tests {
 
     #[test]
     fn deallocation_never_goes_below_zero() {
-        let mut g = Generations::new();
+        let g = Generations::new();
         g.note_deallocation();
         assert_eq!(g.counts()[0], 0);
     }
 
     #[test]
     fn trigger_picks_oldest_due_generation_with_long_lived_rule() {
-        let mut g = Generations::new();
+        let g = Generations::new();
         g.set_thresholds(1, 1, 1);
         assert_eq!(g.generation_to_collect(), None);
         g.note_allocation();
@@ -515,7 +547,7 @@ mod tests {
 
     #[test]
     fn disabled_or_zero_threshold_never_triggers() {
-        let mut g = Generations::new();
+        let g = Generations::new();
         g.set_thresholds(1, 10, 10);
         g.set_enabled(false);
         for _ in 0..10_000 {

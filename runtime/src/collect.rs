@@ -90,7 +90,14 @@ impl CollectorHeap for View {
         let mut tracer = Tracer::new(visit);
         // SAFETY: the value is live (candidates never have dropped values).
         unsafe { (vtable.trace)(Header::value_ptr(o), &mut tracer) };
-        !tracer.is_incomplete()
+        if tracer.is_incomplete() {
+            // Kept without being traced: what it holds may be garbage once the borrow ends,
+            // with no drop to flag it, so it stays a possible root.
+            h.set(flag::POSSIBLE_ROOT);
+            false
+        } else {
+            true
+        }
     }
 }
 
@@ -120,6 +127,8 @@ fn gather(heap: &HeapInner, g: usize) -> Vec<NonNull<Header>> {
                 // SAFETY: its links are free (the list was reset) and the head is valid.
                 unsafe { heap.lists[gen].push_back(Header::links(o)) };
             } else {
+                // Scanned now: only a later drop (or an incomplete traversal) flags it again.
+                h.clear(flag::POSSIBLE_ROOT);
                 candidates.push(o);
             }
         }
@@ -127,14 +136,11 @@ fn gather(heap: &HeapInner, g: usize) -> Vec<NonNull<Header>> {
     candidates
 }
 
-/// Puts objects into the list `to`, marking their generation (`gen`).
-fn relink(objects: &[NonNull<Header>], to: &Links, gen: usize) {
+/// Puts objects into the list `to`.
+fn relink(objects: &[NonNull<Header>], to: &Links) {
     for &o in objects {
         // SAFETY: the objects are allocated and in no list (their links were the collector's).
-        unsafe {
-            o.as_ref().set_generation(gen);
-            to.push_back(Header::links(o));
-        }
+        unsafe { to.push_back(Header::links(o)) };
     }
 }
 
@@ -150,10 +156,26 @@ impl HeapInner {
     /// 0 if a collection is already running (SEMANTICS 1.5).
     pub(crate) fn collect(&self, g: usize) -> usize {
         assert!(g <= 2, "reap: generation {g} out of range 0..=2");
-        if !self.gens.borrow_mut().begin_collection(g) {
+        if !self.gens.begin_collection(g) {
             return 0;
         }
         let survivors_gen = (g + 1).min(2);
+
+        // Candidate filtering: a garbage set always holds an object a handle to which was
+        // dropped without reaching zero since the collector last scanned it (POSSIBLE_ROOT). With
+        // none among the candidates, there is no garbage: the generations only age, in O(1) per
+        // list after a scan of the flags.
+        if let Some(survivors) = self.count_if_no_possible_root(g) {
+            for gen in 0..=g {
+                if gen != survivors_gen {
+                    // SAFETY: both are this heap's initialised list heads.
+                    unsafe { self.lists[gen].splice_into(&self.lists[survivors_gen]) };
+                }
+            }
+            self.gens.end_collection(g, survivors, 0, 0);
+            return 0;
+        }
+
         let candidates = gather(self, g);
 
         // Trial deletion: no user code runs here but `Trace`, which may panic.
@@ -161,19 +183,20 @@ impl HeapInner {
         let unreachable = match found {
             Ok(u) => u,
             Err(p) => {
-                // Abandon: real counts were never touched; put everything back.
+                // Abandon: real counts were never touched; keep everything, as survivors, and
+                // as possible roots so the next collection looks again.
                 clear_marks(&candidates);
                 for &o in &candidates {
-                    // SAFETY: allocated; the links are free.
-                    let gen = unsafe { o.as_ref() }.generation();
-                    relink(&[o], &self.lists[gen], gen);
+                    // SAFETY: allocated.
+                    unsafe { o.as_ref() }.set(flag::POSSIBLE_ROOT);
                 }
+                relink(&candidates, &self.lists[survivors_gen]);
                 self.report_panic(
                     UnraisableKind::Drop,
                     "reap::Trace (collection abandoned)",
                     p,
                 );
-                self.gens.borrow_mut().end_collection(g, 0, 0, 0);
+                self.gens.end_collection(g, 0, 0, 0);
                 return 0;
             }
         };
@@ -184,7 +207,7 @@ impl HeapInner {
             .filter(|o| unsafe { o.as_ref() }.has(flag::REACHABLE))
             .collect();
         clear_marks(&reachable);
-        relink(&reachable, &self.lists[survivors_gen], survivors_gen);
+        relink(&reachable, &self.lists[survivors_gen]);
         let survivors = reachable.len();
         drop(candidates);
 
@@ -193,7 +216,7 @@ impl HeapInner {
         } else {
             // The garbage keeps its COLLECTING mark until weak references are handled, so weak
             // references that are garbage themselves can be told apart.
-            relink(&unreachable, &self.garbage_list, survivors_gen);
+            relink(&unreachable, &self.garbage_list);
             self.handle_weakrefs(&unreachable);
             clear_marks(&unreachable);
             drop(unreachable);
@@ -204,10 +227,28 @@ impl HeapInner {
             self.reclaim()
         };
 
-        self.gens
-            .borrow_mut()
-            .end_collection(g, survivors, collected, 0);
+        self.gens.end_collection(g, survivors, collected, 0);
         collected
+    }
+
+    /// The number of objects in generations `0..=g` if none of them is a possible root.
+    fn count_if_no_possible_root(&self, g: usize) -> Option<usize> {
+        let mut n = 0;
+        for gen in 0..=g {
+            let head = &self.lists[gen];
+            let mut cur = head.next.get();
+            while cur != NonNull::from(head) {
+                let o = Header::from_links(cur);
+                // SAFETY: listed objects are allocated.
+                if unsafe { o.as_ref() }.has(flag::POSSIBLE_ROOT) {
+                    return None;
+                }
+                n += 1;
+                // SAFETY: as above.
+                cur = unsafe { cur.as_ref() }.next.get();
+            }
+        }
+        Some(n)
     }
 
     /// Phase 4: weak references (SEMANTICS 2.4). `garbage` is the unreachable set, still marked.
@@ -304,8 +345,8 @@ impl HeapInner {
             .filter(|o| unsafe { o.as_ref() }.has(flag::REACHABLE))
             .collect();
         clear_marks(&alive);
-        relink(&resurrected, &self.lists[2], 2);
-        relink(&still, &self.garbage_list, 2);
+        relink(&resurrected, &self.lists[2]);
+        relink(&still, &self.garbage_list);
     }
 
     /// Phase 7: breaks the cycles and frees the garbage (SEMANTICS 2.7). Returns how many objects
@@ -319,7 +360,7 @@ impl HeapInner {
             let h = unsafe { o.as_ref() };
             h.strong.set(h.strong.get() + 1);
             h.set(flag::UNLINKED);
-            self.gens.borrow_mut().note_deallocation();
+            self.gens.note_deallocation();
         }
         for &o in &garbage {
             // SAFETY: allocated (held).

@@ -183,6 +183,9 @@ impl<T: ?Sized> Drop for Gc<T> {
         if n == 0 {
             // SAFETY: the count just reached zero, so the object's death begins now.
             unsafe { heap::release(self.header_ptr()) };
+        } else {
+            // It may now be kept alive only by a cycle: a possible root for the collector.
+            h.set(flag::POSSIBLE_ROOT);
         }
     }
 }

@@ -47,10 +47,9 @@ pub(crate) mod flag {
     pub const REACHABLE: u16 = 1 << 6;
     /// A tracked object that has left every generation list (its cycle was broken).
     pub const UNLINKED: u16 = 1 << 7;
-    /// Two bits of generation number (0, 1, 2, or 3 for the permanent set).
-    pub const GEN_SHIFT: u16 = 8;
-    /// Mask of the generation bits.
-    pub const GEN_MASK: u16 = 0b11 << GEN_SHIFT;
+    /// A handle to the object was dropped without reaching zero since the collector last
+    /// scanned it: it may be the way into a garbage cycle (Bacon-Rajan candidate filtering).
+    pub const POSSIBLE_ROOT: u16 = 1 << 8;
 }
 
 /// Intrusive links of a tracked object in its generation's circular list.
@@ -137,8 +136,10 @@ impl Links {
 /// What the runtime knows about an object's type: how to trace it, finalize it, drop it and
 /// free it. One static per type, built by [`vtable_of`].
 pub(crate) struct VTable {
-    /// Layout of the value alone.
-    pub(crate) value_layout: Layout,
+    /// Where the value sits in the allocation of a tracked object of this type.
+    pub(crate) tracked_layout: ObjectLayout,
+    /// Where the value sits in the allocation of an untracked object of this type.
+    pub(crate) untracked_layout: ObjectLayout,
     /// `drop_in_place::<T>` on the value.
     pub(crate) drop_value: unsafe fn(NonNull<u8>),
     /// `T::trace` on the value.
@@ -155,7 +156,8 @@ struct VTableFor<T>(std::marker::PhantomData<T>);
 
 impl<T: Trace> VTableFor<T> {
     const VTABLE: VTable = VTable {
-        value_layout: Layout::new::<T>(),
+        tracked_layout: ObjectLayout::new(Layout::new::<T>(), true),
+        untracked_layout: ObjectLayout::new(Layout::new::<T>(), false),
         drop_value: drop_value::<T>,
         trace: trace_value::<T>,
         finalize: finalize_value::<T>,
@@ -233,17 +235,6 @@ impl Header {
         self.flags.set(self.flags.get() & !f);
     }
 
-    /// The generation the object is in (3 = permanent).
-    pub(crate) fn generation(&self) -> usize {
-        ((self.flags.get() & flag::GEN_MASK) >> flag::GEN_SHIFT) as usize
-    }
-
-    pub(crate) fn set_generation(&self, g: usize) {
-        debug_assert!(g < 4);
-        let f = self.flags.get() & !flag::GEN_MASK;
-        self.flags.set(f | ((g as u16) << flag::GEN_SHIFT));
-    }
-
     /// The object's vtable, through the weak-info block if there is one.
     #[inline]
     pub(crate) fn vtable(&self) -> &'static VTable {
@@ -319,16 +310,25 @@ pub(crate) struct ObjectLayout {
 }
 
 impl ObjectLayout {
-    pub(crate) fn new(value: Layout, tracked: bool) -> ObjectLayout {
+    /// Computed at compile time for each type (in its vtable).
+    pub(crate) const fn new(value: Layout, tracked: bool) -> ObjectLayout {
         let prefix = HEADER_SIZE + if tracked { LINKS_SIZE } else { 0 };
-        let align = value.align().max(std::mem::align_of::<Header>());
+        let header_align = std::mem::align_of::<Header>();
+        let align = if value.align() > header_align {
+            value.align()
+        } else {
+            header_align
+        };
         // The value offset is the prefix rounded up to the value's alignment, so the header and
         // links fit right before it.
         let value_offset = prefix.div_ceil(align) * align;
         let size = value_offset
             .checked_add(value.size())
             .expect("reap: object size overflows");
-        let layout = Layout::from_size_align(size, align).expect("reap: object layout overflows");
+        let layout = match Layout::from_size_align(size, align) {
+            Ok(l) => l,
+            Err(_) => panic!("reap: object layout overflows"),
+        };
         ObjectLayout {
             layout,
             value_offset,

@@ -7,13 +7,13 @@
 //! heap). The inner heap outlives its objects: dropping the [`Heap`] shuts it down, and if objects
 //! are still held from outside, the inner heap stays until the last of them dies.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
 use reap_collector::Generations;
 
-use crate::header::{flag, vtable_of, Header, Links, ObjectLayout, HEADER_SIZE};
+use crate::header::{flag, vtable_of, Header, Links, HEADER_SIZE};
 use crate::trace::Trace;
 use crate::weak;
 use crate::Gc;
@@ -75,7 +75,9 @@ pub(crate) struct HeapInner {
     slot: u16,
     /// Generation lists 0, 1, 2 and the permanent set, each a circular list head.
     pub(crate) lists: [Links; 4],
-    pub(crate) gens: RefCell<Generations>,
+    pub(crate) gens: Generations,
+    /// Memory for small objects.
+    slabs: crate::slab::Slabs,
     /// The garbage of the running collection, and the part of it whose finalizer was looked at.
     pub(crate) garbage_list: Links,
     pub(crate) seen_list: Links,
@@ -96,16 +98,35 @@ pub(crate) struct HeapInner {
 }
 
 thread_local! {
-    /// This thread's heaps, by slot. A slot is `None` when free.
-    static REGISTRY: RefCell<Vec<Option<NonNull<HeapInner>>>> = const { RefCell::new(Vec::new()) };
+    /// This thread's heaps, by slot. A slot is `None` when free. Only `Heap::new` and
+    /// `free_heap` change it, and neither runs user code while they do, so no reader can see it
+    /// mid-change (see `registry_get`).
+    static REGISTRY: UnsafeCell<Vec<Option<NonNull<HeapInner>>>> = const { UnsafeCell::new(Vec::new()) };
+}
+
+fn registry_get(slot: usize) -> Option<NonNull<HeapInner>> {
+    REGISTRY.with(|r| {
+        // SAFETY: the registry is only mutated by `registry_update`, which holds no reference
+        // across user code; this read copies one entry out.
+        unsafe { (&*r.get()).get(slot).copied().flatten() }
+    })
+}
+
+fn registry_update<R>(f: impl FnOnce(&mut Vec<Option<NonNull<HeapInner>>>) -> R) -> Option<R> {
+    REGISTRY
+        .try_with(|r| {
+            // SAFETY: `f` only edits the vector (no user code), and no other reference to it is
+            // alive: readers copy an entry out and let go at once.
+            f(unsafe { &mut *r.get() })
+        })
+        .ok()
 }
 
 /// The heap that owns the object with this header.
 #[inline]
 pub(crate) fn heap_of(header: &Header) -> &HeapInner {
-    let slot = header.heap as usize;
-    let ptr = REGISTRY.with(|r| r.borrow()[slot]);
-    let ptr = ptr.expect("reap: object used on a thread that does not own its heap");
+    let ptr = registry_get(header.heap as usize)
+        .expect("reap: object used on a thread that does not own its heap");
     // SAFETY: a heap stays registered (and allocated) while it owns live objects, and this object
     // is live; the reference does not outlive the object's use by the caller.
     unsafe { ptr.as_ref() }
@@ -140,8 +161,7 @@ impl Heap {
     /// # Panics
     /// If this thread already has 65,536 heaps alive.
     pub fn new() -> Heap {
-        let slot = REGISTRY.with(|r| {
-            let mut r = r.borrow_mut();
+        let slot = registry_update(|r| {
             match r.iter().position(Option::is_none) {
                 Some(i) => i,
                 None => {
@@ -153,7 +173,8 @@ impl Heap {
                     r.len() - 1
                 }
             }
-        });
+        })
+        .expect("reap: Heap::new called while the thread is exiting");
         let inner = Box::new(HeapInner {
             slot: slot as u16,
             lists: [
@@ -162,7 +183,8 @@ impl Heap {
                 Links::dangling(),
                 Links::dangling(),
             ],
-            gens: RefCell::new(Generations::new()),
+            gens: Generations::new(),
+            slabs: crate::slab::Slabs::new(),
             garbage_list: Links::dangling(),
             seen_list: Links::dangling(),
             no_collect: Cell::new(0),
@@ -174,13 +196,18 @@ impl Heap {
             allocated: Cell::new(0),
             freed: Cell::new(0),
         });
-        for l in &inner.lists {
+        // Leak first, then point the list heads at themselves: the heads' addresses are final
+        // only once the box is no longer moved or uniquely borrowed.
+        // SAFETY: Box::into_raw never returns null.
+        let inner = unsafe { NonNull::new_unchecked(Box::into_raw(inner)) };
+        // SAFETY: just leaked; only shared references are made from here on.
+        let shared = unsafe { inner.as_ref() };
+        for l in &shared.lists {
             l.init_empty();
         }
-        inner.garbage_list.init_empty();
-        inner.seen_list.init_empty();
-        let inner = NonNull::from(Box::leak(inner));
-        REGISTRY.with(|r| r.borrow_mut()[slot] = Some(inner));
+        shared.garbage_list.init_empty();
+        shared.seen_list.init_empty();
+        registry_update(|r| r[slot] = Some(inner));
         Heap { inner }
     }
 
@@ -231,17 +258,17 @@ impl Heap {
 
     /// `gc.get_count()`: the generation counts.
     pub fn get_count(&self) -> [usize; 3] {
-        self.inner().gens.borrow().counts()
+        self.inner().gens.counts()
     }
 
     /// `gc.get_threshold()`.
     pub fn get_threshold(&self) -> [usize; 3] {
-        self.inner().gens.borrow().thresholds()
+        self.inner().gens.thresholds()
     }
 
     /// `gc.set_threshold(t0, t1, t2)`; `t0 == 0` disables automatic collection.
     pub fn set_threshold(&self, t0: usize, t1: usize, t2: usize) {
-        self.inner().gens.borrow_mut().set_thresholds(t0, t1, t2);
+        self.inner().gens.set_thresholds(t0, t1, t2);
     }
 
     /// Collects generation `g` and every younger one (`gc.collect(g)`); returns the number of
@@ -269,22 +296,22 @@ impl Heap {
 
     /// Enables automatic collection (`gc.enable()`).
     pub fn enable(&self) {
-        self.inner().gens.borrow_mut().set_enabled(true);
+        self.inner().gens.set_enabled(true);
     }
 
     /// Disables automatic collection (`gc.disable()`); [`Heap::collect`] still works.
     pub fn disable(&self) {
-        self.inner().gens.borrow_mut().set_enabled(false);
+        self.inner().gens.set_enabled(false);
     }
 
     /// Whether automatic collection is enabled (`gc.isenabled()`).
     pub fn is_enabled(&self) -> bool {
-        self.inner().gens.borrow().is_enabled()
+        self.inner().gens.is_enabled()
     }
 
     /// Per-generation statistics (`gc.get_stats()`).
     pub fn get_stats(&self) -> [crate::GenerationStats; 3] {
-        self.inner().gens.borrow().stats()
+        self.inner().gens.stats()
     }
 
     /// Runs `f` with automatic collection held off (SEMANTICS 1.5): for embedder code that must
@@ -321,12 +348,12 @@ impl HeapInner {
     pub(crate) fn alloc<T: Trace>(&self, value: T) -> Gc<T> {
         let tracked = T::needs_trace();
         let vtable = vtable_of::<T>();
-        let ol = ObjectLayout::new(vtable.value_layout, tracked);
-        // SAFETY: the layout has non-zero size (it includes the header).
-        let base = unsafe { std::alloc::alloc(ol.layout) };
-        let Some(base) = NonNull::new(base) else {
-            std::alloc::handle_alloc_error(ol.layout)
+        let ol = if tracked {
+            vtable.tracked_layout
+        } else {
+            vtable.untracked_layout
         };
+        let base = self.slabs.alloc(ol.layout);
         // SAFETY: value_offset + size_of::<T>() is inside the allocation, and value_offset is a
         // multiple of T's alignment; the header occupies the HEADER_SIZE bytes before the value.
         let header = unsafe {
@@ -355,19 +382,22 @@ impl HeapInner {
                 links.as_ptr().write(Links::dangling());
                 self.lists[0].push_back(links);
             }
-            let due = {
-                let mut gens = self.gens.borrow_mut();
-                gens.note_allocation();
-                gens.generation_to_collect()
-            };
-            if let Some(g) = due {
-                if self.no_collect.get() == 0 {
-                    self.collect(g);
-                }
+            if self.gens.note_allocation() {
+                self.collect_automatically();
             }
         }
         // SAFETY: the object was just made with strong count 1, which the handle takes over.
         unsafe { Gc::from_header(header) }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn collect_automatically(&self) {
+        if self.no_collect.get() == 0 {
+            if let Some(g) = self.gens.generation_to_collect() {
+                self.collect(g);
+            }
+        }
     }
 
     /// Hands a caught panic or a report to the unraisable hook.
@@ -431,7 +461,7 @@ pub(crate) unsafe fn release(header: NonNull<Header>) {
     // SAFETY: the object's strong count is 0 and its death has not begun (caller).
     unsafe { destroy(heap, header) };
     if depth == 0 {
-        loop {
+        while !heap.deferred.borrow().is_empty() {
             let next = heap.deferred.borrow_mut().pop();
             let Some(h) = next else { break };
             // SAFETY: deferred objects have strong count 0 and have not begun dying; nothing
@@ -474,6 +504,8 @@ unsafe fn destroy(heap: &HeapInner, header: NonNull<Header>) {
         h.strong.set(n);
         if n > 0 {
             // Resurrected: the object lives on, finalized, its weak references still valid.
+            // Where it was stored may be garbage: a possible root.
+            h.set(flag::POSSIBLE_ROOT);
             return;
         }
     }
@@ -501,7 +533,7 @@ pub(crate) unsafe fn free_object(heap: &HeapInner, header: NonNull<Header>, drop
     if tracked && !h.has(flag::UNLINKED) {
         // SAFETY: a tracked object not marked UNLINKED is linked in one of this heap's lists.
         unsafe { Links::unlink(Header::links(header)) };
-        heap.gens.borrow_mut().note_deallocation();
+        heap.gens.note_deallocation();
     }
     if drop_value && !h.has(flag::VALUE_DROPPED) {
         h.set(flag::VALUE_DROPPED);
@@ -513,14 +545,20 @@ pub(crate) unsafe fn free_object(heap: &HeapInner, header: NonNull<Header>, drop
         }
     }
     // The weak-info block goes with the object.
-    // SAFETY: the object is dead; its weak info (if any) is no longer read.
-    unsafe { weak::free_info(header) };
-    let ol = ObjectLayout::new(vtable.value_layout, tracked);
+    if h.weak_info().is_some() {
+        // SAFETY: the object is dead; its weak info is no longer read.
+        unsafe { weak::free_info(header) };
+    }
+    let ol = if tracked {
+        vtable.tracked_layout
+    } else {
+        vtable.untracked_layout
+    };
     // SAFETY: the allocation starts value_offset bytes before the value and was made with this
     // layout in `alloc`.
     unsafe {
         let base = Header::value_ptr(header).as_ptr().sub(ol.value_offset);
-        std::alloc::dealloc(base, ol.layout);
+        heap.slabs.dealloc(NonNull::new_unchecked(base), ol.layout);
     }
     heap.live.set(heap.live.get() - 1);
     heap.freed.set(heap.freed.get() + 1);
@@ -534,7 +572,7 @@ unsafe fn free_heap(inner: NonNull<HeapInner>) {
     // SAFETY: caller: nothing refers to the heap any more.
     let slot = unsafe { inner.as_ref().slot } as usize;
     // The registry may already be gone if the thread is exiting; then there is nothing to clear.
-    let _ = REGISTRY.try_with(|r| r.borrow_mut()[slot] = None);
+    registry_update(|r| r[slot] = None);
     // SAFETY: the inner heap was made by Box::leak in Heap::new and is freed once, here.
     drop(unsafe { Box::from_raw(inner.as_ptr()) });
 }

@@ -41,6 +41,7 @@ mod collect;
 mod handle;
 mod header;
 mod heap;
+mod slab;
 mod trace;
 mod weak;
 

@@ -8,7 +8,9 @@
 //! nothing for them):
 //!
 //! - `shared`: the one callback-less weak reference of the object, reused by every
-//!   [`Weak::new`] (CPython's `ref(o) is ref(o)`);
+//!   [`Weak::new`] (CPython's `ref(o) is ref(o)`). The block holds one strong count on it, so
+//!   creating a weak reference to an object that had one is a count increment, as cheap as
+//!   `Rc::downgrade`; counts and lists leave it out while nobody else holds it;
 //! - `with_callbacks`: the weak references with callbacks, oldest first. Callbacks run newest
 //!   first.
 //!
@@ -32,6 +34,7 @@ use crate::Gc;
 pub(crate) struct WeakInfo {
     /// The referent's vtable (the header's `meta` points here instead, tagged).
     pub(crate) vtable: &'static VTable,
+    /// Owns one strong count of the weak-reference object it points at.
     shared: Cell<Option<NonNull<WeakRefObj>>>,
     with_callbacks: RefCell<Vec<NonNull<WeakRefObj>>>,
 }
@@ -161,18 +164,33 @@ fn ensure_info<'a>(header: NonNull<Header>) -> &'a WeakInfo {
     unsafe { &*ptr }
 }
 
+/// The shared weak reference, if someone besides the weak-info block holds it.
+fn held_shared(info: &WeakInfo) -> Option<NonNull<WeakRefObj>> {
+    let s = info.shared.get()?;
+    // SAFETY: the block owns a count of it, so it is allocated.
+    let strong = unsafe { Header::from_value(s).as_ref() }.strong.get();
+    (strong > 1).then_some(s)
+}
+
 /// Number of weak references to the object (`getweakrefcount`).
 pub(crate) fn weak_count(header: NonNull<Header>) -> usize {
     // SAFETY: callers hold a handle to the object.
     match unsafe { info_of(header) } {
         None => 0,
-        Some(info) => info.shared.get().is_some() as usize + info.with_callbacks.borrow().len(),
+        Some(info) => held_shared(info).is_some() as usize + info.with_callbacks.borrow().len(),
     }
 }
 
-/// A weak-reference callback owed: the weak reference (held), its callback, and the type name
-/// of the referent (for reports).
-pub(crate) type PendingCallback = (Gc<WeakRefObj>, Box<dyn ErasedCallback>, &'static str);
+/// Work owed once every weak reference to a dying object is cleared.
+pub(crate) enum Pending {
+    /// A callback: the weak reference (held), its callback, and the type name of the referent
+    /// (for reports).
+    Call(Gc<WeakRefObj>, Box<dyn ErasedCallback>, &'static str),
+    /// The weak-info block's count on the shared weak reference, to give back.
+    Release(Gc<WeakRefObj>),
+}
+
+pub(crate) type PendingCallback = Pending;
 
 /// Clears every weak reference to the object and queues the callbacks of those still alive,
 /// newest first. With `in_collection`, weak references that are garbage of the running
@@ -190,9 +208,12 @@ unsafe fn clear_all(
         return;
     };
     let type_name = (info.vtable.type_name)();
+    let mut shared_hold = None;
     if let Some(shared) = info.shared.take() {
-        // SAFETY: listed weak references are allocated (they unlist themselves when they die).
+        // SAFETY: the block owns a count of the shared weak reference: it is allocated.
         unsafe { shared.as_ref() }.target.set(None);
+        // SAFETY: the block's count passes to this handle, dropped after the callbacks.
+        shared_hold = Some(unsafe { Gc::from_value_ptr(shared) });
     }
     let list = std::mem::take(&mut *info.with_callbacks.borrow_mut());
     let first = calls.len();
@@ -211,25 +232,34 @@ unsafe fn clear_all(
                 h.strong.set(h.strong.get() + 1);
                 // SAFETY: alive; the new handle owns the count just added.
                 let handle = unsafe { Gc::from_value_ptr(w) };
-                calls.push((handle, cb, type_name));
+                calls.push(Pending::Call(handle, cb, type_name));
             }
         }
     }
     // Newest first.
     calls[first..].reverse();
+    if let Some(hold) = shared_hold {
+        calls.push(Pending::Release(hold));
+    }
 }
 
 /// Runs queued callbacks in order, each under a panic guard.
 pub(crate) fn run_callbacks(heap: &HeapInner, calls: Vec<PendingCallback>) {
-    for (w, cb, type_name) in calls {
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(&w))) {
-            heap.report_panic(UnraisableKind::WeakCallback, type_name, p);
-        }
-        if let Err(p) = catch_unwind(AssertUnwindSafe(move || {
-            drop(cb);
-            drop(w);
-        })) {
-            heap.report_panic(UnraisableKind::Drop, type_name, p);
+    for pending in calls {
+        match pending {
+            Pending::Call(w, cb, type_name) => {
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(&w))) {
+                    heap.report_panic(UnraisableKind::WeakCallback, type_name, p);
+                }
+                if let Err(p) = catch_unwind(AssertUnwindSafe(move || {
+                    drop(cb);
+                    drop(w);
+                })) {
+                    heap.report_panic(UnraisableKind::Drop, type_name, p);
+                }
+            }
+            // Dropping a weak-reference object runs no user code.
+            Pending::Release(w) => drop(w),
         }
     }
 }
@@ -288,8 +318,10 @@ pub(crate) unsafe fn free_info(header: NonNull<Header>) {
     let info = unsafe { Box::from_raw(ptr) };
     h.set_vtable(info.vtable);
     if let Some(s) = info.shared.take() {
-        // SAFETY: listed weak references are allocated.
+        // SAFETY: the block owns a count of it: allocated.
         unsafe { s.as_ref() }.target.set(None);
+        // SAFETY: the block's count passes to this handle, which gives it back.
+        drop(unsafe { Gc::from_value_ptr(s) });
     }
     for w in info.with_callbacks.take() {
         // SAFETY: as above.
@@ -345,26 +377,17 @@ impl<T: ?Sized + 'static> Weak<T> {
         let header = target.header_ptr();
         let info = ensure_info(header);
         if let Some(shared) = info.shared.get() {
-            // SAFETY: the listed weak reference is allocated; a shared weak reference whose
-            // count is 0 has unlisted itself already (or is pending death and so cannot be
-            // reused: see below).
-            let wh = Header::from_value(shared);
-            // SAFETY: allocated.
-            let h = unsafe { wh.as_ref() };
-            if h.strong.get() > 0 {
-                // SAFETY: alive; the clone takes a new count.
-                let obj =
-                    unsafe { (*std::mem::ManuallyDrop::new(Gc::from_value_ptr(shared))).clone() };
-                return Weak {
-                    obj,
-                    ptr: target.value_ptr(),
-                };
-            }
-            // Its death is pending: detach it, so it never touches this object again.
-            // SAFETY: allocated (listed).
-            unsafe { shared.as_ref() }.target.set(None);
+            // SAFETY: the block owns a count of the shared weak reference, so it is alive; the
+            // ManuallyDrop handle borrows that count and the clone takes a new one.
+            let obj = unsafe { (*std::mem::ManuallyDrop::new(Gc::from_value_ptr(shared))).clone() };
+            return Weak {
+                obj,
+                ptr: target.value_ptr(),
+            };
         }
         let obj = Self::make(target, None);
+        // The block's own count.
+        std::mem::forget(obj.clone());
         info.shared.set(Some(obj.value_ptr()));
         Weak {
             obj,
@@ -568,7 +591,7 @@ impl<T: ?Sized + 'static> Gc<T> {
                 });
             }
         };
-        if let Some(s) = info.shared.get() {
+        if let Some(s) = held_shared(info) {
             push(s, &mut out);
         }
         let list = info.with_callbacks.borrow().clone();

@@ -1,0 +1,129 @@
+//! The heap's own allocator for small objects: segregated free lists by size class, carved out
+//! of 64 KiB chunks (pymalloc's idea).
+//!
+//! Objects of at most [`MAX_SMALL`] bytes and alignment at most [`BLOCK_ALIGN`] take a block of
+//! their size class (a multiple of 16 bytes): allocation pops the class's free list or bumps a
+//! pointer in its current chunk, and freeing pushes the block back. There is no per-block
+//! allocator header, so a tracked 64-byte object costs exactly 64 bytes. Larger or over-aligned
+//! objects go to the global allocator. Chunks go back to the global allocator when the heap's
+//! state is freed (after its last object).
+//!
+//! Invariants: a block on a free list is unused and holds, in its first word, the next free
+//! block of the same class (or null); `bump[c] <= end[c]`, and `[bump[c], end[c])` is unused
+//! space of the current chunk of class `c`.
+
+use std::alloc::Layout;
+use std::cell::{Cell, RefCell};
+use std::ptr::{self, NonNull};
+
+/// Blocks are multiples of this, and aligned to it.
+pub(crate) const BLOCK_ALIGN: usize = 16;
+/// Largest object served from size classes.
+pub(crate) const MAX_SMALL: usize = 512;
+const CLASSES: usize = MAX_SMALL / BLOCK_ALIGN;
+const CHUNK: usize = 64 * 1024;
+
+pub(crate) struct Slabs {
+    free: [Cell<*mut u8>; CLASSES],
+    bump: [Cell<*mut u8>; CLASSES],
+    end: [Cell<*mut u8>; CLASSES],
+    chunks: RefCell<Vec<NonNull<u8>>>,
+}
+
+#[inline]
+fn class_of(layout: Layout) -> Option<usize> {
+    if layout.size() <= MAX_SMALL && layout.align() <= BLOCK_ALIGN {
+        Some((layout.size().max(1) - 1) / BLOCK_ALIGN)
+    } else {
+        None
+    }
+}
+
+fn chunk_layout() -> Layout {
+    Layout::from_size_align(CHUNK, BLOCK_ALIGN).expect("chunk layout")
+}
+
+impl Slabs {
+    pub(crate) fn new() -> Slabs {
+        Slabs {
+            free: std::array::from_fn(|_| Cell::new(ptr::null_mut())),
+            bump: std::array::from_fn(|_| Cell::new(ptr::null_mut())),
+            end: std::array::from_fn(|_| Cell::new(ptr::null_mut())),
+            chunks: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Allocates memory for `layout` (non-zero size).
+    #[inline]
+    pub(crate) fn alloc(&self, layout: Layout) -> NonNull<u8> {
+        let Some(c) = class_of(layout) else {
+            // SAFETY: the layout has non-zero size (callers allocate headers at least).
+            let p = unsafe { std::alloc::alloc(layout) };
+            return NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
+        };
+        let head = self.free[c].get();
+        if let Some(block) = NonNull::new(head) {
+            // SAFETY: a free block holds the next free block's address in its first word
+            // (module invariant); blocks are 16-aligned.
+            let next = unsafe { block.as_ptr().cast::<*mut u8>().read() };
+            self.free[c].set(next);
+            return block;
+        }
+        self.alloc_from_chunk(c)
+    }
+
+    #[inline(never)]
+    fn alloc_from_chunk(&self, c: usize) -> NonNull<u8> {
+        let size = (c + 1) * BLOCK_ALIGN;
+        let bump = self.bump[c].get();
+        let end = self.end[c].get();
+        if !bump.is_null() && (end.addr() - bump.addr()) >= size {
+            // SAFETY: `[bump, end)` is unused space of the current chunk; `size` fits in it.
+            self.bump[c].set(unsafe { bump.add(size) });
+            // SAFETY: inside a live chunk, so not null.
+            return unsafe { NonNull::new_unchecked(bump) };
+        }
+        let layout = chunk_layout();
+        // SAFETY: CHUNK is non-zero.
+        let chunk = unsafe { std::alloc::alloc(layout) };
+        let Some(chunk) = NonNull::new(chunk) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        self.chunks.borrow_mut().push(chunk);
+        let usable = CHUNK - CHUNK % size;
+        // SAFETY: both are inside (or one past the end of) the new chunk.
+        unsafe {
+            self.bump[c].set(chunk.as_ptr().add(size));
+            self.end[c].set(chunk.as_ptr().add(usable));
+        }
+        chunk
+    }
+
+    /// Frees memory that [`Slabs::alloc`] gave for the same `layout`.
+    ///
+    /// # Safety
+    /// `block` came from `self.alloc(layout)` and is not used again.
+    #[inline]
+    pub(crate) unsafe fn dealloc(&self, block: NonNull<u8>, layout: Layout) {
+        match class_of(layout) {
+            Some(c) => {
+                // SAFETY: the block is ours, unused from now on, 16-aligned and at least 16
+                // bytes: it can hold the free-list link.
+                unsafe { block.as_ptr().cast::<*mut u8>().write(self.free[c].get()) };
+                self.free[c].set(block.as_ptr());
+            }
+            // SAFETY: large blocks came from the global allocator with this layout.
+            None => unsafe { std::alloc::dealloc(block.as_ptr(), layout) },
+        }
+    }
+}
+
+impl Drop for Slabs {
+    fn drop(&mut self) {
+        for chunk in self.chunks.take() {
+            // SAFETY: every chunk was allocated with `chunk_layout` and, the heap being empty,
+            // none of its blocks is in use.
+            unsafe { std::alloc::dealloc(chunk.as_ptr(), chunk_layout()) };
+        }
+    }
+}
