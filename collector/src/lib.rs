@@ -281,7 +281,10 @@ impl Generations {
     /// generation's count goes up. Returns `false` (and changes nothing) when a collection is
     /// already running.
     pub fn begin_collection(&self, generation: usize) -> bool {
-        assert!(generation < GENERATIONS, "generation {generation} out of range 0..=2");
+        assert!(
+            generation < GENERATIONS,
+            "generation {generation} out of range 0..=2"
+        );
         if self.collecting.get() {
             return false;
         }

@@ -35,7 +35,7 @@ impl CollectorHeap for View {
 
     fn strong_count(&self, o: NonNull<Header>) -> usize {
         // SAFETY: candidates are live objects.
-        unsafe { o.as_ref() }.strong.get() as usize
+        unsafe { o.as_ref() }.strong() as usize
     }
 
     fn scratch(&self, o: NonNull<Header>) -> usize {
@@ -93,7 +93,7 @@ impl CollectorHeap for View {
         if tracer.is_incomplete() {
             // Kept without being traced: what it holds may be garbage once the borrow ends,
             // with no drop to flag it, so it stays a possible root.
-            h.set(flag::POSSIBLE_ROOT);
+            h.set_possible_root();
             false
         } else {
             true
@@ -123,12 +123,12 @@ fn gather(heap: &HeapInner, g: usize) -> Vec<NonNull<Header>> {
         for o in members {
             // SAFETY: listed objects are allocated.
             let h = unsafe { o.as_ref() };
-            if h.strong.get() == 0 {
+            if h.strong() == 0 {
                 // SAFETY: its links are free (the list was reset) and the head is valid.
                 unsafe { heap.lists[gen].push_back(Header::links(o)) };
             } else {
                 // Scanned now: only a later drop (or an incomplete traversal) flags it again.
-                h.clear(flag::POSSIBLE_ROOT);
+                h.clear_possible_root();
                 candidates.push(o);
             }
         }
@@ -188,7 +188,7 @@ impl HeapInner {
                 clear_marks(&candidates);
                 for &o in &candidates {
                     // SAFETY: allocated.
-                    unsafe { o.as_ref() }.set(flag::POSSIBLE_ROOT);
+                    unsafe { o.as_ref() }.set_possible_root();
                 }
                 relink(&candidates, &self.lists[survivors_gen]);
                 self.report_panic(
@@ -240,7 +240,7 @@ impl HeapInner {
             while cur != NonNull::from(head) {
                 let o = Header::from_links(cur);
                 // SAFETY: listed objects are allocated.
-                if unsafe { o.as_ref() }.has(flag::POSSIBLE_ROOT) {
+                if unsafe { o.as_ref() }.is_possible_root() {
                     return None;
                 }
                 n += 1;
@@ -285,15 +285,15 @@ impl HeapInner {
             if h.has(flag::HAS_FINALIZER) && !h.has(flag::FINALIZED) {
                 any = true;
                 h.set(flag::FINALIZED);
-                h.strong.set(h.strong.get() + 1);
+                h.inc_strong();
                 let vtable = h.vtable();
                 // SAFETY: the object is live and the runtime holds the count just added.
                 let r = catch_unwind(AssertUnwindSafe(|| unsafe { (vtable.finalize)(o) }));
                 if let Err(p) = r {
                     self.report_panic(UnraisableKind::Finalizer, (vtable.type_name)(), p);
                 }
-                let n = h.strong.get() - 1;
-                h.strong.set(n);
+                let n = h.strong() - 1;
+                h.set_strong(n);
                 if n == 0 {
                     // The finalizer broke the last reference: an ordinary death.
                     // SAFETY: count just reached 0; its death has not begun.
@@ -316,7 +316,7 @@ impl HeapInner {
         let (alive, dying): (Vec<_>, Vec<_>) = members
             .into_iter()
             // SAFETY: allocated.
-            .partition(|o| unsafe { o.as_ref() }.strong.get() > 0);
+            .partition(|o| unsafe { o.as_ref() }.strong() > 0);
         for &o in &dying {
             // Deaths in progress keep a list to unlink from.
             // SAFETY: its links are free; the head is valid.
@@ -358,7 +358,7 @@ impl HeapInner {
         for &o in &garbage {
             // SAFETY: allocated; the object leaves every list and is marked so.
             let h = unsafe { o.as_ref() };
-            h.strong.set(h.strong.get() + 1);
+            h.inc_strong();
             h.set(flag::UNLINKED);
             self.gens.note_deallocation();
         }
@@ -379,8 +379,8 @@ impl HeapInner {
         for o in garbage {
             // SAFETY: held by the runtime since above.
             let h = unsafe { o.as_ref() };
-            let n = h.strong.get() - 1;
-            h.strong.set(n);
+            let n = h.strong() - 1;
+            h.set_strong(n);
             if n == 0 {
                 // SAFETY: its count just reached zero.
                 unsafe { release(o) };

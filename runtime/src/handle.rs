@@ -16,8 +16,8 @@ use crate::heap;
 /// references cleared and their callbacks run, then the value dropped. Handles are `!Send` and
 /// `!Sync` (Local mode).
 ///
-/// A `Gc<T>` converts to a trait-object handle on stable Rust with [`Gc::coerce`] and back with
-/// [`Gc::downcast`]:
+/// A `Gc<T>` converts to a trait-object handle on stable Rust with [`gc_coerce!`](crate::gc_coerce)
+/// and back with [`Gc::downcast`]:
 ///
 /// ```
 /// use reap::{Gc, Heap, Trace};
@@ -30,7 +30,7 @@ use crate::heap;
 /// impl Object for Int { fn name(&self) -> String { format!("int {}", self.0) } }
 ///
 /// let heap = Heap::new();
-/// let obj: Gc<dyn Object> = heap.alloc(Int(7)).coerce(|v| v as &dyn Object);
+/// let obj: Gc<dyn Object> = reap::gc_coerce!(heap.alloc(Int(7)) => dyn Object);
 /// assert_eq!(obj.name(), "int 7");
 /// let back: Gc<Int> = obj.downcast::<Int>().ok().unwrap();
 /// assert_eq!(back.0, 7);
@@ -89,7 +89,7 @@ impl<T: ?Sized> Gc<T> {
 
     /// The number of strong handles to this object.
     pub fn strong_count(this: &Self) -> usize {
-        this.header().strong.get() as usize
+        this.header().strong() as usize
     }
 
     /// The number of weak references to this object (`weakref.getweakrefcount`).
@@ -117,23 +117,27 @@ impl<T: ?Sized> Gc<T> {
         (this.header().vtable().type_name)()
     }
 
-    /// Converts the handle to a handle of another view of the same object, typically a trait
-    /// object: `gc.coerce(|v| v as &dyn Trait)`. Stable Rust cannot coerce a smart pointer
-    /// implicitly; this does it through a reference.
+    /// Gives up the handle without touching the count: the value pointer, with provenance over
+    /// the whole object. Used by [`gc_coerce!`](crate::gc_coerce).
+    #[doc(hidden)]
+    pub fn into_raw_value(this: Self) -> *const T {
+        let p = this.ptr.as_ptr().cast_const();
+        std::mem::forget(this);
+        p
+    }
+
+    /// Takes back a handle given up by [`Gc::into_raw_value`], possibly as another type.
     ///
-    /// # Panics
-    /// If `f` returns a reference to anything other than the value itself (another address).
-    pub fn coerce<U: ?Sized>(self, f: impl for<'a> FnOnce(&'a T) -> &'a U) -> Gc<U> {
-        let u = NonNull::from(f(&*self));
-        assert!(
-            u.cast::<u8>() == self.ptr.cast::<u8>(),
-            "reap: Gc::coerce must return the value itself (as another type), not another reference"
-        );
-        std::mem::forget(self);
-        // SAFETY: `u` is at the value's address of the same live object (checked above), and the
-        // strong count of the forgotten handle passes to the new handle. Drop, tracing and
-        // freeing go through the header's vtable, never through `U`.
-        unsafe { Gc::from_value_ptr(u) }
+    /// # Safety
+    /// `ptr` is the pointer [`Gc::into_raw_value`] returned (or an unsizing coercion of it), and
+    /// the handle it came from was not taken back already.
+    #[doc(hidden)]
+    pub unsafe fn from_raw_value(ptr: *const T) -> Gc<T> {
+        Gc {
+            // SAFETY: a value pointer of a live object is not null (caller).
+            ptr: unsafe { NonNull::new_unchecked(ptr.cast_mut()) },
+            _owns: PhantomData,
+        }
     }
 
     /// Converts back to the concrete type if the object's value is a `V`; otherwise returns the
@@ -161,12 +165,7 @@ impl<T: ?Sized> Clone for Gc<T> {
     /// `std::rc::Rc`).
     #[inline]
     fn clone(&self) -> Self {
-        let h = self.header();
-        let n = h.strong.get().wrapping_add(1);
-        h.strong.set(n);
-        if n == 0 {
-            std::process::abort();
-        }
+        self.header().inc_strong();
         Gc {
             ptr: self.ptr,
             _owns: PhantomData,
@@ -177,15 +176,10 @@ impl<T: ?Sized> Clone for Gc<T> {
 impl<T: ?Sized> Drop for Gc<T> {
     #[inline]
     fn drop(&mut self) {
-        let h = self.header();
-        let n = h.strong.get() - 1;
-        h.strong.set(n);
-        if n == 0 {
+        // Also marks the object a possible root: it may now be kept alive only by a cycle.
+        if self.header().dec_strong_from_handle() {
             // SAFETY: the count just reached zero, so the object's death begins now.
             unsafe { heap::release(self.header_ptr()) };
-        } else {
-            // It may now be kept alive only by a cycle: a possible root for the collector.
-            h.set(flag::POSSIBLE_ROOT);
         }
     }
 }
@@ -275,4 +269,29 @@ impl<T: ?Sized + Hash> Hash for Gc<T> {
 /// handles.
 pub fn is_tracked<T: ?Sized>(gc: &Gc<T>) -> bool {
     gc.header().has(flag::TRACKED)
+}
+
+/// Converts a handle to a handle of an unsized type the value coerces to, typically a trait
+/// object: `gc_coerce!(gc => dyn Trait)`. Stable Rust cannot coerce a smart pointer implicitly;
+/// this coerces the raw value pointer instead, so only a real unsizing coercion compiles.
+///
+/// ```
+/// use reap::{gc_coerce, Gc, Heap};
+/// use std::fmt::Display;
+///
+/// let heap = Heap::new();
+/// let shown: Gc<dyn Display> = gc_coerce!(heap.alloc(42_u32) => dyn Display);
+/// assert_eq!(shown.to_string(), "42");
+/// let slice: Gc<[u8]> = gc_coerce!(heap.alloc([1_u8, 2, 3]) => [u8]);
+/// assert_eq!(slice.len(), 3);
+/// ```
+#[macro_export]
+macro_rules! gc_coerce {
+    ($gc:expr => $u:ty) => {{
+        let raw = $crate::Gc::into_raw_value($gc);
+        let raw: *const $u = raw;
+        // SAFETY: `raw` is the value pointer just given up, unsized by the compiler's own
+        // coercion, so it points at the same value with that value's real metadata.
+        unsafe { $crate::Gc::<$u>::from_raw_value(raw) }
+    }};
 }

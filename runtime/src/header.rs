@@ -3,7 +3,7 @@
 //! Every object is one allocation:
 //!
 //! ```text
-//!  tracked:    [pad][ Links: prev, next (16) ][ Header: meta (8), strong (4), flags (2), heap (2) ][ value ]
+//!  tracked:    [pad][ Links: prev, next (16) ][ Header: meta (8), rc (4), flags (1), root (1), heap (2) ][ value ]
 //!  untracked:  [pad][ Header (16) ][ value ]
 //! ```
 //!
@@ -32,24 +32,21 @@ pub(crate) const LINKS_SIZE: usize = std::mem::size_of::<Links>();
 /// Header flag bits.
 pub(crate) mod flag {
     /// The object has generation links in front of its header and is in a generation list.
-    pub const TRACKED: u16 = 1 << 0;
+    pub const TRACKED: u8 = 1 << 0;
     /// The object's type has a finalizer.
-    pub const HAS_FINALIZER: u16 = 1 << 1;
+    pub const HAS_FINALIZER: u8 = 1 << 1;
     /// The finalizer has run (or is running); it never runs again.
-    pub const FINALIZED: u16 = 1 << 2;
+    pub const FINALIZED: u8 = 1 << 2;
     /// The object's death was deferred to the heap's trashcan list.
-    pub const DEFERRED: u16 = 1 << 3;
+    pub const DEFERRED: u8 = 1 << 3;
     /// The object's value has been dropped; its memory waits for the last handle to go.
-    pub const VALUE_DROPPED: u16 = 1 << 4;
+    pub const VALUE_DROPPED: u8 = 1 << 4;
     /// The object is a candidate of the running collection.
-    pub const COLLECTING: u16 = 1 << 5;
+    pub const COLLECTING: u8 = 1 << 5;
     /// The candidate was found reachable from outside.
-    pub const REACHABLE: u16 = 1 << 6;
+    pub const REACHABLE: u8 = 1 << 6;
     /// A tracked object that has left every generation list (its cycle was broken).
-    pub const UNLINKED: u16 = 1 << 7;
-    /// A handle to the object was dropped without reaching zero since the collector last
-    /// scanned it: it may be the way into a garbage cycle (Bacon-Rajan candidate filtering).
-    pub const POSSIBLE_ROOT: u16 = 1 << 8;
+    pub const UNLINKED: u8 = 1 << 7;
 }
 
 /// Intrusive links of a tracked object in its generation's circular list.
@@ -211,8 +208,14 @@ unsafe fn finalize_value<T: Trace>(header: NonNull<Header>) {
 #[repr(C)]
 pub(crate) struct Header {
     pub(crate) meta: Cell<*const ()>,
-    pub(crate) strong: Cell<u32>,
-    pub(crate) flags: Cell<u16>,
+    /// The strong count.
+    pub(crate) rc: Cell<u32>,
+    pub(crate) flags: Cell<u8>,
+    /// 1 when a handle to the object was dropped without reaching zero since the collector last
+    /// scanned it: the object may be the way into a garbage cycle (Bacon-Rajan candidate
+    /// filtering). A byte of its own so that a handle's drop sets it with a plain store, off the
+    /// count's dependency chain.
+    pub(crate) root: Cell<u8>,
     pub(crate) heap: u16,
 }
 
@@ -220,18 +223,65 @@ pub(crate) struct Header {
 pub(crate) const META_WEAK_INFO: usize = 1;
 
 impl Header {
+    /// The strong count.
     #[inline]
-    pub(crate) fn has(&self, f: u16) -> bool {
+    pub(crate) fn strong(&self) -> u32 {
+        self.rc.get()
+    }
+
+    /// Sets the strong count.
+    #[inline]
+    pub(crate) fn set_strong(&self, n: u32) {
+        self.rc.set(n);
+    }
+
+    /// Adds one to the strong count; aborts on overflow, as `std::rc::Rc` does.
+    #[inline]
+    pub(crate) fn inc_strong(&self) {
+        let v = self.rc.get().wrapping_add(1);
+        self.rc.set(v);
+        if v == 0 {
+            std::process::abort();
+        }
+    }
+
+    /// Subtracts one from the strong count for a dropped handle and marks the object a possible
+    /// root. Returns whether the count reached zero.
+    #[inline]
+    pub(crate) fn dec_strong_from_handle(&self) -> bool {
+        let v = self.rc.get() - 1;
+        self.rc.set(v);
+        self.root.set(1);
+        v == 0
+    }
+
+    #[inline]
+    pub(crate) fn is_possible_root(&self) -> bool {
+        self.root.get() != 0
+    }
+
+    #[inline]
+    pub(crate) fn set_possible_root(&self) {
+        self.root.set(1);
+    }
+
+    #[inline]
+    pub(crate) fn clear_possible_root(&self) {
+        self.root.set(0);
+    }
+
+    #[inline]
+    pub(crate) fn has(&self, f: u8) -> bool {
         self.flags.get() & f != 0
     }
 
     #[inline]
-    pub(crate) fn set(&self, f: u16) {
+    pub(crate) fn set(&self, f: u8) {
         self.flags.set(self.flags.get() | f);
     }
 
     #[inline]
-    pub(crate) fn clear(&self, f: u16) {
+    pub(crate) fn clear(&self, f: u8) {
         self.flags.set(self.flags.get() & !f);
     }
 

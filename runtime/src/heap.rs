@@ -125,11 +125,16 @@ fn registry_update<R>(f: impl FnOnce(&mut Vec<Option<NonNull<HeapInner>>>) -> R)
 /// The heap that owns the object with this header.
 #[inline]
 pub(crate) fn heap_of(header: &Header) -> &HeapInner {
-    let ptr = registry_get(header.heap as usize)
-        .expect("reap: object used on a thread that does not own its heap");
     // SAFETY: a heap stays registered (and allocated) while it owns live objects, and this object
     // is live; the reference does not outlive the object's use by the caller.
-    unsafe { ptr.as_ref() }
+    unsafe { heap_ptr_of(header).as_ref() }
+}
+
+/// The heap that owns the object with this header, as the pointer the heap was made with.
+#[inline]
+fn heap_ptr_of(header: &Header) -> NonNull<HeapInner> {
+    registry_get(header.heap as usize)
+        .expect("reap: object used on a thread that does not own its heap")
 }
 
 /// A heap of reference-counted objects, in Local mode: it and its handles stay on the thread
@@ -161,17 +166,15 @@ impl Heap {
     /// # Panics
     /// If this thread already has 65,536 heaps alive.
     pub fn new() -> Heap {
-        let slot = registry_update(|r| {
-            match r.iter().position(Option::is_none) {
-                Some(i) => i,
-                None => {
-                    assert!(
-                        r.len() <= u16::MAX as usize,
-                        "reap: too many heaps on one thread"
-                    );
-                    r.push(None);
-                    r.len() - 1
-                }
+        let slot = registry_update(|r| match r.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                assert!(
+                    r.len() <= u16::MAX as usize,
+                    "reap: too many heaps on one thread"
+                );
+                r.push(None);
+                r.len() - 1
             }
         })
         .expect("reap: Heap::new called while the thread is exiting");
@@ -366,7 +369,8 @@ impl HeapInner {
             }
             header.write(Header {
                 meta: Cell::new((vtable as *const crate::header::VTable).cast()),
-                strong: Cell::new(1),
+                rc: Cell::new(1),
+                root: Cell::new(0),
                 flags: Cell::new(flags),
                 heap: self.slot,
             });
@@ -449,7 +453,10 @@ impl HeapInner {
 #[inline(never)]
 pub(crate) unsafe fn release(header: NonNull<Header>) {
     // SAFETY: the object is still allocated (its death has not begun).
-    let heap: &HeapInner = heap_of(unsafe { header.as_ref() });
+    let heap_ptr = heap_ptr_of(unsafe { header.as_ref() });
+    // SAFETY: the heap outlives its objects; it is freed below only once the last one is gone,
+    // after the last use of this reference.
+    let heap: &HeapInner = unsafe { heap_ptr.as_ref() };
     let depth = heap.depth.get();
     if depth >= TRASHCAN_DEPTH {
         // SAFETY: as above.
@@ -474,7 +481,7 @@ pub(crate) unsafe fn release(header: NonNull<Header>) {
         heap.depth.set(0);
         if heap.closed.get() && heap.live.get() == 0 {
             // SAFETY: the heap handle is gone and so is every object: nothing refers to it.
-            unsafe { free_heap(NonNull::from(heap)) };
+            unsafe { free_heap(heap_ptr) };
         }
     } else {
         heap.depth.set(depth);
@@ -494,18 +501,18 @@ unsafe fn destroy(heap: &HeapInner, header: NonNull<Header>) {
     // to its object resurrects it.
     if h.has(flag::HAS_FINALIZER) && !h.has(flag::FINALIZED) && !h.has(flag::VALUE_DROPPED) {
         h.set(flag::FINALIZED);
-        h.strong.set(1);
+        h.set_strong(1);
         // SAFETY: the object is live with the runtime's temporary count of 1.
         let r = catch_unwind(AssertUnwindSafe(|| unsafe { (vtable.finalize)(header) }));
         if let Err(p) = r {
             heap.report_panic(UnraisableKind::Finalizer, (vtable.type_name)(), p);
         }
-        let n = h.strong.get() - 1;
-        h.strong.set(n);
+        let n = h.strong() - 1;
+        h.set_strong(n);
         if n > 0 {
             // Resurrected: the object lives on, finalized, its weak references still valid.
             // Where it was stored may be garbage: a possible root.
-            h.set(flag::POSSIBLE_ROOT);
+            h.set_possible_root();
             return;
         }
     }

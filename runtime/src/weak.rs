@@ -146,12 +146,19 @@ unsafe fn info_of<'a>(header: NonNull<Header>) -> Option<&'a WeakInfo> {
 }
 
 /// The weak info of a live object, made on first use.
+#[inline]
 fn ensure_info<'a>(header: NonNull<Header>) -> &'a WeakInfo {
     // SAFETY: callers pass the header of an object they hold a handle to.
-    if let Some(info) = unsafe { info_of(header) } {
-        return info;
+    match unsafe { info_of(header) } {
+        Some(info) => info,
+        None => make_info(header),
     }
-    // SAFETY: as above.
+}
+
+#[cold]
+#[inline(never)]
+fn make_info<'a>(header: NonNull<Header>) -> &'a WeakInfo {
+    // SAFETY: callers pass the header of an object they hold a handle to.
     let h = unsafe { header.as_ref() };
     let info = Box::new(WeakInfo {
         vtable: h.vtable(),
@@ -168,7 +175,7 @@ fn ensure_info<'a>(header: NonNull<Header>) -> &'a WeakInfo {
 fn held_shared(info: &WeakInfo) -> Option<NonNull<WeakRefObj>> {
     let s = info.shared.get()?;
     // SAFETY: the block owns a count of it, so it is allocated.
-    let strong = unsafe { Header::from_value(s).as_ref() }.strong.get();
+    let strong = unsafe { Header::from_value(s).as_ref() }.strong();
     (strong > 1).then_some(s)
 }
 
@@ -225,11 +232,11 @@ unsafe fn clear_all(
         // SAFETY: allocated.
         let h = unsafe { wh.as_ref() };
         // A weak reference whose own death is pending (count 0) is treated as dead already.
-        let alive = h.strong.get() > 0;
+        let alive = h.strong() > 0;
         let garbage = in_collection && h.has(flag::COLLECTING) && !h.has(flag::REACHABLE);
         if alive && !garbage {
             if let Some(cb) = wr.callback.borrow_mut().take() {
-                h.strong.set(h.strong.get() + 1);
+                h.inc_strong();
                 // SAFETY: alive; the new handle owns the count just added.
                 let handle = unsafe { Gc::from_value_ptr(w) };
                 calls.push(Pending::Call(handle, cb, type_name));
@@ -385,6 +392,12 @@ impl<T: ?Sized + 'static> Weak<T> {
                 ptr: target.value_ptr(),
             };
         }
+        Self::new_shared(target, info)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn new_shared(target: &Gc<T>, info: &WeakInfo) -> Weak<T> {
         let obj = Self::make(target, None);
         // The block's own count.
         std::mem::forget(obj.clone());
@@ -444,22 +457,26 @@ impl<T: ?Sized + 'static> Weak<T> {
 }
 
 impl<T: ?Sized> Weak<T> {
+    /// The referent's header, if the weak reference is not cleared.
+    #[inline]
+    fn target(&self) -> Option<NonNull<Header>> {
+        // Read without `Deref`'s dropped-value check: `target` is a plain cell that a dropped
+        // weak-reference object leaves as `None` (its Drop clears it), so it stays readable.
+        // SAFETY: the handle keeps the weak-reference object allocated.
+        unsafe { self.obj.value_ptr().as_ref() }.target.get()
+    }
+
     /// A strong handle to the referent, or `None` once it is dead or dying (SEMANTICS 4.1).
     #[inline]
     pub fn upgrade(&self) -> Option<Gc<T>> {
-        let target = self.obj.target.get()?;
+        let target = self.target()?;
         // SAFETY: a set target is allocated (WeakRefObj invariant).
         let h = unsafe { target.as_ref() };
-        let n = h.strong.get();
-        if n == 0 {
+        if h.strong() == 0 {
             // Its death has begun (a deferred death): it must not come back.
             return None;
         }
-        let n = n.wrapping_add(1);
-        h.strong.set(n);
-        if n == 0 {
-            std::process::abort();
-        }
+        h.inc_strong();
         // SAFETY: the referent is alive and the new handle owns the count just added; `ptr`
         // points at its value.
         Some(unsafe { Gc::from_value_ptr(self.ptr) })
@@ -467,9 +484,9 @@ impl<T: ?Sized> Weak<T> {
 
     /// Whether the referent is still alive.
     pub fn is_alive(&self) -> bool {
-        match self.obj.target.get() {
+        match self.target() {
             // SAFETY: a set target is allocated.
-            Some(t) => unsafe { t.as_ref() }.strong.get() > 0,
+            Some(t) => unsafe { t.as_ref() }.strong() > 0,
             None => false,
         }
     }
@@ -553,7 +570,7 @@ impl<T: ?Sized> fmt::Debug for Weak<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.obj.target.get() {
             // SAFETY: a set target is allocated.
-            Some(t) if unsafe { t.as_ref() }.strong.get() > 0 => {
+            Some(t) if unsafe { t.as_ref() }.strong() > 0 => {
                 // SAFETY: as above.
                 let name = (unsafe { t.as_ref() }.vtable().type_name)();
                 write!(
@@ -582,8 +599,8 @@ impl<T: ?Sized + 'static> Gc<T> {
             let wh = Header::from_value(w);
             // SAFETY: listed weak references are allocated.
             let h = unsafe { wh.as_ref() };
-            if h.strong.get() > 0 {
-                h.strong.set(h.strong.get() + 1);
+            if h.strong() > 0 {
+                h.inc_strong();
                 out.push(Weak {
                     // SAFETY: alive; the handle owns the count just added.
                     obj: unsafe { Gc::from_value_ptr(w) },

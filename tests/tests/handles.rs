@@ -52,11 +52,11 @@ unsafe impl Trace for dyn Object {
 #[test]
 fn trait_object_handles_coerce_and_downcast() {
     let heap = Heap::new();
-    let i: Gc<dyn Object> = heap.alloc(Int(3)).coerce(|v| v as &dyn Object);
+    let i: Gc<dyn Object> = reap::gc_coerce!(heap.alloc(Int(3)) => dyn Object);
     let l = heap.alloc(List(RefCell::new(vec![i.clone()])));
     l.0.borrow_mut()
-        .push(heap.alloc(Int(4)).coerce(|v| v as &dyn Object));
-    let l: Gc<dyn Object> = l.coerce(|v| v as &dyn Object);
+        .push(reap::gc_coerce!(heap.alloc(Int(4)) => dyn Object));
+    let l: Gc<dyn Object> = reap::gc_coerce!(l => dyn Object);
     assert_eq!(l.describe(), "[int(3), int(4)]");
     assert!(Gc::is::<Int>(&i));
     assert!(!Gc::is::<List>(&i));
@@ -68,17 +68,9 @@ fn trait_object_handles_coerce_and_downcast() {
     assert_eq!(*int, Int(3));
     assert_eq!(Gc::strong_count(&int), 2);
     // Weak references to trait objects.
-    let d: Gc<dyn Object> = int.clone().coerce(|v| v as &dyn Object);
+    let d: Gc<dyn Object> = reap::gc_coerce!(int.clone() => dyn Object);
     let w = Weak::new(&d);
     assert_eq!(w.upgrade().unwrap().describe(), "int(3)");
-}
-
-#[test]
-#[should_panic(expected = "Gc::coerce must return the value itself")]
-fn coerce_to_another_reference_panics() {
-    static OTHER: Int = Int(9);
-    let heap = Heap::new();
-    let _ = heap.alloc(Int(3)).coerce(|_| &OTHER as &dyn Object);
 }
 
 #[test]
