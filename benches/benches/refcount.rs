@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::hint::black_box;
 use std::rc::Rc;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use reap::{Gc, Heap, Trace, Weak};
 
 fn clone_drop(c: &mut Criterion) {
@@ -89,6 +89,8 @@ fn weak(c: &mut Criterion) {
     g.finish();
 }
 
+/// The fields are only ever dropped: that is the workload.
+#[allow(dead_code)]
 struct RcNode {
     left: Option<Rc<RefCell<RcNode>>>,
     right: Option<Rc<RefCell<RcNode>>>,
@@ -146,7 +148,6 @@ fn binary_trees(c: &mut Criterion) {
         b.iter(|| drop(black_box(gc_tree(&heap, 16))))
     });
     g.finish();
-    let _ = BatchSize::SmallInput;
 }
 
 criterion_group!(benches, clone_drop, weak, binary_trees);

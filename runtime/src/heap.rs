@@ -67,7 +67,8 @@ impl std::fmt::Display for Unraisable {
     }
 }
 
-type UnraisableHook = Box<dyn Fn(&Unraisable)>;
+/// The unraisable hook's type: called with each report.
+pub type UnraisableHook = Box<dyn Fn(&Unraisable)>;
 
 /// All the state of one heap.
 pub(crate) struct HeapInner {
@@ -240,7 +241,7 @@ impl Heap {
     /// let s = seen.clone();
     /// heap.set_unraisable_hook(Some(Box::new(move |u: &Unraisable| s.borrow_mut().push(u.message.clone()))));
     /// ```
-    pub fn set_unraisable_hook(&self, hook: Option<Box<dyn Fn(&Unraisable)>>) {
+    pub fn set_unraisable_hook(&self, hook: Option<UnraisableHook>) {
         *self.inner().hook.borrow_mut() = hook;
     }
 

@@ -46,7 +46,7 @@ mod trace;
 mod weak;
 
 pub use handle::{is_tracked, Gc};
-pub use heap::{Heap, Unraisable, UnraisableKind};
+pub use heap::{Heap, Unraisable, UnraisableHook, UnraisableKind};
 pub use reap_collector::GenerationStats;
 pub use reap_derive::Trace;
 pub use trace::{Finalize, Trace, Tracer};
@@ -58,3 +58,8 @@ pub const TRACKED_OVERHEAD: usize = header::HEADER_SIZE + header::LINKS_SIZE;
 
 /// Size in bytes of the header in front of an untracked object's value.
 pub const UNTRACKED_OVERHEAD: usize = header::HEADER_SIZE;
+
+/// The README's examples, compiled and run as doctests so they stay true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -119,7 +119,7 @@ impl WeakRefObj {
     /// Clears this weak reference and takes it out of its referent's lists.
     fn detach(&self) {
         if let Some(target) = self.target.take() {
-            let me = NonNull::from(&*self);
+            let me = NonNull::from(self);
             // SAFETY: a set target is allocated and lists us (WeakRefObj invariant).
             let info = unsafe { info_of(target) }.expect("weak target without weak info");
             if info.shared.get() == Some(me) {

@@ -61,7 +61,7 @@ fn trait_object_handles_coerce_and_downcast() {
     assert!(Gc::is::<Int>(&i));
     assert!(!Gc::is::<List>(&i));
     assert!(Gc::type_name(&l).ends_with("List"));
-    let l = l.downcast::<Int>().err().expect("a list is not an int");
+    let l = l.downcast::<Int>().expect_err("a list is not an int");
     let back = l.downcast::<List>().ok().unwrap();
     assert_eq!(back.0.borrow().len(), 2);
     let int = i.downcast::<Int>().ok().unwrap();

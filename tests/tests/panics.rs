@@ -78,6 +78,8 @@ impl Drop for Noisy {
     }
 }
 
+/// The skipped fields are only ever dropped: that is what the test watches.
+#[allow(dead_code)]
 #[derive(Trace)]
 struct BadDrop {
     #[reap(skip)]
