@@ -303,8 +303,23 @@ impl Generations {
     }
 
     /// Marks the end of a collection of `generation` that left `survivors` objects in the
-    /// generation it moved them to, collected `collected` and found `uncollectable`.
+    /// generation it moved them to, collected `collected` and found `uncollectable`:
+    /// [`Generations::record_collection`] then [`Generations::finish_collection`].
     pub fn end_collection(
+        &self,
+        generation: usize,
+        survivors: usize,
+        collected: usize,
+        uncollectable: usize,
+    ) {
+        self.record_collection(generation, survivors, collected, uncollectable);
+        self.finish_collection();
+    }
+
+    /// Records the outcome of the running collection (statistics and the long-lived counts),
+    /// leaving it running: a heap runs its "stop" callbacks between this and
+    /// [`Generations::finish_collection`], so a collection asked for there returns 0.
+    pub fn record_collection(
         &self,
         generation: usize,
         survivors: usize,
@@ -325,6 +340,11 @@ impl Generations {
         s.collected += collected as u64;
         s.uncollectable += uncollectable as u64;
         self.stats.set(stats);
+    }
+
+    /// Ends the running collection.
+    pub fn finish_collection(&self) {
+        debug_assert!(self.collecting.get());
         self.collecting.set(false);
         self.update_trigger();
     }

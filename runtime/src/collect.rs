@@ -25,6 +25,7 @@ use reap_collector::{find_unreachable, CollectorHeap, Mark};
 
 use crate::header::{flag, Header, Links};
 use crate::heap::{release, HeapInner, UnraisableKind};
+use crate::introspect::{any_handle, debug, CollectInfo, CollectPhase};
 use crate::trace::Tracer;
 
 /// The collector's view of the heap during trial deletion.
@@ -159,6 +160,31 @@ impl HeapInner {
         if !self.gens.begin_collection(g) {
             return 0;
         }
+        let start = std::time::Instant::now();
+        let mut info = CollectInfo {
+            generation: g,
+            collected: 0,
+            uncollectable: 0,
+            duration: std::time::Duration::ZERO,
+        };
+        self.run_collect_callbacks(CollectPhase::Start, &info);
+        let (survivors, collected) = self.collect_generations(g);
+        info.collected = collected;
+        info.duration = start.elapsed();
+        self.gens.record_collection(g, survivors, collected, 0);
+        if self.gcmod.debug.get() & debug::STATS != 0 {
+            eprintln!(
+                "reap: gc: generation {g}: {collected} collected, 0 uncollectable, {survivors} survivors, {:.3} ms",
+                info.duration.as_secs_f64() * 1000.0
+            );
+        }
+        self.run_collect_callbacks(CollectPhase::Stop, &info);
+        self.gens.finish_collection();
+        collected
+    }
+
+    /// The work of [`HeapInner::collect`] between its callbacks. Returns (survivors, collected).
+    fn collect_generations(&self, g: usize) -> (usize, usize) {
         let survivors_gen = (g + 1).min(2);
 
         // Candidate filtering: a garbage set always holds an object a handle to which was
@@ -172,8 +198,7 @@ impl HeapInner {
                     unsafe { self.lists[gen].splice_into(&self.lists[survivors_gen]) };
                 }
             }
-            self.gens.end_collection(g, survivors, 0, 0);
-            return 0;
+            return (survivors, 0);
         }
 
         let candidates = gather(self, g);
@@ -196,8 +221,7 @@ impl HeapInner {
                     "reap::Trace (collection abandoned)",
                     p,
                 );
-                self.gens.end_collection(g, 0, 0, 0);
-                return 0;
+                return (0, 0);
             }
         };
         let reachable: Vec<NonNull<Header>> = candidates
@@ -226,9 +250,7 @@ impl HeapInner {
             }
             self.reclaim()
         };
-
-        self.gens.end_collection(g, survivors, collected, 0);
-        collected
+        (survivors, collected)
     }
 
     /// The number of objects in generations `0..=g` if none of them is a possible root.
@@ -354,6 +376,20 @@ impl HeapInner {
     fn reclaim(&self) -> usize {
         let garbage = list_members(&self.garbage_list);
         self.garbage_list.init_empty();
+        if self.gcmod.debug.get() & debug::SAVEALL != 0 {
+            // DEBUG_SAVEALL: the garbage is kept, whole, in the garbage list, and stays tracked
+            // in the oldest generation.
+            let mut saved = self.gcmod.garbage.borrow_mut();
+            for &o in &garbage {
+                // SAFETY: allocated, live (counted from outside the garbage now by this handle),
+                // links free.
+                unsafe {
+                    saved.push(any_handle(o));
+                    self.lists[2].push_back(Header::links(o));
+                }
+            }
+            return garbage.len();
+        }
         // Hold every garbage object, so none is freed while the others' values drop.
         for &o in &garbage {
             // SAFETY: allocated; the object leaves every list and is marked so.

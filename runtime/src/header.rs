@@ -147,6 +147,8 @@ pub(crate) struct VTable {
     pub(crate) type_name: fn() -> &'static str,
     /// `TypeId::of::<T>`.
     pub(crate) type_id: fn() -> TypeId,
+    /// The value as `dyn Any`, for type-erased handles.
+    pub(crate) as_any: fn(NonNull<u8>) -> NonNull<dyn std::any::Any>,
 }
 
 struct VTableFor<T>(std::marker::PhantomData<T>);
@@ -160,12 +162,17 @@ impl<T: Trace> VTableFor<T> {
         finalize: finalize_value::<T>,
         type_name: std::any::type_name::<T>,
         type_id: TypeId::of::<T>,
+        as_any: as_any::<T>,
     };
 }
 
 /// The vtable of `T`, a `'static` constant.
 pub(crate) fn vtable_of<T: Trace>() -> &'static VTable {
     &VTableFor::<T>::VTABLE
+}
+
+fn as_any<T: Trace>(value: NonNull<u8>) -> NonNull<dyn std::any::Any> {
+    value.cast::<T>()
 }
 
 /// # Safety

@@ -79,6 +79,8 @@ pub(crate) struct HeapInner {
     pub(crate) gens: Generations,
     /// Memory for small objects.
     slabs: crate::slab::Slabs,
+    /// Collection callbacks, debug flags, the garbage list.
+    pub(crate) gcmod: crate::introspect::GcModule,
     /// The garbage of the running collection, and the part of it whose finalizer was looked at.
     pub(crate) garbage_list: Links,
     pub(crate) seen_list: Links,
@@ -189,6 +191,7 @@ impl Heap {
             ],
             gens: Generations::new(),
             slabs: crate::slab::Slabs::new(),
+            gcmod: crate::introspect::GcModule::new(),
             garbage_list: Links::dangling(),
             seen_list: Links::dangling(),
             no_collect: Cell::new(0),
@@ -591,6 +594,9 @@ impl Drop for Heap {
     /// freed when their last handle goes.
     fn drop(&mut self) {
         let inner = self.inner();
+        // The saved garbage goes back to the collector, and is not saved again.
+        inner.gcmod.debug.set(0);
+        drop(std::mem::take(&mut *inner.gcmod.garbage.borrow_mut()));
         // Collect until a collection finds nothing more: finalizers may free or make more.
         for _ in 0..100 {
             if inner.collect(2) == 0 {

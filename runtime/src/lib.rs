@@ -41,12 +41,14 @@ mod collect;
 mod handle;
 mod header;
 mod heap;
+mod introspect;
 mod slab;
 mod trace;
 mod weak;
 
 pub use handle::{is_tracked, Gc};
 pub use heap::{Heap, Unraisable, UnraisableHook, UnraisableKind};
+pub use introspect::{debug, AnyGc, CollectCallback, CollectInfo, CollectPhase};
 pub use reap_collector::GenerationStats;
 pub use reap_derive::Trace;
 pub use trace::{Finalize, Trace, Tracer};

@@ -1,0 +1,251 @@
+//! The `gc` module surface (SEMANTICS 6): type-erased handles to heap objects, referents and
+//! referrers, objects per generation, freezing, collection callbacks, debug flags and the
+//! `garbage` list.
+
+use std::any::Any;
+use std::cell::Cell;
+use std::ptr::NonNull;
+use std::time::Duration;
+
+use crate::header::{flag, Header, Links};
+use crate::heap::{Heap, HeapInner};
+use crate::trace::Tracer;
+use crate::Gc;
+
+/// A type-erased handle: any object of the heap. Downcast with [`Gc::downcast`] or through `Any`.
+pub type AnyGc = Gc<dyn Any>;
+
+/// A handle to the object with this header, taking a new count.
+///
+/// # Safety
+/// The object is live (strong count above 0) and its value not dropped.
+pub(crate) unsafe fn any_handle(o: NonNull<Header>) -> AnyGc {
+    // SAFETY: live (caller).
+    let h = unsafe { o.as_ref() };
+    h.inc_strong();
+    let any = (h.vtable().as_any)(Header::value_ptr(o));
+    // SAFETY: the pointer is the object's value (as `dyn Any`), and the handle owns the count
+    // just added.
+    unsafe { Gc::from_value_ptr(any) }
+}
+
+/// The headers of a list, in order.
+pub(crate) fn members(head: &Links) -> Vec<NonNull<Header>> {
+    let mut out = Vec::new();
+    let mut cur = head.next.get();
+    while cur != NonNull::from(head) {
+        out.push(Header::from_links(cur));
+        // SAFETY: nodes of a heap list are valid links of allocated objects.
+        cur = unsafe { cur.as_ref() }.next.get();
+    }
+    out
+}
+
+/// Whether handles to the object may be made: alive and with its value intact.
+fn usable(o: NonNull<Header>) -> bool {
+    // SAFETY: listed or visited objects are allocated.
+    let h = unsafe { o.as_ref() };
+    h.strong() > 0 && !h.has(flag::VALUE_DROPPED)
+}
+
+/// The handles the object's value holds, as headers.
+fn edges(o: NonNull<Header>) -> Vec<NonNull<Header>> {
+    let mut out = Vec::new();
+    let mut visit = |t: NonNull<Header>| out.push(t);
+    let mut tracer = Tracer::new(&mut visit);
+    // SAFETY: callers pass live objects with intact values.
+    unsafe { (o.as_ref().vtable().trace)(Header::value_ptr(o), &mut tracer) };
+    out
+}
+
+/// Phase of a collection callback (SEMANTICS 2.1, 2.8).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CollectPhase {
+    /// Before the collection.
+    Start,
+    /// After it.
+    Stop,
+}
+
+/// What a collection callback is told, as CPython's `info` dict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CollectInfo {
+    /// The oldest generation collected.
+    pub generation: usize,
+    /// Objects collected (0 at start).
+    pub collected: usize,
+    /// Objects found uncollectable (0 at start; reap has no legacy finalizers, so always 0).
+    pub uncollectable: usize,
+    /// Time the collection took (zero at start).
+    pub duration: Duration,
+}
+
+/// A collection callback.
+pub type CollectCallback = Box<dyn Fn(CollectPhase, &CollectInfo)>;
+
+/// Debug flags (`gc.set_debug`).
+pub mod debug {
+    /// Print a line to stderr for every collection.
+    pub const STATS: u32 = 1;
+    /// Keep the garbage in [`Heap::garbage`](crate::Heap::garbage) instead of freeing it.
+    pub const SAVEALL: u32 = 1 << 5;
+}
+
+/// State of the gc-module surface, kept in the heap.
+pub(crate) struct GcModule {
+    pub(crate) callbacks: std::cell::RefCell<Vec<(u64, std::rc::Rc<CollectCallback>)>>,
+    next_callback_id: Cell<u64>,
+    pub(crate) debug: Cell<u32>,
+    pub(crate) garbage: std::cell::RefCell<Vec<AnyGc>>,
+}
+
+impl GcModule {
+    pub(crate) fn new() -> GcModule {
+        GcModule {
+            callbacks: Default::default(),
+            next_callback_id: Cell::new(0),
+            debug: Cell::new(0),
+            garbage: Default::default(),
+        }
+    }
+}
+
+impl HeapInner {
+    /// Runs the collection callbacks, each under a panic guard (SEMANTICS 2.1).
+    pub(crate) fn run_collect_callbacks(&self, phase: CollectPhase, info: &CollectInfo) {
+        let callbacks: Vec<_> = self
+            .gcmod
+            .callbacks
+            .borrow()
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect();
+        for cb in callbacks {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(phase, info)));
+            if let Err(p) = r {
+                self.report_panic(
+                    crate::UnraisableKind::CollectionCallback,
+                    "collection callback",
+                    p,
+                );
+            }
+        }
+    }
+}
+
+impl Heap {
+    /// `gc.get_objects(generation)`: handles to the tracked objects of generation `g` (0..=2), or
+    /// of every generation with `None`. The permanent (frozen) set is left out, as in CPython.
+    ///
+    /// # Panics
+    /// If `g > 2` (CPython raises `ValueError`).
+    pub fn get_objects(&self, g: Option<usize>) -> Vec<AnyGc> {
+        let inner = self.inner();
+        let gens: Vec<usize> = match g {
+            Some(g) => {
+                assert!(g <= 2, "reap: generation {g} out of range 0..=2");
+                vec![g]
+            }
+            None => vec![0, 1, 2],
+        };
+        let mut out = Vec::new();
+        for gen in gens {
+            for o in members(&inner.lists[gen]) {
+                if usable(o) {
+                    // SAFETY: live with an intact value (checked).
+                    out.push(unsafe { any_handle(o) });
+                }
+            }
+        }
+        out
+    }
+
+    /// `gc.get_referents(obj)`: handles to the objects `obj` holds handles to, in tracing order.
+    pub fn get_referents<T: ?Sized>(&self, obj: &Gc<T>) -> Vec<AnyGc> {
+        edges(obj.header_ptr())
+            .into_iter()
+            .filter(|&o| usable(o))
+            // SAFETY: held by `obj`, so live; value intact (checked).
+            .map(|o| unsafe { any_handle(o) })
+            .collect()
+    }
+
+    /// `gc.get_referrers(obj)`: handles to the tracked objects (of every generation and the
+    /// permanent set) that hold a handle to `obj`.
+    pub fn get_referrers<T: ?Sized>(&self, obj: &Gc<T>) -> Vec<AnyGc> {
+        let target = obj.header_ptr();
+        let inner = self.inner();
+        let mut out = Vec::new();
+        for head in &inner.lists {
+            for o in members(head) {
+                if usable(o) && edges(o).contains(&target) {
+                    // SAFETY: live with an intact value (checked).
+                    out.push(unsafe { any_handle(o) });
+                }
+            }
+        }
+        out
+    }
+
+    /// `gc.freeze()`: moves every tracked object into the permanent set, which no collection
+    /// examines (SEMANTICS 1.6).
+    pub fn freeze(&self) {
+        let inner = self.inner();
+        for g in 0..3 {
+            // SAFETY: this heap's list heads.
+            unsafe { inner.lists[g].splice_into(&inner.lists[3]) };
+        }
+    }
+
+    /// `gc.unfreeze()`: moves the permanent set back into generation 2.
+    pub fn unfreeze(&self) {
+        let inner = self.inner();
+        // SAFETY: this heap's list heads.
+        unsafe { inner.lists[3].splice_into(&inner.lists[2]) };
+    }
+
+    /// `gc.get_freeze_count()`: the number of objects in the permanent set.
+    pub fn get_freeze_count(&self) -> usize {
+        self.generation_len(3)
+    }
+
+    /// Registers a collection callback (`gc.callbacks.append`); it runs at the start and stop of
+    /// every collection. Returns an id for [`Heap::remove_collect_callback`]. A panic in it is
+    /// reported to the unraisable hook and the collection goes on.
+    pub fn add_collect_callback(&self, cb: CollectCallback) -> u64 {
+        let m = &self.inner().gcmod;
+        let id = m.next_callback_id.get();
+        m.next_callback_id.set(id + 1);
+        m.callbacks.borrow_mut().push((id, std::rc::Rc::new(cb)));
+        id
+    }
+
+    /// Removes a collection callback; returns whether it was registered.
+    pub fn remove_collect_callback(&self, id: u64) -> bool {
+        let mut cbs = self.inner().gcmod.callbacks.borrow_mut();
+        let before = cbs.len();
+        cbs.retain(|(i, _)| *i != id);
+        cbs.len() != before
+    }
+
+    /// `gc.set_debug(flags)`: a combination of [`debug::STATS`] and [`debug::SAVEALL`].
+    pub fn set_debug(&self, flags: u32) {
+        self.inner().gcmod.debug.set(flags);
+    }
+
+    /// `gc.get_debug()`.
+    pub fn get_debug(&self) -> u32 {
+        self.inner().gcmod.debug.get()
+    }
+
+    /// `gc.garbage`: the objects collections found with [`debug::SAVEALL`] set, kept alive here.
+    pub fn garbage(&self) -> Vec<AnyGc> {
+        self.inner().gcmod.garbage.borrow().clone()
+    }
+
+    /// Empties `gc.garbage` (`gc.garbage.clear()`), releasing the objects.
+    pub fn clear_garbage(&self) {
+        let g = std::mem::take(&mut *self.inner().gcmod.garbage.borrow_mut());
+        drop(g);
+    }
+}

@@ -1,0 +1,56 @@
+//! The `seed` example prints exactly what `python3` prints for the seed article's program.
+
+#![cfg(not(miri))]
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const PROGRAM: &str = r#"
+import weakref
+
+class MyObject:
+    def __del__(self):
+        print("My Object has been garbage collected")
+
+obj = MyObject()
+weak_ref = weakref.ref(obj)
+del obj
+
+if weak_ref() is not None:
+    print("Object still exists")
+else:
+    print("Object has been garbage collected")
+"#;
+
+const EXPECTED: &str = "My Object has been garbage collected\nObject has been garbage collected\n";
+
+/// `cargo test` builds the examples next to the test binaries: target/<profile>/examples.
+fn example_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().unwrap().parent().unwrap();
+    profile_dir
+        .join("examples")
+        .join(format!("seed{}", std::env::consts::EXE_SUFFIX))
+}
+
+#[test]
+fn seed_example_prints_what_python_prints() {
+    let bin = example_binary();
+    let out = Command::new(&bin)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
+    assert!(out.status.success());
+    let ours = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(ours, EXPECTED);
+
+    match Command::new("python3").arg("-c").arg(PROGRAM).output() {
+        Ok(py) if py.status.success() => {
+            assert_eq!(
+                ours,
+                String::from_utf8(py.stdout).unwrap(),
+                "python3 printed otherwise"
+            );
+        }
+        _ => eprintln!("python3 not available: compared with the recorded output only"),
+    }
+}
