@@ -75,6 +75,21 @@ pub trait CollectorHeap {
 /// and the unreachable rest, which it returns. Every candidate is left marked
 /// [`Mark::Reachable`] or [`Mark::Candidate`] (unreachable); the caller resets the marks.
 ///
+/// See [`mark_reachable`] for the algorithm; this adds the final partition.
+pub fn find_unreachable<H: CollectorHeap>(heap: &H, candidates: &[H::Object]) -> Vec<H::Object> {
+    mark_reachable(heap, candidates);
+    candidates
+        .iter()
+        .copied()
+        .filter(|&o| heap.mark(o) == Mark::Candidate)
+        .collect()
+}
+
+/// Trial deletion without the partition: afterwards every candidate reachable from outside the
+/// set is marked [`Mark::Reachable`] and every unreachable one is still [`Mark::Candidate`]. A
+/// heap that walks the candidates once more anyway (to relink survivors) partitions there and
+/// saves a pass.
+///
 /// The algorithm, in three passes, each linear in candidates plus edges, none recursive:
 ///
 /// 1. *Copy counts*: each candidate's scratch count starts at its strong count, and it is marked
@@ -89,7 +104,7 @@ pub trait CollectorHeap {
 ///
 /// Whatever is still only a candidate afterwards is referenced solely by other such candidates:
 /// the garbage set.
-pub fn find_unreachable<H: CollectorHeap>(heap: &H, candidates: &[H::Object]) -> Vec<H::Object> {
+pub fn mark_reachable<H: CollectorHeap>(heap: &H, candidates: &[H::Object]) {
     for &o in candidates {
         heap.set_scratch(o, heap.strong_count(o));
         heap.set_mark(o, Mark::Candidate);
@@ -111,7 +126,7 @@ pub fn find_unreachable<H: CollectorHeap>(heap: &H, candidates: &[H::Object]) ->
         heap.set_mark(o, Mark::Reachable);
     }
     for &o in candidates {
-        if heap.scratch(o) > 0 && heap.mark(o) == Mark::Candidate {
+        if heap.mark(o) == Mark::Candidate && heap.scratch(o) > 0 {
             heap.set_mark(o, Mark::Reachable);
             stack.push(o);
         }
@@ -124,11 +139,6 @@ pub fn find_unreachable<H: CollectorHeap>(heap: &H, candidates: &[H::Object]) ->
             }
         });
     }
-    candidates
-        .iter()
-        .copied()
-        .filter(|&o| heap.mark(o) == Mark::Candidate)
-        .collect()
 }
 
 /// Statistics of one generation, as `gc.get_stats()` reports them.

@@ -21,10 +21,10 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
-use reap_collector::{find_unreachable, CollectorHeap, Mark};
+use reap_collector::{find_unreachable, mark_reachable, CollectorHeap, Mark};
 
 use crate::header::{flag, Header, Links};
-use crate::heap::{release, HeapInner, UnraisableKind};
+use crate::heap::{free_object, release, HeapInner, UnraisableKind};
 use crate::introspect::{any_handle, debug, CollectInfo, CollectPhase};
 use crate::trace::Tracer;
 
@@ -204,53 +204,67 @@ impl HeapInner {
         let candidates = gather(self, g);
 
         // Trial deletion: no user code runs here but `Trace`, which may panic.
-        let found = catch_unwind(AssertUnwindSafe(|| find_unreachable(&View, &candidates)));
-        let unreachable = match found {
-            Ok(u) => u,
-            Err(p) => {
-                // Abandon: real counts were never touched; keep everything, as survivors, and
-                // as possible roots so the next collection looks again.
-                clear_marks(&candidates);
-                for &o in &candidates {
-                    // SAFETY: allocated.
-                    unsafe { o.as_ref() }.set_possible_root();
-                }
-                relink(&candidates, &self.lists[survivors_gen]);
-                self.report_panic(
-                    UnraisableKind::Drop,
-                    "reap::Trace (collection abandoned)",
-                    p,
-                );
-                return (0, 0);
+        let found = catch_unwind(AssertUnwindSafe(|| mark_reachable(&View, &candidates)));
+        if let Err(p) = found {
+            // Abandon: real counts were never touched; keep everything, as survivors, and as
+            // possible roots so the next collection looks again.
+            clear_marks(&candidates);
+            for &o in &candidates {
+                // SAFETY: allocated.
+                unsafe { o.as_ref() }.set_possible_root();
             }
-        };
-        let reachable: Vec<NonNull<Header>> = candidates
-            .iter()
-            .copied()
-            // SAFETY: allocated.
-            .filter(|o| unsafe { o.as_ref() }.has(flag::REACHABLE))
-            .collect();
-        clear_marks(&reachable);
-        relink(&reachable, &self.lists[survivors_gen]);
-        let survivors = reachable.len();
+            relink(&candidates, &self.lists[survivors_gen]);
+            self.report_panic(
+                UnraisableKind::Drop,
+                "reap::Trace (collection abandoned)",
+                p,
+            );
+            return (0, 0);
+        }
+
+        // One pass: survivors leave their marks and move to generation g+1; the garbage keeps
+        // its COLLECTING mark (so weak references that are garbage can be told apart) and is
+        // sorted by whether anything in it runs user code before reclaim.
+        let mut unreachable = Vec::new();
+        let mut survivors = 0;
+        let mut needs_user_phases = false;
+        let to = &self.lists[survivors_gen];
+        for &o in &candidates {
+            // SAFETY: candidates are allocated and their links are free.
+            let h = unsafe { o.as_ref() };
+            if h.has(flag::REACHABLE) {
+                h.clear(flag::COLLECTING | flag::REACHABLE);
+                // SAFETY: links free, head valid.
+                unsafe { to.push_back(Header::links(o)) };
+                survivors += 1;
+            } else {
+                needs_user_phases |= h.weak_info().is_some()
+                    || (h.has(flag::HAS_FINALIZER) && !h.has(flag::FINALIZED));
+                unreachable.push(o);
+            }
+        }
         drop(candidates);
 
-        let collected = if unreachable.is_empty() {
-            0
-        } else {
-            // The garbage keeps its COLLECTING mark until weak references are handled, so weak
-            // references that are garbage themselves can be told apart.
-            relink(&unreachable, &self.garbage_list);
-            self.handle_weakrefs(&unreachable);
-            clear_marks(&unreachable);
-            drop(unreachable);
-            let any_finalized = self.finalize_garbage();
-            if any_finalized {
-                self.handle_resurrected();
-            }
-            self.reclaim()
-        };
-        (survivors, collected)
+        if unreachable.is_empty() {
+            return (survivors, 0);
+        }
+        if !needs_user_phases {
+            // No weak references to clear and no finalizer to run: no user code runs before
+            // reclaim, so the garbage needs no list.
+            return (survivors, self.reclaim(unreachable));
+        }
+        relink(&unreachable, &self.garbage_list);
+        self.handle_weakrefs(&unreachable);
+        clear_marks(&unreachable);
+        drop(unreachable);
+        let any_finalized = self.finalize_garbage();
+        if any_finalized {
+            self.handle_resurrected();
+        }
+        // User code may have freed garbage (by the refcount path): read what is left.
+        let garbage = list_members(&self.garbage_list);
+        self.garbage_list.init_empty();
+        (survivors, self.reclaim(garbage))
     }
 
     /// The number of objects in generations `0..=g` if none of them is a possible root.
@@ -371,35 +385,42 @@ impl HeapInner {
         relink(&still, &self.garbage_list);
     }
 
-    /// Phase 7: breaks the cycles and frees the garbage (SEMANTICS 2.7). Returns how many objects
-    /// were collected.
-    fn reclaim(&self) -> usize {
-        let garbage = list_members(&self.garbage_list);
-        self.garbage_list.init_empty();
+    /// Phase 7: breaks the cycles and frees the garbage (SEMANTICS 2.7). `garbage` is in no
+    /// list. Returns how many objects were collected.
+    ///
+    /// Each object is marked as being reclaimed (`UNLINKED` with `COLLECTING`), then, one by one,
+    /// its value is dropped and, if nothing holds it any more, it is freed at once. A garbage
+    /// object whose count reaches zero while another value drops is freed right there if its own
+    /// value is already gone, or left for its turn in the loop (see `heap::release`). Whatever
+    /// is still held at the end (a `Drop` stored a handle) stays allocated with its value dropped,
+    /// and is freed by its last handle.
+    fn reclaim(&self, garbage: Vec<NonNull<Header>>) -> usize {
+        let collected = garbage.len();
         if self.gcmod.debug.get() & debug::SAVEALL != 0 {
             // DEBUG_SAVEALL: the garbage is kept, whole, in the garbage list, and stays tracked
             // in the oldest generation.
             let mut saved = self.gcmod.garbage.borrow_mut();
             for &o in &garbage {
-                // SAFETY: allocated, live (counted from outside the garbage now by this handle),
-                // links free.
+                // SAFETY: allocated and live (its count is above 0: garbage is held by
+                // garbage); links free.
                 unsafe {
+                    o.as_ref().clear(flag::COLLECTING | flag::REACHABLE);
                     saved.push(any_handle(o));
                     self.lists[2].push_back(Header::links(o));
                 }
             }
-            return garbage.len();
+            return collected;
         }
-        // Hold every garbage object, so none is freed while the others' values drop.
         for &o in &garbage {
-            // SAFETY: allocated; the object leaves every list and is marked so.
+            // SAFETY: allocated; it leaves every list.
             let h = unsafe { o.as_ref() };
-            h.inc_strong();
-            h.set(flag::UNLINKED);
+            h.clear(flag::REACHABLE);
+            h.set(flag::UNLINKED | flag::COLLECTING);
             self.gens.note_deallocation();
         }
         for &o in &garbage {
-            // SAFETY: allocated (held).
+            // SAFETY: reclaimed objects are freed only by this loop or, once RECLAIM_DONE, by
+            // `release`; this one is not done yet, so it is allocated.
             let h = unsafe { o.as_ref() };
             h.set(flag::VALUE_DROPPED);
             let vtable = h.vtable();
@@ -410,16 +431,14 @@ impl HeapInner {
             if let Err(p) = r {
                 self.report_panic(UnraisableKind::Drop, (vtable.type_name)(), p);
             }
-        }
-        let collected = garbage.len();
-        for o in garbage {
-            // SAFETY: held by the runtime since above.
-            let h = unsafe { o.as_ref() };
-            let n = h.strong() - 1;
-            h.set_strong(n);
-            if n == 0 {
-                // SAFETY: its count just reached zero.
-                unsafe { release(o) };
+            h.set(flag::RECLAIM_DONE);
+            if h.strong() == 0 {
+                // SAFETY: nothing holds it and its value is gone.
+                unsafe { free_object(self, o, false) };
+            } else {
+                // Held by garbage not dropped yet, or by whatever a Drop stored it in. When the
+                // last handle goes, `release` frees it (it is marked as being reclaimed, with its
+                // value dropped).
             }
         }
         collected

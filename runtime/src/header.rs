@@ -41,12 +41,16 @@ pub(crate) mod flag {
     pub const DEFERRED: u8 = 1 << 3;
     /// The object's value has been dropped; its memory waits for the last handle to go.
     pub const VALUE_DROPPED: u8 = 1 << 4;
-    /// The object is a candidate of the running collection.
+    /// The object is a candidate of the running collection; together with `UNLINKED`, it is
+    /// being reclaimed (`collect::reclaim`).
     pub const COLLECTING: u8 = 1 << 5;
     /// The candidate was found reachable from outside.
     pub const REACHABLE: u8 = 1 << 6;
     /// A tracked object that has left every generation list (its cycle was broken).
     pub const UNLINKED: u8 = 1 << 7;
+    /// For an object being reclaimed (`UNLINKED` and `COLLECTING`): its value has finished
+    /// dropping. Shares its bit with `REACHABLE`, which only candidates use.
+    pub const RECLAIM_DONE: u8 = REACHABLE;
 }
 
 /// Intrusive links of a tracked object in its generation's circular list.

@@ -353,7 +353,13 @@ impl Heap {
 
 impl HeapInner {
     pub(crate) fn alloc<T: Trace>(&self, value: T) -> Gc<T> {
-        let tracked = T::needs_trace();
+        self.alloc_tracked_if(value, T::needs_trace())
+    }
+
+    /// Allocates with the tracking decided by the caller. Leaving untracked a value that holds
+    /// handles is safe: the collector then sees those handles as held from outside, so what
+    /// they lead to is kept (at worst a leak of cycles through it, SEMANTICS 5.2).
+    pub(crate) fn alloc_tracked_if<T: Trace>(&self, value: T, tracked: bool) -> Gc<T> {
         let vtable = vtable_of::<T>();
         let ol = if tracked {
             vtable.tracked_layout
@@ -461,6 +467,23 @@ pub(crate) unsafe fn release(header: NonNull<Header>) {
     // SAFETY: the heap outlives its objects; it is freed below only once the last one is gone,
     // after the last use of this reference.
     let heap: &HeapInner = unsafe { heap_ptr.as_ref() };
+    // SAFETY: allocated (its death has not begun).
+    let h = unsafe { header.as_ref() };
+    if h.has(flag::UNLINKED) && h.has(flag::COLLECTING) {
+        // Being reclaimed by the collector (`collect::reclaim`): its finalizer and weak
+        // references are settled. Once its value has been dropped (RECLAIM_DONE), nothing else
+        // is owed: free it. Until then (not reached yet, or its value dropping right now) the
+        // reclaim loop owns it and frees it in its turn.
+        if h.has(flag::RECLAIM_DONE) {
+            // SAFETY: count 0, value dropped, weak references cleared: nothing reaches it.
+            unsafe { free_object(heap, header, false) };
+            if heap.depth.get() == 0 && heap.closed.get() && heap.live.get() == 0 {
+                // SAFETY: the heap handle is gone and so is every object.
+                unsafe { free_heap(heap_ptr) };
+            }
+        }
+        return;
+    }
     let depth = heap.depth.get();
     if depth >= TRASHCAN_DEPTH {
         // SAFETY: as above.

@@ -448,11 +448,18 @@ impl<T: ?Sized + 'static> Weak<T> {
 
     fn make(target: &Gc<T>, callback: Option<Box<dyn ErasedCallback>>) -> Gc<WeakRefObj> {
         let heap = heap_of(target.header());
-        heap.alloc(WeakRefObj {
-            target: Cell::new(Some(target.header_ptr())),
-            callback: RefCell::new(callback),
-            hash: Cell::new(None),
-        })
+        // A weak reference with a callback is tracked even when the callback holds nothing
+        // traced: the collector must know when it is garbage, because then its callback never
+        // runs (SEMANTICS 2.4). A callback-less one holds nothing and runs nothing: untracked.
+        let tracked = callback.is_some();
+        heap.alloc_tracked_if(
+            WeakRefObj {
+                target: Cell::new(Some(target.header_ptr())),
+                callback: RefCell::new(callback),
+                hash: Cell::new(None),
+            },
+            tracked,
+        )
     }
 }
 

@@ -132,3 +132,89 @@ fn panicking_hook_falls_back_to_stderr() {
     drop(heap.alloc(Bomb { other: None }));
     assert_eq!(heap.live_objects(), 0);
 }
+
+// --- panics during a collection ---------------------------------------------------------------
+
+#[derive(Trace)]
+struct Cyc(RefCell<Option<Gc<Cyc>>>);
+
+#[test]
+fn panicking_finalizer_in_a_collection_is_reported_and_the_cycle_still_freed() {
+    #[derive(Trace)]
+    #[reap(finalize)]
+    struct BombCycle(RefCell<Option<Gc<BombCycle>>>);
+    impl Finalize for BombCycle {
+        fn finalize(_: &Gc<Self>) {
+            panic!("boom in cyclic __del__");
+        }
+    }
+    let (heap, seen) = recording_heap();
+    let a = heap.alloc(BombCycle(RefCell::new(None)));
+    *a.0.borrow_mut() = Some(a.clone());
+    let w = Weak::new(&a);
+    drop(a);
+    assert_eq!(heap.collect(2), 1);
+    assert!(w.upgrade().is_none());
+    assert_eq!(seen.borrow().len(), 1);
+    assert_eq!(seen.borrow()[0].kind, UnraisableKind::Finalizer);
+    drop(w);
+    assert_eq!(heap.live_objects(), 0);
+}
+
+#[test]
+fn panicking_callback_in_a_collection_is_reported() {
+    let (heap, seen) = recording_heap();
+    let a = heap.alloc(Cyc(RefCell::new(None)));
+    *a.0.borrow_mut() = Some(a.clone());
+    let w = Weak::with_callback(&a, |_: &Weak<Cyc>| panic!("callback boom"));
+    drop(a);
+    assert_eq!(heap.collect(2), 1);
+    assert_eq!(seen.borrow()[0].kind, UnraisableKind::WeakCallback);
+    assert!(w.upgrade().is_none());
+}
+
+#[test]
+fn panicking_collection_callback_is_reported_and_the_collection_goes_on() {
+    let (heap, seen) = recording_heap();
+    heap.add_collect_callback(Box::new(|_, _| panic!("gc callback boom")));
+    let a = heap.alloc(Cyc(RefCell::new(None)));
+    *a.0.borrow_mut() = Some(a.clone());
+    drop(a);
+    assert_eq!(heap.collect(2), 1);
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 2, "start and stop");
+    assert!(seen
+        .iter()
+        .all(|u| u.kind == UnraisableKind::CollectionCallback));
+}
+
+/// A hand-written `Trace` that panics: the collection is abandoned with every real count and
+/// list intact, and a later collection (once tracing works) frees the cycle.
+#[test]
+fn panicking_trace_abandons_the_collection_cleanly() {
+    thread_local!(static FAIL: std::cell::Cell<bool> = const { std::cell::Cell::new(true) });
+    struct Fragile(RefCell<Option<Gc<Fragile>>>);
+    // SAFETY: visits exactly the handle it owns (or panics before visiting anything).
+    unsafe impl Trace for Fragile {
+        fn trace(&self, tracer: &mut reap::Tracer<'_>) {
+            if FAIL.with(|f| f.get()) {
+                panic!("trace failed");
+            }
+            self.0.trace(tracer);
+        }
+    }
+    let (heap, seen) = recording_heap();
+    let a = heap.alloc(Fragile(RefCell::new(None)));
+    let b = heap.alloc(Fragile(RefCell::new(Some(a.clone()))));
+    *a.0.borrow_mut() = Some(b.clone());
+    let keep = heap.alloc(Fragile(RefCell::new(None)));
+    let wa = Weak::new(&a);
+    drop((a, b));
+    assert_eq!(heap.collect(2), 0, "abandoned");
+    assert_eq!(seen.borrow().len(), 1);
+    assert!(wa.is_alive(), "nothing was freed");
+    assert_eq!(Gc::strong_count(&keep), 1, "real counts intact");
+    FAIL.with(|f| f.set(false));
+    assert_eq!(heap.collect(2), 2);
+    assert!(!wa.is_alive());
+}
