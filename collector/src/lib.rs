@@ -109,6 +109,13 @@ pub fn mark_reachable<H: CollectorHeap>(heap: &H, candidates: &[H::Object]) {
         heap.set_scratch(o, heap.strong_count(o));
         heap.set_mark(o, Mark::Candidate);
     }
+    mark_reachable_prepared(heap, candidates);
+}
+
+/// [`mark_reachable`] for a heap that did step 1 itself while gathering the candidates (each
+/// candidate's scratch count set to its strong count, and marked [`Mark::Candidate`]): saves a
+/// pass over the candidates.
+pub fn mark_reachable_prepared<H: CollectorHeap>(heap: &H, candidates: &[H::Object]) {
     let mut stack = Vec::new();
     for &o in candidates {
         let complete = heap.visit_edges(o, &mut |t| {
@@ -220,6 +227,11 @@ impl Generations {
     #[inline]
     pub fn note_deallocation(&self) {
         self.count0.set(self.count0.get().saturating_sub(1));
+    }
+
+    /// `n` tracked objects were freed at once.
+    pub fn note_deallocations(&self, n: usize) {
+        self.count0.set(self.count0.get().saturating_sub(n));
     }
 
     /// The counts, as `gc.get_count()`.

@@ -21,7 +21,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
-use reap_collector::{find_unreachable, mark_reachable, CollectorHeap, Mark};
+use reap_collector::{find_unreachable, mark_reachable_prepared, CollectorHeap, Mark};
 
 use crate::header::{flag, Header, Links};
 use crate::heap::{free_object, release, HeapInner, UnraisableKind};
@@ -130,6 +130,10 @@ fn gather(heap: &HeapInner, g: usize) -> Vec<NonNull<Header>> {
             } else {
                 // Scanned now: only a later drop (or an incomplete traversal) flags it again.
                 h.clear_possible_root();
+                // Step 1 of trial deletion, done here to save a pass: the scratch count starts
+                // at the strong count, and the object is marked a candidate.
+                View.set_scratch(o, h.strong() as usize);
+                h.set(flag::COLLECTING);
                 candidates.push(o);
             }
         }
@@ -204,7 +208,9 @@ impl HeapInner {
         let candidates = gather(self, g);
 
         // Trial deletion: no user code runs here but `Trace`, which may panic.
-        let found = catch_unwind(AssertUnwindSafe(|| mark_reachable(&View, &candidates)));
+        let found = catch_unwind(AssertUnwindSafe(|| {
+            mark_reachable_prepared(&View, &candidates)
+        }));
         if let Err(p) = found {
             // Abandon: real counts were never touched; keep everything, as survivors, and as
             // possible roots so the next collection looks again.
@@ -240,6 +246,8 @@ impl HeapInner {
             } else {
                 needs_user_phases |= h.weak_info().is_some()
                     || (h.has(flag::HAS_FINALIZER) && !h.has(flag::FINALIZED));
+                // Ready for reclaim, should no user code be owed (undone by `relink` otherwise).
+                h.set(flag::UNLINKED);
                 unreachable.push(o);
             }
         }
@@ -250,8 +258,12 @@ impl HeapInner {
         }
         if !needs_user_phases {
             // No weak references to clear and no finalizer to run: no user code runs before
-            // reclaim, so the garbage needs no list.
-            return (survivors, self.reclaim(unreachable));
+            // reclaim, so the garbage needs no list, and is already marked for reclaim.
+            return (survivors, self.reclaim(unreachable, true));
+        }
+        for &o in &unreachable {
+            // SAFETY: allocated.
+            unsafe { o.as_ref() }.clear(flag::UNLINKED);
         }
         relink(&unreachable, &self.garbage_list);
         self.handle_weakrefs(&unreachable);
@@ -264,7 +276,7 @@ impl HeapInner {
         // User code may have freed garbage (by the refcount path): read what is left.
         let garbage = list_members(&self.garbage_list);
         self.garbage_list.init_empty();
-        (survivors, self.reclaim(garbage))
+        (survivors, self.reclaim(garbage, false))
     }
 
     /// The number of objects in generations `0..=g` if none of them is a possible root.
@@ -394,7 +406,7 @@ impl HeapInner {
     /// value is already gone, or left for its turn in the loop (see `heap::release`). Whatever
     /// is still held at the end (a `Drop` stored a handle) stays allocated with its value dropped,
     /// and is freed by its last handle.
-    fn reclaim(&self, garbage: Vec<NonNull<Header>>) -> usize {
+    fn reclaim(&self, garbage: Vec<NonNull<Header>>, marked: bool) -> usize {
         let collected = garbage.len();
         if self.gcmod.debug.get() & debug::SAVEALL != 0 {
             // DEBUG_SAVEALL: the garbage is kept, whole, in the garbage list, and stays tracked
@@ -411,13 +423,15 @@ impl HeapInner {
             }
             return collected;
         }
-        for &o in &garbage {
-            // SAFETY: allocated; it leaves every list.
-            let h = unsafe { o.as_ref() };
-            h.clear(flag::REACHABLE);
-            h.set(flag::UNLINKED | flag::COLLECTING);
-            self.gens.note_deallocation();
+        if !marked {
+            for &o in &garbage {
+                // SAFETY: allocated; it leaves every list.
+                let h = unsafe { o.as_ref() };
+                h.clear(flag::REACHABLE);
+                h.set(flag::UNLINKED | flag::COLLECTING);
+            }
         }
+        self.gens.note_deallocations(collected);
         for &o in &garbage {
             // SAFETY: reclaimed objects are freed only by this loop or, once RECLAIM_DONE, by
             // `release`; this one is not done yet, so it is allocated.
