@@ -1,6 +1,6 @@
 //! One collection of generation `g`, in CPython's phase order (SEMANTICS 2), on this heap.
 //!
-//! The algorithm itself (trial deletion) is `reap_collector::find_unreachable`; this module
+//! The algorithm itself (trial deletion) is `reap_collector::mark_reachable`; this module
 //! implements its `CollectorHeap` trait over object headers and runs the phases that involve user
 //! code, each its own function:
 //!
@@ -21,7 +21,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
-use reap_collector::{find_unreachable, mark_reachable_prepared, CollectorHeap, Mark};
+use reap_collector::{mark_reachable_prepared, CollectorHeap, Mark};
 
 use crate::header::{flag, Header, Links};
 use crate::heap::{free_object, release, HeapInner, UnraisableKind};
@@ -233,7 +233,8 @@ impl HeapInner {
         // sorted by whether anything in it runs user code before reclaim.
         let mut unreachable = Vec::new();
         let mut survivors = 0;
-        let mut needs_user_phases = false;
+        let mut needs_weak_phase = false;
+        let mut needs_finalizers = false;
         let to = &self.lists[survivors_gen];
         for &o in &candidates {
             // SAFETY: candidates are allocated and their links are free.
@@ -244,8 +245,10 @@ impl HeapInner {
                 unsafe { to.push_back(Header::links(o)) };
                 survivors += 1;
             } else {
-                needs_user_phases |= h.weak_info().is_some()
-                    || (h.has(flag::HAS_FINALIZER) && !h.has(flag::FINALIZED));
+                // Weak references to garbage must be cleared, and garbage weak references
+                // detached, before any user code runs (finalizers, or drops during reclaim).
+                needs_weak_phase |= h.weak_info().is_some() || crate::weak::is_weakref(h);
+                needs_finalizers |= h.has(flag::HAS_FINALIZER) && !h.has(flag::FINALIZED);
                 // Ready for reclaim, should no user code be owed (undone by `relink` otherwise).
                 h.set(flag::UNLINKED);
                 unreachable.push(o);
@@ -256,7 +259,7 @@ impl HeapInner {
         if unreachable.is_empty() {
             return (survivors, 0);
         }
-        if !needs_user_phases {
+        if !needs_weak_phase && !needs_finalizers {
             // No weak references to clear and no finalizer to run: no user code runs before
             // reclaim, so the garbage needs no list, and is already marked for reclaim.
             return (survivors, self.reclaim(unreachable, true));
@@ -266,12 +269,16 @@ impl HeapInner {
             unsafe { o.as_ref() }.clear(flag::UNLINKED);
         }
         relink(&unreachable, &self.garbage_list);
-        self.handle_weakrefs(&unreachable);
-        clear_marks(&unreachable);
+        if needs_weak_phase {
+            self.handle_weakrefs(&unreachable);
+        }
         drop(unreachable);
-        let any_finalized = self.finalize_garbage();
+        // The garbage keeps its COLLECTING marks: harmless from here on (the resurrection check
+        // resets them, reclaim sets them).
+        let any_finalized = needs_finalizers && self.finalize_garbage();
         if any_finalized {
-            self.handle_resurrected();
+            let garbage = self.handle_resurrected();
+            return (survivors, self.reclaim(garbage, true));
         }
         // User code may have freed garbage (by the refcount path): read what is left.
         let garbage = list_members(&self.garbage_list);
@@ -358,43 +365,50 @@ impl HeapInner {
     /// Phase 6: resurrection (SEMANTICS 2.6). Trial deletion over what is left of the garbage;
     /// what is now reachable from outside survives, in the oldest generation, with its
     /// finalized mark.
-    fn handle_resurrected(&self) {
+    ///
+    /// Returns the final garbage, in no list and marked for reclaim (no user code runs between
+    /// this and reclaim, so it needs no list).
+    fn handle_resurrected(&self) -> Vec<NonNull<Header>> {
         let members = list_members(&self.garbage_list);
         self.garbage_list.init_empty();
-        let (alive, dying): (Vec<_>, Vec<_>) = members
-            .into_iter()
-            // SAFETY: allocated.
-            .partition(|o| unsafe { o.as_ref() }.strong() > 0);
-        for &o in &dying {
-            // Deaths in progress keep a list to unlink from.
-            // SAFETY: its links are free; the head is valid.
-            unsafe { self.lists[0].push_back(Header::links(o)) };
-        }
-        let still = match catch_unwind(AssertUnwindSafe(|| find_unreachable(&View, &alive))) {
-            Ok(u) => u,
-            Err(p) => {
-                // Keep everything: treat all of it as resurrected.
-                for &o in &alive {
-                    // SAFETY: allocated.
-                    unsafe { o.as_ref() }.set(flag::REACHABLE);
-                }
-                self.report_panic(
-                    UnraisableKind::Drop,
-                    "reap::Trace (collection abandoned)",
-                    p,
-                );
-                Vec::new()
+        let mut alive = Vec::with_capacity(members.len());
+        for o in members {
+            // SAFETY: listed objects are allocated; their links are free now.
+            let h = unsafe { o.as_ref() };
+            if h.strong() == 0 {
+                // A death in progress (deferred): it keeps a list to unlink from.
+                // SAFETY: links free, head valid.
+                unsafe { self.lists[0].push_back(Header::links(o)) };
+            } else {
+                // Step 1 of trial deletion, as in `gather`.
+                View.set_scratch(o, h.strong() as usize);
+                h.set(flag::COLLECTING);
+                h.clear(flag::REACHABLE);
+                alive.push(o);
             }
-        };
-        let resurrected: Vec<_> = alive
-            .iter()
-            .copied()
-            // SAFETY: allocated.
-            .filter(|o| unsafe { o.as_ref() }.has(flag::REACHABLE))
-            .collect();
-        clear_marks(&alive);
-        relink(&resurrected, &self.lists[2]);
-        relink(&still, &self.garbage_list);
+        }
+        let found = catch_unwind(AssertUnwindSafe(|| mark_reachable_prepared(&View, &alive)));
+        if let Err(p) = found {
+            // Keep everything: treat all of it as resurrected.
+            clear_marks(&alive);
+            relink(&alive, &self.lists[2]);
+            self.report_panic(UnraisableKind::Drop, "reap::Trace (collection abandoned)", p);
+            return Vec::new();
+        }
+        let mut garbage = Vec::with_capacity(alive.len());
+        for o in alive {
+            // SAFETY: allocated; links free.
+            let h = unsafe { o.as_ref() };
+            if h.has(flag::REACHABLE) {
+                h.clear(flag::COLLECTING | flag::REACHABLE);
+                // SAFETY: links free, head valid.
+                unsafe { self.lists[2].push_back(Header::links(o)) };
+            } else {
+                h.set(flag::UNLINKED);
+                garbage.push(o);
+            }
+        }
+        garbage
     }
 
     /// Phase 7: breaks the cycles and frees the garbage (SEMANTICS 2.7). `garbage` is in no

@@ -78,7 +78,7 @@ pub(crate) struct HeapInner {
     pub(crate) lists: [Links; 4],
     pub(crate) gens: Generations,
     /// Memory for small objects.
-    slabs: crate::slab::Slabs,
+    pub(crate) slabs: crate::slab::Slabs,
     /// Collection callbacks, debug flags, the garbage list.
     pub(crate) gcmod: crate::introspect::GcModule,
     /// The garbage of the running collection, and the part of it whose finalizer was looked at.
@@ -581,7 +581,7 @@ pub(crate) unsafe fn free_object(heap: &HeapInner, header: NonNull<Header>, drop
     // The weak-info block goes with the object.
     if h.weak_info().is_some() {
         // SAFETY: the object is dead; its weak info is no longer read.
-        unsafe { weak::free_info(header) };
+        unsafe { weak::free_info(heap, header) };
     }
     let ol = if tracked {
         vtable.tracked_layout

@@ -11,8 +11,9 @@
 //!   [`Weak::new`] (CPython's `ref(o) is ref(o)`). The block holds one strong count on it, so
 //!   creating a weak reference to an object that had one is a count increment, as cheap as
 //!   `Rc::downgrade`; counts and lists leave it out while nobody else holds it;
-//! - `with_callbacks`: the weak references with callbacks, oldest first. Callbacks run newest
-//!   first.
+//! - `head`: the weak references with callbacks, in an intrusive doubly linked list through
+//!   the weak-reference objects, newest first (CPython inserts them after the basic reference, so
+//!   callbacks run newest first). Insertion and removal are O(1) and allocate nothing.
 //!
 //! Neither list owns its weak references: a weak reference that dies first takes itself out of
 //! its referent's lists, so its callback never runs. When the referent dies, every weak
@@ -36,7 +37,60 @@ pub(crate) struct WeakInfo {
     pub(crate) vtable: &'static VTable,
     /// Owns one strong count of the weak-reference object it points at.
     shared: Cell<Option<NonNull<WeakRefObj>>>,
-    with_callbacks: RefCell<Vec<NonNull<WeakRefObj>>>,
+    /// Newest weak reference with a callback; the list continues through `WeakRefObj::next`.
+    head: Cell<Option<NonNull<WeakRefObj>>>,
+    /// Length of that list.
+    len: Cell<usize>,
+}
+
+impl WeakInfo {
+    /// Puts a weak reference with a callback at the head of the list.
+    fn push(&self, w: NonNull<WeakRefObj>) {
+        // SAFETY: `w` and the listed weak references are allocated (they unlist themselves
+        // before they are freed).
+        unsafe {
+            let wr = w.as_ref();
+            wr.prev.set(None);
+            wr.next.set(self.head.get());
+            if let Some(h) = self.head.get() {
+                h.as_ref().prev.set(Some(w));
+            }
+        }
+        self.head.set(Some(w));
+        self.len.set(self.len.get() + 1);
+    }
+
+    /// Takes a listed weak reference out of the list.
+    fn unlist(&self, w: NonNull<WeakRefObj>) {
+        // SAFETY: `w` is listed here, and so are its neighbours: all allocated.
+        unsafe {
+            let wr = w.as_ref();
+            let (prev, next) = (wr.prev.take(), wr.next.take());
+            match prev {
+                Some(p) => p.as_ref().next.set(next),
+                None => self.head.set(next),
+            }
+            if let Some(n) = next {
+                n.as_ref().prev.set(prev);
+            }
+        }
+        self.len.set(self.len.get() - 1);
+    }
+
+    /// Empties the list, returning its members newest first.
+    fn take_all(&self) -> Vec<NonNull<WeakRefObj>> {
+        let mut out = Vec::with_capacity(self.len.get());
+        let mut cur = self.head.take();
+        while let Some(w) = cur {
+            // SAFETY: listed weak references are allocated.
+            let wr = unsafe { w.as_ref() };
+            cur = wr.next.take();
+            wr.prev.set(None);
+            out.push(w);
+        }
+        self.len.set(0);
+        out
+    }
 }
 
 /// A weak-reference callback, type-erased.
@@ -90,6 +144,9 @@ pub struct WeakRefObj {
     target: Cell<Option<NonNull<Header>>>,
     callback: RefCell<Option<Box<dyn ErasedCallback>>>,
     hash: Cell<Option<u64>>,
+    /// Neighbours in the referent's list of weak references with callbacks.
+    prev: Cell<Option<NonNull<WeakRefObj>>>,
+    next: Cell<Option<NonNull<WeakRefObj>>>,
 }
 
 // SAFETY: the only handles a weak-reference object owns are those its callback's state holds,
@@ -125,10 +182,8 @@ impl WeakRefObj {
             if info.shared.get() == Some(me) {
                 info.shared.set(None);
             } else {
-                let mut list = info.with_callbacks.borrow_mut();
-                if let Some(i) = list.iter().position(|&w| w == me) {
-                    list.remove(i);
-                }
+                // A weak reference with a set target that is not the shared one is listed.
+                info.unlist(me);
             }
         }
     }
@@ -160,15 +215,23 @@ fn ensure_info<'a>(header: NonNull<Header>) -> &'a WeakInfo {
 fn make_info<'a>(header: NonNull<Header>) -> &'a WeakInfo {
     // SAFETY: callers pass the header of an object they hold a handle to.
     let h = unsafe { header.as_ref() };
-    let info = Box::new(WeakInfo {
-        vtable: h.vtable(),
-        shared: Cell::new(None),
-        with_callbacks: RefCell::new(Vec::new()),
-    });
-    let ptr = Box::into_raw(info);
-    h.set_weak_info(ptr);
-    // SAFETY: just allocated; freed only with the object (`free_info`).
-    unsafe { &*ptr }
+    let heap = heap_of(h);
+    let ptr = heap
+        .slabs
+        .alloc(std::alloc::Layout::new::<WeakInfo>())
+        .cast::<WeakInfo>();
+    // SAFETY: fresh memory with WeakInfo's layout.
+    unsafe {
+        ptr.as_ptr().write(WeakInfo {
+            vtable: h.vtable(),
+            shared: Cell::new(None),
+            head: Cell::new(None),
+            len: Cell::new(0),
+        })
+    };
+    h.set_weak_info(ptr.as_ptr());
+    // SAFETY: just made; freed only with the object (`free_info`).
+    unsafe { &*ptr.as_ptr() }
 }
 
 /// The shared weak reference, if someone besides the weak-info block holds it.
@@ -184,7 +247,7 @@ pub(crate) fn weak_count(header: NonNull<Header>) -> usize {
     // SAFETY: callers hold a handle to the object.
     match unsafe { info_of(header) } {
         None => 0,
-        Some(info) => held_shared(info).is_some() as usize + info.with_callbacks.borrow().len(),
+        Some(info) => held_shared(info).is_some() as usize + info.len.get(),
     }
 }
 
@@ -222,9 +285,8 @@ unsafe fn clear_all(
         // SAFETY: the block's count passes to this handle, dropped after the callbacks.
         shared_hold = Some(unsafe { Gc::from_value_ptr(shared) });
     }
-    let list = std::mem::take(&mut *info.with_callbacks.borrow_mut());
-    let first = calls.len();
-    for w in list {
+    // Newest first, the order callbacks run in.
+    for w in info.take_all() {
         // SAFETY: as above.
         let wr = unsafe { w.as_ref() };
         wr.target.set(None);
@@ -243,8 +305,6 @@ unsafe fn clear_all(
             }
         }
     }
-    // Newest first.
-    calls[first..].reverse();
     if let Some(hold) = shared_hold {
         calls.push(Pending::Release(hold));
     }
@@ -296,6 +356,11 @@ pub(crate) unsafe fn clear_for_collection(
     unsafe { clear_all(header, true, calls) };
 }
 
+/// Whether the object is a weak-reference object.
+pub(crate) fn is_weakref(h: &Header) -> bool {
+    (h.vtable().type_id)() == std::any::TypeId::of::<WeakRefObj>()
+}
+
 /// If the garbage object is itself a weak reference, detaches it from its referent: it is
 /// cleared and its callback never runs (SEMANTICS 2.4, bpo-38006).
 ///
@@ -315,14 +380,14 @@ pub(crate) unsafe fn detach_if_weakref(header: NonNull<Header>) {
 ///
 /// # Safety
 /// The object is dead: no handle can reach it.
-pub(crate) unsafe fn free_info(header: NonNull<Header>) {
+pub(crate) unsafe fn free_info(heap: &HeapInner, header: NonNull<Header>) {
     // SAFETY: allocated until the caller frees it.
     let h = unsafe { header.as_ref() };
     let Some(ptr) = h.weak_info() else {
         return;
     };
-    // SAFETY: made by Box::into_raw in ensure_info, freed once here.
-    let info = unsafe { Box::from_raw(ptr) };
+    // SAFETY: a tagged meta points at the live WeakInfo.
+    let info = unsafe { &*ptr };
     h.set_vtable(info.vtable);
     if let Some(s) = info.shared.take() {
         // SAFETY: the block owns a count of it: allocated.
@@ -330,10 +395,16 @@ pub(crate) unsafe fn free_info(header: NonNull<Header>) {
         // SAFETY: the block's count passes to this handle, which gives it back.
         drop(unsafe { Gc::from_value_ptr(s) });
     }
-    for w in info.with_callbacks.take() {
-        // SAFETY: as above.
+    for w in info.take_all() {
+        // SAFETY: listed weak references are allocated.
         unsafe { w.as_ref() }.target.set(None);
     }
+    // SAFETY: made by `make_info` from this heap's slabs with this layout; nothing refers to it
+    // any more (the header's meta points at the vtable again). WeakInfo has no drop glue.
+    unsafe {
+        heap.slabs
+            .dealloc(NonNull::new_unchecked(ptr.cast()), std::alloc::Layout::new::<WeakInfo>())
+    };
 }
 
 /// The error of using a weak reference whose referent is gone: CPython's `ReferenceError`
@@ -439,7 +510,7 @@ impl<T: ?Sized + 'static> Weak<T> {
     fn with_erased(target: &Gc<T>, cb: Box<dyn ErasedCallback>) -> Weak<T> {
         let info = ensure_info(target.header_ptr());
         let obj = Self::make(target, Some(cb));
-        info.with_callbacks.borrow_mut().push(obj.value_ptr());
+        info.push(obj.value_ptr());
         Weak {
             obj,
             ptr: target.value_ptr(),
@@ -457,6 +528,8 @@ impl<T: ?Sized + 'static> Weak<T> {
                 target: Cell::new(Some(target.header_ptr())),
                 callback: RefCell::new(callback),
                 hash: Cell::new(None),
+                prev: Cell::new(None),
+                next: Cell::new(None),
             },
             tracked,
         )
@@ -618,9 +691,11 @@ impl<T: ?Sized + 'static> Gc<T> {
         if let Some(s) = held_shared(info) {
             push(s, &mut out);
         }
-        let list = info.with_callbacks.borrow().clone();
-        for &w in list.iter().rev() {
+        let mut cur = info.head.get();
+        while let Some(w) = cur {
             push(w, &mut out);
+            // SAFETY: listed weak references are allocated.
+            cur = unsafe { w.as_ref() }.next.get();
         }
         out
     }

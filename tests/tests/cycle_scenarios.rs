@@ -973,3 +973,27 @@ fn borrowed_interior_is_kept_then_collected() {
     assert_eq!(heap.collect(2), 2, "collected once the borrow ended");
     assert!(!wa.is_alive());
 }
+
+/// Young garbage holds the last handle to an old object and a weak reference (with a callback)
+/// to it. A generation-0 collection frees the old object while breaking the young cycle: the
+/// garbage weak reference's callback must not run.
+#[test]
+fn garbage_weakref_to_an_object_freed_during_reclaim_never_fires() {
+    #[derive(Trace)]
+    struct Holder(Weak<List>);
+    let heap = Heap::new();
+    let log = Log::new();
+    let old = list(&heap);
+    heap.collect(2); // `old` is in generation 2 now
+    let young = list(&heap);
+    young.0.borrow_mut().push(any(&young)); // a young self-cycle
+    young.0.borrow_mut().push(any(&old)); // holding the only other handle to `old`
+    let l = log.clone();
+    let w = Weak::with_callback(&old, move |_: &Weak<List>| l.push("callback"));
+    young.0.borrow_mut().push(any(&heap.alloc(Holder(w))));
+    let probe = Weak::new(&old);
+    drop((old, young));
+    assert_eq!(heap.collect(0), 3, "the cycle, and the weak reference's holder");
+    assert!(probe.upgrade().is_none(), "the old object died with the cycle");
+    assert!(log.events().is_empty(), "a garbage weak reference's callback never runs");
+}
