@@ -116,20 +116,34 @@ fn list_members(head: &Links) -> Vec<NonNull<Header>> {
 
 /// Phase 1: takes every object of generations `0..=g` out of its list. Objects whose death has
 /// begun (count 0) are not candidates and go straight back.
+///
+/// A full collection (`g == 2`) also clears the candidates' possible-root marks: whatever it
+/// finds reachable is reachable from outside the heap's collectable objects, so only a later
+/// drop can make it garbage, and that drop marks it again. A younger collection must leave the
+/// marks: a young object may be reachable only through an old object that is itself garbage
+/// (a cycle across generations), which only a full collection can tell, and it needs the mark
+/// to look at all.
 fn gather(heap: &HeapInner, g: usize) -> Vec<NonNull<Header>> {
     let mut candidates = Vec::new();
+    let full = g == 2;
     for gen in 0..=g {
-        let members = list_members(&heap.lists[gen]);
-        heap.lists[gen].init_empty();
-        for o in members {
-            // SAFETY: listed objects are allocated.
+        let head = &heap.lists[gen];
+        let end = NonNull::from(head);
+        let mut cur = head.next.get();
+        head.init_empty();
+        while cur != end {
+            let o = Header::from_links(cur);
+            // SAFETY: listed objects are allocated; `next` is read before the links are reused.
+            cur = unsafe { cur.as_ref() }.next.get();
+            // SAFETY: as above.
             let h = unsafe { o.as_ref() };
             if h.strong() == 0 {
                 // SAFETY: its links are free (the list was reset) and the head is valid.
-                unsafe { heap.lists[gen].push_back(Header::links(o)) };
+                unsafe { head.push_back(Header::links(o)) };
             } else {
-                // Scanned now: only a later drop (or an incomplete traversal) flags it again.
-                h.clear_possible_root();
+                if full {
+                    h.clear_possible_root();
+                }
                 // Step 1 of trial deletion, done here to save a pass: the scratch count starts
                 // at the strong count, and the object is marked a candidate.
                 View.set_scratch(o, h.strong() as usize);
@@ -392,7 +406,11 @@ impl HeapInner {
             // Keep everything: treat all of it as resurrected.
             clear_marks(&alive);
             relink(&alive, &self.lists[2]);
-            self.report_panic(UnraisableKind::Drop, "reap::Trace (collection abandoned)", p);
+            self.report_panic(
+                UnraisableKind::Drop,
+                "reap::Trace (collection abandoned)",
+                p,
+            );
             return Vec::new();
         }
         let mut garbage = Vec::with_capacity(alive.len());

@@ -402,8 +402,10 @@ pub(crate) unsafe fn free_info(heap: &HeapInner, header: NonNull<Header>) {
     // SAFETY: made by `make_info` from this heap's slabs with this layout; nothing refers to it
     // any more (the header's meta points at the vtable again). WeakInfo has no drop glue.
     unsafe {
-        heap.slabs
-            .dealloc(NonNull::new_unchecked(ptr.cast()), std::alloc::Layout::new::<WeakInfo>())
+        heap.slabs.dealloc(
+            NonNull::new_unchecked(ptr.cast()),
+            std::alloc::Layout::new::<WeakInfo>(),
+        )
     };
 }
 

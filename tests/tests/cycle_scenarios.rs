@@ -993,7 +993,39 @@ fn garbage_weakref_to_an_object_freed_during_reclaim_never_fires() {
     young.0.borrow_mut().push(any(&heap.alloc(Holder(w))));
     let probe = Weak::new(&old);
     drop((old, young));
-    assert_eq!(heap.collect(0), 3, "the cycle, and the weak reference's holder");
-    assert!(probe.upgrade().is_none(), "the old object died with the cycle");
-    assert!(log.events().is_empty(), "a garbage weak reference's callback never runs");
+    assert_eq!(
+        heap.collect(0),
+        3,
+        "the cycle, and the weak reference's holder"
+    );
+    assert!(
+        probe.upgrade().is_none(),
+        "the old object died with the cycle"
+    );
+    assert!(
+        log.events().is_empty(),
+        "a garbage weak reference's callback never runs"
+    );
+}
+
+/// A cycle across generations whose last outside reference goes from the young member: a young
+/// collection finds the young one reachable (through its old partner, which it cannot look
+/// into), and the full collection that follows must still find the pair, with no other
+/// possible root anywhere.
+#[test]
+fn cycle_across_generations_is_found_by_a_later_full_collection() {
+    let heap = Heap::new();
+    let old = list(&heap);
+    heap.collect(2); // `old` in generation 2, no possible root anywhere
+    let young = list(&heap);
+    old.0.borrow_mut().push(any(&young));
+    // The handle to `old` moves into `young` (no count goes down, so `old` is never marked).
+    young
+        .0
+        .borrow_mut()
+        .push(reap::gc_coerce!(old => dyn std::any::Any));
+    drop(young); // the last outside reference: marks `young` a possible root
+    assert_eq!(heap.collect(0), 0, "kept: the old partner refers to it");
+    assert_eq!(heap.collect(2), 2, "the cross-generation cycle is garbage");
+    assert_eq!(heap.live_objects(), 0);
 }
