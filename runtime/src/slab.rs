@@ -2,9 +2,11 @@
 //! of 64 KiB chunks (pymalloc's idea).
 //!
 //! Objects of at most [`MAX_SMALL`] bytes and alignment at most [`BLOCK_ALIGN`] take a block of
-//! their size class (a multiple of 16 bytes): allocation pops the class's free list or bumps a
-//! pointer in its current chunk, and freeing pushes the block back. There is no per-block
-//! allocator header, so a tracked 64-byte object costs exactly 64 bytes. Larger or over-aligned
+//! their size class (a multiple of 8 bytes; of 16 for 16-aligned objects): allocation pops the
+//! class's free list or bumps a pointer in its current chunk, and freeing pushes the block back.
+//! There is no per-block allocator header, so a tracked object with an 8-byte value costs
+//! exactly 40 bytes. Blocks of a class sit at multiples of the class size from a 16-aligned
+//! chunk start, so classes whose size is a multiple of 16 give 16-aligned blocks. Larger or over-aligned
 //! objects go to the global allocator. Chunks go back to the global allocator when the heap's
 //! state is freed (after its last object).
 //!
@@ -16,11 +18,13 @@ use std::alloc::Layout;
 use std::cell::{Cell, RefCell};
 use std::ptr::{self, NonNull};
 
-/// Blocks are multiples of this, and aligned to it.
+/// Largest alignment served from size classes (and the chunks' alignment).
 pub(crate) const BLOCK_ALIGN: usize = 16;
+/// Size classes step by this.
+const GRAIN: usize = 8;
 /// Largest object served from size classes.
 pub(crate) const MAX_SMALL: usize = 512;
-const CLASSES: usize = MAX_SMALL / BLOCK_ALIGN;
+const CLASSES: usize = MAX_SMALL / GRAIN;
 const CHUNK: usize = 64 * 1024;
 
 pub(crate) struct Slabs {
@@ -30,13 +34,20 @@ pub(crate) struct Slabs {
     chunks: RefCell<Vec<NonNull<u8>>>,
 }
 
+/// The size class of a layout: blocks of `(class + 1) * GRAIN` bytes.
 #[inline]
 fn class_of(layout: Layout) -> Option<usize> {
-    if layout.size() <= MAX_SMALL && layout.align() <= BLOCK_ALIGN {
-        Some((layout.size().max(1) - 1) / BLOCK_ALIGN)
-    } else {
-        None
+    if layout.size() > MAX_SMALL || layout.align() > BLOCK_ALIGN {
+        return None;
     }
+    // A 16-aligned object takes a class whose size is a multiple of 16.
+    let step = if layout.align() > GRAIN {
+        BLOCK_ALIGN
+    } else {
+        GRAIN
+    };
+    let size = layout.size().max(1).div_ceil(step) * step;
+    Some(size / GRAIN - 1)
 }
 
 fn chunk_layout() -> Layout {
@@ -64,7 +75,7 @@ impl Slabs {
         let head = self.free[c].get();
         if let Some(block) = NonNull::new(head) {
             // SAFETY: a free block holds the next free block's address in its first word
-            // (module invariant); blocks are 16-aligned.
+            // (module invariant); blocks are 8-aligned.
             let next = unsafe { block.as_ptr().cast::<*mut u8>().read() };
             self.free[c].set(next);
             return block;
@@ -74,7 +85,7 @@ impl Slabs {
 
     #[inline(never)]
     fn alloc_from_chunk(&self, c: usize) -> NonNull<u8> {
-        let size = (c + 1) * BLOCK_ALIGN;
+        let size = (c + 1) * GRAIN;
         let bump = self.bump[c].get();
         let end = self.end[c].get();
         if !bump.is_null() && (end.addr() - bump.addr()) >= size {
@@ -107,8 +118,8 @@ impl Slabs {
     pub(crate) unsafe fn dealloc(&self, block: NonNull<u8>, layout: Layout) {
         match class_of(layout) {
             Some(c) => {
-                // SAFETY: the block is ours, unused from now on, 16-aligned and at least 16
-                // bytes: it can hold the free-list link.
+                // SAFETY: the block is ours, unused from now on, 8-aligned and at least 8 bytes:
+                // it can hold the free-list link.
                 unsafe { block.as_ptr().cast::<*mut u8>().write(self.free[c].get()) };
                 self.free[c].set(block.as_ptr());
             }
@@ -124,6 +135,51 @@ impl Drop for Slabs {
             // SAFETY: every chunk was allocated with `chunk_layout` and, the heap being empty,
             // none of its blocks is in use.
             unsafe { std::alloc::dealloc(chunk.as_ptr(), chunk_layout()) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_round_to_eight_and_sixteen_aligned_to_sixteen() {
+        let l = |s, a| Layout::from_size_align(s, a).unwrap();
+        assert_eq!(class_of(l(1, 1)), Some(0));
+        assert_eq!(class_of(l(40, 8)), Some(4)); // 40-byte blocks
+        assert_eq!(class_of(l(40, 16)), Some(5)); // 48-byte blocks: multiples of 16
+        assert_eq!(class_of(l(512, 8)), Some(63));
+        assert_eq!(class_of(l(513, 8)), None);
+        assert_eq!(class_of(l(64, 32)), None);
+    }
+
+    #[test]
+    fn blocks_are_aligned_distinct_and_reused() {
+        let slabs = Slabs::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut blocks = Vec::new();
+        let n = if cfg!(miri) { 50 } else { 5_000 };
+        for i in 0..n {
+            let layout =
+                Layout::from_size_align(8 + (i % 60) * 8, if i % 3 == 0 { 16 } else { 8 }).unwrap();
+            let b = slabs.alloc(layout);
+            assert_eq!(b.as_ptr() as usize % layout.align(), 0);
+            assert!(
+                seen.insert(b.as_ptr() as usize),
+                "a live block handed out twice"
+            );
+            // SAFETY: fresh block of at least `layout.size()` bytes.
+            unsafe { b.as_ptr().write_bytes(0xAB, layout.size()) };
+            blocks.push((b, layout));
+        }
+        let (b, layout) = blocks.pop().unwrap();
+        // SAFETY: allocated above with this layout, not used again.
+        unsafe { slabs.dealloc(b, layout) };
+        assert_eq!(slabs.alloc(layout), b, "a freed block is reused first");
+        for (b, layout) in blocks {
+            // SAFETY: allocated above with this layout.
+            unsafe { slabs.dealloc(b, layout) };
         }
     }
 }
