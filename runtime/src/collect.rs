@@ -1,37 +1,34 @@
-//! One collection of generation `g`, in CPython's phase order (SEMANTICS 2), on this heap.
+//! One collection, on this heap: the runtime's side of `reap_collector::collect`.
 //!
-//! The algorithm itself (trial deletion) is `reap_collector::mark_reachable`; this module
-//! implements its `CollectorHeap` trait over object headers and runs the phases that involve user
-//! code, each its own function:
+//! The order of the phases (SEMANTICS 2) is `reap_collector::collect`; this module implements
+//! `CollectorHeap` (trial deletion's view of object headers) and `CollectionPhases` (each phase,
+//! on the heap's lists) for [`HeapInner`]:
 //!
-//! 1. [`gather`]: the objects of generations `0..=g` become the candidates. Their list links are
-//!    free for the collector's use until [`relink`]: `prev` holds the scratch count.
-//! 2. trial deletion (no user code but `Trace`; a panic there abandons the collection with every
-//!    real count and list intact).
-//! 3. [`relink`]: survivors move to generation `g + 1`; the garbage goes to a list of its own.
-//! 4. [`handle_weakrefs`]: every weak reference to garbage is cleared, weak references that are
-//!    garbage themselves are detached (their callbacks never run), then the callbacks of the
-//!    other cleared weak references run.
-//! 5. [`finalize_garbage`]: each garbage object's finalizer, once.
-//! 6. [`handle_resurrected`]: if a finalizer ran, trial deletion again over what is left of the
-//!    garbage; whatever is now reachable from outside survives, in the oldest generation.
-//! 7. [`reclaim`]: the cycles are broken by dropping every garbage value (a handle to a dropped
-//!    value panics on use instead of reading freed memory), then the garbage is freed.
+//! - while a candidate is being collected, its list links are the collector's: `prev` holds the
+//!   scratch count (plus one, so it is never null), `next` is unused until the candidate is
+//!   relinked;
+//! - marks are header flags: `COLLECTING` (candidate), `REACHABLE`;
+//! - the garbage waits in `garbage_list` while user code runs (weak-reference callbacks,
+//!   finalizers), so deaths by refcount during those phases unlink cleanly; finalizers move it
+//!   to `seen_list` one object at a time;
+//! - reclaim marks each object `UNLINKED | COLLECTING`, drops its value (`VALUE_DROPPED`: a handle
+//!   to it now panics on use instead of reading freed memory), then frees it once nothing holds
+//!   it (`RECLAIM_DONE`, see `heap::release`).
 
+use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
-use reap_collector::{mark_reachable_prepared, CollectorHeap, Mark};
+use reap_collector::{
+    CallbackPhase, CollectionInfo, CollectionPhases, CollectorHeap, Generations, Mark, Partition,
+};
 
 use crate::header::{flag, Header, Links};
 use crate::heap::{free_object, release, HeapInner, UnraisableKind};
-use crate::introspect::{any_handle, debug, CollectInfo, CollectPhase};
+use crate::introspect::{any_handle, debug, members};
 use crate::trace::Tracer;
 
-/// The collector's view of the heap during trial deletion.
-struct View;
-
-impl CollectorHeap for View {
+impl CollectorHeap for HeapInner {
     type Object = NonNull<Header>;
 
     fn strong_count(&self, o: NonNull<Header>) -> usize {
@@ -41,7 +38,7 @@ impl CollectorHeap for View {
 
     fn scratch(&self, o: NonNull<Header>) -> usize {
         // SAFETY: scratch is asked only of candidates, which are tracked; their links are the
-        // collector's until `relink`.
+        // collector's until they are relinked.
         unsafe { Header::links(o).as_ref() }
             .prev
             .get()
@@ -51,8 +48,8 @@ impl CollectorHeap for View {
     }
 
     fn set_scratch(&self, o: NonNull<Header>, value: usize) {
-        // The scratch count lives in the `prev` link word, which `relink` rewrites. A count is
-        // never 0 as a pointer is never null: store it plus one.
+        // The scratch count lives in the `prev` link word, which relinking rewrites. A pointer
+        // is never null: store it plus one.
         let word = NonNull::new(std::ptr::without_provenance_mut::<Links>(value + 1))
             .expect("scratch overflow");
         // SAFETY: as above.
@@ -104,55 +101,7 @@ impl CollectorHeap for View {
 
 /// The headers of a list, in order.
 fn list_members(head: &Links) -> Vec<NonNull<Header>> {
-    let mut out = Vec::new();
-    let mut cur = head.next.get();
-    while cur != NonNull::from(head) {
-        out.push(Header::from_links(cur));
-        // SAFETY: nodes of a heap list are valid links of allocated objects.
-        cur = unsafe { cur.as_ref() }.next.get();
-    }
-    out
-}
-
-/// Phase 1: takes every object of generations `0..=g` out of its list. Objects whose death has
-/// begun (count 0) are not candidates and go straight back.
-///
-/// A full collection (`g == 2`) also clears the candidates' possible-root marks: whatever it
-/// finds reachable is reachable from outside the heap's collectable objects, so only a later
-/// drop can make it garbage, and that drop marks it again. A younger collection must leave the
-/// marks: a young object may be reachable only through an old object that is itself garbage
-/// (a cycle across generations), which only a full collection can tell, and it needs the mark
-/// to look at all.
-fn gather(heap: &HeapInner, g: usize) -> Vec<NonNull<Header>> {
-    let mut candidates = Vec::new();
-    let full = g == 2;
-    for gen in 0..=g {
-        let head = &heap.lists[gen];
-        let end = NonNull::from(head);
-        let mut cur = head.next.get();
-        head.init_empty();
-        while cur != end {
-            let o = Header::from_links(cur);
-            // SAFETY: listed objects are allocated; `next` is read before the links are reused.
-            cur = unsafe { cur.as_ref() }.next.get();
-            // SAFETY: as above.
-            let h = unsafe { o.as_ref() };
-            if h.strong() == 0 {
-                // SAFETY: its links are free (the list was reset) and the head is valid.
-                unsafe { head.push_back(Header::links(o)) };
-            } else {
-                if full {
-                    h.clear_possible_root();
-                }
-                // Step 1 of trial deletion, done here to save a pass: the scratch count starts
-                // at the strong count, and the object is marked a candidate.
-                View.set_scratch(o, h.strong() as usize);
-                h.set(flag::COLLECTING);
-                candidates.push(o);
-            }
-        }
-    }
-    candidates
+    members(head)
 }
 
 /// Puts objects into the list `to`.
@@ -174,133 +123,27 @@ impl HeapInner {
     /// Collects generation `g` (and all younger ones). Returns the number of objects collected;
     /// 0 if a collection is already running (SEMANTICS 1.5).
     pub(crate) fn collect(&self, g: usize) -> usize {
-        assert!(g <= 2, "reap: generation {g} out of range 0..=2");
-        if !self.gens.begin_collection(g) {
-            return 0;
-        }
-        let start = std::time::Instant::now();
-        let mut info = CollectInfo {
-            generation: g,
-            collected: 0,
-            uncollectable: 0,
-            duration: std::time::Duration::ZERO,
-        };
-        self.run_collect_callbacks(CollectPhase::Start, &info);
-        let (survivors, collected) = self.collect_generations(g);
-        info.collected = collected;
-        info.duration = start.elapsed();
-        self.gens.record_collection(g, survivors, collected, 0);
-        if self.gcmod.debug.get() & debug::STATS != 0 {
-            eprintln!(
-                "reap: gc: generation {g}: {collected} collected, 0 uncollectable, {survivors} survivors, {:.3} ms",
-                info.duration.as_secs_f64() * 1000.0
-            );
-        }
-        self.run_collect_callbacks(CollectPhase::Stop, &info);
-        self.gens.finish_collection();
-        collected
+        reap_collector::collect(self, g)
     }
 
-    /// The work of [`HeapInner::collect`] between its callbacks. Returns (survivors, collected).
-    fn collect_generations(&self, g: usize) -> (usize, usize) {
-        let survivors_gen = (g + 1).min(2);
+    /// Step 1 of trial deletion for one object: scratch count from the strong count, marked a
+    /// candidate.
+    fn prepare(&self, o: NonNull<Header>, h: &Header) {
+        self.set_scratch(o, h.strong() as usize);
+        h.set(flag::COLLECTING);
+        h.clear(flag::REACHABLE);
+    }
+}
 
-        // Candidate filtering: a garbage set always holds an object a handle to which was
-        // dropped without reaching zero since the collector last scanned it (POSSIBLE_ROOT). With
-        // none among the candidates, there is no garbage: the generations only age, in O(1) per
-        // list after a scan of the flags.
-        if let Some(survivors) = self.count_if_no_possible_root(g) {
-            for gen in 0..=g {
-                if gen != survivors_gen {
-                    // SAFETY: both are this heap's initialised list heads.
-                    unsafe { self.lists[gen].splice_into(&self.lists[survivors_gen]) };
-                }
-            }
-            return (survivors, 0);
-        }
-
-        let candidates = gather(self, g);
-
-        // Trial deletion: no user code runs here but `Trace`, which may panic.
-        let found = catch_unwind(AssertUnwindSafe(|| {
-            mark_reachable_prepared(&View, &candidates)
-        }));
-        if let Err(p) = found {
-            // Abandon: real counts were never touched; keep everything, as survivors, and as
-            // possible roots so the next collection looks again.
-            clear_marks(&candidates);
-            for &o in &candidates {
-                // SAFETY: allocated.
-                unsafe { o.as_ref() }.set_possible_root();
-            }
-            relink(&candidates, &self.lists[survivors_gen]);
-            self.report_panic(
-                UnraisableKind::Drop,
-                "reap::Trace (collection abandoned)",
-                p,
-            );
-            return (0, 0);
-        }
-
-        // One pass: survivors leave their marks and move to generation g+1; the garbage keeps
-        // its COLLECTING mark (so weak references that are garbage can be told apart) and is
-        // sorted by whether anything in it runs user code before reclaim.
-        let mut unreachable = Vec::new();
-        let mut survivors = 0;
-        let mut needs_weak_phase = false;
-        let mut needs_finalizers = false;
-        let to = &self.lists[survivors_gen];
-        for &o in &candidates {
-            // SAFETY: candidates are allocated and their links are free.
-            let h = unsafe { o.as_ref() };
-            if h.has(flag::REACHABLE) {
-                h.clear(flag::COLLECTING | flag::REACHABLE);
-                // SAFETY: links free, head valid.
-                unsafe { to.push_back(Header::links(o)) };
-                survivors += 1;
-            } else {
-                // Weak references to garbage must be cleared, and garbage weak references
-                // detached, before any user code runs (finalizers, or drops during reclaim).
-                needs_weak_phase |= h.weak_info().is_some() || crate::weak::is_weakref(h);
-                needs_finalizers |= h.has(flag::HAS_FINALIZER) && !h.has(flag::FINALIZED);
-                // Ready for reclaim, should no user code be owed (undone by `relink` otherwise).
-                h.set(flag::UNLINKED);
-                unreachable.push(o);
-            }
-        }
-        drop(candidates);
-
-        if unreachable.is_empty() {
-            return (survivors, 0);
-        }
-        if !needs_weak_phase && !needs_finalizers {
-            // No weak references to clear and no finalizer to run: no user code runs before
-            // reclaim, so the garbage needs no list, and is already marked for reclaim.
-            return (survivors, self.reclaim(unreachable, true));
-        }
-        for &o in &unreachable {
-            // SAFETY: allocated.
-            unsafe { o.as_ref() }.clear(flag::UNLINKED);
-        }
-        relink(&unreachable, &self.garbage_list);
-        if needs_weak_phase {
-            self.handle_weakrefs(&unreachable);
-        }
-        drop(unreachable);
-        // The garbage keeps its COLLECTING marks: harmless from here on (the resurrection check
-        // resets them, reclaim sets them).
-        let any_finalized = needs_finalizers && self.finalize_garbage();
-        if any_finalized {
-            let garbage = self.handle_resurrected();
-            return (survivors, self.reclaim(garbage, true));
-        }
-        // User code may have freed garbage (by the refcount path): read what is left.
-        let garbage = list_members(&self.garbage_list);
-        self.garbage_list.init_empty();
-        (survivors, self.reclaim(garbage, false))
+impl CollectionPhases for HeapInner {
+    fn generations(&self) -> &Generations {
+        &self.gens
     }
 
-    /// The number of objects in generations `0..=g` if none of them is a possible root.
+    fn run_callbacks(&self, phase: CallbackPhase, info: &CollectionInfo) {
+        self.run_collect_callbacks(phase, info);
+    }
+
     fn count_if_no_possible_root(&self, g: usize) -> Option<usize> {
         let mut n = 0;
         for gen in 0..=g {
@@ -320,7 +163,113 @@ impl HeapInner {
         Some(n)
     }
 
-    /// Phase 4: weak references (SEMANTICS 2.4). `garbage` is the unreachable set, still marked.
+    fn age(&self, g: usize, to: usize) {
+        for gen in 0..=g {
+            if gen != to {
+                // SAFETY: both are this heap's initialised list heads.
+                unsafe { self.lists[gen].splice_into(&self.lists[to]) };
+            }
+        }
+    }
+
+    /// Takes every object of generations `0..=g` out of its list, prepared for trial deletion.
+    /// Objects whose death has begun (count 0) are not candidates and go straight back.
+    ///
+    /// A full collection (`g == 2`) also clears the candidates' possible-root marks: whatever it
+    /// finds reachable is reachable from outside the heap's collectable objects, so only a later
+    /// drop can make it garbage, and that drop marks it again. A younger collection must leave
+    /// the marks: a young object may be reachable only through an old object that is itself
+    /// garbage (a cycle across generations), which only a full collection can tell, and it needs
+    /// the mark to look at all.
+    fn gather(&self, g: usize) -> Vec<NonNull<Header>> {
+        let mut candidates = Vec::new();
+        let full = g == 2;
+        for gen in 0..=g {
+            let head = &self.lists[gen];
+            let end = NonNull::from(head);
+            let mut cur = head.next.get();
+            head.init_empty();
+            while cur != end {
+                let o = Header::from_links(cur);
+                // SAFETY: listed objects are allocated; `next` is read before the links are
+                // reused.
+                cur = unsafe { cur.as_ref() }.next.get();
+                // SAFETY: as above.
+                let h = unsafe { o.as_ref() };
+                if h.strong() == 0 {
+                    // SAFETY: its links are free (the list was reset) and the head is valid.
+                    unsafe { head.push_back(Header::links(o)) };
+                } else {
+                    if full {
+                        h.clear_possible_root();
+                    }
+                    self.prepare(o, h);
+                    candidates.push(o);
+                }
+            }
+        }
+        candidates
+    }
+
+    fn abandon(&self, candidates: &[NonNull<Header>], to: usize, panic: Box<dyn Any + Send>) {
+        // Real counts were never touched: keep everything, as survivors, and as possible roots
+        // so the next collection looks again.
+        clear_marks(candidates);
+        for &o in candidates {
+            // SAFETY: allocated.
+            let h = unsafe { o.as_ref() };
+            h.clear(flag::UNLINKED);
+            h.set_possible_root();
+        }
+        relink(candidates, &self.lists[to]);
+        self.report_panic(
+            UnraisableKind::Drop,
+            "reap::Trace (collection abandoned)",
+            panic,
+        );
+    }
+
+    /// One pass: survivors leave their marks and move to generation `to`; the garbage keeps its
+    /// COLLECTING mark (so weak references that are garbage can be told apart), is marked
+    /// UNLINKED (ready for reclaim, should no user code be owed; `list_garbage` undoes it), and
+    /// is sorted by whether anything in it runs user code before reclaim.
+    fn partition(&self, candidates: Vec<NonNull<Header>>, to: usize) -> Partition<NonNull<Header>> {
+        let mut part = Partition {
+            survivors: 0,
+            garbage: Vec::new(),
+            needs_weak_phase: false,
+            needs_finalizers: false,
+        };
+        let to = &self.lists[to];
+        for o in candidates {
+            // SAFETY: candidates are allocated and their links are free.
+            let h = unsafe { o.as_ref() };
+            if h.has(flag::REACHABLE) {
+                h.clear(flag::COLLECTING | flag::REACHABLE);
+                // SAFETY: links free, head valid.
+                unsafe { to.push_back(Header::links(o)) };
+                part.survivors += 1;
+            } else {
+                // Weak references to garbage must be cleared, and garbage weak references
+                // detached, before any user code runs (finalizers, or drops during reclaim).
+                part.needs_weak_phase |= h.weak_info().is_some() || crate::weak::is_weakref(h);
+                part.needs_finalizers |= h.has(flag::HAS_FINALIZER) && !h.has(flag::FINALIZED);
+                h.set(flag::UNLINKED);
+                part.garbage.push(o);
+            }
+        }
+        part
+    }
+
+    fn list_garbage(&self, garbage: &[NonNull<Header>]) {
+        for &o in garbage {
+            // SAFETY: allocated.
+            unsafe { o.as_ref() }.clear(flag::UNLINKED);
+        }
+        relink(garbage, &self.garbage_list);
+    }
+
+    /// Phase 2.4: weak references. `garbage` is the unreachable set, still marked.
     fn handle_weakrefs(&self, garbage: &[NonNull<Header>]) {
         let mut calls = Vec::new();
         for &o in garbage {
@@ -334,9 +283,9 @@ impl HeapInner {
         crate::weak::run_callbacks(self, calls);
     }
 
-    /// Phase 5: runs each garbage object's finalizer once (SEMANTICS 2.5). Objects move from the
-    /// garbage list to `seen` one at a time, so a finalizer that frees other garbage (by the
-    /// refcount path) leaves the list consistent. Returns whether any finalizer ran.
+    /// Phase 2.5: runs each garbage object's finalizer once. Objects move from the garbage list
+    /// to `seen` one at a time, so a finalizer that frees other garbage (by the refcount path)
+    /// leaves the lists consistent. Returns whether any finalizer ran.
     fn finalize_garbage(&self) -> bool {
         let mut any = false;
         let head = &self.garbage_list;
@@ -376,16 +325,10 @@ impl HeapInner {
         any
     }
 
-    /// Phase 6: resurrection (SEMANTICS 2.6). Trial deletion over what is left of the garbage;
-    /// what is now reachable from outside survives, in the oldest generation, with its
-    /// finalized mark.
-    ///
-    /// Returns the final garbage, in no list and marked for reclaim (no user code runs between
-    /// this and reclaim, so it needs no list).
-    fn handle_resurrected(&self) -> Vec<NonNull<Header>> {
+    fn gather_remaining_garbage(&self) -> Vec<NonNull<Header>> {
         let members = list_members(&self.garbage_list);
         self.garbage_list.init_empty();
-        let mut alive = Vec::with_capacity(members.len());
+        let mut remaining = Vec::with_capacity(members.len());
         for o in members {
             // SAFETY: listed objects are allocated; their links are free now.
             let h = unsafe { o.as_ref() };
@@ -394,27 +337,19 @@ impl HeapInner {
                 // SAFETY: links free, head valid.
                 unsafe { self.lists[0].push_back(Header::links(o)) };
             } else {
-                // Step 1 of trial deletion, as in `gather`.
-                View.set_scratch(o, h.strong() as usize);
-                h.set(flag::COLLECTING);
-                h.clear(flag::REACHABLE);
-                alive.push(o);
+                self.prepare(o, h);
+                remaining.push(o);
             }
         }
-        let found = catch_unwind(AssertUnwindSafe(|| mark_reachable_prepared(&View, &alive)));
-        if let Err(p) = found {
-            // Keep everything: treat all of it as resurrected.
-            clear_marks(&alive);
-            relink(&alive, &self.lists[2]);
-            self.report_panic(
-                UnraisableKind::Drop,
-                "reap::Trace (collection abandoned)",
-                p,
-            );
-            return Vec::new();
-        }
-        let mut garbage = Vec::with_capacity(alive.len());
-        for o in alive {
+        remaining
+    }
+
+    /// Resurrected objects (reachable now) move to the oldest generation with their finalized
+    /// mark; the rest is returned, marked for reclaim (no user code runs before reclaim, so it
+    /// needs no list).
+    fn partition_resurrected(&self, remaining: Vec<NonNull<Header>>) -> Vec<NonNull<Header>> {
+        let mut garbage = Vec::with_capacity(remaining.len());
+        for o in remaining {
             // SAFETY: allocated; links free.
             let h = unsafe { o.as_ref() };
             if h.has(flag::REACHABLE) {
@@ -426,6 +361,13 @@ impl HeapInner {
                 garbage.push(o);
             }
         }
+        garbage
+    }
+
+    fn take_listed_garbage(&self) -> Vec<NonNull<Header>> {
+        // User code may have freed garbage (by the refcount path): read what is left.
+        let garbage = list_members(&self.garbage_list);
+        self.garbage_list.init_empty();
         garbage
     }
 
@@ -448,7 +390,8 @@ impl HeapInner {
                 // SAFETY: allocated and live (its count is above 0: garbage is held by
                 // garbage); links free.
                 unsafe {
-                    o.as_ref().clear(flag::COLLECTING | flag::REACHABLE);
+                    o.as_ref()
+                        .clear(flag::COLLECTING | flag::REACHABLE | flag::UNLINKED);
                     saved.push(any_handle(o));
                     self.lists[2].push_back(Header::links(o));
                 }
@@ -488,5 +431,16 @@ impl HeapInner {
             }
         }
         collected
+    }
+
+    fn collection_done(&self, info: &CollectionInfo, survivors: usize) {
+        if self.gcmod.debug.get() & debug::STATS != 0 {
+            eprintln!(
+                "reap: gc: generation {}: {} collected, 0 uncollectable, {survivors} survivors, {:.3} ms",
+                info.generation,
+                info.collected,
+                info.duration.as_secs_f64() * 1000.0
+            );
+        }
     }
 }

@@ -5,7 +5,6 @@
 use std::any::Any;
 use std::cell::Cell;
 use std::ptr::NonNull;
-use std::time::Duration;
 
 use crate::header::{flag, Header, Links};
 use crate::heap::{Heap, HeapInner};
@@ -58,27 +57,12 @@ fn edges(o: NonNull<Header>) -> Vec<NonNull<Header>> {
     out
 }
 
-/// Phase of a collection callback (SEMANTICS 2.1, 2.8).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CollectPhase {
-    /// Before the collection.
-    Start,
-    /// After it.
-    Stop,
-}
+/// Phase of a collection callback (SEMANTICS 2.1, 2.8): `Start` or `Stop`.
+pub use reap_collector::CallbackPhase as CollectPhase;
 
-/// What a collection callback is told, as CPython's `info` dict.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CollectInfo {
-    /// The oldest generation collected.
-    pub generation: usize,
-    /// Objects collected (0 at start).
-    pub collected: usize,
-    /// Objects found uncollectable (0 at start; reap has no legacy finalizers, so always 0).
-    pub uncollectable: usize,
-    /// Time the collection took (zero at start).
-    pub duration: Duration,
-}
+/// What a collection callback is told, as CPython's `info` dict: `generation`, `collected`,
+/// `uncollectable` (always 0: reap has no legacy finalizers) and `duration`.
+pub use reap_collector::CollectionInfo as CollectInfo;
 
 /// A collection callback.
 pub type CollectCallback = Box<dyn Fn(CollectPhase, &CollectInfo)>;

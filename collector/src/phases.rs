@@ -1,0 +1,450 @@
+//! One collection of generation `g`, in the order of SEMANTICS 2.
+//!
+//! [`collect`] is the whole algorithm's order; a heap supplies each phase by implementing
+//! [`CollectionPhases`]. The order, and why:
+//!
+//! 1. **Guard** (1.5): a collection asked for while one runs returns 0 and does nothing.
+//! 2. **Start callbacks** (2.1), with generation, collected 0, uncollectable 0.
+//! 3. **Candidate filtering**: garbage needs a possible root among the candidates (an object a
+//!    handle to which was dropped without reaching zero since a full collection last scanned it).
+//!    With none, the generations only age.
+//! 4. **Gather** the candidates (generations `0..=g`), copying each strong count into its
+//!    scratch count, then **trial deletion** ([`mark_reachable_prepared`]). No user code runs
+//!    but traversal; a traversal that panics abandons the collection with real counts intact.
+//! 5. **Partition** (2.3): survivors move to generation `g + 1`; the rest is the garbage.
+//! 6. **Weak references** (2.4), only if some garbage has weak references or is one: every weak
+//!    reference to garbage cleared, garbage weak references detached (their callbacks never
+//!    run), then the other callbacks run. From here on user code runs, so the garbage sits in a
+//!    list of the heap's that deaths can unlink from.
+//! 7. **Finalizers** (2.5), each once.
+//! 8. **Resurrection** (2.6), only if a finalizer ran: trial deletion again over what is left of
+//!    the garbage; what is now reachable from outside survives in the oldest generation.
+//! 9. **Reclaim** (2.7): break the cycles and free (or, with SAVEALL, keep) the garbage.
+//! 10. **Statistics and stop callbacks** (2.8); the guard is released last, so a collection
+//!     asked for from a stop callback returns 0 too.
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use crate::{mark_reachable_prepared, CollectorHeap, Generations, GENERATIONS};
+
+/// Phase of a collection callback.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallbackPhase {
+    /// Before the collection.
+    Start,
+    /// After it.
+    Stop,
+}
+
+/// What collection callbacks are told, as CPython's `info` dict.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CollectionInfo {
+    /// The oldest generation collected.
+    pub generation: usize,
+    /// Objects collected (0 at start).
+    pub collected: usize,
+    /// Objects found uncollectable (0 at start).
+    pub uncollectable: usize,
+    /// Time the collection took (zero at start).
+    pub duration: Duration,
+}
+
+/// The outcome of partitioning the candidates after trial deletion.
+#[derive(Debug)]
+pub struct Partition<O> {
+    /// How many candidates survived (moved to the next generation).
+    pub survivors: usize,
+    /// The unreachable candidates.
+    pub garbage: Vec<O>,
+    /// Whether some garbage object has weak references or is one (phase 6 is needed).
+    pub needs_weak_phase: bool,
+    /// Whether some garbage object has a finalizer that has not run (phase 7 is needed).
+    pub needs_finalizers: bool,
+}
+
+/// The phases a heap supplies to [`collect`]. Every method but the callbacks, the weak phase,
+/// the finalizer phase and reclaim must run no user code other than traversal.
+pub trait CollectionPhases: CollectorHeap {
+    /// The heap's generation bookkeeping.
+    fn generations(&self) -> &Generations;
+
+    /// Runs the collection callbacks; a panic in one is the heap's to report.
+    fn run_callbacks(&self, phase: CallbackPhase, info: &CollectionInfo);
+
+    /// The number of objects in generations `0..=g` if none of them is a possible root.
+    fn count_if_no_possible_root(&self, g: usize) -> Option<usize>;
+
+    /// Moves every object of generations `0..=g` into generation `to`, without looking at them.
+    fn age(&self, g: usize, to: usize);
+
+    /// Takes the objects of generations `0..=g` out of their lists as candidates, each with its
+    /// scratch count set to its strong count and marked a candidate (trial deletion's step 1).
+    fn gather(&self, g: usize) -> Vec<Self::Object>;
+
+    /// A traversal panicked during trial deletion: keep every candidate, in generation `to`,
+    /// and report the panic.
+    fn abandon(&self, candidates: &[Self::Object], to: usize, panic: Box<dyn Any + Send>);
+
+    /// Moves the reachable candidates to generation `to`, and returns the rest.
+    fn partition(&self, candidates: Vec<Self::Object>, to: usize) -> Partition<Self::Object>;
+
+    /// Puts the garbage in the heap's garbage list: user code may run from now on, and may free
+    /// some of it through the refcount path.
+    fn list_garbage(&self, garbage: &[Self::Object]);
+
+    /// Phase 6 over the listed garbage.
+    fn handle_weakrefs(&self, garbage: &[Self::Object]);
+
+    /// Phase 7 over the listed garbage; returns whether any finalizer ran.
+    fn finalize_garbage(&self) -> bool;
+
+    /// Phase 8's first half: takes what is left of the listed garbage as candidates, prepared as
+    /// by [`CollectionPhases::gather`].
+    fn gather_remaining_garbage(&self) -> Vec<Self::Object>;
+
+    /// Phase 8's second half: moves the resurrected (reachable) ones to the oldest generation and
+    /// returns the rest, marked for reclaim.
+    fn partition_resurrected(&self, remaining: Vec<Self::Object>) -> Vec<Self::Object>;
+
+    /// Takes the listed garbage out of its list (no finalizer ran, so no resurrection check).
+    fn take_listed_garbage(&self) -> Vec<Self::Object>;
+
+    /// Phase 9; `marked` says whether the garbage is already marked for reclaim. Returns how
+    /// many objects were collected.
+    fn reclaim(&self, garbage: Vec<Self::Object>, marked: bool) -> usize;
+
+    /// Called once the outcome is known, before the stop callbacks (for debug output).
+    fn collection_done(&self, _info: &CollectionInfo, _survivors: usize) {}
+}
+
+/// Collects generation `g` and every younger one; returns the number of objects collected, or
+/// 0 if a collection is already running.
+///
+/// # Panics
+/// If `g` is not a generation (0..=2).
+pub fn collect<H: CollectionPhases>(heap: &H, g: usize) -> usize {
+    assert!(g < GENERATIONS, "reap: generation {g} out of range 0..=2");
+    let gens = heap.generations();
+    if !gens.begin_collection(g) {
+        return 0;
+    }
+    let start = Instant::now();
+    let mut info = CollectionInfo {
+        generation: g,
+        collected: 0,
+        uncollectable: 0,
+        duration: Duration::ZERO,
+    };
+    heap.run_callbacks(CallbackPhase::Start, &info);
+    let (survivors, collected) = collect_generations(heap, g);
+    info.collected = collected;
+    info.duration = start.elapsed();
+    gens.record_collection(g, survivors, collected, 0);
+    heap.collection_done(&info, survivors);
+    heap.run_callbacks(CallbackPhase::Stop, &info);
+    gens.finish_collection();
+    collected
+}
+
+/// Phases 3 to 9. Returns (survivors, collected).
+fn collect_generations<H: CollectionPhases>(heap: &H, g: usize) -> (usize, usize) {
+    let to = (g + 1).min(GENERATIONS - 1);
+    if let Some(n) = heap.count_if_no_possible_root(g) {
+        heap.age(g, to);
+        return (n, 0);
+    }
+    let candidates = heap.gather(g);
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
+        mark_reachable_prepared(heap, &candidates)
+    })) {
+        heap.abandon(&candidates, to, p);
+        return (0, 0);
+    }
+    let part = heap.partition(candidates, to);
+    if part.garbage.is_empty() {
+        return (part.survivors, 0);
+    }
+    if !part.needs_weak_phase && !part.needs_finalizers {
+        // No user code is owed before reclaim: the garbage needs no list.
+        return (part.survivors, heap.reclaim(part.garbage, true));
+    }
+    heap.list_garbage(&part.garbage);
+    if part.needs_weak_phase {
+        heap.handle_weakrefs(&part.garbage);
+    }
+    drop(part.garbage);
+    if part.needs_finalizers && heap.finalize_garbage() {
+        let remaining = heap.gather_remaining_garbage();
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
+            mark_reachable_prepared(heap, &remaining)
+        })) {
+            // Keep everything: treat all of it as resurrected.
+            heap.abandon(&remaining, GENERATIONS - 1, p);
+            return (part.survivors, 0);
+        }
+        let garbage = heap.partition_resurrected(remaining);
+        return (part.survivors, heap.reclaim(garbage, true));
+    }
+    let garbage = heap.take_listed_garbage();
+    (part.survivors, heap.reclaim(garbage, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Mark;
+    use std::cell::{Cell, RefCell};
+
+    /// A model heap that records the phases it is asked to run. Objects are indices; `edges`
+    /// and `roots` give strong counts; objects with a finalizer may resurrect themselves (become
+    /// a root) when finalized.
+    struct Model {
+        edges: Vec<Vec<usize>>,
+        roots: RefCell<Vec<usize>>,
+        finalizer: Vec<bool>,
+        resurrects: Vec<bool>,
+        finalized: RefCell<Vec<bool>>,
+        root_mark: Vec<bool>,
+        gen: RefCell<Vec<usize>>,
+        freed: RefCell<Vec<bool>>,
+        scratch: Vec<Cell<usize>>,
+        mark: Vec<Cell<Mark>>,
+        listed: RefCell<Vec<usize>>,
+        gens: Generations,
+        calls: RefCell<Vec<String>>,
+    }
+
+    impl Model {
+        fn new(edges: Vec<Vec<usize>>, roots: Vec<usize>) -> Model {
+            let n = edges.len();
+            Model {
+                edges,
+                roots: RefCell::new(roots),
+                finalizer: vec![false; n],
+                resurrects: vec![false; n],
+                finalized: RefCell::new(vec![false; n]),
+                root_mark: vec![true; n],
+                gen: RefCell::new(vec![0; n]),
+                freed: RefCell::new(vec![false; n]),
+                scratch: (0..n).map(|_| Cell::new(0)).collect(),
+                mark: (0..n).map(|_| Cell::new(Mark::Outside)).collect(),
+                listed: RefCell::new(Vec::new()),
+                gens: Generations::new(),
+                calls: RefCell::new(Vec::new()),
+            }
+        }
+        fn call(&self, s: &str) {
+            self.calls.borrow_mut().push(s.to_string());
+        }
+        fn live(&self, g: usize) -> Vec<usize> {
+            (0..self.edges.len())
+                .filter(|&o| !self.freed.borrow()[o] && self.gen.borrow()[o] <= g)
+                .collect()
+        }
+        fn prepare(&self, objs: &[usize]) {
+            for &o in objs {
+                self.scratch[o].set(self.strong_count(o));
+                self.mark[o].set(Mark::Candidate);
+            }
+        }
+    }
+
+    impl CollectorHeap for Model {
+        type Object = usize;
+        fn strong_count(&self, o: usize) -> usize {
+            let freed = self.freed.borrow();
+            self.roots.borrow().iter().filter(|&&r| r == o).count()
+                + (0..self.edges.len())
+                    .filter(|&s| !freed[s])
+                    .map(|s| self.edges[s].iter().filter(|&&t| t == o).count())
+                    .sum::<usize>()
+        }
+        fn scratch(&self, o: usize) -> usize {
+            self.scratch[o].get()
+        }
+        fn set_scratch(&self, o: usize, v: usize) {
+            self.scratch[o].set(v)
+        }
+        fn mark(&self, o: usize) -> Mark {
+            self.mark[o].get()
+        }
+        fn set_mark(&self, o: usize, m: Mark) {
+            self.mark[o].set(m)
+        }
+        fn visit_edges(&self, o: usize, visit: &mut dyn FnMut(usize)) -> bool {
+            for &t in &self.edges[o] {
+                visit(t);
+            }
+            true
+        }
+    }
+
+    impl CollectionPhases for Model {
+        fn generations(&self) -> &Generations {
+            &self.gens
+        }
+        fn run_callbacks(&self, phase: CallbackPhase, info: &CollectionInfo) {
+            self.call(&format!("{phase:?} collected={}", info.collected));
+        }
+        fn count_if_no_possible_root(&self, g: usize) -> Option<usize> {
+            let live = self.live(g);
+            (!live.iter().any(|&o| self.root_mark[o])).then_some(live.len())
+        }
+        fn age(&self, g: usize, to: usize) {
+            self.call("age");
+            for o in self.live(g) {
+                self.gen.borrow_mut()[o] = to;
+            }
+        }
+        fn gather(&self, g: usize) -> Vec<usize> {
+            self.call("gather");
+            let c = self.live(g);
+            self.prepare(&c);
+            c
+        }
+        fn abandon(&self, _: &[usize], _: usize, _: Box<dyn Any + Send>) {
+            self.call("abandon");
+        }
+        fn partition(&self, candidates: Vec<usize>, to: usize) -> Partition<usize> {
+            self.call("partition");
+            let mut p = Partition {
+                survivors: 0,
+                garbage: Vec::new(),
+                needs_weak_phase: false,
+                needs_finalizers: false,
+            };
+            for o in candidates {
+                if self.mark[o].get() == Mark::Reachable {
+                    self.gen.borrow_mut()[o] = to;
+                    p.survivors += 1;
+                } else {
+                    p.needs_finalizers |= self.finalizer[o] && !self.finalized.borrow()[o];
+                    p.garbage.push(o);
+                }
+                self.mark[o].set(Mark::Outside);
+            }
+            p
+        }
+        fn list_garbage(&self, garbage: &[usize]) {
+            self.call("list");
+            *self.listed.borrow_mut() = garbage.to_vec();
+        }
+        fn handle_weakrefs(&self, _: &[usize]) {
+            self.call("weakrefs");
+        }
+        fn finalize_garbage(&self) -> bool {
+            self.call("finalize");
+            let mut any = false;
+            for &o in self.listed.borrow().iter() {
+                if self.finalizer[o] && !self.finalized.borrow()[o] {
+                    self.finalized.borrow_mut()[o] = true;
+                    any = true;
+                    if self.resurrects[o] {
+                        self.roots.borrow_mut().push(o);
+                    }
+                }
+            }
+            any
+        }
+        fn gather_remaining_garbage(&self) -> Vec<usize> {
+            self.call("gather remaining");
+            let r = std::mem::take(&mut *self.listed.borrow_mut());
+            self.prepare(&r);
+            r
+        }
+        fn partition_resurrected(&self, remaining: Vec<usize>) -> Vec<usize> {
+            self.call("partition resurrected");
+            let mut garbage = Vec::new();
+            for o in remaining {
+                if self.mark[o].get() == Mark::Reachable {
+                    self.gen.borrow_mut()[o] = 2;
+                } else {
+                    garbage.push(o);
+                }
+                self.mark[o].set(Mark::Outside);
+            }
+            garbage
+        }
+        fn take_listed_garbage(&self) -> Vec<usize> {
+            self.call("take listed");
+            std::mem::take(&mut *self.listed.borrow_mut())
+        }
+        fn reclaim(&self, garbage: Vec<usize>, _: bool) -> usize {
+            self.call(&format!("reclaim {garbage:?}"));
+            for &o in &garbage {
+                self.freed.borrow_mut()[o] = true;
+            }
+            garbage.len()
+        }
+    }
+
+    #[test]
+    fn plain_garbage_skips_the_user_code_phases() {
+        // 0 <-> 1 garbage, 2 rooted.
+        let m = Model::new(vec![vec![1], vec![0], vec![]], vec![2]);
+        assert_eq!(collect(&m, 2), 2);
+        assert_eq!(
+            *m.calls.borrow(),
+            [
+                "Start collected=0",
+                "gather",
+                "partition",
+                "reclaim [0, 1]",
+                "Stop collected=2"
+            ]
+        );
+        assert_eq!(m.gens.stats()[2].collected, 2);
+    }
+
+    #[test]
+    fn finalizers_then_resurrection_check_then_reclaim() {
+        // Two garbage cycles: 0 <-> 1 (0 resurrects itself, taking 1 with it) and 2 <-> 3.
+        let mut m = Model::new(vec![vec![1], vec![0], vec![3], vec![2]], vec![]);
+        m.finalizer[0] = true;
+        m.resurrects[0] = true;
+        m.finalizer[2] = true;
+        assert_eq!(collect(&m, 2), 2, "the resurrected pair is not counted");
+        assert_eq!(
+            *m.calls.borrow(),
+            [
+                "Start collected=0",
+                "gather",
+                "partition",
+                "list",
+                "finalize",
+                "gather remaining",
+                "partition resurrected",
+                "reclaim [2, 3]",
+                "Stop collected=2"
+            ]
+        );
+        assert_eq!(*m.freed.borrow(), [false, false, true, true]);
+        assert_eq!(
+            m.gen.borrow()[0],
+            2,
+            "resurrected objects go to the oldest generation"
+        );
+    }
+
+    #[test]
+    fn no_possible_root_only_ages() {
+        let mut m = Model::new(vec![vec![1], vec![0]], vec![]);
+        m.root_mark = vec![false, false];
+        assert_eq!(collect(&m, 0), 0);
+        assert_eq!(
+            *m.calls.borrow(),
+            ["Start collected=0", "age", "Stop collected=0"]
+        );
+        assert_eq!(*m.gen.borrow(), [1, 1]);
+    }
+
+    #[test]
+    fn a_collection_inside_a_collection_returns_zero() {
+        let m = Model::new(vec![vec![0]], vec![]);
+        assert!(m.gens.begin_collection(0));
+        assert_eq!(collect(&m, 2), 0);
+        assert!(m.calls.borrow().is_empty());
+    }
+}
