@@ -52,7 +52,7 @@ def timed(setup, objects):
 
 
 def report(name, ns):
-    print(f"{name}\t{ns:.1f}")
+    print(f"{name}\t{ns:.3f}")
 
 
 gc.disable()
@@ -125,7 +125,7 @@ def live_heap(newer_to_older, touch_heads, generation):
     return times[len(times) // 2]
 
 
-report("live_heap_gen0_ms", live_heap(False, False, 0) / 1e6 * 1e6 / 1e6)
+report("live_heap_gen0_ms", live_heap(False, False, 0) / 1e6)
 report("live_heap_gen0_touched_ms", live_heap(False, True, 0) / 1e6)
 report("live_heap_full_older_to_newer_ns_per_obj", live_heap(False, False, 2) / 1_000_000)
 report("live_heap_full_newer_to_older_ns_per_obj", live_heap(True, False, 2) / 1_000_000)

@@ -263,10 +263,12 @@ impl CollectionPhases for HeapInner {
 
     fn list_garbage(&self, garbage: &[NonNull<Header>]) {
         for &o in garbage {
-            // SAFETY: allocated.
-            unsafe { o.as_ref() }.clear(flag::UNLINKED);
+            // SAFETY: allocated, in no list (its links were the collector's).
+            unsafe {
+                o.as_ref().clear(flag::UNLINKED);
+                self.garbage_list.push_back(Header::links(o));
+            }
         }
-        relink(garbage, &self.garbage_list);
     }
 
     /// Phase 2.4: weak references. `garbage` is the unreachable set, still marked.
@@ -326,11 +328,16 @@ impl CollectionPhases for HeapInner {
     }
 
     fn gather_remaining_garbage(&self) -> Vec<NonNull<Header>> {
-        let members = list_members(&self.garbage_list);
-        self.garbage_list.init_empty();
-        let mut remaining = Vec::with_capacity(members.len());
-        for o in members {
-            // SAFETY: listed objects are allocated; their links are free now.
+        let head = &self.garbage_list;
+        let end = NonNull::from(head);
+        let mut cur = head.next.get();
+        head.init_empty();
+        let mut remaining = Vec::new();
+        while cur != end {
+            let o = Header::from_links(cur);
+            // SAFETY: listed objects are allocated; `next` is read before the links are reused.
+            cur = unsafe { cur.as_ref() }.next.get();
+            // SAFETY: as above.
             let h = unsafe { o.as_ref() };
             if h.strong() == 0 {
                 // A death in progress (deferred): it keeps a list to unlink from.
