@@ -39,6 +39,30 @@ pub trait CollectorHeap {
     /// not be traversed completely (its interior was borrowed mutably): the collector then
     /// treats it as reachable from outside (SEMANTICS 5.3).
     fn visit_edges(&self, object: Self::Object, visit: &mut dyn FnMut(Self::Object)) -> bool;
+
+    /// Step 2 for one candidate: subtracts one from the scratch count of every candidate it
+    /// holds a handle to (never below zero: an over-reporting traversal, a broken hand-written
+    /// trace, must not wrap around into "reachable"). Returns `false` when the object could not be
+    /// traversed completely. The default goes through [`CollectorHeap::visit_edges`]; a heap can
+    /// do the same without an indirect call per edge.
+    fn subtract_edges(&self, object: Self::Object) -> bool {
+        self.visit_edges(object, &mut |t| {
+            if self.mark(t) == Mark::Candidate {
+                self.set_scratch(t, self.scratch(t).saturating_sub(1));
+            }
+        })
+    }
+
+    /// Step 3 for one reachable object: marks every candidate it holds a handle to reachable,
+    /// and pushes it on `stack`. The default goes through [`CollectorHeap::visit_edges`].
+    fn mark_edges(&self, object: Self::Object, stack: &mut Vec<Self::Object>) {
+        self.visit_edges(object, &mut |t| {
+            if self.mark(t) == Mark::Candidate {
+                self.set_mark(t, Mark::Reachable);
+                stack.push(t);
+            }
+        });
+    }
 }
 
 /// Trial deletion, SEMANTICS 2.2: splits `candidates` into those reachable from outside the set
@@ -88,14 +112,7 @@ pub fn mark_reachable<H: CollectorHeap>(heap: &H, candidates: &[H::Object]) {
 pub fn mark_reachable_prepared<H: CollectorHeap>(heap: &H, candidates: &[H::Object]) {
     let mut stack = Vec::new();
     for &o in candidates {
-        let complete = heap.visit_edges(o, &mut |t| {
-            if heap.mark(t) == Mark::Candidate {
-                // A count never goes below zero: an over-reporting traversal (a broken
-                // hand-written Trace) must not wrap around into "reachable".
-                heap.set_scratch(t, heap.scratch(t).saturating_sub(1));
-            }
-        });
-        if !complete {
+        if !heap.subtract_edges(o) {
             stack.push(o);
         }
     }
@@ -109,12 +126,7 @@ pub fn mark_reachable_prepared<H: CollectorHeap>(heap: &H, candidates: &[H::Obje
         }
     }
     while let Some(o) = stack.pop() {
-        heap.visit_edges(o, &mut |t| {
-            if heap.mark(t) == Mark::Candidate {
-                heap.set_mark(t, Mark::Reachable);
-                stack.push(t);
-            }
-        });
+        heap.mark_edges(o, &mut stack);
     }
 }
 

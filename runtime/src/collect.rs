@@ -82,20 +82,33 @@ impl CollectorHeap for HeapInner {
     }
 
     fn visit_edges(&self, o: NonNull<Header>, visit: &mut dyn FnMut(NonNull<Header>)) -> bool {
-        // SAFETY: candidates are live and their values initialised.
-        let h = unsafe { o.as_ref() };
-        let vtable = h.vtable();
-        let mut tracer = Tracer::new(visit);
-        // SAFETY: the value is live (candidates never have dropped values).
-        unsafe { (vtable.trace)(Header::value_ptr(o), &mut tracer) };
-        if tracer.is_incomplete() {
-            // Kept without being traced: what it holds may be garbage once the borrow ends,
-            // with no drop to flag it, so it stays a possible root.
-            h.set_possible_root();
-            false
-        } else {
-            true
-        }
+        trace_with(o, Tracer::new(visit))
+    }
+
+    fn subtract_edges(&self, o: NonNull<Header>) -> bool {
+        trace_with(o, Tracer::subtract())
+    }
+
+    fn mark_edges(&self, o: NonNull<Header>, stack: &mut Vec<NonNull<Header>>) {
+        trace_with(o, Tracer::mark(stack));
+    }
+}
+
+/// Traces a candidate with `tracer`. Returns `false` if the traversal was incomplete.
+#[inline]
+fn trace_with(o: NonNull<Header>, mut tracer: Tracer<'_>) -> bool {
+    // SAFETY: candidates are live and their values initialised.
+    let h = unsafe { o.as_ref() };
+    let vtable = h.vtable();
+    // SAFETY: the value is live (candidates never have dropped values).
+    unsafe { (vtable.trace)(Header::value_ptr(o), &mut tracer) };
+    if tracer.is_incomplete() {
+        // Kept without being traced: what it holds may be garbage once the borrow ends, with
+        // no drop to flag it, so it stays a possible root.
+        h.set_possible_root();
+        false
+    } else {
+        true
     }
 }
 

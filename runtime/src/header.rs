@@ -353,6 +353,42 @@ impl Header {
         unsafe { NonNull::new_unchecked(links.as_ptr().cast::<u8>().add(LINKS_SIZE).cast()) }
     }
 
+    /// A candidate's scratch count, kept in its `prev` link word during trial deletion (plus
+    /// one, so the word is never null).
+    ///
+    /// # Safety
+    /// `this` is a tracked object whose links are the collector's (a candidate).
+    #[inline]
+    pub(crate) unsafe fn scratch(this: NonNull<Header>) -> usize {
+        // SAFETY: caller.
+        unsafe { Header::links(this).as_ref() }
+            .prev
+            .get()
+            .as_ptr()
+            .addr()
+            - 1
+    }
+
+    /// Sets a candidate's scratch count.
+    ///
+    /// # Safety
+    /// As [`Header::scratch`].
+    #[inline]
+    pub(crate) unsafe fn set_scratch(this: NonNull<Header>, value: usize) {
+        let word = NonNull::new(std::ptr::without_provenance_mut::<Links>(
+            value.wrapping_add(1),
+        ))
+        .expect("reap: scratch count overflow");
+        // SAFETY: caller.
+        unsafe { Header::links(this).as_ref() }.prev.set(word);
+    }
+
+    /// Whether the object is a candidate not yet found reachable.
+    #[inline]
+    pub(crate) fn is_unmarked_candidate(&self) -> bool {
+        self.flags.get() & (flag::COLLECTING | flag::REACHABLE) == flag::COLLECTING
+    }
+
     /// The header in front of a value.
     #[inline]
     pub(crate) fn from_value<T: ?Sized>(value: NonNull<T>) -> NonNull<Header> {
