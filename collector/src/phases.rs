@@ -14,8 +14,9 @@
 //! 5. **Partition** (2.3): survivors move to generation `g + 1`; the rest is the garbage.
 //! 6. **Weak references** (2.4), only if some garbage has weak references or is one: every weak
 //!    reference to garbage cleared, garbage weak references detached (their callbacks never
-//!    run), then the other callbacks run. From here on user code runs, so the garbage sits in a
-//!    list of the heap's that deaths can unlink from.
+//!    run), then the other callbacks run. From partitioning on, the garbage is held back from
+//!    the refcount path (a garbage object whose count reaches zero while user code runs is left
+//!    for reclaim), so the collector's list of it stays valid through user code.
 //! 7. **Finalizers** (2.5), each once.
 //! 8. **Resurrection** (2.6), only if a finalizer ran: trial deletion again over what is left of
 //!    the garbage; what is now reachable from outside survives in the oldest generation.
@@ -87,33 +88,26 @@ pub trait CollectionPhases: CollectorHeap {
     /// and report the panic.
     fn abandon(&self, candidates: &[Self::Object], to: usize, panic: Box<dyn Any + Send>);
 
-    /// Moves the reachable candidates to generation `to`, and returns the rest.
+    /// Moves the reachable candidates to generation `to`, and returns the rest, held back from
+    /// the refcount path until reclaim: none of it is freed before, whatever user code runs.
     fn partition(&self, candidates: Vec<Self::Object>, to: usize) -> Partition<Self::Object>;
 
-    /// Puts the garbage in the heap's garbage list: user code may run from now on, and may free
-    /// some of it through the refcount path.
-    fn list_garbage(&self, garbage: &[Self::Object]);
-
-    /// Phase 6 over the listed garbage.
+    /// Phase 6 over the garbage.
     fn handle_weakrefs(&self, garbage: &[Self::Object]);
 
-    /// Phase 7 over the listed garbage; returns whether any finalizer ran.
-    fn finalize_garbage(&self) -> bool;
+    /// Phase 7 over the garbage; returns whether any finalizer ran.
+    fn finalize_garbage(&self, garbage: &[Self::Object]) -> bool;
 
-    /// Phase 8's first half: takes what is left of the listed garbage as candidates, prepared as
-    /// by [`CollectionPhases::gather`].
-    fn gather_remaining_garbage(&self) -> Vec<Self::Object>;
+    /// Phase 8's first half: prepares the garbage as candidates again, as
+    /// [`CollectionPhases::gather`] does.
+    fn prepare_resurrection_check(&self, garbage: &[Self::Object]);
 
     /// Phase 8's second half: moves the resurrected (reachable) ones to the oldest generation and
-    /// returns the rest, marked for reclaim.
-    fn partition_resurrected(&self, remaining: Vec<Self::Object>) -> Vec<Self::Object>;
+    /// returns the rest.
+    fn partition_resurrected(&self, garbage: Vec<Self::Object>) -> Vec<Self::Object>;
 
-    /// Takes the listed garbage out of its list (no finalizer ran, so no resurrection check).
-    fn take_listed_garbage(&self) -> Vec<Self::Object>;
-
-    /// Phase 9; `marked` says whether the garbage is already marked for reclaim. Returns how
-    /// many objects were collected.
-    fn reclaim(&self, garbage: Vec<Self::Object>, marked: bool) -> usize;
+    /// Phase 9. Returns how many objects were collected.
+    fn reclaim(&self, garbage: Vec<Self::Object>) -> usize;
 
     /// Called once the outcome is known, before the stop callbacks (for debug output).
     fn collection_done(&self, _info: &CollectionInfo, _survivors: usize) {}
@@ -163,32 +157,24 @@ fn collect_generations<H: CollectionPhases>(heap: &H, g: usize) -> (usize, usize
         return (0, 0);
     }
     let part = heap.partition(candidates, to);
-    if part.garbage.is_empty() {
+    let garbage = part.garbage;
+    if garbage.is_empty() {
         return (part.survivors, 0);
     }
-    if !part.needs_weak_phase && !part.needs_finalizers {
-        // No user code is owed before reclaim: the garbage needs no list.
-        return (part.survivors, heap.reclaim(part.garbage, true));
-    }
-    heap.list_garbage(&part.garbage);
     if part.needs_weak_phase {
-        heap.handle_weakrefs(&part.garbage);
+        heap.handle_weakrefs(&garbage);
     }
-    drop(part.garbage);
-    if part.needs_finalizers && heap.finalize_garbage() {
-        let remaining = heap.gather_remaining_garbage();
-        if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
-            mark_reachable_prepared(heap, &remaining)
-        })) {
+    if part.needs_finalizers && heap.finalize_garbage(&garbage) {
+        heap.prepare_resurrection_check(&garbage);
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| mark_reachable_prepared(heap, &garbage))) {
             // Keep everything: treat all of it as resurrected.
-            heap.abandon(&remaining, GENERATIONS - 1, p);
+            heap.abandon(&garbage, GENERATIONS - 1, p);
             return (part.survivors, 0);
         }
-        let garbage = heap.partition_resurrected(remaining);
-        return (part.survivors, heap.reclaim(garbage, true));
+        let garbage = heap.partition_resurrected(garbage);
+        return (part.survivors, heap.reclaim(garbage));
     }
-    let garbage = heap.take_listed_garbage();
-    (part.survivors, heap.reclaim(garbage, false))
+    (part.survivors, heap.reclaim(garbage))
 }
 
 #[cfg(test)]
@@ -211,7 +197,6 @@ mod tests {
         freed: RefCell<Vec<bool>>,
         scratch: Vec<Cell<usize>>,
         mark: Vec<Cell<Mark>>,
-        listed: RefCell<Vec<usize>>,
         gens: Generations,
         calls: RefCell<Vec<String>>,
     }
@@ -230,7 +215,6 @@ mod tests {
                 freed: RefCell::new(vec![false; n]),
                 scratch: (0..n).map(|_| Cell::new(0)).collect(),
                 mark: (0..n).map(|_| Cell::new(Mark::Outside)).collect(),
-                listed: RefCell::new(Vec::new()),
                 gens: Generations::new(),
                 calls: RefCell::new(Vec::new()),
             }
@@ -327,17 +311,13 @@ mod tests {
             }
             p
         }
-        fn list_garbage(&self, garbage: &[usize]) {
-            self.call("list");
-            *self.listed.borrow_mut() = garbage.to_vec();
-        }
         fn handle_weakrefs(&self, _: &[usize]) {
             self.call("weakrefs");
         }
-        fn finalize_garbage(&self) -> bool {
+        fn finalize_garbage(&self, garbage: &[usize]) -> bool {
             self.call("finalize");
             let mut any = false;
-            for &o in self.listed.borrow().iter() {
+            for &o in garbage {
                 if self.finalizer[o] && !self.finalized.borrow()[o] {
                     self.finalized.borrow_mut()[o] = true;
                     any = true;
@@ -348,11 +328,9 @@ mod tests {
             }
             any
         }
-        fn gather_remaining_garbage(&self) -> Vec<usize> {
-            self.call("gather remaining");
-            let r = std::mem::take(&mut *self.listed.borrow_mut());
-            self.prepare(&r);
-            r
+        fn prepare_resurrection_check(&self, garbage: &[usize]) {
+            self.call("prepare resurrection check");
+            self.prepare(garbage);
         }
         fn partition_resurrected(&self, remaining: Vec<usize>) -> Vec<usize> {
             self.call("partition resurrected");
@@ -367,11 +345,7 @@ mod tests {
             }
             garbage
         }
-        fn take_listed_garbage(&self) -> Vec<usize> {
-            self.call("take listed");
-            std::mem::take(&mut *self.listed.borrow_mut())
-        }
-        fn reclaim(&self, garbage: Vec<usize>, _: bool) -> usize {
+        fn reclaim(&self, garbage: Vec<usize>) -> usize {
             self.call(&format!("reclaim {garbage:?}"));
             for &o in &garbage {
                 self.freed.borrow_mut()[o] = true;
@@ -412,9 +386,8 @@ mod tests {
                 "Start collected=0",
                 "gather",
                 "partition",
-                "list",
                 "finalize",
-                "gather remaining",
+                "prepare resurrection check",
                 "partition resurrected",
                 "reclaim [2, 3]",
                 "Stop collected=2"

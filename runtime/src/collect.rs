@@ -8,12 +8,11 @@
 //!   scratch count (plus one, so it is never null), `next` is unused until the candidate is
 //!   relinked;
 //! - marks are header flags: `COLLECTING` (candidate), `REACHABLE`;
-//! - the garbage waits in `garbage_list` while user code runs (weak-reference callbacks,
-//!   finalizers), so deaths by refcount during those phases unlink cleanly; finalizers move it
-//!   to `seen_list` one object at a time;
-//! - reclaim marks each object `UNLINKED | COLLECTING`, drops its value (`VALUE_DROPPED`: a handle
-//!   to it now panics on use instead of reading freed memory), then frees it once nothing holds
-//!   it (`RECLAIM_DONE`, see `heap::release`).
+//! - from partitioning on, the garbage is in no list and marked `UNLINKED | COLLECTING`: held
+//!   back from the refcount path, so while user code runs (weak-reference callbacks, finalizers)
+//!   a garbage object whose count reaches zero stays allocated for reclaim (`heap::release`);
+//! - reclaim drops each value (`VALUE_DROPPED`: a handle to it now panics on use instead of
+//!   reading freed memory), then frees the object once nothing holds it (`RECLAIM_DONE`).
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -25,7 +24,8 @@ use reap_collector::{
 
 use crate::header::{flag, Header, Links};
 use crate::heap::{free_object, release, HeapInner, UnraisableKind};
-use crate::introspect::{any_handle, debug, members};
+use crate::introspect::any_handle;
+use crate::introspect::debug;
 use crate::trace::Tracer;
 
 impl CollectorHeap for HeapInner {
@@ -110,11 +110,6 @@ fn trace_with(o: NonNull<Header>, mut tracer: Tracer<'_>) -> bool {
     } else {
         true
     }
-}
-
-/// The headers of a list, in order.
-fn list_members(head: &Links) -> Vec<NonNull<Header>> {
-    members(head)
 }
 
 /// Puts objects into the list `to`.
@@ -240,12 +235,21 @@ impl CollectionPhases for HeapInner {
             "reap::Trace (collection abandoned)",
             panic,
         );
+        for &o in candidates {
+            // SAFETY: allocated (held back until now).
+            if unsafe { o.as_ref() }.strong() == 0 {
+                // A finalizer broke its last reference while it was held back: it dies now.
+                // SAFETY: count 0, death not begun.
+                unsafe { release(o) };
+            }
+        }
     }
 
     /// One pass: survivors leave their marks and move to generation `to`; the garbage keeps its
-    /// COLLECTING mark (so weak references that are garbage can be told apart), is marked
-    /// UNLINKED (ready for reclaim, should no user code be owed; `list_garbage` undoes it), and
-    /// is sorted by whether anything in it runs user code before reclaim.
+    /// COLLECTING mark (so weak references that are garbage can be told apart) and is marked
+    /// UNLINKED: together, "held back for reclaim" (`heap::release` leaves such an object alone
+    /// when its count reaches zero, so the garbage stays allocated through the user code of the
+    /// next phases).
     fn partition(&self, candidates: Vec<NonNull<Header>>, to: usize) -> Partition<NonNull<Header>> {
         let mut part = Partition {
             survivors: 0,
@@ -274,16 +278,6 @@ impl CollectionPhases for HeapInner {
         part
     }
 
-    fn list_garbage(&self, garbage: &[NonNull<Header>]) {
-        for &o in garbage {
-            // SAFETY: allocated, in no list (its links were the collector's).
-            unsafe {
-                o.as_ref().clear(flag::UNLINKED);
-                self.garbage_list.push_back(Header::links(o));
-            }
-        }
-    }
-
     /// Phase 2.4: weak references. `garbage` is the unreachable set, still marked.
     fn handle_weakrefs(&self, garbage: &[NonNull<Header>]) {
         let mut calls = Vec::new();
@@ -298,22 +292,14 @@ impl CollectionPhases for HeapInner {
         crate::weak::run_callbacks(self, calls);
     }
 
-    /// Phase 2.5: runs each garbage object's finalizer once. Objects move from the garbage list
-    /// to `seen` one at a time, so a finalizer that frees other garbage (by the refcount path)
-    /// leaves the lists consistent. Returns whether any finalizer ran.
-    fn finalize_garbage(&self) -> bool {
+    /// Phase 2.5: runs each garbage object's finalizer once, holding the object meanwhile.
+    /// Garbage whose count reaches zero (a finalizer broke its cycle) is not freed here: the
+    /// garbage is held back from the refcount path until reclaim (see `heap::release`), so every
+    /// object of `garbage` stays allocated.
+    fn finalize_garbage(&self, garbage: &[NonNull<Header>]) -> bool {
         let mut any = false;
-        let head = &self.garbage_list;
-        let seen = &self.seen_list;
-        while !head.is_empty() {
-            let links = head.next.get();
-            // SAFETY: listed objects are allocated; `seen` is a valid head.
-            unsafe {
-                Links::unlink(links);
-                seen.push_back(links);
-            }
-            let o = Header::from_links(links);
-            // SAFETY: allocated (it was listed).
+        for &o in garbage {
+            // SAFETY: garbage stays allocated until reclaim.
             let h = unsafe { o.as_ref() };
             if h.has(flag::HAS_FINALIZER) && !h.has(flag::FINALIZED) {
                 any = true;
@@ -325,70 +311,36 @@ impl CollectionPhases for HeapInner {
                 if let Err(p) = r {
                     self.report_panic(UnraisableKind::Finalizer, (vtable.type_name)(), p);
                 }
-                let n = h.strong() - 1;
-                h.set_strong(n);
-                if n == 0 {
-                    // The finalizer broke the last reference: an ordinary death.
-                    // SAFETY: count just reached 0; its death has not begun.
-                    unsafe { release(o) };
-                }
+                h.set_strong(h.strong() - 1);
             }
         }
-        // Back to the garbage list for the next phases.
-        // SAFETY: both are valid heads.
-        unsafe { seen.splice_into(head) };
         any
     }
 
-    fn gather_remaining_garbage(&self) -> Vec<NonNull<Header>> {
-        let head = &self.garbage_list;
-        let end = NonNull::from(head);
-        let mut cur = head.next.get();
-        head.init_empty();
-        let mut remaining = Vec::new();
-        while cur != end {
-            let o = Header::from_links(cur);
-            // SAFETY: listed objects are allocated; `next` is read before the links are reused.
-            cur = unsafe { cur.as_ref() }.next.get();
-            // SAFETY: as above.
-            let h = unsafe { o.as_ref() };
-            if h.strong() == 0 {
-                // A death in progress (deferred): it keeps a list to unlink from.
-                // SAFETY: links free, head valid.
-                unsafe { self.lists[0].push_back(Header::links(o)) };
-            } else {
-                self.prepare(o, h);
-                remaining.push(o);
-            }
+    fn prepare_resurrection_check(&self, garbage: &[NonNull<Header>]) {
+        for &o in garbage {
+            // SAFETY: garbage stays allocated until reclaim.
+            self.prepare(o, unsafe { o.as_ref() });
         }
-        remaining
     }
 
     /// Resurrected objects (reachable now) move to the oldest generation with their finalized
     /// mark; the rest is returned, marked for reclaim (no user code runs before reclaim, so it
     /// needs no list).
-    fn partition_resurrected(&self, remaining: Vec<NonNull<Header>>) -> Vec<NonNull<Header>> {
-        let mut garbage = Vec::with_capacity(remaining.len());
-        for o in remaining {
-            // SAFETY: allocated; links free.
+    fn partition_resurrected(&self, garbage: Vec<NonNull<Header>>) -> Vec<NonNull<Header>> {
+        let mut still = Vec::with_capacity(garbage.len());
+        for o in garbage {
+            // SAFETY: garbage stays allocated until reclaim; its links are the collector's.
             let h = unsafe { o.as_ref() };
             if h.has(flag::REACHABLE) {
-                h.clear(flag::COLLECTING | flag::REACHABLE);
+                h.clear(flag::COLLECTING | flag::REACHABLE | flag::UNLINKED);
                 // SAFETY: links free, head valid.
                 unsafe { self.lists[2].push_back(Header::links(o)) };
             } else {
-                h.set(flag::UNLINKED);
-                garbage.push(o);
+                still.push(o);
             }
         }
-        garbage
-    }
-
-    fn take_listed_garbage(&self) -> Vec<NonNull<Header>> {
-        // User code may have freed garbage (by the refcount path): read what is left.
-        let garbage = list_members(&self.garbage_list);
-        self.garbage_list.init_empty();
-        garbage
+        still
     }
 
     /// Phase 7: breaks the cycles and frees the garbage (SEMANTICS 2.7). `garbage` is in no
@@ -400,7 +352,7 @@ impl CollectionPhases for HeapInner {
     /// value is already gone, or left for its turn in the loop (see `heap::release`). Whatever
     /// is still held at the end (a `Drop` stored a handle) stays allocated with its value dropped,
     /// and is freed by its last handle.
-    fn reclaim(&self, garbage: Vec<NonNull<Header>>, marked: bool) -> usize {
+    fn reclaim(&self, garbage: Vec<NonNull<Header>>) -> usize {
         let collected = garbage.len();
         if self.gcmod.debug.get() & debug::SAVEALL != 0 {
             // DEBUG_SAVEALL: the garbage is kept, whole, in the garbage list, and stays tracked
@@ -417,14 +369,6 @@ impl CollectionPhases for HeapInner {
                 }
             }
             return collected;
-        }
-        if !marked {
-            for &o in &garbage {
-                // SAFETY: allocated; it leaves every list.
-                let h = unsafe { o.as_ref() };
-                h.clear(flag::REACHABLE);
-                h.set(flag::UNLINKED | flag::COLLECTING);
-            }
         }
         self.gens.note_deallocations(collected);
         for &o in &garbage {

@@ -81,9 +81,6 @@ pub(crate) struct HeapInner {
     pub(crate) slabs: crate::slab::Slabs,
     /// Collection callbacks, debug flags, the garbage list.
     pub(crate) gcmod: crate::introspect::GcModule,
-    /// The garbage of the running collection, and the part of it whose finalizer was looked at.
-    pub(crate) garbage_list: Links,
-    pub(crate) seen_list: Links,
     /// Nesting of `Heap::without_collection` scopes: automatic collection waits while above 0.
     no_collect: Cell<u32>,
     /// Objects allocated and not yet freed.
@@ -192,8 +189,6 @@ impl Heap {
             gens: Generations::new(),
             slabs: crate::slab::Slabs::new(),
             gcmod: crate::introspect::GcModule::new(),
-            garbage_list: Links::dangling(),
-            seen_list: Links::dangling(),
             no_collect: Cell::new(0),
             live: Cell::new(0),
             depth: Cell::new(0),
@@ -212,8 +207,6 @@ impl Heap {
         for l in &shared.lists {
             l.init_empty();
         }
-        shared.garbage_list.init_empty();
-        shared.seen_list.init_empty();
         registry_update(|r| r[slot] = Some(inner));
         Heap { inner }
     }
@@ -470,10 +463,11 @@ pub(crate) unsafe fn release(header: NonNull<Header>) {
     // SAFETY: allocated (its death has not begun).
     let h = unsafe { header.as_ref() };
     if h.has(flag::UNLINKED) && h.has(flag::COLLECTING) {
-        // Being reclaimed by the collector (`collect::reclaim`): its finalizer and weak
-        // references are settled. Once its value has been dropped (RECLAIM_DONE), nothing else
-        // is owed: free it. Until then (not reached yet, or its value dropping right now) the
-        // reclaim loop owns it and frees it in its turn.
+        // Garbage of the running collection, held back for reclaim (`collect.rs`): its weak
+        // references and finalizer are the collection's to settle. Once reclaim has dropped its
+        // value (RECLAIM_DONE), nothing else is owed: free it. Until then (weak phase,
+        // finalizers, or its value not dropped yet) the collection owns it: it frees the object
+        // in its turn, or resurrects it.
         if h.has(flag::RECLAIM_DONE) {
             // SAFETY: count 0, value dropped, weak references cleared: nothing reaches it.
             unsafe { free_object(heap, header, false) };

@@ -77,19 +77,17 @@ impl WeakInfo {
         self.len.set(self.len.get() - 1);
     }
 
-    /// Empties the list, returning its members newest first.
-    fn take_all(&self) -> Vec<NonNull<WeakRefObj>> {
-        let mut out = Vec::with_capacity(self.len.get());
+    /// Empties the list, handing `f` its members newest first. `f` must not change the list.
+    fn drain(&self, mut f: impl FnMut(NonNull<WeakRefObj>)) {
         let mut cur = self.head.take();
+        self.len.set(0);
         while let Some(w) = cur {
             // SAFETY: listed weak references are allocated.
             let wr = unsafe { w.as_ref() };
             cur = wr.next.take();
             wr.prev.set(None);
-            out.push(w);
+            f(w);
         }
-        self.len.set(0);
-        out
     }
 }
 
@@ -286,7 +284,7 @@ unsafe fn clear_all(
         shared_hold = Some(unsafe { Gc::from_value_ptr(shared) });
     }
     // Newest first, the order callbacks run in.
-    for w in info.take_all() {
+    info.drain(|w| {
         // SAFETY: as above.
         let wr = unsafe { w.as_ref() };
         wr.target.set(None);
@@ -304,7 +302,7 @@ unsafe fn clear_all(
                 calls.push(Pending::Call(handle, cb, type_name));
             }
         }
-    }
+    });
     if let Some(hold) = shared_hold {
         calls.push(Pending::Release(hold));
     }
@@ -395,10 +393,8 @@ pub(crate) unsafe fn free_info(heap: &HeapInner, header: NonNull<Header>) {
         // SAFETY: the block's count passes to this handle, which gives it back.
         drop(unsafe { Gc::from_value_ptr(s) });
     }
-    for w in info.take_all() {
-        // SAFETY: listed weak references are allocated.
-        unsafe { w.as_ref() }.target.set(None);
-    }
+    // SAFETY: listed weak references are allocated.
+    info.drain(|w| unsafe { w.as_ref() }.target.set(None));
     // SAFETY: made by `make_info` from this heap's slabs with this layout; nothing refers to it
     // any more (the header's meta points at the vtable again). WeakInfo has no drop glue.
     unsafe {
