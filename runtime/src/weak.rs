@@ -151,7 +151,9 @@ pub struct WeakRefObj {
 // which the callback traces; the target is not owned and not visited.
 unsafe impl Trace for WeakRefObj {
     fn trace(&self, tracer: &mut Tracer<'_>) {
-        match self.callback.try_borrow() {
+        // SAFETY: no user code runs while tracing (Trace's contract), so the callback cannot be
+        // borrowed mutably while this shared reference lives.
+        match unsafe { self.callback.try_borrow_unguarded() } {
             Ok(cb) => {
                 if let Some(cb) = &*cb {
                     cb.trace(tracer);
@@ -316,12 +318,12 @@ pub(crate) fn run_callbacks(heap: &HeapInner, calls: Vec<PendingCallback>) {
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(&w))) {
                     heap.report_panic(UnraisableKind::WeakCallback, type_name, p);
                 }
-                if let Err(p) = catch_unwind(AssertUnwindSafe(move || {
-                    drop(cb);
-                    drop(w);
-                })) {
+                // The callback's captures may run user `Drop`s; the weak reference's own death
+                // (if this was its last handle) guards its user code itself.
+                if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(cb))) {
                     heap.report_panic(UnraisableKind::Drop, type_name, p);
                 }
+                drop(w);
             }
             // Dropping a weak-reference object runs no user code.
             Pending::Release(w) => drop(w),
