@@ -220,6 +220,7 @@ impl Heap {
     ///
     /// Types that may hold handles ([`Trace::needs_trace`]) are tracked: linked into generation 0
     /// with 32 bytes of bookkeeping; others carry a 16-byte header and are never scanned.
+    #[inline]
     pub fn alloc<T: Trace>(&self, value: T) -> Gc<T> {
         self.inner().alloc(value)
     }
@@ -345,6 +346,7 @@ impl Heap {
 }
 
 impl HeapInner {
+    #[inline]
     pub(crate) fn alloc<T: Trace>(&self, value: T) -> Gc<T> {
         self.alloc_tracked_if(value, T::needs_trace())
     }
@@ -352,6 +354,7 @@ impl HeapInner {
     /// Allocates with the tracking decided by the caller. Leaving untracked a value that holds
     /// handles is safe: the collector then sees those handles as held from outside, so what
     /// they lead to is kept (at worst a leak of cycles through it, SEMANTICS 5.2).
+    #[inline]
     pub(crate) fn alloc_tracked_if<T: Trace>(&self, value: T, tracked: bool) -> Gc<T> {
         let vtable = vtable_of::<T>();
         let ol = if tracked {
@@ -463,19 +466,8 @@ pub(crate) unsafe fn release(header: NonNull<Header>) {
     // SAFETY: allocated (its death has not begun).
     let h = unsafe { header.as_ref() };
     if h.has(flag::UNLINKED) && h.has(flag::COLLECTING) {
-        // Garbage of the running collection, held back for reclaim (`collect.rs`): its weak
-        // references and finalizer are the collection's to settle. Once reclaim has dropped its
-        // value (RECLAIM_DONE), nothing else is owed: free it. Until then (weak phase,
-        // finalizers, or its value not dropped yet) the collection owns it: it frees the object
-        // in its turn, or resurrects it.
-        if h.has(flag::RECLAIM_DONE) {
-            // SAFETY: count 0, value dropped, weak references cleared: nothing reaches it.
-            unsafe { free_object(heap, header, false) };
-            if heap.depth.get() == 0 && heap.closed.get() && heap.live.get() == 0 {
-                // SAFETY: the heap handle is gone and so is every object.
-                unsafe { free_heap(heap_ptr) };
-            }
-        }
+        // SAFETY: as above.
+        unsafe { release_held_back(heap_ptr, header) };
         return;
     }
     let depth = heap.depth.get();
@@ -506,6 +498,30 @@ pub(crate) unsafe fn release(header: NonNull<Header>) {
         }
     } else {
         heap.depth.set(depth);
+    }
+}
+
+/// `release` for garbage of the running collection, held back for reclaim (`collect.rs`): its
+/// weak references and finalizer are the collection's to settle. Once reclaim has dropped its
+/// value (`RECLAIM_DONE`), nothing else is owed: free it. Until then (weak phase, finalizers, or
+/// its value not dropped yet) the collection owns it: it frees the object in its turn, or
+/// resurrects it.
+///
+/// # Safety
+/// As `release`; the object is marked `UNLINKED | COLLECTING`.
+#[cold]
+#[inline(never)]
+unsafe fn release_held_back(heap_ptr: NonNull<HeapInner>, header: NonNull<Header>) {
+    // SAFETY: the heap outlives its objects.
+    let heap = unsafe { heap_ptr.as_ref() };
+    // SAFETY: allocated.
+    if unsafe { header.as_ref() }.has(flag::RECLAIM_DONE) {
+        // SAFETY: count 0, value dropped, weak references cleared: nothing reaches it.
+        unsafe { free_object(heap, header, false) };
+        if heap.depth.get() == 0 && heap.closed.get() && heap.live.get() == 0 {
+            // SAFETY: the heap handle is gone and so is every object.
+            unsafe { free_heap(heap_ptr) };
+        }
     }
 }
 
@@ -553,6 +569,9 @@ unsafe fn destroy(heap: &HeapInner, header: NonNull<Header>) {
 ///
 /// # Safety
 /// No handle or weak reference can reach the object any more.
+// Inlined into `destroy`: called from three places, it was otherwise left out of line, which
+// cost the refcount path about 20% (binary trees, `benches/examples/trees.rs`).
+#[inline(always)]
 pub(crate) unsafe fn free_object(heap: &HeapInner, header: NonNull<Header>, drop_value: bool) {
     // SAFETY: allocated until the dealloc below.
     let h = unsafe { header.as_ref() };

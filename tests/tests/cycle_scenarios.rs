@@ -316,8 +316,11 @@ fn g_test_bug21435() {
     }
     impl Drop for Node {
         fn drop(&mut self) {
-            self.log
-                .push(format!("drop {} attr={:?}", self.name, self.attr.borrow().as_deref()));
+            self.log.push(format!(
+                "drop {} attr={:?}",
+                self.name,
+                self.attr.borrow().as_deref()
+            ));
         }
     }
     let heap = Heap::new();
@@ -338,7 +341,10 @@ fn g_test_bug21435() {
     assert_eq!(heap.collect(2), 2);
     let e = log.events();
     assert_eq!(e[0], "b wrote into a");
-    assert!(e.contains(&"drop a attr=Some(\"set by b\")".to_string()), "{e:?}");
+    assert!(
+        e.contains(&"drop a attr=Some(\"set by b\")".to_string()),
+        "{e:?}"
+    );
     assert!(e.contains(&"drop b attr=None".to_string()));
 }
 
