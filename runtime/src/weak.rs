@@ -155,7 +155,7 @@ unsafe impl Trace for WeakRefObj {
         // borrowed mutably while this shared reference lives.
         match unsafe { self.callback.try_borrow_unguarded() } {
             Ok(cb) => {
-                if let Some(cb) = &*cb {
+                if let Some(cb) = cb {
                     cb.trace(tracer);
                 }
             }
