@@ -1,0 +1,349 @@
+//! `reap-stress`: a GC stress run on reap with a readable report.
+//!
+//! ```sh
+//! cargo run --release --bin reap-stress                 # the default mix, under a minute
+//! cargo run --release --bin reap-stress -- rings trees  # named workloads
+//! cargo run --release --bin reap-stress -- --size 0.01 --json
+//! ```
+
+use std::cell::RefCell;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use reap::{CollectPhase, Heap};
+use reap_bench::workloads::{self, Tally, Workload};
+
+const USAGE: &str = "usage: reap-stress [WORKLOAD...] [--size SCALE (default 4)] [--duration SECONDS per workload (default 20)] [--json] [--list]";
+
+struct Options {
+    workloads: Vec<&'static Workload>,
+    size: f64,
+    budget: Duration,
+    json: bool,
+}
+
+fn parse(args: &[String]) -> Result<Option<Options>, String> {
+    let mut opts = Options {
+        workloads: Vec::new(),
+        size: 4.0,
+        budget: Duration::from_secs(20),
+        json: false,
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let a = args[i].as_str();
+        let value = |i: usize| {
+            args.get(i + 1)
+                .ok_or_else(|| format!("{a} needs a value"))
+                .map(String::as_str)
+        };
+        match a {
+            "--help" | "-h" => {
+                println!("{USAGE}\n\nworkloads (default: all of them):");
+                for w in workloads::WORKLOADS {
+                    println!("  {:<18} {}", w.name, w.about);
+                }
+                return Ok(None);
+            }
+            "--list" => {
+                for w in workloads::WORKLOADS {
+                    println!("{}", w.name);
+                }
+                return Ok(None);
+            }
+            "--json" => opts.json = true,
+            "--size" => {
+                let v = value(i)?;
+                let s: f64 = v
+                    .parse()
+                    .map_err(|_| format!("--size: not a number: {v}"))?;
+                if !(s > 0.0 && s <= 100.0) {
+                    return Err(format!("--size must be above 0 and at most 100, not {v}"));
+                }
+                opts.size = s;
+                i += 1;
+            }
+            "--duration" => {
+                let v = value(i)?;
+                let s: f64 = v
+                    .parse()
+                    .map_err(|_| format!("--duration: not a number: {v}"))?;
+                if !(s > 0.0 && s <= 3600.0) {
+                    return Err(format!(
+                        "--duration must be above 0 and at most 3600 seconds, not {v}"
+                    ));
+                }
+                opts.budget = Duration::from_secs_f64(s);
+                i += 1;
+            }
+            _ if a.starts_with('-') => return Err(format!("unknown option {a}")),
+            name => match workloads::find(name) {
+                Some(w) => opts.workloads.push(w),
+                None => {
+                    return Err(format!(
+                        "unknown workload {name:?} (reap-stress --list shows them)"
+                    ))
+                }
+            },
+        }
+        i += 1;
+    }
+    if opts.workloads.is_empty() {
+        opts.workloads = workloads::WORKLOADS.iter().collect();
+    }
+    Ok(Some(opts))
+}
+
+fn status_kib(field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+struct Outcome {
+    name: String,
+    seconds: f64,
+    allocated: u64,
+    freed: u64,
+    collections: [u64; 3],
+    collected: [u64; 3],
+    pauses: Vec<Duration>,
+    peak_live: usize,
+    rss_growth_kib: u64,
+}
+
+fn run_one(w: &'static Workload, opts: &Options, tally: &Rc<Tally>, progress: bool) -> Outcome {
+    if progress {
+        eprintln!("reap-stress: {} ...", w.name);
+    }
+    let heap = Rc::new(Heap::new());
+    let pauses: Rc<RefCell<Vec<Duration>>> = Rc::default();
+    let peak_live = Rc::new(std::cell::Cell::new(0_usize));
+    {
+        let p = pauses.clone();
+        let weak_heap = Rc::downgrade(&heap);
+        let peak = peak_live.clone();
+        heap.add_collect_callback(Box::new(move |phase, info| match phase {
+            CollectPhase::Start => {
+                if let Some(h) = weak_heap.upgrade() {
+                    peak.set(peak.get().max(h.live_objects()));
+                }
+            }
+            CollectPhase::Stop => p.borrow_mut().push(info.duration),
+        }));
+    }
+    let rss_before = status_kib("VmRSS:").unwrap_or(0);
+    let start = Instant::now();
+    workloads::run_all(&heap, &[w], opts.size, opts.budget, tally);
+    let seconds = start.elapsed().as_secs_f64();
+    let rss_peak = status_kib("VmHWM:").unwrap_or(0);
+    let stats = heap.get_stats();
+    let mut pauses = pauses.borrow().clone();
+    pauses.sort();
+    let outcome = Outcome {
+        name: w.name.to_string(),
+        seconds,
+        allocated: heap.allocated_objects(),
+        freed: heap.freed_objects(),
+        collections: [0, 1, 2].map(|g| stats[g].collections),
+        collected: [0, 1, 2].map(|g| stats[g].collected),
+        pauses,
+        peak_live: peak_live.get().max(heap.live_objects()),
+        rss_growth_kib: rss_peak.saturating_sub(rss_before),
+    };
+    let left = heap.live_objects();
+    if left != 0 {
+        heap.collect(2);
+    }
+    assert_eq!(
+        heap.live_objects(),
+        0,
+        "invariant broken: workload {} left {} objects alive",
+        w.name,
+        heap.live_objects()
+    );
+    outcome
+}
+
+fn fmt_d(d: Duration) -> String {
+    let us = d.as_secs_f64() * 1e6;
+    if us >= 1000.0 {
+        format!("{:.2} ms", us / 1000.0)
+    } else {
+        format!("{us:.0} µs")
+    }
+}
+
+fn print_report(outcomes: &[Outcome]) {
+    println!(
+        "{:<18} {:>8} {:>11} {:>10} {:>15} {:>11} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "workload",
+        "seconds",
+        "allocated",
+        "M allocs/s",
+        "collections",
+        "collected",
+        "peak live",
+        "p50",
+        "p95",
+        "p99",
+        "max"
+    );
+    for o in outcomes {
+        let p = &o.pauses;
+        println!(
+            "{:<18} {:>8.3} {:>11} {:>10.1} {:>15} {:>11} {:>10} {:>9} {:>9} {:>9} {:>9}",
+            o.name,
+            o.seconds,
+            o.allocated,
+            o.allocated as f64 / o.seconds / 1e6,
+            format!(
+                "{}/{}/{}",
+                o.collections[0], o.collections[1], o.collections[2]
+            ),
+            o.collected.iter().sum::<u64>(),
+            o.peak_live,
+            fmt_d(percentile(p, 0.5)),
+            fmt_d(percentile(p, 0.95)),
+            fmt_d(percentile(p, 0.99)),
+            fmt_d(p.last().copied().unwrap_or_default()),
+        );
+    }
+    let peak = status_kib("VmHWM:").unwrap_or(0);
+    // The workload that grew the resident set most set the peak: its growth over its peak live
+    // objects is the cost of a live object, all bookkeeping included.
+    let per_object = outcomes
+        .iter()
+        .filter(|o| o.peak_live > 0)
+        .max_by_key(|o| o.rss_growth_kib)
+        .filter(|o| o.rss_growth_kib > 0)
+        .map(|o| {
+            format!(
+                "{:.1} bytes per live object ({})",
+                (o.rss_growth_kib * 1024) as f64 / o.peak_live as f64,
+                o.name
+            )
+        })
+        .unwrap_or_else(|| "bytes per live object: n/a (no growth)".into());
+    println!("peak RSS {:.1} MiB; {per_object}", peak as f64 / 1024.0);
+}
+
+fn json_report(outcomes: &[Outcome], ok: bool, tally: &Tally) -> String {
+    let mut s = String::from("{\"workloads\":[");
+    for (i, o) in outcomes.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        let p = &o.pauses;
+        let bytes_per_live = if o.peak_live > 0 {
+            (o.rss_growth_kib * 1024) as f64 / o.peak_live as f64
+        } else {
+            0.0
+        };
+        s.push_str(&format!(
+            "{{\"name\":\"{}\",\"seconds\":{:.4},\"allocated\":{},\"freed\":{},\"allocations_per_second\":{:.0},\"collections\":[{},{},{}],\"collected\":[{},{},{}],\"pause_ns\":{{\"p50\":{},\"p95\":{},\"p99\":{},\"max\":{}}},\"peak_live_objects\":{},\"peak_rss_growth_bytes\":{},\"bytes_per_live_object\":{:.1}}}",
+            o.name,
+            o.seconds,
+            o.allocated,
+            o.freed,
+            o.allocated as f64 / o.seconds,
+            o.collections[0], o.collections[1], o.collections[2],
+            o.collected[0], o.collected[1], o.collected[2],
+            percentile(p, 0.5).as_nanos(),
+            percentile(p, 0.95).as_nanos(),
+            percentile(p, 0.99).as_nanos(),
+            p.last().copied().unwrap_or_default().as_nanos(),
+            o.peak_live,
+            o.rss_growth_kib * 1024,
+            bytes_per_live,
+        ));
+    }
+    s.push_str(&format!(
+        "],\"finalizers\":{{\"objects\":{},\"ran\":{}}},\"weak_callbacks\":{{\"made\":{},\"ran\":{}}},\"invariants_hold\":{}}}",
+        tally.finalizable.get(),
+        tally.finalized.get(),
+        tally.weak_callbacks_made.get(),
+        tally.weak_callbacks_run.get(),
+        ok
+    ));
+    s
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let opts = match parse(&args) {
+        Ok(Some(o)) => o,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("reap-stress: {e}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let progress = std::io::stderr().is_terminal() && !opts.json;
+    let tally = Rc::new(Tally::default());
+    let mut outcomes = Vec::new();
+    for &w in &opts.workloads {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_one(w, &opts, &tally, progress)
+        }));
+        match r {
+            Ok(o) => outcomes.push(o),
+            Err(_) => {
+                eprintln!(
+                    "reap-stress: workload {} failed (see the message above)",
+                    w.name
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let mut failures = Vec::new();
+    if tally.finalized.get() != tally.finalizable.get() {
+        failures.push(format!(
+            "{} finalizable objects but {} finalizer runs (each must run exactly once)",
+            tally.finalizable.get(),
+            tally.finalized.get()
+        ));
+    }
+    if tally.weak_callbacks_run.get() != tally.weak_callbacks_made.get() {
+        failures.push(format!(
+            "{} weak references with callbacks to objects that all died, but {} callbacks ran",
+            tally.weak_callbacks_made.get(),
+            tally.weak_callbacks_run.get()
+        ));
+    }
+    if tally.weak_violations.get() != 0 {
+        failures.push(format!(
+            "{} weak references to freed objects could still be upgraded",
+            tally.weak_violations.get()
+        ));
+    }
+    if opts.json {
+        println!("{}", json_report(&outcomes, failures.is_empty(), &tally));
+    } else {
+        print_report(&outcomes);
+        println!(
+            "invariants: {} finalizers ran once each; {} weak-reference callbacks ran; nothing left alive",
+            tally.finalized.get(),
+            tally.weak_callbacks_run.get()
+        );
+    }
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        for f in failures {
+            eprintln!("reap-stress: invariant broken: {f}");
+        }
+        ExitCode::FAILURE
+    }
+}

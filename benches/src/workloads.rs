@@ -1,0 +1,356 @@
+//! The named workloads of `reap-stress`, each a GC stress shape run on one reap heap.
+//!
+//! Every workload allocates through the heap it is given, keeps the counters of [`Tally`] up to
+//! date, and leaves nothing behind but what the heap's shutdown frees. Sizes scale with `size`
+//! (1.0 is the default), so a smoke test can run them tiny.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use reap::{Finalize, Gc, Heap, Trace, Weak};
+
+/// Counters a workload keeps, checked by the invariants at the end of the run.
+#[derive(Default)]
+pub struct Tally {
+    /// Objects with a counting finalizer that were made.
+    pub finalizable: Cell<u64>,
+    /// Times a counting finalizer ran.
+    pub finalized: Cell<u64>,
+    /// Weak references with a callback that were made.
+    pub weak_callbacks_made: Cell<u64>,
+    /// Times such a callback ran.
+    pub weak_callbacks_run: Cell<u64>,
+    /// Weak references found pointing at a freed object but still upgradable (must stay 0).
+    pub weak_violations: Cell<u64>,
+}
+
+impl Tally {
+    fn add(c: &Cell<u64>, n: u64) {
+        c.set(c.get() + n);
+    }
+}
+
+/// A workload: its name, what it does, and how to run it.
+pub struct Workload {
+    /// The name on the command line.
+    pub name: &'static str,
+    /// One line for `--help`.
+    pub about: &'static str,
+    /// Runs it on `heap` at scale `size`, until done or `deadline`.
+    pub run: fn(&Heap, f64, Instant, &Rc<Tally>),
+}
+
+/// Every workload, in the order the default mix runs them.
+pub const WORKLOADS: &[Workload] = &[
+    Workload {
+        name: "trees",
+        about: "GCBench: a long-lived tree, then trees of depth 4..16 built and dropped",
+        run: trees,
+    },
+    Workload {
+        name: "rings",
+        about: "doubly linked garbage rings of 2, 10 and 21 nodes (pyperformance gc_collect)",
+        run: rings,
+    },
+    Workload {
+        name: "big-ring",
+        about: "one big garbage ring",
+        run: big_ring,
+    },
+    Workload {
+        name: "live-heap",
+        about: "1,000 chains of 1,000 live nodes, young garbage arriving (gc_traversal)",
+        run: live_heap,
+    },
+    Workload {
+        name: "live-heap-touched",
+        about: "live-heap, with every chain head cloned and dropped between rounds",
+        run: live_heap_touched,
+    },
+    Workload {
+        name: "weak-churn",
+        about: "weak references made, upgraded, and cleared by refcount and by collection",
+        run: weak_churn,
+    },
+    Workload {
+        name: "finalizers",
+        about: "cyclic garbage whose objects have finalizers",
+        run: finalizers,
+    },
+    Workload {
+        name: "mutator",
+        about: "random graph mutator: allocate, add edge, drop edge, drop root",
+        run: mutator,
+    },
+];
+
+/// Finds a workload by name.
+pub fn find(name: &str) -> Option<&'static Workload> {
+    WORKLOADS.iter().find(|w| w.name == name)
+}
+
+fn scaled(n: usize, size: f64) -> usize {
+    ((n as f64 * size) as usize).max(1)
+}
+
+#[derive(Trace)]
+struct TreeNode {
+    left: Option<Gc<TreeNode>>,
+    right: Option<Gc<TreeNode>>,
+}
+
+fn tree(heap: &Heap, depth: u32) -> Gc<TreeNode> {
+    let (left, right) = if depth == 0 {
+        (None, None)
+    } else {
+        (Some(tree(heap, depth - 1)), Some(tree(heap, depth - 1)))
+    };
+    heap.alloc(TreeNode { left, right })
+}
+
+fn trees(heap: &Heap, size: f64, deadline: Instant, _: &Rc<Tally>) {
+    let long_lived = tree(heap, 16.min(10 + (size * 6.0) as u32));
+    let rounds = scaled(4, size);
+    'outer: for _ in 0..rounds {
+        for depth in (4..=16).step_by(2) {
+            let iterations = 1 << (16 - depth);
+            for _ in 0..iterations {
+                drop(tree(heap, depth));
+                if Instant::now() > deadline {
+                    break 'outer;
+                }
+            }
+        }
+    }
+    drop(long_lived);
+}
+
+#[derive(Trace)]
+struct Node {
+    prev: RefCell<Option<Gc<Node>>>,
+    next: RefCell<Option<Gc<Node>>>,
+}
+
+fn node(heap: &Heap) -> Gc<Node> {
+    heap.alloc(Node {
+        prev: RefCell::new(None),
+        next: RefCell::new(None),
+    })
+}
+
+fn make_ring(heap: &Heap, len: usize) {
+    let first = node(heap);
+    let mut prev = first.clone();
+    for _ in 1..len {
+        let n = node(heap);
+        *n.prev.borrow_mut() = Some(prev.clone());
+        *prev.next.borrow_mut() = Some(n.clone());
+        prev = n;
+    }
+    *prev.next.borrow_mut() = Some(first.clone());
+    *first.prev.borrow_mut() = Some(prev);
+}
+
+fn rings(heap: &Heap, size: f64, deadline: Instant, _: &Rc<Tally>) {
+    let total = scaled(300_000, size);
+    for ring in [2, 10, 21] {
+        for _ in 0..total / ring {
+            make_ring(heap, ring);
+        }
+        heap.collect(2);
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+}
+
+fn big_ring(heap: &Heap, size: f64, _: Instant, _: &Rc<Tally>) {
+    make_ring(heap, scaled(1_000_000, size));
+    heap.collect(2);
+}
+
+fn chains(heap: &Heap, count: usize, len: usize) -> Vec<Gc<Node>> {
+    (0..count)
+        .map(|_| {
+            let head = node(heap);
+            let mut cur = head.clone();
+            for _ in 1..len {
+                let n = node(heap);
+                *cur.next.borrow_mut() = Some(n.clone());
+                cur = n;
+            }
+            head
+        })
+        .collect()
+}
+
+fn live_heap_with(heap: &Heap, size: f64, deadline: Instant, touch: bool) {
+    let count = scaled(1000, size.sqrt());
+    let heads = chains(heap, count, scaled(1000, size.sqrt()));
+    heap.collect(2);
+    for _ in 0..scaled(20, size) {
+        for _ in 0..1000 {
+            make_ring(heap, 2);
+        }
+        if touch {
+            for h in &heads {
+                drop(h.clone());
+            }
+        }
+        heap.collect(0);
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    heap.collect(2);
+    drop(heads);
+}
+
+fn live_heap(heap: &Heap, size: f64, deadline: Instant, _: &Rc<Tally>) {
+    live_heap_with(heap, size, deadline, false);
+}
+
+fn live_heap_touched(heap: &Heap, size: f64, deadline: Instant, _: &Rc<Tally>) {
+    live_heap_with(heap, size, deadline, true);
+}
+
+fn weak_churn(heap: &Heap, size: f64, deadline: Instant, tally: &Rc<Tally>) {
+    let rounds = scaled(200, size);
+    for _ in 0..rounds {
+        let mut weaks = Vec::with_capacity(2000);
+        let mut keep = Vec::with_capacity(1000);
+        for i in 0..1000 {
+            let a = node(heap);
+            let t = tally.clone();
+            Tally::add(&tally.weak_callbacks_made, 1);
+            weaks.push(Weak::with_callback(&a, move |w: &Weak<Node>| {
+                Tally::add(&t.weak_callbacks_run, 1);
+                if w.upgrade().is_some() {
+                    Tally::add(&t.weak_violations, 1);
+                }
+            }));
+            weaks.push(Weak::new(&a));
+            if i % 2 == 0 {
+                // Cleared by the collector: a self-cycle.
+                *a.next.borrow_mut() = Some(a.clone());
+            } else if i % 3 == 0 {
+                keep.push(a.clone());
+            }
+            // Otherwise cleared by refcount, right here.
+            drop(a);
+        }
+        for w in &weaks {
+            if let Some(x) = w.upgrade() {
+                drop(x);
+            }
+        }
+        heap.collect(2);
+        drop(keep);
+        for w in &weaks {
+            if w.upgrade().is_some() {
+                Tally::add(&tally.weak_violations, 1);
+            }
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+}
+
+#[derive(Trace)]
+#[reap(finalize)]
+struct Fin {
+    other: RefCell<Option<Gc<Fin>>>,
+    #[reap(skip)]
+    tally: Rc<Tally>,
+}
+
+impl Finalize for Fin {
+    fn finalize(this: &Gc<Self>) {
+        Tally::add(&this.tally.finalized, 1);
+    }
+}
+
+fn finalizers(heap: &Heap, size: f64, deadline: Instant, tally: &Rc<Tally>) {
+    let rounds = scaled(20, size);
+    for _ in 0..rounds {
+        for _ in 0..10_000 {
+            let a = heap.alloc(Fin {
+                other: RefCell::new(None),
+                tally: tally.clone(),
+            });
+            let b = heap.alloc(Fin {
+                other: RefCell::new(Some(a.clone())),
+                tally: tally.clone(),
+            });
+            *a.other.borrow_mut() = Some(b);
+            Tally::add(&tally.finalizable, 2);
+        }
+        heap.collect(2);
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+}
+
+#[derive(Trace)]
+struct Vertex {
+    edges: RefCell<Vec<Gc<Vertex>>>,
+}
+
+fn mutator(heap: &Heap, size: f64, deadline: Instant, _: &Rc<Tally>) {
+    let mut rng = 0x2545_F491_4F6C_DD1D_u64;
+    let mut next = move |n: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % n.max(1) as u64) as usize
+    };
+    let mut roots: Vec<Gc<Vertex>> = Vec::new();
+    let steps = scaled(1_000_000, size);
+    for step in 0..steps {
+        match next(10) {
+            0..=3 => roots.push(heap.alloc(Vertex {
+                edges: RefCell::new(Vec::new()),
+            })),
+            4..=6 if !roots.is_empty() => {
+                let a = roots[next(roots.len())].clone();
+                let b = roots[next(roots.len())].clone();
+                a.edges.borrow_mut().push(b);
+            }
+            7 if !roots.is_empty() => {
+                let a = &roots[next(roots.len())];
+                let mut e = a.edges.borrow_mut();
+                if !e.is_empty() {
+                    let i = next(e.len());
+                    e.swap_remove(i);
+                }
+            }
+            _ if !roots.is_empty() => {
+                let i = next(roots.len());
+                roots.swap_remove(i);
+            }
+            _ => {}
+        }
+        if step % 4096 == 0 && Instant::now() > deadline {
+            break;
+        }
+    }
+    drop(roots);
+    heap.collect(2);
+}
+
+/// Runs `workloads` one after the other on `heap` (the default mix runs all of them).
+pub fn run_all(
+    heap: &Heap,
+    workloads: &[&Workload],
+    size: f64,
+    budget: Duration,
+    tally: &Rc<Tally>,
+) {
+    for w in workloads {
+        let deadline = Instant::now() + budget;
+        (w.run)(heap, size, deadline, tally);
+    }
+}
