@@ -3,4 +3,5 @@
 //! `reap-stress` (in `src/bin`) runs the named GC stress [`workloads`] and prints a report; the
 //! criterion benches live in `benches/`.
 
+pub mod plot;
 pub mod workloads;

@@ -15,13 +15,14 @@ use std::time::{Duration, Instant};
 use reap::{CollectPhase, Heap};
 use reap_bench::workloads::{self, Tally, Workload};
 
-const USAGE: &str = "usage: reap-stress [WORKLOAD...] [--size SCALE (default 4)] [--duration SECONDS per workload (default 20)] [--json] [--list]";
+const USAGE: &str = "usage: reap-stress [WORKLOAD...] [--size SCALE (default 4)] [--duration SECONDS per workload (default 20)] [--json] [--plot FILE.svg] [--list]";
 
 struct Options {
     workloads: Vec<&'static Workload>,
     size: f64,
     budget: Duration,
     json: bool,
+    plot: Option<std::path::PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Option<Options>, String> {
@@ -30,6 +31,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
         size: 4.0,
         budget: Duration::from_secs(20),
         json: false,
+        plot: None,
     };
     let mut i = 0;
     while i < args.len() {
@@ -54,6 +56,13 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
                 return Ok(None);
             }
             "--json" => opts.json = true,
+            "--plot" => {
+                let v = value(i)?;
+                // Fail now, not after the run: the file must be writable.
+                std::fs::File::create(v).map_err(|e| format!("--plot {v}: {e}"))?;
+                opts.plot = Some(v.into());
+                i += 1;
+            }
             "--size" => {
                 let v = value(i)?;
                 let s: f64 = v
@@ -120,28 +129,49 @@ struct Outcome {
     pauses: Vec<Duration>,
     peak_live: usize,
     rss_growth_kib: u64,
+    /// (seconds since the run began, live objects), at each collection's start and stop.
+    live: Vec<(f64, usize)>,
+    /// (seconds since the run began, pause in ms).
+    pause_points: Vec<(f64, f64)>,
+    /// When the workload began, in seconds since the run began.
+    began: f64,
 }
 
-fn run_one(w: &'static Workload, opts: &Options, tally: &Rc<Tally>, progress: bool) -> Outcome {
+fn run_one(
+    w: &'static Workload,
+    opts: &Options,
+    tally: &Rc<Tally>,
+    progress: bool,
+    run_start: Instant,
+) -> Outcome {
     if progress {
         eprintln!("reap-stress: {} ...", w.name);
     }
     let heap = Rc::new(Heap::new());
     let pauses: Rc<RefCell<Vec<Duration>>> = Rc::default();
     let peak_live = Rc::new(std::cell::Cell::new(0_usize));
+    let live: Rc<RefCell<Vec<(f64, usize)>>> = Rc::default();
+    let pause_points: Rc<RefCell<Vec<(f64, f64)>>> = Rc::default();
     {
         let p = pauses.clone();
         let weak_heap = Rc::downgrade(&heap);
         let peak = peak_live.clone();
-        heap.add_collect_callback(Box::new(move |phase, info| match phase {
-            CollectPhase::Start => {
-                if let Some(h) = weak_heap.upgrade() {
-                    peak.set(peak.get().max(h.live_objects()));
-                }
+        let (live, pp) = (live.clone(), pause_points.clone());
+        heap.add_collect_callback(Box::new(move |phase, info| {
+            let t = run_start.elapsed().as_secs_f64();
+            if let Some(h) = weak_heap.upgrade() {
+                let n = h.live_objects();
+                peak.set(peak.get().max(n));
+                live.borrow_mut().push((t, n));
             }
-            CollectPhase::Stop => p.borrow_mut().push(info.duration),
+            if phase == CollectPhase::Stop {
+                p.borrow_mut().push(info.duration);
+                pp.borrow_mut()
+                    .push((t, info.duration.as_secs_f64() * 1000.0));
+            }
         }));
     }
+    let began = run_start.elapsed().as_secs_f64();
     let rss_before = status_kib("VmRSS:").unwrap_or(0);
     let start = Instant::now();
     workloads::run_all(&heap, &[w], opts.size, opts.budget, tally);
@@ -160,6 +190,9 @@ fn run_one(w: &'static Workload, opts: &Options, tally: &Rc<Tally>, progress: bo
         pauses,
         peak_live: peak_live.get().max(heap.live_objects()),
         rss_growth_kib: rss_peak.saturating_sub(rss_before),
+        live: live.take(),
+        pause_points: pause_points.take(),
+        began,
     };
     let left = heap.live_objects();
     if left != 0 {
@@ -292,9 +325,10 @@ fn main() -> ExitCode {
     let progress = std::io::stderr().is_terminal() && !opts.json;
     let tally = Rc::new(Tally::default());
     let mut outcomes = Vec::new();
+    let run_start = Instant::now();
     for &w in &opts.workloads {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_one(w, &opts, &tally, progress)
+            run_one(w, &opts, &tally, progress, run_start)
         }));
         match r {
             Ok(o) => outcomes.push(o),
@@ -337,6 +371,26 @@ fn main() -> ExitCode {
             tally.finalized.get(),
             tally.weak_callbacks_run.get()
         );
+    }
+    if let Some(path) = &opts.plot {
+        let live: Vec<_> = outcomes
+            .iter()
+            .flat_map(|o| o.live.iter().copied())
+            .collect();
+        let pauses: Vec<_> = outcomes
+            .iter()
+            .flat_map(|o| o.pause_points.iter().copied())
+            .collect();
+        let marks: Vec<_> = outcomes.iter().map(|o| (o.began, o.name.clone())).collect();
+        let svg = reap_bench::plot::svg(&reap_bench::plot::Series {
+            live: &live,
+            pauses: &pauses,
+            marks: &marks,
+        });
+        if let Err(e) = std::fs::write(path, svg) {
+            eprintln!("reap-stress: --plot {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
     }
     if failures.is_empty() {
         ExitCode::SUCCESS
