@@ -63,3 +63,20 @@ fn list_names_every_workload() {
     let names = String::from_utf8(out.stdout).unwrap();
     assert_eq!(names.lines().count(), 8);
 }
+
+#[test]
+fn plot_writes_an_svg_and_an_unwritable_path_is_refused_before_the_run() {
+    let dir = std::env::temp_dir().join(format!("reap-stress-plot-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("run.svg");
+    let out = stress(&["rings", "--size", "0.01", "--plot", path.to_str().unwrap()]);
+    assert!(out.status.success());
+    let svg = std::fs::read_to_string(&path).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(svg.contains("collection pauses"));
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let out = stress(&["rings", "--plot", "/nonexistent-dir/run.svg"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "refused before running anything");
+}
