@@ -137,7 +137,7 @@ impl<T: ?Sized + 'static, S: Trace, F: Fn(&S, &Weak<T>) + 'static> ErasedCallbac
 /// A weak-reference object: what a [`Weak`] handle points at.
 ///
 /// Invariant: `target` is `Some(h)` only while `h` is allocated and this object is listed in
-/// `h`'s [`WeakInfo`]; clearing sets it to `None` and takes it out of the lists together.
+/// `h`'s weak-info block; clearing sets it to `None` and takes it out of the lists together.
 pub struct WeakRefObj {
     target: Cell<Option<NonNull<Header>>>,
     callback: RefCell<Option<Box<dyn ErasedCallback>>>,
