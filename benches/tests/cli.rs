@@ -80,3 +80,39 @@ fn plot_writes_an_svg_and_an_unwritable_path_is_refused_before_the_run() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty(), "refused before running anything");
 }
+
+#[test]
+fn compare_runs_every_peer_or_says_why_not() {
+    let out = stress(&[
+        "--compare",
+        "rings",
+        "finalizers",
+        "--rounds",
+        "1",
+        "--size",
+        "0.01",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    for peer in [
+        "reap",
+        "Rc",
+        "rust-cc",
+        "dumpster",
+        "bacon_rajan_cc",
+        "gcmodule",
+        "CPython",
+    ] {
+        assert!(table.contains(peer), "{peer} missing from\n{table}");
+    }
+    assert!(table.contains("Rc leaks reference cycles"), "{table}");
+
+    let out = stress(&["--compare", "mutator"]);
+    assert_eq!(out.status.code(), Some(2), "mutator is not compared");
+    let out = stress(&["--compare", "--rounds", "0"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use reap::{CollectPhase, Heap};
 use reap_bench::workloads::{self, Tally, Workload};
 
-const USAGE: &str = "usage: reap-stress [WORKLOAD...] [--size SCALE (default 4)] [--duration SECONDS per workload (default 20)] [--json] [--plot FILE.svg] [--list]";
+const USAGE: &str = "usage: reap-stress [WORKLOAD...] [--size SCALE (default 4)] [--duration SECONDS per workload (default 20)] [--json] [--plot FILE.svg] [--list]
+       reap-stress --compare [WORKLOAD...] [--size SCALE (default 1)] [--rounds N (default 3)]";
 
 struct Options {
     workloads: Vec<&'static Workload>,
@@ -23,6 +24,9 @@ struct Options {
     budget: Duration,
     json: bool,
     plot: Option<std::path::PathBuf>,
+    compare: bool,
+    rounds: usize,
+    size_given: bool,
 }
 
 fn parse(args: &[String]) -> Result<Option<Options>, String> {
@@ -32,6 +36,9 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
         budget: Duration::from_secs(20),
         json: false,
         plot: None,
+        compare: false,
+        rounds: 3,
+        size_given: false,
     };
     let mut i = 0;
     while i < args.len() {
@@ -56,6 +63,18 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
                 return Ok(None);
             }
             "--json" => opts.json = true,
+            "--compare" => opts.compare = true,
+            "--rounds" => {
+                let v = value(i)?;
+                let n: usize = v
+                    .parse()
+                    .map_err(|_| format!("--rounds: not a whole number: {v}"))?;
+                if !(1..=50).contains(&n) {
+                    return Err(format!("--rounds must be 1 to 50, not {v}"));
+                }
+                opts.rounds = n;
+                i += 1;
+            }
             "--plot" => {
                 let v = value(i)?;
                 // Fail now, not after the run: the file must be writable.
@@ -72,6 +91,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
                     return Err(format!("--size must be above 0 and at most 100, not {v}"));
                 }
                 opts.size = s;
+                opts.size_given = true;
                 i += 1;
             }
             "--duration" => {
@@ -312,8 +332,255 @@ fn json_report(outcomes: &[Outcome], ok: bool, tally: &Tally) -> String {
     s
 }
 
+/// `reap-stress --run-one PEER WORKLOAD SIZE`: one timed run in a fresh process, for
+/// `--compare`. Prints the seconds, or `cannot: why` (exit 3).
+fn run_one_for_compare(args: &[String]) -> ExitCode {
+    let (peer, workload, size) = match args {
+        [p, w, s] => (p.as_str(), w.as_str(), s.parse::<f64>().unwrap_or(1.0)),
+        _ => {
+            eprintln!("reap-stress: --run-one PEER WORKLOAD SIZE");
+            return ExitCode::from(2);
+        }
+    };
+    let result = if peer == "reap" {
+        match workloads::find(workload) {
+            Some(w) => {
+                let heap = Heap::new();
+                let tally = Rc::new(Tally::default());
+                let start = Instant::now();
+                workloads::run_all(&heap, &[w], size, Duration::from_secs(3600), &tally);
+                heap.collect(2);
+                let t = start.elapsed();
+                if tally.finalized.get() != tally.finalizable.get()
+                    || tally.weak_callbacks_run.get() != tally.weak_callbacks_made.get()
+                    || tally.weak_violations.get() != 0
+                    || heap.live_objects() != 0
+                {
+                    Err("invariant broken".to_string())
+                } else {
+                    Ok(t)
+                }
+            }
+            None => Err(format!("no workload {workload}")),
+        }
+    } else {
+        match reap_bench::peers::PEERS.iter().find(|p| p.name == peer) {
+            Some(p) => (p.run)(workload, size),
+            None => Err(format!("no peer {peer}")),
+        }
+    };
+    match result {
+        Ok(t) => {
+            println!("{:.6}", t.as_secs_f64());
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            println!("{why}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+/// One cell of the comparison: the times of the rounds, or why the peer cannot run it.
+enum Cell {
+    Times(Vec<f64>),
+    Cannot(String),
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    s[s.len() / 2]
+}
+
+/// `reap-stress --compare`: the comparison workloads on reap, the Rust peers and CPython, each
+/// run in a fresh process, interleaved over several rounds; a table of medians with min–max and
+/// each peer's ratio to reap.
+fn compare(opts: &Options) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("reap-stress: cannot find my own executable: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let size = if opts.size_given { opts.size } else { 1.0 };
+    let chosen: Vec<&str> = if opts.workloads.len() == workloads::WORKLOADS.len() {
+        reap_bench::peers::COMPARED.to_vec()
+    } else {
+        opts.workloads.iter().map(|w| w.name).collect()
+    };
+    for w in &chosen {
+        if !reap_bench::peers::COMPARED.contains(w) {
+            eprintln!(
+                "reap-stress: --compare runs {}; not {w}",
+                reap_bench::peers::COMPARED.join(", ")
+            );
+            return ExitCode::from(2);
+        }
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/stress.py");
+    let python_ok = script.exists()
+        && std::process::Command::new("python3")
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+    let mut runtimes: Vec<&str> = vec!["reap"];
+    runtimes.extend(reap_bench::peers::PEERS.iter().map(|p| p.name));
+    runtimes.push("CPython");
+    let mut cells: Vec<Vec<Cell>> = chosen
+        .iter()
+        .map(|_| runtimes.iter().map(|_| Cell::Times(Vec::new())).collect())
+        .collect();
+    let progress = std::io::stderr().is_terminal();
+    for round in 0..opts.rounds {
+        for (wi, w) in chosen.iter().enumerate() {
+            for (ri, rt) in runtimes.iter().enumerate() {
+                if let Cell::Cannot(_) = cells[wi][ri] {
+                    continue;
+                }
+                if progress {
+                    eprint!(
+                        "\rreap-stress: round {}/{} {w:<11} {rt:<15}",
+                        round + 1,
+                        opts.rounds
+                    );
+                }
+                let out = if *rt == "CPython" {
+                    if !python_ok {
+                        cells[wi][ri] = Cell::Cannot(
+                            "skipped: python3 or benches/python/stress.py not found".into(),
+                        );
+                        continue;
+                    }
+                    std::process::Command::new("python3")
+                        .arg(&script)
+                        .arg(w)
+                        .arg("--size")
+                        .arg(size.to_string())
+                        .output()
+                } else {
+                    std::process::Command::new(&exe)
+                        .args(["--run-one", rt, w, &size.to_string()])
+                        .output()
+                };
+                let cell = match out {
+                    Ok(o) if o.status.success() => {
+                        let text = String::from_utf8_lossy(&o.stdout);
+                        match text.trim().parse::<f64>() {
+                            Ok(t) => {
+                                if let Cell::Times(v) = &mut cells[wi][ri] {
+                                    v.push(t);
+                                }
+                                continue;
+                            }
+                            Err(_) => Cell::Cannot(format!("failed: printed {:?}", text.trim())),
+                        }
+                    }
+                    Ok(o) if o.status.code() == Some(3) => {
+                        Cell::Cannot(String::from_utf8_lossy(&o.stdout).trim().to_string())
+                    }
+                    Ok(o) => {
+                        let err = String::from_utf8_lossy(&o.stderr);
+                        let last = err
+                            .lines()
+                            .rev()
+                            .find(|l| !l.trim().is_empty())
+                            .unwrap_or("");
+                        Cell::Cannot(format!("failed ({}): {}", o.status, last.trim()))
+                    }
+                    Err(e) => Cell::Cannot(format!("skipped: {e}")),
+                };
+                cells[wi][ri] = cell;
+            }
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    println!(
+        "reap-stress --compare: {} round(s), size {size}, each run in a fresh process\n",
+        opts.rounds
+    );
+    let mut notes = Vec::new();
+    let mut reap_failed = false;
+    let mut ratios: Vec<Vec<String>> = Vec::new();
+    for (wi, w) in chosen.iter().enumerate() {
+        println!("{w}");
+        let reap_median = match &cells[wi][0] {
+            Cell::Times(v) if !v.is_empty() => Some(median(v)),
+            _ => None,
+        };
+        let mut row = Vec::new();
+        for (ri, rt) in runtimes.iter().enumerate() {
+            match &cells[wi][ri] {
+                Cell::Times(v) if !v.is_empty() => {
+                    let m = median(v);
+                    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+                    let hi = v.iter().copied().fold(0.0, f64::max);
+                    let ratio = match reap_median {
+                        Some(r) if r > 0.0 => m / r,
+                        _ => f64::NAN,
+                    };
+                    println!(
+                        "  {rt:<15} {:>9.1} ms  ({:.1}-{:.1})  {}",
+                        m * 1e3,
+                        lo * 1e3,
+                        hi * 1e3,
+                        if ri == 0 {
+                            String::new()
+                        } else {
+                            format!("{ratio:.2}x reap")
+                        }
+                    );
+                    row.push(format!("{ratio:.2}x"));
+                }
+                Cell::Times(_) => {
+                    println!("  {rt:<15} -");
+                    row.push("-".into());
+                }
+                Cell::Cannot(why) => {
+                    if ri == 0 {
+                        reap_failed = true;
+                    }
+                    println!("  {rt:<15} n/a: {why}");
+                    notes.push(why.clone());
+                    row.push("n/a".into());
+                }
+            }
+        }
+        ratios.push(row);
+        println!();
+    }
+    println!(
+        "median time of each runtime over reap's (lower is better for the runtime; n/a: see above)"
+    );
+    print!("{:<11}", "");
+    for rt in &runtimes[1..] {
+        print!(" {rt:>14}");
+    }
+    println!();
+    for (wi, w) in chosen.iter().enumerate() {
+        print!("{w:<11}");
+        for r in &ratios[wi][1..] {
+            print!(" {r:>14}");
+        }
+        println!();
+    }
+    let _ = notes;
+    if reap_failed {
+        eprintln!("reap-stress: reap itself failed a workload");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--run-one") {
+        return run_one_for_compare(&args[1..]);
+    }
     let opts = match parse(&args) {
         Ok(Some(o)) => o,
         Ok(None) => return ExitCode::SUCCESS,
@@ -322,6 +589,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if opts.compare {
+        return compare(&opts);
+    }
     let progress = std::io::stderr().is_terminal() && !opts.json;
     let tally = Rc::new(Tally::default());
     let mut outcomes = Vec::new();
