@@ -83,6 +83,11 @@ pub const WORKLOADS: &[Workload] = &[
         about: "random graph mutator: allocate, add edge, drop edge, drop root",
         run: mutator,
     },
+    Workload {
+        name: "mix",
+        about: "interpreter-like: all of the above interleaved in small doses on one heap",
+        run: mix,
+    },
 ];
 
 /// Finds a workload by name.
@@ -338,6 +343,64 @@ fn mutator(heap: &Heap, size: f64, deadline: Instant, _: &Rc<Tally>) {
         }
     }
     drop(roots);
+    heap.collect(2);
+}
+
+/// An interpreter's day: a little of everything, interleaved, with a long-lived module graph.
+fn mix(heap: &Heap, size: f64, deadline: Instant, tally: &Rc<Tally>) {
+    // Long-lived state: a "module" of chains, alive for the whole run.
+    let module = chains(heap, 50, 200);
+    // Weak references are held until the next full collection, by which time their referents
+    // (dead by refcount at once, or self-cycles) must all be dead and their callbacks run.
+    let mut weaks: Vec<Weak<Node>> = Vec::new();
+    for step in 0..scaled(2000, size) {
+        // Short-lived expression trees.
+        drop(tree(heap, 6));
+        // Closures and frames: small cycles.
+        make_ring(heap, 2 + step % 8);
+        // Weak references with callbacks, one of them to something cyclic.
+        let a = node(heap);
+        let t = tally.clone();
+        Tally::add(&tally.weak_callbacks_made, 1);
+        let w = Weak::with_callback(&a, move |w: &Weak<Node>| {
+            Tally::add(&t.weak_callbacks_run, 1);
+            if w.upgrade().is_some() {
+                Tally::add(&t.weak_violations, 1);
+            }
+        });
+        if step % 2 == 0 {
+            *a.next.borrow_mut() = Some(a.clone());
+        }
+        drop(a);
+        // Objects with finalizers, now and then in a cycle.
+        let f = heap.alloc(Fin {
+            other: RefCell::new(None),
+            tally: tally.clone(),
+        });
+        Tally::add(&tally.finalizable, 1);
+        if step % 3 == 0 {
+            *f.other.borrow_mut() = Some(f.clone());
+        }
+        drop(f);
+        // Touch the long-lived state.
+        let head = module[step % module.len()].clone();
+        drop(head);
+        weaks.push(w);
+        if step % 100 == 99 {
+            heap.collect(2);
+            for w in weaks.drain(..) {
+                if w.upgrade().is_some() {
+                    Tally::add(&tally.weak_violations, 1);
+                }
+            }
+        }
+        if step % 256 == 0 && Instant::now() > deadline {
+            break;
+        }
+    }
+    heap.collect(2);
+    drop(weaks);
+    drop(module);
     heap.collect(2);
 }
 

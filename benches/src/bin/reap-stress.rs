@@ -255,10 +255,11 @@ fn print_report(outcomes: &[Outcome]) {
     for o in outcomes {
         let p = &o.pauses;
         println!(
-            "{:<18} {:>8.3} {:>11} {:>10.1} {:>15} {:>11} {:>10} {:>9} {:>9} {:>9} {:>9}",
+            "{:<18} {:>8.3} {:>11} {:>11} {:>10.1} {:>15} {:>11} {:>10} {:>9} {:>9} {:>9} {:>9}",
             o.name,
             o.seconds,
             o.allocated,
+            o.freed,
             o.allocated as f64 / o.seconds / 1e6,
             format!(
                 "{}/{}/{}",
