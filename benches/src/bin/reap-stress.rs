@@ -239,10 +239,11 @@ fn fmt_d(d: Duration) -> String {
 
 fn print_report(outcomes: &[Outcome]) {
     println!(
-        "{:<18} {:>8} {:>11} {:>10} {:>15} {:>11} {:>10} {:>9} {:>9} {:>9} {:>9}",
+        "{:<18} {:>8} {:>11} {:>11} {:>10} {:>15} {:>11} {:>10} {:>9} {:>9} {:>9} {:>9}",
         "workload",
         "seconds",
         "allocated",
+        "freed",
         "M allocs/s",
         "collections",
         "collected",
