@@ -70,7 +70,20 @@ def big_ring(size):
     gc.collect()
 
 
-def live_heap(size):
+def chains(count, length):
+    heads = []
+    for _ in range(count):
+        head = Node()
+        cur = head
+        for _ in range(length - 1):
+            n = Node()
+            cur.next = n
+            cur = n
+        heads.append(head)
+    return heads
+
+
+def live_heap(size, touch=False):
     count = scaled(1000, size ** 0.5)
     length = scaled(1000, size ** 0.5)
     heads = []
@@ -86,9 +99,102 @@ def live_heap(size):
     for _ in range(scaled(20, size)):
         for _ in range(1000):
             make_ring(2)
+        if touch:
+            for h in heads:
+                x = h
+                del x
         gc.collect(0)
     gc.collect()
     del heads
+
+
+def live_heap_touched(size):
+    live_heap(size, touch=True)
+
+
+class Vertex:
+    __slots__ = ("edges",)
+
+    def __init__(self):
+        self.edges = []
+
+
+MASK = (1 << 64) - 1
+
+
+def mutator(size):
+    state = [0x2545F4914F6CDD1D]
+
+    def nxt(n):
+        r = state[0]
+        r ^= (r << 13) & MASK
+        r ^= r >> 7
+        r ^= (r << 17) & MASK
+        state[0] = r
+        return r % max(n, 1)
+
+    roots = []
+    for _ in range(scaled(1_000_000, size)):
+        k = nxt(10)
+        if k <= 3:
+            roots.append(Vertex())
+        elif k <= 6:
+            if roots:
+                a = roots[nxt(len(roots))]
+                b = roots[nxt(len(roots))]
+                a.edges.append(b)
+        elif k == 7:
+            if roots:
+                a = roots[nxt(len(roots))]
+                if a.edges:
+                    i = nxt(len(a.edges))
+                    a.edges[i] = a.edges[-1]
+                    a.edges.pop()
+        elif roots:
+            i = nxt(len(roots))
+            roots[i] = roots[-1]
+            roots.pop()
+    del roots
+    gc.collect()
+
+
+def mix(size):
+    ran = [0]
+    made = 0
+
+    def cb(_w):
+        ran[0] += 1
+
+    module = chains(50, 200)
+    weaks = []
+    fins = FINALIZED[0]
+    made_fins = 0
+    for step in range(scaled(2000, size)):
+        tree(6)
+        make_ring(2 + step % 8)
+        a = Node()
+        weaks.append(weakref.ref(a, cb))
+        made += 1
+        if step % 2 == 0:
+            a.next = a
+        del a
+        f = Fin()
+        made_fins += 1
+        if step % 3 == 0:
+            f.other = f
+        del f
+        head = module[step % len(module)]
+        del head
+        if step % 100 == 99:
+            gc.collect()
+            assert all(w() is None for w in weaks)
+            weaks.clear()
+    gc.collect()
+    del weaks
+    del module
+    gc.collect()
+    assert ran[0] == made, (ran[0], made)
+    assert FINALIZED[0] - fins == made_fins, (FINALIZED[0] - fins, made_fins)
 
 
 def weak_churn(size):
@@ -148,8 +254,11 @@ WORKLOADS = {
     "rings": rings,
     "big-ring": big_ring,
     "live-heap": live_heap,
+    "live-heap-touched": live_heap_touched,
     "weak-churn": weak_churn,
     "finalizers": finalizers,
+    "mutator": mutator,
+    "mix": mix,
 }
 
 

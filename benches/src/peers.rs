@@ -1,7 +1,7 @@
 //! The comparison workloads on reap's peers: `std::rc::Rc`, rust-cc, dumpster, bacon_rajan_cc
-//! and gcmodule, in the shapes and sizes of [`crate::workloads`] (`trees`, `rings`, `big-ring`,
-//! `live-heap`, `weak-churn`, `finalizers`). Each peer runs what its API allows and says why
-//! not otherwise; CPython runs `benches/python/stress.py`.
+//! and gcmodule, in the shapes and sizes of [`crate::workloads`]. Each peer runs what its API
+//! allows and says why not otherwise (`mix` needs weak-reference callbacks, which no peer has);
+//! CPython runs `benches/python/stress.py`.
 //!
 //! The peers have no generations, so where reap collects generation 0 they collect everything;
 //! none has weak-reference callbacks, so their `weak-churn` makes, upgrades and clears weak
@@ -16,8 +16,11 @@ pub const COMPARED: &[&str] = &[
     "rings",
     "big-ring",
     "live-heap",
+    "live-heap-touched",
     "weak-churn",
     "finalizers",
+    "mutator",
+    "mix",
 ];
 
 /// A peer: its name and how it runs a workload (the time it took, or why it cannot).
@@ -125,7 +128,7 @@ macro_rules! shapes {
             collect();
         }
 
-        fn live_heap(size: f64) {
+        fn live_heap(size: f64, touch: bool) {
             let count = super::scaled(1000, size.sqrt());
             let len = super::scaled(1000, size.sqrt());
             let heads: Vec<P<Node>> = (0..count)
@@ -145,10 +148,53 @@ macro_rules! shapes {
                 for _ in 0..1000 {
                     make_ring(2);
                 }
+                if touch {
+                    for h in &heads {
+                        drop(h.clone());
+                    }
+                }
                 collect();
             }
             collect();
             drop(heads);
+        }
+
+        fn mutator(size: f64) {
+            let mut rng = 0x2545_F491_4F6C_DD1D_u64;
+            let mut next = move |n: usize| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                (rng % n.max(1) as u64) as usize
+            };
+            let mut roots: Vec<P<Vertex>> = Vec::new();
+            for _ in 0..super::scaled(1_000_000, size) {
+                match next(10) {
+                    0..=3 => roots.push(P::new(Vertex {
+                        edges: RefCell::new(Vec::new()),
+                    })),
+                    4..=6 if !roots.is_empty() => {
+                        let a = roots[next(roots.len())].clone();
+                        let b = roots[next(roots.len())].clone();
+                        a.edges.borrow_mut().push(b);
+                    }
+                    7 if !roots.is_empty() => {
+                        let a = &roots[next(roots.len())];
+                        let mut e = a.edges.borrow_mut();
+                        if !e.is_empty() {
+                            let i = next(e.len());
+                            e.swap_remove(i);
+                        }
+                    }
+                    _ if !roots.is_empty() => {
+                        let i = next(roots.len());
+                        roots.swap_remove(i);
+                    }
+                    _ => {}
+                }
+            }
+            drop(roots);
+            collect();
         }
 
         fn finalizers(size: f64) -> Result<(), String> {
@@ -179,7 +225,12 @@ macro_rules! shapes {
                 "trees" => trees(size),
                 "rings" => rings(size),
                 "big-ring" => big_ring(size),
-                "live-heap" => live_heap(size),
+                "live-heap" => live_heap(size, false),
+                "live-heap-touched" => live_heap(size, true),
+                "mutator" => mutator(size),
+                "mix" => {
+                    return Err("cannot: no weak-reference callbacks (the mix has them)".into())
+                }
                 "weak-churn" => weak_churn(size)?,
                 "finalizers" => finalizers(size)?,
                 other => return Err(format!("no such workload {other}")),
@@ -271,6 +322,11 @@ mod rustcc {
         next: RefCell<Option<P<Node>>>,
     }
 
+    #[derive(Trace, Finalize)]
+    struct Vertex {
+        edges: RefCell<Vec<P<Vertex>>>,
+    }
+
     #[derive(Trace)]
     struct Fin {
         other: RefCell<Option<P<Fin>>>,
@@ -313,6 +369,11 @@ mod dumpster_peer {
     struct Node {
         prev: RefCell<Option<P<Node>>>,
         next: RefCell<Option<P<Node>>>,
+    }
+
+    #[derive(Trace)]
+    struct Vertex {
+        edges: RefCell<Vec<P<Vertex>>>,
     }
 
     #[derive(Trace)]
@@ -368,6 +429,16 @@ mod bacon {
         fn trace(&self, tracer: &mut Tracer) {
             self.prev.trace(tracer);
             self.next.trace(tracer);
+        }
+    }
+
+    struct Vertex {
+        edges: RefCell<Vec<P<Vertex>>>,
+    }
+
+    impl Trace for Vertex {
+        fn trace(&self, tracer: &mut Tracer) {
+            self.edges.trace(tracer);
         }
     }
 
@@ -433,6 +504,11 @@ mod gcmod {
         next: RefCell<Option<P<Node>>>,
     }
     tracked!(Node { prev, next });
+
+    struct Vertex {
+        edges: RefCell<Vec<P<Vertex>>>,
+    }
+    tracked!(Vertex { edges });
 
     struct Fin {
         other: RefCell<Option<P<Fin>>>,
