@@ -558,13 +558,13 @@ fn compare(opts: &Options) -> ExitCode {
     println!(
         "median time of each runtime over reap's (lower is better for the runtime; n/a: see above)"
     );
-    print!("{:<11}", "");
+    print!("{:<18}", "");
     for rt in &runtimes[1..] {
         print!(" {rt:>14}");
     }
     println!();
     for (wi, w) in chosen.iter().enumerate() {
-        print!("{w:<11}");
+        print!("{w:<18}");
         for r in &ratios[wi][1..] {
             print!(" {r:>14}");
         }
