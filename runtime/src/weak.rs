@@ -253,9 +253,9 @@ pub(crate) fn weak_count(header: NonNull<Header>) -> usize {
 
 /// Work owed once every weak reference to a dying object is cleared.
 pub(crate) enum Pending {
-    /// A callback: the weak reference (held), its callback, and the type name of the referent
-    /// (for reports).
-    Call(Gc<WeakRefObj>, Box<dyn ErasedCallback>, &'static str),
+    /// A callback to run: the weak reference (held; its callback is taken when it runs) and the
+    /// referent's vtable (for the type name in reports).
+    Call(Gc<WeakRefObj>, &'static VTable),
     /// The weak-info block's count on the shared weak reference, to give back.
     Release(Gc<WeakRefObj>),
 }
@@ -277,7 +277,7 @@ unsafe fn clear_all(
     let Some(info) = (unsafe { info_of(header) }) else {
         return;
     };
-    let type_name = (info.vtable.type_name)();
+    let vtable = info.vtable;
     let mut shared_hold = None;
     if let Some(shared) = info.shared.take() {
         // SAFETY: the block owns a count of the shared weak reference: it is allocated.
@@ -296,13 +296,11 @@ unsafe fn clear_all(
         // A weak reference whose own death is pending (count 0) is treated as dead already.
         let alive = h.strong() > 0;
         let garbage = in_collection && h.has(flag::COLLECTING) && !h.has(flag::REACHABLE);
-        if alive && !garbage {
-            if let Some(cb) = wr.callback.borrow_mut().take() {
-                h.inc_strong();
-                // SAFETY: alive; the new handle owns the count just added.
-                let handle = unsafe { Gc::from_value_ptr(w) };
-                calls.push(Pending::Call(handle, cb, type_name));
-            }
+        if alive && !garbage && wr.callback.borrow().is_some() {
+            h.inc_strong();
+            // SAFETY: alive; the new handle owns the count just added.
+            let handle = unsafe { Gc::from_value_ptr(w) };
+            calls.push(Pending::Call(handle, vtable));
         }
     });
     if let Some(hold) = shared_hold {
@@ -314,7 +312,13 @@ unsafe fn clear_all(
 pub(crate) fn run_callbacks(heap: &HeapInner, calls: Vec<PendingCallback>) {
     for pending in calls {
         match pending {
-            Pending::Call(w, cb, type_name) => {
+            Pending::Call(w, vtable) => {
+                // Taken now: the weak reference is cleared and out of every list, so this is
+                // the only place its callback can run, and it runs once.
+                let Some(cb) = w.callback.borrow_mut().take() else {
+                    continue;
+                };
+                let type_name = (vtable.type_name)();
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(&w))) {
                     heap.report_panic(UnraisableKind::WeakCallback, type_name, p);
                 }
