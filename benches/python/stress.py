@@ -84,17 +84,7 @@ def chains(count, length):
 
 
 def live_heap(size, touch=False):
-    count = scaled(1000, size ** 0.5)
-    length = scaled(1000, size ** 0.5)
-    heads = []
-    for _ in range(count):
-        head = Node()
-        cur = head
-        for _ in range(length - 1):
-            n = Node()
-            cur.next = n
-            cur = n
-        heads.append(head)
+    heads = chains(scaled(1000, size ** 0.5), scaled(1000, size ** 0.5))
     gc.collect()
     for _ in range(scaled(20, size)):
         for _ in range(1000):

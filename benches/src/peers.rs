@@ -160,13 +160,8 @@ macro_rules! shapes {
         }
 
         fn mutator(size: f64) {
-            let mut rng = 0x2545_F491_4F6C_DD1D_u64;
-            let mut next = move |n: usize| {
-                rng ^= rng << 13;
-                rng ^= rng >> 7;
-                rng ^= rng << 17;
-                (rng % n.max(1) as u64) as usize
-            };
+            let mut rng = crate::workloads::XorShift::default();
+            let mut next = move |n: usize| rng.below(n);
             let mut roots: Vec<P<Vertex>> = Vec::new();
             for _ in 0..super::scaled(1_000_000, size) {
                 match next(10) {

@@ -304,14 +304,29 @@ struct Vertex {
     edges: RefCell<Vec<Gc<Vertex>>>,
 }
 
+/// The mutator's random numbers: xorshift64 from a fixed seed, so every runtime in a
+/// comparison (`benches/python/stress.py` too) makes the same graph.
+pub struct XorShift(u64);
+
+impl Default for XorShift {
+    fn default() -> Self {
+        XorShift(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+impl XorShift {
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n.max(1) as u64) as usize
+    }
+}
+
 fn mutator(heap: &Heap, size: f64, deadline: Instant, _: &Rc<Tally>) {
-    let mut rng = 0x2545_F491_4F6C_DD1D_u64;
-    let mut next = move |n: usize| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        (rng % n.max(1) as u64) as usize
-    };
+    let mut rng = XorShift::default();
+    let mut next = move |n: usize| rng.below(n);
     let mut roots: Vec<Gc<Vertex>> = Vec::new();
     let steps = scaled(1_000_000, size);
     for step in 0..steps {
