@@ -162,3 +162,31 @@ fn derive_covers_enums_generics_and_untracked_types() {
         assert!(matches!(**b, Value::Num(x) if x == 1.5));
     }
 }
+
+/// A type that contains itself through a container: `needs_trace` must not ask itself without
+/// end (the derive counts such a field as needing tracing).
+#[test]
+fn derive_on_a_self_containing_type_terminates() {
+    #[derive(Trace)]
+    struct Tree {
+        label: u32,
+        kids: Vec<Tree>,
+    }
+    #[derive(Trace)]
+    enum Expr {
+        Num(i64),
+        Add(Box<Expr>, Box<Expr>),
+    }
+    let heap = Heap::new();
+    let t = heap.alloc(Tree {
+        label: 1,
+        kids: vec![Tree {
+            label: 2,
+            kids: vec![],
+        }],
+    });
+    assert_eq!(t.kids[0].label + t.label, 3);
+    let e = heap.alloc(Expr::Add(Box::new(Expr::Num(1)), Box::new(Expr::Num(2))));
+    assert!(matches!(&*e, Expr::Add(..)));
+    assert!(reap::is_tracked(&t), "conservatively tracked");
+}

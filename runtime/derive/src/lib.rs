@@ -7,6 +7,9 @@
 //! - `#[reap(skip)]` on a field: the field is not visited, and must not hold handles (a handle
 //!   in a skipped field is never seen by the collector: cycles through it leak). The field's type
 //!   then needs no `Trace` implementation.
+//!
+//! A field whose type names the type itself (`Vec<Self>`, `Box<Expr>`) counts as needing
+//! tracing, so a self-containing type is tracked and `needs_trace` does not recurse.
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
@@ -125,11 +128,30 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
         }
     };
 
-    let needs = if traced_types.is_empty() {
-        quote!(false)
-    } else {
-        quote!(false #(|| <#traced_types as ::reap::Trace>::needs_trace())*)
+    // A field whose type mentions the type itself (`Vec<Self>`, `Option<Box<Tree>>`) would make
+    // `needs_trace` ask itself without end: count it as needing tracing (the safe answer).
+    let own = name.to_string();
+    let mentions_self = |ty: &syn::Type| {
+        fn walk(ts: TokenStream2, own: &str) -> bool {
+            ts.into_iter().any(|t| match t {
+                proc_macro2::TokenTree::Ident(i) => i == own || i == "Self",
+                proc_macro2::TokenTree::Group(g) => walk(g.stream(), own),
+                _ => false,
+            })
+        }
+        walk(quote!(#ty), &own)
     };
+    let needs_terms: Vec<TokenStream2> = traced_types
+        .iter()
+        .map(|ty| {
+            if mentions_self(ty) {
+                quote!(true)
+            } else {
+                quote!(<#ty as ::reap::Trace>::needs_trace())
+            }
+        })
+        .collect();
+    let needs = quote!(false #(|| #needs_terms)*);
     let finalizer = if finalize {
         quote! {
             fn finalizer() -> ::core::option::Option<fn(&::reap::Gc<Self>)> {
