@@ -81,6 +81,9 @@ pub(crate) struct HeapInner {
     pub(crate) slabs: crate::slab::Slabs,
     /// Collection callbacks, debug flags, the garbage list.
     pub(crate) gcmod: crate::introspect::GcModule,
+    /// Pending `finalize` registrations, oldest first (they keep themselves alive here).
+    pub(crate) finalizers: RefCell<Vec<(u64, std::rc::Rc<dyn crate::finalizer::Registered>)>>,
+    pub(crate) next_finalizer_id: Cell<u64>,
     /// Nesting of `Heap::without_collection` scopes: automatic collection waits while above 0.
     no_collect: Cell<u32>,
     /// Objects allocated and not yet freed.
@@ -132,7 +135,7 @@ pub(crate) fn heap_of(header: &Header) -> &HeapInner {
 
 /// The heap that owns the object with this header, as the pointer the heap was made with.
 #[inline]
-fn heap_ptr_of(header: &Header) -> NonNull<HeapInner> {
+pub(crate) fn heap_ptr_of(header: &Header) -> NonNull<HeapInner> {
     registry_get(header.heap as usize)
         .expect("reap: object used on a thread that does not own its heap")
 }
@@ -189,6 +192,8 @@ impl Heap {
             gens: Generations::new(),
             slabs: crate::slab::Slabs::new(),
             gcmod: crate::introspect::GcModule::new(),
+            finalizers: RefCell::new(Vec::new()),
+            next_finalizer_id: Cell::new(0),
             no_collect: Cell::new(0),
             live: Cell::new(0),
             depth: Cell::new(0),
@@ -630,6 +635,8 @@ impl Drop for Heap {
     /// freed when their last handle goes.
     fn drop(&mut self) {
         let inner = self.inner();
+        // Pending `finalize` registrations run first, newest first (SEMANTICS 4.7, 5.5).
+        inner.run_pending_finalizers();
         // The saved garbage goes back to the collector, and is not saved again.
         inner.gcmod.debug.set(0);
         drop(std::mem::take(&mut *inner.gcmod.garbage.borrow_mut()));

@@ -38,6 +38,7 @@
 extern crate self as reap;
 
 mod collect;
+mod finalizer;
 mod handle;
 mod header;
 mod heap;
@@ -46,6 +47,7 @@ mod slab;
 mod trace;
 mod weak;
 
+pub use finalizer::{finalize, Finalizer, Func};
 pub use handle::{is_tracked, Gc};
 pub use heap::{Heap, Unraisable, UnraisableHook, UnraisableKind};
 pub use introspect::{debug, AnyGc, CollectCallback, CollectInfo, CollectPhase};
