@@ -123,7 +123,7 @@ fn w_finalize_test_atexit_order() {
     let _f3 = finalize(&keep, move || {
         r.borrow_mut().push("f3".into());
         // Registered during shutdown: it runs too.
-        std::mem::forget(finalize(&o, push(&r, "g1")));
+        let _registered_itself = finalize(&o, push(&r, "g1"));
     });
     let _f4 = finalize(&keep, push(&res, "f4"));
     f2.detach();
