@@ -76,6 +76,17 @@ impl Finalize for Instance {
     }
 }
 
+/// An instance whose finalizer resurrects it into `keep`.
+fn resurrector(heap: &Heap, name: &'static str, log: &Log, keep: &Gc<List>) -> Gc<Instance> {
+    heap.alloc(Instance {
+        name,
+        log: log.clone(),
+        a: RefCell::new(None),
+        keep: Some(keep.clone()),
+        collect_from_del: None,
+    })
+}
+
 fn instance(heap: &Heap, name: &'static str, log: &Log) -> Gc<Instance> {
     heap.alloc(Instance {
         name,
@@ -247,13 +258,7 @@ fn g_test_is_finalized() {
     let heap = Heap::new();
     let log = Log::new();
     let keep = list(&heap);
-    let lazarus = heap.alloc(Instance {
-        name: "lazarus",
-        log: log.clone(),
-        a: RefCell::new(None),
-        keep: Some(keep.clone()),
-        collect_from_del: None,
-    });
+    let lazarus = resurrector(&heap, "lazarus", &log, &keep);
     *lazarus.a.borrow_mut() = Some(lazarus.clone());
     assert!(!Gc::is_finalized(&lazarus));
     let w = Weak::new(&lazarus);
@@ -402,13 +407,7 @@ fn g_test_resurrection_only_happens_once_per_object() {
     let heap = Heap::new();
     let log = Log::new();
     let keep = list(&heap);
-    let lazarus = heap.alloc(Instance {
-        name: "lazarus",
-        log: log.clone(),
-        a: RefCell::new(None),
-        keep: Some(keep.clone()),
-        collect_from_del: None,
-    });
+    let lazarus = resurrector(&heap, "lazarus", &log, &keep);
     *lazarus.a.borrow_mut() = Some(lazarus.clone());
     drop(lazarus);
     heap.collect(2);
@@ -424,13 +423,7 @@ fn g_test_resurrection_is_transitive() {
     let heap = Heap::new();
     let log = Log::new();
     let keep = list(&heap);
-    let lazarus = heap.alloc(Instance {
-        name: "lazarus",
-        log: log.clone(),
-        a: RefCell::new(None),
-        keep: Some(keep.clone()),
-        collect_from_del: None,
-    });
+    let lazarus = resurrector(&heap, "lazarus", &log, &keep);
     let cargo = instance(&heap, "cargo", &log);
     let cargo_id = Gc::as_ptr(&cargo);
     *lazarus.a.borrow_mut() = Some(cargo.clone());
@@ -454,13 +447,7 @@ fn g_test_resurrection_does_not_block_cleanup_of_other_objects() {
     let log = Log::new();
     let n = 100;
     let keep = list(&heap);
-    let lazarus = heap.alloc(Instance {
-        name: "lazarus",
-        log: log.clone(),
-        a: RefCell::new(None),
-        keep: Some(keep.clone()),
-        collect_from_del: None,
-    });
+    let lazarus = resurrector(&heap, "lazarus", &log, &keep);
     *lazarus.a.borrow_mut() = Some(lazarus.clone());
     drop(lazarus);
     for _ in 0..n {
@@ -659,13 +646,7 @@ fn f_selfcycle_test_simple_resurrect() {
     let heap = Heap::new();
     let log = Log::new();
     let keep = list(&heap);
-    let s = heap.alloc(Instance {
-        name: "s",
-        log: log.clone(),
-        a: RefCell::new(None),
-        keep: Some(keep.clone()),
-        collect_from_del: None,
-    });
+    let s = resurrector(&heap, "s", &log, &keep);
     *s.a.borrow_mut() = Some(s.clone());
     let w = Weak::new(&s);
     drop(s);
