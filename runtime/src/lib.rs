@@ -47,6 +47,7 @@ mod proxy;
 mod slab;
 mod trace;
 mod weak;
+mod weakmap;
 
 pub use finalizer::{finalize, Finalizer, Func};
 pub use handle::{is_tracked, Gc};
@@ -57,6 +58,7 @@ pub use reap_collector::GenerationStats;
 pub use reap_derive::Trace;
 pub use trace::{Finalize, Trace, Tracer};
 pub use weak::{Weak, WeakGone, WeakRefObj};
+pub use weakmap::{Iter as WeakValueMapIter, WeakValueMap};
 
 /// Size in bytes of the bookkeeping in front of a tracked object's value (links and header),
 /// on this target. The budget is 32 on 64-bit targets (DESIGN.md).
