@@ -1,4 +1,5 @@
-//! The `seed` example prints exactly what `python3` prints for the seed article's program.
+//! The examples print what they must: `seed` exactly what `python3` prints for the seed
+//! article's program, `cache` its recorded walk-through.
 
 #![cfg(not(miri))]
 
@@ -35,12 +36,7 @@ fn example_binary() -> PathBuf {
 
 #[test]
 fn seed_example_prints_what_python_prints() {
-    let bin = example_binary();
-    let out = Command::new(&bin)
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
-    assert!(out.status.success());
-    let ours = String::from_utf8(out.stdout).unwrap();
+    let ours = run_example("seed");
     assert_eq!(ours, EXPECTED);
 
     match Command::new("python3").arg("-c").arg(PROGRAM).output() {
@@ -53,4 +49,22 @@ fn seed_example_prints_what_python_prints() {
         }
         _ => eprintln!("python3 not available: compared with the recorded output only"),
     }
+}
+
+#[test]
+fn cache_example_hits_while_held_and_forgets_when_released() {
+    let expected = "\
+cat.png: decoded
+cat.png: cache hit
+same image: true, 1048576 bytes
+dog.png: decoded
+cached: 2
+after the viewer closed: 2 cached
+after the thumbnail closed: 1 cached
+dog.png is still cached
+nothing held: 0 cached
+cat.png: decoded
+decodes: 3
+";
+    assert_eq!(run_example("cache"), expected);
 }
