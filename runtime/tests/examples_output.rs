@@ -26,12 +26,21 @@ else:
 const EXPECTED: &str = "My Object has been garbage collected\nObject has been garbage collected\n";
 
 /// `cargo test` builds the examples next to the test binaries: target/<profile>/examples.
-fn example_binary() -> PathBuf {
+fn example_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().unwrap().parent().unwrap();
     profile_dir
         .join("examples")
-        .join(format!("seed{}", std::env::consts::EXE_SUFFIX))
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+fn run_example(name: &str) -> String {
+    let bin = example_binary(name);
+    let out = Command::new(&bin)
+        .output()
+        .unwrap_or_else(|e| panic!("running {}: {e}", bin.display()));
+    assert!(out.status.success(), "{name} failed");
+    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
