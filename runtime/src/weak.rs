@@ -597,13 +597,19 @@ impl<T: ?Sized> Weak<T> {
             return Ok(h);
         }
         let strong = self.upgrade().ok_or(WeakGone)?;
-        #[allow(deprecated)]
-        let mut s = std::hash::SipHasher::new();
-        (*strong).hash(&mut s);
-        let h = s.finish();
+        let h = hash_value(&*strong);
         self.obj.hash.set(Some(h));
         Ok(h)
     }
+}
+
+/// The hash a weak reference takes from its referent: SipHash with fixed keys, so the same
+/// value always hashes the same (weak containers hash lookup keys with it too).
+pub(crate) fn hash_value<T: ?Sized + Hash>(value: &T) -> u64 {
+    #[allow(deprecated)]
+    let mut s = std::hash::SipHasher::new();
+    value.hash(&mut s);
+    s.finish()
 }
 
 impl<T: ?Sized> Clone for Weak<T> {

@@ -1,0 +1,337 @@
+//! `WeakKeyMap` and `WeakSet` (SEMANTICS 4.6, Python's `WeakKeyDictionary` and `WeakSet`): keys
+//! held weakly, compared by their referents' `Eq` / `Hash` while alive; an entry disappears when
+//! its key dies.
+//!
+//! Entries live in a `hashbrown::HashTable` under the hash the key had when inserted (a weak
+//! reference keeps its hash after death), each with a weak reference whose callback removes that
+//! very entry. While any iteration is in progress, deaths only queue their removal, applied when
+//! the last iteration ends or at the next mutation; iteration works on a snapshot, never fails,
+//! and never yields a dead key.
+
+use std::cell::{Cell, RefCell};
+use std::hash::Hash;
+use std::rc::{Rc, Weak as RcWeak};
+
+use hashbrown::HashTable;
+
+use crate::weak::hash_value;
+use crate::{Gc, Weak};
+
+struct Entry<K: ?Sized + 'static, V> {
+    hash: u64,
+    key: Weak<K>,
+    value: V,
+}
+
+struct Inner<K: ?Sized + 'static, V> {
+    table: RefCell<HashTable<Entry<K, V>>>,
+    /// Removals queued while iterations run: (hash, the key's weak reference that died).
+    pending: RefCell<Vec<(u64, Weak<K>)>>,
+    iterating: Cell<usize>,
+}
+
+impl<K: ?Sized + 'static, V> Inner<K, V> {
+    fn remove_entry_of(&self, hash: u64, dead: &Weak<K>) {
+        let removed = match self
+            .table
+            .borrow_mut()
+            .find_entry(hash, |e| e.key.ptr_eq(dead))
+        {
+            Ok(entry) => Some(entry.remove().0),
+            Err(_) => None,
+        };
+        drop(removed);
+    }
+
+    fn commit_pending(&self) {
+        if self.iterating.get() > 0 {
+            return;
+        }
+        let pending = std::mem::take(&mut *self.pending.borrow_mut());
+        for (h, w) in pending {
+            self.remove_entry_of(h, &w);
+        }
+    }
+}
+
+/// A map with weakly held keys (Python's `WeakKeyDictionary`), for per-object side data.
+///
+/// ```
+/// use reap::{Heap, WeakKeyMap};
+///
+/// let heap = Heap::new();
+/// let notes: WeakKeyMap<String, &str> = WeakKeyMap::new();
+/// let obj = heap.alloc(String::from("an object"));
+/// notes.insert(&obj, "seen once");
+/// assert_eq!(notes.get(&obj), Some("seen once"));
+/// drop(obj);
+/// assert!(notes.is_empty());
+/// ```
+pub struct WeakKeyMap<K: ?Sized + Hash + Eq + 'static, V: Clone + 'static> {
+    inner: Rc<Inner<K, V>>,
+}
+
+impl<K: ?Sized + Hash + Eq + 'static, V: Clone + 'static> Default for WeakKeyMap<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: ?Sized + Hash + Eq + 'static, V: Clone + 'static> WeakKeyMap<K, V> {
+    /// An empty map.
+    pub fn new() -> Self {
+        WeakKeyMap {
+            inner: Rc::new(Inner {
+                table: RefCell::new(HashTable::new()),
+                pending: RefCell::new(Vec::new()),
+                iterating: Cell::new(0),
+            }),
+        }
+    }
+
+    /// The stored weak reference of the entry whose key equals `key`. The keys' `Eq` is user
+    /// code, so it runs with no borrow of the table held (it may even use this map).
+    fn find_weak(&self, hash: u64, key: &Gc<K>) -> Option<Weak<K>> {
+        let candidates: Vec<Weak<K>> = self
+            .inner
+            .table
+            .borrow()
+            .iter_hash(hash)
+            .map(|e| e.key.clone())
+            .collect();
+        candidates
+            .into_iter()
+            .find(|w| w.upgrade().is_some_and(|k| *k == **key))
+    }
+
+    /// Maps `key` (held weakly) to `value`; returns the previous value for an equal key.
+    pub fn insert(&self, key: &Gc<K>, value: V) -> Option<V> {
+        self.inner.commit_pending();
+        let hash = hash_value(&**key);
+        if let Some(w) = self.find_weak(hash, key) {
+            let mut table = self.inner.table.borrow_mut();
+            if let Some(e) = table.find_mut(hash, |e| e.key.ptr_eq(&w)) {
+                return Some(std::mem::replace(&mut e.value, value));
+            }
+        }
+        // Made with no borrow held: allocating may run a collection, and so callbacks.
+        let owner: RcWeak<Inner<K, V>> = Rc::downgrade(&self.inner);
+        let weak = Weak::with_callback(key, move |dead: &Weak<K>| {
+            if let Some(inner) = owner.upgrade() {
+                if inner.iterating.get() > 0 {
+                    inner.pending.borrow_mut().push((hash, dead.clone()));
+                } else {
+                    inner.remove_entry_of(hash, dead);
+                }
+            }
+        });
+        self.inner.table.borrow_mut().insert_unique(
+            hash,
+            Entry {
+                hash,
+                key: weak,
+                value,
+            },
+            |e| e.hash,
+        );
+        None
+    }
+
+    /// The value for a key equal to `key`.
+    pub fn get(&self, key: &Gc<K>) -> Option<V> {
+        let hash = hash_value(&**key);
+        let w = self.find_weak(hash, key)?;
+        let table = self.inner.table.borrow();
+        table
+            .find(hash, |e| e.key.ptr_eq(&w))
+            .map(|e| e.value.clone())
+    }
+
+    /// Whether a live key equal to `key` is in the map.
+    pub fn contains_key(&self, key: &Gc<K>) -> bool {
+        self.get(key).is_some()
+    }
+
+    /// Removes the entry for a key equal to `key`, returning its value (`pop`).
+    pub fn remove(&self, key: &Gc<K>) -> Option<V> {
+        self.inner.commit_pending();
+        let hash = hash_value(&**key);
+        let w = self.find_weak(hash, key)?;
+        let removed = match self
+            .inner
+            .table
+            .borrow_mut()
+            .find_entry(hash, |e| e.key.ptr_eq(&w))
+        {
+            Ok(entry) => Some(entry.remove().0),
+            Err(_) => None,
+        };
+        removed.map(|e| e.value)
+    }
+
+    /// The value for `key`, or `value` inserted for it (`setdefault`).
+    pub fn get_or_insert(&self, key: &Gc<K>, value: V) -> V {
+        match self.get(key) {
+            Some(v) => v,
+            None => {
+                self.insert(key, value.clone());
+                value
+            }
+        }
+    }
+
+    /// Inserts every pair (`update`).
+    pub fn extend<'a>(&self, pairs: impl IntoIterator<Item = (&'a Gc<K>, V)>) {
+        for (k, v) in pairs {
+            self.insert(k, v);
+        }
+    }
+
+    /// Keeps only the entries for which `f` returns true.
+    pub fn retain(&self, mut f: impl FnMut(&Gc<K>, &V) -> bool) {
+        for (k, v) in self.iter() {
+            if !f(&k, &v) {
+                self.remove(&k);
+            }
+        }
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) {
+        let old = std::mem::take(&mut *self.inner.table.borrow_mut());
+        self.inner.pending.borrow_mut().clear();
+        drop(old);
+    }
+
+    /// The number of entries with live keys; removals queued during iteration are not counted.
+    pub fn len(&self) -> usize {
+        let pending = self.inner.pending.borrow().len();
+        self.inner.table.borrow().len().saturating_sub(pending)
+    }
+
+    /// Whether no entry has a live key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The live entries, as of now. While the iterator lives, deaths only queue their removal.
+    pub fn iter(&self) -> WeakKeyIter<K, V> {
+        let snapshot: Vec<(Weak<K>, V)> = self
+            .inner
+            .table
+            .borrow()
+            .iter()
+            .map(|e| (e.key.clone(), e.value.clone()))
+            .collect();
+        self.inner.iterating.set(self.inner.iterating.get() + 1);
+        WeakKeyIter {
+            inner: self.inner.clone(),
+            entries: snapshot.into_iter(),
+        }
+    }
+
+    /// The live keys.
+    pub fn keys(&self) -> impl Iterator<Item = Gc<K>> {
+        self.iter().map(|(k, _)| k)
+    }
+
+    /// The values of the entries with live keys.
+    pub fn values(&self) -> impl Iterator<Item = V> {
+        self.iter().map(|(_, v)| v)
+    }
+}
+
+/// An iteration over a [`WeakKeyMap`] (or a [`WeakSet`]): yields the entries whose key is alive
+/// when reached.
+pub struct WeakKeyIter<K: ?Sized + 'static, V: 'static> {
+    inner: Rc<Inner<K, V>>,
+    entries: std::vec::IntoIter<(Weak<K>, V)>,
+}
+
+impl<K: ?Sized + 'static, V: 'static> Iterator for WeakKeyIter<K, V> {
+    type Item = (Gc<K>, V);
+
+    fn next(&mut self) -> Option<(Gc<K>, V)> {
+        for (k, v) in self.entries.by_ref() {
+            if let Some(k) = k.upgrade() {
+                return Some((k, v));
+            }
+        }
+        None
+    }
+}
+
+impl<K: ?Sized + 'static, V: 'static> Drop for WeakKeyIter<K, V> {
+    fn drop(&mut self) {
+        for _ in self.entries.by_ref() {}
+        self.inner.iterating.set(self.inner.iterating.get() - 1);
+        self.inner.commit_pending();
+    }
+}
+
+/// A set of weakly held items (Python's `WeakSet`): an item disappears when it dies.
+///
+/// ```
+/// use reap::{Heap, WeakSet};
+///
+/// let heap = Heap::new();
+/// let subscribers: WeakSet<String> = WeakSet::new();
+/// let a = heap.alloc(String::from("a"));
+/// subscribers.insert(&a);
+/// assert!(subscribers.contains(&a));
+/// drop(a);
+/// assert!(subscribers.is_empty());
+/// ```
+pub struct WeakSet<K: ?Sized + Hash + Eq + 'static> {
+    map: WeakKeyMap<K, ()>,
+}
+
+impl<K: ?Sized + Hash + Eq + 'static> Default for WeakSet<K> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: ?Sized + Hash + Eq + 'static> WeakSet<K> {
+    /// An empty set.
+    pub fn new() -> Self {
+        WeakSet {
+            map: WeakKeyMap::new(),
+        }
+    }
+
+    /// Adds `item` (held weakly); returns whether it was new.
+    pub fn insert(&self, item: &Gc<K>) -> bool {
+        self.map.insert(item, ()).is_none()
+    }
+
+    /// Whether a live item equal to `item` is in the set.
+    pub fn contains(&self, item: &Gc<K>) -> bool {
+        self.map.contains_key(item)
+    }
+
+    /// Removes an item equal to `item`; returns whether there was one.
+    pub fn remove(&self, item: &Gc<K>) -> bool {
+        self.map.remove(item).is_some()
+    }
+
+    /// The number of live items.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Whether no item is alive.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Removes every item.
+    pub fn clear(&self) {
+        self.map.clear()
+    }
+
+    /// The live items, as of now; deaths during the iteration only queue their removal.
+    pub fn iter(&self) -> impl Iterator<Item = Gc<K>> {
+        self.map.keys()
+    }
+}
