@@ -77,3 +77,34 @@ decodes: 3
 ";
     assert_eq!(run_example("cache"), expected);
 }
+
+#[test]
+fn events_example_calls_live_subscribers_only_and_keeps_none_alive() {
+    let expected = "\
+first event:
+  alice got the event
+  bob got the event
+  (2 handlers left)
+bob freed: true
+after bob left:
+  alice got the event
+  (1 handlers left)
+strong handles to alice: 1 (the dispatcher holds none)
+";
+    assert_eq!(run_example("events"), expected);
+}
+
+#[test]
+fn graph_example_weak_parents_free_by_refcount_strong_ones_by_the_collector() {
+    let expected = "\
+weak parents: c1 is the parent of c1.2
+objects before dropping the root: 17
+after dropping the root: 0 objects
+collect found: 0
+strong parents: 13 objects
+after dropping the root: 13 objects (cycles)
+collect found: 13
+left: 0
+";
+    assert_eq!(run_example("graph"), expected);
+}
