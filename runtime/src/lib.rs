@@ -59,7 +59,7 @@ pub use reap_collector::GenerationStats;
 pub use reap_derive::Trace;
 pub use trace::{Finalize, Trace, Tracer};
 pub use weak::{Weak, WeakGone, WeakRefObj};
-pub use weakkey::{WeakKeyIter, WeakKeyMap, WeakSet};
+pub use weakkey::{ByIdentity, ByValue, KeyEq, WeakKeyIter, WeakKeyMap, WeakSet};
 pub use weakmap::{Iter as WeakValueMapIter, WeakValueMap};
 
 /// Size in bytes of the bookkeeping in front of a tracked object's value (links and header),

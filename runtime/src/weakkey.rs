@@ -17,6 +17,38 @@ use hashbrown::HashTable;
 use crate::weak::hash_value;
 use crate::{Gc, Weak};
 
+/// How a [`WeakKeyMap`] compares keys.
+pub trait KeyEq<K: ?Sized> {
+    /// The key's hash.
+    fn hash(key: &K) -> u64;
+    /// Whether two live keys are the same key.
+    fn eq(a: &Gc<K>, b: &Gc<K>) -> bool;
+}
+
+/// Keys compare by their referents' `Eq` and `Hash` while alive (`WeakKeyDictionary`).
+pub struct ByValue;
+
+impl<K: ?Sized + Hash + Eq> KeyEq<K> for ByValue {
+    fn hash(key: &K) -> u64 {
+        hash_value(key)
+    }
+    fn eq(a: &Gc<K>, b: &Gc<K>) -> bool {
+        **a == **b
+    }
+}
+
+/// Keys compare by object identity (`a is b`): per-object side data for any type.
+pub struct ByIdentity;
+
+impl<K: ?Sized> KeyEq<K> for ByIdentity {
+    fn hash(key: &K) -> u64 {
+        hash_value(&(key as *const K as *const u8 as usize))
+    }
+    fn eq(a: &Gc<K>, b: &Gc<K>) -> bool {
+        Gc::ptr_eq(a, b)
+    }
+}
+
 struct Entry<K: ?Sized + 'static, V> {
     hash: u64,
     key: Weak<K>,
@@ -67,8 +99,12 @@ impl<K: ?Sized + 'static, V> Inner<K, V> {
 /// drop(obj);
 /// assert!(notes.is_empty());
 /// ```
-pub struct WeakKeyMap<K: ?Sized + Hash + Eq + 'static, V: Clone + 'static> {
+///
+/// `WeakKeyMap<K, V, ByIdentity>` (made by [`WeakKeyMap::by_identity`]) keys by object identity
+/// instead, for any `K`: what an interpreter uses to hang side data on objects.
+pub struct WeakKeyMap<K: ?Sized + 'static, V: Clone + 'static, E = ByValue> {
     inner: Rc<Inner<K, V>>,
+    _eq: std::marker::PhantomData<E>,
 }
 
 impl<K: ?Sized + Hash + Eq + 'static, V: Clone + 'static> Default for WeakKeyMap<K, V> {
@@ -78,14 +114,39 @@ impl<K: ?Sized + Hash + Eq + 'static, V: Clone + 'static> Default for WeakKeyMap
 }
 
 impl<K: ?Sized + Hash + Eq + 'static, V: Clone + 'static> WeakKeyMap<K, V> {
-    /// An empty map.
+    /// An empty map keyed by value.
     pub fn new() -> Self {
+        Self::empty()
+    }
+}
+
+impl<K: ?Sized + 'static, V: Clone + 'static> WeakKeyMap<K, V, ByIdentity> {
+    /// An empty map keyed by object identity.
+    ///
+    /// ```
+    /// use reap::{Heap, WeakKeyMap};
+    ///
+    /// let heap = Heap::new();
+    /// let side: WeakKeyMap<f64, u32, _> = WeakKeyMap::by_identity();
+    /// let (x, y) = (heap.alloc(1.5_f64), heap.alloc(1.5_f64));
+    /// side.insert(&x, 1);
+    /// assert_eq!(side.get(&x), Some(1));
+    /// assert_eq!(side.get(&y), None, "equal but not the same object");
+    /// ```
+    pub fn by_identity() -> Self {
+        Self::empty()
+    }
+}
+
+impl<K: ?Sized + 'static, V: Clone + 'static, E: KeyEq<K>> WeakKeyMap<K, V, E> {
+    fn empty() -> Self {
         WeakKeyMap {
             inner: Rc::new(Inner {
                 table: RefCell::new(HashTable::new()),
                 pending: RefCell::new(Vec::new()),
                 iterating: Cell::new(0),
             }),
+            _eq: std::marker::PhantomData,
         }
     }
 
@@ -101,13 +162,13 @@ impl<K: ?Sized + Hash + Eq + 'static, V: Clone + 'static> WeakKeyMap<K, V> {
             .collect();
         candidates
             .into_iter()
-            .find(|w| w.upgrade().is_some_and(|k| *k == **key))
+            .find(|w| w.upgrade().is_some_and(|k| E::eq(&k, key)))
     }
 
     /// Maps `key` (held weakly) to `value`; returns the previous value for an equal key.
     pub fn insert(&self, key: &Gc<K>, value: V) -> Option<V> {
         self.inner.commit_pending();
-        let hash = hash_value(&**key);
+        let hash = E::hash(&**key);
         if let Some(w) = self.find_weak(hash, key) {
             let mut table = self.inner.table.borrow_mut();
             if let Some(e) = table.find_mut(hash, |e| e.key.ptr_eq(&w)) {
@@ -139,7 +200,7 @@ impl<K: ?Sized + Hash + Eq + 'static, V: Clone + 'static> WeakKeyMap<K, V> {
 
     /// The value for a key equal to `key`.
     pub fn get(&self, key: &Gc<K>) -> Option<V> {
-        let hash = hash_value(&**key);
+        let hash = E::hash(&**key);
         let w = self.find_weak(hash, key)?;
         let table = self.inner.table.borrow();
         table
@@ -155,7 +216,7 @@ impl<K: ?Sized + Hash + Eq + 'static, V: Clone + 'static> WeakKeyMap<K, V> {
     /// Removes the entry for a key equal to `key`, returning its value (`pop`).
     pub fn remove(&self, key: &Gc<K>) -> Option<V> {
         self.inner.commit_pending();
-        let hash = hash_value(&**key);
+        let hash = E::hash(&**key);
         let w = self.find_weak(hash, key)?;
         let removed = match self
             .inner

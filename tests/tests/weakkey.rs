@@ -181,3 +181,23 @@ fn s_test_weak_destroy_and_mutate_while_iterating() {
     assert!(s.is_empty());
     drop(first);
 }
+
+/// Keying by object identity: per-object side data for any type, trait objects included.
+#[test]
+fn weak_key_map_by_identity_for_side_data() {
+    use reap::ByIdentity;
+    use std::any::Any;
+    let heap = Heap::new();
+    let side: WeakKeyMap<dyn Any, &str, ByIdentity> = WeakKeyMap::by_identity();
+    let a: Gc<dyn Any> = reap::gc_coerce!(heap.alloc(Object(1)) => dyn Any);
+    let b: Gc<dyn Any> = reap::gc_coerce!(heap.alloc(Object(1)) => dyn Any);
+    side.insert(&a, "a's data");
+    side.insert(&b, "b's data");
+    assert_eq!(side.len(), 2, "equal values, different objects");
+    assert_eq!(side.get(&a), Some("a's data"));
+    assert_eq!(side.get(&b.clone()), Some("b's data"));
+    drop(a);
+    assert_eq!(side.len(), 1);
+    drop(b);
+    assert!(side.is_empty());
+}
