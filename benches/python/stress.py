@@ -148,6 +148,25 @@ def mutator(size):
     gc.collect()
 
 
+def weak_map(size):
+    d = weakref.WeakValueDictionary()
+    hits = 0
+    for rnd in range(scaled(200, size)):
+        values = [Node() for _ in range(1000)]
+        for i, v in enumerate(values):
+            d[rnd * 1000 + i] = v
+        del v
+        for _ in range(2):
+            for i in range(1000):
+                hits += d.get(rnd * 1000 + i) is not None
+        values = [v for i, v in enumerate(values) if (i + 1) % 2 == 0]
+        for i in range(1000):
+            hits += d.get(rnd * 1000 + i) is not None
+        del values
+        assert len(d) == 0
+    return hits
+
+
 def mix(size):
     ran = [0]
     made = 0
@@ -248,6 +267,7 @@ WORKLOADS = {
     "weak-churn": weak_churn,
     "finalizers": finalizers,
     "mutator": mutator,
+    "weak-map": weak_map,
     "mix": mix,
 }
 

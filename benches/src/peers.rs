@@ -20,6 +20,7 @@ pub const COMPARED: &[&str] = &[
     "weak-churn",
     "finalizers",
     "mutator",
+    "weak-map",
     "mix",
 ];
 
@@ -226,6 +227,9 @@ macro_rules! shapes {
                 "mix" => {
                     return Err("cannot: no weak-reference callbacks (the mix has them)".into())
                 }
+                "weak-map" => {
+                    return Err("not measured: no weak-value map (Rc's row shows a HashMap of weak references pruned by hand)".into())
+                }
                 "weak-churn" => weak_churn(size)?,
                 "finalizers" => finalizers(size)?,
                 other => return Err(format!("no such workload {other}")),
@@ -270,7 +274,52 @@ macro_rules! weak_churn_with {
 mod rc {
     use super::*;
 
+    /// `weak-map` the way a program without weak-reference callbacks does it: a `HashMap` of
+    /// `rc::Weak` values, pruned by hand after the values die.
+    fn weak_map(size: f64) {
+        use std::collections::HashMap;
+        use std::rc::{Rc, Weak};
+        #[allow(dead_code)]
+        struct Node(u64, u64);
+        let mut map: HashMap<u64, Weak<Node>> = HashMap::new();
+        let mut hits = 0_u64;
+        for round in 0..scaled(200, size) as u64 {
+            let mut values: Vec<Rc<Node>> = (0..1000).map(|i| Rc::new(Node(i, 0))).collect();
+            for (i, v) in values.iter().enumerate() {
+                map.insert(round * 1000 + i as u64, Rc::downgrade(v));
+            }
+            for _ in 0..2 {
+                for i in 0..1000 {
+                    hits += map
+                        .get(&(round * 1000 + i))
+                        .and_then(Weak::upgrade)
+                        .is_some() as u64;
+                }
+            }
+            let mut i = 0;
+            values.retain(|_| {
+                i += 1;
+                i % 2 == 0
+            });
+            map.retain(|_, w| w.strong_count() > 0);
+            for i in 0..1000 {
+                hits += map
+                    .get(&(round * 1000 + i))
+                    .and_then(Weak::upgrade)
+                    .is_some() as u64;
+            }
+            drop(values);
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        std::hint::black_box(hits);
+    }
+
     pub fn run(workload: &str, size: f64) -> Result<Duration, String> {
+        if workload == "weak-map" {
+            let start = Instant::now();
+            weak_map(size);
+            return Ok(start.elapsed());
+        }
         if workload != "trees" {
             return Err("cannot: Rc leaks reference cycles (no collector)".into());
         }

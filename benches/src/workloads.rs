@@ -84,6 +84,11 @@ pub const WORKLOADS: &[Workload] = &[
         run: mutator,
     },
     Workload {
+        name: "weak-map",
+        about: "a WeakValueMap cache: insert, hit, values dying, misses (WeakValueDictionary)",
+        run: weak_map,
+    },
+    Workload {
         name: "mix",
         about: "interpreter-like: all of the above interleaved in small doses on one heap",
         run: mix,
@@ -359,6 +364,40 @@ fn mutator(heap: &Heap, size: f64, deadline: Instant, _: &Rc<Tally>) {
     }
     drop(roots);
     heap.collect(2);
+}
+
+/// A cache in a weak-value map: each round fills it, hits every entry twice, lets half the
+/// values die (their entries go by themselves), looks everything up again, and lets the rest die.
+fn weak_map(heap: &Heap, size: f64, deadline: Instant, tally: &Rc<Tally>) {
+    let map: reap::WeakValueMap<u64, Node> = reap::WeakValueMap::new();
+    let mut hits = 0_u64;
+    for round in 0..scaled(200, size) as u64 {
+        let mut values: Vec<Gc<Node>> = (0..1000).map(|_| node(heap)).collect();
+        for (i, v) in values.iter().enumerate() {
+            map.insert(round * 1000 + i as u64, v);
+        }
+        for _ in 0..2 {
+            for i in 0..1000 {
+                hits += map.get(&(round * 1000 + i)).is_some() as u64;
+            }
+        }
+        let mut i = 0;
+        values.retain(|_| {
+            i += 1;
+            i % 2 == 0
+        });
+        for i in 0..1000 {
+            hits += map.get(&(round * 1000 + i)).is_some() as u64;
+        }
+        drop(values);
+        if !map.is_empty() {
+            Tally::add(&tally.weak_violations, 1);
+        }
+        if Instant::now() > deadline {
+            break;
+        }
+    }
+    std::hint::black_box(hits);
 }
 
 /// An interpreter's day: a little of everything, interleaved, with a long-lived module graph.

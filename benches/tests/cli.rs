@@ -61,7 +61,7 @@ fn list_names_every_workload() {
     let out = stress(&["--list"]);
     assert!(out.status.success());
     let names = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(names.lines().count(), 9);
+    assert_eq!(names.lines().count(), 10);
 }
 
 #[test]
