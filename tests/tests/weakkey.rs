@@ -201,3 +201,36 @@ fn weak_key_map_by_identity_for_side_data() {
     drop(b);
     assert!(side.is_empty());
 }
+
+/// W::test_weak_keyed_len_race and S::test_len_race: automatic collection at thresholds 1..99
+/// while cyclic keys are added: the length stays within bounds and never grows while only
+/// collections run.
+#[test]
+fn w_test_weak_keyed_len_race_and_s_test_len_race() {
+    let range = if cfg!(miri) { 1..4 } else { 1..100 };
+    for th in range {
+        let heap = Heap::new();
+        heap.set_threshold(th, 10, 10);
+        let d: WeakKeyMap<CyclicKey, i64> = WeakKeyMap::new();
+        let s: WeakSet<CyclicKey> = WeakSet::new();
+        let n = 20;
+        for i in 0..n {
+            let k = heap.alloc(CyclicKey {
+                n: i,
+                me: RefCell::new(None),
+            });
+            *k.me.borrow_mut() = Some(k.clone());
+            d.insert(&k, i);
+            s.insert(&k);
+        }
+        let (mut dl, mut sl) = (d.len(), s.len());
+        assert!(dl <= n as usize && sl <= n as usize);
+        for _ in 0..5 {
+            heap.collect(0);
+            assert!(d.len() <= dl && s.len() <= sl, "length grew");
+            (dl, sl) = (d.len(), s.len());
+        }
+        heap.collect(2);
+        assert_eq!((d.len(), s.len()), (0, 0));
+    }
+}
