@@ -161,35 +161,16 @@ macro_rules! shapes {
         }
 
         fn mutator(size: f64) {
-            let mut rng = crate::workloads::XorShift::default();
-            let mut next = move |n: usize| rng.below(n);
-            let mut roots: Vec<P<Vertex>> = Vec::new();
-            for _ in 0..super::scaled(1_000_000, size) {
-                match next(10) {
-                    0..=3 => roots.push(P::new(Vertex {
+            crate::workloads::run_mutator(
+                super::scaled(1_000_000, size),
+                || {
+                    P::new(Vertex {
                         edges: RefCell::new(Vec::new()),
-                    })),
-                    4..=6 if !roots.is_empty() => {
-                        let a = roots[next(roots.len())].clone();
-                        let b = roots[next(roots.len())].clone();
-                        a.edges.borrow_mut().push(b);
-                    }
-                    7 if !roots.is_empty() => {
-                        let a = &roots[next(roots.len())];
-                        let mut e = a.edges.borrow_mut();
-                        if !e.is_empty() {
-                            let i = next(e.len());
-                            e.swap_remove(i);
-                        }
-                    }
-                    _ if !roots.is_empty() => {
-                        let i = next(roots.len());
-                        roots.swap_remove(i);
-                    }
-                    _ => {}
-                }
-            }
-            drop(roots);
+                    })
+                },
+                |v: &Vertex| &v.edges,
+                || false,
+            );
             collect();
         }
 

@@ -329,40 +329,57 @@ impl XorShift {
     }
 }
 
-fn mutator(heap: &Heap, size: f64, deadline: Instant, _: &Rc<Tally>) {
+/// The random graph mutator over any runtime's handles `H` (to values holding their edges in a
+/// `RefCell<Vec<H>>`, reached through `edges`): `steps` random allocate / add edge / drop edge /
+/// drop root operations, the same sequence for every runtime. Stops early when `stop()` says so
+/// (asked every 4,096 steps).
+pub fn run_mutator<H: Clone + std::ops::Deref>(
+    steps: usize,
+    mut new_vertex: impl FnMut() -> H,
+    edges: impl Fn(&H::Target) -> &RefCell<Vec<H>>,
+    mut stop: impl FnMut() -> bool,
+) {
     let mut rng = XorShift::default();
-    let mut next = move |n: usize| rng.below(n);
-    let mut roots: Vec<Gc<Vertex>> = Vec::new();
-    let steps = scaled(1_000_000, size);
+    let mut roots: Vec<H> = Vec::new();
     for step in 0..steps {
-        match next(10) {
-            0..=3 => roots.push(heap.alloc(Vertex {
-                edges: RefCell::new(Vec::new()),
-            })),
+        match rng.below(10) {
+            0..=3 => roots.push(new_vertex()),
             4..=6 if !roots.is_empty() => {
-                let a = roots[next(roots.len())].clone();
-                let b = roots[next(roots.len())].clone();
-                a.edges.borrow_mut().push(b);
+                let a = roots[rng.below(roots.len())].clone();
+                let b = roots[rng.below(roots.len())].clone();
+                edges(&a).borrow_mut().push(b);
             }
             7 if !roots.is_empty() => {
-                let a = &roots[next(roots.len())];
-                let mut e = a.edges.borrow_mut();
+                let a = &roots[rng.below(roots.len())];
+                let mut e = edges(a).borrow_mut();
                 if !e.is_empty() {
-                    let i = next(e.len());
+                    let i = rng.below(e.len());
                     e.swap_remove(i);
                 }
             }
             _ if !roots.is_empty() => {
-                let i = next(roots.len());
+                let i = rng.below(roots.len());
                 roots.swap_remove(i);
             }
             _ => {}
         }
-        if step % 4096 == 0 && Instant::now() > deadline {
+        if step % 4096 == 0 && stop() {
             break;
         }
     }
-    drop(roots);
+}
+
+fn mutator(heap: &Heap, size: f64, deadline: Instant, _: &Rc<Tally>) {
+    run_mutator(
+        scaled(1_000_000, size),
+        || {
+            heap.alloc(Vertex {
+                edges: RefCell::new(Vec::new()),
+            })
+        },
+        |v: &Vertex| &v.edges,
+        || Instant::now() > deadline,
+    );
     heap.collect(2);
 }
 
