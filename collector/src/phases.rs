@@ -124,6 +124,16 @@ pub fn collect<H: CollectionPhases>(heap: &H, g: usize) -> usize {
     if !gens.begin_collection(g) {
         return 0;
     }
+    // Ends the collection however this function is left: a panic that escaped a phase (a bug
+    // in the heap's phases: user code's panics are the heap's to catch) must not leave the
+    // heap believing a collection still runs, refusing every later one.
+    struct Running<'a>(&'a Generations);
+    impl Drop for Running<'_> {
+        fn drop(&mut self) {
+            self.0.finish_collection();
+        }
+    }
+    let _running = Running(gens);
     let start = Instant::now();
     let mut info = CollectionInfo {
         generation: g,
@@ -138,7 +148,6 @@ pub fn collect<H: CollectionPhases>(heap: &H, g: usize) -> usize {
     gens.record_collection(g, survivors, collected, 0);
     heap.collection_done(&info, survivors);
     heap.run_callbacks(CallbackPhase::Stop, &info);
-    gens.finish_collection();
     collected
 }
 

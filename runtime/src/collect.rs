@@ -7,12 +7,17 @@
 //! - while a candidate is being collected, its list links are the collector's: `prev` holds the
 //!   scratch count (plus one, so it is never null), `next` is unused until the candidate is
 //!   relinked;
-//! - marks are header flags: `COLLECTING` (candidate), `REACHABLE`;
+//! - marks are header flags: `COLLECTING` (candidate), `REACHABLE`; the tracer only reads and
+//!   writes the marks of this heap's objects (a handle into another heap is a reference from
+//!   outside, ignored), so a collection of one heap run from user code during another's never
+//!   touches the other's candidates or garbage;
 //! - from partitioning on, the garbage is in no list and marked `UNLINKED | COLLECTING`: held
 //!   back from the refcount path, so while user code runs (weak-reference callbacks, finalizers)
 //!   a garbage object whose count reaches zero stays allocated for reclaim (`heap::release`);
-//! - reclaim drops each value (`VALUE_DROPPED`: a handle to it now panics on use instead of
-//!   reading freed memory), then frees the object once nothing holds it (`RECLAIM_DONE`).
+//! - reclaim marks the garbage `RECLAIMING` (no weak reference upgrades to it from then on),
+//!   clears the weak references made to it since the weak phase and runs their callbacks, then
+//!   drops each value (`VALUE_DROPPED`: a handle to it now panics on use instead of reading
+//!   freed memory) and clears `COLLECTING`; the object is freed once nothing holds it.
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -82,15 +87,23 @@ impl CollectorHeap for HeapInner {
     }
 
     fn visit_edges(&self, o: NonNull<Header>, visit: &mut dyn FnMut(NonNull<Header>)) -> bool {
-        trace_with(o, Tracer::new(visit))
+        // Only this heap's objects: another heap's marks are not this collection's.
+        let slot = self.slot;
+        let mut own = |t: NonNull<Header>| {
+            // SAFETY: handles lead to allocated objects.
+            if unsafe { t.as_ref() }.heap == slot {
+                visit(t);
+            }
+        };
+        trace_with(o, Tracer::new(&mut own))
     }
 
     fn subtract_edges(&self, o: NonNull<Header>) -> bool {
-        trace_with(o, Tracer::subtract())
+        trace_with(o, Tracer::subtract(self.slot))
     }
 
     fn mark_edges(&self, o: NonNull<Header>, stack: &mut Vec<NonNull<Header>>) {
-        trace_with(o, Tracer::mark(stack));
+        trace_with(o, Tracer::mark(stack, self.slot));
     }
 }
 
@@ -128,12 +141,6 @@ fn clear_marks(objects: &[NonNull<Header>]) {
 }
 
 impl HeapInner {
-    /// Collects generation `g` (and all younger ones). Returns the number of objects collected;
-    /// 0 if a collection is already running (SEMANTICS 1.5).
-    pub(crate) fn collect(&self, g: usize) -> usize {
-        reap_collector::collect(self, g)
-    }
-
     /// Step 1 of trial deletion for one object: scratch count from the strong count, marked a
     /// candidate.
     fn prepare(&self, o: NonNull<Header>, h: &Header) {
@@ -346,12 +353,13 @@ impl CollectionPhases for HeapInner {
     /// Phase 7: breaks the cycles and frees the garbage (SEMANTICS 2.7). `garbage` is in no
     /// list. Returns how many objects were collected.
     ///
-    /// Each object is marked as being reclaimed (`UNLINKED` with `COLLECTING`), then, one by one,
-    /// its value is dropped and, if nothing holds it any more, it is freed at once. A garbage
-    /// object whose count reaches zero while another value drops is freed right there if its own
-    /// value is already gone, or left for its turn in the loop (see `heap::release`). Whatever
-    /// is still held at the end (a `Drop` stored a handle) stays allocated with its value dropped,
-    /// and is freed by its last handle.
+    /// Each object is marked `RECLAIMING`, the weak references made to it during the
+    /// collection are cleared (their callbacks run), then, one by one, its value is dropped and,
+    /// if nothing holds it any more, it is freed at once. A garbage object whose count reaches
+    /// zero while another value drops is freed right there if its own value is already gone
+    /// (its `COLLECTING` mark cleared), or left for its turn in the loop (see `heap::release`).
+    /// Whatever is still held at the end (a `Drop` stored a handle) stays allocated with its
+    /// value dropped, and is freed by its last handle.
     fn reclaim(&self, garbage: Vec<NonNull<Header>>) -> usize {
         let collected = garbage.len();
         if self.gcmod.debug.get() & debug::SAVEALL != 0 {
@@ -371,9 +379,30 @@ impl CollectionPhases for HeapInner {
             return collected;
         }
         self.gens.note_deallocations(collected);
+        // Reclaim begins: from here on no weak reference upgrades to the garbage, not even one
+        // a `Drop` below makes (SEMANTICS 2.7).
         for &o in &garbage {
-            // SAFETY: reclaimed objects are freed only by this loop or, once RECLAIM_DONE, by
-            // `release`; this one is not done yet, so it is allocated.
+            // SAFETY: garbage stays allocated until this loop's end (held back).
+            unsafe { o.as_ref() }.set(flag::RECLAIMING);
+        }
+        // Weak references made to the garbage during the collection (by finalizers or callbacks)
+        // are cleared now and their callbacks run, as on the refcount path, before any value is
+        // dropped. Those callbacks can reach no garbage: their weak references, and what their
+        // callbacks hold, were outside the garbage at the resurrection check.
+        let mut calls = Vec::new();
+        for &o in &garbage {
+            // SAFETY: as above.
+            if unsafe { o.as_ref() }.weak_info().is_some() {
+                // SAFETY: allocated garbage of this collection.
+                unsafe { crate::weak::clear_for_collection(o, &mut calls) };
+            }
+        }
+        if !calls.is_empty() {
+            crate::weak::run_callbacks(self, calls);
+        }
+        for &o in &garbage {
+            // SAFETY: a reclaimed object is freed only by this loop or, once its `COLLECTING`
+            // mark is cleared below, by `release`; this one's is still set: allocated.
             let h = unsafe { o.as_ref() };
             h.set(flag::VALUE_DROPPED);
             let vtable = h.vtable();
@@ -384,14 +413,12 @@ impl CollectionPhases for HeapInner {
             if let Err(p) = r {
                 self.report_panic(UnraisableKind::Drop, (vtable.type_name)(), p);
             }
-            h.set(flag::RECLAIM_DONE);
+            // Reclaimed. If something still holds it (garbage not dropped yet, or whatever a
+            // `Drop` stored it in), `release` frees it when the last handle goes.
+            h.clear(flag::COLLECTING);
             if h.strong() == 0 {
                 // SAFETY: nothing holds it and its value is gone.
                 unsafe { free_object(self, o, false) };
-            } else {
-                // Held by garbage not dropped yet, or by whatever a Drop stored it in. When the
-                // last handle goes, `release` frees it (it is marked as being reclaimed, with its
-                // value dropped).
             }
         }
         collected

@@ -41,9 +41,14 @@ impl<T: ?Sized + 'static, R: 'static> State<T, R> {
         }
         // SAFETY: it was alive, so its heap is (State invariant).
         let heap = unsafe { self.heap.as_ref() };
-        heap.finalizers
-            .borrow_mut()
-            .retain(|(id, _)| *id != self.id);
+        let mine = {
+            let mut all = heap.finalizers.borrow_mut();
+            let at = all.iter().position(|(id, _)| *id == self.id);
+            at.map(|at| all.remove(at))
+        };
+        // Dropped with no borrow held (the caller holds the registration too, so this is not
+        // its last owner, but no runtime borrow is ever held across a drop).
+        drop(mine);
         // The weak reference goes too: its callback must not fire afterwards.
         let weak = self.weak.borrow_mut().take();
         drop(weak);

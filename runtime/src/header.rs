@@ -29,28 +29,37 @@ pub(crate) const HEADER_SIZE: usize = std::mem::size_of::<Header>();
 /// Size of [`Links`]; tracked objects carry them in front of the header.
 pub(crate) const LINKS_SIZE: usize = std::mem::size_of::<Links>();
 
-/// Header flag bits.
+/// Header flag bits. Each bit has one meaning; the states below say which combinations occur.
+///
+/// - live, in a generation list: `TRACKED` (if tracked), maybe `HAS_FINALIZER`, `FINALIZED`;
+/// - candidate of the running collection of its own heap (trial deletion): `COLLECTING`, and
+///   `REACHABLE` once found reachable; links hold the scratch count;
+/// - garbage held back from the refcount path (partition to reclaim): `UNLINKED | COLLECTING`;
+///   during the resurrection check also maybe `REACHABLE`;
+/// - being reclaimed: `UNLINKED | COLLECTING | RECLAIMING`, and `VALUE_DROPPED` once its value's
+///   drop has begun;
+/// - reclaimed but still held (a "zombie": a `Drop` stored a handle to it):
+///   `UNLINKED | RECLAIMING | VALUE_DROPPED`, without `COLLECTING`; freed by its last handle.
 pub(crate) mod flag {
     /// The object has generation links in front of its header and is in a generation list.
     pub const TRACKED: u8 = 1 << 0;
-    /// The object's type has a finalizer.
+    /// The object has a finalizer.
     pub const HAS_FINALIZER: u8 = 1 << 1;
     /// The finalizer has run (or is running); it never runs again.
     pub const FINALIZED: u8 = 1 << 2;
-    /// The object's death was deferred to the heap's trashcan list.
-    pub const DEFERRED: u8 = 1 << 3;
-    /// The object's value has been dropped; its memory waits for the last handle to go.
+    /// Garbage whose reclaim has begun: no weak reference upgrades to it any more, even one made
+    /// after its weak references were cleared (SEMANTICS 2.7).
+    pub const RECLAIMING: u8 = 1 << 3;
+    /// The object's value has been dropped (or its drop has begun); its memory waits for the last
+    /// handle to go. `Deref` panics from then on.
     pub const VALUE_DROPPED: u8 = 1 << 4;
-    /// The object is a candidate of the running collection; together with `UNLINKED`, it is
-    /// being reclaimed (`collect::reclaim`).
+    /// The object is a candidate of its heap's running collection or, with `UNLINKED`, garbage
+    /// of it whose value has not finished dropping.
     pub const COLLECTING: u8 = 1 << 5;
-    /// The candidate was found reachable from outside.
+    /// The candidate was found reachable from outside (trial deletion only).
     pub const REACHABLE: u8 = 1 << 6;
-    /// A tracked object that has left every generation list (its cycle was broken).
+    /// A tracked object that has left every generation list: garbage of a collection.
     pub const UNLINKED: u8 = 1 << 7;
-    /// For an object being reclaimed (`UNLINKED` and `COLLECTING`): its value has finished
-    /// dropping. Shares its bit with `REACHABLE`, which only candidates use.
-    pub const RECLAIM_DONE: u8 = REACHABLE;
 }
 
 /// Intrusive links of a tracked object in its generation's circular list.

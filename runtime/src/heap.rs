@@ -7,7 +7,7 @@
 //! heap). The inner heap outlives its objects: dropping the [`Heap`] shuts it down, and if objects
 //! are still held from outside, the inner heap stays until the last of them dies.
 
-use std::cell::{Cell, RefCell, UnsafeCell};
+use std::cell::{Cell, RefCell};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
@@ -70,10 +70,36 @@ impl std::fmt::Display for Unraisable {
 /// The unraisable hook's type: called with each report.
 pub type UnraisableHook = Box<dyn Fn(&Unraisable)>;
 
+/// Drops a caught panic's payload. The payload's own `Drop` is user code and may panic in turn
+/// (with another payload whose `Drop` may panic...): each such panic is caught, and after a few
+/// rounds the last payload is leaked rather than dropped, so no panic ever leaves the runtime.
+pub(crate) fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
+    let mut payload = payload;
+    for _ in 0..8 {
+        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+            Ok(()) => return,
+            Err(next) => payload = next,
+        }
+    }
+    std::mem::forget(payload);
+}
+
+/// Drops a value whose `Drop` is user code (a closure the runtime held, say), catching a panic
+/// and dropping its payload safely. Returns the panic's payload, if any, for a report.
+pub(crate) fn drop_guarded<T>(value: T) -> Option<Box<dyn std::any::Any + Send>> {
+    catch_unwind(AssertUnwindSafe(move || drop(value))).err()
+}
+
+/// Writes a report to stderr, ignoring a failed write (`eprintln!` would panic).
+fn print_unraisable(u: &Unraisable) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{u}");
+}
+
 /// All the state of one heap.
 pub(crate) struct HeapInner {
-    /// Slot of this heap in the thread's registry.
-    slot: u16,
+    /// Slot of this heap in the thread's registry; the `heap` field of its objects' headers.
+    pub(crate) slot: u16,
     /// Generation lists 0, 1, 2 and the permanent set, each a circular list head.
     pub(crate) lists: [Links; 4],
     pub(crate) gens: Generations,
@@ -90,39 +116,104 @@ pub(crate) struct HeapInner {
     live: Cell<usize>,
     /// Current nesting of object deaths.
     depth: Cell<u32>,
+    /// Runtime frames on the stack that use this heap and may run user code (see [`Frame`]).
+    frames: Cell<u32>,
     /// Deaths deferred past `TRASHCAN_DEPTH`, drained by the outermost death.
     deferred: RefCell<Vec<NonNull<Header>>>,
-    /// The `Heap` handle was dropped: free this when `live` reaches 0.
+    /// The `Heap` handle was dropped: free this when `live` reaches 0 and no frame is active.
     closed: Cell<bool>,
-    hook: RefCell<Option<UnraisableHook>>,
+    /// The unraisable hook, shared so that a report can call it with no borrow held (the hook
+    /// may replace itself, or report again).
+    hook: RefCell<Option<std::rc::Rc<UnraisableHook>>>,
     /// Statistics: objects allocated and freed since the heap was made.
     allocated: Cell<u64>,
     freed: Cell<u64>,
 }
 
+/// This thread's heaps, by slot (`None`: a free slot).
+type Registry = Vec<Option<NonNull<HeapInner>>>;
+
 thread_local! {
-    /// This thread's heaps, by slot. A slot is `None` when free. Only `Heap::new` and
-    /// `free_heap` change it, and neither runs user code while they do, so no reader can see it
-    /// mid-change (see `registry_get`).
-    static REGISTRY: UnsafeCell<Vec<Option<NonNull<HeapInner>>>> = const { UnsafeCell::new(Vec::new()) };
+    /// This thread's registry of heaps, made on first use and freed when its last heap goes.
+    ///
+    /// A raw pointer in a `Cell`: a thread-local without drop glue has no destructor, so it
+    /// stays usable while other thread-locals are destroyed at thread exit (a `Gc` or `Heap`
+    /// kept in a user's `thread_local!` can still die then). Only `Heap::new` and `free_heap`
+    /// change the registry, and neither runs user code while they do; readers copy one entry
+    /// out and let go at once.
+    static REGISTRY: Cell<*mut Registry> = const { Cell::new(std::ptr::null_mut()) };
 }
 
 fn registry_get(slot: usize) -> Option<NonNull<HeapInner>> {
-    REGISTRY.with(|r| {
-        // SAFETY: the registry is only mutated by `registry_update`, which holds no reference
-        // across user code; this read copies one entry out.
-        unsafe { (&*r.get()).get(slot).copied().flatten() }
-    })
-}
-
-fn registry_update<R>(f: impl FnOnce(&mut Vec<Option<NonNull<HeapInner>>>) -> R) -> Option<R> {
     REGISTRY
         .try_with(|r| {
-            // SAFETY: `f` only edits the vector (no user code), and no other reference to it is
-            // alive: readers copy an entry out and let go at once.
-            f(unsafe { &mut *r.get() })
+            let p = r.get();
+            if p.is_null() {
+                return None;
+            }
+            // SAFETY: a non-null registry pointer is the live box made by `registry_update`;
+            // this read copies one entry out and keeps no reference.
+            unsafe { (&*p).get(slot).copied().flatten() }
         })
         .ok()
+        .flatten()
+}
+
+fn registry_update<R>(f: impl FnOnce(&mut Registry) -> R) -> Option<R> {
+    REGISTRY
+        .try_with(|r| {
+            let mut p = r.get();
+            if p.is_null() {
+                p = Box::into_raw(Box::new(Registry::new()));
+                r.set(p);
+            }
+            // SAFETY: the box is live (made above or earlier) and no other reference to it
+            // exists: `f` only edits the vector (no user code), readers copy and let go.
+            let registry = unsafe { &mut *p };
+            let out = f(registry);
+            if registry.iter().all(Option::is_none) {
+                r.set(std::ptr::null_mut());
+                // SAFETY: made by Box::into_raw above; unreachable now that the cell is null.
+                drop(unsafe { Box::from_raw(p) });
+            }
+            out
+        })
+        .ok()
+}
+
+/// A runtime frame on a heap: while one is on the stack, the heap's state is not freed, even if
+/// user code run from inside it drops the `Heap` handle and the last object (SEMANTICS 5.1,
+/// 5.5). The outermost frame to end on a closed heap with no objects left frees the heap.
+///
+/// Every path that may run user code without the caller holding the `Heap` handle enters one:
+/// an object's death (`release`), a collection, and the heap's shutdown.
+pub(crate) struct Frame {
+    heap: NonNull<HeapInner>,
+}
+
+impl Frame {
+    /// Enters a frame on the heap made with this pointer (the registry's).
+    pub(crate) fn enter(heap: NonNull<HeapInner>) -> Frame {
+        // SAFETY: the caller reached the heap through a live object or its handle, so it is
+        // allocated; frames keep it so.
+        let h = unsafe { heap.as_ref() };
+        h.frames.set(h.frames.get() + 1);
+        Frame { heap }
+    }
+}
+
+impl Drop for Frame {
+    fn drop(&mut self) {
+        // SAFETY: this frame kept the heap allocated.
+        let h = unsafe { self.heap.as_ref() };
+        let n = h.frames.get() - 1;
+        h.frames.set(n);
+        if n == 0 && h.closed.get() && h.live.get() == 0 {
+            // SAFETY: the handle is gone, no object is left and no frame uses the heap: nothing
+            // refers to it (the reference above is not used again).
+            unsafe { free_heap(self.heap) };
+        }
+    }
 }
 
 /// The heap that owns the object with this header.
@@ -169,20 +260,8 @@ impl Heap {
     /// # Panics
     /// If this thread already has 65,536 heaps alive.
     pub fn new() -> Heap {
-        let slot = registry_update(|r| match r.iter().position(Option::is_none) {
-            Some(i) => i,
-            None => {
-                assert!(
-                    r.len() <= u16::MAX as usize,
-                    "reap: too many heaps on one thread"
-                );
-                r.push(None);
-                r.len() - 1
-            }
-        })
-        .expect("reap: Heap::new called while the thread is exiting");
         let inner = Box::new(HeapInner {
-            slot: slot as u16,
+            slot: 0,
             lists: [
                 Links::dangling(),
                 Links::dangling(),
@@ -197,6 +276,7 @@ impl Heap {
             no_collect: Cell::new(0),
             live: Cell::new(0),
             depth: Cell::new(0),
+            frames: Cell::new(0),
             deferred: RefCell::new(Vec::new()),
             closed: Cell::new(false),
             hook: RefCell::new(None),
@@ -207,12 +287,29 @@ impl Heap {
         // only once the box is no longer moved or uniquely borrowed.
         // SAFETY: Box::into_raw never returns null.
         let inner = unsafe { NonNull::new_unchecked(Box::into_raw(inner)) };
-        // SAFETY: just leaked; only shared references are made from here on.
+        let slot = registry_update(|r| {
+            let slot = match r.iter().position(Option::is_none) {
+                Some(i) => i,
+                None => {
+                    assert!(
+                        r.len() <= u16::MAX as usize,
+                        "reap: too many heaps on one thread"
+                    );
+                    r.push(None);
+                    r.len() - 1
+                }
+            };
+            r[slot] = Some(inner);
+            slot
+        })
+        .expect("reap: Heap::new called while the thread is exiting");
+        // SAFETY: just leaked and registered; no reference to it exists yet.
+        unsafe { (*inner.as_ptr()).slot = slot as u16 };
+        // SAFETY: only shared references are made from here on.
         let shared = unsafe { inner.as_ref() };
         for l in &shared.lists {
             l.init_empty();
         }
-        registry_update(|r| r[slot] = Some(inner));
         Heap { inner }
     }
 
@@ -244,7 +341,13 @@ impl Heap {
     /// heap.set_unraisable_hook(Some(Box::new(move |u: &Unraisable| s.borrow_mut().push(u.message.clone()))));
     /// ```
     pub fn set_unraisable_hook(&self, hook: Option<UnraisableHook>) {
-        *self.inner().hook.borrow_mut() = hook;
+        let new = hook.map(std::rc::Rc::new);
+        let old = std::mem::replace(&mut *self.inner().hook.borrow_mut(), new);
+        // The old hook's captures may run user `Drop`s: not under the cell's borrow.
+        if let Some(p) = drop_guarded(old) {
+            self.inner()
+                .report_panic(UnraisableKind::Drop, "reap::UnraisableHook", p);
+        }
     }
 
     /// Objects allocated on this heap and not yet freed.
@@ -297,7 +400,7 @@ impl Heap {
     /// # Panics
     /// If `g > 2`.
     pub fn collect(&self, g: usize) -> usize {
-        self.inner().collect(g)
+        collect(self.inner, g)
     }
 
     /// Enables automatic collection (`gc.enable()`).
@@ -410,22 +513,35 @@ impl HeapInner {
     fn collect_automatically(&self) {
         if self.no_collect.get() == 0 {
             if let Some(g) = self.gens.generation_to_collect() {
-                self.collect(g);
+                collect(self.ptr(), g);
             }
         }
     }
 
-    /// Hands a caught panic or a report to the unraisable hook.
+    /// The pointer this heap was made with (with the provenance to free it), from the registry.
+    pub(crate) fn ptr(&self) -> NonNull<HeapInner> {
+        registry_get(self.slot as usize).expect("reap: heap used on a thread that does not own it")
+    }
+
+    /// Hands a caught panic or a report to the unraisable hook. The hook runs with no borrow
+    /// held: it may replace itself, report again, or drop the heap's last objects (callers are
+    /// inside a [`Frame`], which keeps the heap's state allocated meanwhile).
     pub(crate) fn report(&self, u: Unraisable) {
-        let hook = self.hook.borrow();
-        match &*hook {
+        let hook = self.hook.borrow().clone();
+        match hook {
             Some(h) => {
                 // A panicking hook must not unwind through the runtime.
-                if catch_unwind(AssertUnwindSafe(|| h(&u))).is_err() {
-                    eprintln!("{u}");
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| h(&u))) {
+                    print_unraisable(&u);
+                    drop_payload(p);
+                }
+                // If the hook was replaced meanwhile, this was its last owner: its captures'
+                // `Drop`s are user code too.
+                if let Some(p) = drop_guarded(h) {
+                    drop_payload(p);
                 }
             }
-            None => eprintln!("{u}"),
+            None => print_unraisable(&u),
         }
     }
 
@@ -443,7 +559,7 @@ impl HeapInner {
             "panic with a non-string payload".to_string()
         };
         // Drop the payload under a guard of its own: its Drop is user code too.
-        let _ = catch_unwind(AssertUnwindSafe(move || drop(payload)));
+        drop_payload(payload);
         self.report(Unraisable {
             kind,
             type_name,
@@ -464,70 +580,82 @@ impl HeapInner {
 #[inline(never)]
 pub(crate) unsafe fn release(header: NonNull<Header>) {
     // SAFETY: the object is still allocated (its death has not begun).
-    let heap_ptr = heap_ptr_of(unsafe { header.as_ref() });
-    // SAFETY: the heap outlives its objects; it is freed below only once the last one is gone,
-    // after the last use of this reference.
-    let heap: &HeapInner = unsafe { heap_ptr.as_ref() };
-    // SAFETY: allocated (its death has not begun).
     let h = unsafe { header.as_ref() };
-    if h.has(flag::UNLINKED) && h.has(flag::COLLECTING) {
+    let heap_ptr = heap_ptr_of(h);
+    if h.has(flag::UNLINKED) {
         // SAFETY: as above.
-        unsafe { release_held_back(heap_ptr, header) };
+        unsafe { release_collected(heap_ptr, header) };
         return;
     }
+    // SAFETY: the heap outlives its objects, and the frame entered below (or the outer death's
+    // frame) keeps it allocated until this function's last use of it.
+    let heap: &HeapInner = unsafe { heap_ptr.as_ref() };
     let depth = heap.depth.get();
     if depth >= TRASHCAN_DEPTH {
-        // SAFETY: as above.
-        unsafe { header.as_ref().set(flag::DEFERRED) };
         heap.deferred.borrow_mut().push(header);
         return;
     }
-    heap.depth.set(depth + 1);
-    // SAFETY: the object's strong count is 0 and its death has not begun (caller).
+    if depth > 0 {
+        // Nested in an outer death of this heap, which holds a frame.
+        let _depth = DepthGuard::set(&heap.depth, depth + 1, depth);
+        // SAFETY: the object's strong count is 0 and its death has not begun (caller).
+        unsafe { destroy(heap, header) };
+        return;
+    }
+    // The outermost death: a frame (the heap stays allocated even if user code drops the
+    // `Heap` handle and the last object), and the trashcan drained before it ends.
+    let _frame = Frame::enter(heap_ptr);
+    let _depth = DepthGuard::set(&heap.depth, 1, 0);
+    // SAFETY: as above.
     unsafe { destroy(heap, header) };
-    if depth == 0 {
-        while !heap.deferred.borrow().is_empty() {
-            let next = heap.deferred.borrow_mut().pop();
-            let Some(h) = next else { break };
-            // SAFETY: deferred objects have strong count 0 and have not begun dying; nothing
-            // can raise their count (weak upgrades refuse a zero count).
-            unsafe {
-                h.as_ref().clear(flag::DEFERRED);
-                destroy(heap, h);
-            }
-        }
-        heap.depth.set(0);
-        if heap.closed.get() && heap.live.get() == 0 {
-            // SAFETY: the heap handle is gone and so is every object: nothing refers to it.
-            unsafe { free_heap(heap_ptr) };
-        }
-    } else {
-        heap.depth.set(depth);
+    loop {
+        let next = heap.deferred.borrow_mut().pop();
+        let Some(d) = next else { break };
+        // SAFETY: deferred objects have strong count 0 and have not begun dying; nothing can
+        // raise their count (weak upgrades refuse a zero count).
+        unsafe { destroy(heap, d) };
     }
 }
 
-/// `release` for garbage of the running collection, held back for reclaim (`collect.rs`): its
-/// weak references and finalizer are the collection's to settle. Once reclaim has dropped its
-/// value (`RECLAIM_DONE`), nothing else is owed: free it. Until then (weak phase, finalizers, or
-/// its value not dropped yet) the collection owns it: it frees the object in its turn, or
-/// resurrects it.
+/// Sets a depth counter for a scope and restores it when the scope ends, also by unwinding.
+struct DepthGuard<'a> {
+    cell: &'a Cell<u32>,
+    restore: u32,
+}
+
+impl<'a> DepthGuard<'a> {
+    fn set(cell: &'a Cell<u32>, value: u32, restore: u32) -> DepthGuard<'a> {
+        cell.set(value);
+        DepthGuard { cell, restore }
+    }
+}
+
+impl Drop for DepthGuard<'_> {
+    fn drop(&mut self) {
+        self.cell.set(self.restore);
+    }
+}
+
+/// `release` for garbage of a collection (`UNLINKED`). While its value has not finished
+/// dropping (`COLLECTING`), the collection owns it: weak phase, finalizers, or reclaim not yet
+/// done with it; reclaim frees it in its turn, or it is resurrected. Once reclaimed (a zombie:
+/// value dropped, `COLLECTING` cleared), nothing else is owed but the weak references made
+/// since its collection cleared them: free it.
 ///
 /// # Safety
-/// As `release`; the object is marked `UNLINKED | COLLECTING`.
+/// As `release`; the object is marked `UNLINKED`.
 #[cold]
 #[inline(never)]
-unsafe fn release_held_back(heap_ptr: NonNull<HeapInner>, header: NonNull<Header>) {
-    // SAFETY: the heap outlives its objects.
-    let heap = unsafe { heap_ptr.as_ref() };
+unsafe fn release_collected(heap_ptr: NonNull<HeapInner>, header: NonNull<Header>) {
     // SAFETY: allocated.
-    if unsafe { header.as_ref() }.has(flag::RECLAIM_DONE) {
-        // SAFETY: count 0, value dropped, weak references cleared: nothing reaches it.
-        unsafe { free_object(heap, header, false) };
-        if heap.depth.get() == 0 && heap.closed.get() && heap.live.get() == 0 {
-            // SAFETY: the heap handle is gone and so is every object.
-            unsafe { free_heap(heap_ptr) };
-        }
+    let h = unsafe { header.as_ref() };
+    if h.has(flag::COLLECTING) {
+        return;
     }
+    debug_assert!(h.has(flag::VALUE_DROPPED) && h.has(flag::RECLAIMING));
+    let _frame = Frame::enter(heap_ptr);
+    // SAFETY: the frame keeps the heap allocated; count 0, value dropped: nothing reaches it.
+    unsafe { free_object(heap_ptr.as_ref(), header, false) };
 }
 
 /// One object's death, in the order of SEMANTICS 3.1.
@@ -596,7 +724,9 @@ pub(crate) unsafe fn free_object(heap: &HeapInner, header: NonNull<Header>, drop
             heap.report_panic(UnraisableKind::Drop, (vtable.type_name)(), p);
         }
     }
-    // The weak-info block goes with the object.
+    // The weak-info block goes with the object. Weak references made after the object's
+    // weak references were cleared (by a `Drop` during reclaim) are cleared there, and their
+    // callbacks run.
     if h.weak_info().is_some() {
         // SAFETY: the object is dead; its weak info is no longer read.
         unsafe { weak::free_info(heap, header) };
@@ -619,47 +749,96 @@ pub(crate) unsafe fn free_object(heap: &HeapInner, header: NonNull<Header>, drop
 /// Frees a closed heap whose objects are all gone.
 ///
 /// # Safety
-/// The heap handle has been dropped and no object of the heap is alive.
+/// The heap handle has been dropped, no object of the heap is alive and no frame uses it.
 unsafe fn free_heap(inner: NonNull<HeapInner>) {
     // SAFETY: caller: nothing refers to the heap any more.
     let slot = unsafe { inner.as_ref().slot } as usize;
-    // The registry may already be gone if the thread is exiting; then there is nothing to clear.
     registry_update(|r| r[slot] = None);
-    // SAFETY: the inner heap was made by Box::leak in Heap::new and is freed once, here.
-    drop(unsafe { Box::from_raw(inner.as_ptr()) });
+    // SAFETY: the inner heap was made by Box::into_raw in Heap::new and is freed once, here.
+    let boxed = unsafe { Box::from_raw(inner.as_ptr()) };
+    let HeapInner {
+        hook,
+        gcmod,
+        finalizers,
+        ..
+    } = *boxed;
+    // What user code the heap still owned (the hook's and callbacks' captures) is dropped last,
+    // once the heap is gone from the registry: it cannot reach this heap (no object is left),
+    // and a panic in it is caught; with no heap to report to, it is printed.
+    let leftovers = (hook, gcmod, finalizers);
+    if let Some(p) = drop_guarded(leftovers) {
+        drop_payload(p);
+        print_unraisable(&Unraisable {
+            kind: UnraisableKind::Drop,
+            type_name: "reap::Heap",
+            message: "a panic while dropping the heap's hook or callbacks".into(),
+        });
+    }
 }
 
+/// Collects generation `g` of the heap made with `heap` (its registry pointer), inside a frame:
+/// user code run by the collection may drop the heap's handle and last objects.
+pub(crate) fn collect(heap: NonNull<HeapInner>, g: usize) -> usize {
+    let _frame = Frame::enter(heap);
+    // SAFETY: the frame keeps the heap allocated for this call.
+    reap_collector::collect(unsafe { heap.as_ref() }, g)
+}
+
+/// How many rounds shutdown gives finalizers that keep making garbage or registrations.
+const SHUTDOWN_ROUNDS: usize = 100;
+
 impl Drop for Heap {
-    /// Shuts the heap down (SEMANTICS 5.5): collects until nothing more is found (running the
-    /// finalizers owed); objects still held from outside are reported to the unraisable hook and
-    /// freed when their last handle goes.
+    /// Shuts the heap down (SEMANTICS 5.5): runs the pending `finalize` registrations, then
+    /// collects until nothing more is found (running the finalizers owed), and again while
+    /// that user code registers or frees more; objects still held from outside are reported to
+    /// the unraisable hook and freed when their last handle goes.
     fn drop(&mut self) {
-        let inner = self.inner();
-        // Pending `finalize` registrations run first, newest first (SEMANTICS 4.7, 5.5).
-        inner.run_pending_finalizers();
+        let ptr = self.inner;
+        // The frame keeps the heap's state allocated through all the user code below, and frees
+        // it at the end if nothing is left.
+        let _frame = Frame::enter(ptr);
+        // SAFETY: the frame keeps it allocated.
+        let inner = unsafe { ptr.as_ref() };
+        inner.closed.set(true);
+        // CPython runs no collection callbacks at exit.
+        let callbacks = std::mem::take(&mut *inner.gcmod.callbacks.borrow_mut());
+        if let Some(p) = drop_guarded(callbacks) {
+            inner.report_panic(UnraisableKind::Drop, "reap::CollectCallback", p);
+        }
+        // Frozen objects are collectable again: the permanent set goes back to generation 2.
+        // SAFETY: this heap's list heads.
+        unsafe { inner.lists[3].splice_into(&inner.lists[2]) };
         // The saved garbage goes back to the collector, and is not saved again.
         inner.gcmod.debug.set(0);
-        drop(std::mem::take(&mut *inner.gcmod.garbage.borrow_mut()));
-        // Collect until a collection finds nothing more: finalizers may free or make more.
-        for _ in 0..100 {
-            if inner.collect(2) == 0 {
+        for _ in 0..SHUTDOWN_ROUNDS {
+            // Pending `finalize` registrations run first, newest first (SEMANTICS 4.7, 5.5).
+            inner.run_pending_finalizers();
+            let saved = std::mem::take(&mut *inner.gcmod.garbage.borrow_mut());
+            drop(saved);
+            let collected = collect(ptr, 2);
+            let idle =
+                inner.finalizers.borrow().is_empty() && inner.gcmod.garbage.borrow().is_empty();
+            if collected == 0 && idle {
                 break;
             }
         }
-        inner.closed.set(true);
         let live = inner.live.get();
-        if live == 0 {
-            // SAFETY: the handle is going and no object is alive.
-            unsafe { free_heap(self.inner) };
-            return;
+        if live > 0 {
+            let during = if inner.gens.is_collecting() {
+                " (the heap was dropped during its own collection, which may still free some)"
+            } else {
+                ""
+            };
+            inner.report(Unraisable {
+                kind: UnraisableKind::Shutdown,
+                type_name: "reap::Heap",
+                message: format!(
+                    "{live} object(s) still alive at heap shutdown{during}: held by handles the \
+                     collector cannot see (outside the heap, in another heap's objects, or in \
+                     untraced fields); each is freed when its last handle goes"
+                ),
+            });
         }
-        inner.report(Unraisable {
-            kind: UnraisableKind::Shutdown,
-            type_name: "reap::Heap",
-            message: format!(
-                "{live} object(s) still alive at heap shutdown; they are freed when their last handle goes"
-            ),
-        });
     }
 }
 

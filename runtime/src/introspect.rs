@@ -47,12 +47,17 @@ fn usable(o: NonNull<Header>) -> bool {
     h.strong() > 0 && !h.has(flag::VALUE_DROPPED)
 }
 
-/// The handles the object's value holds, as headers.
+/// The handles the object's value holds, as headers; none once its value is dropped (a
+/// reclaimed object kept by a handle that a `Drop` stored: its value must not be traced).
 fn edges(o: NonNull<Header>) -> Vec<NonNull<Header>> {
     let mut out = Vec::new();
+    // SAFETY: callers pass allocated objects.
+    if unsafe { o.as_ref() }.has(flag::VALUE_DROPPED) {
+        return out;
+    }
     let mut visit = |t: NonNull<Header>| out.push(t);
     let mut tracer = Tracer::new(&mut visit);
-    // SAFETY: callers pass live objects with intact values.
+    // SAFETY: allocated with an intact value (checked above).
     unsafe { (o.as_ref().vtable().trace)(Header::value_ptr(o), &mut tracer) };
     out
 }
@@ -112,6 +117,11 @@ impl HeapInner {
                     "collection callback",
                     p,
                 );
+            }
+            // If the callback removed itself, this is its last owner: its captures' `Drop`s
+            // are user code.
+            if let Some(p) = crate::heap::drop_guarded(cb) {
+                self.report_panic(crate::UnraisableKind::Drop, "collection callback", p);
             }
         }
     }
@@ -206,10 +216,18 @@ impl Heap {
 
     /// Removes a collection callback; returns whether it was registered.
     pub fn remove_collect_callback(&self, id: u64) -> bool {
-        let mut cbs = self.inner().gcmod.callbacks.borrow_mut();
-        let before = cbs.len();
-        cbs.retain(|(i, _)| *i != id);
-        cbs.len() != before
+        let removed = {
+            let mut cbs = self.inner().gcmod.callbacks.borrow_mut();
+            let at = cbs.iter().position(|(i, _)| *i == id);
+            at.map(|at| cbs.remove(at))
+        };
+        // Dropped with no borrow held: the callback's captures may run user code.
+        let found = removed.is_some();
+        if let Some(p) = crate::heap::drop_guarded(removed) {
+            self.inner()
+                .report_panic(crate::UnraisableKind::Drop, "collection callback", p);
+        }
+        found
     }
 
     /// `gc.set_debug(flags)`: a combination of [`debug::STATS`] and [`debug::SAVEALL`].

@@ -21,6 +21,10 @@ use crate::Gc;
 /// the object as reachable (SEMANTICS 5.3).
 pub struct Tracer<'a> {
     mode: Mode<'a>,
+    /// Registry slot of the heap whose collection traces: in the two trial-deletion modes, a
+    /// handle to another heap's object is a reference from outside this heap's candidates and
+    /// is ignored (another heap's marks are never read or written).
+    heap: u16,
     incomplete: bool,
 }
 
@@ -36,25 +40,29 @@ enum Mode<'a> {
 }
 
 impl<'a> Tracer<'a> {
+    /// A tracer that hands every handle to `visit`, whatever heap its object belongs to.
     pub(crate) fn new(visit: &'a mut dyn FnMut(NonNull<Header>)) -> Self {
         Tracer {
             mode: Mode::Visit(visit),
+            heap: 0,
             incomplete: false,
         }
     }
 
-    /// A tracer for trial deletion's step 2.
-    pub(crate) fn subtract() -> Tracer<'static> {
+    /// A tracer for trial deletion's step 2 in the heap with registry slot `heap`.
+    pub(crate) fn subtract(heap: u16) -> Tracer<'static> {
         Tracer {
             mode: Mode::Subtract,
+            heap,
             incomplete: false,
         }
     }
 
-    /// A tracer for trial deletion's step 3.
-    pub(crate) fn mark(stack: &'a mut Vec<NonNull<Header>>) -> Self {
+    /// A tracer for trial deletion's step 3 in the heap with registry slot `heap`.
+    pub(crate) fn mark(stack: &'a mut Vec<NonNull<Header>>, heap: u16) -> Self {
         Tracer {
             mode: Mode::Mark(stack),
+            heap,
             incomplete: false,
         }
     }
@@ -66,7 +74,8 @@ impl<'a> Tracer<'a> {
         match &mut self.mode {
             Mode::Subtract => {
                 // SAFETY: the handle keeps its object allocated.
-                if unsafe { target.as_ref() }.is_unmarked_candidate() {
+                let h = unsafe { target.as_ref() };
+                if h.heap == self.heap && h.is_unmarked_candidate() {
                     // SAFETY: a candidate's links are the collector's.
                     unsafe {
                         let n = Header::scratch(target);
@@ -77,7 +86,7 @@ impl<'a> Tracer<'a> {
             Mode::Mark(stack) => {
                 // SAFETY: as above.
                 let h = unsafe { target.as_ref() };
-                if h.is_unmarked_candidate() {
+                if h.heap == self.heap && h.is_unmarked_candidate() {
                     h.set(crate::header::flag::REACHABLE);
                     stack.push(target);
                 }
@@ -123,8 +132,12 @@ impl<'a> Tracer<'a> {
 /// # Safety
 ///
 /// `trace` must visit only handles that `self` owns (each strong handle it holds at most once
-/// per call for every time it holds it), and must not create or drop handles, nor allocate
-/// objects on the heap. Visiting fewer handles than the value holds is allowed (the collector
+/// per call for every time it holds it). It runs in the middle of trial deletion, while the
+/// collector keeps scratch counts in the candidates' links and reads `RefCell`s and `Cell`s
+/// without guards, so it must run no code that could touch the runtime or the traced values:
+/// it must not create, clone or drop handles or weak references, allocate, collect, mutate any
+/// part of the value (no `Cell::take`/`set`, no `RefCell::borrow_mut`), or call user code that
+/// might (a `Default`, a `Drop`, a callback). Visiting fewer handles than the value holds is allowed (the collector
 /// then keeps what they lead to). `needs_trace` may return `false` only if values of the type
 /// can never hold a handle.
 pub unsafe trait Trace: 'static {
@@ -365,13 +378,16 @@ map!(HashMap, S);
 map!(hashbrown::HashMap, S);
 map!(BTreeMap);
 
-// SAFETY: the cell owns its value; `take` then `set` puts the same value back, and tracing
-// neither drops nor creates handles.
-unsafe impl<T: Trace + Default> Trace for Cell<T> {
+// SAFETY: the cell owns its value, and `trace` visits it in place. No `take`/`set` (which would
+// run the user's `Default` and `Drop` in the middle of a collection): the value is read through
+// the cell's pointer for the length of this call, during which no code that could write the
+// cell runs (tracing runs no user code: the derive and these impls only visit fields, and a
+// hand-written `Trace` must not either, by its contract). A `Cell`'s contents are only ever
+// written by `Cell`'s own methods, which run no user code while the value is half-written.
+unsafe impl<T: Trace> Trace for Cell<T> {
     fn trace(&self, tracer: &mut Tracer<'_>) {
-        let v = self.take();
-        v.trace(tracer);
-        self.set(v);
+        // SAFETY: see above: nothing writes the cell while this shared reference lives.
+        unsafe { &*self.as_ptr() }.trace(tracer);
     }
     fn needs_trace() -> bool {
         T::needs_trace()

@@ -392,6 +392,14 @@ pub(crate) unsafe fn free_info(heap: &HeapInner, header: NonNull<Header>) {
     };
     // SAFETY: a tagged meta points at the live WeakInfo.
     let info = unsafe { &*ptr };
+    // Weak references made after the object's weak references were last cleared (a `Drop`
+    // during reclaim made one to a member of its garbage) are cleared now, and their callbacks
+    // run, as on the refcount path (SEMANTICS 2.7). The count is 0, so nobody can make another
+    // meanwhile; the loop is only belt and braces.
+    while info.shared.get().is_some() || info.head.get().is_some() {
+        // SAFETY: allocated, count 0: it is not reachable through weak references again.
+        unsafe { clear_and_call(heap, header) };
+    }
     h.set_vtable(info.vtable);
     if let Some(s) = info.shared.take() {
         // SAFETY: the block owns a count of it: allocated.
@@ -556,8 +564,7 @@ impl<T: ?Sized> Weak<T> {
         let target = self.target()?;
         // SAFETY: a set target is allocated (WeakRefObj invariant).
         let h = unsafe { target.as_ref() };
-        if h.strong() == 0 {
-            // Its death has begun (a deferred death): it must not come back.
+        if !upgradable(h) {
             return None;
         }
         h.inc_strong();
@@ -566,11 +573,11 @@ impl<T: ?Sized> Weak<T> {
         Some(unsafe { Gc::from_value_ptr(self.ptr) })
     }
 
-    /// Whether the referent is still alive.
+    /// Whether the referent is still alive (an upgrade would succeed).
     pub fn is_alive(&self) -> bool {
         match self.target() {
             // SAFETY: a set target is allocated.
-            Some(t) => unsafe { t.as_ref() }.strong() > 0,
+            Some(t) => upgradable(unsafe { t.as_ref() }),
             None => false,
         }
     }
@@ -601,6 +608,14 @@ impl<T: ?Sized> Weak<T> {
         self.obj.hash.set(Some(h));
         Ok(h)
     }
+}
+
+/// Whether a weak reference to this object may upgrade: not when its death has begun (count 0,
+/// including a death deferred to the trashcan), nor when it is garbage whose reclaim has begun
+/// or whose value is dropped (SEMANTICS 2.7, 4.1).
+#[inline]
+fn upgradable(h: &Header) -> bool {
+    h.strong() != 0 && !h.has(flag::RECLAIMING | flag::VALUE_DROPPED)
 }
 
 /// The hash a weak reference takes from its referent: SipHash with fixed keys, so the same
