@@ -159,6 +159,20 @@ fn registry_get(slot: usize) -> Option<NonNull<HeapInner>> {
         .flatten()
 }
 
+/// Every heap of this thread, as the registry holds them.
+fn registry_all() -> Vec<NonNull<HeapInner>> {
+    REGISTRY
+        .try_with(|r| {
+            let p = r.get();
+            if p.is_null() {
+                return Vec::new();
+            }
+            // SAFETY: as in `registry_get`; the entries are copied out.
+            unsafe { (&*p).iter().flatten().copied().collect() }
+        })
+        .unwrap_or_default()
+}
+
 fn registry_update<R>(f: impl FnOnce(&mut Registry) -> R) -> Option<R> {
     REGISTRY
         .try_with(|r| {
@@ -518,6 +532,42 @@ impl HeapInner {
         }
     }
 
+    /// How many of this heap's objects are held by tracked objects of this thread's other heaps
+    /// (for the shutdown report: each heap's collector sees such handles as held from outside,
+    /// so a cycle across heaps is never collected). Runs no user code: tracing runs none.
+    fn held_by_other_heaps(&self) -> usize {
+        let me = self.slot;
+        let mut held = std::collections::HashSet::new();
+        for other in registry_all() {
+            // SAFETY: registered heaps are allocated; only shared references are made, and no
+            // user code runs while this one lives.
+            let other = unsafe { other.as_ref() };
+            if other.slot == me {
+                continue;
+            }
+            for head in &other.lists {
+                for o in crate::introspect::members(head) {
+                    // SAFETY: listed objects are allocated.
+                    if unsafe { o.as_ref() }.has(flag::VALUE_DROPPED) {
+                        continue;
+                    }
+                    let mut visit = |t: NonNull<Header>| {
+                        // SAFETY: handles lead to allocated objects.
+                        if unsafe { t.as_ref() }.heap == me {
+                            held.insert(t);
+                        }
+                    };
+                    let mut tracer = crate::trace::Tracer::new(&mut visit);
+                    // SAFETY: a listed object with an intact value; tracing only reads it.
+                    unsafe {
+                        (o.as_ref().vtable().trace)(Header::value_ptr(o), &mut tracer);
+                    }
+                }
+            }
+        }
+        held.len()
+    }
+
     /// The pointer this heap was made with (with the provenance to free it), from the registry.
     pub(crate) fn ptr(&self) -> NonNull<HeapInner> {
         registry_get(self.slot as usize).expect("reap: heap used on a thread that does not own it")
@@ -829,13 +879,20 @@ impl Drop for Heap {
             } else {
                 ""
             };
+            let across = match inner.held_by_other_heaps() {
+                0 => String::new(),
+                n => format!(
+                    "; {n} of them held by objects of other heaps (a cycle across heaps is \
+                     never collected: break it by hand)"
+                ),
+            };
             inner.report(Unraisable {
                 kind: UnraisableKind::Shutdown,
                 type_name: "reap::Heap",
                 message: format!(
                     "{live} object(s) still alive at heap shutdown{during}: held by handles the \
                      collector cannot see (outside the heap, in another heap's objects, or in \
-                     untraced fields); each is freed when its last handle goes"
+                     untraced fields){across}; each is freed when its last handle goes"
                 ),
             });
         }

@@ -86,7 +86,9 @@ impl<K: Hash + Eq + Clone + 'static, V: ?Sized + 'static> WeakValueMap<K, V> {
         Weak::with_callback(value, move |dead: &Weak<V>| {
             if let Some(inner) = owner.upgrade() {
                 if inner.iterating.get() > 0 {
-                    inner.pending.borrow_mut().push((key.clone(), dead.clone()));
+                    // The key's `Clone` is user code: run it before borrowing.
+                    let entry = (key.clone(), dead.clone());
+                    inner.pending.borrow_mut().push(entry);
                 } else {
                     inner.remove_if_same(&key, dead);
                 }
