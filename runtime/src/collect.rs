@@ -133,13 +133,6 @@ fn relink(objects: &[NonNull<Header>], to: &Links) {
     }
 }
 
-fn clear_marks(objects: &[NonNull<Header>]) {
-    for &o in objects {
-        // SAFETY: allocated.
-        unsafe { o.as_ref() }.clear(flag::COLLECTING | flag::REACHABLE);
-    }
-}
-
 impl HeapInner {
     /// Step 1 of trial deletion for one object: scratch count from the strong count, marked a
     /// candidate.
@@ -229,11 +222,10 @@ impl CollectionPhases for HeapInner {
     fn abandon(&self, candidates: &[NonNull<Header>], to: usize, panic: Box<dyn Any + Send>) {
         // Real counts were never touched: keep everything, as survivors, and as possible roots
         // so the next collection looks again.
-        clear_marks(candidates);
         for &o in candidates {
             // SAFETY: allocated.
             let h = unsafe { o.as_ref() };
-            h.clear(flag::UNLINKED);
+            h.clear(flag::COLLECTING | flag::REACHABLE | flag::UNLINKED);
             h.set_possible_root();
         }
         relink(candidates, &self.lists[to]);

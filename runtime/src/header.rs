@@ -62,6 +62,27 @@ pub(crate) mod flag {
     pub const UNLINKED: u8 = 1 << 7;
 }
 
+/// Checks (in debug builds) that the flags are those of one of the states listed in [`flag`]:
+/// each bit keeps its one meaning.
+#[inline]
+fn debug_assert_state(v: u8) {
+    use flag::*;
+    debug_assert!(
+        v & REACHABLE == 0 || v & COLLECTING != 0,
+        "reap: REACHABLE without COLLECTING ({v:#010b})"
+    );
+    debug_assert!(
+        v & RECLAIMING == 0 || v & UNLINKED != 0,
+        "reap: RECLAIMING outside a collection's garbage ({v:#010b})"
+    );
+    debug_assert!(
+        v & UNLINKED == 0
+            || v & COLLECTING != 0
+            || v & (RECLAIMING | VALUE_DROPPED) == RECLAIMING | VALUE_DROPPED,
+        "reap: UNLINKED object neither held back nor reclaimed ({v:#010b})"
+    );
+}
+
 /// Intrusive links of a tracked object in its generation's circular list.
 #[repr(C)]
 pub(crate) struct Links {
@@ -297,12 +318,16 @@ impl Header {
 
     #[inline]
     pub(crate) fn set(&self, f: u8) {
-        self.flags.set(self.flags.get() | f);
+        let v = self.flags.get() | f;
+        debug_assert_state(v);
+        self.flags.set(v);
     }
 
     #[inline]
     pub(crate) fn clear(&self, f: u8) {
-        self.flags.set(self.flags.get() & !f);
+        let v = self.flags.get() & !f;
+        debug_assert_state(v);
+        self.flags.set(v);
     }
 
     /// The object's vtable, through the weak-info block if there is one.
