@@ -78,3 +78,86 @@ fn objects_held_outside_at_shutdown_are_reported_then_freed() {
     assert_eq!(*kept, "kept");
     drop(kept); // frees the object, then the heap's state
 }
+
+/// A node of the cross-heap tests: counts its drops in `CROSS_DROPS`.
+#[derive(Trace)]
+struct Peer {
+    other: RefCell<Option<Gc<Peer>>>,
+}
+
+thread_local! {
+    static CROSS_DROPS: Cell<usize> = const { Cell::new(0) };
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        CROSS_DROPS.with(|d| d.set(d.get() + 1));
+    }
+}
+
+/// Handles across heaps are supported; each heap's collector sees a handle from another heap's
+/// object as held from outside, so a cycle spanning two heaps is never collected. Shutdown says
+/// so, and the cycle broken by hand is freed.
+#[test]
+fn cross_heap_cycle_is_reported_at_shutdown_and_freed_when_broken() {
+    let a = Heap::new();
+    let b = Heap::new();
+    let seen: Rc<RefCell<Vec<Unraisable>>> = Rc::default();
+    let s = seen.clone();
+    a.set_unraisable_hook(Some(Box::new(move |u: &Unraisable| {
+        s.borrow_mut().push(u.clone())
+    })));
+    let pa = a.alloc(Peer {
+        other: RefCell::new(None),
+    });
+    let pb = b.alloc(Peer {
+        other: RefCell::new(Some(pa.clone())),
+    });
+    *pa.other.borrow_mut() = Some(pb.clone());
+    let wb = reap::Weak::new(&pb);
+    drop((pa, pb));
+    assert_eq!(a.collect(2), 0, "the other heap's handle keeps it");
+    assert_eq!(b.collect(2), 0, "the other heap's handle keeps it");
+    assert_eq!(CROSS_DROPS.with(Cell::get), 0);
+    drop(a);
+    {
+        let seen = seen.borrow();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].kind, UnraisableKind::Shutdown);
+        assert!(
+            seen[0].message.starts_with("1 object(s) still alive")
+                && seen[0]
+                    .message
+                    .contains("1 of them held by objects of other heaps"),
+            "{}",
+            seen[0].message
+        );
+    }
+    // Break the cycle by hand: both die, and heap A's state with the last of its objects.
+    let pb = wb.upgrade().expect("kept by the cycle");
+    let pa = pb.other.borrow_mut().take().expect("its edge");
+    drop(pb);
+    assert_eq!(CROSS_DROPS.with(Cell::get), 0, "pa still holds pb");
+    drop(pa);
+    assert_eq!(CROSS_DROPS.with(Cell::get), 2);
+    assert_eq!(b.live_objects(), 1, "only the weak reference is left");
+    drop(wb);
+    assert_eq!(b.live_objects(), 0);
+}
+
+/// CPython runs no `gc.callbacks` at exit (SEMANTICS 5.5): shutdown's collections do not call
+/// them, though they still collect.
+#[test]
+fn collection_callbacks_do_not_run_at_shutdown() {
+    let heap = Heap::new();
+    let calls = Rc::new(Cell::new(0));
+    let c = calls.clone();
+    heap.add_collect_callback(Box::new(move |_, _| c.set(c.get() + 1)));
+    heap.collect(0);
+    assert_eq!(calls.get(), 2, "start and stop");
+    ring(&heap, 3);
+    let before = DROPS.with(Cell::get);
+    drop(heap);
+    assert_eq!(calls.get(), 2, "no callback at shutdown");
+    assert_eq!(DROPS.with(Cell::get), before + 3);
+}
