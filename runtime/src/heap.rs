@@ -248,6 +248,16 @@ pub(crate) fn heap_ptr_of(header: &Header) -> NonNull<HeapInner> {
 /// A heap of reference-counted objects, in Local mode: it and its handles stay on the thread
 /// that made it.
 ///
+/// A thread may have several heaps, and an object of one may hold handles to objects of
+/// another. Each heap's collector counts such a handle as a reference from outside, so what it
+/// leads to is kept; a cycle that runs through two heaps is therefore never collected (break it
+/// by hand), and heap shutdown reports how many of its objects other heaps still hold.
+///
+/// Dropping the `Heap` shuts it down (see [`Drop`](#impl-Drop-for-Heap)); that is allowed
+/// anywhere, even from a finalizer, a callback or the unraisable hook while this heap's own
+/// code is on the stack: the heap's state then lives until that code is done and the last
+/// object is gone.
+///
 /// ```
 /// use reap::{Gc, Heap};
 ///
