@@ -99,11 +99,11 @@ impl CollectorHeap for HeapInner {
     }
 
     fn subtract_edges(&self, o: NonNull<Header>) -> bool {
-        trace_with(o, Tracer::subtract(self.slot))
+        trace_with(o, Tracer::subtract(self.candidate_key))
     }
 
     fn mark_edges(&self, o: NonNull<Header>, stack: &mut Vec<NonNull<Header>>) {
-        trace_with(o, Tracer::mark(stack, self.slot));
+        trace_with(o, Tracer::mark(stack, self.candidate_key));
     }
 }
 
@@ -373,18 +373,16 @@ impl CollectionPhases for HeapInner {
         self.gens.note_deallocations(collected);
         // Reclaim begins: from here on no weak reference upgrades to the garbage, not even one
         // a `Drop` below makes (SEMANTICS 2.7).
-        for &o in &garbage {
-            // SAFETY: garbage stays allocated until this loop's end (held back).
-            unsafe { o.as_ref() }.set(flag::RECLAIMING);
-        }
         // Weak references made to the garbage during the collection (by finalizers or callbacks)
         // are cleared now and their callbacks run, as on the refcount path, before any value is
         // dropped. Those callbacks can reach no garbage: their weak references, and what their
         // callbacks hold, were outside the garbage at the resurrection check.
         let mut calls = Vec::new();
         for &o in &garbage {
-            // SAFETY: as above.
-            if unsafe { o.as_ref() }.weak_info().is_some() {
+            // SAFETY: garbage stays allocated until the loop below frees it (held back).
+            let h = unsafe { o.as_ref() };
+            h.set(flag::RECLAIMING);
+            if h.weak_info().is_some() {
                 // SAFETY: allocated garbage of this collection.
                 unsafe { crate::weak::clear_for_collection(o, &mut calls) };
             }

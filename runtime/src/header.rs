@@ -260,6 +260,16 @@ pub(crate) struct Header {
     pub(crate) heap: u16,
 }
 
+/// Offset of the word made of `flags`, `root` and `heap` (see
+/// [`Header::is_unmarked_candidate_of`]).
+const FLAGS_WORD: usize = std::mem::offset_of!(Header, flags);
+const _: () = {
+    assert!(FLAGS_WORD % 4 == 0);
+    assert!(std::mem::offset_of!(Header, root) == FLAGS_WORD + 1);
+    assert!(std::mem::offset_of!(Header, heap) == FLAGS_WORD + 2);
+    assert!(FLAGS_WORD + 4 <= std::mem::size_of::<Header>());
+};
+
 /// Tag bit of `meta` saying it points at a `WeakInfo`.
 pub(crate) const META_WEAK_INFO: usize = 1;
 
@@ -417,10 +427,34 @@ impl Header {
         unsafe { Header::links(this).as_ref() }.prev.set(word);
     }
 
-    /// Whether the object is a candidate not yet found reachable.
+    /// The key [`Header::is_unmarked_candidate_of`] compares with, for the heap with registry
+    /// slot `heap`: computed once per trace.
     #[inline]
-    pub(crate) fn is_unmarked_candidate(&self) -> bool {
-        self.flags.get() & (flag::COLLECTING | flag::REACHABLE) == flag::COLLECTING
+    pub(crate) fn candidate_key(heap: u16) -> u32 {
+        let [h0, h1] = heap.to_ne_bytes();
+        u32::from_ne_bytes([flag::COLLECTING, 0, h0, h1])
+    }
+
+    /// Whether the object belongs to the heap whose [`Header::candidate_key`] is `key` and is a
+    /// candidate of its collection not yet found reachable: the test trial deletion makes for
+    /// every edge.
+    ///
+    /// `flags`, `root` and `heap` are adjacent (checked at compile time below), so this reads
+    /// them as one word and makes one comparison instead of two.
+    #[inline]
+    pub(crate) fn is_unmarked_candidate_of(&self, key: u32) -> bool {
+        const MASK: u32 = u32::from_ne_bytes([flag::COLLECTING | flag::REACHABLE, 0, 0xff, 0xff]);
+        // SAFETY: `flags` starts a 4-byte-aligned run of four bytes inside the header (`flags`,
+        // `root`, `heap`: FLAGS_WORD below), which `self` covers; they are plain integers in
+        // cells, and no `&mut` to them exists (cells are only written through `&self`).
+        let word = unsafe {
+            std::ptr::from_ref(self)
+                .cast::<u8>()
+                .add(FLAGS_WORD)
+                .cast::<u32>()
+                .read()
+        };
+        word & MASK == key
     }
 
     /// The header in front of a value.

@@ -100,6 +100,8 @@ fn print_unraisable(u: &Unraisable) {
 pub(crate) struct HeapInner {
     /// Slot of this heap in the thread's registry; the `heap` field of its objects' headers.
     pub(crate) slot: u16,
+    /// `Header::candidate_key(slot)`, for the collector's tracer.
+    pub(crate) candidate_key: u32,
     /// Generation lists 0, 1, 2 and the permanent set, each a circular list head.
     pub(crate) lists: [Links; 4],
     pub(crate) gens: Generations,
@@ -207,6 +209,7 @@ pub(crate) struct Frame {
 
 impl Frame {
     /// Enters a frame on the heap made with this pointer (the registry's).
+    #[inline]
     pub(crate) fn enter(heap: NonNull<HeapInner>) -> Frame {
         // SAFETY: the caller reached the heap through a live object or its handle, so it is
         // allocated; frames keep it so.
@@ -217,16 +220,31 @@ impl Frame {
 }
 
 impl Drop for Frame {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: this frame kept the heap allocated.
         let h = unsafe { self.heap.as_ref() };
         let n = h.frames.get() - 1;
         h.frames.set(n);
-        if n == 0 && h.closed.get() && h.live.get() == 0 {
-            // SAFETY: the handle is gone, no object is left and no frame uses the heap: nothing
-            // refers to it (the reference above is not used again).
-            unsafe { free_heap(self.heap) };
+        if n == 0 && h.closed.get() {
+            // SAFETY: the last frame on a closed heap (the reference above is not used again).
+            unsafe { free_if_empty(self.heap) };
         }
+    }
+}
+
+/// Frees a closed heap with no frame on it once no object is left.
+///
+/// # Safety
+/// The heap is closed, allocated, and no frame is active on it.
+#[cold]
+#[inline(never)]
+unsafe fn free_if_empty(heap: NonNull<HeapInner>) {
+    // SAFETY: allocated (caller).
+    if unsafe { heap.as_ref() }.live.get() == 0 {
+        // SAFETY: the handle is gone, no object is left and no frame uses the heap: nothing
+        // refers to it.
+        unsafe { free_heap(heap) };
     }
 }
 
@@ -286,6 +304,7 @@ impl Heap {
     pub fn new() -> Heap {
         let inner = Box::new(HeapInner {
             slot: 0,
+            candidate_key: 0,
             lists: [
                 Links::dangling(),
                 Links::dangling(),
@@ -328,7 +347,10 @@ impl Heap {
         })
         .expect("reap: Heap::new called while the thread is exiting");
         // SAFETY: just leaked and registered; no reference to it exists yet.
-        unsafe { (*inner.as_ptr()).slot = slot as u16 };
+        unsafe {
+            (*inner.as_ptr()).slot = slot as u16;
+            (*inner.as_ptr()).candidate_key = Header::candidate_key(slot as u16);
+        }
         // SAFETY: only shared references are made from here on.
         let shared = unsafe { inner.as_ref() };
         for l in &shared.lists {

@@ -21,10 +21,10 @@ use crate::Gc;
 /// the object as reachable (SEMANTICS 5.3).
 pub struct Tracer<'a> {
     mode: Mode<'a>,
-    /// Registry slot of the heap whose collection traces: in the two trial-deletion modes, a
-    /// handle to another heap's object is a reference from outside this heap's candidates and
-    /// is ignored (another heap's marks are never read or written).
-    heap: u16,
+    /// `Header::candidate_key` of the heap whose collection traces: in the two trial-deletion
+    /// modes, a handle to another heap's object is a reference from outside this heap's
+    /// candidates and is ignored (another heap's marks are never read or written).
+    key: u32,
     incomplete: bool,
 }
 
@@ -44,25 +44,27 @@ impl<'a> Tracer<'a> {
     pub(crate) fn new(visit: &'a mut dyn FnMut(NonNull<Header>)) -> Self {
         Tracer {
             mode: Mode::Visit(visit),
-            heap: 0,
+            key: 0,
             incomplete: false,
         }
     }
 
-    /// A tracer for trial deletion's step 2 in the heap with registry slot `heap`.
-    pub(crate) fn subtract(heap: u16) -> Tracer<'static> {
+    /// A tracer for trial deletion's step 2 in the heap whose `Header::candidate_key` is `key`.
+    #[inline]
+    pub(crate) fn subtract(key: u32) -> Tracer<'static> {
         Tracer {
             mode: Mode::Subtract,
-            heap,
+            key,
             incomplete: false,
         }
     }
 
-    /// A tracer for trial deletion's step 3 in the heap with registry slot `heap`.
-    pub(crate) fn mark(stack: &'a mut Vec<NonNull<Header>>, heap: u16) -> Self {
+    /// A tracer for trial deletion's step 3 in the heap whose `Header::candidate_key` is `key`.
+    #[inline]
+    pub(crate) fn mark(stack: &'a mut Vec<NonNull<Header>>, key: u32) -> Self {
         Tracer {
             mode: Mode::Mark(stack),
-            heap,
+            key,
             incomplete: false,
         }
     }
@@ -75,7 +77,7 @@ impl<'a> Tracer<'a> {
             Mode::Subtract => {
                 // SAFETY: the handle keeps its object allocated.
                 let h = unsafe { target.as_ref() };
-                if h.heap == self.heap && h.is_unmarked_candidate() {
+                if h.is_unmarked_candidate_of(self.key) {
                     // SAFETY: a candidate's links are the collector's.
                     unsafe {
                         let n = Header::scratch(target);
@@ -86,7 +88,7 @@ impl<'a> Tracer<'a> {
             Mode::Mark(stack) => {
                 // SAFETY: as above.
                 let h = unsafe { target.as_ref() };
-                if h.heap == self.heap && h.is_unmarked_candidate() {
+                if h.is_unmarked_candidate_of(self.key) {
                     h.set(crate::header::flag::REACHABLE);
                     stack.push(target);
                 }
