@@ -19,7 +19,8 @@
 //!    for reclaim), so the collector's list of it stays valid through user code.
 //! 7. **Finalizers** (2.5), each once.
 //! 8. **Resurrection** (2.6), only if a finalizer ran: trial deletion again over what is left of
-//!    the garbage; what is now reachable from outside survives in the oldest generation.
+//!    the garbage; what is now reachable from outside survives, in generation `g + 1` with the
+//!    survivors.
 //! 9. **Reclaim** (2.7): break the cycles and free (or, with SAVEALL, keep) the garbage.
 //! 10. **Statistics and stop callbacks** (2.8); the guard is released last, so a collection
 //!     asked for from a stop callback returns 0 too.
@@ -102,9 +103,10 @@ pub trait CollectionPhases: CollectorHeap {
     /// [`CollectionPhases::gather`] does.
     fn prepare_resurrection_check(&self, garbage: &[Self::Object]);
 
-    /// Phase 8's second half: moves the resurrected (reachable) ones to the oldest generation and
-    /// returns the rest.
-    fn partition_resurrected(&self, garbage: Vec<Self::Object>) -> Vec<Self::Object>;
+    /// Phase 8's second half: moves the resurrected (reachable) ones to generation `to` (the
+    /// survivors' generation, as CPython 3.11–3.13's `handle_resurrected_objects`) and returns
+    /// the rest.
+    fn partition_resurrected(&self, garbage: Vec<Self::Object>, to: usize) -> Vec<Self::Object>;
 
     /// Phase 9. Returns how many objects were collected.
     fn reclaim(&self, garbage: Vec<Self::Object>) -> usize;
@@ -177,10 +179,10 @@ fn collect_generations<H: CollectionPhases>(heap: &H, g: usize) -> (usize, usize
         heap.prepare_resurrection_check(&garbage);
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| mark_reachable_prepared(heap, &garbage))) {
             // Keep everything: treat all of it as resurrected.
-            heap.abandon(&garbage, GENERATIONS - 1, p);
+            heap.abandon(&garbage, to, p);
             return (part.survivors, 0);
         }
-        let garbage = heap.partition_resurrected(garbage);
+        let garbage = heap.partition_resurrected(garbage, to);
         return (part.survivors, heap.reclaim(garbage));
     }
     (part.survivors, heap.reclaim(garbage))
@@ -341,12 +343,12 @@ mod tests {
             self.call("prepare resurrection check");
             self.prepare(garbage);
         }
-        fn partition_resurrected(&self, remaining: Vec<usize>) -> Vec<usize> {
+        fn partition_resurrected(&self, remaining: Vec<usize>, to: usize) -> Vec<usize> {
             self.call("partition resurrected");
             let mut garbage = Vec::new();
             for o in remaining {
                 if self.mark[o].get() == Mark::Reachable {
-                    self.gen.borrow_mut()[o] = 2;
+                    self.gen.borrow_mut()[o] = to;
                 } else {
                     garbage.push(o);
                 }

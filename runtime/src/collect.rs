@@ -323,10 +323,14 @@ impl CollectionPhases for HeapInner {
         }
     }
 
-    /// Resurrected objects (reachable now) move to the oldest generation with their finalized
-    /// mark; the rest is returned, marked for reclaim (no user code runs before reclaim, so it
-    /// needs no list).
-    fn partition_resurrected(&self, garbage: Vec<NonNull<Header>>) -> Vec<NonNull<Header>> {
+    /// Resurrected objects (reachable now) move to generation `to`, the survivors' (CPython
+    /// 3.11–3.13's `handle_resurrected_objects`), with their finalized mark; the rest is
+    /// returned, marked for reclaim (no user code runs before reclaim, so it needs no list).
+    fn partition_resurrected(
+        &self,
+        garbage: Vec<NonNull<Header>>,
+        to: usize,
+    ) -> Vec<NonNull<Header>> {
         let mut still = Vec::with_capacity(garbage.len());
         for o in garbage {
             // SAFETY: garbage stays allocated until reclaim; its links are the collector's.
@@ -334,7 +338,7 @@ impl CollectionPhases for HeapInner {
             if h.has(flag::REACHABLE) {
                 h.clear(flag::COLLECTING | flag::REACHABLE | flag::UNLINKED);
                 // SAFETY: links free, head valid.
-                unsafe { self.lists[2].push_back(Header::links(o)) };
+                unsafe { self.lists[to].push_back(Header::links(o)) };
             } else {
                 still.push(o);
             }

@@ -164,13 +164,13 @@ impl Heap {
             .collect()
     }
 
-    /// `gc.get_referrers(obj)`: handles to the tracked objects (of every generation and the
-    /// permanent set) that hold a handle to `obj`.
+    /// `gc.get_referrers(obj)`: handles to the tracked objects of generations 0–2 that hold a
+    /// handle to `obj`. The permanent (frozen) set is not scanned, as in CPython.
     pub fn get_referrers<T: ?Sized>(&self, obj: &Gc<T>) -> Vec<AnyGc> {
         let target = obj.header_ptr();
         let inner = self.inner();
         let mut out = Vec::new();
-        for head in &inner.lists {
+        for head in &inner.lists[..3] {
             for o in members(head) {
                 if usable(o) && edges(o).contains(&target) {
                     // SAFETY: live with an intact value (checked).

@@ -1062,3 +1062,53 @@ fn debug_stats_flag_is_kept_and_collections_run() {
     assert_eq!(heap.collect(2), 1);
     assert!(heap.garbage().is_empty(), "STATS alone keeps no garbage");
 }
+
+/// CPython 3.11–3.13's `handle_resurrected_objects` moves what a finalizer resurrected into the
+/// survivors' generation (g+1), not the oldest: `python3` shows a self-cycle resurrected by
+/// `gc.collect(0)` in `gc.get_objects(1)`.
+#[test]
+fn resurrected_objects_move_to_the_next_generation() {
+    let heap = Heap::new();
+    heap.disable();
+    let log = Log::new();
+    let keep = list(&heap);
+    heap.collect(2); // `keep` is old now
+    let r = resurrector(&heap, "r", &log, &keep);
+    *r.a.borrow_mut() = Some(r.clone());
+    drop(r);
+    assert_eq!(heap.collect(0), 0, "resurrected: not counted");
+    assert_eq!(log.events(), ["del r"]);
+    assert_eq!(heap.generation_len(0), 0);
+    assert_eq!(
+        heap.generation_len(1),
+        1,
+        "the resurrected one, in generation 1"
+    );
+    assert_eq!(heap.generation_len(2), 1, "only `keep`");
+    // And from a generation-1 collection, into generation 2.
+    keep.0.borrow_mut().clear();
+    assert_eq!(
+        heap.collect(1),
+        1,
+        "finalized already: collected without a second __del__"
+    );
+    assert_eq!(log.events(), ["del r"]);
+}
+
+/// `gc.get_referrers` scans generations 0–2 only, never the permanent set (CPython's
+/// `gc_get_referrers_impl` walks the three generations).
+#[test]
+fn get_referrers_skips_the_permanent_generation() {
+    let heap = Heap::new();
+    let target = list(&heap);
+    let frozen = list(&heap);
+    frozen.0.borrow_mut().push(any(&target));
+    heap.freeze();
+    let young = list(&heap);
+    young.0.borrow_mut().push(any(&target));
+    let referrers = heap.get_referrers(&target);
+    assert_eq!(referrers.len(), 1);
+    assert!(Gc::ptr_eq(&referrers[0], &young));
+    heap.unfreeze();
+    assert_eq!(heap.get_referrers(&target).len(), 2);
+}
