@@ -752,10 +752,13 @@ unsafe fn destroy(heap: &HeapInner, header: NonNull<Header>) {
     // (a) The finalizer, once, with a temporary strong count. A finalizer that stores a handle
     // to its object resurrects it.
     if h.has(flag::HAS_FINALIZER) && !h.has(flag::FINALIZED) && !h.has(flag::VALUE_DROPPED) {
-        h.set(flag::FINALIZED);
         h.set_strong(1);
         // SAFETY: the object is live with the runtime's temporary count of 1.
         let r = catch_unwind(AssertUnwindSafe(|| unsafe { (vtable.finalize)(header) }));
+        // Marked once the finalizer returns, as CPython's `PyObject_CallFinalizerFromDealloc`
+        // does (`gc.is_finalized` inside `__del__` on this path is False). It cannot run twice
+        // meanwhile: the temporary count keeps the object from dying again or being garbage.
+        h.set(flag::FINALIZED);
         if let Err(p) = r {
             heap.report_panic(UnraisableKind::Finalizer, (vtable.type_name)(), p);
         }

@@ -480,3 +480,36 @@ fn traced_callback_state_is_visible_to_the_collector() {
     drop(target);
     assert_eq!(heap.live_objects(), 0);
 }
+
+/// `gc.is_finalized(self)` inside `__del__`: CPython marks the object finalized after
+/// `tp_finalize` returns on the refcount path (`PyObject_CallFinalizer`), before calling it in a
+/// collection (`finalize_garbage`). `python3` prints False, then True.
+#[test]
+fn is_finalized_inside_the_finalizer_false_on_refcount_path_true_in_collection() {
+    #[derive(Trace)]
+    #[reap(finalize)]
+    struct Probe {
+        log: Log,
+        me: RefCell<Option<Gc<Probe>>>,
+    }
+    impl Finalize for Probe {
+        fn finalize(this: &Gc<Self>) {
+            this.log
+                .push(format!("finalized {}", Gc::is_finalized(this)));
+        }
+    }
+    let heap = Heap::new();
+    let log = Log::new();
+    drop(heap.alloc(Probe {
+        log: log.clone(),
+        me: RefCell::new(None),
+    }));
+    let cyclic = heap.alloc(Probe {
+        log: log.clone(),
+        me: RefCell::new(None),
+    });
+    *cyclic.me.borrow_mut() = Some(cyclic.clone());
+    drop(cyclic);
+    assert_eq!(heap.collect(2), 1);
+    assert_eq!(log.events(), ["finalized false", "finalized true"]);
+}
