@@ -93,8 +93,9 @@ pub trait CollectionPhases: CollectorHeap {
     /// the refcount path until reclaim: none of it is freed before, whatever user code runs.
     fn partition(&self, candidates: Vec<Self::Object>, to: usize) -> Partition<Self::Object>;
 
-    /// Phase 6 over the garbage.
-    fn handle_weakrefs(&self, garbage: &[Self::Object]);
+    /// Phase 6 over the garbage. Returns how many weak-reference objects died as their
+    /// callbacks ran (their last holder let go): CPython counts them as collected.
+    fn handle_weakrefs(&self, garbage: &[Self::Object]) -> usize;
 
     /// Phase 7 over the garbage; returns whether any finalizer ran.
     fn finalize_garbage(&self, garbage: &[Self::Object]) -> bool;
@@ -108,7 +109,8 @@ pub trait CollectionPhases: CollectorHeap {
     /// the rest.
     fn partition_resurrected(&self, garbage: Vec<Self::Object>, to: usize) -> Vec<Self::Object>;
 
-    /// Phase 9. Returns how many objects were collected.
+    /// Phase 9. Returns how many objects were collected: the garbage, and what CPython would
+    /// have counted as part of it (weak-reference objects that only the garbage held).
     fn reclaim(&self, garbage: Vec<Self::Object>) -> usize;
 
     /// Called once the outcome is known, before the stop callbacks (for debug output).
@@ -172,20 +174,22 @@ fn collect_generations<H: CollectionPhases>(heap: &H, g: usize) -> (usize, usize
     if garbage.is_empty() {
         return (part.survivors, 0);
     }
-    if part.needs_weak_phase {
-        heap.handle_weakrefs(&garbage);
-    }
+    let weak_freed = if part.needs_weak_phase {
+        heap.handle_weakrefs(&garbage)
+    } else {
+        0
+    };
     if part.needs_finalizers && heap.finalize_garbage(&garbage) {
         heap.prepare_resurrection_check(&garbage);
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| mark_reachable_prepared(heap, &garbage))) {
             // Keep everything: treat all of it as resurrected.
             heap.abandon(&garbage, to, p);
-            return (part.survivors, 0);
+            return (part.survivors, weak_freed);
         }
         let garbage = heap.partition_resurrected(garbage, to);
-        return (part.survivors, heap.reclaim(garbage));
+        return (part.survivors, weak_freed + heap.reclaim(garbage));
     }
-    (part.survivors, heap.reclaim(garbage))
+    (part.survivors, weak_freed + heap.reclaim(garbage))
 }
 
 #[cfg(test)]
@@ -322,8 +326,9 @@ mod tests {
             }
             p
         }
-        fn handle_weakrefs(&self, _: &[usize]) {
+        fn handle_weakrefs(&self, _: &[usize]) -> usize {
             self.call("weakrefs");
+            0
         }
         fn finalize_garbage(&self, garbage: &[usize]) -> bool {
             self.call("finalize");

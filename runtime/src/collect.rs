@@ -278,7 +278,7 @@ impl CollectionPhases for HeapInner {
     }
 
     /// Phase 2.4: weak references. `garbage` is the unreachable set, still marked.
-    fn handle_weakrefs(&self, garbage: &[NonNull<Header>]) {
+    fn handle_weakrefs(&self, garbage: &[NonNull<Header>]) -> usize {
         let mut calls = Vec::new();
         for &o in garbage {
             // SAFETY: no user code has run since trial deletion: the garbage is allocated.
@@ -288,7 +288,7 @@ impl CollectionPhases for HeapInner {
             // SAFETY: as above.
             unsafe { crate::weak::detach_if_weakref(o) };
         }
-        crate::weak::run_callbacks(self, calls);
+        crate::weak::run_callbacks(self, calls)
     }
 
     /// Phase 2.5: runs each garbage object's finalizer once, holding the object meanwhile.
@@ -394,6 +394,10 @@ impl CollectionPhases for HeapInner {
         if !calls.is_empty() {
             crate::weak::run_callbacks(self, calls);
         }
+        // Weak-reference objects without a callback are untracked here (CPython tracks every
+        // weak reference); one that only the garbage held dies as the values drop, and CPython
+        // counts it with the garbage: so is it here.
+        self.reclaim_weakrefs.set(Some(0));
         for &o in &garbage {
             // SAFETY: a reclaimed object is freed only by this loop or, once its `COLLECTING`
             // mark is cleared below, by `release`; this one's is still set: allocated.
@@ -415,7 +419,7 @@ impl CollectionPhases for HeapInner {
                 unsafe { free_object(self, o, false) };
             }
         }
-        collected
+        collected + self.reclaim_weakrefs.take().unwrap_or(0)
     }
 
     fn collection_done(&self, info: &CollectionInfo, survivors: usize) {

@@ -120,6 +120,9 @@ pub(crate) struct HeapInner {
     depth: Cell<u32>,
     /// Runtime frames on the stack that use this heap and may run user code (see [`Frame`]).
     frames: Cell<u32>,
+    /// While reclaim drops the garbage's values: how many untracked weak-reference objects died
+    /// (counted as collected, as CPython counts the weak references in its garbage).
+    pub(crate) reclaim_weakrefs: Cell<Option<usize>>,
     /// Deaths deferred past `TRASHCAN_DEPTH`, drained by the outermost death.
     deferred: RefCell<Vec<NonNull<Header>>>,
     /// The `Heap` handle was dropped: free this when `live` reaches 0 and no frame is active.
@@ -320,6 +323,7 @@ impl Heap {
             live: Cell::new(0),
             depth: Cell::new(0),
             frames: Cell::new(0),
+            reclaim_weakrefs: Cell::new(None),
             deferred: RefCell::new(Vec::new()),
             closed: Cell::new(false),
             hook: RefCell::new(None),
@@ -799,6 +803,12 @@ pub(crate) unsafe fn free_object(heap: &HeapInner, header: NonNull<Header>, drop
         // SAFETY: a tracked object not marked UNLINKED is linked in one of this heap's lists.
         unsafe { Links::unlink(Header::links(header)) };
         heap.gens.note_deallocation();
+    } else if !tracked {
+        if let Some(n) = heap.reclaim_weakrefs.get() {
+            if weak::is_weakref(h) {
+                heap.reclaim_weakrefs.set(Some(n + 1));
+            }
+        }
     }
     if drop_value && !h.has(flag::VALUE_DROPPED) {
         h.set(flag::VALUE_DROPPED);

@@ -308,8 +308,11 @@ unsafe fn clear_all(
     }
 }
 
-/// Runs queued callbacks in order, each under a panic guard.
-pub(crate) fn run_callbacks(heap: &HeapInner, calls: Vec<PendingCallback>) {
+/// Runs queued callbacks in order, each under a panic guard. Returns how many of the weak
+/// references called back died right after (the runtime held the last handle), which a
+/// collection counts as collected, as CPython's `handle_weakrefs` does.
+pub(crate) fn run_callbacks(heap: &HeapInner, calls: Vec<PendingCallback>) -> usize {
+    let mut freed = 0;
     for pending in calls {
         match pending {
             Pending::Call(w, vtable) => {
@@ -327,12 +330,14 @@ pub(crate) fn run_callbacks(heap: &HeapInner, calls: Vec<PendingCallback>) {
                 if let Err(p) = catch_unwind(AssertUnwindSafe(move || drop(cb))) {
                     heap.report_panic(UnraisableKind::Drop, type_name, p);
                 }
+                freed += usize::from(Gc::strong_count(&w) == 1);
                 drop(w);
             }
             // Dropping a weak-reference object runs no user code.
             Pending::Release(w) => drop(w),
         }
     }
+    freed
 }
 
 /// Clears every weak reference to a dying object, then runs the callbacks of those still
