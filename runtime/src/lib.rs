@@ -30,7 +30,8 @@
 //! assert!(weak.upgrade().is_none());
 //! ```
 //!
-//! The map of the implementation is `docs/ARCHITECTURE.md`; the behaviour is SEMANTICS.md.
+//! The map of the implementation is `docs/ARCHITECTURE.md`; the behaviour, rule by rule (cited
+//! in these docs as "SEMANTICS 2.7" and so on), is `docs/SEMANTICS.md`.
 
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
