@@ -158,8 +158,19 @@ impl Generations {
 
     /// Marks the start of a collection of `generation`: counts `0..=generation` reset, the next
     /// generation's count goes up. Returns `false` (and changes nothing) when a collection is
-    /// already running.
+    /// already running. [`Generations::try_begin`] then [`Generations::reset_counts`].
     pub fn begin_collection(&self, generation: usize) -> bool {
+        if !self.try_begin(generation) {
+            return false;
+        }
+        self.reset_counts(generation);
+        true
+    }
+
+    /// Marks a collection of `generation` as running, leaving the counts as they are (the start
+    /// callbacks see them so, as in CPython). Returns `false` (and changes nothing) when a
+    /// collection is already running.
+    pub fn try_begin(&self, generation: usize) -> bool {
         assert!(
             generation < GENERATIONS,
             "generation {generation} out of range 0..=2"
@@ -169,6 +180,18 @@ impl Generations {
         }
         self.collecting.set(true);
         self.update_trigger();
+        true
+    }
+
+    /// Sets all three counts to zero (`gc.freeze()` does, in CPython 3.11–3.13).
+    pub fn clear_counts(&self) {
+        self.counts.set([0; GENERATIONS]);
+        self.count0.set(0);
+    }
+
+    /// The counts' part of starting a collection of `generation`: counts `0..=generation`
+    /// reset, the next generation's count goes up.
+    pub fn reset_counts(&self, generation: usize) {
         let mut counts = self.counts.get();
         if generation + 1 < GENERATIONS {
             counts[generation + 1] += 1;
@@ -178,7 +201,6 @@ impl Generations {
         }
         self.counts.set(counts);
         self.count0.set(0);
-        true
     }
 
     /// Marks the end of a collection of `generation` that left `survivors` objects in the

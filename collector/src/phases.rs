@@ -111,7 +111,10 @@ pub trait CollectionPhases: CollectorHeap {
 
     /// Phase 9. Returns how many objects were collected: the garbage, and what CPython would
     /// have counted as part of it (weak-reference objects that only the garbage held).
-    fn reclaim(&self, garbage: Vec<Self::Object>) -> usize;
+    ///
+    /// With the heap's "save all" debug flag, the garbage is kept instead, in generation `to`
+    /// (the survivors', as CPython's `DEBUG_SAVEALL`).
+    fn reclaim(&self, garbage: Vec<Self::Object>, to: usize) -> usize;
 
     /// Called once the outcome is known, before the stop callbacks (for debug output).
     fn collection_done(&self, _info: &CollectionInfo, _survivors: usize) {}
@@ -125,7 +128,7 @@ pub trait CollectionPhases: CollectorHeap {
 pub fn collect<H: CollectionPhases>(heap: &H, g: usize) -> usize {
     assert!(g < GENERATIONS, "reap: generation {g} out of range 0..=2");
     let gens = heap.generations();
-    if !gens.begin_collection(g) {
+    if !gens.try_begin(g) {
         return 0;
     }
     // Ends the collection however this function is left: a panic that escaped a phase (a bug
@@ -146,6 +149,9 @@ pub fn collect<H: CollectionPhases>(heap: &H, g: usize) -> usize {
         duration: Duration::ZERO,
     };
     heap.run_callbacks(CallbackPhase::Start, &info);
+    // The counts are reset after the start callbacks, which see them as they were (CPython's
+    // `gc_collect_main` resets them after `invoke_gc_callback("start")`).
+    gens.reset_counts(g);
     let (survivors, collected) = collect_generations(heap, g);
     info.collected = collected;
     info.duration = start.elapsed();
@@ -187,9 +193,9 @@ fn collect_generations<H: CollectionPhases>(heap: &H, g: usize) -> (usize, usize
             return (part.survivors, weak_freed);
         }
         let garbage = heap.partition_resurrected(garbage, to);
-        return (part.survivors, weak_freed + heap.reclaim(garbage));
+        return (part.survivors, weak_freed + heap.reclaim(garbage, to));
     }
-    (part.survivors, weak_freed + heap.reclaim(garbage))
+    (part.survivors, weak_freed + heap.reclaim(garbage, to))
 }
 
 #[cfg(test)]
@@ -361,7 +367,7 @@ mod tests {
             }
             garbage
         }
-        fn reclaim(&self, garbage: Vec<usize>) -> usize {
+        fn reclaim(&self, garbage: Vec<usize>, _to: usize) -> usize {
             self.call(&format!("reclaim {garbage:?}"));
             for &o in &garbage {
                 self.freed.borrow_mut()[o] = true;

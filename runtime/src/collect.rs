@@ -356,11 +356,11 @@ impl CollectionPhases for HeapInner {
     /// (its `COLLECTING` mark cleared), or left for its turn in the loop (see `heap::release`).
     /// Whatever is still held at the end (a `Drop` stored a handle) stays allocated with its
     /// value dropped, and is freed by its last handle.
-    fn reclaim(&self, garbage: Vec<NonNull<Header>>) -> usize {
+    fn reclaim(&self, garbage: Vec<NonNull<Header>>, to: usize) -> usize {
         let collected = garbage.len();
         if self.gcmod.debug.get() & debug::SAVEALL != 0 {
             // DEBUG_SAVEALL: the garbage is kept, whole, in the garbage list, and stays tracked
-            // in the oldest generation.
+            // in the survivors' generation.
             let mut saved = self.gcmod.garbage.borrow_mut();
             for &o in &garbage {
                 // SAFETY: allocated and live (its count is above 0: garbage is held by
@@ -369,7 +369,7 @@ impl CollectionPhases for HeapInner {
                     o.as_ref()
                         .clear(flag::COLLECTING | flag::REACHABLE | flag::UNLINKED);
                     saved.push(any_handle(o));
-                    self.lists[2].push_back(Header::links(o));
+                    self.lists[to].push_back(Header::links(o));
                 }
             }
             return collected;

@@ -182,13 +182,15 @@ impl Heap {
     }
 
     /// `gc.freeze()`: moves every tracked object into the permanent set, which no collection
-    /// examines (SEMANTICS 1.6).
+    /// examines, and sets the generation counts to zero (SEMANTICS 1.6).
     pub fn freeze(&self) {
         let inner = self.inner();
         for g in 0..3 {
             // SAFETY: this heap's list heads.
             unsafe { inner.lists[g].splice_into(&inner.lists[3]) };
         }
+        // CPython 3.11–3.13's `gc.freeze()` sets every generation's count to zero.
+        inner.gens.clear_counts();
     }
 
     /// `gc.unfreeze()`: moves the permanent set back into generation 2.

@@ -1112,3 +1112,65 @@ fn get_referrers_skips_the_permanent_generation() {
     heap.unfreeze();
     assert_eq!(heap.get_referrers(&target).len(), 2);
 }
+
+/// Collection callbacks see the counts as they were when the collection started: CPython resets
+/// them after the "start" callbacks. `python3` shows `('start', (9, 0, 0))`, `('stop', (0, 1, 0))`
+/// for a `gc.collect(0)` after nine allocations.
+#[test]
+fn start_callbacks_see_the_counts_before_the_collection_resets_them() {
+    let heap = Rc::new(Heap::new());
+    heap.disable();
+    heap.collect(2);
+    let seen: Rc<RefCell<Vec<(CollectPhase, [usize; 3])>>> = Rc::default();
+    let (s, h) = (seen.clone(), Rc::downgrade(&heap));
+    heap.add_collect_callback(Box::new(move |phase, _| {
+        let counts = h.upgrade().map(|h| h.get_count()).unwrap_or_default();
+        s.borrow_mut().push((phase, counts));
+    }));
+    let kept: Vec<_> = (0..9).map(|_| list(&heap)).collect();
+    heap.collect(0);
+    assert_eq!(
+        *seen.borrow(),
+        [
+            (CollectPhase::Start, [9, 0, 0]),
+            (CollectPhase::Stop, [0, 1, 0])
+        ]
+    );
+    drop(kept);
+}
+
+/// `gc.freeze()` sets every count to zero (CPython 3.11–3.13's `gc_freeze_impl`): `python3`
+/// prints `(11, 1, 0)` then `(0, 0, 0)`.
+#[test]
+fn freeze_resets_the_counts() {
+    let heap = Heap::new();
+    heap.disable();
+    heap.collect(0);
+    let kept: Vec<_> = (0..11).map(|_| list(&heap)).collect();
+    assert_eq!(heap.get_count(), [11, 1, 0]);
+    heap.freeze();
+    assert_eq!(heap.get_count(), [0, 0, 0]);
+    drop(kept);
+}
+
+/// With SAVEALL, the garbage of `collect(0)` is kept in generation 1 (CPython's
+/// `delete_garbage` leaves it in `old`, the survivors' generation): `python3` finds the saved
+/// self-referencing list in `gc.get_objects(1)`.
+#[test]
+fn saveall_keeps_the_garbage_in_the_next_generation() {
+    let heap = Heap::new();
+    heap.disable();
+    heap.set_debug(reap::debug::SAVEALL);
+    let l = list(&heap);
+    l.0.borrow_mut().push(any(&l));
+    drop(l);
+    assert_eq!(heap.collect(0), 1);
+    assert_eq!(heap.garbage().len(), 1);
+    assert_eq!(
+        (0..3).map(|g| heap.generation_len(g)).collect::<Vec<_>>(),
+        [0, 1, 0]
+    );
+    heap.set_debug(0);
+    heap.clear_garbage();
+    assert_eq!(heap.collect(2), 1);
+}
