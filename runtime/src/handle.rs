@@ -160,6 +160,71 @@ impl<T: ?Sized> Gc<T> {
     }
 }
 
+/// The error of using an object whose value the collector already dropped: a handle to a
+/// member of a garbage cycle that a `Drop` kept past its reclaim (SEMANTICS 2.7).
+/// [`Gc::try_deref`] and [`Gc::try_clone`] return it where `Deref` would panic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reclaimed;
+
+impl fmt::Display for Reclaimed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("object already reclaimed by the collector")
+    }
+}
+
+impl std::error::Error for Reclaimed {}
+
+impl<T: ?Sized> Gc<T> {
+    /// The value, or [`Reclaimed`] if the collector already dropped it (a `Drop` that reads
+    /// another member of its own garbage cycle can use this instead of `Deref`, which panics).
+    ///
+    /// ```
+    /// use reap::{Gc, Heap, Trace};
+    /// use std::cell::RefCell;
+    ///
+    /// #[derive(Trace)]
+    /// struct Node { name: &'static str, peer: RefCell<Option<Gc<Node>>> }
+    ///
+    /// impl Drop for Node {
+    ///     fn drop(&mut self) {
+    ///         // The peer's value may already be gone if the collector dropped it first.
+    ///         if let Some(peer) = self.peer.get_mut() {
+    ///             let _ = Gc::try_deref(peer).map(|p| p.name);
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let heap = Heap::new();
+    /// let a = heap.alloc(Node { name: "a", peer: RefCell::new(None) });
+    /// let b = heap.alloc(Node { name: "b", peer: RefCell::new(Some(a.clone())) });
+    /// *a.peer.borrow_mut() = Some(b.clone());
+    /// assert_eq!(Gc::try_deref(&b).map(|n| n.name), Ok("b"));
+    /// drop((a, b));
+    /// assert_eq!(heap.collect(2), 2); // neither Drop panicked
+    /// ```
+    pub fn try_deref(this: &Self) -> Result<&T, Reclaimed> {
+        if this.header().has(flag::VALUE_DROPPED) {
+            return Err(Reclaimed);
+        }
+        // SAFETY: as `Deref`: the handle keeps the object allocated and its value is intact.
+        Ok(unsafe { this.ptr.as_ref() })
+    }
+
+    /// A new handle, or [`Reclaimed`] if the collector already dropped the value (a handle to
+    /// such an object keeps only its memory).
+    pub fn try_clone(this: &Self) -> Result<Gc<T>, Reclaimed> {
+        if this.header().has(flag::VALUE_DROPPED) {
+            return Err(Reclaimed);
+        }
+        Ok(this.clone())
+    }
+
+    /// Whether the collector already dropped the value (`Deref` would panic).
+    pub fn is_reclaimed(this: &Self) -> bool {
+        this.header().has(flag::VALUE_DROPPED)
+    }
+}
+
 impl<T: ?Sized> Clone for Gc<T> {
     /// Adds one to the strong count. Aborts the process if the count would overflow (as
     /// `std::rc::Rc`).
@@ -262,6 +327,64 @@ impl<T: ?Sized + Ord> Ord for Gc<T> {
 impl<T: ?Sized + Hash> Hash for Gc<T> {
     fn hash<H: Hasher>(&self, state: &mut H) {
         (**self).hash(state)
+    }
+}
+
+/// A handle compared and hashed by object identity (Python's `is` and `id`) rather than by
+/// value: the key of a map keyed by objects whose type has no `Eq`/`Hash`, or whose
+/// `Eq`/`Hash` are user code that must not run.
+///
+/// ```
+/// use reap::{ByAddress, Heap};
+/// use std::collections::HashSet;
+///
+/// let heap = Heap::new();
+/// let a = heap.alloc(String::from("same"));
+/// let b = heap.alloc(String::from("same"));
+/// assert_eq!(a, b); // `Gc` compares values
+/// let set: HashSet<ByAddress<String>> = [ByAddress(a.clone()), ByAddress(b)].into();
+/// assert_eq!(set.len(), 2); // `ByAddress` compares identities
+/// assert!(set.contains(&ByAddress(a)));
+/// ```
+pub struct ByAddress<T: ?Sized>(pub Gc<T>);
+
+impl<T: ?Sized> PartialEq for ByAddress<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Gc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl<T: ?Sized> Eq for ByAddress<T> {}
+
+impl<T: ?Sized> Hash for ByAddress<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.header_ptr().hash(state)
+    }
+}
+
+impl<T: ?Sized> Clone for ByAddress<T> {
+    fn clone(&self) -> Self {
+        ByAddress(self.0.clone())
+    }
+}
+
+impl<T: ?Sized> Deref for ByAddress<T> {
+    type Target = Gc<T>;
+    fn deref(&self) -> &Gc<T> {
+        &self.0
+    }
+}
+
+impl<T: ?Sized> fmt::Debug for ByAddress<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ByAddress({:p})", self.0.ptr.as_ptr() as *const u8)
+    }
+}
+
+// SAFETY: it owns exactly its handle.
+unsafe impl<T: ?Sized + 'static> crate::Trace for ByAddress<T> {
+    fn trace(&self, tracer: &mut crate::Tracer<'_>) {
+        tracer.visit(&self.0);
     }
 }
 

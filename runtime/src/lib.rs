@@ -52,7 +52,10 @@ mod weakkey;
 mod weakmap;
 
 pub use finalizer::{finalize, Finalizer, Func};
-pub use handle::{is_tracked, Gc};
+pub use handle::{is_tracked, ByAddress, Gc, Reclaimed};
+/// The `hashbrown` whose maps and sets implement [`Trace`] here (so an embedder's own tables
+/// can use the same version).
+pub use hashbrown;
 pub use heap::{Heap, Unraisable, UnraisableHook, UnraisableKind};
 pub use introspect::{debug, AnyGc, CollectCallback, CollectInfo, CollectPhase};
 pub use proxy::{ReferenceError, WeakMethod, WeakProxy};

@@ -142,6 +142,11 @@ impl<'a> Tracer<'a> {
 /// might (a `Default`, a `Drop`, a callback). Visiting fewer handles than the value holds is allowed (the collector
 /// then keeps what they lead to). `needs_trace` may return `false` only if values of the type
 /// can never hold a handle.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not implement `reap::Trace`",
+    label = "a heap object and everything it holds must be traceable",
+    note = "add `#[derive(reap::Trace)]` to the type, or mark a field that holds no handles with `#[reap(skip)]`"
+)]
 pub unsafe trait Trace: 'static {
     /// Visits every handle this value holds.
     fn trace(&self, tracer: &mut Tracer<'_>);
@@ -238,6 +243,45 @@ leaf!(
     std::ffi::OsString,
     std::any::TypeId,
 );
+
+// SAFETY: shared strings and byte slices hold no handles.
+unsafe impl Trace for std::rc::Rc<str> {
+    fn trace(&self, _: &mut Tracer<'_>) {}
+    fn needs_trace() -> bool {
+        false
+    }
+}
+// SAFETY: as above.
+unsafe impl Trace for std::sync::Arc<str> {
+    fn trace(&self, _: &mut Tracer<'_>) {}
+    fn needs_trace() -> bool {
+        false
+    }
+}
+// SAFETY: as above.
+unsafe impl Trace for std::rc::Rc<[u8]> {
+    fn trace(&self, _: &mut Tracer<'_>) {}
+    fn needs_trace() -> bool {
+        false
+    }
+}
+
+macro_rules! fn_pointer {
+    ($($arg:ident)*) => {
+        // SAFETY: a function pointer holds no handles.
+        unsafe impl<R: 'static $(, $arg: 'static)*> Trace for fn($($arg),*) -> R {
+            fn trace(&self, _: &mut Tracer<'_>) {}
+            fn needs_trace() -> bool {
+                false
+            }
+        }
+    };
+}
+fn_pointer!();
+fn_pointer!(A);
+fn_pointer!(A B);
+fn_pointer!(A B C);
+fn_pointer!(A B C D);
 
 // SAFETY: `str` holds no handles.
 unsafe impl Trace for str {

@@ -587,6 +587,11 @@ impl<T: ?Sized> Weak<T> {
         }
     }
 
+    /// The weak-reference object's address, stable for its life: its identity (`id(ref)`).
+    pub fn as_ptr(this: &Self) -> *const WeakRefObj {
+        Gc::as_ptr(&this.obj)
+    }
+
     /// Whether both are the same weak-reference object (`a is b`).
     pub fn ptr_eq(&self, other: &Weak<T>) -> bool {
         Gc::ptr_eq(&self.obj, &other.obj)

@@ -190,3 +190,108 @@ fn derive_on_a_self_containing_type_terminates() {
     assert!(matches!(&*e, Expr::Add(..)));
     assert!(reap::is_tracked(&t), "conservatively tracked");
 }
+
+/// A `Drop` that reads another member of its garbage cycle with `Gc::try_deref` gets
+/// `Reclaimed` instead of a panic once that member's value is gone; `try_clone` likewise, and
+/// a handle a `Drop` kept to such a member reports `is_reclaimed`.
+#[test]
+fn try_deref_and_try_clone_report_a_reclaimed_value() {
+    use std::rc::Rc;
+
+    #[derive(Trace)]
+    struct Member {
+        name: &'static str,
+        peer: RefCell<Option<Gc<Member>>>,
+        #[reap(skip)]
+        seen: Rc<RefCell<Vec<String>>>,
+        #[reap(skip)]
+        kept: Rc<RefCell<Vec<Gc<Member>>>>,
+    }
+    impl Drop for Member {
+        fn drop(&mut self) {
+            let peer = self.peer.get_mut().take().expect("linked");
+            let read = match Gc::try_deref(&peer) {
+                Ok(p) => format!("{} read {}", self.name, p.name),
+                Err(e) => format!("{} found {e}", self.name),
+            };
+            self.seen.borrow_mut().push(read);
+            let cloned = Gc::try_clone(&peer).is_ok();
+            self.seen
+                .borrow_mut()
+                .push(format!("{} cloned {cloned}", self.name));
+            self.kept.borrow_mut().push(peer);
+        }
+    }
+    let heap = Heap::new();
+    let seen: Rc<RefCell<Vec<String>>> = Rc::default();
+    let kept: Rc<RefCell<Vec<Gc<Member>>>> = Rc::default();
+    let member = |name| {
+        heap.alloc(Member {
+            name,
+            peer: RefCell::new(None),
+            seen: seen.clone(),
+            kept: kept.clone(),
+        })
+    };
+    let (a, b) = (member("a"), member("b"));
+    *a.peer.borrow_mut() = Some(b.clone());
+    *b.peer.borrow_mut() = Some(a.clone());
+    drop((a, b));
+    assert_eq!(heap.collect(2), 2);
+    let seen = seen.borrow().clone();
+    // Whichever drops first reads its peer; the second finds the first's value gone.
+    assert_eq!(seen.len(), 4);
+    assert!(
+        seen[0].ends_with("read a") || seen[0].ends_with("read b"),
+        "{seen:?}"
+    );
+    assert!(seen[1].ends_with("cloned true"));
+    assert!(seen[2].ends_with("found object already reclaimed by the collector"));
+    assert!(seen[3].ends_with("cloned false"));
+    let zombies = std::mem::take(&mut *kept.borrow_mut());
+    assert_eq!(zombies.len(), 2);
+    assert!(zombies.iter().all(Gc::is_reclaimed));
+    let before = heap.live_objects();
+    drop(zombies);
+    assert_eq!(
+        before - heap.live_objects(),
+        2,
+        "the last handles free the reclaimed objects"
+    );
+}
+
+/// Shared strings and function pointers are leaves: untracked, and usable in traced types.
+#[test]
+fn shared_strings_and_function_pointers_are_leaves() {
+    #[derive(Trace)]
+    struct Builtin {
+        name: std::rc::Rc<str>,
+        call: fn(i64) -> i64,
+    }
+    fn double(x: i64) -> i64 {
+        2 * x
+    }
+    let heap = Heap::new();
+    let f = heap.alloc(Builtin {
+        name: "double".into(),
+        call: double,
+    });
+    assert!(!reap::is_tracked(&f));
+    assert_eq!((f.call)(21), 42);
+    assert_eq!(&*f.name, "double");
+    assert!(!reap::is_tracked(
+        &heap.alloc(std::sync::Arc::<str>::from("s"))
+    ));
+}
+
+/// `Weak::as_ptr` is the weak-reference object's identity: shared callback-less weak
+/// references have one, a weak reference with a callback its own.
+#[test]
+fn weak_as_ptr_is_the_weak_reference_identity() {
+    let heap = Heap::new();
+    let obj = heap.alloc(String::from("x"));
+    let (a, b) = (Weak::new(&obj), Weak::new(&obj));
+    let c = Weak::with_callback(&obj, |_: &Weak<String>| {});
+    assert_eq!(Weak::as_ptr(&a), Weak::as_ptr(&b));
+    assert_ne!(Weak::as_ptr(&a), Weak::as_ptr(&c));
+}
