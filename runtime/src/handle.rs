@@ -219,6 +219,14 @@ impl<T: ?Sized> Gc<T> {
         Ok(this.clone())
     }
 
+    /// The data the embedder set on this object's heap ([`Heap::set_user_data`]), if it is a `D`:
+    /// how a finalizer or a method reaches the interpreter.
+    ///
+    /// [`Heap::set_user_data`]: crate::Heap::set_user_data
+    pub fn user_data<D: std::any::Any>(this: &Self) -> Option<std::rc::Rc<D>> {
+        heap::heap_of(this.header()).user_data()
+    }
+
     /// Whether the collector already dropped the value (`Deref` would panic).
     pub fn is_reclaimed(this: &Self) -> bool {
         this.header().has(flag::VALUE_DROPPED)

@@ -127,6 +127,9 @@ pub(crate) struct HeapInner {
     deferred: RefCell<Vec<NonNull<Header>>>,
     /// The `Heap` handle was dropped: free this when `live` reaches 0 and no frame is active.
     closed: Cell<bool>,
+    /// The embedder's data (`Heap::set_user_data`), for user code that runs inside the
+    /// runtime (finalizers, callbacks) to reach the interpreter.
+    data: RefCell<Option<std::rc::Rc<dyn std::any::Any>>>,
     /// The unraisable hook, shared so that a report can call it with no borrow held (the hook
     /// may replace itself, or report again).
     hook: RefCell<Option<std::rc::Rc<UnraisableHook>>>,
@@ -326,6 +329,7 @@ impl Heap {
             reclaim_weakrefs: Cell::new(None),
             deferred: RefCell::new(Vec::new()),
             closed: Cell::new(false),
+            data: RefCell::new(None),
             hook: RefCell::new(None),
             allocated: Cell::new(0),
             freed: Cell::new(0),
@@ -398,6 +402,58 @@ impl Heap {
             self.inner()
                 .report_panic(UnraisableKind::Drop, "reap::UnraisableHook", p);
         }
+    }
+
+    /// Sets the embedder's data: typically the interpreter's state (or a weak pointer to it), so
+    /// that finalizers and weak-reference callbacks, which run inside allocation, collection and
+    /// shutdown, can reach it through [`Gc::user_data`] or [`Weak::user_data`](crate::Weak::user_data)
+    /// without a thread-local. Returns the previous data. Kept until the heap shuts down, after
+    /// the finalizers owed have run.
+    ///
+    /// ```
+    /// use reap::{Finalize, Gc, Heap, Trace};
+    /// use std::{cell::RefCell, rc::Rc};
+    ///
+    /// struct Interp { output: RefCell<Vec<String>> }
+    ///
+    /// #[derive(Trace)]
+    /// #[reap(finalize)]
+    /// struct Instance { name: &'static str }
+    ///
+    /// impl Finalize for Instance {
+    ///     fn finalize(this: &Gc<Self>) {
+    ///         let interp = Gc::user_data::<Interp>(this).expect("set at start-up");
+    ///         interp.output.borrow_mut().push(format!("__del__ of {}", this.name));
+    ///     }
+    /// }
+    ///
+    /// let heap = Heap::new();
+    /// let interp = Rc::new(Interp { output: RefCell::new(vec![]) });
+    /// heap.set_user_data(Some(interp.clone()));
+    /// drop(heap.alloc(Instance { name: "x" }));
+    /// assert_eq!(*interp.output.borrow(), ["__del__ of x"]);
+    /// ```
+    pub fn set_user_data(
+        &self,
+        data: Option<std::rc::Rc<dyn std::any::Any>>,
+    ) -> Option<std::rc::Rc<dyn std::any::Any>> {
+        std::mem::replace(&mut *self.inner().data.borrow_mut(), data)
+    }
+
+    /// The embedder's data, if it is set and is a `D`.
+    pub fn user_data<D: std::any::Any>(&self) -> Option<std::rc::Rc<D>> {
+        self.inner().user_data()
+    }
+
+    /// Runs what heap shutdown owes while the embedder is still whole (SEMANTICS 5.5), and
+    /// returns the number of objects still alive: the collection callbacks are removed (CPython
+    /// runs none at exit), the permanent set unfrozen, then pending `finalize` registrations run
+    /// and full collections repeat until nothing more is found. The heap stays usable; dropping
+    /// it afterwards finds nothing left to run.
+    pub fn shutdown(&self) -> usize {
+        let inner = self.inner();
+        inner.settle_for_shutdown(self.inner);
+        inner.live.get()
     }
 
     /// Objects allocated on this heap and not yet freed.
@@ -602,6 +658,12 @@ impl HeapInner {
             }
         }
         held.len()
+    }
+
+    /// The embedder's data, if it is set and is a `D`.
+    pub(crate) fn user_data<D: std::any::Any>(&self) -> Option<std::rc::Rc<D>> {
+        let data = self.data.borrow().clone()?;
+        data.downcast::<D>().ok()
     }
 
     /// The pointer this heap was made with (with the provenance to free it), from the registry.
@@ -855,12 +917,13 @@ unsafe fn free_heap(inner: NonNull<HeapInner>) {
         hook,
         gcmod,
         finalizers,
+        data,
         ..
     } = *boxed;
     // What user code the heap still owned (the hook's and callbacks' captures) is dropped last,
     // once the heap is gone from the registry: it cannot reach this heap (no object is left),
     // and a panic in it is caught; with no heap to report to, it is printed.
-    let leftovers = (hook, gcmod, finalizers);
+    let leftovers = (hook, gcmod, finalizers, data);
     if let Some(p) = drop_guarded(leftovers) {
         drop_payload(p);
         print_unraisable(&Unraisable {
@@ -879,6 +942,33 @@ pub(crate) fn collect(heap: NonNull<HeapInner>, g: usize) -> usize {
     reap_collector::collect(unsafe { heap.as_ref() }, g)
 }
 
+impl HeapInner {
+    /// What shutdown owes, short of closing the heap (SEMANTICS 5.5): the collection callbacks
+    /// dropped (CPython runs none at exit), the permanent set unfrozen, SAVEALL turned off,
+    /// then rounds of pending `finalize` registrations (newest first), saved garbage released and
+    /// a full collection, until a round leaves nothing to do.
+    fn settle_for_shutdown(&self, ptr: NonNull<HeapInner>) {
+        let callbacks = std::mem::take(&mut *self.gcmod.callbacks.borrow_mut());
+        if let Some(p) = drop_guarded(callbacks) {
+            self.report_panic(UnraisableKind::Drop, "reap::CollectCallback", p);
+        }
+        // SAFETY: this heap's list heads.
+        unsafe { self.lists[3].splice_into(&self.lists[2]) };
+        self.gcmod.debug.set(0);
+        for _ in 0..SHUTDOWN_ROUNDS {
+            self.run_pending_finalizers();
+            let saved = std::mem::take(&mut *self.gcmod.garbage.borrow_mut());
+            drop(saved);
+            let collected = collect(ptr, 2);
+            let idle =
+                self.finalizers.borrow().is_empty() && self.gcmod.garbage.borrow().is_empty();
+            if collected == 0 && idle {
+                break;
+            }
+        }
+    }
+}
+
 /// How many rounds shutdown gives finalizers that keep making garbage or registrations.
 const SHUTDOWN_ROUNDS: usize = 100;
 
@@ -895,27 +985,15 @@ impl Drop for Heap {
         // SAFETY: the frame keeps it allocated.
         let inner = unsafe { ptr.as_ref() };
         inner.closed.set(true);
-        // CPython runs no collection callbacks at exit.
-        let callbacks = std::mem::take(&mut *inner.gcmod.callbacks.borrow_mut());
-        if let Some(p) = drop_guarded(callbacks) {
-            inner.report_panic(UnraisableKind::Drop, "reap::CollectCallback", p);
-        }
-        // Frozen objects are collectable again: the permanent set goes back to generation 2.
-        // SAFETY: this heap's list heads.
-        unsafe { inner.lists[3].splice_into(&inner.lists[2]) };
-        // The saved garbage goes back to the collector, and is not saved again.
-        inner.gcmod.debug.set(0);
-        for _ in 0..SHUTDOWN_ROUNDS {
-            // Pending `finalize` registrations run first, newest first (SEMANTICS 4.7, 5.5).
-            inner.run_pending_finalizers();
-            let saved = std::mem::take(&mut *inner.gcmod.garbage.borrow_mut());
-            drop(saved);
-            let collected = collect(ptr, 2);
-            let idle =
-                inner.finalizers.borrow().is_empty() && inner.gcmod.garbage.borrow().is_empty();
-            if collected == 0 && idle {
-                break;
+        inner.settle_for_shutdown(ptr);
+        // The embedder's data goes last: finalizers run above could still reach it. Its drop
+        // may release objects, which one more settling frees.
+        let data = inner.data.borrow_mut().take();
+        if data.is_some() {
+            if let Some(p) = drop_guarded(data) {
+                inner.report_panic(UnraisableKind::Drop, "reap::Heap user data", p);
             }
+            inner.settle_for_shutdown(ptr);
         }
         let live = inner.live.get();
         if live > 0 {

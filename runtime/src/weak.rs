@@ -587,6 +587,13 @@ impl<T: ?Sized> Weak<T> {
         }
     }
 
+    /// The data the embedder set on the heap of this weak reference (and of its referent):
+    /// how a weak-reference callback reaches the interpreter. See
+    /// [`Heap::set_user_data`](crate::Heap::set_user_data).
+    pub fn user_data<D: std::any::Any>(this: &Self) -> Option<std::rc::Rc<D>> {
+        Gc::user_data(&this.obj)
+    }
+
     /// The weak-reference object's address, stable for its life: its identity (`id(ref)`).
     pub fn as_ptr(this: &Self) -> *const WeakRefObj {
         Gc::as_ptr(&this.obj)

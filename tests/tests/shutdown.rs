@@ -161,3 +161,78 @@ fn collection_callbacks_do_not_run_at_shutdown() {
     assert_eq!(calls.get(), 2, "no callback at shutdown");
     assert_eq!(DROPS.with(Cell::get), before + 3);
 }
+
+/// The interpreter's state, reached from finalizers through the heap's user data.
+struct Interp {
+    out: RefCell<Vec<String>>,
+    globals: RefCell<Vec<Gc<Member>>>,
+}
+
+/// `Heap::shutdown` runs what shutdown owes while the embedder is whole: finalizers of cyclic
+/// garbage reach the interpreter through the heap's user data (no thread-local), and dropping
+/// the heap afterwards has nothing left to do.
+#[test]
+fn explicit_shutdown_runs_finalizers_that_reach_the_user_data() {
+    #[derive(Trace)]
+    #[reap(finalize)]
+    struct Obj {
+        name: &'static str,
+        me: RefCell<Option<Gc<Obj>>>,
+    }
+    impl Finalize for Obj {
+        fn finalize(this: &Gc<Self>) {
+            let interp = Gc::user_data::<Interp>(this).expect("the interpreter is set");
+            interp.out.borrow_mut().push(format!("del {}", this.name));
+        }
+    }
+    let heap = Heap::new();
+    heap.disable();
+    let interp = Rc::new(Interp {
+        out: RefCell::new(vec![]),
+        globals: RefCell::new(vec![]),
+    });
+    assert!(heap.set_user_data(Some(interp.clone())).is_none());
+    assert!(heap.user_data::<String>().is_none(), "another type");
+    let obj = heap.alloc(Obj {
+        name: "cyclic",
+        me: RefCell::new(None),
+    });
+    *obj.me.borrow_mut() = Some(obj.clone());
+    let registered = Rc::new(Cell::new(false));
+    let r = registered.clone();
+    let keep = heap.alloc(String::from("kept"));
+    let _f = reap::finalize(&keep, move || r.set(true));
+    drop(obj);
+    assert_eq!(heap.shutdown(), 1, "only `keep`, held here, is left");
+    assert_eq!(*interp.out.borrow(), ["del cyclic"]);
+    assert!(registered.get(), "pending finalize registrations ran");
+    assert_eq!(*keep, "kept", "the heap stays usable");
+    drop(keep);
+    assert_eq!(heap.live_objects(), 0);
+    drop(heap);
+    assert_eq!(Rc::strong_count(&interp), 1, "the heap let go of its data");
+}
+
+/// User data that holds handles into its own heap is dropped at shutdown after the finalizers
+/// owed, and what it held is freed then: no object is reported as still alive.
+#[test]
+fn user_data_holding_handles_is_released_at_shutdown() {
+    let heap = Heap::new();
+    let seen: Rc<RefCell<Vec<Unraisable>>> = Rc::default();
+    let s = seen.clone();
+    heap.set_unraisable_hook(Some(Box::new(move |u: &Unraisable| {
+        s.borrow_mut().push(u.clone())
+    })));
+    let interp = Rc::new(Interp {
+        out: RefCell::new(vec![]),
+        globals: RefCell::new(vec![]),
+    });
+    let before = DELS.with(Cell::get);
+    interp.globals.borrow_mut().push(heap.alloc(Member {
+        next: RefCell::new(None),
+    }));
+    heap.set_user_data(Some(interp));
+    drop(heap);
+    assert!(seen.borrow().is_empty(), "{:?}", seen.borrow());
+    assert_eq!(DELS.with(Cell::get), before + 1);
+}
