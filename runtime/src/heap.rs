@@ -576,6 +576,8 @@ impl HeapInner {
         } else {
             vtable.untracked_layout
         };
+        // Asked before anything changes: it may be user code (`Finalize::wants_finalizer`).
+        let finalizer = T::finalizer().is_some() && value.wants_finalizer();
         let base = self.slabs.alloc(ol.layout);
         // SAFETY: value_offset + size_of::<T>() is inside the allocation, and value_offset is a
         // multiple of T's alignment; the header occupies the HEADER_SIZE bytes before the value.
@@ -584,7 +586,7 @@ impl HeapInner {
             slot.cast::<T>().write(value);
             let header = slot.sub(HEADER_SIZE).cast::<Header>();
             let mut flags = if tracked { flag::TRACKED } else { 0 };
-            if T::finalizer().is_some() {
+            if finalizer {
                 flags |= flag::HAS_FINALIZER;
             }
             header.write(Header {

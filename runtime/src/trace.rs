@@ -168,6 +168,16 @@ pub unsafe trait Trace: 'static {
     {
         None
     }
+
+    /// Whether this value, allocated now, gets the type's finalizer: asked once, at
+    /// allocation, only of types that have one. `#[derive(Trace)]` with `#[reap(finalize)]`
+    /// forwards to [`Finalize::wants_finalizer`].
+    fn wants_finalizer(&self) -> bool
+    where
+        Self: Sized,
+    {
+        Self::finalizer().is_some()
+    }
 }
 
 /// A finalizer (`__del__`): runs at most once in an object's life, before the object's weak
@@ -200,6 +210,35 @@ pub unsafe trait Trace: 'static {
 pub trait Finalize: Trace + Sized {
     /// Called once, when the object is about to die.
     fn finalize(this: &Gc<Self>);
+
+    /// Whether this value gets the finalizer at all, asked once when it is allocated. An
+    /// interpreter whose instances are all one Rust type answers per class (`__del__` defined
+    /// or not); an object that answers `false` pays nothing for finalization: it dies on the
+    /// plain path, and a collection of it skips the finalizer and resurrection phases.
+    ///
+    /// ```
+    /// use reap::{Finalize, Gc, Heap, Trace};
+    /// use std::cell::Cell;
+    ///
+    /// thread_local!(static DELS: Cell<u32> = Cell::new(0));
+    ///
+    /// #[derive(Trace)]
+    /// #[reap(finalize)]
+    /// struct Instance { class_has_del: bool }
+    ///
+    /// impl Finalize for Instance {
+    ///     fn finalize(_: &Gc<Self>) { DELS.with(|d| d.set(d.get() + 1)); }
+    ///     fn wants_finalizer(&self) -> bool { self.class_has_del }
+    /// }
+    ///
+    /// let heap = Heap::new();
+    /// drop(heap.alloc(Instance { class_has_del: false }));
+    /// drop(heap.alloc(Instance { class_has_del: true }));
+    /// assert_eq!(DELS.with(|d| d.get()), 1);
+    /// ```
+    fn wants_finalizer(&self) -> bool {
+        true
+    }
 }
 
 macro_rules! leaf {

@@ -513,3 +513,51 @@ fn is_finalized_inside_the_finalizer_false_on_refcount_path_true_in_collection()
     assert_eq!(heap.collect(2), 1);
     assert_eq!(log.events(), ["finalized false", "finalized true"]);
 }
+
+/// One Rust type, two Python classes: instances of the class without `__del__` opt out of the
+/// finalizer at allocation (`Finalize::wants_finalizer`). They are never finalized, on the
+/// refcount path or in a collection, and `is_finalized` stays false for them.
+#[test]
+fn objects_opt_out_of_their_type_finalizer_at_allocation() {
+    #[derive(Trace)]
+    #[reap(finalize)]
+    struct Instance {
+        name: &'static str,
+        has_del: bool,
+        log: Log,
+        other: RefCell<Option<Gc<Instance>>>,
+    }
+    impl Finalize for Instance {
+        fn finalize(this: &Gc<Self>) {
+            this.log.push(format!("del {}", this.name));
+        }
+        fn wants_finalizer(&self) -> bool {
+            self.has_del
+        }
+    }
+    let heap = Heap::new();
+    heap.disable();
+    let log = Log::new();
+    let new = |name, has_del| {
+        heap.alloc(Instance {
+            name,
+            has_del,
+            log: log.clone(),
+            other: RefCell::new(None),
+        })
+    };
+    drop(new("plain", false));
+    drop(new("with_del", true));
+    assert_eq!(log.events(), ["del with_del"]);
+    // A cycle of one of each: only one finalizer, both collected.
+    let (a, b) = (new("cyc_plain", false), new("cyc_del", true));
+    *a.other.borrow_mut() = Some(b.clone());
+    *b.other.borrow_mut() = Some(a.clone());
+    let keep_plain = Weak::new(&a);
+    drop((a, b));
+    assert_eq!(heap.collect(2), 2);
+    assert_eq!(log.events(), ["del with_del", "del cyc_del"]);
+    assert!(keep_plain.upgrade().is_none());
+    let still = new("still", false);
+    assert!(!Gc::is_finalized(&still));
+}

@@ -157,6 +157,10 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
             fn finalizer() -> ::core::option::Option<fn(&::reap::Gc<Self>)> {
                 ::core::option::Option::Some(<Self as ::reap::Finalize>::finalize)
             }
+            #[inline]
+            fn wants_finalizer(&self) -> bool {
+                <Self as ::reap::Finalize>::wants_finalizer(self)
+            }
         }
     } else {
         quote!()
