@@ -308,7 +308,12 @@ impl CollectionPhases for HeapInner {
                 // SAFETY: the object is live and the runtime holds the count just added.
                 let r = catch_unwind(AssertUnwindSafe(|| unsafe { (vtable.finalize)(o) }));
                 if let Err(p) = r {
-                    self.report_panic(UnraisableKind::Finalizer, (vtable.type_name)(), p);
+                    self.report_panic_on(
+                        UnraisableKind::Finalizer,
+                        (vtable.type_name)(),
+                        p,
+                        Some(o),
+                    );
                 }
                 h.set_strong(h.strong() - 1);
             }

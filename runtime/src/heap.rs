@@ -40,7 +40,7 @@ pub enum UnraisableKind {
 
 /// A panic (or shutdown problem) the runtime caught and could not hand to anyone: what
 /// CPython passes to `sys.unraisablehook`.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Unraisable {
     /// Where it came from.
     pub kind: UnraisableKind,
@@ -48,6 +48,32 @@ pub struct Unraisable {
     pub type_name: &'static str,
     /// The panic message (or a description).
     pub message: String,
+    /// See [`Unraisable::object`].
+    object: Option<crate::AnyGc>,
+}
+
+impl Unraisable {
+    /// The object concerned, while the hook runs: the object whose finalizer panicked (the
+    /// runtime still holds it) or the weak reference whose callback panicked; `None` for a
+    /// `Drop` (the value is gone) and for reports about the heap itself. An interpreter prints
+    /// "Exception ignored in: <its repr>" with it. Cloning the handle and keeping it resurrects
+    /// the object, as storing `self` in `__del__` would; a clone of the report leaves the object
+    /// out, so recording reports keeps nothing alive.
+    pub fn object(&self) -> Option<&crate::AnyGc> {
+        self.object.as_ref()
+    }
+}
+
+/// Copies the report without its object (see [`Unraisable::object`]).
+impl Clone for Unraisable {
+    fn clone(&self) -> Self {
+        Unraisable {
+            kind: self.kind,
+            type_name: self.type_name,
+            message: self.message.clone(),
+            object: None,
+        }
+    }
 }
 
 impl std::fmt::Display for Unraisable {
@@ -701,6 +727,18 @@ impl HeapInner {
         type_name: &'static str,
         payload: Box<dyn std::any::Any + Send>,
     ) {
+        self.report_panic_on(kind, type_name, payload, None);
+    }
+
+    /// As `report_panic`, about the object with this header, which the runtime still holds
+    /// (its count is above 0 and its value intact).
+    pub(crate) fn report_panic_on(
+        &self,
+        kind: UnraisableKind,
+        type_name: &'static str,
+        payload: Box<dyn std::any::Any + Send>,
+        object: Option<NonNull<Header>>,
+    ) {
         let message = if let Some(s) = payload.downcast_ref::<&str>() {
             (*s).to_string()
         } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -710,10 +748,13 @@ impl HeapInner {
         };
         // Drop the payload under a guard of its own: its Drop is user code too.
         drop_payload(payload);
+        // SAFETY: the caller holds the object, with its value intact.
+        let object = object.map(|o| unsafe { crate::introspect::any_handle(o) });
         self.report(Unraisable {
             kind,
             type_name,
             message,
+            object,
         });
     }
 }
@@ -828,7 +869,12 @@ unsafe fn destroy(heap: &HeapInner, header: NonNull<Header>) {
         // meanwhile: the temporary count keeps the object from dying again or being garbage.
         h.set(flag::FINALIZED);
         if let Err(p) = r {
-            heap.report_panic(UnraisableKind::Finalizer, (vtable.type_name)(), p);
+            heap.report_panic_on(
+                UnraisableKind::Finalizer,
+                (vtable.type_name)(),
+                p,
+                Some(header),
+            );
         }
         let n = h.strong() - 1;
         h.set_strong(n);
@@ -932,6 +978,7 @@ unsafe fn free_heap(inner: NonNull<HeapInner>) {
             kind: UnraisableKind::Drop,
             type_name: "reap::Heap",
             message: "a panic while dropping the heap's hook or callbacks".into(),
+            object: None,
         });
     }
 }
@@ -1014,6 +1061,7 @@ impl Drop for Heap {
             inner.report(Unraisable {
                 kind: UnraisableKind::Shutdown,
                 type_name: "reap::Heap",
+                object: None,
                 message: format!(
                     "{live} object(s) still alive at heap shutdown{during}: held by handles the \
                      collector cannot see (outside the heap, in another heap's objects, or in \

@@ -323,7 +323,12 @@ pub(crate) fn run_callbacks(heap: &HeapInner, calls: Vec<PendingCallback>) -> us
                 };
                 let type_name = (vtable.type_name)();
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(&w))) {
-                    heap.report_panic(UnraisableKind::WeakCallback, type_name, p);
+                    heap.report_panic_on(
+                        UnraisableKind::WeakCallback,
+                        type_name,
+                        p,
+                        Some(w.header_ptr()),
+                    );
                 }
                 // The callback's captures may run user `Drop`s; the weak reference's own death
                 // (if this was its last handle) guards its user code itself.

@@ -218,3 +218,64 @@ fn panicking_trace_abandons_the_collection_cleanly() {
     assert_eq!(heap.collect(2), 2);
     assert!(!wa.is_alive());
 }
+
+/// The report of a panicking finalizer carries the object while the hook runs (what an
+/// interpreter needs to print "Exception ignored in: <... of X>"): a recorded copy of the
+/// report keeps nothing alive, but a hook that keeps a clone of the handle resurrects the
+/// object, as storing `self` in `__del__` would, and it is not finalized again. A panicking
+/// weak callback's report carries its weak reference.
+#[test]
+fn reports_carry_the_object_and_a_kept_one_is_resurrected() {
+    #[derive(Trace)]
+    #[reap(finalize)]
+    struct Faulty {
+        name: &'static str,
+    }
+    impl Finalize for Faulty {
+        fn finalize(_: &Gc<Self>) {
+            panic!("__del__ failed");
+        }
+    }
+    let (heap, seen) = recording_heap();
+    let dropped = heap.alloc(Faulty { name: "d" });
+    let w = Weak::new(&dropped);
+    drop(dropped);
+    assert_eq!(seen.borrow().len(), 1);
+    assert!(
+        seen.borrow()[0].object().is_none(),
+        "a copy leaves the object out"
+    );
+    assert!(
+        w.upgrade().is_none(),
+        "a recorded report keeps nothing alive"
+    );
+    let kept: Rc<RefCell<Vec<reap::AnyGc>>> = Rc::default();
+    let k = kept.clone();
+    heap.set_unraisable_hook(Some(Box::new(move |u: &Unraisable| {
+        if let Some(o) = u.object() {
+            k.borrow_mut().push(o.clone());
+        }
+    })));
+    let obj = heap.alloc(Faulty { name: "f" });
+    let weak = Weak::new(&obj);
+    drop(obj);
+    let back = weak.upgrade().expect("the hook kept it: resurrected");
+    assert_eq!(back.name, "f");
+    assert!(Gc::is_finalized(&back));
+    assert!(Gc::ptr_eq(&kept.borrow()[0], &back));
+    // Its second death runs no finalizer (nothing more is kept).
+    kept.borrow_mut().clear();
+    drop(back);
+    assert!(weak.upgrade().is_none());
+    assert!(kept.borrow().is_empty());
+
+    let target = heap.alloc(String::from("t"));
+    let cb = Weak::with_callback(&target, |_: &Weak<String>| panic!("callback failed"));
+    drop(target);
+    let reported = kept.borrow_mut().pop().expect("the weak reference");
+    assert!(reported.is::<reap::WeakRefObj>());
+    assert_eq!(
+        Gc::as_ptr(&reported) as *const u8,
+        Weak::as_ptr(&cb) as *const u8
+    );
+}
