@@ -56,7 +56,7 @@ impl Unraisable {
     /// The object concerned, while the hook runs: the object whose finalizer panicked (the
     /// runtime still holds it) or the weak reference whose callback panicked; `None` for a
     /// `Drop` (the value is gone) and for reports about the heap itself. An interpreter prints
-    /// "Exception ignored in: <its repr>" with it. Cloning the handle and keeping it resurrects
+    /// "Exception ignored in: ..." with its repr. Cloning the handle and keeping it resurrects
     /// the object, as storing `self` in `__del__` would; a clone of the report leaves the object
     /// out, so recording reports keeps nothing alive.
     pub fn object(&self) -> Option<&crate::AnyGc> {

@@ -1121,7 +1121,8 @@ fn start_callbacks_see_the_counts_before_the_collection_resets_them() {
     let heap = Rc::new(Heap::new());
     heap.disable();
     heap.collect(2);
-    let seen: Rc<RefCell<Vec<(CollectPhase, [usize; 3])>>> = Rc::default();
+    type Seen = Rc<RefCell<Vec<(CollectPhase, [usize; 3])>>>;
+    let seen: Seen = Rc::default();
     let (s, h) = (seen.clone(), Rc::downgrade(&heap));
     heap.add_collect_callback(Box::new(move |phase, _| {
         let counts = h.upgrade().map(|h| h.get_count()).unwrap_or_default();
