@@ -157,3 +157,18 @@ impl<T: ?Sized + 'static, R> WeakMethod<T, R> {
         self.receiver.is_alive()
     }
 }
+
+// SAFETY: a proxy owns its weak reference (a handle to the weak-reference object), not the
+// referent.
+unsafe impl<T: ?Sized + 'static> crate::Trace for WeakProxy<T> {
+    fn trace(&self, tracer: &mut crate::Tracer<'_>) {
+        crate::Trace::trace(&self.weak, tracer);
+    }
+}
+
+// SAFETY: a weak method owns its weak reference to the receiver and a function pointer.
+unsafe impl<T: ?Sized + 'static, R: 'static> crate::Trace for WeakMethod<T, R> {
+    fn trace(&self, tracer: &mut crate::Tracer<'_>) {
+        crate::Trace::trace(&self.receiver, tracer);
+    }
+}

@@ -396,3 +396,39 @@ impl<K: ?Sized + Hash + Eq + 'static> WeakSet<K> {
         self.map.keys()
     }
 }
+
+// SAFETY: the map owns its values and one strong handle to each key's weak-reference object
+// (the keys themselves are weak: not owned, not visited), in the table and in the queue of
+// pending removals. As for `WeakValueMap`: only this map traces the shared state, and a borrow
+// active while tracing makes the tracer give up on the value.
+unsafe impl<K: ?Sized + 'static, V: Clone + crate::Trace, E: 'static> crate::Trace
+    for WeakKeyMap<K, V, E>
+{
+    fn trace(&self, tracer: &mut crate::Tracer<'_>) {
+        // SAFETY: no user code runs while tracing, so no borrow begins meanwhile.
+        let (table, pending) = unsafe {
+            (
+                self.inner.table.try_borrow_unguarded(),
+                self.inner.pending.try_borrow_unguarded(),
+            )
+        };
+        let (Ok(table), Ok(pending)) = (table, pending) else {
+            tracer.mark_incomplete();
+            return;
+        };
+        for e in table.iter() {
+            e.key.trace(tracer);
+            e.value.trace(tracer);
+        }
+        for (_, w) in pending.iter() {
+            w.trace(tracer);
+        }
+    }
+}
+
+// SAFETY: as its map's.
+unsafe impl<K: ?Sized + Hash + Eq + 'static> crate::Trace for WeakSet<K> {
+    fn trace(&self, tracer: &mut crate::Tracer<'_>) {
+        self.map.trace(tracer);
+    }
+}

@@ -184,3 +184,44 @@ fn weak_value_map_as_a_cache() {
     let _c = load("cat.png");
     assert_eq!(*decoded.borrow(), 2);
 }
+
+/// A weak container can live inside a heap object (Python: a `WeakValueDictionary` attribute):
+/// what it holds strongly (keys, and its entries' weak-reference objects) is traced, so an
+/// object that holds its own registry in a cycle is collected, and the values, held weakly,
+/// live on.
+#[test]
+fn weak_containers_inside_heap_objects_are_traced() {
+    #[derive(Trace)]
+    struct Item(u32);
+    #[derive(Trace)]
+    struct Owner {
+        values: reap::WeakValueMap<u32, Item>,
+        keys: reap::WeakKeyMap<Item, Gc<Owner>, reap::ByIdentity>,
+        proxy: reap::WeakProxy<Item>,
+        me: RefCell<Option<Gc<Owner>>>,
+    }
+    let heap = Heap::new();
+    heap.disable();
+    let item = heap.alloc(Item(7));
+    let owner = heap.alloc(Owner {
+        values: reap::WeakValueMap::new(),
+        keys: reap::WeakKeyMap::by_identity(),
+        proxy: reap::WeakProxy::new(&item),
+        me: RefCell::new(None),
+    });
+    owner.values.insert(1, &item);
+    // The value refers back to the owner: a cycle through the map's traced part.
+    owner.keys.insert(&item, owner.clone());
+    *owner.me.borrow_mut() = Some(owner.clone());
+    let w = reap::Weak::new(&owner);
+    drop(owner);
+    // The owner, and the weak-reference objects of its two entries and of its proxy.
+    assert_eq!(heap.collect(2), 4);
+    assert!(w.upgrade().is_none());
+    assert_eq!(item.0, 7, "held weakly: alive");
+    assert_eq!(
+        Gc::weak_count(&item),
+        0,
+        "the garbage's weak references are gone"
+    );
+}
