@@ -599,6 +599,26 @@ impl<T: ?Sized> Weak<T> {
         Gc::user_data(&this.obj)
     }
 
+    /// Gives up the weak reference as its parts, for [`weak_coerce!`](crate::weak_coerce).
+    #[doc(hidden)]
+    pub fn into_raw_parts(this: Self) -> (Gc<WeakRefObj>, *const T) {
+        (this.obj, this.ptr.as_ptr().cast_const())
+    }
+
+    /// Takes back the parts [`Weak::into_raw_parts`] gave, possibly as another type.
+    ///
+    /// # Safety
+    /// `ptr` is the pointer `into_raw_parts` returned with `obj` (or an unsizing coercion of
+    /// it).
+    #[doc(hidden)]
+    pub unsafe fn from_raw_parts(obj: Gc<WeakRefObj>, ptr: *const T) -> Weak<T> {
+        Weak {
+            obj,
+            // SAFETY: a value pointer is never null (caller).
+            ptr: unsafe { NonNull::new_unchecked(ptr.cast_mut()) },
+        }
+    }
+
     /// The weak-reference object's address, stable for its life: its identity (`id(ref)`).
     pub fn as_ptr(this: &Self) -> *const WeakRefObj {
         Gc::as_ptr(&this.obj)
@@ -746,4 +766,30 @@ impl<T: ?Sized + 'static> Gc<T> {
         }
         out
     }
+}
+
+/// Converts a weak reference to one of an unsized type the referent coerces to, typically a
+/// trait object: `weak_coerce!(weak => dyn Trait)`, as [`gc_coerce!`](crate::gc_coerce) does for
+/// strong handles. It is the same weak-reference object (same identity, same callback).
+///
+/// ```
+/// use reap::{weak_coerce, Heap, Weak};
+/// use std::fmt::Display;
+///
+/// let heap = Heap::new();
+/// let n = heap.alloc(7_u32);
+/// let w: Weak<dyn Display> = weak_coerce!(Weak::new(&n) => dyn Display);
+/// assert_eq!(w.upgrade().map(|d| d.to_string()).as_deref(), Some("7"));
+/// drop(n);
+/// assert!(w.upgrade().is_none());
+/// ```
+#[macro_export]
+macro_rules! weak_coerce {
+    ($weak:expr => $u:ty) => {{
+        let (obj, raw) = $crate::Weak::into_raw_parts($weak);
+        let raw: *const $u = raw;
+        // SAFETY: `raw` is the referent pointer just given up with `obj`, unsized by the
+        // compiler's own coercion, so it points at the same value with its real metadata.
+        unsafe { $crate::Weak::<$u>::from_raw_parts(obj, raw) }
+    }};
 }
