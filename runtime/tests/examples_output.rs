@@ -108,3 +108,43 @@ left: 0
 ";
     assert_eq!(run_example("graph"), expected);
 }
+
+#[test]
+fn embed_example_prints_what_the_python_program_in_its_header_prints() {
+    let expected = "\
+id(r()) == id(a): True
+__del__ <Node a> (#1)
+callback: <Plain w> saw a die
+r() is None: True
+referents of p: <Plain q>, <class Node>
+__del__ <Node p> (#2)
+collected: 2
+live Node instances: 1
+Exception ignored in: <function Broken.__del__>: ValueError: boom
+__del__ <Node b> (#3)
+end of program
+__del__ <Last t> (#4)
+";
+    let ours = run_example("embed");
+    assert_eq!(ours, expected);
+
+    // The Python program the example mirrors is the ```python block of its header comment.
+    let source = include_str!("../examples/embed.rs");
+    let program: String = source
+        .lines()
+        .skip_while(|l| *l != "//! ```python")
+        .skip(1)
+        .take_while(|l| *l != "//! ```")
+        .map(|l| format!("{}\n", l.strip_prefix("//! ").unwrap_or("")))
+        .collect();
+    match Command::new("python3").arg("-c").arg(&program).output() {
+        Ok(py) if py.status.success() => {
+            assert_eq!(
+                ours,
+                String::from_utf8(py.stdout).unwrap(),
+                "python3 printed otherwise"
+            );
+        }
+        _ => eprintln!("python3 not available: compared with the recorded output only"),
+    }
+}
