@@ -302,6 +302,7 @@ impl CollectionPhases for HeapInner {
             let h = unsafe { o.as_ref() };
             if h.has(flag::HAS_FINALIZER) && !h.has(flag::FINALIZED) {
                 any = true;
+                self.finalizers_run.set(self.finalizers_run.get() + 1);
                 h.set(flag::FINALIZED);
                 h.inc_strong();
                 let vtable = h.vtable();

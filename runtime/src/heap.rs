@@ -149,6 +149,9 @@ pub(crate) struct HeapInner {
     /// While reclaim drops the garbage's values: how many untracked weak-reference objects died
     /// (counted as collected, as CPython counts the weak references in its garbage).
     pub(crate) reclaim_weakrefs: Cell<Option<usize>>,
+    /// Finalizers run by collections so far (shutdown goes on while a round runs any: one that
+    /// only resurrected can still have made new garbage).
+    pub(crate) finalizers_run: Cell<u64>,
     /// Deaths deferred past `TRASHCAN_DEPTH`, drained by the outermost death.
     deferred: RefCell<Vec<NonNull<Header>>>,
     /// The `Heap` handle was dropped: free this when `live` reaches 0 and no frame is active.
@@ -353,6 +356,7 @@ impl Heap {
             depth: Cell::new(0),
             frames: Cell::new(0),
             reclaim_weakrefs: Cell::new(None),
+            finalizers_run: Cell::new(0),
             deferred: RefCell::new(Vec::new()),
             closed: Cell::new(false),
             data: RefCell::new(None),
@@ -1008,10 +1012,15 @@ impl HeapInner {
             self.run_pending_finalizers();
             let saved = std::mem::take(&mut *self.gcmod.garbage.borrow_mut());
             drop(saved);
+            let finalized_before = self.finalizers_run.get();
             let collected = collect(ptr, 2);
+            // A round whose finalizers all resurrected their objects collects nothing, yet may
+            // have released other objects into new garbage: go on while finalizers run (each
+            // object is finalized once, so this ends).
+            let finalized = self.finalizers_run.get() != finalized_before;
             let idle =
                 self.finalizers.borrow().is_empty() && self.gcmod.garbage.borrow().is_empty();
-            if collected == 0 && idle {
+            if collected == 0 && !finalized && idle {
                 break;
             }
         }

@@ -999,3 +999,61 @@ fn frozen_object_still_held_at_shutdown_is_the_only_one_reported() {
     drop(held);
     assert_died_once(&log, &["held"], true);
 }
+
+thread_local! {
+    static SHUTDOWN_KEEP: RefCell<Vec<Gc<Resurrector>>> = const { RefCell::new(Vec::new()) };
+    static SHUTDOWN_DROPS: Cell<u32> = const { Cell::new(0) };
+}
+
+#[derive(Trace)]
+#[reap(finalize)]
+struct Resurrector {
+    name: &'static str,
+    me: RefCell<Option<Gc<Resurrector>>>,
+}
+
+impl Finalize for Resurrector {
+    fn finalize(this: &Gc<Self>) {
+        if this.name == "x" {
+            // y's last outside handle goes, and x resurrects itself: the collection collects
+            // nothing, but y is garbage now.
+            drop(SHUTDOWN_KEEP.with(|k| k.borrow_mut().pop()));
+            SHUTDOWN_KEEP.with(|k| k.borrow_mut().push(this.clone()));
+        }
+    }
+}
+
+impl Drop for Resurrector {
+    fn drop(&mut self) {
+        SHUTDOWN_DROPS.with(|d| d.set(d.get() + 1));
+    }
+}
+
+/// Found by the adversarial test: shutdown stopped at the first full collection that collected
+/// nothing, though its finalizers (all resurrecting) had made new garbage, which then leaked
+/// with the heap's state. Shutdown goes on while a round runs finalizers.
+#[test]
+fn shutdown_goes_on_after_a_round_that_only_resurrected() {
+    let cyclic = |heap: &Heap, name| {
+        let n = heap.alloc(Resurrector {
+            name,
+            me: RefCell::new(None),
+        });
+        *n.me.borrow_mut() = Some(n.clone());
+        n
+    };
+    let heap = Heap::new();
+    SHUTDOWN_KEEP.with(|k| k.borrow_mut().push(cyclic(&heap, "y")));
+    drop(cyclic(&heap, "x"));
+    drop(heap);
+    assert_eq!(
+        SHUTDOWN_DROPS.with(Cell::get),
+        1,
+        "y is collected at shutdown"
+    );
+    // x, resurrected into the thread-local, is freed by its last handle.
+    let x = SHUTDOWN_KEEP.with(|k| k.borrow_mut().pop()).expect("x");
+    *x.me.borrow_mut() = None;
+    drop(x);
+    assert_eq!(SHUTDOWN_DROPS.with(Cell::get), 2);
+}
