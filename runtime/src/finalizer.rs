@@ -169,10 +169,10 @@ impl HeapInner {
     }
 }
 
-// SAFETY: visits nothing, which is allowed (at worst a leak): the registration is shared with
-// the heap's list of pending registrations, so the weak reference it holds is not this
-// handle's to report (reporting it from a garbage owner would let the collector take the weak
-// reference from under the registration).
+// The registration is shared with the heap's list of pending registrations, so the weak
+// reference it holds is not this handle's to report (reporting it from a garbage owner would let
+// the collector take the weak reference from under the registration).
+// SAFETY: visits nothing, which is allowed (at worst a leak).
 unsafe impl<T: ?Sized + 'static, R: 'static> crate::Trace for Finalizer<T, R> {
     fn trace(&self, _: &mut crate::Tracer<'_>) {}
     fn needs_trace() -> bool {

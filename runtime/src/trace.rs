@@ -463,12 +463,13 @@ map!(HashMap, S);
 map!(hashbrown::HashMap, S);
 map!(BTreeMap);
 
-// SAFETY: the cell owns its value, and `trace` visits it in place. No `take`/`set` (which would
-// run the user's `Default` and `Drop` in the middle of a collection): the value is read through
-// the cell's pointer for the length of this call, during which no code that could write the
-// cell runs (tracing runs no user code: the derive and these impls only visit fields, and a
+// The cell owns its value, and `trace` visits it in place. No `take`/`set` (which would run the
+// user's `Default` and `Drop` in the middle of a collection): the value is read through the
+// cell's pointer for the length of this call, during which no code that could write the cell
+// runs (tracing runs no user code: the derive and these impls only visit fields, and a
 // hand-written `Trace` must not either, by its contract). A `Cell`'s contents are only ever
 // written by `Cell`'s own methods, which run no user code while the value is half-written.
+// SAFETY: visits exactly the handles the cell's value owns, reading it in place (see above).
 unsafe impl<T: Trace> Trace for Cell<T> {
     fn trace(&self, tracer: &mut Tracer<'_>) {
         // SAFETY: see above: nothing writes the cell while this shared reference lives.

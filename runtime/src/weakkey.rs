@@ -397,10 +397,11 @@ impl<K: ?Sized + Hash + Eq + 'static> WeakSet<K> {
     }
 }
 
-// SAFETY: the map owns its values and one strong handle to each key's weak-reference object
-// (the keys themselves are weak: not owned, not visited), in the table and in the queue of
-// pending removals. As for `WeakValueMap`: only this map traces the shared state, and a borrow
-// active while tracing makes the tracer give up on the value.
+// The map owns its values and one strong handle to each key's weak-reference object (the keys
+// themselves are weak: not owned, not visited), in the table and in the queue of pending
+// removals. As for `WeakValueMap`: only this map traces the shared state, and a borrow active
+// while tracing makes the tracer give up on the value.
+// SAFETY: visits exactly the handles the map owns (see above).
 unsafe impl<K: ?Sized + 'static, V: Clone + crate::Trace, E: 'static> crate::Trace
     for WeakKeyMap<K, V, E>
 {

@@ -224,13 +224,13 @@ impl<K: Hash + Eq + Clone + 'static, V: ?Sized + 'static> Drop for Iter<K, V> {
     }
 }
 
-// SAFETY: the map owns its keys and one strong handle to each entry's weak-reference object
-// (the values are weak: not owned, not visited), in the table and in the queue of pending
-// removals. The shared state is owned by this map alone among traced values: the iterators
-// that also hold it are not `Trace`. The cells are read without guards: no user code runs while
-// tracing, so no borrow can begin meanwhile; one that is active (a key's `Hash`/`Eq` is running
-// under it and started a collection) makes the tracer give up on this value (kept, SEMANTICS
-// 5.3).
+// The map owns its keys and one strong handle to each entry's weak-reference object (the values
+// are weak: not owned, not visited), in the table and in the queue of pending removals. The
+// shared state is owned by this map alone among traced values: the iterators that also hold it
+// are not `Trace`. The cells are read without guards: no user code runs while tracing, so no
+// borrow can begin meanwhile; one that is active (a key's `Hash`/`Eq` is running under it and
+// started a collection) makes the tracer give up on this value (kept, SEMANTICS 5.3).
+// SAFETY: visits exactly the handles the map owns (see above).
 unsafe impl<K: Hash + Eq + Clone + crate::Trace, V: ?Sized + 'static> crate::Trace
     for WeakValueMap<K, V>
 {
