@@ -114,8 +114,8 @@ fn collect_finalizers_and_weakrefs(c: &mut Criterion) {
                     let b = node(heap);
                     *a.next.borrow_mut() = Some(b.clone());
                     *b.next.borrow_mut() = Some(a.clone());
-                    refs.push(Weak::with_callback(&a, |_: &Weak<Node>| {}));
-                    refs.push(Weak::with_callback(&b, |_: &Weak<Node>| {}));
+                    refs.push(Weak::with_untraced_callback(&a, |_: &Weak<Node>| {}));
+                    refs.push(Weak::with_untraced_callback(&b, |_: &Weak<Node>| {}));
                 }
                 Box::new(refs)
             })

@@ -234,7 +234,7 @@ fn weak_churn(heap: &Heap, size: f64, deadline: Instant, tally: &Rc<Tally>) {
             let a = node(heap);
             let t = tally.clone();
             Tally::add(&tally.weak_callbacks_made, 1);
-            weaks.push(Weak::with_callback(&a, move |w: &Weak<Node>| {
+            weaks.push(Weak::with_untraced_callback(&a, move |w: &Weak<Node>| {
                 Tally::add(&t.weak_callbacks_run, 1);
                 if w.upgrade().is_some() {
                     Tally::add(&t.weak_violations, 1);
@@ -433,7 +433,7 @@ fn mix(heap: &Heap, size: f64, deadline: Instant, tally: &Rc<Tally>) {
         let a = node(heap);
         let t = tally.clone();
         Tally::add(&tally.weak_callbacks_made, 1);
-        let w = Weak::with_callback(&a, move |w: &Weak<Node>| {
+        let w = Weak::with_untraced_callback(&a, move |w: &Weak<Node>| {
             Tally::add(&t.weak_callbacks_run, 1);
             if w.upgrade().is_some() {
                 Tally::add(&t.weak_violations, 1);

@@ -266,7 +266,7 @@ fn main() {
     let a = instance(&heap, &node, Some("a"));
     let lambda = on_death(Value::Obj(instance(&heap, &plain, Some("w"))));
     // The callback holds objects (the closure and what it captured): the traced form.
-    let r = Weak::with_traced_callback(&a, lambda, |lambda, r| {
+    let r = Weak::with_callback(&a, lambda, |lambda, r| {
         let interp = Weak::user_data::<Interp>(r).expect("set at start-up");
         if let Err(exception) = lambda.call(&interp, &[Value::None]) {
             resume_unwind(Box::new(exception));

@@ -1,4 +1,4 @@
-//! An event dispatcher that holds its handlers weakly (`WeakMethod`): a subscriber that goes
+//! An event dispatcher that holds its handlers weakly (`WeakFnMethod`): a subscriber that goes
 //! away is neither kept alive by the dispatcher nor called, and never has to unsubscribe (the
 //! seed article's second use of weak references).
 //!
@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 
-use reap::{Gc, Heap, Trace, Weak, WeakMethod};
+use reap::{Gc, Heap, Trace, Weak, WeakFnMethod};
 
 #[derive(Trace)]
 struct Subscriber {
@@ -21,11 +21,11 @@ impl Subscriber {
 
 #[derive(Default)]
 struct Dispatcher {
-    handlers: RefCell<Vec<WeakMethod<Subscriber, String>>>,
+    handlers: RefCell<Vec<WeakFnMethod<Subscriber, String>>>,
 }
 
 impl Dispatcher {
-    fn subscribe(&self, handler: WeakMethod<Subscriber, String>) {
+    fn subscribe(&self, handler: WeakFnMethod<Subscriber, String>) {
         self.handlers.borrow_mut().push(handler);
     }
 
@@ -50,8 +50,8 @@ fn main() {
     });
     let bob = heap.alloc(Subscriber { name: "bob".into() });
     let bob_probe = Weak::new(&bob);
-    dispatcher.subscribe(WeakMethod::new(&alice, Subscriber::on_event));
-    dispatcher.subscribe(WeakMethod::new(&bob, Subscriber::on_event));
+    dispatcher.subscribe(WeakFnMethod::new(&alice, Subscriber::on_event));
+    dispatcher.subscribe(WeakFnMethod::new(&bob, Subscriber::on_event));
     println!("first event:");
     dispatcher.emit();
     drop(bob); // bob goes away without unsubscribing

@@ -25,6 +25,8 @@ struct State<T: ?Sized + 'static, R: 'static> {
     func: RefCell<Option<Func<R>>>,
     weak: RefCell<Option<Weak<T>>>,
     alive: Cell<bool>,
+    /// Whether heap shutdown runs it if still pending (`finalize.atexit`).
+    atexit: Cell<bool>,
 }
 
 /// A registration the heap keeps, type-erased, for shutdown and bookkeeping.
@@ -58,9 +60,15 @@ impl<T: ?Sized + 'static, R: 'static> State<T, R> {
 
 impl<T: ?Sized + 'static, R: 'static> Registered for State<T, R> {
     fn run_at_shutdown(&self, heap: &HeapInner) {
+        let atexit = self.atexit.get();
         if let Some(f) = self.take() {
-            if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
-                heap.report_panic(UnraisableKind::WeakCallback, "reap::Finalizer", p);
+            if atexit {
+                if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
+                    heap.report_panic(UnraisableKind::WeakCallback, "reap::Finalizer", p);
+                }
+            } else if let Some(p) = crate::heap::drop_guarded(f) {
+                // Not run: only released, and its captures' `Drop`s guarded.
+                heap.report_panic(UnraisableKind::Drop, "reap::Finalizer", p);
             }
         }
     }
@@ -103,9 +111,13 @@ pub fn finalize<T: ?Sized + 'static, R: 'static>(
         func: RefCell::new(Some(Box::new(f) as Func<R>)),
         weak: RefCell::new(None),
         alive: Cell::new(true),
+        atexit: Cell::new(true),
     });
     let on_death = Rc::downgrade(&state);
-    let weak = Weak::with_callback(obj, move |_: &Weak<T>| {
+    // Untraced: the registration is kept by the heap until it runs, like a root, so what the
+    // callable holds lives until then whether the collector sees it or not (as in CPython,
+    // where the registry keeps `func` and its arguments).
+    let weak = Weak::with_untraced_callback(obj, move |_: &Weak<T>| {
         if let Some(state) = on_death.upgrade() {
             if let Some(f) = state.take() {
                 // A panic here is caught and reported by the weak-reference machinery.
@@ -124,6 +136,33 @@ impl<T: ?Sized + 'static, R: 'static> Finalizer<T, R> {
     /// Whether it is still pending (not run, not detached; `finalize.alive`).
     pub fn alive(&self) -> bool {
         self.state.alive.get()
+    }
+
+    /// Whether heap shutdown runs it if it is still pending (`finalize.atexit`; true by default).
+    pub fn atexit(&self) -> bool {
+        self.state.atexit.get()
+    }
+
+    /// Sets whether heap shutdown runs it if it is still pending (`finalize.atexit = False`
+    /// makes shutdown release it without calling it).
+    ///
+    /// ```
+    /// use reap::{finalize, Heap};
+    /// use std::{cell::Cell, rc::Rc};
+    ///
+    /// let heap = Heap::new();
+    /// let ran = Rc::new(Cell::new(0));
+    /// let obj = heap.alloc(0_u8);
+    /// let r = ran.clone();
+    /// let f = finalize(&obj, move || r.set(r.get() + 1));
+    /// f.set_atexit(false);
+    /// std::mem::forget(obj); // never dies before shutdown
+    /// heap.shutdown();
+    /// assert_eq!(ran.get(), 0);
+    /// assert!(!f.alive());
+    /// ```
+    pub fn set_atexit(&self, atexit: bool) {
+        self.state.atexit.set(atexit);
     }
 
     /// Runs the callable now if it is still pending, and returns its result; `None` if it already

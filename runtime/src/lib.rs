@@ -25,7 +25,7 @@
 //!
 //! let heap = Heap::new();
 //! let obj = heap.alloc(MyObject { name: "My Object".into(), children: RefCell::new(vec![]) });
-//! let weak = Weak::with_callback(&obj, |_w: &Weak<MyObject>| println!("callback"));
+//! let weak = Weak::with_callback(&obj, (), |_, _w: &Weak<MyObject>| println!("callback"));
 //! drop(obj); // prints "My Object has been garbage collected", then "callback"
 //! assert!(weak.upgrade().is_none());
 //! ```
@@ -58,7 +58,7 @@ pub use handle::{is_tracked, ByAddress, Gc, Reclaimed};
 pub use hashbrown;
 pub use heap::{Heap, Unraisable, UnraisableHook, UnraisableKind};
 pub use introspect::{debug, AnyGc, CollectCallback, CollectInfo, CollectPhase};
-pub use proxy::{ReferenceError, WeakMethod, WeakProxy};
+pub use proxy::{ReferenceError, WeakFnMethod, WeakMethod, WeakProxy};
 pub use reap_collector::GenerationStats;
 pub use reap_derive::Trace;
 pub use trace::{Finalize, Trace, Tracer};

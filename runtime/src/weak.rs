@@ -20,6 +20,7 @@
 //! reference is cleared (its target set to `None`) before any callback runs; each callback gets
 //! its (now dead) weak reference.
 
+use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -95,6 +96,23 @@ impl WeakInfo {
 pub(crate) trait ErasedCallback {
     fn call(&self, weak: &Gc<WeakRefObj>);
     fn trace(&self, tracer: &mut Tracer<'_>);
+    /// The traced state handed to the callback, if it has one.
+    fn state(&self) -> Option<&dyn Any>;
+}
+
+/// A weak reference's payload, type-erased.
+pub(crate) trait ErasedPayload {
+    fn trace(&self, tracer: &mut Tracer<'_>);
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<P: Trace + 'static> ErasedPayload for P {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        Trace::trace(self, tracer);
+    }
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
 }
 
 struct PlainCallback<T: ?Sized, F> {
@@ -111,6 +129,9 @@ impl<T: ?Sized + 'static, F: Fn(&Weak<T>) + 'static> ErasedCallback for PlainCal
         (self.f)(&w);
     }
     fn trace(&self, _: &mut Tracer<'_>) {}
+    fn state(&self) -> Option<&dyn Any> {
+        None
+    }
 }
 
 struct TracedCallback<T: ?Sized, S, F> {
@@ -119,7 +140,7 @@ struct TracedCallback<T: ?Sized, S, F> {
     ptr: NonNull<T>,
 }
 
-impl<T: ?Sized + 'static, S: Trace, F: Fn(&S, &Weak<T>) + 'static> ErasedCallback
+impl<T: ?Sized + 'static, S: Trace + 'static, F: Fn(&S, &Weak<T>) + 'static> ErasedCallback
     for TracedCallback<T, S, F>
 {
     fn call(&self, weak: &Gc<WeakRefObj>) {
@@ -132,6 +153,9 @@ impl<T: ?Sized + 'static, S: Trace, F: Fn(&S, &Weak<T>) + 'static> ErasedCallbac
     fn trace(&self, tracer: &mut Tracer<'_>) {
         self.state.trace(tracer);
     }
+    fn state(&self) -> Option<&dyn Any> {
+        Some(&self.state)
+    }
 }
 
 /// A weak-reference object: what a [`Weak`] handle points at.
@@ -141,6 +165,8 @@ impl<T: ?Sized + 'static, S: Trace, F: Fn(&S, &Weak<T>) + 'static> ErasedCallbac
 pub struct WeakRefObj {
     target: Cell<Option<NonNull<Header>>>,
     callback: RefCell<Option<Box<dyn ErasedCallback>>>,
+    /// Set at creation, never changed: the `KeyedRef` key.
+    payload: Option<Box<dyn ErasedPayload>>,
     hash: Cell<Option<u64>>,
     /// Neighbours in the referent's list of weak references with callbacks.
     prev: Cell<Option<NonNull<WeakRefObj>>>,
@@ -160,6 +186,9 @@ unsafe impl Trace for WeakRefObj {
                 }
             }
             Err(_) => tracer.mark_incomplete(),
+        }
+        if let Some(p) = &self.payload {
+            p.trace(tracer);
         }
     }
 }
@@ -456,7 +485,7 @@ impl std::error::Error for WeakGone {}
 ///
 /// let fired = Rc::new(Cell::new(false));
 /// let f = fired.clone();
-/// let with_cb = Weak::with_callback(&obj, move |w: &Weak<String>| {
+/// let with_cb = Weak::with_untraced_callback(&obj, move |w: &Weak<String>| {
 ///     assert!(w.upgrade().is_none());
 ///     f.set(true);
 /// });
@@ -491,7 +520,7 @@ impl<T: ?Sized + 'static> Weak<T> {
     #[cold]
     #[inline(never)]
     fn new_shared(target: &Gc<T>, info: &WeakInfo) -> Weak<T> {
-        let obj = Self::make(target, None);
+        let obj = Self::make(target, None, None);
         // The block's own count.
         std::mem::forget(obj.clone());
         info.shared.set(Some(obj.value_ptr()));
@@ -502,36 +531,127 @@ impl<T: ?Sized + 'static> Weak<T> {
     }
 
     /// A new weak reference whose callback runs once when the referent dies while this weak
-    /// reference is still alive. The callback receives this weak reference (already dead).
+    /// reference is still alive (`weakref.ref(obj, callback)`). The callback receives `state`
+    /// and this weak reference (already dead).
     ///
-    /// Handles captured by the closure are not traced: a cycle through them is not collectable.
-    /// Use [`Weak::with_traced_callback`] when the callback must hold handles.
-    pub fn with_callback(target: &Gc<T>, callback: impl Fn(&Weak<T>) + 'static) -> Weak<T> {
-        let cb = Box::new(PlainCallback {
-            f: callback,
-            ptr: target.value_ptr(),
-        });
-        Self::with_erased(target, cb)
-    }
-
-    /// Like [`Weak::with_callback`], with a traced `state` handed to the callback: handles in
-    /// `state` are visible to the collector (SEMANTICS 4.2).
-    pub fn with_traced_callback<S: Trace>(
+    /// `state` is traced: handles in it are visible to the collector, so a cycle through the
+    /// callback (the usual case: a Python callback is a closure over objects) is collectable
+    /// (SEMANTICS 4.2). The closure itself must be `Copy`, which keeps handles out of its
+    /// captures: put everything the callback needs in `state`. [`Weak::callback_state`] reads
+    /// `state` back (`__callback__`). A closure that must capture non-`Copy` data can use
+    /// [`Weak::with_untraced_callback`].
+    ///
+    /// ```
+    /// use reap::{Gc, Heap, Weak};
+    /// use std::cell::RefCell;
+    ///
+    /// let heap = Heap::new();
+    /// let log: Gc<RefCell<Vec<String>>> = heap.alloc(RefCell::new(Vec::new()));
+    /// let obj = heap.alloc(String::from("data"));
+    /// let w = Weak::with_callback(&obj, log.clone(), |log, w: &Weak<String>| {
+    ///     log.borrow_mut().push(format!("dead: {}", w.upgrade().is_none()));
+    /// });
+    /// assert!(Gc::ptr_eq(&w.callback_state::<Gc<RefCell<Vec<String>>>>().unwrap(), &log));
+    /// drop(obj);
+    /// assert_eq!(*log.borrow(), ["dead: true"]);
+    /// assert!(!w.has_callback(), "a callback runs once, then is released");
+    /// ```
+    pub fn with_callback<S: Trace + 'static>(
         target: &Gc<T>,
         state: S,
-        callback: impl Fn(&S, &Weak<T>) + 'static,
+        callback: impl Fn(&S, &Weak<T>) + Copy + 'static,
     ) -> Weak<T> {
         let cb = Box::new(TracedCallback {
             state,
             f: callback,
             ptr: target.value_ptr(),
         });
-        Self::with_erased(target, cb)
+        Self::with_erased(target, Some(cb), None)
     }
 
-    fn with_erased(target: &Gc<T>, cb: Box<dyn ErasedCallback>) -> Weak<T> {
+    /// A new weak reference with a callback closure that the collector does not see: handles
+    /// captured by the closure are not traced, so a cycle through them is never collected (it
+    /// leaks until heap shutdown). For callbacks that capture only data outside the heap (a log,
+    /// a channel); [`Weak::with_callback`] is the form for everything else.
+    ///
+    /// ```
+    /// use reap::{Heap, Weak};
+    /// use std::{cell::Cell, rc::Rc};
+    ///
+    /// let heap = Heap::new();
+    /// let fired = Rc::new(Cell::new(false));
+    /// let obj = heap.alloc(1_u8);
+    /// let f = fired.clone();
+    /// let _w = Weak::with_untraced_callback(&obj, move |_: &Weak<u8>| f.set(true));
+    /// drop(obj);
+    /// assert!(fired.get());
+    /// ```
+    pub fn with_untraced_callback(
+        target: &Gc<T>,
+        callback: impl Fn(&Weak<T>) + 'static,
+    ) -> Weak<T> {
+        let cb = Box::new(PlainCallback {
+            f: callback,
+            ptr: target.value_ptr(),
+        });
+        Self::with_erased(target, Some(cb), None)
+    }
+
+    /// A new weak reference carrying a traced `payload` (Python's `weakref.KeyedRef`, whose
+    /// `key` a weak container's callback reads). It is never the shared weak reference. The
+    /// payload lives as long as the weak-reference object, also after the referent died; read
+    /// it with [`Weak::payload`].
+    ///
+    /// ```
+    /// use reap::{Heap, Weak};
+    ///
+    /// let heap = Heap::new();
+    /// let obj = heap.alloc(1_u8);
+    /// let w = Weak::with_payload(&obj, String::from("key"));
+    /// drop(obj);
+    /// assert_eq!(w.payload::<String>().map(String::as_str), Some("key"));
+    /// ```
+    pub fn with_payload<P: Trace + 'static>(target: &Gc<T>, payload: P) -> Weak<T> {
+        Self::with_erased(target, None, Some(Box::new(payload)))
+    }
+
+    /// [`Weak::with_payload`] and [`Weak::with_callback`] together: the callback reads the
+    /// payload through the weak reference it receives.
+    ///
+    /// ```
+    /// use reap::{Heap, Weak};
+    /// use std::cell::RefCell;
+    ///
+    /// let heap = Heap::new();
+    /// let removed = heap.alloc(RefCell::new(Vec::<String>::new()));
+    /// let value = heap.alloc(1_u8);
+    /// let _w = Weak::with_payload_and_callback(&value, String::from("k"), removed.clone(), |r, w| {
+    ///     r.borrow_mut().push(w.payload::<String>().unwrap().clone());
+    /// });
+    /// drop(value);
+    /// assert_eq!(*removed.borrow(), ["k"]);
+    /// ```
+    pub fn with_payload_and_callback<P: Trace + 'static, S: Trace + 'static>(
+        target: &Gc<T>,
+        payload: P,
+        state: S,
+        callback: impl Fn(&S, &Weak<T>) + Copy + 'static,
+    ) -> Weak<T> {
+        let cb = Box::new(TracedCallback {
+            state,
+            f: callback,
+            ptr: target.value_ptr(),
+        });
+        Self::with_erased(target, Some(cb), Some(Box::new(payload)))
+    }
+
+    fn with_erased(
+        target: &Gc<T>,
+        cb: Option<Box<dyn ErasedCallback>>,
+        payload: Option<Box<dyn ErasedPayload>>,
+    ) -> Weak<T> {
         let info = ensure_info(target.header_ptr());
-        let obj = Self::make(target, Some(cb));
+        let obj = Self::make(target, cb, payload);
         info.push(obj.value_ptr());
         Weak {
             obj,
@@ -539,16 +659,22 @@ impl<T: ?Sized + 'static> Weak<T> {
         }
     }
 
-    fn make(target: &Gc<T>, callback: Option<Box<dyn ErasedCallback>>) -> Gc<WeakRefObj> {
+    fn make(
+        target: &Gc<T>,
+        callback: Option<Box<dyn ErasedCallback>>,
+        payload: Option<Box<dyn ErasedPayload>>,
+    ) -> Gc<WeakRefObj> {
         let heap = heap_of(target.header());
         // A weak reference with a callback is tracked even when the callback holds nothing
         // traced: the collector must know when it is garbage, because then its callback never
-        // runs (SEMANTICS 2.4). A callback-less one holds nothing and runs nothing: untracked.
-        let tracked = callback.is_some();
+        // runs (SEMANTICS 2.4). One with a payload is tracked for the payload's handles. A
+        // plain one holds nothing and runs nothing: untracked.
+        let tracked = callback.is_some() || payload.is_some();
         heap.alloc_tracked_if(
             WeakRefObj {
                 target: Cell::new(Some(target.header_ptr())),
                 callback: RefCell::new(callback),
+                payload,
                 hash: Cell::new(None),
                 prev: Cell::new(None),
                 next: Cell::new(None),
@@ -633,6 +759,42 @@ impl<T: ?Sized> Weak<T> {
     /// once the callback ran or the referent died.
     pub fn has_callback(&self) -> bool {
         self.obj.callback.borrow().is_some()
+    }
+
+    /// A clone of the state of the pending callback (`ref.__callback__`), if this weak
+    /// reference was made by [`Weak::with_callback`] (or [`Weak::with_payload_and_callback`])
+    /// with state of type `S`, and the callback has not run yet. `None` once it ran, when the
+    /// referent died, for another type, and for an untraced callback.
+    pub fn callback_state<S: Clone + 'static>(&self) -> Option<S> {
+        // Cloned under the borrow; `S::clone` of a handle or of a derived value runs no runtime
+        // code, and one that does meets a borrowed cell (a panic), never freed memory.
+        let cb = self.obj.callback.borrow();
+        cb.as_ref()?.state()?.downcast_ref::<S>().cloned()
+    }
+
+    /// The payload given to [`Weak::with_payload`], if it is of type `P` (`KeyedRef.key`). It
+    /// stays readable after the referent died.
+    pub fn payload<P: 'static>(&self) -> Option<&P> {
+        self.obj.payload.as_ref()?.as_any().downcast_ref::<P>()
+    }
+
+    /// The weak-reference object itself, as a strong handle: to keep it in a value of the
+    /// language, or to make a weak reference to the weak reference (`weakref.ref(r)`), which
+    /// is cleared when this weak-reference object dies.
+    ///
+    /// ```
+    /// use reap::{Heap, Weak};
+    ///
+    /// let heap = Heap::new();
+    /// let obj = heap.alloc(1_u8);
+    /// let w = Weak::with_payload(&obj, 0_u8);
+    /// let ww = Weak::new(&Weak::as_object(&w));
+    /// assert!(ww.is_alive());
+    /// drop(w); // the last handle to the weak-reference object
+    /// assert!(!ww.is_alive() && obj.eq(&obj));
+    /// ```
+    pub fn as_object(this: &Self) -> Gc<WeakRefObj> {
+        this.obj.clone()
     }
 
     /// The weak reference's hash: the referent's (by a fixed SipHash), computed on first use

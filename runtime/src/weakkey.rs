@@ -177,7 +177,7 @@ impl<K: ?Sized + 'static, V: Clone + 'static, E: KeyEq<K>> WeakKeyMap<K, V, E> {
         }
         // Made with no borrow held: allocating may run a collection, and so callbacks.
         let owner: RcWeak<Inner<K, V>> = Rc::downgrade(&self.inner);
-        let weak = Weak::with_callback(key, move |dead: &Weak<K>| {
+        let weak = Weak::with_untraced_callback(key, move |dead: &Weak<K>| {
             if let Some(inner) = owner.upgrade() {
                 if inner.iterating.get() > 0 {
                     inner.pending.borrow_mut().push((hash, dead.clone()));

@@ -83,7 +83,7 @@ impl<K: Hash + Eq + Clone + 'static, V: ?Sized + 'static> WeakValueMap<K, V> {
     fn weak_for(&self, key: &K, value: &Gc<V>) -> Weak<V> {
         let owner: RcWeak<Inner<K, V>> = Rc::downgrade(&self.inner);
         let key = key.clone();
-        Weak::with_callback(value, move |dead: &Weak<V>| {
+        Weak::with_untraced_callback(value, move |dead: &Weak<V>| {
             if let Some(inner) = owner.upgrade() {
                 if inner.iterating.get() > 0 {
                     // The key's `Clone` is user code: run it before borrowing.

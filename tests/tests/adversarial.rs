@@ -1706,8 +1706,8 @@ fn op_weak_new(cx: &mut Cx, in_node: bool) {
     });
     let w = api("making a weak reference", || match kind {
         0 => Weak::new(&a),
-        1 => Weak::with_callback(&a, move |w: &Weak<Node>| on_weak_callback(wid, w, None)),
-        _ => Weak::with_traced_callback(
+        1 => Weak::with_untraced_callback(&a, move |w: &Weak<Node>| on_weak_callback(wid, w, None)),
+        _ => Weak::with_callback(
             &a,
             Cell::new(Slot(state.map(|(g, _)| g))),
             move |s: &Cell<Slot>, w: &Weak<Node>| {

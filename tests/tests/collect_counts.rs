@@ -131,7 +131,7 @@ fn weak_reference_with_callback_held_outside_is_not_counted() {
     let keep: Vec<Weak<C>> = (0..3)
         .map(|_| {
             let f = fired.clone();
-            Weak::with_callback(&self_cycle(&heap), move |_: &Weak<C>| f.set(f.get() + 1))
+            Weak::with_untraced_callback(&self_cycle(&heap), move |_: &Weak<C>| f.set(f.get() + 1))
         })
         .collect();
     assert_eq!(

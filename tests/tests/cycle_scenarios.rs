@@ -286,7 +286,7 @@ fn g_test_bug1055820b() {
     let refs: Rc<RefCell<Vec<Weak<List>>>> = Rc::default();
     for c in [&c0, &c1] {
         let (r, l) = (refs.clone(), log.clone());
-        let w = Weak::with_callback(c, move |_: &Weak<List>| {
+        let w = Weak::with_untraced_callback(c, move |_: &Weak<List>| {
             let alive = r.borrow().iter().filter(|w| w.upgrade().is_some()).count();
             l.push(format!("callback alive={alive}"));
         });
@@ -471,7 +471,7 @@ fn g_test_trash_weakref_clear() {
     let a = list(&heap);
     let b = list(&heap);
     let l = log.clone();
-    let wr = Weak::with_callback(&a, move |_: &Weak<List>| l.push("callback"));
+    let wr = Weak::with_untraced_callback(&a, move |_: &Weak<List>| l.push("callback"));
     // b holds the weak reference and a; b and a are a cycle of garbage.
     #[derive(Trace)]
     struct Holder(Weak<List>);
@@ -542,7 +542,7 @@ fn g_test_bug1055820c() {
     c0.0.borrow_mut().push(any(&c0)); // c0 is a self-cycle
     let c2wr = Weak::new(&c2);
     let l = log.clone();
-    let c0wr = Weak::with_callback(&c0, move |_: &Weak<List>| {
+    let c0wr = Weak::with_untraced_callback(&c0, move |_: &Weak<List>| {
         l.push(format!("callback reads {}", c2wr.upgrade().is_some()));
     });
     c0.0.borrow_mut().push(any(&c2)); // c0 -> c2
@@ -782,7 +782,9 @@ fn w_test_callback_reachable_one_way() {
     *c2.me.borrow_mut() = Some(c2.clone());
     *c2.other.borrow_mut() = Some(c1.clone());
     let l = log.clone();
-    *c2.wr.borrow_mut() = Some(Weak::with_callback(&c1, move |_: &Weak<C>| l.push("cb")));
+    *c2.wr.borrow_mut() = Some(Weak::with_untraced_callback(&c1, move |_: &Weak<C>| {
+        l.push("cb")
+    }));
     drop((c1, c2));
     assert_eq!(heap.collect(2), 3);
     assert!(log.events().is_empty());
@@ -812,14 +814,14 @@ fn w_test_callback_in_cycle_resurrection() {
     *c2.attr.borrow_mut() = Some(c1.clone());
     // Garbage weak references whose callbacks would save the other.
     let (a1, l1) = (alist.clone(), log.clone());
-    *c1.wr.borrow_mut() = Some(Weak::with_callback(&c2, move |w: &Weak<C>| {
+    *c1.wr.borrow_mut() = Some(Weak::with_untraced_callback(&c2, move |w: &Weak<C>| {
         l1.push("garbage cb 1");
         if let Some(x) = w.upgrade() {
             a1.borrow_mut().push(x);
         }
     }));
     let (a2, l2) = (alist.clone(), log.clone());
-    *c2.wr.borrow_mut() = Some(Weak::with_callback(&c1, move |w: &Weak<C>| {
+    *c2.wr.borrow_mut() = Some(Weak::with_untraced_callback(&c1, move |w: &Weak<C>| {
         l2.push("garbage cb 2");
         if let Some(x) = w.upgrade() {
             a2.borrow_mut().push(x);
@@ -827,7 +829,7 @@ fn w_test_callback_in_cycle_resurrection() {
     }));
     // An external weak reference with a callback.
     let l3 = log.clone();
-    let external = Weak::with_callback(&c1, move |_: &Weak<C>| l3.push("external cb"));
+    let external = Weak::with_untraced_callback(&c1, move |_: &Weak<C>| l3.push("external cb"));
     drop((c1, c2));
     heap.collect(2);
     assert_eq!(log.events(), ["external cb"]);
@@ -861,11 +863,12 @@ fn w_test_callbacks_on_callback() {
     *callback_holder.me.borrow_mut() = Some(c.clone());
     *c.wr.borrow_mut() = Some(Weak::new(&callback_holder));
     let l = log.clone();
-    let external_wr = Weak::with_callback(&c, move |_: &Weak<C>| l.push("external"));
+    let external_wr = Weak::with_untraced_callback(&c, move |_: &Weak<C>| l.push("external"));
     let l = log.clone();
-    *callback_holder.wr.borrow_mut() = Some(Weak::with_callback(&c, move |_: &Weak<C>| {
-        l.push("garbage")
-    }));
+    *callback_holder.wr.borrow_mut() =
+        Some(Weak::with_untraced_callback(&c, move |_: &Weak<C>| {
+            l.push("garbage")
+        }));
     drop((c, callback_holder));
     heap.collect(2);
     assert_eq!(log.events(), ["external"]);
@@ -882,7 +885,7 @@ fn w_test_gc_during_ref_creation() {
     for _ in 0..50 {
         let x = list(&heap);
         x.0.borrow_mut().push(any(&x));
-        refs.push(Weak::with_callback(&o, |_: &Weak<List>| {}));
+        refs.push(Weak::with_untraced_callback(&o, |_: &Weak<List>| {}));
         refs.push(Weak::new(&o));
     }
     assert!(refs.iter().all(Weak::is_alive));
@@ -901,7 +904,7 @@ fn w_test_callback_gcs() {
         collect_from_del: None,
     });
     let h = heap.clone();
-    let w = Weak::with_callback(&o, move |_: &Weak<Instance>| {
+    let w = Weak::with_untraced_callback(&o, move |_: &Weak<Instance>| {
         h.collect(2);
     });
     drop(o);
@@ -1009,7 +1012,7 @@ fn garbage_weakref_to_an_object_freed_during_reclaim_never_fires() {
     young.0.borrow_mut().push(any(&young)); // a young self-cycle
     young.0.borrow_mut().push(any(&old)); // holding the only other handle to `old`
     let l = log.clone();
-    let w = Weak::with_callback(&old, move |_: &Weak<List>| l.push("callback"));
+    let w = Weak::with_untraced_callback(&old, move |_: &Weak<List>| l.push("callback"));
     young.0.borrow_mut().push(any(&heap.alloc(Holder(w))));
     let probe = Weak::new(&old);
     drop((old, young));

@@ -291,7 +291,7 @@ fn weak_as_ptr_is_the_weak_reference_identity() {
     let heap = Heap::new();
     let obj = heap.alloc(String::from("x"));
     let (a, b) = (Weak::new(&obj), Weak::new(&obj));
-    let c = Weak::with_callback(&obj, |_: &Weak<String>| {});
+    let c = Weak::with_untraced_callback(&obj, |_: &Weak<String>| {});
     assert_eq!(Weak::as_ptr(&a), Weak::as_ptr(&b));
     assert_ne!(Weak::as_ptr(&a), Weak::as_ptr(&c));
 }

@@ -174,7 +174,7 @@ fn run_sequence(seed: u64, steps: usize) {
             let weak = if rng.below(3) == 0 {
                 Weak::new(a)
             } else {
-                Weak::with_callback(a, move |w: &Weak<Node>| {
+                Weak::with_untraced_callback(a, move |w: &Weak<Node>| {
                     assert!(
                         w.upgrade().is_none(),
                         "a callback sees its weak reference dead"

@@ -60,8 +60,8 @@ fn panicking_callback_is_reported_and_other_callbacks_run() {
     let o = heap.alloc(7_u32);
     let ran = Rc::new(RefCell::new(Vec::new()));
     let r1 = ran.clone();
-    let _w1 = Weak::with_callback(&o, move |_: &Weak<u32>| r1.borrow_mut().push("first"));
-    let _w2 = Weak::with_callback(&o, |_: &Weak<u32>| panic!("callback failed"));
+    let _w1 = Weak::with_untraced_callback(&o, move |_: &Weak<u32>| r1.borrow_mut().push("first"));
+    let _w2 = Weak::with_untraced_callback(&o, |_: &Weak<u32>| panic!("callback failed"));
     drop(o);
     assert_eq!(*ran.borrow(), ["first"]);
     let seen = seen.borrow();
@@ -166,7 +166,7 @@ fn panicking_callback_in_a_collection_is_reported() {
     let (heap, seen) = recording_heap();
     let a = heap.alloc(Cyc(RefCell::new(None)));
     *a.0.borrow_mut() = Some(a.clone());
-    let w = Weak::with_callback(&a, |_: &Weak<Cyc>| panic!("callback boom"));
+    let w = Weak::with_untraced_callback(&a, |_: &Weak<Cyc>| panic!("callback boom"));
     drop(a);
     assert_eq!(heap.collect(2), 1);
     assert_eq!(seen.borrow()[0].kind, UnraisableKind::WeakCallback);
@@ -270,7 +270,7 @@ fn reports_carry_the_object_and_a_kept_one_is_resurrected() {
     assert!(kept.borrow().is_empty());
 
     let target = heap.alloc(String::from("t"));
-    let cb = Weak::with_callback(&target, |_: &Weak<String>| panic!("callback failed"));
+    let cb = Weak::with_untraced_callback(&target, |_: &Weak<String>| panic!("callback failed"));
     drop(target);
     let reported = kept.borrow_mut().pop().expect("the weak reference");
     assert!(reported.is::<reap::WeakRefObj>());

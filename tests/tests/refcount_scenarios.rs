@@ -125,7 +125,7 @@ fn w_test_basic_callback() {
     let log = Log::new();
     let o = heap.alloc(5_u64);
     let l = log.clone();
-    let r = Weak::with_callback(&o, move |w: &Weak<u64>| {
+    let r = Weak::with_untraced_callback(&o, move |w: &Weak<u64>| {
         l.push(format!("callback alive={}", w.is_alive()));
     });
     drop(o);
@@ -139,8 +139,8 @@ fn w_test_multiple_callbacks() {
     let log = Log::new();
     let o = heap.alloc(String::from("o"));
     let (l1, l2) = (log.clone(), log.clone());
-    let r1 = Weak::with_callback(&o, move |_: &Weak<String>| l1.push("cb1"));
-    let r2 = Weak::with_callback(&o, move |_: &Weak<String>| l2.push("cb2"));
+    let r1 = Weak::with_untraced_callback(&o, move |_: &Weak<String>| l1.push("cb1"));
+    let r2 = Weak::with_untraced_callback(&o, move |_: &Weak<String>| l2.push("cb2"));
     assert_eq!(Gc::weak_count(&o), 2);
     drop(o);
     // Newest first (CPython inserts callback refs after the basic ref).
@@ -160,7 +160,7 @@ fn w_test_multiple_selfref_callbacks() {
     let mut refs = Vec::new();
     for i in 0..3 {
         let (l, others) = (log.clone(), others.clone());
-        let r = Weak::with_callback(&o, move |me: &Weak<i32>| {
+        let r = Weak::with_untraced_callback(&o, move |me: &Weak<i32>| {
             let alive = others.borrow().iter().filter(|w| w.is_alive()).count();
             l.push(format!(
                 "cb{i} self_alive={} others_alive={alive}",
@@ -189,7 +189,7 @@ fn w_test_ref_reuse() {
     let heap = Heap::new();
     let o = heap.alloc(String::from("o"));
     let ref1 = Weak::new(&o);
-    let other = Weak::with_callback(&o, |_: &Weak<String>| {});
+    let other = Weak::with_untraced_callback(&o, |_: &Weak<String>| {});
     let ref2 = Weak::new(&o);
     assert!(ref1.ptr_eq(&ref2), "callback-less refs must be identical");
     assert!(!ref1.ptr_eq(&other));
@@ -209,10 +209,10 @@ fn w_test_getweakrefcount() {
     let heap = Heap::new();
     let o = heap.alloc(String::from("o"));
     let ref1 = Weak::new(&o);
-    let ref2 = Weak::with_callback(&o, |_: &Weak<String>| {});
+    let ref2 = Weak::with_untraced_callback(&o, |_: &Weak<String>| {});
     assert_eq!(Gc::weak_count(&o), 2);
     let ref3 = Weak::new(&o);
-    let ref4 = Weak::with_callback(&o, |_: &Weak<String>| {});
+    let ref4 = Weak::with_untraced_callback(&o, |_: &Weak<String>| {});
     assert_eq!(
         Gc::weak_count(&o),
         3,
@@ -233,15 +233,15 @@ fn w_test_getweakrefcount() {
 fn w_test_getweakrefs() {
     let heap = Heap::new();
     let o = heap.alloc(String::from("o"));
-    let ref1 = Weak::with_callback(&o, |_: &Weak<String>| {});
-    let ref2 = Weak::with_callback(&o, |_: &Weak<String>| {});
+    let ref1 = Weak::with_untraced_callback(&o, |_: &Weak<String>| {});
+    let ref2 = Weak::with_untraced_callback(&o, |_: &Weak<String>| {});
     drop(ref1);
     let list = Gc::weak_refs(&o);
     assert_eq!(list.len(), 1);
     assert!(list[0].ptr_eq(&ref2));
     drop(list);
 
-    let ref1 = Weak::with_callback(&o, |_: &Weak<String>| {});
+    let ref1 = Weak::with_untraced_callback(&o, |_: &Weak<String>| {});
     drop(ref2);
     let list = Gc::weak_refs(&o);
     assert_eq!(list.len(), 1);
@@ -251,8 +251,8 @@ fn w_test_getweakrefs() {
     assert!(Gc::weak_refs(&o).is_empty());
 
     // Order: the shared plain ref first, then callback refs newest first.
-    let a = Weak::with_callback(&o, |_: &Weak<String>| {});
-    let b = Weak::with_callback(&o, |_: &Weak<String>| {});
+    let a = Weak::with_untraced_callback(&o, |_: &Weak<String>| {});
+    let b = Weak::with_untraced_callback(&o, |_: &Weak<String>| {});
     let p = Weak::new(&o);
     let list = Gc::weak_refs(&o);
     assert!(list[0].ptr_eq(&p) && list[1].ptr_eq(&b) && list[2].ptr_eq(&a));
@@ -264,7 +264,7 @@ fn w_test_getweakrefs() {
 fn w_test_callback_attribute() {
     let heap = Heap::new();
     let x = heap.alloc(1_u32);
-    let r1 = Weak::with_callback(&x, |_: &Weak<u32>| {});
+    let r1 = Weak::with_untraced_callback(&x, |_: &Weak<u32>| {});
     let r2 = Weak::new(&x);
     assert!(r1.has_callback());
     assert!(!r2.has_callback());
@@ -274,7 +274,7 @@ fn w_test_callback_attribute() {
 fn w_test_callback_attribute_after_deletion() {
     let heap = Heap::new();
     let x = heap.alloc(1_u32);
-    let r = Weak::with_callback(&x, |_: &Weak<u32>| {});
+    let r = Weak::with_untraced_callback(&x, |_: &Weak<u32>| {});
     assert!(r.has_callback());
     drop(x);
     assert!(!r.has_callback());
@@ -337,7 +337,7 @@ fn w_test_hashing() {
             .unwrap()
     );
     drop(b);
-    let b = Weak::with_callback(&y, |_: &Weak<i32>| {});
+    let b = Weak::with_untraced_callback(&y, |_: &Weak<i32>| {});
     drop((x, y));
     // `a` was hashed while alive: it keeps its hash.
     assert_eq!(a.try_hash(), Ok(ha));
@@ -369,7 +369,7 @@ fn w_test_sf_bug_840829() {
     let heap = std::rc::Rc::new(Heap::new());
     let c = heap.alloc(C::default());
     let h = heap.clone();
-    let wr = Weak::with_callback(&c, move |_: &Weak<C>| {
+    let wr = Weak::with_untraced_callback(&c, move |_: &Weak<C>| {
         h.collect(2);
     });
     drop(c);
@@ -377,7 +377,7 @@ fn w_test_sf_bug_840829() {
 
     let inner = heap.alloc(C::default());
     let h = heap.clone();
-    let wr = Weak::with_callback(&inner, move |_: &Weak<C>| {
+    let wr = Weak::with_untraced_callback(&inner, move |_: &Weak<C>| {
         h.collect(2);
     });
     let c1 = heap.alloc(C {
@@ -415,10 +415,10 @@ fn refcount_death_order_is_finalizer_weakrefs_callbacks_drop() {
     }
     let heap = Heap::new();
     let d = heap.alloc(D(None));
-    let _w1 = Weak::with_callback(&d, |w: &Weak<D>| {
+    let _w1 = Weak::with_untraced_callback(&d, |w: &Weak<D>| {
         LOG.with(|l| l.push(format!("cb1 {}", w.is_alive())))
     });
-    let _w2 = Weak::with_callback(&d, |w: &Weak<D>| {
+    let _w2 = Weak::with_untraced_callback(&d, |w: &Weak<D>| {
         LOG.with(|l| l.push(format!("cb2 {}", w.is_alive())))
     });
     drop(d);
@@ -434,7 +434,7 @@ fn callback_never_runs_when_weak_reference_died_first() {
     let log = Log::new();
     let o = heap.alloc(3_u8);
     let l = log.clone();
-    let r = Weak::with_callback(&o, move |_: &Weak<u8>| l.push("cb"));
+    let r = Weak::with_untraced_callback(&o, move |_: &Weak<u8>| l.push("cb"));
     drop(r);
     drop(o);
     assert!(log.events().is_empty());
@@ -448,10 +448,10 @@ fn callback_dropping_another_weak_reference_does_not_cancel_it() {
     let log = Log::new();
     let o = heap.alloc(3_u8);
     let l1 = log.clone();
-    let r1 = Weak::with_callback(&o, move |_: &Weak<u8>| l1.push("cb1"));
+    let r1 = Weak::with_untraced_callback(&o, move |_: &Weak<u8>| l1.push("cb1"));
     let holder: std::rc::Rc<RefCell<Option<Weak<u8>>>> = std::rc::Rc::new(RefCell::new(Some(r1)));
     let (l2, h2) = (log.clone(), holder.clone());
-    let _r2 = Weak::with_callback(&o, move |_: &Weak<u8>| {
+    let _r2 = Weak::with_untraced_callback(&o, move |_: &Weak<u8>| {
         l2.push("cb2");
         h2.borrow_mut().take();
     });
@@ -468,7 +468,7 @@ fn traced_callback_state_is_visible_to_the_collector() {
     let heap = Heap::new();
     let target = heap.alloc(3_u8);
     let h = heap.alloc(Holder(RefCell::new(None)));
-    let w = Weak::with_traced_callback(&target, h.clone(), |_h: &Gc<Holder>, _w: &Weak<u8>| {});
+    let w = Weak::with_callback(&target, h.clone(), |_h: &Gc<Holder>, _w: &Weak<u8>| {});
     *h.0.borrow_mut() = Some(w);
     let _ = Weak::new(&h);
     drop(h);

@@ -745,7 +745,7 @@ impl Finalize for Registrar {
         this.log.push(format!("del {name}"));
         if let Some(keep) = &this.keep {
             let log = this.log.clone();
-            let w = Weak::with_callback(this, move |w: &Weak<Registrar>| {
+            let w = Weak::with_untraced_callback(this, move |w: &Weak<Registrar>| {
                 let state = if w.upgrade().is_none() {
                     "dead"
                 } else {

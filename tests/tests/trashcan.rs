@@ -114,13 +114,16 @@ fn trashcan_deferred_deaths_clear_weak_references_and_fire_callbacks() {
             if i % (n / 10) == 0 {
                 let c = count.clone();
                 let plain = plain.clone();
-                weaks.push(Weak::with_callback(&node, move |w: &Weak<Node>| {
-                    assert!(w.upgrade().is_none());
-                    let plain = plain.borrow();
-                    assert!(plain[i..].iter().all(|p| p.upgrade().is_none()));
-                    assert!(plain[..i].iter().all(|p| p.is_alive()));
-                    c.set(c.get() + 1);
-                }));
+                weaks.push(Weak::with_untraced_callback(
+                    &node,
+                    move |w: &Weak<Node>| {
+                        assert!(w.upgrade().is_none());
+                        let plain = plain.borrow();
+                        assert!(plain[i..].iter().all(|p| p.upgrade().is_none()));
+                        assert!(plain[..i].iter().all(|p| p.is_alive()));
+                        c.set(c.get() + 1);
+                    },
+                ));
             }
             head = Some(node);
         }
@@ -218,7 +221,7 @@ fn w_test_trashcan_16602() {
         if let Some(p) = parent {
             let wself = Weak::new(&c);
             let r = reads.clone();
-            *c.wparent.borrow_mut() = Some(Weak::with_callback(p, move |_: &Weak<C>| {
+            *c.wparent.borrow_mut() = Some(Weak::with_untraced_callback(p, move |_: &Weak<C>| {
                 let o = wself.upgrade();
                 if let Some(o) = &o {
                     assert!(Gc::strong_count(o) >= 2, "a dying object came back");
@@ -234,7 +237,7 @@ fn w_test_trashcan_16602() {
         let next = new_c(Some(&c));
         let key = Gc::as_ptr(&c) as *const u8 as usize;
         let dd = d.clone();
-        let wkey = Weak::with_callback(&c, move |_: &Weak<C>| {
+        let wkey = Weak::with_untraced_callback(&c, move |_: &Weak<C>| {
             // Removing the entry drops its value: the cascade.
             let entry = dd.borrow_mut().remove(&key);
             drop(entry);
