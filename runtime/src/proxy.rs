@@ -92,7 +92,7 @@ impl<T: ?Sized + 'static> WeakProxy<T> {
         callback: impl Fn(&Weak<T>) + 'static,
     ) -> WeakProxy<T> {
         // The untraced closure is the callback's state: it holds no traced handles.
-        let state = Untraced(Box::new(callback) as Box<dyn Fn(&Weak<T>)>);
+        let state = Untraced(Box::new(callback) as ProxyCallback<T>);
         WeakProxy {
             weak: Weak::with_payload_and_callback(
                 target,
@@ -130,8 +130,11 @@ impl<T: ?Sized + 'static> WeakProxy<T> {
     }
 }
 
+/// A callback closure of a proxy, boxed.
+type ProxyCallback<T> = Box<dyn Fn(&Weak<T>)>;
+
 /// An untraced closure carried as callback state.
-struct Untraced<T: ?Sized + 'static>(Box<dyn Fn(&Weak<T>)>);
+struct Untraced<T: ?Sized + 'static>(ProxyCallback<T>);
 
 // SAFETY: visits nothing: the closure's captures are untraced by definition (at worst a leak).
 unsafe impl<T: ?Sized + 'static> crate::Trace for Untraced<T> {
