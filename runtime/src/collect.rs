@@ -134,6 +134,27 @@ fn relink(objects: &[NonNull<Header>], to: &Links) {
 }
 
 impl HeapInner {
+    /// The clear phase (SEMANTICS 2.7): every garbage object whose type has a clear hook lets go
+    /// of its handles while all of the garbage is still whole. Handles released here to other
+    /// garbage only lower counts (`COLLECTING` keeps those objects for the loop that drops the
+    /// values); handles to anything else may free it on the spot, running its user code.
+    pub(crate) fn run_clear_hooks(&self, garbage: &[NonNull<Header>]) {
+        if !self.clear_hooks.get() {
+            return;
+        }
+        for &o in garbage {
+            // SAFETY: garbage stays allocated (held back by `COLLECTING`) and its value
+            // initialised until the value-dropping loop.
+            let vtable = unsafe { o.as_ref() }.vtable();
+            let clear = vtable.clear;
+            // SAFETY: the value is live and initialised (above).
+            let r = catch_unwind(AssertUnwindSafe(|| unsafe { clear(Header::value_ptr(o)) }));
+            if let Err(p) = r {
+                self.report_panic_on(UnraisableKind::Clear, (vtable.type_name)(), p, Some(o));
+            }
+        }
+    }
+
     /// Step 1 of trial deletion for one object: scratch count from the strong count, marked a
     /// candidate.
     fn prepare(&self, o: NonNull<Header>, h: &Header) {
@@ -400,6 +421,7 @@ impl CollectionPhases for HeapInner {
         if !calls.is_empty() {
             crate::weak::run_callbacks(self, calls);
         }
+        self.run_clear_hooks(&garbage);
         // Weak-reference objects without a callback are untracked here (CPython tracks every
         // weak reference); one that only the garbage held dies as the values drop, and CPython
         // counts it with the garbage: so is it here.

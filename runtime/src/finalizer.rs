@@ -156,10 +156,11 @@ impl<T: ?Sized + 'static, R: 'static> Finalizer<T, R> {
     /// let r = ran.clone();
     /// let f = finalize(&obj, move || r.set(r.get() + 1));
     /// f.set_atexit(false);
-    /// std::mem::forget(obj); // never dies before shutdown
-    /// heap.shutdown();
+    /// heap.shutdown(); // `obj` is still alive: `f` is released, not run
     /// assert_eq!(ran.get(), 0);
     /// assert!(!f.alive());
+    /// drop(obj);
+    /// assert_eq!(ran.get(), 0);
     /// ```
     pub fn set_atexit(&self, atexit: bool) {
         self.state.atexit.set(atexit);

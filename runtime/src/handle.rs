@@ -154,6 +154,12 @@ impl<T: ?Sized> Gc<T> {
         }
     }
 
+    /// The `TypeId` of the object's concrete value type, also behind a trait object (what
+    /// [`Views`](crate::Views) dispatches on).
+    pub fn value_type_id(this: &Self) -> std::any::TypeId {
+        (this.header().vtable().type_id)()
+    }
+
     /// Whether the object's value is a `V`.
     pub fn is<V: 'static>(this: &Self) -> bool {
         (this.header().vtable().type_id)() == std::any::TypeId::of::<V>()

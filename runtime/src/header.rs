@@ -177,6 +177,8 @@ pub(crate) struct VTable {
     pub(crate) trace: unsafe fn(NonNull<u8>, &mut Tracer<'_>),
     /// Runs `T`'s finalizer with a temporary handle to the object.
     pub(crate) finalize: unsafe fn(NonNull<Header>),
+    /// Runs `T`'s clear hook on the value (nothing if the type has none).
+    pub(crate) clear: unsafe fn(NonNull<u8>),
     /// `std::any::type_name::<T>`.
     pub(crate) type_name: fn() -> &'static str,
     /// `TypeId::of::<T>`.
@@ -194,6 +196,7 @@ impl<T: Trace> VTableFor<T> {
         drop_value: drop_value::<T>,
         trace: trace_value::<T>,
         finalize: finalize_value::<T>,
+        clear: clear_value::<T>,
         type_name: std::any::type_name::<T>,
         type_id: TypeId::of::<T>,
         as_any: as_any::<T>,
@@ -221,6 +224,15 @@ unsafe fn drop_value<T>(value: NonNull<u8>) {
 unsafe fn trace_value<T: Trace>(value: NonNull<u8>, tracer: &mut Tracer<'_>) {
     // SAFETY: caller guarantees a live `T`; tracing only reads it.
     unsafe { value.cast::<T>().as_ref().trace(tracer) }
+}
+
+/// # Safety
+/// `value` points to a live, initialised `T`.
+unsafe fn clear_value<T: Trace>(value: NonNull<u8>) {
+    if let Some(f) = T::clearer() {
+        // SAFETY: caller guarantees a live `T`; the hook gets a shared reference only.
+        f(unsafe { value.cast::<T>().as_ref() });
+    }
 }
 
 /// # Safety

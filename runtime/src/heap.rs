@@ -32,6 +32,8 @@ pub enum UnraisableKind {
     WeakCallback,
     /// The `Drop` of an object's value.
     Drop,
+    /// An object's clear hook ([`Clear`](crate::Clear)).
+    Clear,
     /// A collection callback.
     CollectionCallback,
     /// Heap shutdown found objects still held from outside.
@@ -82,6 +84,7 @@ impl std::fmt::Display for Unraisable {
             UnraisableKind::Finalizer => "finalizer of",
             UnraisableKind::WeakCallback => "weak-reference callback for",
             UnraisableKind::Drop => "drop of",
+            UnraisableKind::Clear => "clear hook of",
             UnraisableKind::CollectionCallback => "collection callback of",
             UnraisableKind::Shutdown => "shutdown of",
         };
@@ -140,6 +143,9 @@ pub(crate) struct HeapInner {
     pub(crate) next_finalizer_id: Cell<u64>,
     /// Nesting of `Heap::without_collection` scopes: automatic collection waits while above 0.
     no_collect: Cell<u32>,
+    /// Whether an object of a type with a clear hook was ever allocated here (else collections
+    /// skip the clear phase).
+    pub(crate) clear_hooks: Cell<bool>,
     /// Objects allocated and not yet freed.
     live: Cell<usize>,
     /// Current nesting of object deaths.
@@ -352,6 +358,7 @@ impl Heap {
             finalizers: RefCell::new(Vec::new()),
             next_finalizer_id: Cell::new(0),
             no_collect: Cell::new(0),
+            clear_hooks: Cell::new(false),
             live: Cell::new(0),
             depth: Cell::new(0),
             frames: Cell::new(0),
@@ -409,6 +416,37 @@ impl Heap {
     #[inline]
     pub fn alloc<T: Trace>(&self, value: T) -> Gc<T> {
         self.inner().alloc(value)
+    }
+
+    /// Allocates a value that holds a weak reference to itself, made before the value exists
+    /// (as `Rc::new_cyclic`): the safe way for an object to get a `Gc<Self>` from inside its own
+    /// methods (`self.me.upgrade()`). While `make` runs, the weak reference does not upgrade;
+    /// afterwards it does for as long as the object lives. If `make` panics, nothing is
+    /// allocated and the weak reference (and every clone of it) is dead.
+    ///
+    /// ```
+    /// use reap::{Gc, Heap, Trace, Weak};
+    ///
+    /// #[derive(Trace)]
+    /// struct Node {
+    ///     me: Weak<Node>,
+    ///     name: &'static str,
+    /// }
+    /// impl Node {
+    ///     fn handle(&self) -> Gc<Node> {
+    ///         self.me.upgrade().expect("called on a live node")
+    ///     }
+    /// }
+    ///
+    /// let heap = Heap::new();
+    /// let n = heap.alloc_cyclic(|me| {
+    ///     assert!(me.upgrade().is_none(), "not yet");
+    ///     Node { me: me.clone(), name: "n" }
+    /// });
+    /// assert!(Gc::ptr_eq(&n.handle(), &n));
+    /// ```
+    pub fn alloc_cyclic<T: Trace>(&self, make: impl FnOnce(&crate::Weak<T>) -> T) -> Gc<T> {
+        self.inner().alloc_cyclic(make)
     }
 
     /// Sets the unraisable hook: it receives every panic the runtime catches in finalizers,
@@ -608,6 +646,9 @@ impl HeapInner {
         };
         // Asked before anything changes: it may be user code (`Finalize::wants_finalizer`).
         let finalizer = T::finalizer().is_some() && value.wants_finalizer();
+        if T::clearer().is_some() {
+            self.clear_hooks.set(true);
+        }
         let base = self.slabs.alloc(ol.layout);
         // SAFETY: value_offset + size_of::<T>() is inside the allocation, and value_offset is a
         // multiple of T's alignment; the header occupies the HEADER_SIZE bytes before the value.
@@ -643,6 +684,92 @@ impl HeapInner {
             }
         }
         // SAFETY: the object was just made with strong count 1, which the handle takes over.
+        unsafe { Gc::from_header(header) }
+    }
+
+    /// [`Heap::alloc_cyclic`]: the object's memory and header exist (count 0, in no list, so
+    /// nothing can reach it but its weak reference, which does not upgrade at count 0) while
+    /// `make` runs; then the value is written and the object comes to life as `alloc` makes it.
+    fn alloc_cyclic<T: Trace>(&self, make: impl FnOnce(&crate::Weak<T>) -> T) -> Gc<T> {
+        let vtable = vtable_of::<T>();
+        let tracked = T::needs_trace();
+        let ol = if tracked {
+            vtable.tracked_layout
+        } else {
+            vtable.untracked_layout
+        };
+        let base = self.slabs.alloc(ol.layout);
+        // SAFETY: as in `alloc_tracked_if`; the value slot stays uninitialised until `make`
+        // returns, and nothing reads it meanwhile (count 0: no upgrade, no handle; in no list:
+        // no collection or introspection sees it).
+        let header = unsafe {
+            let header = base
+                .as_ptr()
+                .add(ol.value_offset)
+                .sub(HEADER_SIZE)
+                .cast::<Header>();
+            header.write(Header {
+                meta: Cell::new((vtable as *const crate::header::VTable).cast()),
+                rc: Cell::new(0),
+                root: Cell::new(0),
+                flags: Cell::new(0),
+                heap: self.slot,
+            });
+            NonNull::new_unchecked(header)
+        };
+        // A handle that owns no count, only lent to `Weak::new` (which reads the header and
+        // makes the weak-reference bookkeeping, never the value); it is never dropped.
+        // SAFETY: the header is written; the handle is not used as an owner.
+        let unowned = std::mem::ManuallyDrop::new(unsafe { Gc::<T>::from_header(header) });
+        let weak = crate::Weak::new(&unowned);
+        let made = catch_unwind(AssertUnwindSafe(|| {
+            let value = make(&weak);
+            // Asked before the object exists, as `alloc` does: it may be user code.
+            let finalizer = T::finalizer().is_some() && value.wants_finalizer();
+            (value, finalizer)
+        }));
+        drop(weak);
+        let (value, finalizer) = match made {
+            Ok(made) => made,
+            Err(panic) => {
+                // SAFETY: count 0 and no value: clearing its weak references (no callbacks can
+                // exist: making one needs a strong handle) and freeing the weak info and the
+                // memory is all there is to undo.
+                unsafe {
+                    weak::free_info(self, header);
+                    self.slabs.dealloc(base, ol.layout);
+                }
+                std::panic::resume_unwind(panic);
+            }
+        };
+        if T::clearer().is_some() {
+            self.clear_hooks.set(true);
+        }
+        // SAFETY: the slot is the value's (layout above) and still uninitialised.
+        unsafe { Header::value_ptr(header).cast::<T>().as_ptr().write(value) };
+        // SAFETY: the header is allocated; nothing else refers to it but cleared-or-dead-looking
+        // weak references, which upgrade from now on.
+        let h = unsafe { header.as_ref() };
+        h.rc.set(1);
+        let mut flags = if tracked { flag::TRACKED } else { 0 };
+        if finalizer {
+            flags |= flag::HAS_FINALIZER;
+        }
+        h.flags.set(flags);
+        self.live.set(self.live.get() + 1);
+        self.allocated.set(self.allocated.get() + 1);
+        if tracked {
+            // SAFETY: as in `alloc_tracked_if`.
+            unsafe {
+                let links = Header::links(header);
+                links.as_ptr().write(Links::dangling());
+                self.lists[0].push_back(links);
+            }
+            if self.gens.note_allocation() {
+                self.collect_automatically();
+            }
+        }
+        // SAFETY: strong count 1, which the handle takes over.
         unsafe { Gc::from_header(header) }
     }
 

@@ -178,6 +178,74 @@ pub unsafe trait Trace: 'static {
     {
         Self::finalizer().is_some()
     }
+
+    /// The type's clear hook (CPython's `tp_clear`), if it has one. `#[derive(Trace)]` with
+    /// `#[reap(clear)]` returns `Some(<Self as Clear>::clear)`.
+    fn clearer() -> Option<fn(&Self)>
+    where
+        Self: Sized,
+    {
+        None
+    }
+}
+
+/// A clear hook (CPython's `tp_clear`): runs on every object of a garbage cycle, after the
+/// cycle's finalizers and weak-reference callbacks and before any of its values is dropped
+/// (SEMANTICS 2.7). Its job is to let go of the handles the object holds, typically by emptying
+/// its containers, so that the `Drop`s that follow meet no member of the cycle whose value is
+/// already gone, whatever order they run in.
+///
+/// While clear hooks run, every member of the garbage is whole: a hook may read any of them.
+/// Weak references to them no longer upgrade. A hook that keeps a handle to a member (stores it
+/// somewhere that lives on) gets, as a `Drop` would, a handle to an object whose value is
+/// dropped right after ([`Gc::try_deref`] then says [`Reclaimed`](crate::Reclaimed)). Opt in
+/// with `#[reap(clear)]` beside `#[derive(Trace)]`.
+///
+/// ```
+/// use reap::{Clear, Gc, Heap, Trace};
+/// use std::cell::RefCell;
+///
+/// thread_local!(static SEEN: RefCell<Vec<String>> = RefCell::new(Vec::new()));
+///
+/// #[derive(Trace)]
+/// #[reap(clear)]
+/// struct Node {
+///     name: &'static str,
+///     next: RefCell<Option<Gc<Node>>>,
+/// }
+///
+/// impl Clear for Node {
+///     fn clear(&self) {
+///         // Every member is still whole here; take the handle out, drop it after the borrow.
+///         let next = self.next.borrow_mut().take();
+///         let seen = format!("{} -> {}", self.name, next.as_ref().map_or("-", |n| n.name));
+///         SEEN.with(|s| s.borrow_mut().push(seen));
+///         drop(next);
+///     }
+/// }
+///
+/// impl Drop for Node {
+///     fn drop(&mut self) {
+///         // Cleared: no neighbour left to meet half-dropped, in any order.
+///         assert!(self.next.get_mut().is_none());
+///     }
+/// }
+///
+/// let heap = Heap::new();
+/// let a = heap.alloc(Node { name: "a", next: RefCell::new(None) });
+/// let b = heap.alloc(Node { name: "b", next: RefCell::new(Some(a.clone())) });
+/// *a.next.borrow_mut() = Some(b.clone());
+/// drop((a, b));
+/// assert_eq!(heap.collect(2), 2);
+/// SEEN.with(|s| {
+///     let mut seen = s.borrow().clone();
+///     seen.sort();
+///     assert_eq!(seen, ["a -> b", "b -> a"]);
+/// });
+/// ```
+pub trait Clear: Trace + Sized {
+    /// Lets go of the handles this object holds; called once, only for garbage of a collection.
+    fn clear(&self);
 }
 
 /// A finalizer (`__del__`): runs at most once in an object's life, before the object's weak

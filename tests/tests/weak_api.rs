@@ -173,13 +173,25 @@ fn a_cycle_through_callback_state_is_collected() {
     *a.weak.borrow_mut() = Some(w);
     *a.next.borrow_mut() = Some(b.clone());
     *b.next.borrow_mut() = Some(a.clone());
+    let wa = Weak::new(&a);
     drop((a, b));
     assert_eq!(
         heap.collect(2),
         0,
         "the untraced closure's handle keeps the cycle"
     );
-    assert_eq!(heap.live_objects(), 3);
+    assert_eq!(
+        heap.live_objects(),
+        4,
+        "a, b, the weak reference, a's shared one"
+    );
+    // Breaking the leak by hand: the weak reference (and its closure) goes, then the cycle.
+    let a = wa.upgrade().expect("kept alive by the closure");
+    let w = a.weak.borrow_mut().take();
+    drop((w, a, wa));
+    assert_eq!(heap.collect(2), 2);
+    assert_eq!(fired.get(), 0);
+    assert_eq!(heap.live_objects(), 0);
 }
 
 /// `f = finalize(o, print, 'x'); f.atexit = False` with `o` alive at exit: nothing printed;
@@ -194,8 +206,7 @@ fn finalize_atexit_false_is_released_not_run_at_shutdown() {
     let loud = finalize(&keep, move || l2.borrow_mut().push("loud"));
     assert!(quiet.atexit() && loud.atexit());
     quiet.set_atexit(false);
-    std::mem::forget(keep);
-    heap.shutdown();
+    heap.shutdown(); // `keep` is still alive
     assert_eq!(*log.borrow(), ["loud"]);
     assert!(!quiet.alive() && !loud.alive());
     assert_eq!(
@@ -203,4 +214,94 @@ fn finalize_atexit_false_is_released_not_run_at_shutdown() {
         1,
         "the skipped callable was released"
     );
+    drop(keep);
+    assert_eq!(
+        *log.borrow(),
+        ["loud"],
+        "neither runs when the object dies later"
+    );
+}
+
+#[derive(Trace)]
+#[reap(finalize)]
+struct SelfAware {
+    me: Weak<SelfAware>,
+    #[reap(skip)]
+    log: Rc<RefCell<Vec<String>>>,
+}
+
+impl SelfAware {
+    /// A method that needs `Gc<Self>`: hands itself to a registry.
+    fn register(&self, registry: &RefCell<Vec<Gc<SelfAware>>>) {
+        let me = self.me.upgrade().expect("a live object");
+        registry.borrow_mut().push(me);
+    }
+}
+
+impl reap::Finalize for SelfAware {
+    fn finalize(this: &Gc<Self>) {
+        this.log
+            .borrow_mut()
+            .push(format!("finalize, me alive: {}", this.me.is_alive()));
+    }
+}
+
+/// `Heap::alloc_cyclic`: an object reaches a `Gc<Self>` from its own methods; its weak self
+/// does not upgrade while the value is being made, and is cleared when the object dies (after
+/// its finalizer, which still sees it alive, as a weak reference does in `__del__`).
+#[test]
+fn alloc_cyclic_gives_a_method_its_own_handle() {
+    let heap = Heap::new();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let registry = RefCell::new(Vec::new());
+    let o = heap.alloc_cyclic(|me: &Weak<SelfAware>| {
+        assert!(me.upgrade().is_none() && !me.is_alive());
+        SelfAware {
+            me: me.clone(),
+            log: log.clone(),
+        }
+    });
+    assert_eq!(heap.live_objects(), 2, "the object and its weak reference");
+    o.register(&registry);
+    assert!(Gc::ptr_eq(&registry.borrow()[0], &o));
+    assert_eq!(Gc::strong_count(&o), 2);
+    let w = o.me.clone();
+    drop(o);
+    registry.borrow_mut().clear();
+    assert_eq!(*log.borrow(), ["finalize, me alive: true"]);
+    assert!(w.upgrade().is_none());
+    drop(w);
+    assert_eq!(heap.live_objects(), 0);
+}
+
+/// A panic while the value is made allocates nothing, and a weak self that escaped stays dead.
+#[test]
+fn alloc_cyclic_panic_leaves_nothing_and_the_escaped_weak_dead() {
+    let heap = Heap::new();
+    let escaped: RefCell<Option<Weak<SelfAware>>> = RefCell::new(None);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        heap.alloc_cyclic(|me: &Weak<SelfAware>| {
+            *escaped.borrow_mut() = Some(me.clone());
+            panic!("make failed");
+        })
+    }));
+    assert!(r.is_err());
+    let w = escaped.borrow_mut().take().expect("escaped");
+    assert!(w.upgrade().is_none() && !w.is_alive());
+    assert_eq!(
+        heap.live_objects(),
+        1,
+        "only the escaped weak-reference object"
+    );
+    drop(w);
+    assert_eq!(heap.live_objects(), 0);
+    // The heap is fine afterwards, with collection running inside `make`.
+    let o = heap.alloc_cyclic(|me: &Weak<SelfAware>| {
+        heap.collect(2);
+        SelfAware {
+            me: me.clone(),
+            log: Rc::new(RefCell::new(Vec::new())),
+        }
+    });
+    assert!(Gc::ptr_eq(&o.me.upgrade().unwrap(), &o));
 }

@@ -4,6 +4,7 @@
 //! exact `Trace` implementation. Generic parameters get a `Trace` bound. Attributes:
 //!
 //! - `#[reap(finalize)]` on the type: the type has a finalizer, its `Finalize` impl.
+//! - `#[reap(clear)]` on the type: the type has a clear hook, its `Clear` impl.
 //! - `#[reap(skip)]` on a field: the field is not visited, and must not hold handles (a handle
 //!   in a skipped field is never seen by the collector: cycles through it leak). The field's type
 //!   then needs no `Trace` implementation.
@@ -36,10 +37,13 @@ fn has_reap_word(attrs: &[syn::Attribute], word: &str) -> syn::Result<bool> {
             if meta.path.is_ident(word) {
                 found = true;
                 Ok(())
-            } else if meta.path.is_ident("finalize") || meta.path.is_ident("skip") {
+            } else if ["finalize", "clear", "skip"]
+                .iter()
+                .any(|w| meta.path.is_ident(w))
+            {
                 Ok(())
             } else {
-                Err(meta.error("unknown reap attribute: expected `finalize` or `skip`"))
+                Err(meta.error("unknown reap attribute: expected `finalize`, `clear` or `skip`"))
             }
         })?;
     }
@@ -49,6 +53,7 @@ fn has_reap_word(attrs: &[syn::Attribute], word: &str) -> syn::Result<bool> {
 fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
     let name = &input.ident;
     let finalize = has_reap_word(&input.attrs, "finalize")?;
+    let clear = has_reap_word(&input.attrs, "clear")?;
 
     let mut generics = input.generics.clone();
     for p in generics.type_params_mut() {
@@ -165,6 +170,15 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
     } else {
         quote!()
     };
+    let clearer = if clear {
+        quote! {
+            fn clearer() -> ::core::option::Option<fn(&Self)> {
+                ::core::option::Option::Some(<Self as ::reap::Clear>::clear)
+            }
+        }
+    } else {
+        quote!()
+    };
 
     Ok(quote! {
         // SAFETY: the derive visits exactly the fields the value owns.
@@ -179,6 +193,7 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
                 #needs
             }
             #finalizer
+            #clearer
         }
     })
 }
