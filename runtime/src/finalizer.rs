@@ -66,7 +66,7 @@ impl<T: ?Sized + 'static, R: 'static> Registered for State<T, R> {
                 if let Err(p) = catch_unwind(AssertUnwindSafe(f)) {
                     heap.report_panic(UnraisableKind::WeakCallback, "reap::Finalizer", p);
                 }
-            } else if let Some(p) = crate::heap::drop_guarded(f) {
+            } else if let Some(p) = crate::unraisable::drop_guarded(f) {
                 // Not run: only released, and its captures' `Drop`s guarded.
                 heap.report_panic(UnraisableKind::Drop, "reap::Finalizer", p);
             }

@@ -1,5 +1,5 @@
 //! The heap: allocation, generation lists, the death of an object on the refcount path
-//! (SEMANTICS 3), the trashcan, the unraisable hook and shutdown.
+//! (SEMANTICS 3), the trashcan, reporting to the unraisable hook, and shutdown.
 //!
 //! A [`Heap`] is a handle to a boxed [`HeapInner`] that holds all of the heap's state. Objects
 //! find their heap through the `heap` slot in their header, an index into this thread's
@@ -15,6 +15,8 @@ use reap_collector::Generations;
 
 use crate::header::{flag, vtable_of, Header, Links, HEADER_SIZE};
 use crate::trace::Trace;
+use crate::unraisable::{drop_guarded, drop_payload, print_unraisable};
+pub use crate::unraisable::{Unraisable, UnraisableHook, UnraisableKind};
 use crate::weak;
 use crate::Gc;
 
@@ -22,108 +24,6 @@ use crate::Gc;
 /// (SEMANTICS 3.3). Each level costs a few hundred bytes of stack at most, well inside a 2 MiB
 /// thread stack.
 const TRASHCAN_DEPTH: u32 = 50;
-
-/// Where a panic caught by the runtime came from (SEMANTICS 5.4).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UnraisableKind {
-    /// An object's finalizer.
-    Finalizer,
-    /// A weak-reference callback.
-    WeakCallback,
-    /// The `Drop` of an object's value.
-    Drop,
-    /// An object's clear hook ([`Clear`](crate::Clear)).
-    Clear,
-    /// A collection callback.
-    CollectionCallback,
-    /// Heap shutdown found objects still held from outside.
-    Shutdown,
-}
-
-/// A panic (or shutdown problem) the runtime caught and could not hand to anyone: what
-/// CPython passes to `sys.unraisablehook`.
-#[derive(Debug)]
-pub struct Unraisable {
-    /// Where it came from.
-    pub kind: UnraisableKind,
-    /// The type name of the object concerned.
-    pub type_name: &'static str,
-    /// The panic message (or a description).
-    pub message: String,
-    /// See [`Unraisable::object`].
-    object: Option<crate::AnyGc>,
-}
-
-impl Unraisable {
-    /// The object concerned, while the hook runs: the object whose finalizer panicked (the
-    /// runtime still holds it) or the weak reference whose callback panicked; `None` for a
-    /// `Drop` (the value is gone) and for reports about the heap itself. An interpreter prints
-    /// "Exception ignored in: ..." with its repr. Cloning the handle and keeping it resurrects
-    /// the object, as storing `self` in `__del__` would; a clone of the report leaves the object
-    /// out, so recording reports keeps nothing alive.
-    pub fn object(&self) -> Option<&crate::AnyGc> {
-        self.object.as_ref()
-    }
-}
-
-/// Copies the report without its object (see [`Unraisable::object`]).
-impl Clone for Unraisable {
-    fn clone(&self) -> Self {
-        Unraisable {
-            kind: self.kind,
-            type_name: self.type_name,
-            message: self.message.clone(),
-            object: None,
-        }
-    }
-}
-
-impl std::fmt::Display for Unraisable {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = match self.kind {
-            UnraisableKind::Finalizer => "finalizer of",
-            UnraisableKind::WeakCallback => "weak-reference callback for",
-            UnraisableKind::Drop => "drop of",
-            UnraisableKind::Clear => "clear hook of",
-            UnraisableKind::CollectionCallback => "collection callback of",
-            UnraisableKind::Shutdown => "shutdown of",
-        };
-        write!(
-            f,
-            "reap: exception ignored in {what} {}: {}",
-            self.type_name, self.message
-        )
-    }
-}
-
-/// The unraisable hook's type: called with each report.
-pub type UnraisableHook = Box<dyn Fn(&Unraisable)>;
-
-/// Drops a caught panic's payload. The payload's own `Drop` is user code and may panic in turn
-/// (with another payload whose `Drop` may panic...): each such panic is caught, and after a few
-/// rounds the last payload is leaked rather than dropped, so no panic ever leaves the runtime.
-pub(crate) fn drop_payload(payload: Box<dyn std::any::Any + Send>) {
-    let mut payload = payload;
-    for _ in 0..8 {
-        match catch_unwind(AssertUnwindSafe(move || drop(payload))) {
-            Ok(()) => return,
-            Err(next) => payload = next,
-        }
-    }
-    std::mem::forget(payload);
-}
-
-/// Drops a value whose `Drop` is user code (a closure the runtime held, say), catching a panic
-/// and dropping its payload safely. Returns the panic's payload, if any, for a report.
-pub(crate) fn drop_guarded<T>(value: T) -> Option<Box<dyn std::any::Any + Send>> {
-    catch_unwind(AssertUnwindSafe(move || drop(value))).err()
-}
-
-/// Writes a report to stderr, ignoring a failed write (`eprintln!` would panic).
-fn print_unraisable(u: &Unraisable) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "{u}");
-}
 
 /// All the state of one heap.
 pub(crate) struct HeapInner {
@@ -834,12 +734,25 @@ impl HeapInner {
     /// held: it may replace itself, report again, or drop the heap's last objects (callers are
     /// inside a [`Frame`], which keeps the heap's state allocated meanwhile).
     pub(crate) fn report(&self, u: Unraisable) {
+        if let Some(p) = self.report_and_keep_payload(u) {
+            drop_payload(p);
+        }
+    }
+
+    /// Hands the report to the hook (or prints it), then gives back its panic payload for the
+    /// caller to drop safely; the rest of the report (its object handle) is dropped here.
+    fn report_and_keep_payload(&self, mut u: Unraisable) -> Option<Box<dyn std::any::Any + Send>> {
+        self.call_hook(&u);
+        u.payload.take()
+    }
+
+    fn call_hook(&self, u: &Unraisable) {
         let hook = self.hook.borrow().clone();
         match hook {
             Some(h) => {
                 // A panicking hook must not unwind through the runtime.
-                if let Err(p) = catch_unwind(AssertUnwindSafe(|| h(&u))) {
-                    print_unraisable(&u);
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| h(u))) {
+                    print_unraisable(u);
                     drop_payload(p);
                 }
                 // If the hook was replaced meanwhile, this was its last owner: its captures'
@@ -848,7 +761,7 @@ impl HeapInner {
                     drop_payload(p);
                 }
             }
-            None => print_unraisable(&u),
+            None => print_unraisable(u),
         }
     }
 
@@ -870,23 +783,19 @@ impl HeapInner {
         payload: Box<dyn std::any::Any + Send>,
         object: Option<NonNull<Header>>,
     ) {
-        let message = if let Some(s) = payload.downcast_ref::<&str>() {
-            (*s).to_string()
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "panic with a non-string payload".to_string()
-        };
-        // Drop the payload under a guard of its own: its Drop is user code too.
-        drop_payload(payload);
+        let message = crate::unraisable::message_of(&*payload);
+        let location = crate::unraisable::take_location(&message);
         // SAFETY: the caller holds the object, with its value intact.
         let object = object.map(|o| unsafe { crate::introspect::any_handle(o) });
-        self.report(Unraisable {
-            kind,
-            type_name,
-            message,
-            object,
-        });
+        let mut report = Unraisable::new(kind, type_name, message);
+        report.object = object;
+        report.location = location;
+        report.payload = Some(payload);
+        let payload = self.report_and_keep_payload(report);
+        // Dropped under a guard of its own: its Drop is user code too.
+        if let Some(p) = payload {
+            drop_payload(p);
+        }
     }
 }
 
@@ -1105,12 +1014,11 @@ unsafe fn free_heap(inner: NonNull<HeapInner>) {
     let leftovers = (hook, gcmod, finalizers, data);
     if let Some(p) = drop_guarded(leftovers) {
         drop_payload(p);
-        print_unraisable(&Unraisable {
-            kind: UnraisableKind::Drop,
-            type_name: "reap::Heap",
-            message: "a panic while dropping the heap's hook or callbacks".into(),
-            object: None,
-        });
+        print_unraisable(&Unraisable::new(
+            UnraisableKind::Drop,
+            "reap::Heap",
+            "a panic while dropping the heap's hook or callbacks".into(),
+        ));
     }
 }
 
@@ -1194,16 +1102,15 @@ impl Drop for Heap {
                      never collected: break it by hand)"
                 ),
             };
-            inner.report(Unraisable {
-                kind: UnraisableKind::Shutdown,
-                type_name: "reap::Heap",
-                object: None,
-                message: format!(
+            inner.report(Unraisable::new(
+                UnraisableKind::Shutdown,
+                "reap::Heap",
+                format!(
                     "{live} object(s) still alive at heap shutdown{during}: held by handles the \
                      collector cannot see (outside the heap, in another heap's objects, or in \
                      untraced fields){across}; each is freed when its last handle goes"
                 ),
-            });
+            ));
         }
     }
 }

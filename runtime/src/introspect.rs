@@ -120,7 +120,7 @@ impl HeapInner {
             }
             // If the callback removed itself, this is its last owner: its captures' `Drop`s
             // are user code.
-            if let Some(p) = crate::heap::drop_guarded(cb) {
+            if let Some(p) = crate::unraisable::drop_guarded(cb) {
                 self.report_panic(crate::UnraisableKind::Drop, "collection callback", p);
             }
         }
@@ -225,7 +225,7 @@ impl Heap {
         };
         // Dropped with no borrow held: the callback's captures may run user code.
         let found = removed.is_some();
-        if let Some(p) = crate::heap::drop_guarded(removed) {
+        if let Some(p) = crate::unraisable::drop_guarded(removed) {
             self.inner()
                 .report_panic(crate::UnraisableKind::Drop, "collection callback", p);
         }

@@ -47,6 +47,7 @@ mod introspect;
 mod proxy;
 mod slab;
 mod trace;
+mod unraisable;
 mod view;
 mod weak;
 mod weakkey;
@@ -57,12 +58,22 @@ pub use handle::{is_tracked, ByAddress, Gc, Reclaimed};
 /// The `hashbrown` whose maps and sets implement [`Trace`] here (so an embedder's own tables
 /// can use the same version).
 pub use hashbrown;
-pub use heap::{Heap, Unraisable, UnraisableHook, UnraisableKind};
+pub use heap::Heap;
+/// The `indexmap` whose `IndexMap` and `IndexSet` implement [`Trace`] here (feature
+/// `indexmap`): insertion-ordered tables, as Python's dicts are.
+#[cfg(feature = "indexmap")]
+pub use indexmap;
 pub use introspect::{debug, AnyGc, CollectCallback, CollectInfo, CollectPhase};
 pub use proxy::{ReferenceError, WeakFnMethod, WeakMethod, WeakProxy};
 pub use reap_collector::GenerationStats;
 pub use reap_derive::Trace;
+/// The `smallvec` whose `SmallVec` implements [`Trace`] here (feature `smallvec`).
+#[cfg(feature = "smallvec")]
+pub use smallvec;
 pub use trace::{Clear, Finalize, Trace, Tracer};
+pub use unraisable::{
+    record_panic_locations, PanicLocation, Unraisable, UnraisableHook, UnraisableKind,
+};
 pub use view::Views;
 pub use weak::{Weak, WeakGone, WeakRefObj};
 pub use weakkey::{ByIdentity, ByValue, KeyEq, WeakKeyIter, WeakKeyMap, WeakSet};

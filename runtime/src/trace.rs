@@ -592,3 +592,47 @@ tuple!(A B C D E F G H I);
 tuple!(A B C D E F G H I J);
 tuple!(A B C D E F G H I J K);
 tuple!(A B C D E F G H I J K L);
+
+// SAFETY: the map owns its keys and values; iteration visits each once and runs no user code
+// (it walks the entries vector).
+#[cfg(feature = "indexmap")]
+unsafe impl<K: Trace, V: Trace, S: 'static> Trace for indexmap::IndexMap<K, V, S> {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        for (k, v) in self.iter() {
+            k.trace(tracer);
+            v.trace(tracer);
+        }
+    }
+    fn needs_trace() -> bool {
+        K::needs_trace() || V::needs_trace()
+    }
+}
+
+// SAFETY: the set owns its elements; iteration visits each once and runs no user code.
+#[cfg(feature = "indexmap")]
+unsafe impl<T: Trace, S: 'static> Trace for indexmap::IndexSet<T, S> {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        for v in self.iter() {
+            v.trace(tracer);
+        }
+    }
+    fn needs_trace() -> bool {
+        T::needs_trace()
+    }
+}
+
+// SAFETY: the vector owns its elements, inline or spilled; iteration visits each once.
+#[cfg(feature = "smallvec")]
+unsafe impl<A: smallvec::Array + 'static> Trace for smallvec::SmallVec<A>
+where
+    A::Item: Trace,
+{
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        for v in self.iter() {
+            v.trace(tracer);
+        }
+    }
+    fn needs_trace() -> bool {
+        A::Item::needs_trace()
+    }
+}

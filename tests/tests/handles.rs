@@ -284,6 +284,49 @@ fn shared_strings_and_function_pointers_are_leaves() {
     ));
 }
 
+/// The containers behind the `indexmap` and `smallvec` features trace their handles: a cycle
+/// through an `IndexMap` value (a Python dict) or a `SmallVec` is collected; `Box<str>` is
+/// traceable too.
+#[test]
+fn indexmap_and_smallvec_trace_their_handles() {
+    use reap::indexmap::IndexMap;
+    use reap::smallvec::SmallVec;
+    use std::cell::RefCell;
+
+    #[derive(Trace)]
+    struct Dict {
+        name: Box<str>,
+        items: RefCell<IndexMap<String, Gc<Dict>>>,
+        small: RefCell<SmallVec<[Gc<Dict>; 2]>>,
+    }
+    let heap = Heap::new();
+    let new = |name: &str| {
+        heap.alloc(Dict {
+            name: name.into(),
+            items: RefCell::new(IndexMap::new()),
+            small: RefCell::new(SmallVec::new()),
+        })
+    };
+    let (a, b, c) = (new("a"), new("b"), new("c"));
+    a.items.borrow_mut().insert("b".into(), b.clone());
+    b.items.borrow_mut().insert("a".into(), a.clone());
+    // A small vector spilled to the heap (three items, two inline).
+    c.small
+        .borrow_mut()
+        .extend([c.clone(), c.clone(), c.clone()]);
+    assert_eq!(heap.get_referents(&a).len(), 1);
+    assert_eq!(heap.get_referents(&c).len(), 3);
+    assert_eq!(&*b.name, "b");
+    drop((a, b, c));
+    assert_eq!(heap.collect(2), 3);
+    assert_eq!(heap.live_objects(), 0);
+    // Leaf contents stay untracked.
+    assert!(!reap::is_tracked(
+        &heap.alloc(IndexMap::<String, i64>::new())
+    ));
+    assert!(!reap::is_tracked(&heap.alloc(SmallVec::<[u8; 4]>::new())));
+}
+
 /// `Weak::as_ptr` is the weak-reference object's identity: shared callback-less weak
 /// references have one, a weak reference with a callback its own.
 #[test]

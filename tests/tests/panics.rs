@@ -279,3 +279,54 @@ fn reports_carry_the_object_and_a_kept_one_is_resurrected() {
         Weak::as_ptr(&cb) as *const u8
     );
 }
+
+#[derive(Trace)]
+#[reap(finalize)]
+struct Thrower {
+    #[reap(skip)]
+    how: u8,
+}
+
+impl Finalize for Thrower {
+    fn finalize(this: &Gc<Self>) {
+        match this.how {
+            0 => panic!("a Rust bug"),
+            1 => std::panic::resume_unwind(Box::new(42_u32)),
+            _ => {
+                // A panic caught by user code leaves a recorded location behind, which must
+                // not be pinned on the next, unrelated report.
+                let _ = std::panic::catch_unwind(|| panic!("caught inside"));
+                std::panic::resume_unwind(Box::new(7_u32));
+            }
+        }
+    }
+}
+
+/// Issue 9 A.7: a report carries the panic's location (when locations are recorded and the
+/// panic came from `panic!`) and, while the hook runs, its payload.
+#[test]
+fn unraisable_reports_carry_location_and_payload() {
+    reap::record_panic_locations();
+    let heap = Heap::new();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    heap.set_unraisable_hook(Some(Box::new(move |u: &Unraisable| {
+        let at = u.location().map(|l| (l.file.clone(), l.line > 0));
+        let code = u.payload().and_then(|p| p.downcast_ref::<u32>()).copied();
+        let kept = u.clone();
+        assert!(kept.payload().is_none() && kept.object().is_none());
+        s.borrow_mut().push((u.message.clone(), at, code));
+    })));
+    for how in 0..3 {
+        drop(heap.alloc(Thrower { how }));
+    }
+    let seen = seen.borrow();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(seen[0].0, "a Rust bug");
+    assert_eq!(seen[0].1, Some((file!().to_string(), true)));
+    assert_eq!(seen[0].2, None);
+    assert_eq!(seen[1].1, None, "resume_unwind has no location");
+    assert_eq!(seen[1].2, Some(42));
+    assert_eq!(seen[2].1, None, "a stale location is not pinned on it");
+    assert_eq!(seen[2].2, Some(7));
+}
