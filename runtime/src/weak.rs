@@ -8,9 +8,10 @@
 //! nothing for them):
 //!
 //! - `shared`: the one callback-less weak reference of the object, reused by every
-//!   [`Weak::new`] (CPython's `ref(o) is ref(o)`). The block holds one strong count on it, so
-//!   creating a weak reference to an object that had one is a count increment, as cheap as
-//!   `Rc::downgrade`; counts and lists leave it out while nobody else holds it;
+//!   [`Weak::new`] while it lives (CPython's `ref(o) is ref(o)`), so creating a weak reference
+//!   to an object that has one is a count increment, as cheap as `Rc::downgrade`. As in
+//!   CPython, the block does not own it: it dies with its last handle (taking itself out of the
+//!   block), so one held only by garbage is garbage too;
 //! - `head`: the weak references with callbacks, in an intrusive doubly linked list through
 //!   the weak-reference objects, newest first (CPython inserts them after the basic reference, so
 //!   callbacks run newest first). Insertion and removal are O(1) and allocate nothing.
@@ -36,7 +37,7 @@ use crate::Gc;
 pub(crate) struct WeakInfo {
     /// The referent's vtable (the header's `meta` points here instead, tagged).
     pub(crate) vtable: &'static VTable,
-    /// Owns one strong count of the weak-reference object it points at.
+    /// The shared weak reference, not owned: it clears this when it dies.
     shared: Cell<Option<NonNull<WeakRefObj>>>,
     /// Newest weak reference with a callback; the list continues through `WeakRefObj::next`.
     head: Cell<Option<NonNull<WeakRefObj>>>,
@@ -202,6 +203,12 @@ impl Drop for WeakRefObj {
 }
 
 impl WeakRefObj {
+    /// Whether this weak reference belongs in its referent's list rather than in the shared
+    /// slot: it has (or, while its target is set, still has) a callback, or a payload.
+    fn is_listed_kind(&self) -> bool {
+        self.payload.is_some() || self.callback.borrow().is_some()
+    }
+
     /// Clears this weak reference and takes it out of its referent's lists.
     fn detach(&self) {
         if let Some(target) = self.target.take() {
@@ -210,10 +217,11 @@ impl WeakRefObj {
             let info = unsafe { info_of(target) }.expect("weak target without weak info");
             if info.shared.get() == Some(me) {
                 info.shared.set(None);
-            } else {
-                // A weak reference with a set target that is not the shared one is listed.
+            } else if self.is_listed_kind() {
                 info.unlist(me);
             }
+            // Else: a shared-kind weak reference that a newer one replaced in the block while it
+            // was dying (`Weak::new` skips a shared one whose count is 0); it is in no list.
         }
     }
 }
@@ -263,12 +271,13 @@ fn make_info<'a>(header: NonNull<Header>) -> &'a WeakInfo {
     unsafe { &*ptr.as_ptr() }
 }
 
-/// The shared weak reference, if someone besides the weak-info block holds it.
+/// The shared weak reference, if it is alive (not dying: count above 0).
 fn held_shared(info: &WeakInfo) -> Option<NonNull<WeakRefObj>> {
     let s = info.shared.get()?;
-    // SAFETY: the block owns a count of it, so it is allocated.
+    // SAFETY: a weak reference in the shared slot is allocated (it clears the slot when it
+    // dies, in its `Drop`).
     let strong = unsafe { Header::from_value(s).as_ref() }.strong();
-    (strong > 1).then_some(s)
+    (strong > 0).then_some(s)
 }
 
 /// Number of weak references to the object (`getweakrefcount`).
@@ -285,8 +294,6 @@ pub(crate) enum Pending {
     /// A callback to run: the weak reference (held; its callback is taken when it runs) and the
     /// referent's vtable (for the type name in reports).
     Call(Gc<WeakRefObj>, &'static VTable),
-    /// The weak-info block's count on the shared weak reference, to give back.
-    Release(Gc<WeakRefObj>),
 }
 
 pub(crate) type PendingCallback = Pending;
@@ -307,12 +314,9 @@ unsafe fn clear_all(
         return;
     };
     let vtable = info.vtable;
-    let mut shared_hold = None;
     if let Some(shared) = info.shared.take() {
-        // SAFETY: the block owns a count of the shared weak reference: it is allocated.
+        // SAFETY: a weak reference in the shared slot is allocated.
         unsafe { shared.as_ref() }.target.set(None);
-        // SAFETY: the block's count passes to this handle, dropped after the callbacks.
-        shared_hold = Some(unsafe { Gc::from_value_ptr(shared) });
     }
     // Newest first, the order callbacks run in.
     info.drain(|w| {
@@ -332,9 +336,6 @@ unsafe fn clear_all(
             calls.push(Pending::Call(handle, vtable));
         }
     });
-    if let Some(hold) = shared_hold {
-        calls.push(Pending::Release(hold));
-    }
 }
 
 /// Runs queued callbacks in order, each under a panic guard. Returns how many of the weak
@@ -367,8 +368,6 @@ pub(crate) fn run_callbacks(heap: &HeapInner, calls: Vec<PendingCallback>) -> us
                 freed += usize::from(Gc::strong_count(&w) == 1);
                 drop(w);
             }
-            // Dropping a weak-reference object runs no user code.
-            Pending::Release(w) => drop(w),
         }
     }
     freed
@@ -441,10 +440,8 @@ pub(crate) unsafe fn free_info(heap: &HeapInner, header: NonNull<Header>) {
     }
     h.set_vtable(info.vtable);
     if let Some(s) = info.shared.take() {
-        // SAFETY: the block owns a count of it: allocated.
+        // SAFETY: a weak reference in the shared slot is allocated.
         unsafe { s.as_ref() }.target.set(None);
-        // SAFETY: the block's count passes to this handle, which gives it back.
-        drop(unsafe { Gc::from_value_ptr(s) });
     }
     // SAFETY: listed weak references are allocated.
     info.drain(|w| unsafe { w.as_ref() }.target.set(None));
@@ -505,15 +502,20 @@ impl<T: ?Sized + 'static> Weak<T> {
     pub fn new(target: &Gc<T>) -> Weak<T> {
         let header = target.header_ptr();
         let info = ensure_info(header);
-        if let Some(shared) = info.shared.get() {
-            // SAFETY: the block owns a count of the shared weak reference, so it is alive; the
-            // ManuallyDrop handle borrows that count and the clone takes a new one.
-            let obj = unsafe { (*std::mem::ManuallyDrop::new(Gc::from_value_ptr(shared))).clone() };
+        if let Some(shared) = held_shared(info) {
+            // SAFETY: the shared weak reference is alive (count above 0: its death has not
+            // begun); the new handle owns the count added here.
+            let obj = unsafe {
+                Header::from_value(shared).as_ref().inc_strong();
+                Gc::from_value_ptr(shared)
+            };
             return Weak {
                 obj,
                 ptr: target.value_ptr(),
             };
         }
+        // None yet, or the one in the slot is dying (its count reached 0 and its `Drop`, which
+        // clears the slot, is still to come): a new one takes the slot.
         Self::new_shared(target, info)
     }
 
@@ -521,8 +523,6 @@ impl<T: ?Sized + 'static> Weak<T> {
     #[inline(never)]
     fn new_shared(target: &Gc<T>, info: &WeakInfo) -> Weak<T> {
         let obj = Self::make(target, None, None);
-        // The block's own count.
-        std::mem::forget(obj.clone());
         info.shared.set(Some(obj.value_ptr()));
         Weak {
             obj,

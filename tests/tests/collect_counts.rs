@@ -124,6 +124,25 @@ fn callback_less_weak_reference_held_by_garbage_counts_with_it() {
     assert_eq!(heap.live_objects(), 0);
 }
 
+/// `b = A(); a = []; a.append(a); a.append(weakref.ref(b)); del a; gc.collect()` → 2 in
+/// python3: the weak reference held only by the garbage is garbage too, though its referent
+/// lives on; afterwards `getweakrefcount(b)` is 0.
+#[test]
+fn callback_less_weak_reference_to_a_live_object_held_by_garbage_counts_with_it() {
+    let heap = quiet_heap();
+    let live = self_cycle(&heap);
+    for _ in 0..3 {
+        let c = self_cycle(&heap);
+        *c.w.borrow_mut() = Some(Weak::new(&live));
+    }
+    assert_eq!(Gc::weak_count(&live), 1, "the three share one weak reference");
+    assert_eq!(heap.collect(2), 4, "three garbage objects and the weak reference");
+    assert_eq!(Gc::weak_count(&live), 0);
+    assert_eq!(heap.live_objects(), 1);
+    let w = Weak::new(&live);
+    assert!(w.upgrade().is_some(), "a new shared weak reference");
+}
+
 #[test]
 fn weak_reference_with_callback_held_outside_is_not_counted() {
     let heap = quiet_heap();

@@ -1057,3 +1057,33 @@ fn shutdown_goes_on_after_a_round_that_only_resurrected() {
     drop(x);
     assert_eq!(SHUTDOWN_DROPS.with(Cell::get), 2);
 }
+
+/// The shared weak reference is not owned by its referent (as in CPython): while it is dying
+/// (count 0, its `Drop` still to come), user code that runs meanwhile (a callback of a weak
+/// reference to the weak reference) may ask for the shared weak reference again. It must get a
+/// new, live one, never the dying one, and the dying one must not disturb the new one when it
+/// finally leaves.
+#[test]
+fn weak_new_while_the_shared_weak_reference_is_dying() {
+    let heap = Heap::new();
+    let target = heap.alloc(String::from("target"));
+    let stash: Rc<RefCell<Vec<Weak<String>>>> = Rc::default();
+    let w = Weak::new(&target);
+    let (t, s) = (target.clone(), stash.clone());
+    let ww = Weak::with_untraced_callback(&Weak::as_object(&w), move |_| {
+        let again = Weak::new(&t);
+        assert!(again.is_alive());
+        s.borrow_mut().push(again);
+    });
+    drop(w);
+    let again = stash.borrow_mut().pop().expect("the callback ran");
+    assert!(!ww.is_alive());
+    assert_eq!(again.upgrade().as_deref().map(String::as_str), Some("target"));
+    assert!(again.ptr_eq(&Weak::new(&target)), "the new one is the shared one now");
+    assert_eq!(Gc::weak_count(&target), 1);
+    drop(ww);
+    drop(target);
+    assert!(again.upgrade().is_none());
+    drop(again);
+    assert_eq!(heap.live_objects(), 0);
+}
