@@ -54,7 +54,7 @@ use std::collections::BTreeMap;
 use std::panic::resume_unwind;
 use std::rc::Rc;
 
-use reap::{gc_coerce, AnyGc, Finalize, Gc, Heap, Trace, Unraisable, UnraisableKind, Weak};
+use reap::{gc_coerce, Finalize, Gc, Heap, Trace, Unraisable, UnraisableKind, Views, Weak};
 
 /// A value of the language: immediates inline, everything with an identity on the heap.
 #[derive(Clone, Trace)]
@@ -224,13 +224,15 @@ fn id(obj: &Gc<dyn Object>) -> usize {
     Gc::as_ptr(obj).cast::<()>() as usize
 }
 
-/// The `gc` module hands out type-erased handles: back to values, one downcast per Rust type.
-fn to_value(any: AnyGc) -> Option<Value> {
-    fn as_obj<T: Object + 'static>(any: AnyGc) -> Result<Gc<dyn Object>, AnyGc> {
-        any.downcast::<T>().map(|o| gc_coerce!(o => dyn Object))
-    }
-    let obj = as_obj::<Instance>(any).or_else(as_obj::<Class>);
-    obj.or_else(as_obj::<Function>).ok().map(Value::Obj)
+/// The `gc` module hands out type-erased handles: back to values through one conversion per
+/// Rust type of object, registered once.
+fn views() -> Views<Value> {
+    let mut views = Views::new();
+    views
+        .register(|o: Gc<Instance>| Value::Obj(gc_coerce!(o => dyn Object)))
+        .register(|o: Gc<Class>| Value::Obj(gc_coerce!(o => dyn Object)))
+        .register(|o: Gc<Function>| Value::Obj(gc_coerce!(o => dyn Object)));
+    views
 }
 
 /// `sys.unraisablehook`. The object concerned is alive while the hook runs.
@@ -285,8 +287,9 @@ fn main() {
     let q = instance(&heap, &plain, Some("q"));
     store(p.dict().unwrap(), "peer", Some(Value::Obj(q.clone())));
     store(q.dict().unwrap(), "peer", Some(Value::Obj(p.clone())));
-    let referents = heap.get_referents(&p).into_iter().filter_map(to_value);
-    let shown: Vec<String> = referents.map(|v| show(&v)).collect();
+    let referents = views().view_all(heap.get_referents(&p));
+    let shown: Vec<String> = referents.iter().map(show).collect();
+    drop(referents); // a statement's temporaries die with it
     println!("referents of p: {}", shown.join(", "));
     drop((p, q));
     println!("collected: {}", heap.collect(2));

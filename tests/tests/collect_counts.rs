@@ -135,8 +135,16 @@ fn callback_less_weak_reference_to_a_live_object_held_by_garbage_counts_with_it(
         let c = self_cycle(&heap);
         *c.w.borrow_mut() = Some(Weak::new(&live));
     }
-    assert_eq!(Gc::weak_count(&live), 1, "the three share one weak reference");
-    assert_eq!(heap.collect(2), 4, "three garbage objects and the weak reference");
+    assert_eq!(
+        Gc::weak_count(&live),
+        1,
+        "the three share one weak reference"
+    );
+    assert_eq!(
+        heap.collect(2),
+        4,
+        "three garbage objects and the weak reference"
+    );
     assert_eq!(Gc::weak_count(&live), 0);
     assert_eq!(heap.live_objects(), 1);
     let w = Weak::new(&live);

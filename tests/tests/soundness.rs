@@ -1078,8 +1078,14 @@ fn weak_new_while_the_shared_weak_reference_is_dying() {
     drop(w);
     let again = stash.borrow_mut().pop().expect("the callback ran");
     assert!(!ww.is_alive());
-    assert_eq!(again.upgrade().as_deref().map(String::as_str), Some("target"));
-    assert!(again.ptr_eq(&Weak::new(&target)), "the new one is the shared one now");
+    assert_eq!(
+        again.upgrade().as_deref().map(String::as_str),
+        Some("target")
+    );
+    assert!(
+        again.ptr_eq(&Weak::new(&target)),
+        "the new one is the shared one now"
+    );
     assert_eq!(Gc::weak_count(&target), 1);
     drop(ww);
     drop(target);
