@@ -838,11 +838,7 @@ impl Interp {
             Expr::Call(func, args, _) => {
                 let fv = self.eval(f, func)?;
                 let (pos, kw) = self.eval_args(f, args)?;
-                let r = self.call(&fv, &pos, &kw);
-                drop(pos);
-                drop(kw);
-                drop(fv);
-                r
+                self.call_owned(&fv, None, pos, kw)
             }
             Expr::CallMethod(o, n, args, _) => {
                 let ov = self.eval(f, o)?;
@@ -1053,26 +1049,20 @@ impl Interp {
             if in_dict.is_none() {
                 if let Some(m @ Value::Function(_)) = lookup_class(&inst.class, n) {
                     let (pos, kw) = self.eval_args(f, args)?;
-                    let r = self.call_function_value(&m, Some(&ov), &pos, &kw);
-                    drop(ov);
-                    drop(pos);
-                    drop(kw);
-                    return r;
+                    return self.call_owned(&m, Some(ov), pos, kw);
                 }
             } else if let Some(m) = in_dict {
-                let (pos, kw) = self.eval_args(f, args)?;
-                let r = self.call(&m, &pos, &kw);
                 drop(ov);
-                drop(pos);
-                drop(kw);
-                return r;
+                let (pos, kw) = self.eval_args(f, args)?;
+                return self.call_owned(&m, None, pos, kw);
             }
         }
         if let Value::Native(nat) = &ov {
             if let NativeKind::Super(cls, obj) = &nat.kind {
                 let (pos, kw) = self.eval_args(f, args)?;
                 let m = self.super_lookup(cls, obj, n)?;
-                return self.call(&m, &pos, &kw);
+                drop(ov);
+                return self.call_owned(&m, None, pos, kw);
             }
         }
         if crate::builtins::has_native_methods(&ov) {
@@ -1084,7 +1074,7 @@ impl Interp {
         let m = self.getattr(&ov, n)?;
         drop(ov);
         let (pos, kw) = self.eval_args(f, args)?;
-        self.call(&m, &pos, &kw)
+        self.call_owned(&m, None, pos, kw)
     }
 
     /// `super().name`
@@ -1164,7 +1154,7 @@ impl Interp {
         Ok(Value::Function(self.heap.alloc(func)))
     }
 
-    /// Calls a function value with an optional `self` first.
+    /// Calls a function value with an optional `self` first (borrowed arguments).
     pub fn call_function_value(
         &self,
         func: &Value,
@@ -1173,7 +1163,9 @@ impl Interp {
         kw: &[(Rc<str>, Value)],
     ) -> PyResult {
         match func {
-            Value::Function(fun) => self.call_function(fun, first, args, kw),
+            Value::Function(fun) => {
+                self.call_function(fun, first.cloned(), args.to_vec(), kw.to_vec())
+            }
             other => match first {
                 Some(s) => {
                     let mut v = Vec::with_capacity(args.len() + 1);
@@ -1191,25 +1183,60 @@ impl Interp {
         self.call_function_value(func, Some(me), args, &[])
     }
 
+    /// Calls with owned arguments: a Python function takes them over (CPython 3.11 moves the
+    /// caller's references into the new frame, so an argument dies with the callee's locals).
+    pub fn call_owned(
+        &self,
+        func: &Value,
+        first: Option<Value>,
+        args: Vec<Value>,
+        kw: Vec<(Rc<str>, Value)>,
+    ) -> PyResult {
+        match func {
+            Value::Function(fun) => self.call_function(fun, first, args, kw),
+            Value::Method(m) if first.is_none() => {
+                if let Value::Function(fun) = &m.func {
+                    return self.call_function(fun, Some(m.recv.clone()), args, kw);
+                }
+                self.call(func, &args, &kw)
+            }
+            other => match first {
+                Some(s) => {
+                    let mut v = Vec::with_capacity(args.len() + 1);
+                    v.push(s);
+                    v.extend(args);
+                    let r = self.call(other, &v, &kw);
+                    drop(v);
+                    r
+                }
+                None => {
+                    let r = self.call(other, &args, &kw);
+                    drop(args);
+                    r
+                }
+            },
+        }
+    }
+
     /// Calls a Python function.
     pub fn call_function(
         &self,
         fun: &Gc<Function>,
-        first: Option<&Value>,
-        args: &[Value],
-        kw: &[(Rc<str>, Value)],
+        first: Option<Value>,
+        args: Vec<Value>,
+        kw: Vec<(Rc<str>, Value)>,
     ) -> PyResult {
         let code = fun.code.clone();
         let mut locals: Vec<Option<Value>> = vec![None; code.local_names.len()];
         let nargs = args.len() + first.is_some() as usize;
         let argc = code.argcount;
-        let all = first.into_iter().chain(args.iter());
+        let all = first.into_iter().chain(args);
         let mut extra = Vec::new();
         for (i, a) in all.enumerate() {
             if i < argc {
-                locals[i] = Some(a.clone());
+                locals[i] = Some(a);
             } else if code.vararg.is_some() {
-                extra.push(a.clone());
+                extra.push(a);
             } else {
                 return Err(self.type_error(format!(
                     "{}() takes {} positional argument{} but {} were given",
@@ -1227,7 +1254,7 @@ impl Interp {
         for (k, v) in kw {
             let pos = code.local_names[..argc + code.kwonly]
                 .iter()
-                .position(|n| **n == **k);
+                .position(|n| **n == *k);
             match pos {
                 Some(p) => {
                     if locals[p].is_some() {
@@ -1236,9 +1263,9 @@ impl Interp {
                             code.name
                         )));
                     }
-                    locals[p] = Some(v.clone());
+                    locals[p] = Some(v);
                 }
-                None if code.kwarg.is_some() => kwextra.push((k.clone(), v.clone())),
+                None if code.kwarg.is_some() => kwextra.push((k, v)),
                 None => {
                     return Err(self.type_error(format!(
                         "{}() got an unexpected keyword argument '{k}'",
@@ -1358,7 +1385,7 @@ impl Interp {
     /// Calls any callable.
     pub fn call(&self, func: &Value, args: &[Value], kw: &[(Rc<str>, Value)]) -> PyResult {
         match func {
-            Value::Function(f) => self.call_function(f, None, args, kw),
+            Value::Function(f) => self.call_function(f, None, args.to_vec(), kw.to_vec()),
             Value::Method(m) => self.call_function_value(&m.func, Some(&m.recv), args, kw),
             Value::Builtin(b) => crate::builtins::call_builtin(self, *b, args, kw),
             Value::Class(c) => self.instantiate(c, args, kw),

@@ -559,3 +559,24 @@ impl Hash for HKey {
         state.write_u64(native_hash(&self.0).unwrap_or_else(|| self.0.id() as u64));
     }
 }
+
+impl Drop for List {
+    /// CPython's `list_dealloc` releases the items from the last to the first.
+    fn drop(&mut self) {
+        let items = self.items.get_mut();
+        while let Some(v) = items.pop() {
+            drop(v);
+        }
+    }
+}
+
+impl Drop for Tuple {
+    /// CPython's `tupledealloc` releases the items from the last to the first.
+    fn drop(&mut self) {
+        let items = std::mem::take(&mut self.items);
+        let mut items = items.into_vec();
+        while let Some(v) = items.pop() {
+            drop(v);
+        }
+    }
+}
