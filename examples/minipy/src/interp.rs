@@ -102,10 +102,18 @@ pub struct Interp {
     /// `weakref.ref(o, cb).__callback__`, by weak-reference address. API: reap has no getter
     /// for a weak reference's callback state yet (`Weak::callback_state` is coming).
     pub weak_callbacks: RefCell<HashMap<usize, Value>>,
+    /// Hashes of weak references, by address, computed while the referent lived (a weak
+    /// reference keeps its hash after death). API: `Weak::try_hash` needs `T: Hash`, and a
+    /// Python object's hash is the interpreter's business.
+    pub weak_hashes: RefCell<HashMap<usize, u64>>,
+    /// The shared callback-less proxy of each object, by the object's address.
+    pub proxies: RefCell<HashMap<usize, Weak<Native>>>,
+    /// Collections so far (for CPython's untracking of tuples of atoms in `gc.is_tracked`).
+    pub collections: Cell<u64>,
     /// The `weakref.finalize` objects, kept alive while pending as CPython's registry keeps
     /// them; at exit the `atexit=True` ones run (newest first) and the others are detached.
     /// API: reap's `Finalizer` has no atexit flag yet.
-    pub finalizers: RefCell<Vec<Gc<Native>>>,
+    pub finalizers: RefCell<Vec<(u64, Value)>>,
 }
 
 impl Interp {
@@ -134,6 +142,7 @@ impl Interp {
             class: cls,
             dict: RefCell::new(InstDict::Inline(Table::default())),
             exc: RefCell::new(Some(Box::new(st))),
+            base: None,
         })
     }
 
@@ -1140,6 +1149,7 @@ impl Interp {
                 .collect();
             Some(self.heap.alloc(Tuple {
                 items: cells.into_boxed_slice(),
+                born: Default::default(),
             }))
         };
         let func = Function {
@@ -1401,9 +1411,12 @@ impl Interp {
                 }
                 Ok(w.upgrade().and_then(Value::from_any).unwrap_or(Value::None))
             }
-            Value::Instance(_) => {
+            Value::Instance(inst) => {
                 match self.lookup_special(func, "__call__") {
                     Some(m) => self.call_function_value(&m, Some(func), args, kw),
+                    None if inst.base.is_some() => {
+                        self.call(inst.base.as_ref().unwrap_or(&Value::None), args, kw)
+                    }
                     None => Err(self
                         .type_error(format!("'{}' object is not callable", self.type_name(func)))),
                 }
@@ -1547,11 +1560,13 @@ impl Interp {
         }
         let mro = self.heap.alloc(Tuple {
             items: mro.into_boxed_slice(),
+            born: Default::default(),
         });
         *cls.mro.borrow_mut() = Some(mro);
         let bases: Vec<Value> = base.into_iter().map(Value::Class).collect();
         let bases = self.heap.alloc(Tuple {
             items: bases.into_boxed_slice(),
+            born: Default::default(),
         });
         *cls.bases.borrow_mut() = Some(bases);
         if user {
@@ -1569,6 +1584,42 @@ impl Interp {
         if c.kind != Kind::User && c.kind != Kind::Exception && c.kind != Kind::Object {
             return crate::builtins::construct(self, c, args, kw);
         }
+        // A subclass of a native type: the native part is made from the arguments.
+        let mut native = None;
+        let mut k = c.base.clone();
+        while let Some(b) = k {
+            if matches!(b.kind, Kind::WeakRef | Kind::Finalize | Kind::WeakMethod) {
+                native = Some(crate::builtins::construct(self, &b, args, kw)?);
+                break;
+            }
+            k = b.base.clone();
+        }
+        if let Some(base) = native {
+            let inst = Value::Instance(self.heap.alloc(Instance {
+                class: c.clone(),
+                dict: RefCell::new(InstDict::Inline(Table::default())),
+                exc: RefCell::new(None),
+                base: Some(base.clone()),
+            }));
+            if let Value::Native(n) = &base {
+                if let NativeKind::Finalize(fo) = &n.kind {
+                    // The registry keeps the subclass instance, as CPython's keeps `self`.
+                    let old = {
+                        let mut reg = self.finalizers.borrow_mut();
+                        reg.iter_mut()
+                            .find(|(id, _)| *id == fo.id)
+                            .map(|e| std::mem::replace(&mut e.1, inst.clone()))
+                    };
+                    drop(old);
+                }
+            }
+            if let Some(init @ Value::Function(_)) =
+                lookup_class(c, &crate::compile::Name::of("__init__"))
+            {
+                self.call_function_value(&init, Some(&inst), args, kw)?;
+            }
+            return Ok(inst);
+        }
         if c.kind == Kind::Object && args.is_empty() && c.base.is_none() {
             return Ok(self.new_native(NativeKind::Object));
         }
@@ -1579,6 +1630,7 @@ impl Interp {
                 class: c.clone(),
                 dict: RefCell::new(InstDict::Inline(Table::default())),
                 exc: RefCell::new(None),
+                base: None,
             })
         };
         let v = Value::Instance(inst);
@@ -1612,6 +1664,7 @@ impl Interp {
     pub fn new_tuple(&self, items: Vec<Value>) -> Value {
         Value::Tuple(self.heap.alloc(Tuple {
             items: items.into_boxed_slice(),
+            born: std::cell::Cell::new(self.collections.get()),
         }))
     }
 
@@ -1664,6 +1717,9 @@ impl Interp {
     pub fn getattr_opt(&self, o: &Value, n: &crate::compile::Name) -> PyResult<Option<Value>> {
         match o {
             Value::Instance(inst) => {
+                if &*n.s == "__dict__" {
+                    return Ok(Some(Value::Dict(self.materialize_dict(inst))));
+                }
                 let cls_attr = lookup_class(&inst.class, n);
                 if let Some(Value::Native(nat)) = &cls_attr {
                     if let NativeKind::Property(get, _) = &nat.kind {
@@ -1676,6 +1732,11 @@ impl Interp {
                 }
                 if let Some(a) = cls_attr {
                     return Ok(Some(self.bind(a, o, &inst.class)));
+                }
+                if let Some(base) = &inst.base {
+                    if let Some(v) = self.getattr_opt(base, n)? {
+                        return Ok(Some(v));
+                    }
                 }
                 match &*n.s {
                     "__class__" => Ok(Some(Value::Class(inst.class.clone()))),
@@ -1772,15 +1833,24 @@ impl Interp {
             Value::Module(m) => Ok(self.dict_get_str(&m.dict, n)),
             Value::Cell(c) if &*n.s == "cell_contents" => Ok(c.value.borrow().clone()),
             Value::WeakRef(w) => match &*n.s {
-                "__callback__" => Ok(Some(if w.has_callback() {
-                    self.weak_callbacks
-                        .borrow()
-                        .get(&(Weak::as_ptr(w) as usize))
-                        .cloned()
-                        .unwrap_or(Value::None)
-                } else {
-                    Value::None
-                })),
+                "__callback__" => {
+                    let cb = if w.has_callback() {
+                        self.weak_callbacks
+                            .borrow()
+                            .get(&(Weak::as_ptr(w) as usize))
+                            .cloned()
+                            .unwrap_or(Value::None)
+                    } else {
+                        Value::None
+                    };
+                    Ok(Some(match cb {
+                        Value::WeakRef(cw) => cw
+                            .upgrade()
+                            .and_then(Value::from_any)
+                            .unwrap_or(Value::None),
+                        other => other,
+                    }))
+                }
                 _ => Ok(None),
             },
             Value::Native(nat) => crate::modules::native_getattr(self, o, nat, n),
@@ -1989,10 +2059,20 @@ impl Interp {
                 }
                 Ok(tuple_hash(hs.into_iter()))
             }
-            Value::WeakRef(w) => match w.upgrade().and_then(Value::from_any) {
-                Some(o) => self.hash(&o),
-                None => Err(self.type_error("weak object has gone away")),
-            },
+            Value::WeakRef(w) => {
+                let key = Weak::as_ptr(w) as usize;
+                if let Some(h) = self.weak_hashes.borrow().get(&key) {
+                    return Ok(*h);
+                }
+                match w.upgrade().and_then(Value::from_any) {
+                    Some(o) => {
+                        let h = self.hash(&o)?;
+                        self.weak_hashes.borrow_mut().insert(key, h);
+                        Ok(h)
+                    }
+                    None => Err(self.type_error("weak object has gone away")),
+                }
+            }
             _ => Ok((v.id() >> 4) as u64),
         }
     }

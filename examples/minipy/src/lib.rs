@@ -57,10 +57,12 @@ impl Interp {
             }
             *c.mro.borrow_mut() = Some(heap.alloc(Tuple {
                 items: mro.into_boxed_slice(),
+                born: Default::default(),
             }));
             let bases: Vec<Value> = base.into_iter().cloned().map(Value::Class).collect();
             *c.bases.borrow_mut() = Some(heap.alloc(Tuple {
                 items: bases.into_boxed_slice(),
+                born: Default::default(),
             }));
             c
         };
@@ -143,6 +145,9 @@ impl Interp {
             depth: Cell::new(0),
             gc_callbacks,
             weak_callbacks: RefCell::new(HashMap::new()),
+            weak_hashes: RefCell::new(HashMap::new()),
+            proxies: RefCell::new(HashMap::new()),
+            collections: Cell::new(0),
             finalizers: RefCell::new(Vec::new()),
         });
         let it = &interp;
@@ -181,20 +186,38 @@ impl Interp {
     /// with `atexit=True` (newest first), then the module's globals cleared in insertion order
     /// (their `__del__`s run), then reap's `Heap::shutdown` (cycles, remaining finalizers).
     pub fn exit(&self, globals: &Gc<Dict>) {
-        let regs: Vec<Gc<Native>> = std::mem::take(&mut *self.finalizers.borrow_mut());
-        for n in regs.iter().rev() {
-            if let NativeKind::Finalize(f) = &n.kind {
-                if f.f.alive() {
-                    if f.atexit.get() {
-                        f.f.call();
-                    } else {
-                        let d = f.f.detach();
-                        drop(d);
+        loop {
+            let last = self.finalizers.borrow().last().cloned();
+            let Some((id, v)) = last else { break };
+            let fobj = match &v {
+                Value::Native(n) => Some(n.clone()),
+                Value::Instance(i) => match &i.base {
+                    Some(Value::Native(n)) => Some(n.clone()),
+                    _ => None,
+                },
+                _ => None,
+            };
+            if let Some(n) = fobj {
+                if let NativeKind::Finalize(f) = &n.kind {
+                    if f.f.alive() {
+                        if f.atexit.get() {
+                            f.f.call();
+                        } else {
+                            let d = f.f.detach();
+                            drop(d);
+                        }
                     }
                 }
             }
+            let old = {
+                let mut reg = self.finalizers.borrow_mut();
+                reg.iter()
+                    .position(|(i, _)| *i == id)
+                    .map(|p| reg.remove(p))
+            };
+            drop(old);
+            drop(v);
         }
-        drop(regs);
         let keys = globals.t.borrow().keys();
         for k in keys {
             if let Value::Str(s) = &k {

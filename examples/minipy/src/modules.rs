@@ -5,29 +5,40 @@ use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use reap::{AnyGc, CollectPhase, Gc, Trace, Weak, WeakKeyMap, WeakProxy, WeakValueMap};
+use reap::{AnyGc, CollectPhase, Gc, Trace, Weak, WeakKeyMap, WeakValueMap};
 
 use crate::builtins::{self as b, addr};
 use crate::compile::Name;
 use crate::interp::{Interp, PyResult};
 use crate::value::*;
 
+/// Callable, args and kwargs of a `finalize`.
+pub type FinInfo = (Value, Vec<Value>, Vec<(Rc<str>, Value)>);
+
 /// A `weakref.finalize` object: reap's `Finalizer` plus what Python can ask of it.
 #[derive(Trace)]
 pub struct FinalizeObj {
     /// The registration.
     pub f: reap::Finalizer<dyn Any>,
-    /// Callable, args, kwargs (for `peek`/`detach`), held as CPython's finalize holds them.
-    pub info: RefCell<Option<(Value, Vec<Value>, Vec<(Rc<str>, Value)>)>>,
+    /// Its key in the interpreter's registry.
+    pub id: u64,
+    /// Callable, args, kwargs (for `peek`/`detach`), shared with the registered closure, which
+    /// releases them when it runs (as CPython's registry entry goes).
+    #[reap(skip)]
+    pub info: Rc<RefCell<Option<FinInfo>>>,
     /// Whether an explicit call is running (its result goes to `result`, errors raise).
     #[reap(skip)]
     pub explicit: Rc<Cell<bool>>,
     /// Result of an explicit call.
     #[reap(skip)]
     pub result: Rc<RefCell<Option<Result<Value, Box<dyn Any>>>>>,
-    /// `atexit`. API: reap's `Finalizer` has no atexit flag yet; minipy detaches the
-    /// `atexit=False` ones before shutdown.
+    /// `atexit`. API: reap's `Finalizer` has no atexit flag yet; minipy runs the pending
+    /// `atexit=True` ones itself at exit and detaches the others before `Heap::shutdown`.
     pub atexit: Cell<bool>,
+}
+
+thread_local! {
+    static NEXT_FIN: Cell<u64> = const { Cell::new(1) };
 }
 
 fn name(s: &str) -> Name {
@@ -203,19 +214,74 @@ pub fn gc_get_referrers(it: &Interp, a: &[Value], _: &[(Rc<str>, Value)]) -> PyR
     Ok(objects(it, out))
 }
 
+/// The objects `o` refers to, at the Python level: the items of containers (atoms included,
+/// as CPython lists them), else what reap's traversal reports.
+fn py_referents(it: &Interp, v: &Value, out: &mut Vec<Value>) {
+    match v {
+        Value::List(l) => out.extend(l.items.borrow().iter().cloned()),
+        Value::Tuple(t) => out.extend(t.items.iter().cloned()),
+        Value::Dict(d) => {
+            let t = d.t.borrow();
+            let all_str = t.iter().all(|e| matches!(e.key, Value::Str(_)));
+            for e in t.iter() {
+                out.push(e.value.clone());
+                if !all_str {
+                    out.push(e.key.clone());
+                }
+            }
+        }
+        Value::Set(s) => out.extend(s.t.borrow().keys()),
+        Value::Instance(i) => {
+            match &*i.dict.borrow() {
+                InstDict::Inline(t) => out.extend(t.values()),
+                InstDict::Obj(d) => out.push(Value::Dict(d.clone())),
+            }
+            out.push(Value::Class(i.class.clone()));
+        }
+        _ => {
+            if let Some(o) = v.as_any() {
+                out.extend(
+                    it.heap
+                        .get_referents(&o)
+                        .into_iter()
+                        .filter_map(Value::from_any),
+                );
+            }
+        }
+    }
+}
+
 /// `gc.get_referents(*objs)`
 pub fn gc_get_referents(it: &Interp, a: &[Value], _: &[(Rc<str>, Value)]) -> PyResult {
     let mut out = Vec::new();
     for v in a {
-        if let Some(o) = v.as_any() {
-            out.extend(it.heap.get_referents(&o));
-        }
+        py_referents(it, v, &mut out);
     }
-    Ok(objects(it, out))
+    Ok(it.new_list(out))
 }
 
-fn holds_heap(v: &Value) -> bool {
-    v.as_any().is_some() || matches!(v, Value::WeakRef(_))
+/// Whether CPython would have `v` tracked: containers of atoms only are untracked once a
+/// collection has seen them (tuples) or from the start (dicts).
+fn tracked_like_cpython(it: &Interp, v: &Value) -> bool {
+    match v {
+        Value::Dict(d) => {
+            d.t.borrow()
+                .iter()
+                .any(|e| tracked_like_cpython(it, &e.key) || tracked_like_cpython(it, &e.value))
+        }
+        Value::Tuple(t) => {
+            if t.items.is_empty() {
+                return false;
+            }
+            t.born.get() == it.collections.get()
+                || t.items.iter().any(|x| tracked_like_cpython(it, x))
+        }
+        Value::WeakRef(_) => true,
+        _ => match v.as_any() {
+            Some(o) => reap::is_tracked(&o),
+            None => false,
+        },
+    }
 }
 
 /// `gc.is_tracked(obj)`: reap's tracking, with CPython's lazy tracking of dicts and tuples
@@ -224,18 +290,7 @@ pub fn gc_is_tracked(it: &Interp, a: &[Value], _: &[(Rc<str>, Value)]) -> PyResu
     let v = a
         .first()
         .ok_or_else(|| it.type_error("is_tracked() takes exactly one argument"))?;
-    Ok(Value::Bool(match v {
-        Value::Dict(d) => {
-            d.t.borrow()
-                .iter()
-                .any(|e| holds_heap(&e.key) || holds_heap(&e.value))
-        }
-        Value::Tuple(t) => t.items.iter().any(holds_heap),
-        _ => match v.as_any() {
-            Some(o) => reap::is_tracked(&o),
-            None => false,
-        },
-    }))
+    Ok(Value::Bool(tracked_like_cpython(it, v)))
 }
 
 /// `gc.is_finalized(obj)`
@@ -347,36 +402,41 @@ fn weak_of(cb: &Value) -> Value {
     }
 }
 
-/// `weakref.proxy(obj, callback=None)`
+/// `weakref.proxy(obj, callback=None)`: callback-less proxies are shared, as in CPython.
 pub fn wr_proxy(it: &Interp, a: &[Value], _: &[(Rc<str>, Value)]) -> PyResult {
     let target = a
         .first()
         .ok_or_else(|| it.type_error("proxy() takes at least 1 argument"))?;
     let o = obj(it, target)?;
-    let p = match a.get(1) {
-        Some(cb) if !matches!(cb, Value::None) => {
-            // API: `WeakProxy::with_callback` takes a plain closure: the callback it captures is
-            // not traced (a cycle through it leaks) and it gets the weak reference, not the proxy.
-            let cb = cb.clone();
-            WeakProxy::with_callback(&o, move |w: &Weak<dyn Any>| {
-                let Some(it) = Weak::user_data::<Interp>(w) else {
-                    return;
-                };
-                let wr = Value::WeakRef(Box::new(w.clone()));
-                if let Err(e) = it.call(&cb, &[wr], &[]) {
-                    let what = it.repr(&cb).unwrap_or_default();
-                    it.unraisable(&what, e);
+    let cb = a.get(1).cloned().unwrap_or(Value::None);
+    let key = target.id();
+    if matches!(cb, Value::None) {
+        let existing = it.proxies.borrow().get(&key).and_then(|w| w.upgrade());
+        if let Some(p) = existing {
+            if let NativeKind::Proxy(w) = &p.kind {
+                if w.upgrade().is_some_and(|t| Gc::ptr_eq(&t, &o)) {
+                    return Ok(Value::Native(p));
                 }
-            })
+            }
         }
-        _ => WeakProxy::new(&o),
-    };
-    Ok(it.new_native(NativeKind::Proxy(p)))
+    }
+    // API: reap's `WeakProxy::with_callback` takes a plain closure (untraced captures, and it
+    // receives the weak reference, not the proxy): a weak reference with traced state instead.
+    let shared = matches!(cb, Value::None);
+    let (w, state) = weak_with_state(it, &o, cb);
+    let n = it.heap.alloc(Native {
+        kind: NativeKind::Proxy(w),
+    });
+    *state.me.borrow_mut() = Some(Weak::new(&n));
+    if shared {
+        it.proxies.borrow_mut().insert(key, Weak::new(&n));
+    }
+    Ok(Value::Native(n))
 }
 
 /// The referent of a proxy, or `ReferenceError`.
-pub fn proxy_target(it: &Interp, p: &WeakProxy<dyn Any>) -> PyResult {
-    match p.get().ok().and_then(Value::from_any) {
+pub fn proxy_target(it: &Interp, p: &Weak<dyn Any>) -> PyResult {
+    match p.upgrade().and_then(Value::from_any) {
         Some(v) => Ok(v),
         None => Err(it.exc(
             "ReferenceError",
@@ -451,68 +511,132 @@ pub fn wr_finalize(it: &Interp, a: &[Value], kw: &[(Rc<str>, Value)]) -> PyResul
         return Err(it.type_error("finalize() takes at least 2 arguments"));
     }
     let o = obj(it, &a[0])?;
-    let func = a[1].clone();
-    let args = a[2..].to_vec();
-    let kwargs: Vec<(Rc<str>, Value)> = kw.to_vec();
+    let info: Rc<RefCell<Option<FinInfo>>> = Rc::new(RefCell::new(Some((
+        a[1].clone(),
+        a[2..].to_vec(),
+        kw.to_vec(),
+    ))));
     let explicit = Rc::new(Cell::new(false));
     let result: Rc<RefCell<Option<Result<Value, Box<dyn Any>>>>> = Rc::new(RefCell::new(None));
     let me = it.heap.user_data::<Interp>().map(|r| Rc::downgrade(&r));
-    let (ex, res) = (explicit.clone(), result.clone());
-    let (f2, a2, k2) = (func.clone(), args.clone(), kwargs.clone());
+    let id = NEXT_FIN.with(|n| {
+        let id = n.get();
+        n.set(id + 1);
+        id
+    });
+    let (ex, res, inf) = (explicit.clone(), result.clone(), info.clone());
     let fin = reap::finalize(&o, move || {
         let Some(it) = me.as_ref().and_then(|w| w.upgrade()) else {
             return;
         };
-        let r = it.call(&f2, &a2, &k2);
-        if ex.get() {
-            *res.borrow_mut() = Some(r.map_err(|e| Box::new(e.0) as Box<dyn Any>));
-        } else if let Err(e) = r {
-            let what = format!(
-                "<finalize object; dead>: {}",
-                it.repr(&f2).unwrap_or_default()
-            );
-            it.unraisable(&what, e);
+        let taken = inf.borrow_mut().take();
+        let entry = {
+            let mut reg = it.finalizers.borrow_mut();
+            reg.iter()
+                .position(|(i, _)| *i == id)
+                .map(|p| reg.remove(p))
+        };
+        if let Some((f, args, kwargs)) = taken {
+            let r = it.call(&f, &args, &kwargs);
+            if ex.get() {
+                *res.borrow_mut() = Some(r.map_err(|e| Box::new(e.0) as Box<dyn Any>));
+            } else if let Err(e) = r {
+                let what = format!(
+                    "<finalize object; dead>: {}",
+                    it.repr(&f).unwrap_or_default()
+                );
+                it.unraisable(&what, e);
+            }
+            drop((f, args, kwargs));
         }
+        drop(entry);
     });
     let v = it.new_native(NativeKind::Finalize(FinalizeObj {
         f: fin,
-        info: RefCell::new(Some((func, args, kwargs))),
+        id,
+        info,
         explicit,
         result,
         atexit: Cell::new(true),
     }));
-    if let Value::Native(n) = &v {
-        let mut reg = it.finalizers.borrow_mut();
-        let dead: Vec<Gc<Native>> = {
-            let (keep, dead): (Vec<_>, Vec<_>) = std::mem::take(&mut *reg)
-                .into_iter()
-                .partition(|x| matches!(&x.kind, NativeKind::Finalize(f) if f.f.alive()));
-            *reg = keep;
-            dead
-        };
-        reg.push(n.clone());
-        drop(reg);
-        drop(dead);
-    }
+    it.finalizers.borrow_mut().push((id, v.clone()));
     Ok(v)
 }
 
-/// `weakref.WeakMethod(method)`
+/// A weak reference whose callback calls `cb(me)`, `me` being the native object made next
+/// (set into the returned state).
+fn weak_with_state(it: &Interp, o: &AnyGc, cb: Value) -> (Weak<dyn Any>, Gc<CbState>) {
+    let state = it.heap.alloc(CbState {
+        cb,
+        me: RefCell::new(None),
+        fired: Cell::new(false),
+    });
+    let w = Weak::with_traced_callback(o, state.clone(), |st: &Gc<CbState>, _w: &Weak<dyn Any>| {
+        if matches!(st.cb, Value::None) || st.fired.replace(true) {
+            return;
+        }
+        let Some(it) = Gc::user_data::<Interp>(st) else {
+            return;
+        };
+        let me = st
+            .me
+            .borrow()
+            .as_ref()
+            .and_then(|m| m.upgrade())
+            .map(Value::Native)
+            .unwrap_or(Value::None);
+        if let Err(e) = it.call(&st.cb, &[me], &[]) {
+            let what = it.repr(&st.cb).unwrap_or_default();
+            it.unraisable(&what, e);
+        }
+    });
+    (w, state)
+}
+
+/// `weakref.WeakMethod(method, callback=None)`
 pub fn wr_weakmethod(it: &Interp, a: &[Value], _: &[(Rc<str>, Value)]) -> PyResult {
     let Some(Value::Method(m)) = a.first() else {
         return Err(it.type_error("argument should be a bound method"));
     };
-    if a.len() > 1 && !matches!(a[1], Value::None) {
-        return Err(it.exc(
-            "NotImplementedError",
-            "WeakMethod with a callback is outside minipy's subset",
-        ));
-    }
     // API: reap's `WeakMethod` binds a Rust `fn(&T) -> R`; a Python method is a function object
     // held weakly next to its receiver, so this is two reap weak references.
-    let recv = Weak::new(&obj(it, &m.recv)?);
-    let func = Weak::new(&obj(it, &m.func)?);
-    Ok(it.new_native(NativeKind::WeakMethod { recv, func }))
+    let ro = obj(it, &m.recv)?;
+    let fo = obj(it, &m.func)?;
+    let cb = a.get(1).cloned().unwrap_or(Value::None);
+    if matches!(cb, Value::None) {
+        let recv = Weak::new(&ro);
+        let func = Weak::new(&fo);
+        return Ok(it.new_native(NativeKind::WeakMethod { recv, func }));
+    }
+    let (recv, state) = weak_with_state(it, &ro, cb);
+    let func = Weak::with_traced_callback(
+        &fo,
+        state.clone(),
+        |st: &Gc<CbState>, _w: &Weak<dyn Any>| {
+            if st.fired.replace(true) {
+                return;
+            }
+            let Some(it) = Gc::user_data::<Interp>(st) else {
+                return;
+            };
+            let me = st
+                .me
+                .borrow()
+                .as_ref()
+                .and_then(|m| m.upgrade())
+                .map(Value::Native)
+                .unwrap_or(Value::None);
+            if let Err(e) = it.call(&st.cb, &[me], &[]) {
+                let what = it.repr(&st.cb).unwrap_or_default();
+                it.unraisable(&what, e);
+            }
+        },
+    );
+    let n = it.heap.alloc(Native {
+        kind: NativeKind::WeakMethod { recv, func },
+    });
+    *state.me.borrow_mut() = Some(Weak::new(&n));
+    Ok(Value::Native(n))
 }
 
 // ---------------------------------------------------------------- sys
@@ -568,7 +692,7 @@ pub fn native_repr(it: &Interp, v: &Value, n: &Native) -> PyResult<String> {
                 format!("range({start}, {stop}, {step})")
             }
         }
-        NativeKind::Proxy(p) => match p.get().ok().and_then(Value::from_any) {
+        NativeKind::Proxy(p) => match p.upgrade().and_then(Value::from_any) {
             Some(o) => format!(
                 "<weakproxy at {} to {} at {}>",
                 addr(v.id()),
@@ -867,6 +991,7 @@ pub fn native_getattr(it: &Interp, v: &Value, n: &Native, a: &Name) -> PyResult<
                             | "values"
                             | "items"
                             | "pop"
+                            | "popitem"
                             | "setdefault"
                             | "update"
                             | "clear"
@@ -922,9 +1047,7 @@ pub fn call_native(it: &Interp, n: &Gc<Native>, a: &[Value], kw: &[(Rc<str>, Val
             let ran = f.f.call();
             f.explicit.set(false);
             let r = f.result.borrow_mut().take();
-            if ran.is_some() {
-                f.info.borrow_mut().take();
-            }
+            let _ = ran;
             match r {
                 Some(Ok(v)) => Ok(v),
                 Some(Err(e)) => match e.downcast::<Gc<Instance>>() {
@@ -1008,6 +1131,24 @@ pub fn native_method(
                 map.clear();
                 Ok(Value::None)
             }
+            "copy" => {
+                let m2: WeakValueMap<HKey, dyn Any> = WeakValueMap::new();
+                for (k, o) in map.iter() {
+                    m2.insert(k, &o);
+                }
+                Ok(it.new_native(NativeKind::WeakValueDict(m2)))
+            }
+            "popitem" => {
+                let first = map.iter().next();
+                match first {
+                    Some((k, o)) => {
+                        map.remove(&k);
+                        let v = Value::from_any(o).unwrap_or(Value::None);
+                        Ok(it.new_tuple(vec![k.0, v]))
+                    }
+                    None => Err(it.exc("KeyError", "popitem(): dictionary is empty")),
+                }
+            }
             "valuerefs" => {
                 let refs: Vec<Value> = map
                     .values()
@@ -1048,6 +1189,24 @@ pub fn native_method(
             "clear" => {
                 map.clear();
                 Ok(Value::None)
+            }
+            "copy" => {
+                let m2: WeakKeyMap<dyn Any, Value, reap::ByIdentity> = WeakKeyMap::by_identity();
+                for (k, x) in map.iter() {
+                    m2.insert(&k, x);
+                }
+                Ok(it.new_native(NativeKind::WeakKeyDict(m2)))
+            }
+            "popitem" => {
+                let first = map.iter().next();
+                match first {
+                    Some((k, x)) => {
+                        map.remove(&k);
+                        let kv = Value::from_any(k).unwrap_or(Value::None);
+                        Ok(it.new_tuple(vec![kv, x]))
+                    }
+                    None => Err(it.exc("KeyError", "popitem(): dictionary is empty")),
+                }
             }
             "keyrefs" => {
                 let refs: Vec<Value> = map
@@ -1114,6 +1273,13 @@ pub fn native_method(
                     let d = f.f.detach();
                     let info = f.info.borrow_mut().take();
                     drop(d);
+                    let entry = {
+                        let mut reg = it.finalizers.borrow_mut();
+                        reg.iter()
+                            .position(|(i, _)| *i == f.id)
+                            .map(|p| reg.remove(p))
+                    };
+                    drop(entry);
                     info
                 } else {
                     f.info.borrow().clone()

@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
-use reap::{gc_coerce, AnyGc, ByIdentity, Gc, Trace, Weak, WeakKeyMap, WeakProxy, WeakValueMap};
+use reap::{gc_coerce, AnyGc, ByIdentity, Gc, Trace, Weak, WeakKeyMap, WeakValueMap};
 
 use crate::compile::Code;
 use crate::table::Table;
@@ -74,6 +74,9 @@ pub struct List {
 pub struct Tuple {
     /// The items (immutable).
     pub items: Box<[Value]>,
+    /// The number of collections when it was made (CPython untracks a tuple of atoms when a
+    /// collection sees it; `gc.is_tracked` emulates that).
+    pub born: std::cell::Cell<u64>,
 }
 
 /// `dict`: an insertion-ordered hash table.
@@ -110,6 +113,20 @@ pub struct Instance {
     pub dict: RefCell<InstDict>,
     /// For exception instances: args, traceback entries (holding the frames' locals).
     pub exc: RefCell<Option<Box<ExcState>>>,
+    /// For instances of subclasses of native types (`class R(weakref.ref)`): the native part.
+    pub base: Option<Value>,
+}
+
+/// The traced state of a weak reference whose callback receives a native object (a proxy, a
+/// `WeakMethod`): the Python callback and a weak reference to that object.
+#[derive(Trace)]
+pub struct CbState {
+    /// The Python callback (`None`: none).
+    pub cb: Value,
+    /// The object the callback receives.
+    pub me: RefCell<Option<Weak<Native>>>,
+    /// Whether it ran (a `WeakMethod` has two weak references and calls back once).
+    pub fired: std::cell::Cell<bool>,
 }
 
 /// The state of an exception instance.
@@ -163,6 +180,8 @@ pub enum Kind {
     Exception,
     Range,
     FrozenSet,
+    Finalize,
+    WeakMethod,
 }
 
 /// A class (user classes and the built-in types alike).
@@ -269,8 +288,9 @@ pub enum NativeKind {
     WeakKeyDict(WeakKeyMap<dyn Any, Value, ByIdentity>),
     /// `weakref.WeakSet` (by identity)
     WeakSet(WeakKeyMap<dyn Any, (), ByIdentity>),
-    /// `weakref.proxy`
-    Proxy(WeakProxy<dyn Any>),
+    /// `weakref.proxy`: a weak reference of its own (with a traced, possibly empty, callback),
+    /// as reap's `WeakProxy` has, but whose callback gets the proxy object.
+    Proxy(Weak<dyn Any>),
     /// `weakref.finalize`
     Finalize(crate::modules::FinalizeObj),
     /// `weakref.WeakMethod`
