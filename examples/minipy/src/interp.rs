@@ -1285,6 +1285,7 @@ impl Interp {
             }
         }
         let ndef = fun.defaults.len();
+        #[allow(clippy::needless_range_loop)]
         for i in 0..argc {
             if locals[i].is_none() {
                 if i + ndef >= argc {
@@ -1786,8 +1787,8 @@ impl Interp {
                     },
                     Some(v) => Ok(Some(v)),
                     None => {
-                        if c.kind != Kind::User {
-                            if crate::builtins::type_has_method(c.kind, &n.s) {
+                        if c.kind != Kind::User && crate::builtins::type_has_method(c.kind, &n.s) {
+                            {
                                 return Ok(Some(self.new_native(NativeKind::UnboundBuiltin {
                                     kind: c.kind,
                                     name: n.s.clone(),

@@ -12,6 +12,9 @@ use crate::compile::Name;
 use crate::interp::{Interp, PyResult};
 use crate::value::*;
 
+/// The result of an explicit `finalize` call (the error is the exception instance).
+pub type FinResult = Rc<RefCell<Option<Result<Value, Box<dyn Any>>>>>;
+
 /// Callable, args and kwargs of a `finalize`.
 pub type FinInfo = (Value, Vec<Value>, Vec<(Rc<str>, Value)>);
 
@@ -31,7 +34,7 @@ pub struct FinalizeObj {
     pub explicit: Rc<Cell<bool>>,
     /// Result of an explicit call.
     #[reap(skip)]
-    pub result: Rc<RefCell<Option<Result<Value, Box<dyn Any>>>>>,
+    pub result: FinResult,
     /// `atexit`. API: reap's `Finalizer` has no atexit flag yet; minipy runs the pending
     /// `atexit=True` ones itself at exit and detaches the others before `Heap::shutdown`.
     pub atexit: Cell<bool>,
@@ -517,7 +520,7 @@ pub fn wr_finalize(it: &Interp, a: &[Value], kw: &[(Rc<str>, Value)]) -> PyResul
         kw.to_vec(),
     ))));
     let explicit = Rc::new(Cell::new(false));
-    let result: Rc<RefCell<Option<Result<Value, Box<dyn Any>>>>> = Rc::new(RefCell::new(None));
+    let result: FinResult = Rc::new(RefCell::new(None));
     let me = it.heap.user_data::<Interp>().map(|r| Rc::downgrade(&r));
     let id = NEXT_FIN.with(|n| {
         let id = n.get();
@@ -1152,7 +1155,7 @@ pub fn native_method(
             "valuerefs" => {
                 let refs: Vec<Value> = map
                     .values()
-                    .filter_map(|o| Some(Value::WeakRef(Box::new(Weak::new(&o)))))
+                    .map(|o| Value::WeakRef(Box::new(Weak::new(&o))))
                     .collect();
                 Ok(it.new_list(refs))
             }

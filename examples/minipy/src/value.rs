@@ -465,7 +465,7 @@ pub fn str_hash(s: &str) -> u64 {
     for chunk in s.as_bytes().chunks(8) {
         let mut w = [0u8; 8];
         w[..chunk.len()].copy_from_slice(chunk);
-        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(0x51_7cc1_b727_220a_95);
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(0x517c_c1b7_2722_0a95);
     }
     let h = h ^ (h >> 29) ^ (s.len() as u64);
     // Python hashes are never -1.
