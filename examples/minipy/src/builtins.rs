@@ -103,13 +103,20 @@ builtins! {
     WR_WVD = (Some("weakref"), "WeakValueDictionary", crate::modules::wr_wvd),
     WR_WKD = (Some("weakref"), "WeakKeyDictionary", crate::modules::wr_wkd),
     WR_WEAKSET = (Some("weakref"), "WeakSet", crate::modules::wr_weakset),
-    WR_FINALIZE = (Some("weakref"), "finalize", crate::modules::wr_finalize),
-    WR_WEAKMETHOD = (Some("weakref"), "WeakMethod", crate::modules::wr_weakmethod),
+    WR_FINALIZE = (Some("weakref:"), "finalize", crate::modules::wr_finalize),
+    WR_WEAKMETHOD = (Some("weakref:"), "WeakMethod", crate::modules::wr_weakmethod),
     // sys
     SYS_GETREFCOUNT = (Some("sys"), "getrefcount", crate::modules::sys_getrefcount),
     SYS_EXIT = (Some("sys"), "exit", |it, _, _| Err(it.exc("SystemExit", ""))),
     SYS_INTERN = (Some("sys"), "intern", |_, a, _| Ok(a[0].clone())),
     SYS_GETRECURSIONLIMIT = (Some("sys"), "getrecursionlimit", |_, _, _| Ok(Value::Int(1000))),
+}
+
+/// Releases values last to first (CPython's list deallocation and clearing order).
+pub fn drop_rev(mut v: Vec<Value>) {
+    while let Some(x) = v.pop() {
+        drop(x);
+    }
 }
 
 /// The name of a built-in.
@@ -682,6 +689,8 @@ pub fn construct(it: &Interp, c: &Gc<Class>, a: &[Value], kw: &[(Rc<str>, Value)
             Ok(it.new_native(NativeKind::Range { start, stop, step }))
         }
         Kind::WeakRef => crate::modules::wr_ref(it, a, kw),
+        Kind::Finalize => crate::modules::wr_finalize(it, a, kw),
+        Kind::WeakMethod => crate::modules::wr_weakmethod(it, a, kw),
         Kind::NoneType => Ok(Value::None),
         _ => Err(it.type_error(format!("cannot create '{}' instances", c.name))),
     }
@@ -898,7 +907,7 @@ pub fn setitem(it: &Interp, o: &Value, i: Value, v: Value) -> PyResult<()> {
                         .borrow_mut()
                         .splice(s as usize..e as usize, new)
                         .collect();
-                    drop(old);
+                    drop_rev(old);
                     return Ok(());
                 }
             }
@@ -1493,6 +1502,11 @@ pub fn repr(it: &Interp, v: &Value) -> PyResult<String> {
 pub fn to_str(it: &Interp, v: &Value) -> PyResult<String> {
     match v {
         Value::Str(s) => Ok(s.to_string()),
+        Value::Native(n) if matches!(n.kind, NativeKind::Proxy(_)) => {
+            let NativeKind::Proxy(p) = &n.kind else { unreachable!() };
+            let t = crate::modules::proxy_target(it, p)?;
+            to_str(it, &t)
+        }
         Value::Instance(inst) => {
             if let Some(m) = it.lookup_special(v, "__str__") {
                 let r = it.call_with_self(&m, v, &[])?;
@@ -2029,7 +2043,7 @@ fn list_method(
         }
         "clear" => {
             let old = std::mem::take(&mut *l.items.borrow_mut());
-            drop(old);
+            drop_rev(old);
             Value::None
         }
         "copy" => {

@@ -76,6 +76,8 @@ pub struct Types {
     pub native: Gc<Class>,
     pub weakref: Gc<Class>,
     pub range: Gc<Class>,
+    pub finalize: Gc<Class>,
+    pub weakmethod: Gc<Class>,
     pub base_exception: Gc<Class>,
     pub exceptions: HashMap<&'static str, Gc<Class>>,
 }
@@ -2204,6 +2206,8 @@ impl Interp {
             Value::WeakRef(_) => t.weakref.clone(),
             Value::Native(n) => match &n.kind {
                 NativeKind::Range { .. } => t.range.clone(),
+                NativeKind::Finalize(_) => t.finalize.clone(),
+                NativeKind::WeakMethod { .. } => t.weakmethod.clone(),
                 NativeKind::Object => t.object.clone(),
                 _ => t.native.clone(),
             },
@@ -2284,6 +2288,14 @@ impl Interp {
 
     /// `a == b`
     pub fn eq(&self, a: &Value, b: &Value) -> PyResult<bool> {
+        for (x, y) in [(a, b), (b, a)] {
+            if let Value::Native(n) = x {
+                if let NativeKind::Proxy(p) = &n.kind {
+                    let t = crate::modules::proxy_target(self, p)?;
+                    return self.eq(&t, y);
+                }
+            }
+        }
         match (a, b) {
             (Value::Int(x), Value::Int(y)) => Ok(x == y),
             (Value::Str(x), Value::Str(y)) => Ok(x == y),

@@ -104,7 +104,10 @@ impl Interp {
             let base = exceptions[b].clone();
             exceptions.insert(n, mk(&heap, n, Some(&base), Kind::Exception));
         }
+        let weakref = mk(&heap, "weakref", o, Kind::WeakRef);
         let types = Types {
+            finalize: mk(&heap, "finalize", o, Kind::Finalize),
+            weakmethod: mk(&heap, "WeakMethod", Some(&weakref), Kind::WeakMethod),
             type_: mk(&heap, "type", o, Kind::Type),
             bool_: mk(&heap, "bool", Some(&int), Kind::Bool),
             int,
@@ -127,7 +130,7 @@ impl Interp {
             module: mk(&heap, "module", o, Kind::Module),
             cell: mk(&heap, "cell", o, Kind::Cell),
             native: mk(&heap, "native", o, Kind::Native),
-            weakref: mk(&heap, "weakref", o, Kind::WeakRef),
+            weakref,
             range: mk(&heap, "range", o, Kind::Range),
             object,
             base_exception,

@@ -69,6 +69,8 @@ pub fn make_module(it: &Interp, m: &str) -> PyResult {
         }
         "weakref" => {
             set("ref", Value::Class(it.types.weakref.clone()));
+            set("finalize", Value::Class(it.types.finalize.clone()));
+            set("WeakMethod", Value::Class(it.types.weakmethod.clone()));
             set("ReferenceType", Value::Class(it.types.weakref.clone()));
             set("ProxyType", Value::Builtin(b::WR_PROXY));
             set("CallableProxyType", Value::Builtin(b::WR_PROXY));
