@@ -1503,7 +1503,9 @@ pub fn to_str(it: &Interp, v: &Value) -> PyResult<String> {
     match v {
         Value::Str(s) => Ok(s.to_string()),
         Value::Native(n) if matches!(n.kind, NativeKind::Proxy(_)) => {
-            let NativeKind::Proxy(p) = &n.kind else { unreachable!() };
+            let NativeKind::Proxy(p) = &n.kind else {
+                unreachable!()
+            };
             let t = crate::modules::proxy_target(it, p)?;
             to_str(it, &t)
         }

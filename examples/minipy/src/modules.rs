@@ -328,6 +328,9 @@ pub fn install_gc_callbacks(interp: &Rc<Interp>) {
         .heap
         .add_collect_callback(Box::new(move |phase, info| {
             let Some(it) = weak.upgrade() else { return };
+            if matches!(phase, CollectPhase::Stop) {
+                it.collections.set(it.collections.get() + 1);
+            }
             let cbs = it.gc_callbacks.items.borrow().clone();
             if cbs.is_empty() {
                 return;

@@ -109,12 +109,14 @@ pub enum InstDict {
 pub struct Instance {
     /// `__class__`
     pub class: Gc<Class>,
+    /// For instances of subclasses of native types (`class R(weakref.ref)`): the native part.
+    /// Declared before the dict so it is released first (a weak-reference subclass dies as a
+    /// weak reference before its attributes go, as in CPython).
+    pub base: Option<Value>,
     /// `__dict__`
     pub dict: RefCell<InstDict>,
     /// For exception instances: args, traceback entries (holding the frames' locals).
     pub exc: RefCell<Option<Box<ExcState>>>,
-    /// For instances of subclasses of native types (`class R(weakref.ref)`): the native part.
-    pub base: Option<Value>,
 }
 
 /// The traced state of a weak reference whose callback receives a native object (a proxy, a
