@@ -17,10 +17,33 @@ use hashbrown::HashTable;
 use crate::weak::hash_value;
 use crate::{Gc, Weak};
 
-/// How a [`WeakKeyMap`] compares keys.
+/// How a [`WeakKeyMap`] or [`WeakSet`] compares keys.
+///
+/// Besides [`ByValue`] and [`ByIdentity`], an interpreter implements it to compare keys with the
+/// language's own `__hash__` and `__eq__` (reaching the interpreter through
+/// [`Gc::user_data`]), and makes the map with [`WeakKeyMap::with_key_eq`]. Both functions are
+/// user code: they run with no borrow of the map held, may use the map, and a panic in them
+/// (an unhashable key, say) reaches the caller of the map operation.
+///
+/// ```
+/// use reap::{ByIdentity, Gc, Heap, KeyEq, WeakKeyMap};
+///
+/// /// Keys equal when their lengths are: a stand-in for a language's `__eq__`.
+/// struct ByLen;
+/// impl KeyEq<String> for ByLen {
+///     fn hash(key: &Gc<String>) -> u64 { key.len() as u64 }
+///     fn eq(a: &Gc<String>, b: &Gc<String>) -> bool { a.len() == b.len() }
+/// }
+///
+/// let heap = Heap::new();
+/// let m: WeakKeyMap<String, u8, ByLen> = WeakKeyMap::with_key_eq();
+/// let (ab, cd) = (heap.alloc(String::from("ab")), heap.alloc(String::from("cd")));
+/// m.insert(&ab, 1);
+/// assert_eq!(m.get(&cd), Some(1), "an equal key finds the entry");
+/// ```
 pub trait KeyEq<K: ?Sized> {
-    /// The key's hash.
-    fn hash(key: &K) -> u64;
+    /// The key's hash (of a live key).
+    fn hash(key: &Gc<K>) -> u64;
     /// Whether two live keys are the same key.
     fn eq(a: &Gc<K>, b: &Gc<K>) -> bool;
 }
@@ -29,8 +52,8 @@ pub trait KeyEq<K: ?Sized> {
 pub struct ByValue;
 
 impl<K: ?Sized + Hash + Eq> KeyEq<K> for ByValue {
-    fn hash(key: &K) -> u64 {
-        hash_value(key)
+    fn hash(key: &Gc<K>) -> u64 {
+        hash_value(&**key)
     }
     fn eq(a: &Gc<K>, b: &Gc<K>) -> bool {
         **a == **b
@@ -41,8 +64,8 @@ impl<K: ?Sized + Hash + Eq> KeyEq<K> for ByValue {
 pub struct ByIdentity;
 
 impl<K: ?Sized> KeyEq<K> for ByIdentity {
-    fn hash(key: &K) -> u64 {
-        hash_value(&(key as *const K as *const u8 as usize))
+    fn hash(key: &Gc<K>) -> u64 {
+        hash_value(&(Gc::as_ptr(key) as *const u8 as usize))
     }
     fn eq(a: &Gc<K>, b: &Gc<K>) -> bool {
         Gc::ptr_eq(a, b)
@@ -139,6 +162,11 @@ impl<K: ?Sized + 'static, V: Clone + 'static> WeakKeyMap<K, V, ByIdentity> {
 }
 
 impl<K: ?Sized + 'static, V: Clone + 'static, E: KeyEq<K>> WeakKeyMap<K, V, E> {
+    /// An empty map whose keys compare by `E` (see [`KeyEq`]).
+    pub fn with_key_eq() -> Self {
+        Self::empty()
+    }
+
     fn empty() -> Self {
         WeakKeyMap {
             inner: Rc::new(Inner {
@@ -168,7 +196,7 @@ impl<K: ?Sized + 'static, V: Clone + 'static, E: KeyEq<K>> WeakKeyMap<K, V, E> {
     /// Maps `key` (held weakly) to `value`; returns the previous value for an equal key.
     pub fn insert(&self, key: &Gc<K>, value: V) -> Option<V> {
         self.inner.commit_pending();
-        let hash = E::hash(&**key);
+        let hash = E::hash(key);
         if let Some(w) = self.find_weak(hash, key) {
             let mut table = self.inner.table.borrow_mut();
             if let Some(e) = table.find_mut(hash, |e| e.key.ptr_eq(&w)) {
@@ -200,7 +228,7 @@ impl<K: ?Sized + 'static, V: Clone + 'static, E: KeyEq<K>> WeakKeyMap<K, V, E> {
 
     /// The value for a key equal to `key`.
     pub fn get(&self, key: &Gc<K>) -> Option<V> {
-        let hash = E::hash(&**key);
+        let hash = E::hash(key);
         let w = self.find_weak(hash, key)?;
         let table = self.inner.table.borrow();
         table
@@ -216,7 +244,7 @@ impl<K: ?Sized + 'static, V: Clone + 'static, E: KeyEq<K>> WeakKeyMap<K, V, E> {
     /// Removes the entry for a key equal to `key`, returning its value (`pop`).
     pub fn remove(&self, key: &Gc<K>) -> Option<V> {
         self.inner.commit_pending();
-        let hash = E::hash(&**key);
+        let hash = E::hash(key);
         let w = self.find_weak(hash, key)?;
         let removed = match self
             .inner
@@ -343,8 +371,8 @@ impl<K: ?Sized + 'static, V: 'static> Drop for WeakKeyIter<K, V> {
 /// drop(a);
 /// assert!(subscribers.is_empty());
 /// ```
-pub struct WeakSet<K: ?Sized + Hash + Eq + 'static> {
-    map: WeakKeyMap<K, ()>,
+pub struct WeakSet<K: ?Sized + 'static, E = ByValue> {
+    map: WeakKeyMap<K, (), E>,
 }
 
 impl<K: ?Sized + Hash + Eq + 'static> Default for WeakSet<K> {
@@ -358,6 +386,15 @@ impl<K: ?Sized + Hash + Eq + 'static> WeakSet<K> {
     pub fn new() -> Self {
         WeakSet {
             map: WeakKeyMap::new(),
+        }
+    }
+}
+
+impl<K: ?Sized + 'static, E: KeyEq<K>> WeakSet<K, E> {
+    /// An empty set whose items compare by `E` (see [`KeyEq`]).
+    pub fn with_key_eq() -> Self {
+        WeakSet {
+            map: WeakKeyMap::with_key_eq(),
         }
     }
 

@@ -108,6 +108,8 @@ pub struct Interp {
     /// reference keeps its hash after death). API: `Weak::try_hash` needs `T: Hash`, and a
     /// Python object's hash is the interpreter's business.
     pub weak_hashes: RefCell<HashMap<usize, u64>>,
+    /// An exception raised by a key's `__hash__`/`__eq__` inside a weak-keyed map operation.
+    pub key_error: RefCell<Option<Exc>>,
     /// The shared callback-less proxy of each object, by the object's address.
     pub proxies: RefCell<HashMap<usize, Weak<Native>>>,
     /// Collections so far (for CPython's untracking of tuples of atoms in `gc.is_tracked`).

@@ -149,6 +149,7 @@ impl Interp {
             gc_callbacks,
             weak_callbacks: RefCell::new(HashMap::new()),
             weak_hashes: RefCell::new(HashMap::new()),
+            key_error: RefCell::new(None),
             proxies: RefCell::new(HashMap::new()),
             collections: Cell::new(0),
             finalizers: RefCell::new(Vec::new()),

@@ -493,7 +493,7 @@ pub fn wr_wvd(it: &Interp, a: &[Value], _: &[(Rc<str>, Value)]) -> PyResult {
 
 /// `weakref.WeakKeyDictionary()`
 pub fn wr_wkd(it: &Interp, a: &[Value], _: &[(Rc<str>, Value)]) -> PyResult {
-    let d = it.new_native(NativeKind::WeakKeyDict(WeakKeyMap::by_identity()));
+    let d = it.new_native(NativeKind::WeakKeyDict(WeakKeyMap::with_key_eq()));
     if let Some(src) = a.first() {
         for (k, v) in it.items_of(src)? {
             it.setitem(&d, k, v)?;
@@ -504,7 +504,7 @@ pub fn wr_wkd(it: &Interp, a: &[Value], _: &[(Rc<str>, Value)]) -> PyResult {
 
 /// `weakref.WeakSet()`
 pub fn wr_weakset(it: &Interp, a: &[Value], _: &[(Rc<str>, Value)]) -> PyResult {
-    let s = it.new_native(NativeKind::WeakSet(WeakKeyMap::by_identity()));
+    let s = it.new_native(NativeKind::WeakSet(WeakKeyMap::with_key_eq()));
     if let Some(src) = a.first() {
         for v in it.collect(src)? {
             it.call_method(&s, "add", &[v])?;
@@ -810,8 +810,21 @@ pub fn native_len(it: &Interp, v: &Value, n: &Native) -> PyResult<usize> {
     })
 }
 
+/// Raises the exception a key's `__hash__`/`__eq__` parked during a weak-keyed map operation.
+fn key_check<T>(it: &Interp, r: PyResult<T>) -> PyResult<T> {
+    match it.key_error.borrow_mut().take() {
+        Some(e) => Err(e),
+        None => r,
+    }
+}
+
 /// `needle in native`
 pub fn native_contains(it: &Interp, n: &Native, needle: &Value) -> PyResult<bool> {
+    let r = native_contains_inner(it, n, needle);
+    key_check(it, r)
+}
+
+fn native_contains_inner(it: &Interp, n: &Native, needle: &Value) -> PyResult<bool> {
     Ok(match &n.kind {
         NativeKind::WeakValueDict(m) => m.contains_key(&HKey(needle.clone())),
         NativeKind::WeakKeyDict(m) => match needle.as_any() {
@@ -857,6 +870,11 @@ fn key_error(it: &Interp, k: &Value) -> crate::interp::Exc {
 
 /// `native[i]`
 pub fn native_getitem(it: &Interp, v: &Value, n: &Native, i: &Value) -> PyResult {
+    let r = native_getitem_inner(it, v, n, i);
+    key_check(it, r)
+}
+
+fn native_getitem_inner(it: &Interp, v: &Value, n: &Native, i: &Value) -> PyResult {
     match &n.kind {
         NativeKind::WeakValueDict(m) => match m.get(&HKey(i.clone())).and_then(Value::from_any) {
             Some(x) => Ok(x),
@@ -889,6 +907,11 @@ pub fn native_getitem(it: &Interp, v: &Value, n: &Native, i: &Value) -> PyResult
 
 /// `native[i] = x`
 pub fn native_setitem(it: &Interp, v: &Value, n: &Native, i: Value, x: Value) -> PyResult<()> {
+    let r = native_setitem_inner(it, v, n, i, x);
+    key_check(it, r)
+}
+
+fn native_setitem_inner(it: &Interp, v: &Value, n: &Native, i: Value, x: Value) -> PyResult<()> {
     match &n.kind {
         NativeKind::WeakValueDict(m) => {
             it.hash(&i)?;
@@ -916,6 +939,11 @@ pub fn native_setitem(it: &Interp, v: &Value, n: &Native, i: Value, x: Value) ->
 
 /// `del native[i]`
 pub fn native_delitem(it: &Interp, v: &Value, n: &Native, i: &Value) -> PyResult<()> {
+    let r = native_delitem_inner(it, v, n, i);
+    key_check(it, r)
+}
+
+fn native_delitem_inner(it: &Interp, v: &Value, n: &Native, i: &Value) -> PyResult<()> {
     match &n.kind {
         NativeKind::WeakValueDict(m) => match m.remove(&HKey(i.clone())) {
             Some(old) => {
@@ -1100,6 +1128,18 @@ pub fn native_method(
     a: &[Value],
     kw: &[(Rc<str>, Value)],
 ) -> PyResult {
+    let r = native_method_inner(it, v, n, m, a, kw);
+    key_check(it, r)
+}
+
+fn native_method_inner(
+    it: &Interp,
+    v: &Value,
+    n: &Native,
+    m: &str,
+    a: &[Value],
+    kw: &[(Rc<str>, Value)],
+) -> PyResult {
     let arg = |i: usize| a.get(i).cloned().unwrap_or(Value::None);
     match &n.kind {
         NativeKind::WeakValueDict(map) => match m {
@@ -1199,7 +1239,8 @@ pub fn native_method(
                 Ok(Value::None)
             }
             "copy" => {
-                let m2: WeakKeyMap<dyn Any, Value, reap::ByIdentity> = WeakKeyMap::by_identity();
+                let m2: WeakKeyMap<dyn Any, Value, crate::value::PyKeyEq> =
+                    WeakKeyMap::with_key_eq();
                 for (k, x) in map.iter() {
                     m2.insert(&k, x);
                 }
@@ -1251,7 +1292,7 @@ pub fn native_method(
                 Ok(Value::None)
             }
             "copy" => {
-                let s = it.new_native(NativeKind::WeakSet(WeakKeyMap::by_identity()));
+                let s = it.new_native(NativeKind::WeakSet(WeakKeyMap::with_key_eq()));
                 if let Value::Native(nn) = &s {
                     if let NativeKind::WeakSet(ns) = &nn.kind {
                         for k in set.keys() {

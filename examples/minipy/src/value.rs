@@ -11,7 +11,7 @@ use std::cell::RefCell;
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
-use reap::{gc_coerce, AnyGc, ByIdentity, Gc, Trace, Weak, WeakKeyMap, WeakValueMap};
+use reap::{gc_coerce, AnyGc, ByIdentity, Gc, KeyEq, Trace, Weak, WeakKeyMap, WeakValueMap};
 
 use crate::compile::Code;
 use crate::table::Table;
@@ -286,10 +286,10 @@ pub enum NativeKind {
     GetSet(Gc<Class>),
     /// `weakref.WeakValueDictionary`
     WeakValueDict(WeakValueMap<HKey, dyn Any>),
-    /// `weakref.WeakKeyDictionary` (keys by identity)
-    WeakKeyDict(WeakKeyMap<dyn Any, Value, ByIdentity>),
-    /// `weakref.WeakSet` (by identity)
-    WeakSet(WeakKeyMap<dyn Any, (), ByIdentity>),
+    /// `weakref.WeakKeyDictionary` (keys compared by `__hash__`/`__eq__`)
+    WeakKeyDict(WeakKeyMap<dyn Any, Value, PyKeyEq>),
+    /// `weakref.WeakSet` (items compared by `__hash__`/`__eq__`)
+    WeakSet(WeakKeyMap<dyn Any, (), PyKeyEq>),
     /// `weakref.proxy`: a weak reference of its own (with a traced, possibly empty, callback),
     /// as reap's `WeakProxy` has, but whose callback gets the proxy object.
     Proxy(Weak<dyn Any>),
@@ -599,6 +599,48 @@ impl Drop for Tuple {
         let mut items = items.into_vec();
         while let Some(v) = items.pop() {
             drop(v);
+        }
+    }
+}
+
+/// How `WeakKeyDictionary` and `WeakSet` compare keys: by the language's `hash()` and `==`,
+/// run through the interpreter (reached from the key's heap). An exception there (an unhashable
+/// key) is parked in `Interp::key_error`, for the operation to raise once the map returns.
+pub struct PyKeyEq;
+
+impl KeyEq<dyn Any> for PyKeyEq {
+    fn hash(key: &Gc<dyn Any>) -> u64 {
+        let by_identity = || <ByIdentity as KeyEq<dyn Any>>::hash(key);
+        let Some(it) = Gc::user_data::<crate::interp::Interp>(key) else {
+            return by_identity();
+        };
+        let Some(v) = Value::from_any(key.clone()) else {
+            return by_identity();
+        };
+        match it.hash(&v) {
+            Ok(h) => h,
+            Err(e) => {
+                it.key_error.borrow_mut().get_or_insert(e);
+                by_identity()
+            }
+        }
+    }
+
+    fn eq(a: &Gc<dyn Any>, b: &Gc<dyn Any>) -> bool {
+        // No identity shortcut: CPython's weak-keyed lookups compare referents with `==`,
+        // which calls `__eq__` even on the same object.
+        let Some(it) = Gc::user_data::<crate::interp::Interp>(a) else {
+            return false;
+        };
+        let (Some(va), Some(vb)) = (Value::from_any(a.clone()), Value::from_any(b.clone())) else {
+            return false;
+        };
+        match it.eq(&va, &vb) {
+            Ok(eq) => eq,
+            Err(e) => {
+                it.key_error.borrow_mut().get_or_insert(e);
+                false
+            }
         }
     }
 }
