@@ -97,6 +97,8 @@ pub struct Args {
     pub kw: Vec<(Name, Expr)>,
     /// `**mapping`
     pub kwstar: Option<Expr>,
+    /// Only plain positional arguments (no `*`, no keywords).
+    pub simple: bool,
 }
 
 /// Part of an f-string.
@@ -1227,7 +1229,14 @@ impl Compiler {
                 None => kwstar = Some(self.expr(&k.value)?),
             }
         }
-        Ok(Args { pos, kw, kwstar })
+        let simple =
+            kw.is_empty() && kwstar.is_none() && pos.iter().all(|e| matches!(e, Elt::One(_)));
+        Ok(Args {
+            pos,
+            kw,
+            kwstar,
+            simple,
+        })
     }
 
     fn comp(

@@ -118,6 +118,9 @@ pub struct Interp {
     /// them; at exit the `atexit=True` ones run (newest first) and the others are detached.
     /// API: reap's `Finalizer` has no atexit flag yet.
     pub finalizers: RefCell<Vec<(u64, Value)>>,
+    /// Emptied local-slot vectors of returned frames, reused by the next calls (saves an
+    /// allocation per call).
+    pub frame_pool: RefCell<Vec<Vec<Option<Value>>>>,
 }
 
 impl Interp {
@@ -642,6 +645,23 @@ impl Interp {
                 self.setitem(&o, i, v)?;
             }
             Target::Seq(ts, star) => {
+                // A small tuple unpacked exactly: no vector (same order of effects: the items
+                // are taken, the tuple released, then the targets assigned).
+                if let (None, Value::Tuple(tup)) = (star, &v) {
+                    if tup.items.len() == ts.len() && ts.len() <= 4 {
+                        let mut buf: [Option<Value>; 4] = Default::default();
+                        for (b, x) in buf.iter_mut().zip(tup.items.iter()) {
+                            *b = Some(x.clone());
+                        }
+                        drop(v);
+                        for (t, b) in ts.iter().zip(buf.iter_mut()) {
+                            if let Some(x) = b.take() {
+                                self.assign(f, t, x)?;
+                            }
+                        }
+                        return Ok(());
+                    }
+                }
                 let items = self.collect(&v)?;
                 drop(v);
                 match star {
@@ -725,6 +745,9 @@ impl Interp {
     }
 
     fn inplace(&self, op: BinOp, cur: Value, r: &Value) -> PyResult<Value> {
+        if let Some(v) = int_fast(op, &cur, r) {
+            return Ok(v);
+        }
         match (&cur, op) {
             (Value::List(l), BinOp::Add) => {
                 let items = self.collect(r)?;
@@ -850,6 +873,12 @@ impl Interp {
             }
             Expr::Call(func, args, _) => {
                 let fv = self.eval(f, func)?;
+                if let Value::Function(fun) = &fv {
+                    if args.simple && Self::simple_arity(fun, args.pos.len()) {
+                        let locals = self.eval_into_locals(f, None, &args.pos)?;
+                        return self.enter(fun, locals);
+                    }
+                }
                 let (pos, kw) = self.eval_args(f, args)?;
                 self.call_owned(&fv, None, pos, kw)
             }
@@ -868,6 +897,9 @@ impl Interp {
             Expr::Bin(op, a, b) => {
                 let a = self.eval(f, a)?;
                 let b = self.eval(f, b)?;
+                if let Some(v) = int_fast(*op, &a, &b) {
+                    return Ok(v);
+                }
                 self.binop(*op, &a, &b)
             }
             Expr::Unary(op, a) => {
@@ -899,7 +931,10 @@ impl Interp {
                 let n = rest.len();
                 for (i, (op, r)) in rest.iter().enumerate() {
                     let right = self.eval(f, r)?;
-                    let ok = self.compare(*op, &left, &right)?;
+                    let ok = match cmp_fast(*op, &left, &right) {
+                        Some(b) => b,
+                        None => self.compare(*op, &left, &right)?,
+                    };
                     if !ok {
                         return Ok(Value::Bool(false));
                     }
@@ -1029,6 +1064,34 @@ impl Interp {
         Ok(out)
     }
 
+    /// Evaluates plain positional arguments straight into a new frame's first slots.
+    fn eval_into_locals(
+        &self,
+        f: &mut Frame,
+        first: Option<Value>,
+        pos: &[Elt],
+    ) -> PyResult<Vec<Option<Value>>> {
+        let mut locals = self.new_locals();
+        let has_first = first.is_some();
+        if let Some(v) = first {
+            locals.push(Some(v));
+        }
+        for e in pos {
+            let (Elt::One(e) | Elt::Star(e)) = e;
+            match self.eval(f, e) {
+                Ok(v) => locals.push(Some(v)),
+                Err(err) => {
+                    // As the argument vector would: the arguments go first, then `self`.
+                    let me = if has_first { locals[0].take() } else { None };
+                    drop(locals);
+                    drop(me);
+                    return Err(err);
+                }
+            }
+        }
+        Ok(locals)
+    }
+
     #[allow(clippy::type_complexity)]
     fn eval_args(&self, f: &mut Frame, a: &Args) -> PyResult<(Vec<Value>, Vec<(Rc<str>, Value)>)> {
         let pos = self.eval_elts(f, &a.pos)?;
@@ -1061,6 +1124,12 @@ impl Interp {
             let in_dict = inst.with_table(|t| t.find_str(n.h, &n.s).map(|s| t.value(s).clone()));
             if in_dict.is_none() {
                 if let Some(m @ Value::Function(_)) = lookup_class(&inst.class, n) {
+                    if let Value::Function(fun) = &m {
+                        if args.simple && Self::simple_arity(fun, args.pos.len() + 1) {
+                            let locals = self.eval_into_locals(f, Some(ov), &args.pos)?;
+                            return self.enter(fun, locals);
+                        }
+                    }
                     let (pos, kw) = self.eval_args(f, args)?;
                     return self.call_owned(&m, Some(ov), pos, kw);
                 }
@@ -1240,9 +1309,15 @@ impl Interp {
         args: Vec<Value>,
         kw: Vec<(Rc<str>, Value)>,
     ) -> PyResult {
-        let code = fun.code.clone();
-        let mut locals: Vec<Option<Value>> = vec![None; code.local_names.len()];
+        let code = &fun.code;
         let nargs = args.len() + first.is_some() as usize;
+        if kw.is_empty() && Self::simple_arity(fun, nargs) {
+            let mut locals = self.new_locals();
+            locals.extend(first.into_iter().chain(args).map(Some));
+            return self.enter(fun, locals);
+        }
+        let mut locals = self.new_locals();
+        locals.resize(code.local_names.len(), None);
         let argc = code.argcount;
         let all = first.into_iter().chain(args);
         let mut extra = Vec::new();
@@ -1323,22 +1398,61 @@ impl Interp {
             }
             locals[ka as usize] = Some(Value::Dict(d));
         }
-        let mut cells = Vec::with_capacity(code.cell_names.len());
-        for _ in 0..code.ncells {
-            cells.push(self.heap.alloc(CellObj::default()));
+        self.make_cells_and_run(fun, locals)
+    }
+
+    /// Whether a call with `nargs` positional arguments (and no keywords) just fills the first
+    /// slots, the defaults the rest of the parameters.
+    #[inline]
+    fn simple_arity(fun: &Function, nargs: usize) -> bool {
+        let code = &fun.code;
+        code.vararg.is_none()
+            && code.kwarg.is_none()
+            && code.kwonly == 0
+            && nargs <= code.argcount
+            && nargs + fun.defaults.len() >= code.argcount
+    }
+
+    /// An empty local-slot vector (reused from the pool when possible).
+    #[inline]
+    fn new_locals(&self) -> Vec<Option<Value>> {
+        self.frame_pool.borrow_mut().pop().unwrap_or_default()
+    }
+
+    /// Runs a function whose positional arguments are in `locals` (a call that passed
+    /// [`Self::simple_arity`]): fills in the defaults and the other slots.
+    fn enter(&self, fun: &Gc<Function>, mut locals: Vec<Option<Value>>) -> PyResult {
+        let code = &fun.code;
+        let argc = code.argcount;
+        let ndef = fun.defaults.len();
+        for i in locals.len()..argc {
+            locals.push(Some(fun.defaults[i + ndef - argc].clone()));
         }
-        if let Some(cl) = &fun.closure {
-            for c in cl.items.iter() {
-                if let Value::Cell(c) = c {
-                    cells.push(c.clone());
+        locals.resize(code.local_names.len(), None);
+        self.make_cells_and_run(fun, locals)
+    }
+
+    fn make_cells_and_run(&self, fun: &Gc<Function>, mut locals: Vec<Option<Value>>) -> PyResult {
+        let code = &fun.code;
+        let mut cells = Vec::new();
+        if !code.cell_names.is_empty() {
+            cells.reserve(code.cell_names.len());
+            for _ in 0..code.ncells {
+                cells.push(self.heap.alloc(CellObj::default()));
+            }
+            if let Some(cl) = &fun.closure {
+                for c in cl.items.iter() {
+                    if let Value::Cell(c) = c {
+                        cells.push(c.clone());
+                    }
                 }
             }
+            for &(slot, c) in &code.cell_params {
+                let v = locals[slot as usize].take();
+                *cells[c as usize].value.borrow_mut() = v;
+            }
         }
-        for &(slot, c) in &code.cell_params {
-            let v = locals[slot as usize].take();
-            *cells[c as usize].value.borrow_mut() = v;
-        }
-        self.run_frame(&code, &fun.globals, locals, cells)
+        self.run_frame(code, &fun.globals, locals, cells)
     }
 
     /// Runs code in a new frame (functions and comprehensions).
@@ -1384,8 +1498,20 @@ impl Interp {
         let r = self.exec_block(&mut frame, &code.body);
         self.depth.set(d);
         match r {
-            Ok(Flow::Return(v)) => Ok(v),
-            Ok(_) => Ok(Value::None),
+            Ok(flow) => {
+                // The locals die in slot order (as a dropped vector's), then the cells; the
+                // emptied vector goes back to the pool.
+                let mut locals = std::mem::take(&mut frame.locals);
+                locals.clear();
+                if locals.capacity() <= 64 {
+                    self.frame_pool.borrow_mut().push(locals);
+                }
+                drop(frame);
+                Ok(match flow {
+                    Flow::Return(v) => v,
+                    _ => Value::None,
+                })
+            }
             Err(e) => {
                 // The exception's traceback keeps this frame's variables alive, as CPython's
                 // traceback keeps the frame.
@@ -1451,14 +1577,8 @@ impl Interp {
     /// A special method looked up on the type (not the instance), as CPython does.
     pub fn lookup_special(&self, v: &Value, name: &str) -> Option<Value> {
         match v {
-            Value::Instance(i) => lookup_class(
-                &i.class,
-                &crate::compile::Name {
-                    s: Rc::from(name),
-                    h: str_hash(name),
-                },
-            )
-            .filter(|m| !matches!(m, Value::None)),
+            Value::Instance(i) => lookup_class_str(&i.class, name, str_hash(name))
+                .filter(|m| !matches!(m, Value::None)),
             _ => None,
         }
     }
@@ -1619,7 +1739,7 @@ impl Interp {
                 }
             }
             if let Some(init @ Value::Function(_)) =
-                lookup_class(c, &crate::compile::Name::of("__init__"))
+                lookup_class_str(c, "__init__", str_hash("__init__"))
             {
                 self.call_function_value(&init, Some(&inst), args, kw)?;
             }
@@ -1639,7 +1759,7 @@ impl Interp {
             })
         };
         let v = Value::Instance(inst);
-        let init = lookup_class(c, &crate::compile::Name::of("__init__"));
+        let init = lookup_class_str(c, "__init__", str_hash("__init__"));
         match init {
             Some(init @ Value::Function(_)) => {
                 let r = self.call_function_value(&init, Some(&v), args, kw)?;
@@ -2084,7 +2204,7 @@ impl Interp {
 
     fn lookup_special_raw(&self, v: &Value, name: &str) -> Option<Value> {
         match v {
-            Value::Instance(i) => lookup_class(&i.class, &crate::compile::Name::of(name)),
+            Value::Instance(i) => lookup_class_str(&i.class, name, str_hash(name)),
             _ => None,
         }
     }
@@ -2092,7 +2212,7 @@ impl Interp {
     fn needs_user_eq(&self, v: &Value) -> bool {
         match v {
             Value::Instance(i) => {
-                lookup_class(&i.class, &crate::compile::Name::of("__eq__")).is_some()
+                lookup_class_str(&i.class, "__eq__", str_hash("__eq__")).is_some()
             }
             Value::Tuple(t) => t.items.iter().any(|x| self.needs_user_eq(x)),
             _ => false,
@@ -2783,15 +2903,57 @@ pub fn is_subclass(c: &Gc<Class>, base: &Gc<Class>) -> bool {
 
 /// Attribute lookup along the class chain.
 pub fn lookup_class(c: &Gc<Class>, n: &crate::compile::Name) -> Option<Value> {
+    lookup_class_str(c, &n.s, n.h)
+}
+
+/// [`lookup_class`] by text and hash (no interned name needed).
+pub fn lookup_class_str(c: &Gc<Class>, name: &str, h: u64) -> Option<Value> {
     let mut cur: Option<&Gc<Class>> = Some(c);
     while let Some(k) = cur {
         {
             let t = k.dict.t.borrow();
-            if let Some(s) = t.find_str(n.h, &n.s) {
+            if let Some(s) = t.find_str(h, name) {
                 return Some(t.value(s).clone());
             }
         }
         cur = k.base.as_ref();
+    }
+    None
+}
+
+/// `int op int` for the common operators, when it does not overflow.
+#[inline]
+fn int_fast(op: BinOp, a: &Value, b: &Value) -> Option<Value> {
+    if let (Value::Int(x), Value::Int(y)) = (a, b) {
+        let r = match op {
+            BinOp::Add => x.checked_add(*y),
+            BinOp::Sub => x.checked_sub(*y),
+            BinOp::Mul => x.checked_mul(*y),
+            _ => None,
+        };
+        return r.map(Value::Int);
+    }
+    None
+}
+
+/// Comparisons of two ints, and identity tests, without the general machinery.
+#[inline]
+fn cmp_fast(op: CmpOp, a: &Value, b: &Value) -> Option<bool> {
+    match op {
+        CmpOp::Is => return Some(a.is(b)),
+        CmpOp::IsNot => return Some(!a.is(b)),
+        _ => {}
+    }
+    if let (Value::Int(x), Value::Int(y)) = (a, b) {
+        return Some(match op {
+            CmpOp::Eq => x == y,
+            CmpOp::Ne => x != y,
+            CmpOp::Lt => x < y,
+            CmpOp::Le => x <= y,
+            CmpOp::Gt => x > y,
+            CmpOp::Ge => x >= y,
+            _ => return None,
+        });
     }
     None
 }
@@ -2868,7 +3030,7 @@ impl Finalize for Instance {
         let Some(it) = Gc::user_data::<Interp>(this) else {
             return;
         };
-        let Some(del) = lookup_class(&this.class, &crate::compile::Name::of("__del__")) else {
+        let Some(del) = lookup_class_str(&this.class, "__del__", str_hash("__del__")) else {
             return;
         };
         let me = Value::Instance(this.clone());

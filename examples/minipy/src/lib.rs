@@ -153,6 +153,7 @@ impl Interp {
             proxies: RefCell::new(HashMap::new()),
             collections: Cell::new(0),
             finalizers: RefCell::new(Vec::new()),
+            frame_pool: RefCell::new(Vec::new()),
         });
         let it = &interp;
         let set = |k: &str, v: Value| it.dict_set_str(&it.builtins, &Name::of(k), v);

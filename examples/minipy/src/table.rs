@@ -60,7 +60,10 @@ impl Table {
 
     /// Lookup of a `str` key.
     pub fn find_str(&self, hash: u64, key: &str) -> Option<usize> {
-        self.find(hash, |k| matches!(k, Value::Str(s) if &**s == key))
+        // Interned names: the same text pointer in the common case.
+        self.find(hash, |k| {
+            matches!(k, Value::Str(s) if std::ptr::eq(s.as_ptr(), key.as_ptr()) && s.len() == key.len() || &**s == key)
+        })
     }
 
     /// Slots of entries with this hash (for comparisons that run Python code).

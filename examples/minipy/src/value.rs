@@ -18,7 +18,7 @@ use crate::table::Table;
 
 /// A Python value. Cloning a heap variant is an incref; dropping it a decref (which may run
 /// `__del__` and weak-reference callbacks: see the re-entrancy rule in docs/EMBEDDING.md).
-#[derive(Clone, Trace)]
+#[derive(Trace)]
 pub enum Value {
     /// `None`
     None,
@@ -56,6 +56,32 @@ pub enum Value {
     Native(Gc<Native>),
     /// `weakref.ref`: reap's own weak reference (its identity is the weak-reference object).
     WeakRef(Box<Weak<dyn Any>>),
+}
+
+impl Clone for Value {
+    #[inline]
+    fn clone(&self) -> Self {
+        match self {
+            Value::None => Value::None,
+            Value::Bool(b) => Value::Bool(*b),
+            Value::Int(i) => Value::Int(*i),
+            Value::Float(f) => Value::Float(*f),
+            Value::Str(s) => Value::Str(s.clone()),
+            Value::List(g) => Value::List(g.clone()),
+            Value::Tuple(g) => Value::Tuple(g.clone()),
+            Value::Dict(g) => Value::Dict(g.clone()),
+            Value::Set(g) => Value::Set(g.clone()),
+            Value::Instance(g) => Value::Instance(g.clone()),
+            Value::Class(g) => Value::Class(g.clone()),
+            Value::Function(g) => Value::Function(g.clone()),
+            Value::Method(g) => Value::Method(g.clone()),
+            Value::Builtin(b) => Value::Builtin(*b),
+            Value::Module(g) => Value::Module(g.clone()),
+            Value::Cell(g) => Value::Cell(g.clone()),
+            Value::Native(g) => Value::Native(g.clone()),
+            Value::WeakRef(w) => Value::WeakRef(w.clone()),
+        }
+    }
 }
 
 /// Index of a built-in function in [`crate::builtins::BUILTINS`].
@@ -462,6 +488,7 @@ impl Instance {
 }
 
 /// Fast hash of a string (FxHash-like), used for `str` keys everywhere.
+#[inline]
 pub fn str_hash(s: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for chunk in s.as_bytes().chunks(8) {
