@@ -1676,7 +1676,9 @@ impl Interp {
             bases: RefCell::new(None),
             kind,
             is_exc,
+            cache: Default::default(),
         });
+        cls.dict.t.borrow_mut().mark_class_dict();
         let mut mro = vec![Value::Class(cls.clone())];
         let mut b = base.clone();
         while let Some(c) = b {
@@ -2906,16 +2908,55 @@ pub fn lookup_class(c: &Gc<Class>, n: &crate::compile::Name) -> Option<Value> {
     lookup_class_str(c, &n.s, n.h)
 }
 
-/// [`lookup_class`] by text and hash (no interned name needed).
+/// [`lookup_class`] by text and hash (no interned name needed), through the class's cache.
 pub fn lookup_class_str(c: &Gc<Class>, name: &str, h: u64) -> Option<Value> {
-    let mut cur: Option<&Gc<Class>> = Some(c);
-    while let Some(k) = cur {
-        {
-            let t = k.dict.t.borrow();
-            if let Some(s) = t.find_str(h, name) {
-                return Some(t.value(s).clone());
-            }
+    let epoch = crate::table::class_epoch();
+    let found = {
+        let mut cache = c.cache.borrow_mut();
+        if cache.epoch != epoch {
+            cache.entries.clear();
+            cache.epoch = epoch;
         }
+        cache
+            .entries
+            .iter()
+            .find(|(eh, s, _)| {
+                *eh == h
+                    && ((std::ptr::eq(s.as_ptr(), name.as_ptr()) && s.len() == name.len())
+                        || &**s == name)
+            })
+            .map(|e| e.2)
+    };
+    let loc = match found {
+        Some(loc) => loc,
+        None => {
+            let loc = find_in_chain(c, name, h);
+            let mut cache = c.cache.borrow_mut();
+            if cache.entries.len() >= 32 {
+                cache.entries.clear();
+            }
+            cache.entries.push((h, Rc::from(name), loc));
+            loc
+        }
+    };
+    let (depth, slot) = loc?;
+    let mut k = c;
+    for _ in 0..depth {
+        k = k.base.as_ref().expect("cached base chain");
+    }
+    let t = k.dict.t.borrow();
+    Some(t.value(slot).clone())
+}
+
+/// Where a name is along a class's base chain: (depth, slot).
+fn find_in_chain(c: &Gc<Class>, name: &str, h: u64) -> Option<(u32, usize)> {
+    let mut cur: Option<&Gc<Class>> = Some(c);
+    let mut depth = 0;
+    while let Some(k) = cur {
+        if let Some(s) = k.dict.t.borrow().find_str(h, name) {
+            return Some((depth, s));
+        }
+        depth += 1;
         cur = k.base.as_ref();
     }
     None

@@ -48,7 +48,9 @@ impl Interp {
                 bases: RefCell::new(None),
                 kind,
                 is_exc,
+                cache: Default::default(),
             });
+            c.dict.t.borrow_mut().mark_class_dict();
             let mut mro = vec![Value::Class(c.clone())];
             let mut b = base.cloned();
             while let Some(k) = b {

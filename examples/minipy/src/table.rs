@@ -28,9 +28,35 @@ pub struct Table {
     #[reap(skip)]
     index: HashTable<usize>,
     len: usize,
+    /// A class's namespace: any change bumps [`class_epoch`] (invalidating the classes'
+    /// lookup caches).
+    #[reap(skip)]
+    class_dict: bool,
+}
+
+thread_local! {
+    static CLASS_EPOCH: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
+}
+
+/// A counter bumped by every change to any class namespace.
+#[inline]
+pub fn class_epoch() -> u64 {
+    CLASS_EPOCH.with(|e| e.get())
 }
 
 impl Table {
+    /// Marks the table as a class namespace (see [`class_epoch`]).
+    pub fn mark_class_dict(&mut self) {
+        self.class_dict = true;
+        self.touch();
+    }
+
+    #[inline]
+    fn touch(&self) {
+        if self.class_dict {
+            CLASS_EPOCH.with(|e| e.set(e.get() + 1));
+        }
+    }
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.len
@@ -91,12 +117,14 @@ impl Table {
 
     /// Replaces the value at a slot, returning the old one (drop it after the borrow ends).
     pub fn set_value(&mut self, slot: usize, value: Value) -> Value {
+        self.touch();
         let e = self.entries[slot].as_mut().expect("live slot");
         std::mem::replace(&mut e.value, value)
     }
 
     /// Appends an entry whose key is known to be absent.
     pub fn insert_new(&mut self, hash: u64, key: Value, value: Value) {
+        self.touch();
         let i = self.entries.len();
         self.entries.push(Some(Entry { hash, key, value }));
         let entries = &self.entries;
@@ -107,6 +135,7 @@ impl Table {
 
     /// Removes the entry at a slot and returns it (drop it after the borrow ends).
     pub fn remove_at(&mut self, slot: usize) -> Entry {
+        self.touch();
         let e = self.entries[slot].take().expect("live slot");
         if let Ok(o) = self.index.find_entry(e.hash, |&i| i == slot) {
             o.remove();
@@ -129,6 +158,7 @@ impl Table {
 
     /// Removes everything, returning the entries (drop them after the borrow ends).
     pub fn take_all(&mut self) -> Vec<Entry> {
+        self.touch();
         self.index.clear();
         self.len = 0;
         std::mem::take(&mut self.entries)

@@ -232,6 +232,21 @@ pub struct Class {
     pub kind: Kind,
     /// Whether it derives from `BaseException`.
     pub is_exc: bool,
+    /// Where names were found along the base chain, valid while no class namespace changes.
+    #[reap(skip)]
+    pub cache: RefCell<LookupCache>,
+}
+
+/// A class's attribute-lookup cache: (hash, name, where) with where = (depth in the base chain,
+/// slot in that class's table), or `None` for a name found nowhere. It holds no values, so it
+/// keeps no object alive.
+#[derive(Default)]
+pub struct LookupCache {
+    /// The [`crate::table::class_epoch`] the entries are valid for.
+    pub epoch: u64,
+    /// The entries.
+    #[allow(clippy::type_complexity)]
+    pub entries: Vec<(u64, Rc<str>, Option<(u32, usize)>)>,
 }
 
 /// A function defined in Python.
