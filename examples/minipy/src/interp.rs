@@ -1247,6 +1247,18 @@ impl Interp {
     ) -> PyResult {
         match func {
             Value::Function(fun) => {
+                let nargs = args.len() + first.is_some() as usize;
+                if kw.is_empty() && Self::simple_arity(fun, nargs) {
+                    let mut locals = self.new_locals();
+                    locals.extend(
+                        first
+                            .cloned()
+                            .into_iter()
+                            .chain(args.iter().cloned())
+                            .map(Some),
+                    );
+                    return self.enter(fun, locals);
+                }
                 self.call_function(fun, first.cloned(), args.to_vec(), kw.to_vec())
             }
             other => match first {

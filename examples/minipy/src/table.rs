@@ -27,12 +27,18 @@ pub struct Table {
     entries: Vec<Option<Entry>>,
     #[reap(skip)]
     index: HashTable<usize>,
+    /// Whether `index` is in use: small tables are searched linearly (no index allocated).
+    #[reap(skip)]
+    indexed: bool,
     len: usize,
     /// A class's namespace: any change bumps [`class_epoch`] (invalidating the classes'
     /// lookup caches).
     #[reap(skip)]
     class_dict: bool,
 }
+
+/// Tables with at most this many slots are searched linearly.
+const SMALL: usize = 8;
 
 thread_local! {
     static CLASS_EPOCH: std::cell::Cell<u64> = const { std::cell::Cell::new(1) };
@@ -68,8 +74,14 @@ impl Table {
     }
 
     /// The slot of the entry whose key satisfies `eq`, among those with this hash.
+    #[inline]
     pub fn find(&self, hash: u64, eq: impl Fn(&Value) -> bool) -> Option<usize> {
         let entries = &self.entries;
+        if !self.indexed {
+            return entries
+                .iter()
+                .position(|e| e.as_ref().is_some_and(|e| e.hash == hash && eq(&e.key)));
+        }
         self.index
             .find(hash, |&i| {
                 entries[i]
@@ -95,6 +107,16 @@ impl Table {
     /// Slots of entries with this hash (for comparisons that run Python code).
     pub fn candidates(&self, hash: u64) -> Vec<(usize, Value)> {
         let mut out = Vec::new();
+        if !self.indexed {
+            for (i, e) in self.entries.iter().enumerate() {
+                if let Some(e) = e {
+                    if e.hash == hash {
+                        out.push((i, e.key.clone()));
+                    }
+                }
+            }
+            return out;
+        }
         for &i in self.index.iter_hash(hash) {
             if let Some(e) = &self.entries[i] {
                 if e.hash == hash {
@@ -127,18 +149,35 @@ impl Table {
         self.touch();
         let i = self.entries.len();
         self.entries.push(Some(Entry { hash, key, value }));
+        self.len += 1;
+        if !self.indexed {
+            if self.entries.len() <= SMALL {
+                return;
+            }
+            // Grown out of linear search: index every live entry.
+            self.indexed = true;
+            let entries = &self.entries;
+            for (j, e) in entries.iter().enumerate() {
+                if let Some(e) = e {
+                    self.index
+                        .insert_unique(e.hash, j, |&k| entries[k].as_ref().map_or(0, |e| e.hash));
+                }
+            }
+            return;
+        }
         let entries = &self.entries;
         self.index
             .insert_unique(hash, i, |&j| entries[j].as_ref().map_or(0, |e| e.hash));
-        self.len += 1;
     }
 
     /// Removes the entry at a slot and returns it (drop it after the borrow ends).
     pub fn remove_at(&mut self, slot: usize) -> Entry {
         self.touch();
         let e = self.entries[slot].take().expect("live slot");
-        if let Ok(o) = self.index.find_entry(e.hash, |&i| i == slot) {
-            o.remove();
+        if self.indexed {
+            if let Ok(o) = self.index.find_entry(e.hash, |&i| i == slot) {
+                o.remove();
+            }
         }
         self.len -= 1;
         if self.entries.len() > 16 && self.entries.len() > self.len * 3 {
@@ -150,6 +189,7 @@ impl Table {
     fn compact(&mut self) {
         let old = std::mem::take(&mut self.entries);
         self.index.clear();
+        self.indexed = false;
         self.len = 0;
         for e in old.into_iter().flatten() {
             self.insert_new(e.hash, e.key, e.value);
@@ -160,6 +200,7 @@ impl Table {
     pub fn take_all(&mut self) -> Vec<Entry> {
         self.touch();
         self.index.clear();
+        self.indexed = false;
         self.len = 0;
         std::mem::take(&mut self.entries)
             .into_iter()
