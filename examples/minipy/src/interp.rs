@@ -1752,9 +1752,7 @@ impl Interp {
                     drop(old);
                 }
             }
-            if let Some(init @ Value::Function(_)) =
-                lookup_class_str(c, "__init__", str_hash("__init__"))
-            {
+            if let Some(init @ Value::Function(_)) = lookup_class_static(c, "__init__") {
                 self.call_function_value(&init, Some(&inst), args, kw)?;
             }
             return Ok(inst);
@@ -1773,7 +1771,7 @@ impl Interp {
             })
         };
         let v = Value::Instance(inst);
-        let init = lookup_class_str(c, "__init__", str_hash("__init__"));
+        let init = lookup_class_static(c, "__init__");
         match init {
             Some(init @ Value::Function(_)) => {
                 let r = self.call_function_value(&init, Some(&v), args, kw)?;
@@ -2062,7 +2060,9 @@ impl Interp {
                         return Ok(());
                     }
                 }
-                if let Some(sa) = self.lookup_special(o, "__setattr__") {
+                if let Some(sa) = lookup_class_static(&inst.class, "__setattr__")
+                    .filter(|m| !matches!(m, Value::None))
+                {
                     self.call_with_self(&sa, o, &[Value::Str(n.s.clone()), v])?;
                     return Ok(());
                 }
@@ -2922,6 +2922,16 @@ pub fn lookup_class(c: &Gc<Class>, n: &crate::compile::Name) -> Option<Value> {
 
 /// [`lookup_class`] by text and hash (no interned name needed), through the class's cache.
 pub fn lookup_class_str(c: &Gc<Class>, name: &str, h: u64) -> Option<Value> {
+    lookup_cached(c, name, h, 0)
+}
+
+/// [`lookup_class`] of a literal name: found in the cache by the literal's address (a static
+/// address is never reused for other text), no string comparison.
+pub fn lookup_class_static(c: &Gc<Class>, name: &'static str) -> Option<Value> {
+    lookup_cached(c, name, str_hash(name), name.as_ptr() as usize)
+}
+
+fn lookup_cached(c: &Gc<Class>, name: &str, h: u64, stat: usize) -> Option<Value> {
     let epoch = crate::table::class_epoch();
     let found = {
         let mut cache = c.cache.borrow_mut();
@@ -2929,15 +2939,23 @@ pub fn lookup_class_str(c: &Gc<Class>, name: &str, h: u64) -> Option<Value> {
             cache.entries.clear();
             cache.epoch = epoch;
         }
+        let len = name.len();
         cache
             .entries
-            .iter()
-            .find(|(eh, s, _)| {
+            .iter_mut()
+            .find(|(eh, s, sp, _)| {
                 *eh == h
-                    && ((std::ptr::eq(s.as_ptr(), name.as_ptr()) && s.len() == name.len())
+                    && s.len() == len
+                    && ((stat != 0 && *sp == stat)
+                        || std::ptr::eq(s.as_ptr(), name.as_ptr())
                         || &**s == name)
             })
-            .map(|e| e.2)
+            .map(|e| {
+                if stat != 0 {
+                    e.2 = stat;
+                }
+                e.3
+            })
     };
     let loc = match found {
         Some(loc) => loc,
@@ -2947,7 +2965,7 @@ pub fn lookup_class_str(c: &Gc<Class>, name: &str, h: u64) -> Option<Value> {
             if cache.entries.len() >= 32 {
                 cache.entries.clear();
             }
-            cache.entries.push((h, Rc::from(name), loc));
+            cache.entries.push((h, Rc::from(name), stat, loc));
             loc
         }
     };
@@ -3083,7 +3101,7 @@ impl Finalize for Instance {
         let Some(it) = Gc::user_data::<Interp>(this) else {
             return;
         };
-        let Some(del) = lookup_class_str(&this.class, "__del__", str_hash("__del__")) else {
+        let Some(del) = lookup_class_static(&this.class, "__del__") else {
             return;
         };
         let me = Value::Instance(this.clone());

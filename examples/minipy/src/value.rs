@@ -246,7 +246,8 @@ pub struct LookupCache {
     pub epoch: u64,
     /// The entries.
     #[allow(clippy::type_complexity)]
-    pub entries: Vec<(u64, Rc<str>, Option<(u32, usize)>)>,
+    /// (hash, name, address of a `&'static str` it was looked up by, where).
+    pub entries: Vec<(u64, Rc<str>, usize, Option<(u32, usize)>)>,
 }
 
 /// A function defined in Python.
