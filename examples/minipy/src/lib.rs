@@ -190,9 +190,11 @@ impl Interp {
     }
 
     /// The interpreter-exit sequence, in CPython's order: pending `weakref.finalize` calls
-    /// with `atexit=True` (newest first), then the module's globals cleared in insertion order
-    /// (their `__del__`s run), then reap's `Heap::shutdown` (cycles, remaining finalizers).
-    pub fn exit(&self, globals: &Gc<Dict>) {
+    /// with `atexit=True` (newest first); a collection if the collector is enabled; then
+    /// `__main__` is let go and collected with everything only it reaches (no `gc.callbacks`;
+    /// every `__del__` sees the globals intact); globals that something still holds are
+    /// cleared in insertion order; then the other modules, then reap's `Heap::shutdown`.
+    pub fn exit(&self, globals: Gc<Dict>) {
         loop {
             let last = self.finalizers.borrow().last().cloned();
             let Some((id, v)) = last else { break };
@@ -225,6 +227,28 @@ impl Interp {
             drop(old);
             drop(v);
         }
+        // CPython's `finalize_modules` takes the modules out of `sys.modules` and collects
+        // (without `gc.callbacks`) before clearing any module dict: `__main__`, its dict and
+        // everything only they reach are then one garbage set (classes and functions make the
+        // dict cyclic), whose finalizers all run while the globals are still intact.
+        // First, as `Py_FinalizeEx` does, a plain collection if the collector is enabled
+        // (`gc.callbacks` run for it).
+        if self.heap.is_enabled() {
+            self.heap.collect(2);
+        }
+        let callbacks = std::mem::take(&mut *self.gc_callbacks.items.borrow_mut());
+        drop(callbacks);
+        let main = self.modules.borrow_mut().remove("__main__");
+        drop(main);
+        let survivor = reap::Weak::new(&globals);
+        drop(globals);
+        self.heap.collect(2);
+        // Whatever still holds the globals (a registry, `gc.garbage`) keeps them: clear them
+        // as a module dict is cleared.
+        let Some(globals) = survivor.upgrade() else {
+            return self.finish_exit();
+        };
+        drop(survivor);
         let keys = globals.t.borrow().keys();
         for k in keys {
             if let Value::Str(s) = &k {
@@ -240,6 +264,12 @@ impl Interp {
                 drop(old);
             }
         }
+        drop(globals);
+        self.finish_exit();
+    }
+
+    /// The end of `exit`: the other modules' dicts cleared, then reap's shutdown.
+    fn finish_exit(&self) {
         let mods: Vec<Value> = self.modules.borrow().values().cloned().collect();
         for m in mods {
             if let Value::Module(m) = m {
@@ -298,7 +328,7 @@ pub fn run_source(path: &str, source: &str) -> i32 {
         }
         drop(e);
     }
-    it.exit(&globals);
+    it.exit(globals);
     it.flush();
     status
 }
