@@ -2,9 +2,10 @@
 """End-to-end benchmarks: minipy against python3 on the same .py files.
 
 Runs every program in this directory (or those named) with python3 and with minipy, several
-times each, alternating, and reports the best wall time of each and the ratio minipy / python3
-(below 1: minipy is faster). Both must print the same: a program whose outputs differ is
-reported and makes the run fail.
+times each, alternating, and reports for each the best CPU time (user + system of the child
+process, steadier than wall time on a shared machine), the best wall time, and the ratio
+minipy / python3 of CPU times (below 1: minipy is faster). Both must print the same: a program
+whose outputs differ is reported and makes the run fail.
 
     cargo build --release -p reap-minipy
     python3 examples/minipy/bench/run.py                 # all programs, 3 runs each
@@ -13,6 +14,7 @@ reported and makes the run fail.
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -30,13 +32,20 @@ PROGRAMS = [
 ]
 
 
+def cpu_of_children():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def run_once(cmd):
+    cpu0 = cpu_of_children()
     start = time.perf_counter()
     done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=HERE)
     elapsed = time.perf_counter() - start
+    cpu = cpu_of_children() - cpu0
     if done.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr.decode()}")
-    return elapsed, done.stdout
+    return cpu, elapsed, done.stdout
 
 
 def main():
@@ -53,23 +62,27 @@ def main():
     if not chosen:
         sys.exit(f"unknown program; known: {', '.join(p[0] for p in PROGRAMS)}")
     version = subprocess.run([args.python, "--version"], stdout=subprocess.PIPE, text=True).stdout.strip()
-    print(f"minipy vs {version}, best of {args.runs} runs each (wall seconds)")
-    print(f"{'program':<14} {'python3':>8} {'minipy':>8} {'ratio':>6}  what")
+    print(f"minipy vs {version}, best of {args.runs} runs each; seconds of CPU (wall)")
+    print(f"{'program':<14} {'python3':>15} {'minipy':>15} {'ratio':>6}  what")
     failed = False
     for name, what in chosen:
         path = f"{name}.py"
-        best = {"python3": float("inf"), "minipy": float("inf")}
+        cpu = {"python3": float("inf"), "minipy": float("inf")}
+        wall = dict(cpu)
         outputs = {}
         for _ in range(args.runs):
             for label, cmd in (("python3", [args.python, path]), ("minipy", [args.minipy, path])):
-                t, out = run_once(cmd)
-                best[label] = min(best[label], t)
+                c, w, out = run_once(cmd)
+                cpu[label] = min(cpu[label], c)
+                wall[label] = min(wall[label], w)
                 outputs[label] = out
         same = outputs["python3"] == outputs["minipy"]
         failed |= not same
-        ratio = best["minipy"] / best["python3"]
+        ratio = cpu["minipy"] / cpu["python3"]
         note = what if same else "OUTPUTS DIFFER: " + what
-        print(f"{name:<14} {best['python3']:>8.3f} {best['minipy']:>8.3f} {ratio:>5.2f}×  {note}")
+        py = f"{cpu['python3']:.2f} ({wall['python3']:.2f})"
+        mp = f"{cpu['minipy']:.2f} ({wall['minipy']:.2f})"
+        print(f"{name:<14} {py:>15} {mp:>15} {ratio:>5.2f}×  {note}")
     sys.exit(1 if failed else 0)
 
 
