@@ -8,26 +8,40 @@
 //! in a `thread_local!` (`W`) so that hooks can reach it: two heap slots holding `Rc<Heap>` (so a
 //! hook can drop the last `Rc` of a heap while another frame still works on that heap's objects; a
 //! later operation makes a new heap in the slot), the roots, weak references, `finalize`
-//! registrations, a `WeakKeyMap`, a `WeakSet` and a `WeakValueMap`. No `RefCell` of the world is
-//! borrowed while reap is called (reap re-enters hooks), and every handle leaves the world before
-//! it is dropped.
+//! registrations, a `WeakKeyMap`, a `WeakSet`, a `WeakValueMap`, weak-reference objects
+//! (`Weak::as_object`) and weak references to them, weak proxies and weak methods. No `RefCell` of
+//! the world is borrowed while reap is called (reap re-enters hooks), and every handle leaves the
+//! world before it is dropped.
 //!
 //! A `Node` has edges (`RefCell<Vec<Gc<Node>>>`), a `Cell<Slot>`, and more `Cell<Slot>`s inside a
-//! `RefCell`; edges and slots may point into the other heap. User code that performs 0–2 random
-//! operations (a hook) runs in: the node's `Drop` and finalizer; weak-reference callbacks (plain,
-//! and traced with a `Cell<Slot>` state); the unraisable hook; collection callbacks; the node's
-//! `Eq` / `Hash` as a weak-map key; `Default` of `Slot` (`Trace for Cell` used to call it); the
-//! callables given to `reap::finalize`; and the `Drop` of the `Bomb` panic payload. The operations,
-//! for the driver (one per step) and for hooks: allocate a node (or a chain longer than the
-//! trashcan depth) in either heap, clone or drop roots, link or unlink edges, set slots, collect
-//! either heap at generation 0..=2, `get_objects` / `get_referents` / `get_referrers`, create /
-//! upgrade / drop weak references (held by the world, or by a node, so that a weak reference can be
-//! garbage itself and a cycle can run through a callback's traced state), `finalize` and its `call`
-//! / `detach` / `peek`, freeze / unfreeze, replace the unraisable hook, add / remove collection
-//! callbacks, `SAVEALL` and `garbage()`, `without_collection`, weak-map operations, drop a heap or
-//! make a new one, and, in hooks, dereference a zombie (below) or panic with a `&str`, a `String`
-//! or a `Bomb` whose own `Drop` panics. Hooks nested more than two deep do nothing, and each driver
-//! step has a budget of hook operations; every hook still records its event, whatever its depth.
+//! `RefCell`; edges and slots may point into the other heap. It may keep the weak reference to
+//! itself that `Heap::alloc_cyclic` handed its `make` (`me`). User code that performs 0–2 random
+//! operations (a hook) runs in: the node's `Drop`, finalizer and clear hook (`Clear`: the clear
+//! mode, drawn per node, makes it only record, let go of every handle it holds as `tp_clear` does
+//! and run a hook, or just run a hook); the `make` of `Heap::alloc_cyclic` (while the object has
+//! count 0; it may stash `me` in the world, make a weak reference to `me`'s object, or panic, and
+//! then there is no node); weak-reference callbacks (plain; traced with a `Cell<Slot>` state, or a
+//! `CbState` that `callback_state` can clone; with a payload), proxy callbacks, weak-method
+//! callbacks and callbacks of weak references to weak-reference objects; the unraisable hook;
+//! collection callbacks; the node's `Eq` / `Hash` as a weak-map key; `Default` of `Slot` (`Trace
+//! for Cell` used to call it); the callables given to `reap::finalize`; and the `Drop` of the
+//! `Bomb` panic payload. The operations, for the driver (one per step) and for hooks: allocate a
+//! node, by `alloc` or `alloc_cyclic` (or a chain longer than the trashcan depth) in either heap,
+//! clone or drop roots, link or unlink edges, set slots, collect either heap at generation 0..=2,
+//! `get_objects` / `get_referents` / `get_referrers`, create / upgrade / drop weak references
+//! (held by the world, or by a node, so that a weak reference can be garbage itself and a cycle
+//! can run through a callback's traced state or a payload: `Weak::new`, `with_untraced_callback`,
+//! `with_callback`, `with_payload`, `with_payload_and_callback`), read or change a payload, read
+//! `callback_state` / `has_callback`, keep weak-reference objects and make, upgrade and drop weak
+//! references to them, make / use / drop weak proxies (shared or with a traced callback state) and
+//! weak methods (over two nodes, with a traced callback state or none), use a node's `me`,
+//! `finalize` and its `call` / `detach` / `peek` / `set_atexit(false)`, freeze / unfreeze, replace
+//! the unraisable hook, add / remove collection callbacks, `SAVEALL` and `garbage()`,
+//! `without_collection`, weak-map operations, `Heap::shutdown` (the heap stays usable), drop a heap
+//! or make a new one, and, in hooks, dereference a zombie (below) or panic with a `&str`, a
+//! `String` or a `Bomb` whose own `Drop` panics. Hooks nested more than two deep do nothing, and
+//! each driver step has a budget of hook operations; every hook still records its event, whatever
+//! its depth.
 //!
 //! ## The model
 //!
@@ -36,35 +50,68 @@
 //! `Drop` run by the collector may store a handle to another member of its garbage cycle, whose
 //! value the collector then drops anyway (a zombie: `Deref` panics, as documented): every node a
 //! `Drop`, or code working from what a `Drop` handed it, stores anywhere is recorded as a possible
-//! zombie. Panics are followed: a hook's frame knows whether the runtime catches its panics
-//! (`Drop`, finalizers, callbacks, hooks) or whether they reach its caller by design (`Eq` / `Hash`
-//! in a map operation, `Default` in `get_referents`, the callable in `Finalizer::call`); every call
-//! into reap is wrapped, so a panic coming out of one is known to be either a hook's own on its way
-//! to the frame that catches it, or one that escaped the runtime.
+//! zombie, and so is every node a clear hook stores. Panics are followed: a hook's frame knows
+//! whether the runtime catches its panics (`Drop`, finalizers, clear hooks, callbacks, hooks) or
+//! whether they reach its caller by design (`Eq` / `Hash` in a map operation, `Default` in
+//! `get_referents`, the callable in `Finalizer::call`, `make` in `alloc_cyclic`); every call into
+//! reap is wrapped, so a panic coming out of one is known to be either a hook's own on its way to
+//! the frame that catches it, or one that escaped the runtime.
+//!
+//! The test's own code lets go of every handle inside a frame (a node's `Drop` takes what the
+//! node holds and drops it in a `Release` frame, as `Slot`'s `Drop` does for payloads and callback
+//! states), and each heap's book-keeping collection callback records the frame depth its
+//! collection started at: a node whose `Drop` starts at exactly that depth is dropped by the
+//! collection itself, as its garbage.
 //!
 //! ## What is checked
 //!
 //! When it happens:
 //! - a node's finalizer runs at most once and never after its `Drop`; its `Drop` runs at most once
 //!   and only after its finalizer;
-//! - a weak callback runs at most once and sees its weak reference dead; for one the world holds,
-//!   only if it was alive when its referent died; a `finalize` callable runs at most once and never
-//!   after `detach`;
+//! - a node's clear hook runs at most once, only while its heap collects or shuts down, on a node
+//!   whose finalizer ran and whose value is whole, that the roots do not reach, after the
+//!   callbacks of the weak references, proxies, weak methods and `finalize` registrations made
+//!   before the clear phase began; there the node's `me` reads dead, and every handle it holds
+//!   that the model does not know dead reads whole (`Gc::try_deref`); a node dropped by a
+//!   collection itself had its clear hook run before;
+//! - a weak callback (or proxy, weak-method, weak-to-weak callback) runs at most once and sees its
+//!   weak reference dead, its callback taken (`has_callback`, `callback_state` read `None`) and
+//!   its payload still there; for one the world holds, only if it was alive when its referent
+//!   died; a `finalize` callable runs at most once and never after `detach`, nor after a shutdown
+//!   released it (`atexit` off);
+//! - inside `make`, `me` does not upgrade and reads dead; once `alloc_cyclic` returns, `me`
+//!   upgrades to the node and is its shared weak reference (also later, while it reads alive); a
+//!   node whose `make` panicked never appears (a stashed `me` reads dead for good);
+//! - a weak reference's payload reads back (its type, its node) and a callback-less weak
+//!   reference of another kind is never the shared one; `callback_state` clones the state while
+//!   the callback is pending, and is `None` once it ran;
+//! - `Weak::as_object` is the weak reference's object, a weak reference to it upgrades to that
+//!   object; a new callback-less proxy is one of the live callback-less proxies to its referent
+//!   when there is one (never with a callback), and reads its referent;
 //! - no panic escapes the runtime (a call into reap at the top level, or one that lets out a panic
 //!   no hook threw its way); every report the unraisable hook gets carries a panic some hook threw
-//!   (or the zombie message), never an internal one;
+//!   (or the zombie message), never an internal one; its `payload()` is that panic's payload, its
+//!   `location()` (with `record_panic_locations`), when known, is in this file for the test's own
+//!   panics, its `object()` is the node whose finalizer or clear hook panicked (in that state) or
+//!   the weak-reference object whose callback did;
 //! - `get_objects`, `get_referents`, `get_referrers`, `garbage()`, `upgrade`, map keys and values,
-//!   and `peek` never hand out a node whose value was dropped;
+//!   `peek`, proxies, weak methods and callback states never hand out a node whose value was
+//!   dropped;
 //! - collection start / stop callbacks of a heap alternate, and a top-level `collect` runs;
-//! - a heap dropped at the top level leaves alive only nodes held from outside it (after its last
-//!   collection).
+//! - a heap dropped (or `Heap::shutdown` called) at the top level leaves alive only nodes held
+//!   from outside it (after its last collection; unless user code froze it or turned `SAVEALL`
+//!   on during `shutdown`), and after a shutdown every `finalize` registration on its objects has
+//!   run, been detached, or (`atexit` off) been released.
 //!
 //! After every driver step (each runs under `catch_unwind`: a panic reaching the driver fails):
 //! - every node reachable from the roots is intact (magic, id, key; its edges and slots are the
 //!   model's), unless its value was dropped and it is a recorded possible zombie;
 //! - every reachable node's strong count is at least its model in-degree;
 //! - each heap's `live_objects()` is at least its reachable nodes and equals allocated − freed;
-//! - a held weak reference whose referent's value was dropped reads dead and had its callback run;
+//! - a held weak reference (proxy, weak method) whose referent's value was dropped reads dead and
+//!   had its callback run; a held weak reference keeps its payload, and has no callback once it
+//!   ran; a weak reference to the object of a weak reference the world holds reads alive; every
+//!   node whose clear hook ran was dropped;
 //! - no collection is left running, no frame is left on the stack, and every panic a runtime frame
 //!   caught was reported exactly once.
 //!
@@ -75,9 +122,10 @@
 //! every node (renewed when a finalizer resurrects), breaks every edge left, and then requires
 //! every node dropped exactly once (but for cycles it could not reach: resurrected only through a
 //! node's weak-callback state). Every `finalize` registration must have run or been detached,
-//! unless its object is left on such a cycle. One case in 64 (not under Miri) runs on a thread of
-//! its own that exits with its world full, which is destroyed after reap's own thread-locals: the
-//! runtime must neither abort nor panic.
+//! unless its object is left on such a cycle or its `atexit` is off. One case in 64 (not under
+//! Miri) runs on a thread of its own that exits with its world full, which is destroyed after
+//! reap's own thread-locals: the runtime must neither abort nor panic. Natively, cases run in
+//! batches of 100 per thread (see `BATCH`).
 //!
 //! ## Replay
 //!
@@ -97,10 +145,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::panic::{catch_unwind, panic_any, resume_unwind, AssertUnwindSafe};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use reap::{
-    finalize, CollectInfo, CollectPhase, Finalize, Finalizer, Gc, Heap, Trace, Unraisable,
-    UnraisableHook, UnraisableKind, Weak, WeakKeyMap, WeakSet, WeakValueMap,
+    finalize, Clear, CollectInfo, CollectPhase, Finalize, Finalizer, Gc, Heap, Trace, Unraisable,
+    UnraisableHook, UnraisableKind, Weak, WeakKeyMap, WeakMethod, WeakProxy, WeakRefObj, WeakSet,
+    WeakValueMap,
 };
 
 /// Heap slots.
@@ -121,20 +172,26 @@ const NON_STRING: &str = "panic with a non-string payload";
 // The object types and their hooks.
 
 #[derive(Trace)]
-#[reap(finalize)]
+#[reap(finalize, clear)]
 struct Node {
     magic: u64,
     id: u32,
     key: u32,
+    /// What its clear hook does: 0 only records, 1 lets go of every handle the node holds (as
+    /// CPython's `tp_clear`) and runs a hook, 2 runs a hook.
+    clear_mode: u8,
     edges: RefCell<Vec<Gc<Node>>>,
     cell: Cell<Slot>,
     slots: RefCell<Vec<Cell<Slot>>>,
     /// Weak references this node holds, by id.
     weaks: RefCell<Vec<(u32, Weak<Node>)>>,
+    /// The weak reference `Heap::alloc_cyclic` handed the node's `make`, if it kept it.
+    me: Option<Weak<Node>>,
 }
 
-/// A handle in a `Cell`; its `Default` is a hook.
-#[derive(Trace)]
+/// A handle in a `Cell`; its `Default` is a hook. Dropping one that holds a handle does so in a
+/// `Release` frame (see `on_drop`).
+#[derive(Trace, Clone)]
 struct Slot(Option<Gc<Node>>);
 
 impl Default for Slot {
@@ -144,9 +201,47 @@ impl Default for Slot {
     }
 }
 
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some(g) = self.0.take() {
+            let _frame = ReleaseFrame::enter();
+            drop(g);
+        }
+    }
+}
+
+/// The payload of a weak reference (`Weak::with_payload`): traced, so a cycle can run through it.
+#[derive(Trace)]
+struct Pay {
+    /// The weak reference's id.
+    wid: u32,
+    slot: Cell<Slot>,
+}
+
+/// A traced callback state that `Weak::callback_state` can clone (weak references, proxies).
+#[derive(Trace, Clone)]
+struct CbState {
+    /// The id of the weak reference (or proxy) it belongs to.
+    id: u32,
+    slot: Slot,
+}
+
+/// The traced state of a `WeakMethod` callback.
+#[derive(Trace)]
+struct MState {
+    mid: u32,
+    slot: Slot,
+}
+
 impl Finalize for Node {
     fn finalize(this: &Gc<Self>) {
         on_finalize(this);
+    }
+}
+
+impl Clear for Node {
+    fn clear(&self) {
+        on_clear(self);
     }
 }
 
@@ -194,6 +289,14 @@ enum Kind {
     Default,
     FinalizeFn,
     PayloadDrop,
+    /// A node's clear hook.
+    Clear,
+    /// The `make` closure of `Heap::alloc_cyclic` (its panics reach the caller, which catches).
+    Make,
+    /// The callback of a `WeakMethod`.
+    MethodCallback,
+    /// The callback of a weak reference to a weak-reference object.
+    WeakObjCallback,
 }
 
 /// A call into reap that runs user code synchronously, letting its panics through to the caller.
@@ -214,6 +317,38 @@ enum Frame {
         caught: bool,
     },
     Sync(SyncCall),
+    /// The test's own code letting go of handles (a `Slot`'s or a node's `Drop`): no hook, but
+    /// it marks that what dies here was not dropped directly by a collection (see `on_drop`).
+    Release,
+}
+
+/// A `Frame::Release` for a scope.
+struct ReleaseFrame(Option<usize>);
+
+impl ReleaseFrame {
+    fn enter() -> ReleaseFrame {
+        ReleaseFrame(
+            W.try_with(|w| {
+                let mut f = w.frames.try_borrow_mut().ok()?;
+                f.push(Frame::Release);
+                Some(f.len() - 1)
+            })
+            .ok()
+            .flatten(),
+        )
+    }
+}
+
+impl Drop for ReleaseFrame {
+    fn drop(&mut self) {
+        if let Some(i) = self.0 {
+            let _ = W.try_with(|w| {
+                if let Ok(mut f) = w.frames.try_borrow_mut() {
+                    f.truncate(i);
+                }
+            });
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -253,6 +388,49 @@ struct Model {
     /// Per heap: the nodes held from outside it when its shutdown report began (after its last
     /// collection), the one moment user code can still let go of what shutdown kept.
     shutdown_held: BTreeMap<u32, BTreeSet<u32>>,
+    /// Nodes whose clear hook ran.
+    cleared: IdSet,
+    /// Nodes made by `Heap::alloc_cyclic` whose `make` panicked: they never existed (also in
+    /// `dropped` and `finalized`, so that nothing expects more of them).
+    stillborn: IdSet,
+    /// Weak references held by nodes, with a payload holding a node: (holder, payload) by id.
+    /// The payload lives as long as the weak-reference object.
+    node_weak_payloads: BTreeMap<u32, (u32, u32)>,
+    next_wwid: u32,
+    /// Weak references to weak-reference objects, by id.
+    wweaks: BTreeMap<u32, WwMeta>,
+    next_pid: u32,
+    proxies: BTreeMap<u32, ProxyMeta>,
+    next_mid: u32,
+    methods: BTreeMap<u32, MethodMeta>,
+}
+
+struct WwMeta {
+    /// The weak reference whose object it refers to, if the world knows it.
+    inner: Option<u32>,
+    /// The weak-reference object's address.
+    addr: usize,
+    fired: u32,
+}
+
+struct ProxyMeta {
+    target: u32,
+    exempt: bool,
+    callback: bool,
+    held: bool,
+    fired: u32,
+    /// The node its pending callback's state holds.
+    state: Option<u32>,
+}
+
+struct MethodMeta {
+    receiver: u32,
+    func: u32,
+    exempt: bool,
+    callback: bool,
+    held: bool,
+    fired: u32,
+    state: Option<u32>,
 }
 
 /// A cheap hash for addresses (SipHash dominates the test's run time under Miri).
@@ -350,6 +528,14 @@ struct WeakMeta {
     fired: u32,
     /// The node held by its traced callback state, if any.
     state: Option<u32>,
+    /// Which constructor made it (see `op_weak_new`).
+    kind: usize,
+    /// Held by a node (else by the world).
+    in_node: bool,
+    /// The node its payload holds, if any (kinds 3 and 4 have a payload).
+    payload: Option<u32>,
+    /// Handles to its weak-reference object the world holds (`Weak::as_object`).
+    objs_held: u32,
 }
 
 struct FinMeta {
@@ -357,6 +543,10 @@ struct FinMeta {
     exempt: bool,
     ran: u32,
     detached: bool,
+    /// `Finalizer::set_atexit(false)` was called (never set back).
+    atexit_off: bool,
+    /// Seen released by a heap shutdown without running (`atexit` off).
+    released: bool,
 }
 
 #[derive(Default)]
@@ -364,6 +554,22 @@ struct HeapMeta {
     collecting: bool,
     starts: u64,
     hook_callbacks: Vec<u64>,
+    /// Hook frames (all frames) on the stack when the running collection started: a node whose
+    /// `Drop` starts at exactly this depth is dropped by the collection itself.
+    base_depth: usize,
+    /// Its last `Rc` was dropped (its collection callbacks are gone).
+    closed: bool,
+    /// `Heap::shutdown` calls running.
+    in_shutdown: u32,
+    /// A shutdown began (by `Heap::shutdown` or its drop).
+    shut: bool,
+    /// User code froze the heap, or turned `SAVEALL` on, while `Heap::shutdown` ran (after it
+    /// unfroze the permanent set and turned debugging off): what was frozen or saved stays.
+    kept_in_shutdown: bool,
+    /// `[next_wid, next_fid, next_pid, next_mid]` when the running collection's clear phase
+    /// began: the callbacks of the weak references, registrations, proxies and weak methods made
+    /// before must have run by then.
+    clear_boundary: Option<[u32; 4]>,
 }
 
 /// A handle and whether it may lead to a zombie (its taint).
@@ -371,6 +577,7 @@ type Handle = (Gc<Node>, bool);
 /// A heap in a slot, with its id.
 type HeapSlot = (u32, Rc<Heap>);
 type FinRc = Rc<Finalizer<Node>>;
+type Method = WeakMethod<Node, Node>;
 
 struct World {
     rng: Cell<u64>,
@@ -386,6 +593,12 @@ struct World {
     maps: RefCell<Vec<Rc<WeakKeyMap<Node, u32>>>>,
     sets: RefCell<Vec<Rc<WeakSet<Node>>>>,
     vmaps: RefCell<Vec<Rc<WeakValueMap<u32, Node>>>>,
+    /// Weak-reference objects (`Weak::as_object`), by the id of the weak reference.
+    wobjs: RefCell<Vec<(u32, Gc<WeakRefObj>)>>,
+    /// Weak references to weak-reference objects, by id.
+    wweaks: RefCell<Vec<(u32, Weak<WeakRefObj>)>>,
+    proxies: RefCell<Vec<(u32, Rc<WeakProxy<Node>>)>>,
+    methods: RefCell<Vec<(u32, Method)>>,
     /// With `track_all`: a weak reference to every node, to break every edge at the end.
     all: RefCell<BTreeMap<u32, Weak<Node>>>,
     track_all: Cell<bool>,
@@ -411,6 +624,10 @@ thread_local! {
         maps: RefCell::new(Vec::new()),
         sets: RefCell::new(Vec::new()),
         vmaps: RefCell::new(Vec::new()),
+        wobjs: RefCell::new(Vec::new()),
+        wweaks: RefCell::new(Vec::new()),
+        proxies: RefCell::new(Vec::new()),
+        methods: RefCell::new(Vec::new()),
         all: RefCell::new(BTreeMap::new()),
         track_all: Cell::new(false),
         force_track_all: Cell::new(None),
@@ -420,16 +637,18 @@ thread_local! {
     };
     /// Silences the panic hook for the expected panics of a case; the case's seed.
     static QUIET: Cell<Option<u64>> = const { Cell::new(None) };
-    /// With `REAP_ADV_STATS`: how often each thing happened, over the whole run.
-    static STATS: RefCell<Option<BTreeMap<String, u64>>> = const { RefCell::new(None) };
 }
 
+/// With `REAP_ADV_STATS`: how often each thing happened, over the whole run (all threads).
+static STATS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+static STATS_ON: AtomicBool = AtomicBool::new(false);
+
 fn stat(what: impl FnOnce() -> String) {
-    STATS.with(|s| {
-        if let Some(s) = &mut *s.borrow_mut() {
+    if STATS_ON.load(Ordering::Relaxed) {
+        if let Ok(mut s) = STATS.lock() {
             *s.entry(what()).or_default() += 1;
         }
-    });
+    }
 }
 
 fn world<R>(f: impl FnOnce(&World) -> R) -> R {
@@ -506,12 +725,14 @@ fn addr(g: &Gc<Node>) -> usize {
 fn id_of(g: &Gc<Node>) -> Option<u32> {
     let (id, ambiguous) = model(|m| {
         let id = m.addr.get(&addr(g)).copied();
-        let reused = id.is_some_and(|id| m.dropped.contains(&id));
+        let reused = id.is_none_or(|id| m.dropped.contains(&id));
         (id, reused && !m.allocating.is_empty())
     });
     if ambiguous {
-        // A node being allocated right now (its address not recorded yet) may sit where a freed
-        // one was: read it (a zombie's `Deref` panics instead, and then it is the old one).
+        // A node being allocated right now (its address not recorded yet: user code runs inside
+        // `alloc` once the value is in place, automatic collections for one) may sit where a
+        // freed one was, or anywhere new: read it (a zombie's `Deref` panics instead, and then it
+        // is the old one; a handle to an unknown address can only be to such a new node).
         let read = catch_unwind(AssertUnwindSafe(|| (g.magic, g.id)));
         if let Ok((MAGIC, new_id)) = read {
             if model(|m| m.allocating.contains(&new_id)) {
@@ -559,9 +780,18 @@ fn payload_msg(p: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Drops a caught payload, whose `Drop` may panic (a `Bomb`).
+/// Drops a caught payload, whose `Drop` may panic (a `Bomb`), with a payload that may be a
+/// `Bomb` in turn (its `Drop`'s hook panics with one): as the runtime does, a few rounds, then
+/// the last payload is leaked.
 fn drop_payload(p: Box<dyn Any + Send>) {
-    let _ = catch_unwind(AssertUnwindSafe(move || drop(p)));
+    let mut p = p;
+    for _ in 0..8 {
+        match catch_unwind(AssertUnwindSafe(move || drop(p))) {
+            Ok(()) => return,
+            Err(next) => p = next,
+        }
+    }
+    std::mem::forget(p);
 }
 
 /// Calls into reap. A panic coming out is a failure unless a hook threw it on purpose and it is
@@ -665,7 +895,11 @@ fn enter(kind: Kind) -> (FrameGuard, usize) {
         });
         let guard = FrameGuard {
             index: f.len() - 1,
-            reportable: !propagating && !matches!(kind, Kind::Unraisable | Kind::PayloadDrop),
+            // The runtime reports what it catches, but for the unraisable hook's own panics (and
+            // a payload's); a `make`'s panic goes through `alloc_cyclic` to the test, which
+            // catches it.
+            reportable: !propagating
+                && !matches!(kind, Kind::Unraisable | Kind::PayloadDrop | Kind::Make),
             done: false,
         };
         (guard, depth)
@@ -717,13 +951,37 @@ fn run_hook(kind: Kind, ctx: Vec<Handle>) {
 }
 
 fn hooks_active() -> bool {
-    world(|w| w.budget.get() > 0 && w.frames.borrow().len() <= MAX_DEPTH + 2)
+    world(|w| {
+        let frames = w.frames.borrow();
+        let n = frames
+            .iter()
+            .filter(|f| !matches!(f, Frame::Release))
+            .count();
+        w.budget.get() > 0 && n <= MAX_DEPTH + 2
+    })
 }
 
 fn on_drop(n: &mut Node) {
     let id = n.id;
     let magic = n.magic;
+    // Every handle the test's own code lets go of dies in a `Release` or hook frame, so a node's
+    // `Drop` that starts at the depth its heap's running collection started at is called by the
+    // collection itself: the node is its garbage, and its clear hook must have run.
+    let depth = world(|w| w.frames.borrow().len());
+    let by_collection = model(|m| {
+        let hid = m.nodes.get(&id).map(|n| n.hid);
+        hid.and_then(|hid| m.heaps.get(&hid))
+            .is_some_and(|h| h.collecting && !h.closed && h.base_depth == depth)
+    });
+    if by_collection {
+        stat(|| "Drop run by a collection (its clear hook checked)".to_string());
+    }
     model(|m| {
+        if by_collection && !m.cleared.contains(&id) {
+            m.violations.push(format!(
+                "node {id} was dropped by a collection of its heap that never ran its clear hook"
+            ));
+        }
         if magic != MAGIC {
             m.violations
                 .push(format!("Drop of node {id}: its memory is corrupt"));
@@ -738,17 +996,28 @@ fn on_drop(n: &mut Node) {
     });
     log(|| format!("Drop {id}"));
     n.magic = 0;
+    // What the value holds goes in a frame, here (not after, by the drop glue), also when the
+    // hook panics: the frame is dropped last.
+    let _frame = ReleaseFrame::enter();
+    let held = (
+        std::mem::take(n.edges.get_mut()),
+        n.cell.get_mut().0.take(),
+        std::mem::take(n.slots.get_mut()),
+        std::mem::take(n.weaks.get_mut()),
+        n.me.take(),
+    );
     let mut ctx = Vec::new();
     if hooks_active() {
         // What a Drop holds may be garbage of its own cycle: tainted.
-        for e in n.edges.get_mut().iter().take(2) {
+        for e in held.0.iter().take(2) {
             ctx.push((e.clone(), true));
         }
-        if let Some(s) = &n.cell.get_mut().0 {
+        if let Some(s) = &held.1 {
             ctx.push((s.clone(), true));
         }
     }
     run_hook(Kind::Drop, ctx);
+    drop_handles("dropping what a node held", held);
 }
 
 fn on_finalize(this: &Gc<Node>) {
@@ -769,6 +1038,9 @@ fn on_finalize(this: &Gc<Node>) {
         }
     });
     log(|| format!("finalize {id:?}"));
+    if !is_dead(this) {
+        check_me(this, "in its finalizer");
+    }
     if let Some(id) = id {
         let cleared =
             world(|w| w.track_all.get() && w.all.borrow().get(&id).is_some_and(|w| !w.is_alive()));
@@ -793,6 +1065,197 @@ fn on_finalize(this: &Gc<Node>) {
         }
     }
     run_hook(Kind::Finalize, ctx);
+}
+
+/// A node's `me` (from `alloc_cyclic`), if it upgrades, leads to the node itself; while alive
+/// it is the node's shared weak reference. `g` must be intact.
+fn check_me(g: &Gc<Node>, when: &str) {
+    let Some(me) = &g.me else { return };
+    let id = g.id;
+    if let Some(Some(up)) = api("Weak::upgrade of a node's me", || me.upgrade()) {
+        if !Gc::ptr_eq(&up, g) {
+            violation(format!(
+                "node {id}'s alloc_cyclic weak reference upgrades to another object {when}"
+            ));
+        }
+        drop_handles("dropping an upgraded handle", up);
+    }
+    if me.is_alive() {
+        if let Some(shared) = api("Weak::new", || Weak::new(g)) {
+            if !shared.ptr_eq(me) {
+                violation(format!(
+                    "node {id}'s alloc_cyclic weak reference is alive {when}, but Weak::new \
+                     makes another"
+                ));
+            }
+            drop_handles("dropping a weak reference", shared);
+        }
+    }
+}
+
+/// The clear hook: runs on garbage of a collection (of a heap collecting or shutting down),
+/// once, after its finalizer and the callbacks of the weak references to it, before any value of
+/// the garbage drops. Mode 1 lets go of everything the node holds, as `tp_clear` does.
+fn on_clear(n: &Node) {
+    let id = n.id;
+    let intact = n.magic == MAGIC;
+    let roots: Vec<usize> = world(|w| w.roots.borrow().iter().map(addr).collect());
+    let driver: Vec<u32> = world(|w| w.driver_held.borrow().clone());
+    model(|m| {
+        let mut v = Vec::new();
+        if !intact {
+            v.push(format!("clear hook of node {id}: its value reads dropped"));
+        }
+        if !m.cleared.insert(id) {
+            v.push(format!("clear hook of node {id} ran twice"));
+        }
+        if m.dropped.contains(&id) {
+            v.push(format!("clear hook of node {id} ran after its Drop"));
+        }
+        if !m.finalized.contains(&id) {
+            v.push(format!("clear hook of node {id} ran before its finalizer"));
+        }
+        let hid = m.nodes.get(&id).map_or(u32::MAX, |n| n.hid);
+        let next = [m.next_wid, m.next_fid, m.next_pid, m.next_mid];
+        let (boundary, in_collection, shut) = match m.heaps.get_mut(&hid) {
+            Some(h) => {
+                let b = *h.clear_boundary.get_or_insert(next);
+                (b, h.collecting || h.closed || h.in_shutdown > 0, h.shut)
+            }
+            None => ([0; 4], false, false),
+        };
+        if !in_collection {
+            v.push(format!(
+                "clear hook of node {id} ran while no collection of its heap {hid} runs"
+            ));
+        }
+        for (wid, w) in &m.weaks {
+            if w.target == id
+                && *wid < boundary[0]
+                && w.callback
+                && w.held
+                && !w.in_node
+                && w.fired == 0
+            {
+                v.push(format!(
+                    "clear hook of node {id} ran before the callback of weak {wid}"
+                ));
+            }
+        }
+        for (fid, f) in &m.fins {
+            let released = f.atexit_off && shut;
+            if f.target == id && *fid < boundary[1] && f.ran == 0 && !f.detached && !released {
+                v.push(format!(
+                    "clear hook of node {id} ran before finalize registration {fid}"
+                ));
+            }
+        }
+        for (pid, p) in &m.proxies {
+            if p.target == id && *pid < boundary[2] && p.callback && p.held && p.fired == 0 {
+                v.push(format!(
+                    "clear hook of node {id} ran before the callback of proxy {pid}"
+                ));
+            }
+        }
+        for (mid, x) in &m.methods {
+            let target = x.receiver == id || x.func == id;
+            if target && *mid < boundary[3] && x.callback && x.held && x.fired == 0 {
+                v.push(format!(
+                    "clear hook of node {id} ran before the callback of weak method {mid}"
+                ));
+            }
+        }
+        // Garbage: nothing the roots (or the driver) hold reaches it, but through nodes a `Drop`
+        // or a clear hook stored (which may lead to garbage by design).
+        let sources = roots
+            .iter()
+            .filter_map(|a| m.addr.get(a).copied())
+            .chain(driver.iter().copied());
+        if clean_closure(m, sources).contains(&id) {
+            v.push(format!(
+                "clear hook of node {id} ran, but the roots reach it (it is not garbage)"
+            ));
+        }
+        m.violations.append(&mut v);
+    });
+    stat(|| format!("clear hook (mode {})", n.clear_mode));
+    log(|| format!("clear {id} (mode {})", n.clear_mode));
+    if let Some(me) = &n.me {
+        if me.is_alive() {
+            violation(format!(
+                "a weak reference to node {id} reads alive in its clear hook"
+            ));
+        }
+    }
+    if !intact || n.clear_mode == 0 {
+        return;
+    }
+    // Every member of the garbage is whole while clear hooks run, and so is what it reaches.
+    for e in n.edges.borrow().iter() {
+        if !is_dead(e) && !Gc::try_deref(e).is_ok_and(|x| x.magic == MAGIC) {
+            violation(format!(
+                "clear hook of node {id}: a handle it holds to node {:?} reads reclaimed",
+                id_of(e)
+            ));
+        }
+    }
+    // What it lets go of goes in a frame, also when the hook panics (the frame is dropped last).
+    let _frame = ReleaseFrame::enter();
+    let taken = if n.clear_mode == 1 {
+        let edges = std::mem::take(&mut *n.edges.borrow_mut());
+        let cell = n.cell.replace(Slot(None));
+        let slots = std::mem::take(&mut *n.slots.borrow_mut());
+        let weaks = std::mem::take(&mut *n.weaks.borrow_mut());
+        model(|m| {
+            *m.edges.at(id) = Vec::new();
+            *m.slots.at(id) = vec![None];
+            m.node_weak_states
+                .retain(|_, &mut (holder, _)| holder != id);
+            m.node_weak_payloads
+                .retain(|_, &mut (holder, _)| holder != id);
+        });
+        Some((edges, cell, slots, weaks))
+    } else {
+        None
+    };
+    let mut ctx = Vec::new();
+    if hooks_active() {
+        // Handles to garbage: kept anywhere, they lead to a dropped value after this phase. A
+        // handle to the node itself (a self-loop) is among them, for the hook to stash.
+        let this: *const Node = n;
+        let edges: Vec<Gc<Node>> = match &taken {
+            Some((e, c, _, _)) => {
+                let own = e.iter().find(|e| std::ptr::eq(Gc::as_ptr(e), this));
+                own.into_iter()
+                    .chain(e.iter().take(2))
+                    .chain(c.0.iter())
+                    .cloned()
+                    .collect()
+            }
+            None => {
+                let e = n.edges.borrow();
+                let own = e.iter().find(|e| std::ptr::eq(Gc::as_ptr(e), this));
+                own.into_iter().chain(e.iter().take(2)).cloned().collect()
+            }
+        };
+        ctx.extend(edges.into_iter().map(|g| (g, true)));
+    }
+    run_hook(Kind::Clear, ctx);
+    drop_handles("dropping what a clear hook let go of", taken);
+}
+
+/// Ids of the nodes reachable in the model from `from` through intact nodes no `Drop` or clear
+/// hook stored.
+fn clean_closure(m: &Model, from: impl IntoIterator<Item = u32>) -> BTreeSet<u32> {
+    let mut seen = BTreeSet::new();
+    let mut stack: Vec<u32> = from.into_iter().collect();
+    while let Some(id) = stack.pop() {
+        if m.dropped.contains(&id) || m.maybe_zombie.contains(&id) || !seen.insert(id) {
+            continue;
+        }
+        stack.extend(successors(m, id));
+    }
+    seen
 }
 
 /// With `track_all`: makes sure the table has a live weak reference to node `id`.
@@ -849,12 +1312,92 @@ fn on_weak_callback(wid: u32, w: &Weak<Node>, state: Option<Gc<Node>>) {
         }
     });
     log(|| format!("weak callback {wid}"));
-    model(|m| m.node_weak_states.remove(&wid));
+    let payload = model(|m| {
+        m.node_weak_states.remove(&wid);
+        m.weaks
+            .get(&wid)
+            .is_some_and(|w| w.kind == 3 || w.kind == 4)
+    });
     if let Some(Some(g)) = api("Weak::upgrade in a callback", || w.upgrade()) {
         violation(format!(
             "weak {wid}'s callback can upgrade its weak reference"
         ));
         drop_handles("dropping an upgraded handle", g);
+    }
+    check_running_callback(wid, w, payload);
+    let ctx: Vec<Handle> = state
+        .map(|g| {
+            let t = taint_of(&g, false);
+            (g, t)
+        })
+        .into_iter()
+        .collect();
+    run_hook(Kind::WeakCallback, ctx);
+}
+
+/// A running callback's weak reference: its callback is taken (`__callback__` is `None`), and
+/// its payload, if it has one, is still there.
+fn check_running_callback(wid: u32, w: &Weak<Node>, payload: bool) {
+    if w.has_callback() {
+        violation(format!("weak {wid} still has its callback while it runs"));
+    }
+    if let Some(Some(st)) = api("Weak::callback_state", || w.callback_state::<CbState>()) {
+        violation(format!(
+            "weak {wid} still hands out its callback state while its callback runs"
+        ));
+        drop_handles("dropping a callback state", st);
+    }
+    if payload && w.payload::<Pay>().is_none_or(|p| p.wid != wid) {
+        violation(format!(
+            "weak {wid}'s payload is gone when its callback runs"
+        ));
+    }
+}
+
+/// The callback of a `WeakMethod`.
+fn on_method_callback(mid: u32, state: Option<Gc<Node>>) {
+    model(|m| match m.methods.get_mut(&mid) {
+        None => m
+            .violations
+            .push(format!("callback of unknown weak method {mid}")),
+        Some(meta) => {
+            meta.fired += 1;
+            if meta.fired > 1 {
+                m.violations
+                    .push(format!("callback of weak method {mid} ran twice"));
+            }
+        }
+    });
+    log(|| format!("weak method callback {mid}"));
+    let ctx: Vec<Handle> = state
+        .map(|g| {
+            let t = taint_of(&g, false);
+            (g, t)
+        })
+        .into_iter()
+        .collect();
+    run_hook(Kind::MethodCallback, ctx);
+}
+
+/// The callback of a proxy.
+fn on_proxy_callback(pid: u32, w: &Weak<Node>, state: Option<Gc<Node>>) {
+    model(|m| match m.proxies.get_mut(&pid) {
+        None => m
+            .violations
+            .push(format!("callback of unknown proxy {pid}")),
+        Some(meta) => {
+            meta.fired += 1;
+            if meta.fired > 1 {
+                m.violations
+                    .push(format!("callback of proxy {pid} ran twice"));
+            }
+        }
+    });
+    log(|| format!("proxy callback {pid}"));
+    if w.is_alive() || !WeakProxy::is_proxy(w) {
+        violation(format!(
+            "proxy {pid}'s callback gets a live weak reference, or not a proxy's"
+        ));
     }
     let ctx: Vec<Handle> = state
         .map(|g| {
@@ -864,6 +1407,29 @@ fn on_weak_callback(wid: u32, w: &Weak<Node>, state: Option<Gc<Node>>) {
         .into_iter()
         .collect();
     run_hook(Kind::WeakCallback, ctx);
+}
+
+/// The callback of a weak reference to a weak-reference object.
+fn on_wweak_callback(wwid: u32, ww: &Weak<WeakRefObj>) {
+    model(|m| match m.wweaks.get_mut(&wwid) {
+        None => m
+            .violations
+            .push(format!("callback of unknown weak-to-weak {wwid}")),
+        Some(meta) => {
+            meta.fired += 1;
+            if meta.fired > 1 {
+                m.violations
+                    .push(format!("callback of weak-to-weak {wwid} ran twice"));
+            }
+        }
+    });
+    log(|| format!("weak-to-weak callback {wwid}"));
+    if ww.is_alive() {
+        violation(format!(
+            "weak-to-weak {wwid}'s callback sees its weak reference alive"
+        ));
+    }
+    run_hook(Kind::WeakObjCallback, Vec::new());
 }
 
 fn on_finalize_fn(fid: u32) {
@@ -876,6 +1442,10 @@ fn on_finalize_fn(fid: u32) {
             } else if meta.detached {
                 m.violations
                     .push(format!("finalize callable {fid} ran after detach"));
+            } else if meta.released {
+                m.violations.push(format!(
+                    "finalize callable {fid} ran after a shutdown released it"
+                ));
             }
         }
     });
@@ -904,7 +1474,97 @@ fn on_unraisable(hid: u32, variant: u32, u: &Unraisable) {
         let held = held_from_outside(hid, &[]);
         model(|m| m.shutdown_held.insert(hid, held));
     }
-    run_hook(Kind::Unraisable, Vec::new());
+    // The payload, while the hook runs: the very value the hook panicked with.
+    let payload_ok = match u.payload() {
+        None => kind == UnraisableKind::Shutdown,
+        Some(p) if p.is::<Bomb>() => message == NON_STRING,
+        Some(p) => {
+            kind != UnraisableKind::Shutdown
+                && (p.is::<&str>() || p.is::<String>())
+                && payload_msg(p) == message
+        }
+    };
+    if !payload_ok {
+        violation(format!(
+            "heap {hid}'s unraisable hook: a {kind:?} report's payload does not match its \
+             message {message:?}"
+        ));
+    }
+    // With `record_panic_locations`: where the panic happened, when it is known.
+    match u.location() {
+        Some(at) => {
+            stat(|| "unraisable report with a location".to_string());
+            let ours = message.starts_with(MARK) || message == NON_STRING;
+            if at.line == 0 || ours != at.file.ends_with("adversarial.rs") {
+                violation(format!(
+                    "heap {hid}'s unraisable hook: a report of {message:?} is located at {at}"
+                ));
+            }
+        }
+        None if kind != UnraisableKind::Shutdown => {
+            stat(|| format!("unraisable report without a location: {kind:?}"))
+        }
+        None => {}
+    }
+    // The object concerned: the node whose finalizer or clear hook panicked (the runtime holds
+    // it), the weak reference whose callback did, or none.
+    let object = u.object().cloned();
+    let mut ctx = Vec::new();
+    let (want_node, want_weak) = match kind {
+        UnraisableKind::Finalizer | UnraisableKind::Clear => (true, false),
+        UnraisableKind::WeakCallback => (false, true),
+        _ => (false, false),
+    };
+    match object {
+        None if want_node => violation(format!(
+            "heap {hid}'s unraisable hook: a {kind:?} report without its object"
+        )),
+        None => {}
+        Some(o) => match o.downcast::<Node>() {
+            Ok(g) if want_node => {
+                let id = id_of(&g);
+                let (finalized, cleared, dead) = model(|m| {
+                    id.map_or((false, false, true), |id| {
+                        (
+                            m.finalized.contains(&id),
+                            m.cleared.contains(&id),
+                            m.dropped.contains(&id),
+                        )
+                    })
+                });
+                let ok = !dead
+                    && match kind {
+                        UnraisableKind::Clear => cleared,
+                        _ => finalized,
+                    };
+                if !ok {
+                    violation(format!(
+                        "heap {hid}'s unraisable hook: a {kind:?} report's object is node \
+                         {id:?}, which is not in that state"
+                    ));
+                }
+                // Kept, it is resurrected (a finalizer's) or a zombie (a clear hook's).
+                let t = kind == UnraisableKind::Clear || taint_of(&g, false);
+                ctx.push((g, t));
+            }
+            Ok(g) => {
+                violation(format!(
+                    "heap {hid}'s unraisable hook: a {kind:?} report's object is a node"
+                ));
+                drop_handles("dropping a report's object", g);
+            }
+            Err(o) => {
+                if !want_weak || !Gc::is::<WeakRefObj>(&o) {
+                    violation(format!(
+                        "heap {hid}'s unraisable hook: a {kind:?} report carries an object of \
+                         another type"
+                    ));
+                }
+                drop_handles("dropping a report's object", o);
+            }
+        },
+    }
+    run_hook(Kind::Unraisable, ctx);
 }
 
 fn unraisable_hook(hid: u32, variant: u32) -> UnraisableHook {
@@ -913,11 +1573,14 @@ fn unraisable_hook(hid: u32, variant: u32) -> UnraisableHook {
 
 /// The collection callback every heap gets first: it only keeps the books.
 fn on_collect_tracker(hid: u32, phase: CollectPhase, info: &CollectInfo) {
+    let depth = world(|w| w.frames.borrow().len());
     model(|m| {
         let h = m.heaps.entry(hid).or_default();
         let problem = match phase {
             CollectPhase::Start => {
                 h.starts += 1;
+                h.base_depth = depth;
+                h.clear_boundary = None;
                 std::mem::replace(&mut h.collecting, true)
                     .then(|| format!("heap {hid}: a collection started inside another"))
             }
@@ -976,6 +1639,13 @@ enum Op {
     ValueMap,
     NodeWeak,
     NodeWeakDrop,
+    Shutdown,
+    PayloadUse,
+    WeakInspect,
+    WeakObj,
+    Proxy,
+    Method,
+    MeCheck,
 }
 
 /// (operation, weight for the driver, weight for hooks)
@@ -1011,6 +1681,13 @@ const OPS: &[(Op, usize, usize)] = &[
     (Op::ValueMap, 2, 3),
     (Op::NodeWeak, 3, 3),
     (Op::NodeWeakDrop, 1, 2),
+    (Op::Shutdown, 1, 1),
+    (Op::PayloadUse, 2, 2),
+    (Op::WeakInspect, 2, 2),
+    (Op::WeakObj, 3, 3),
+    (Op::Proxy, 3, 3),
+    (Op::Method, 3, 3),
+    (Op::MeCheck, 1, 2),
 ];
 
 fn do_op(cx: &mut Cx) {
@@ -1062,6 +1739,13 @@ fn do_op(cx: &mut Cx) {
         Op::SaveAll => op_saveall(),
         Op::NoCollect => op_no_collect(cx),
         Op::ValueMap => op_value_map(cx),
+        Op::Shutdown => op_shutdown(cx),
+        Op::PayloadUse => op_payload_use(cx),
+        Op::WeakInspect => op_weak_inspect(),
+        Op::WeakObj => op_weak_obj(),
+        Op::Proxy => op_proxy(cx),
+        Op::Method => op_method(cx),
+        Op::MeCheck => op_me_check(cx),
     }
 }
 
@@ -1125,7 +1809,14 @@ fn release_heap(hid: u32, h: Rc<Heap>, held: &[u32]) {
     }
     log(|| format!("heap {hid} shuts down"));
     let top = world(|w| w.frames.borrow().is_empty());
+    let fid_before = model(|m| {
+        let meta = m.heaps.entry(hid).or_default();
+        meta.closed = true;
+        meta.shut = true;
+        m.next_fid
+    });
     drop_handles("Drop for Heap", h);
+    check_fins_after_shutdown(hid, fid_before);
     if top {
         // What was held from outside when the shutdown report began may have been let go by
         // the report's hook, after the last collection: that may stay. Anything else still alive
@@ -1153,6 +1844,47 @@ fn release_heap(hid: u32, h: Rc<Heap>, held: &[u32]) {
     }
 }
 
+/// The collection callback that keeps the books (the first a heap gets, and again after
+/// `Heap::shutdown` removed it).
+fn add_tracker(heap: &Heap, hid: u32) {
+    heap.add_collect_callback(Box::new(move |p, i| on_collect_tracker(hid, p, i)));
+}
+
+/// After heap `hid` shut down: every `finalize` registration on its objects made before ran,
+/// was detached, or (with `atexit` off) was released without running.
+fn check_fins_after_shutdown(hid: u32, fid_before: u32) {
+    let fins: Vec<(u32, FinRc)> = world(|w| w.fins.borrow().clone());
+    for (fid, f) in &fins {
+        let alive = f.alive();
+        model(|m| {
+            let Some(meta) = m.fins.get(fid) else { return };
+            if *fid >= fid_before || m.nodes.get(&meta.target).map(|n| n.hid) != Some(hid) {
+                return;
+            }
+            let pending = meta.ran == 0 && !meta.detached && !meta.released;
+            let atexit_off = meta.atexit_off;
+            if alive {
+                m.violations.push(format!(
+                    "finalize registration {fid} is still pending after its heap {hid} shut down"
+                ));
+            } else if pending {
+                if atexit_off {
+                    stat(|| "finalize registration released by a shutdown".to_string());
+                    if let Some(meta) = m.fins.get_mut(fid) {
+                        meta.released = true;
+                    }
+                } else {
+                    m.violations.push(format!(
+                        "finalize registration {fid} neither ran nor was detached, yet is dead \
+                         after its heap {hid} shut down"
+                    ));
+                }
+            }
+        });
+    }
+    drop_handles("dropping Finalizers", fins);
+}
+
 fn new_heap(slot: usize) -> Option<(u32, Rc<Heap>)> {
     let hid = model(|m| {
         let hid = m.next_hid;
@@ -1169,7 +1901,7 @@ fn new_heap(slot: usize) -> Option<(u32, Rc<Heap>)> {
         let heap = Heap::new();
         heap.set_threshold(t0, t1, t2);
         heap.set_unraisable_hook(Some(unraisable_hook(hid, 0)));
-        heap.add_collect_callback(Box::new(move |p, i| on_collect_tracker(hid, p, i)));
+        add_tracker(&heap, hid);
         heap
     })?;
     let rc = Rc::new(heap);
@@ -1196,8 +1928,9 @@ fn heap_for_alloc(cx: &Cx) -> Option<(u32, Rc<Heap>)> {
     }
 }
 
-/// Allocates a node in `heap`, holding `init` (an edge) if given.
-fn new_node(hid: u32, heap: &Heap, init: Option<Handle>) -> Option<Gc<Node>> {
+/// Allocates a node in `heap`, holding `init` (an edge) if given; with `cyclic`, by
+/// `Heap::alloc_cyclic`, whose `make` runs a hook (and may panic: then there is no node).
+fn new_node(hid: u32, heap: &Heap, init: Option<Handle>, cyclic: bool) -> Option<Gc<Node>> {
     let mut edges = Vec::new();
     let mut model_edges = Vec::new();
     if let Some((g, t)) = init {
@@ -1219,25 +1952,127 @@ fn new_node(hid: u32, heap: &Heap, init: Option<Handle>) -> Option<Gc<Node>> {
         m.allocating.push(id);
         id
     });
-    log(|| format!("alloc {id} in heap {hid}"));
-    let node = api("Heap::alloc", || {
-        heap.alloc(Node {
-            magic: MAGIC,
-            id,
-            key,
-            edges: RefCell::new(edges),
-            cell: Cell::new(Slot(None)),
-            slots: RefCell::new(Vec::new()),
-            weaks: RefCell::new(Vec::new()),
-        })
-    });
+    let clear_mode = rnd(3) as u8;
+    log(|| format!("alloc {id} in heap {hid} (cyclic: {cyclic}, clear mode {clear_mode})"));
+    let value = move |me: Option<Weak<Node>>| Node {
+        magic: MAGIC,
+        id,
+        key,
+        clear_mode,
+        edges: RefCell::new(edges),
+        cell: Cell::new(Slot(None)),
+        slots: RefCell::new(Vec::new()),
+        weaks: RefCell::new(Vec::new()),
+        me,
+    };
+    let node = if cyclic {
+        // Whether the panic coming out of `alloc_cyclic` is the `make`'s own.
+        let make_panicked = Cell::new(false);
+        let made = api("Heap::alloc_cyclic", || {
+            let r = catch_unwind(AssertUnwindSafe(|| {
+                heap.alloc_cyclic(|me: &Weak<Node>| {
+                    match catch_unwind(AssertUnwindSafe(|| on_make(id, hid, me))) {
+                        Ok(keep) => value(keep.then(|| me.clone())),
+                        Err(p) => {
+                            make_panicked.set(true);
+                            resume_unwind(p)
+                        }
+                    }
+                })
+            }));
+            match r {
+                Ok(node) => Some(node),
+                Err(p) if make_panicked.get() => {
+                    drop_payload(p);
+                    None
+                }
+                Err(p) => resume_unwind(p),
+            }
+        });
+        match made {
+            Some(Some(node)) => Some(node),
+            Some(None) => {
+                // The object never existed: nothing may ever show it.
+                log(|| format!("node {id}'s make panicked"));
+                stat(|| "alloc_cyclic whose make panicked".to_string());
+                model(|m| {
+                    m.allocating.retain(|&a| a != id);
+                    m.stillborn.insert(id);
+                    m.dropped.insert(id);
+                    m.finalized.insert(id);
+                });
+                return None;
+            }
+            None => None,
+        }
+    } else {
+        api("Heap::alloc", || heap.alloc(value(None)))
+    };
     model(|m| m.allocating.retain(|&a| a != id));
     let node = node?;
     model(|m| m.addr.insert(addr(&node), id));
+    if let Some(me) = &node.me {
+        // Right after `alloc_cyclic`, the weak reference `make` kept upgrades to the node.
+        let up = me.upgrade();
+        if !up.as_ref().is_some_and(|up| Gc::ptr_eq(up, &node)) {
+            violation(format!(
+                "node {id}'s alloc_cyclic weak reference does not upgrade to it once made"
+            ));
+        }
+        drop_handles("dropping an upgraded handle", up);
+        check_me(&node, "once made");
+    }
     if world(|w| w.track_all.get()) {
         track(&node, id);
     }
     Some(node)
+}
+
+/// The `make` of `Heap::alloc_cyclic` for node `id`: user code running while the object has
+/// count 0. Returns whether the node keeps `me`.
+fn on_make(id: u32, hid: u32, me: &Weak<Node>) -> bool {
+    log(|| format!("make {id}"));
+    if let Some(g) = me.upgrade() {
+        violation(format!(
+            "node {id}'s alloc_cyclic weak reference upgrades inside make"
+        ));
+        // A handle to a value not written yet: never touch it.
+        std::mem::forget(g);
+    }
+    if me.is_alive() || me.has_callback() {
+        violation(format!(
+            "node {id}'s alloc_cyclic weak reference reads alive (or has a callback) inside make"
+        ));
+    }
+    let stash = |me: &Weak<Node>| {
+        if chance(50) {
+            // The world keeps `me`: it must upgrade to the node once made, never if not.
+            let wid = new_weak_meta(id, false, false, 0, false, None, None);
+            log(|| format!("make {id} stashes its weak reference as weak {wid}"));
+            world(|w| w.weaks.borrow_mut().push((wid, me.clone())));
+            if chance(30) {
+                new_wweak(Some(wid), me);
+            }
+        } else if chance(20) {
+            new_wweak(None, me);
+        }
+    };
+    if chance(50) {
+        stash(me);
+    }
+    run_hook(Kind::Make, Vec::new());
+    if chance(30) {
+        stash(me);
+    }
+    if chance(8) && hooks_active() {
+        log(|| format!("make {id} panics"));
+        match rnd(3) {
+            0 => panic!("adv: make panics"),
+            1 => panic_any(format!("adv: make of node {id} in heap {hid} panics")),
+            _ => panic_any(Bomb),
+        }
+    }
+    chance(70)
 }
 
 fn op_alloc(cx: &mut Cx) {
@@ -1245,7 +2080,7 @@ fn op_alloc(cx: &mut Cx) {
         return;
     };
     let init = if chance(40) { pick(cx) } else { None };
-    let node = new_node(hid, &heap, init);
+    let node = new_node(hid, &heap, init, chance(35));
     let held: Vec<u32> = node.iter().filter_map(id_of).collect();
     release_heap(hid, heap, &held);
     let Some(node) = node else { return };
@@ -1275,7 +2110,7 @@ fn op_chain() {
     log(|| format!("chain of {n} in heap {hid}"));
     let mut head: Option<Gc<Node>> = None;
     for _ in 0..n {
-        let next = new_node(hid, &heap, head.take().map(|g| (g, false)));
+        let next = new_node(hid, &heap, head.take().map(|g| (g, false)), false);
         match next {
             Some(g) => head = Some(g),
             None => break,
@@ -1297,6 +2132,10 @@ fn op_saveall() {
         0 => {
             let on = chance(50);
             log(|| format!("heap {hid}: SAVEALL {on}"));
+            model(|m| {
+                let h = m.heaps.entry(hid).or_default();
+                h.kept_in_shutdown |= on && h.in_shutdown > 0;
+            });
             api("Heap::set_debug", || {
                 heap.set_debug(if on { reap::debug::SAVEALL } else { 0 })
             });
@@ -1520,8 +2359,12 @@ fn op_collect(cx: &mut Cx) {
 
 /// Checks handles the runtime handed out: none may lead to a dropped value unless `tainted`.
 fn vet(what: &str, g: &Gc<Node>, tainted: bool) {
-    // An unknown address is a node being allocated right now: nothing to say.
-    let Some(id) = id_of(g) else { return };
+    // `id_of` recognises a node being allocated right now (its address not recorded yet); any
+    // other unknown address is an object the test never made, such as one whose `make` panicked.
+    let Some(id) = id_of(g) else {
+        violation(format!("{what} handed out a node the test never made"));
+        return;
+    };
     let dead = model(|m| m.dropped.contains(&id));
     if dead && !tainted && !model(|m| m.maybe_zombie.contains(&id)) {
         violation(format!(
@@ -1639,8 +2482,44 @@ fn op_referrers(cx: &mut Cx) {
     drop_handles("dropping a handle", a);
 }
 
+/// Records a new weak reference in the model; returns its id.
+fn new_weak_meta(
+    target: u32,
+    exempt: bool,
+    in_node: bool,
+    kind: usize,
+    callback: bool,
+    state: Option<u32>,
+    payload: Option<u32>,
+) -> u32 {
+    model(|m| {
+        let wid = m.next_wid;
+        m.next_wid += 1;
+        m.weaks.insert(
+            wid,
+            WeakMeta {
+                target,
+                callback,
+                exempt,
+                held: true,
+                dropped_alive: false,
+                fired: 0,
+                state,
+                kind,
+                in_node,
+                payload,
+                objs_held: 0,
+            },
+        );
+        wid
+    })
+}
+
 /// A new weak reference to a node, held by the world or (`holder`) by another node's value: a
-/// weak reference that can be garbage itself, and a cycle through its callback's traced state.
+/// weak reference that can be garbage itself, and a cycle through its callback's traced state
+/// or its payload. Kinds: 0 `Weak::new`, 1 an untraced callback, 2 a traced `Cell` state the
+/// callback takes, 3 a payload, 4 a payload and a traced state, 5 a traced state `callback_state`
+/// can clone.
 fn op_weak_new(cx: &mut Cx, in_node: bool) {
     let holder = if in_node {
         match pick_live(cx) {
@@ -1665,57 +2544,90 @@ fn op_weak_new(cx: &mut Cx, in_node: bool) {
         return;
     }
     let target = target.unwrap_or_default();
-    let kind = rnd(3);
-    // Under Miri, where every leak fails the run, no node holds a traced state: a cycle through
-    // one is the one kind of garbage the test may be unable to break at the end.
-    let state = if kind == 2 && chance(70) && !(in_node && cfg!(miri)) {
+    let kind = rnd(6);
+    // Under Miri, where every leak fails the run, no node holds a traced state or payload with a
+    // handle: a cycle through one is the one kind of garbage the test may be unable to break at
+    // the end.
+    let holds = |p: usize| matches!(kind, 2 | 4 | 5) && chance(p) && !(in_node && cfg!(miri));
+    let state = if holds(70) { pick(cx) } else { None };
+    let payload = if matches!(kind, 3 | 4) && chance(60) && !(in_node && cfg!(miri)) {
         pick(cx)
     } else {
         None
     };
     let state_id = state.as_ref().and_then(|(g, _)| id_of(g));
-    if let Some((g, t)) = &state {
+    let payload_id = payload.as_ref().and_then(|(g, _)| id_of(g));
+    for (g, t) in state.iter().chain(payload.iter()) {
         stored(g, *t);
     }
-    let wid = model(|m| {
-        let wid = m.next_wid;
-        m.next_wid += 1;
-        m.weaks.insert(
-            wid,
-            WeakMeta {
-                target,
-                callback: kind > 0,
-                // Whether one held by a node is garbage with its referent is not modelled: only
-                // its callback's at-most-once is checked.
-                exempt: in_node || dead || taint_of_model(m, target, ta),
-                held: true,
-                dropped_alive: false,
-                fired: 0,
-                state: state_id,
-            },
-        );
-        if let (Some(h), Some(st), true) = (holder_id, state_id, kind == 2) {
-            m.node_weak_states.insert(wid, (h, st));
+    // Whether one held by a node is garbage with its referent is not modelled: only its
+    // callback's at-most-once is checked.
+    let exempt = in_node || dead || model(|m| taint_of_model(m, target, ta));
+    let callback = matches!(kind, 1 | 2 | 4 | 5);
+    let wid = new_weak_meta(
+        target, exempt, in_node, kind, callback, state_id, payload_id,
+    );
+    model(|m| {
+        if let Some(h) = holder_id {
+            if let (Some(st), true) = (state_id, matches!(kind, 2 | 4 | 5)) {
+                m.node_weak_states.insert(wid, (h, st));
+            }
+            if let Some(p) = payload_id {
+                m.node_weak_payloads.insert(wid, (h, p));
+            }
         }
-        wid
     });
     log(|| {
         format!(
-            "weak {wid} -> {target} (kind {kind}, state {state_id:?}, held by node {holder_id:?})"
+            "weak {wid} -> {target} (kind {kind}, state {state_id:?}, payload {payload_id:?}, \
+             held by node {holder_id:?})"
         )
     });
+    let state = state.map(|(g, _)| g);
+    let pay = Pay {
+        wid,
+        slot: Cell::new(Slot(payload.map(|(g, _)| g))),
+    };
     let w = api("making a weak reference", || match kind {
         0 => Weak::new(&a),
         1 => Weak::with_untraced_callback(&a, move |w: &Weak<Node>| on_weak_callback(wid, w, None)),
-        _ => Weak::with_callback(
+        2 => Weak::with_callback(
             &a,
-            Cell::new(Slot(state.map(|(g, _)| g))),
+            Cell::new(Slot(state)),
             move |s: &Cell<Slot>, w: &Weak<Node>| {
-                let st = s.replace(Slot(None)).0;
+                let st = s.replace(Slot(None)).0.take();
                 on_weak_callback(wid, w, st)
             },
         ),
+        3 => Weak::with_payload(&a, pay),
+        4 => Weak::with_payload_and_callback(
+            &a,
+            pay,
+            CbState {
+                id: wid,
+                slot: Slot(state),
+            },
+            |s: &CbState, w: &Weak<Node>| on_weak_callback(s.id, w, s.slot.0.clone()),
+        ),
+        _ => Weak::with_callback(
+            &a,
+            CbState {
+                id: wid,
+                slot: Slot(state),
+            },
+            |s: &CbState, w: &Weak<Node>| on_weak_callback(s.id, w, s.slot.0.clone()),
+        ),
     });
+    if let Some(w) = &w {
+        if matches!(kind, 3 | 4) && w.payload::<Pay>().is_none_or(|p| p.wid != wid) {
+            violation(format!("weak {wid}'s payload does not read back"));
+        }
+        if kind > 0 && !dead && Weak::new(&a).ptr_eq(w) {
+            violation(format!(
+                "weak {wid} of kind {kind} is the shared weak reference"
+            ));
+        }
+    }
     match (w, &holder) {
         (Some(w), Some((h, _))) => h.weaks.borrow_mut().push((wid, w)),
         (Some(w), None) => world(|wd| wd.weaks.borrow_mut().push((wid, w))),
@@ -1724,6 +2636,7 @@ fn op_weak_new(cx: &mut Cx, in_node: bool) {
                 meta.held = false;
             }
             m.node_weak_states.remove(&wid);
+            m.node_weak_payloads.remove(&wid);
         }),
     }
     drop_handles("dropping handles", (a, holder));
@@ -1740,7 +2653,13 @@ fn op_node_weak_drop(cx: &mut Cx) {
         })
     };
     if let Some((wid, w)) = removed {
-        model(|m| m.node_weak_states.remove(&wid));
+        model(|m| {
+            m.node_weak_states.remove(&wid);
+            m.node_weak_payloads.remove(&wid);
+            if let Some(meta) = m.weaks.get_mut(&wid) {
+                meta.held = false;
+            }
+        });
         log(|| format!("node {:?} drops weak {wid}", id_of(&a)));
         drop_handles("dropping a weak reference", w);
     }
@@ -1789,7 +2708,8 @@ fn drop_weak(wid: u32, weak: Weak<Node>) {
     model(|m| {
         if let Some(meta) = m.weaks.get_mut(&wid) {
             meta.held = false;
-            meta.dropped_alive = alive;
+            // Unless the world still holds its object (`Weak::as_object`), which keeps it alive.
+            meta.dropped_alive = alive && meta.objs_held == 0;
         }
     });
     log(|| format!("drop weak {wid} (alive: {alive})"));
@@ -1831,6 +2751,8 @@ fn op_finalize(cx: &mut Cx) {
                 exempt,
                 ran: 0,
                 detached: false,
+                atexit_off: false,
+                released: false,
             },
         );
         fid
@@ -1858,16 +2780,21 @@ fn op_finalizer_use() {
         })
     });
     let Some((i, fid, f)) = got else { return };
-    let pending = |m: &Model| m.fins.get(&fid).is_some_and(|f| f.ran == 0 && !f.detached);
+    let pending = |m: &Model| {
+        m.fins
+            .get(&fid)
+            .is_some_and(|f| f.ran == 0 && !f.detached && !f.released)
+    };
     let was_pending = model(|m| pending(m));
-    match rnd(5) {
+    match rnd(6) {
         0 => {
             log(|| format!("Finalizer::call {fid}"));
             let r = {
                 let _s = SyncGuard::new(SyncCall::Call);
                 api("Finalizer::call", || f.call())
             };
-            if r == Some(None) && was_pending && model(|m| pending(m)) {
+            if r == Some(None) && was_pending && model(|m| pending(m)) && !released_at_shutdown(fid)
+            {
                 violation(format!(
                     "finalize registration {fid} never ran, but call() found it dead"
                 ));
@@ -1889,7 +2816,9 @@ fn op_finalizer_use() {
                     });
                     drop_handles("dropping a detached registration", (obj, func));
                 }
-                Some(None) if was_pending && model(|m| pending(m)) => {
+                Some(None)
+                    if was_pending && model(|m| pending(m)) && !released_at_shutdown(fid) =>
+                {
                     violation(format!(
                         "finalize registration {fid} never ran, but detach() found it dead"
                     ));
@@ -1909,10 +2838,24 @@ fn op_finalizer_use() {
         }
         3 => {
             let alive = f.alive();
-            if alive != model(|m| pending(m)) {
+            let expected = model(|m| pending(m));
+            let ok = alive == expected || (!alive && released_at_shutdown(fid));
+            if !ok {
                 violation(format!(
                     "finalize registration {fid}: alive() is {alive}, the model says otherwise"
                 ));
+            }
+        }
+        4 => {
+            log(|| format!("Finalizer::set_atexit(false) {fid}"));
+            f.set_atexit(false);
+            model(|m| {
+                if let Some(meta) = m.fins.get_mut(&fid) {
+                    meta.atexit_off = true;
+                }
+            });
+            if f.atexit() {
+                violation(format!("finalize registration {fid}: atexit() reads true"));
             }
         }
         _ => {
@@ -1926,12 +2869,33 @@ fn op_finalizer_use() {
     drop_handles("dropping a Finalizer", f);
 }
 
+/// A registration the model thinks pending is dead: fine (and then recorded) if it has `atexit`
+/// off and its heap began a shutdown, which released it without running it.
+fn released_at_shutdown(fid: u32) -> bool {
+    model(|m| {
+        let Some(meta) = m.fins.get(&fid) else {
+            return false;
+        };
+        let hid = m.nodes.get(&meta.target).map(|n| n.hid);
+        let shut = hid.and_then(|h| m.heaps.get(&h)).is_some_and(|h| h.shut);
+        let released = shut && meta.atexit_off;
+        if let Some(meta) = m.fins.get_mut(&fid) {
+            meta.released |= released;
+        }
+        released
+    })
+}
+
 fn op_freeze() {
     let Some((hid, heap)) = any_heap() else {
         return;
     };
     let freeze = chance(50);
     log(|| format!("heap {hid}: freeze {freeze}"));
+    model(|m| {
+        let h = m.heaps.entry(hid).or_default();
+        h.kept_in_shutdown |= freeze && h.in_shutdown > 0;
+    });
     api("Heap::freeze", || {
         if freeze {
             heap.freeze()
@@ -2172,6 +3136,610 @@ fn op_inspect(cx: &mut Cx) {
     }
 }
 
+/// `Heap::shutdown`: what shutdown owes, with the heap still usable afterwards (its collection
+/// callbacks are gone: the book-keeping one is added back).
+fn op_shutdown(cx: &mut Cx) {
+    let Some((hid, heap)) = any_heap() else {
+        return;
+    };
+    let ok = model(|m| {
+        m.heaps
+            .get(&hid)
+            .is_some_and(|h| !h.collecting && h.in_shutdown == 0 && !h.closed)
+    });
+    if !ok {
+        release_heap(hid, heap, &[]);
+        return;
+    }
+    let top = world(|w| w.frames.borrow().is_empty());
+    let fid_before = model(|m| {
+        let h = m.heaps.entry(hid).or_default();
+        h.in_shutdown += 1;
+        h.shut = true;
+        h.kept_in_shutdown = false;
+        h.hook_callbacks.clear();
+        m.next_fid
+    });
+    log(|| format!("heap {hid}: shutdown()"));
+    stat(|| "Heap::shutdown".to_string());
+    let live = api("Heap::shutdown", || heap.shutdown());
+    model(|m| m.heaps.entry(hid).or_default().in_shutdown -= 1);
+    api("Heap::add_collect_callback", || add_tracker(&heap, hid));
+    log(|| format!("heap {hid}: shutdown() = {live:?}"));
+    if live.is_some_and(|n| n != heap.live_objects()) {
+        violation(format!(
+            "heap {hid}: shutdown() returned {live:?}, but {} objects live",
+            heap.live_objects()
+        ));
+    }
+    check_fins_after_shutdown(hid, fid_before);
+    let refrozen = model(|m| m.heaps.get(&hid).is_some_and(|h| h.kept_in_shutdown));
+    if top && !refrozen {
+        // Whatever is left alive is held from outside.
+        let held: Vec<u32> = cx.pool.iter().filter_map(|(g, _)| id_of(g)).collect();
+        let outside = held_from_outside(hid, &held);
+        model(|m| {
+            let left: Vec<u32> = m
+                .nodes
+                .iter()
+                .filter(|(id, meta)| {
+                    meta.hid == hid && !m.dropped.contains(id) && !outside.contains(id)
+                })
+                .map(|(id, _)| id)
+                .collect();
+            if !left.is_empty() {
+                m.violations.push(format!(
+                    "heap {hid}: shutdown() left alive nodes that nothing outside it held: \
+                     {left:?}"
+                ));
+            }
+        });
+    }
+    release_heap(hid, heap, &[]);
+}
+
+/// A random weak reference the world holds, cloned.
+fn some_world_weak() -> Option<(u32, Weak<Node>)> {
+    world(|w| {
+        let ws = w.weaks.borrow();
+        (!ws.is_empty()).then(|| ws[rnd(ws.len())].clone())
+    })
+}
+
+/// Reads (and perhaps changes) the node a weak reference's payload holds: one the world holds,
+/// or one a node holds.
+fn op_payload_use(cx: &mut Cx) {
+    let (wid, weak, holder) = if chance(50) {
+        let Some((wid, weak)) = some_world_weak() else {
+            return;
+        };
+        (wid, weak, None)
+    } else {
+        let Some((h, th)) = pick_live(cx) else { return };
+        let got = {
+            let ws = h.weaks.borrow();
+            (!ws.is_empty()).then(|| ws[rnd(ws.len())].clone())
+        };
+        let Some((wid, weak)) = got else {
+            drop_handles("dropping a handle", (h, th));
+            return;
+        };
+        let hid = id_of(&h);
+        drop_handles("dropping a handle", (h, th));
+        (wid, weak, hid)
+    };
+    let expected = model(|m| m.weaks.get(&wid).map(|w| (w.kind, w.payload)));
+    let Some((kind, payload_id)) = expected else {
+        drop_handles("dropping a weak reference", weak);
+        return;
+    };
+    let has_payload = matches!(kind, 3 | 4);
+    stat(|| format!("payload read (referent alive: {})", weak.is_alive()));
+    match weak.payload::<Pay>() {
+        None if has_payload => violation(format!("weak {wid}'s payload is gone")),
+        Some(_) if !has_payload => violation(format!("weak {wid} has a payload it was not given")),
+        None => {}
+        Some(p) => {
+            if p.wid != wid {
+                violation(format!("weak {wid}'s payload is weak {}'s", p.wid));
+            }
+            let s = p.slot.replace(Slot(None));
+            let now = s.0.as_ref().and_then(id_of);
+            if now != payload_id {
+                violation(format!(
+                    "weak {wid}'s payload holds node {now:?}, the model says {payload_id:?}"
+                ));
+            }
+            p.slot.set(s);
+            // Under Miri a node-held weak reference's payload holds no node (see `op_weak_new`).
+            if chance(40) && !(holder.is_some() && cfg!(miri)) {
+                let new = if chance(70) { pick(cx) } else { None };
+                let new_id = new.as_ref().and_then(|(g, _)| id_of(g));
+                if let Some((g, t)) = &new {
+                    stored(g, *t);
+                }
+                log(|| format!("weak {wid}'s payload := {new_id:?}"));
+                let old = p.slot.replace(Slot(new.map(|(g, _)| g)));
+                model(|m| {
+                    if let Some(meta) = m.weaks.get_mut(&wid) {
+                        meta.payload = new_id;
+                    }
+                    if let Some(h) = holder {
+                        match new_id {
+                            Some(n) => m.node_weak_payloads.insert(wid, (h, n)),
+                            None => m.node_weak_payloads.remove(&wid),
+                        };
+                    }
+                });
+                drop_handles("dropping a payload's old node", old);
+            }
+        }
+    }
+    if weak.payload::<CbState>().is_some() || weak.payload::<u32>().is_some() {
+        violation(format!("weak {wid}'s payload reads as another type"));
+    }
+    drop_handles("dropping a weak reference", weak);
+}
+
+/// Reads a weak reference's callback state (`__callback__`) and flags.
+fn op_weak_inspect() {
+    let Some((wid, weak)) = some_world_weak() else {
+        return;
+    };
+    let Some((kind, fired, state, exempt)) = model(|m| {
+        m.weaks
+            .get(&wid)
+            .map(|w| (w.kind, w.fired, w.state, w.exempt))
+    }) else {
+        drop_handles("dropping a weak reference", weak);
+        return;
+    };
+    let st = api("Weak::callback_state", || weak.callback_state::<CbState>());
+    let has = weak.has_callback();
+    stat(|| {
+        format!(
+            "callback_state read (kind {kind}, fired {}): {}",
+            fired.min(1),
+            st.as_ref().is_some_and(Option::is_some)
+        )
+    });
+    match st.flatten() {
+        Some(st) => {
+            let now = st.slot.0.as_ref().and_then(id_of);
+            if !matches!(kind, 4 | 5) || fired > 0 || st.id != wid || now != state {
+                violation(format!(
+                    "weak {wid} (kind {kind}, fired {fired}) hands out callback state of {} \
+                     holding {now:?}",
+                    st.id
+                ));
+            }
+            if let Some(g) = &st.slot.0 {
+                vet("Weak::callback_state", g, exempt || taint_of(g, false));
+            }
+            drop_handles("dropping a callback state", st);
+        }
+        None => {
+            // Pending (it has its callback): the state is there.
+            if matches!(kind, 4 | 5) && has {
+                violation(format!(
+                    "weak {wid} has its callback, but callback_state is None"
+                ));
+            }
+        }
+    }
+    if has && fired > 0 {
+        violation(format!("weak {wid}'s callback ran, but it still has one"));
+    }
+    if matches!(kind, 0 | 3) && has {
+        violation(format!("weak {wid} without a callback has one"));
+    }
+    let _ = Weak::as_ptr(&weak);
+    drop_handles("dropping a weak reference", weak);
+}
+
+/// A weak reference to the weak-reference object of `inner` (weak `wid`, if the world knows it),
+/// held by the world: plain, or with an untraced callback.
+fn new_wweak(wid: Option<u32>, inner: &Weak<Node>) {
+    let Some(obj) = api("Weak::as_object", || Weak::as_object(inner)) else {
+        return;
+    };
+    if Gc::as_ptr(&obj) != Weak::as_ptr(inner) {
+        violation("Weak::as_object is not the weak reference's object".to_string());
+    }
+    let wwid = model(|m| {
+        let wwid = m.next_wwid;
+        m.next_wwid += 1;
+        m.wweaks.insert(
+            wwid,
+            WwMeta {
+                inner: wid,
+                addr: Gc::as_ptr(&obj).addr(),
+                fired: 0,
+            },
+        );
+        wwid
+    });
+    log(|| format!("weak-to-weak {wwid} -> weak {wid:?}"));
+    let ww = api("making a weak reference to a weak reference", || {
+        if chance(50) {
+            Weak::new(&obj)
+        } else {
+            Weak::with_untraced_callback(&obj, move |ww: &Weak<WeakRefObj>| {
+                on_wweak_callback(wwid, ww)
+            })
+        }
+    });
+    if let Some(ww) = ww {
+        if !ww.is_alive() {
+            violation(format!("weak-to-weak {wwid} is dead at once"));
+        }
+        world(|w| w.wweaks.borrow_mut().push((wwid, ww)));
+    }
+    drop_handles("dropping a weak-reference object", obj);
+}
+
+/// Weak-reference objects as values (`Weak::as_object`) and weak references to them.
+fn op_weak_obj() {
+    match rnd(5) {
+        0 => {
+            let Some((wid, weak)) = some_world_weak() else {
+                return;
+            };
+            if let Some(obj) = api("Weak::as_object", || Weak::as_object(&weak)) {
+                log(|| format!("keep the object of weak {wid}"));
+                model(|m| {
+                    if let Some(meta) = m.weaks.get_mut(&wid) {
+                        meta.objs_held += 1;
+                    }
+                });
+                world(|w| w.wobjs.borrow_mut().push((wid, obj)));
+            }
+            drop_handles("dropping a weak reference", weak);
+        }
+        1 => {
+            let Some((wid, weak)) = some_world_weak() else {
+                return;
+            };
+            new_wweak(Some(wid), &weak);
+            drop_handles("dropping a weak reference", weak);
+        }
+        2 => {
+            let got = world(|w| {
+                let ws = w.wweaks.borrow();
+                (!ws.is_empty()).then(|| ws[rnd(ws.len())].clone())
+            });
+            let Some((wwid, ww)) = got else { return };
+            if let Some(Some(obj)) = api("Weak::upgrade", || ww.upgrade()) {
+                let (expected, inner) =
+                    model(|m| m.wweaks.get(&wwid).map_or((0, None), |x| (x.addr, x.inner)));
+                if Gc::as_ptr(&obj).addr() != expected {
+                    violation(format!(
+                        "weak-to-weak {wwid} upgrades to another weak-reference object"
+                    ));
+                }
+                match inner {
+                    Some(wid) if chance(30) => {
+                        model(|m| {
+                            if let Some(meta) = m.weaks.get_mut(&wid) {
+                                meta.objs_held += 1;
+                            }
+                        });
+                        world(|w| w.wobjs.borrow_mut().push((wid, obj)));
+                    }
+                    _ => drop_handles("dropping a weak-reference object", obj),
+                }
+            }
+            drop_handles("dropping a weak reference", ww);
+        }
+        3 => {
+            let got = world(|w| {
+                let mut os = w.wobjs.borrow_mut();
+                (!os.is_empty()).then(|| {
+                    let i = rnd(os.len());
+                    os.swap_remove(i)
+                })
+            });
+            if let Some((wid, obj)) = got {
+                model(|m| {
+                    if let Some(meta) = m.weaks.get_mut(&wid) {
+                        meta.objs_held -= 1;
+                    }
+                });
+                log(|| format!("drop the object of weak {wid}"));
+                drop_handles("dropping a weak-reference object", obj);
+            }
+        }
+        _ => {
+            let got = world(|w| {
+                let mut ws = w.wweaks.borrow_mut();
+                (!ws.is_empty()).then(|| {
+                    let i = rnd(ws.len());
+                    ws.swap_remove(i)
+                })
+            });
+            if let Some((wwid, ww)) = got {
+                log(|| format!("drop weak-to-weak {wwid}"));
+                drop_handles("dropping a weak reference", ww);
+            }
+        }
+    }
+}
+
+/// Weak proxies: callback-less ones are shared while one lives.
+fn op_proxy(cx: &mut Cx) {
+    match rnd(5) {
+        0 | 1 => {
+            let Some((a, ta)) = pick_live(cx) else { return };
+            let Some(target) = id_of(&a) else {
+                drop_handles("dropping a handle", (a, ta));
+                return;
+            };
+            let with_cb = chance(30);
+            let state = if with_cb && chance(60) {
+                pick(cx)
+            } else {
+                None
+            };
+            let state_id = state.as_ref().and_then(|(g, _)| id_of(g));
+            if let Some((g, t)) = &state {
+                stored(g, *t);
+            }
+            // The callback-less proxies to the target that are alive now: a new one is one of
+            // them.
+            let shared: Vec<Rc<WeakProxy<Node>>> = world(|w| {
+                w.proxies
+                    .borrow()
+                    .iter()
+                    .filter(|(pid, p)| {
+                        p.is_alive()
+                            && model(|m| {
+                                m.proxies
+                                    .get(pid)
+                                    .is_some_and(|x| x.target == target && !x.callback)
+                            })
+                    })
+                    .map(|(_, p)| p.clone())
+                    .collect()
+            });
+            let pid = model(|m| {
+                let pid = m.next_pid;
+                m.next_pid += 1;
+                m.proxies.insert(
+                    pid,
+                    ProxyMeta {
+                        target,
+                        exempt: taint_of_model(m, target, ta),
+                        callback: with_cb,
+                        held: true,
+                        fired: 0,
+                        state: state_id,
+                    },
+                );
+                pid
+            });
+            log(|| format!("proxy {pid} -> {target} (callback: {with_cb}, state {state_id:?})"));
+            let p = api("making a proxy", || {
+                if with_cb {
+                    WeakProxy::with_callback(
+                        &a,
+                        CbState {
+                            id: pid,
+                            slot: Slot(state.map(|(g, _)| g)),
+                        },
+                        |s: &CbState, w: &Weak<Node>| on_proxy_callback(s.id, w, s.slot.0.clone()),
+                    )
+                } else {
+                    WeakProxy::new(&a)
+                }
+            });
+            if let Some(p) = p {
+                if !WeakProxy::is_proxy(p.weak()) {
+                    violation(format!("proxy {pid} is not a proxy"));
+                }
+                let same = shared.iter().any(|q| q.weak().ptr_eq(p.weak()));
+                if same {
+                    stat(|| "proxy shared".to_string());
+                }
+                if with_cb == same && (with_cb || !shared.is_empty()) {
+                    violation(format!(
+                        "proxy {pid} (callback: {with_cb}) is shared: {same}, though {} \
+                         callback-less proxies to node {target} are alive",
+                        shared.len()
+                    ));
+                }
+                world(|w| w.proxies.borrow_mut().push((pid, Rc::new(p))));
+            } else {
+                model(|m| {
+                    if let Some(x) = m.proxies.get_mut(&pid) {
+                        x.held = false;
+                    }
+                });
+            }
+            drop_handles("dropping proxies", shared);
+            drop_handles("dropping a handle", (a, ta));
+        }
+        2 | 3 => {
+            let got = world(|w| {
+                let ps = w.proxies.borrow();
+                (!ps.is_empty()).then(|| {
+                    let (pid, p) = &ps[rnd(ps.len())];
+                    (*pid, p.clone())
+                })
+            });
+            let Some((pid, p)) = got else { return };
+            let (target, exempt) = model(|m| {
+                m.proxies
+                    .get(&pid)
+                    .map_or((u32::MAX, true), |x| (x.target, x.exempt))
+            });
+            if chance(50) {
+                let read = api("WeakProxy::with", || p.with(|n| (n.magic, n.id)));
+                if let Some(Ok((magic, id))) = read {
+                    let dead = model(|m| m.dropped.contains(&target));
+                    if magic != MAGIC || id != target || (dead && !exempt) {
+                        violation(format!(
+                            "proxy {pid} to node {target} reads node {id} (magic {magic:#x})"
+                        ));
+                    }
+                }
+            } else if let Some(Ok(g)) = api("WeakProxy::get", || p.get()) {
+                if id_of(&g) != Some(target) {
+                    violation(format!("proxy {pid} to node {target} gets another node"));
+                }
+                vet("WeakProxy::get", &g, exempt);
+                if chance(30) {
+                    let t = taint_of(&g, exempt);
+                    stored(&g, t);
+                    world(|w| w.roots.borrow_mut().push(g));
+                } else {
+                    drop_handles("dropping a handle", g);
+                }
+            }
+            drop_handles("dropping a proxy", p);
+        }
+        _ => {
+            let got = world(|w| {
+                let mut ps = w.proxies.borrow_mut();
+                (!ps.is_empty()).then(|| {
+                    let i = rnd(ps.len());
+                    ps.swap_remove(i)
+                })
+            });
+            if let Some((pid, p)) = got {
+                model(|m| {
+                    if let Some(x) = m.proxies.get_mut(&pid) {
+                        x.held = false;
+                    }
+                });
+                log(|| format!("drop proxy {pid}"));
+                drop_handles("dropping a proxy", p);
+            }
+        }
+    }
+}
+
+/// Weak methods over a receiver and a function value (both nodes).
+fn op_method(cx: &mut Cx) {
+    match rnd(4) {
+        0 | 1 => {
+            let Some((r, tr)) = pick_live(cx) else { return };
+            let Some((f, tf)) = pick_live(cx) else {
+                drop_handles("dropping a handle", (r, tr));
+                return;
+            };
+            let (Some(rid), Some(fid)) = (id_of(&r), id_of(&f)) else {
+                drop_handles("dropping handles", ((r, tr), (f, tf)));
+                return;
+            };
+            let with_cb = chance(60);
+            let state = if with_cb && chance(60) {
+                pick(cx)
+            } else {
+                None
+            };
+            let state_id = state.as_ref().and_then(|(g, _)| id_of(g));
+            if let Some((g, t)) = &state {
+                stored(g, *t);
+            }
+            let mid = model(|m| {
+                let mid = m.next_mid;
+                m.next_mid += 1;
+                m.methods.insert(
+                    mid,
+                    MethodMeta {
+                        receiver: rid,
+                        func: fid,
+                        exempt: taint_of_model(m, rid, tr) || taint_of_model(m, fid, tf),
+                        callback: with_cb,
+                        held: true,
+                        fired: 0,
+                        state: state_id,
+                    },
+                );
+                mid
+            });
+            log(|| format!("weak method {mid}: {rid}.{fid} (callback: {with_cb})"));
+            let made = api("making a weak method", || {
+                if with_cb {
+                    WeakMethod::with_callback(
+                        &r,
+                        &f,
+                        MState {
+                            mid,
+                            slot: Slot(state.map(|(g, _)| g)),
+                        },
+                        |s: &MState| on_method_callback(s.mid, s.slot.0.clone()),
+                    )
+                } else {
+                    WeakMethod::new(&r, &f)
+                }
+            });
+            match made {
+                Some(wm) => world(|w| w.methods.borrow_mut().push((mid, wm))),
+                None => model(|m| {
+                    if let Some(x) = m.methods.get_mut(&mid) {
+                        x.held = false;
+                    }
+                }),
+            }
+            drop_handles("dropping handles", ((r, tr), (f, tf)));
+        }
+        2 => {
+            let got = world(|w| {
+                let ms = w.methods.borrow();
+                (!ms.is_empty()).then(|| {
+                    let (mid, wm) = &ms[rnd(ms.len())];
+                    (*mid, wm.receiver().clone(), wm.func().clone())
+                })
+            });
+            let Some((mid, rw, fw)) = got else { return };
+            let (rid, fid, exempt) = model(|m| {
+                m.methods.get(&mid).map_or((u32::MAX, u32::MAX, true), |x| {
+                    (x.receiver, x.func, x.exempt)
+                })
+            });
+            let up = api("WeakMethod::upgrade", || {
+                Some((rw.upgrade()?, fw.upgrade()?))
+            });
+            if let Some(Some((r, f))) = up {
+                if id_of(&r) != Some(rid) || id_of(&f) != Some(fid) {
+                    violation(format!("weak method {mid} upgrades to other nodes"));
+                }
+                vet("WeakMethod::upgrade", &r, exempt);
+                vet("WeakMethod::upgrade", &f, exempt);
+                drop_handles("dropping handles", (r, f));
+            }
+            drop_handles("dropping weak references", (rw, fw));
+        }
+        _ => {
+            let got = world(|w| {
+                let mut ms = w.methods.borrow_mut();
+                (!ms.is_empty()).then(|| {
+                    let i = rnd(ms.len());
+                    ms.swap_remove(i)
+                })
+            });
+            if let Some((mid, wm)) = got {
+                model(|m| {
+                    if let Some(x) = m.methods.get_mut(&mid) {
+                        x.held = false;
+                    }
+                });
+                log(|| format!("drop weak method {mid}"));
+                drop_handles("dropping a weak method", wm);
+            }
+        }
+    }
+}
+
+/// A node's `me` (from `alloc_cyclic`), used later: it leads back to the node.
+fn op_me_check(cx: &mut Cx) {
+    if let Some((g, t)) = pick_live(cx) {
+        check_me(&g, "later");
+        drop_handles("dropping a handle", (g, t));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Checks.
 
@@ -2350,6 +3918,75 @@ fn check() -> Vec<String> {
                 ));
             }
         }
+        for (wid, weak) in w.weaks.borrow().iter() {
+            let meta = &m.weaks[wid];
+            // A payload outlives the referent; a callback that ran is gone.
+            if matches!(meta.kind, 3 | 4) && weak.payload::<Pay>().is_none_or(|p| p.wid != *wid) {
+                v.push(format!("weak {wid}'s payload is gone"));
+            }
+            if meta.fired > 0 && weak.has_callback() {
+                v.push(format!("weak {wid}'s callback ran, but it still has one"));
+            }
+        }
+        for id in (0..m.cleared.0.len() as u32).filter(|id| m.cleared.contains(id)) {
+            if !m.dropped.contains(&id) {
+                v.push(format!(
+                    "node {id}'s clear hook ran, but its value was not dropped"
+                ));
+            }
+        }
+        for (wwid, ww) in w.wweaks.borrow().iter() {
+            let meta = &m.wweaks[wwid];
+            // The world holding the weak reference (or its object) keeps the object alive.
+            let held = meta
+                .inner
+                .and_then(|i| m.weaks.get(&i))
+                .is_some_and(|i| (i.held && !i.in_node) || i.objs_held > 0);
+            if held && !ww.is_alive() {
+                v.push(format!(
+                    "weak-to-weak {wwid} reads dead, but the world holds its weak reference"
+                ));
+            }
+        }
+        for (pid, p) in w.proxies.borrow().iter() {
+            let meta = &m.proxies[pid];
+            if !WeakProxy::is_proxy(p.weak()) {
+                v.push(format!("proxy {pid} is not a proxy"));
+            }
+            if meta.exempt || !m.dropped.contains(&meta.target) {
+                continue;
+            }
+            if p.is_alive() {
+                v.push(format!(
+                    "proxy {pid} reads alive, but node {}'s value was dropped",
+                    meta.target
+                ));
+            }
+            if meta.callback && meta.fired == 0 {
+                v.push(format!(
+                    "node {} died while proxy {pid} was held, but its callback never ran",
+                    meta.target
+                ));
+            }
+        }
+        for (mid, wm) in w.methods.borrow().iter() {
+            let meta = &m.methods[mid];
+            let dead = m.dropped.contains(&meta.receiver) || m.dropped.contains(&meta.func);
+            if meta.exempt || !dead {
+                continue;
+            }
+            if wm.is_alive() {
+                v.push(format!(
+                    "weak method {mid} reads alive, but its receiver or function was dropped"
+                ));
+            }
+            if meta.callback && meta.fired == 0 {
+                v.push(format!(
+                    "weak method {mid}'s receiver or function died while it was held, but its \
+                     callback never ran"
+                ));
+            }
+        }
         if m.expected_reports != m.actual_reports {
             v.push(format!(
                 "{} panics were caught by the runtime, {} reports reached the unraisable hooks",
@@ -2387,8 +4024,9 @@ fn successors(m: &Model, id: u32) -> Vec<u32> {
     out.extend(
         m.node_weak_states
             .values()
+            .chain(m.node_weak_payloads.values())
             .filter(|&&(holder, _)| holder == id)
-            .map(|&(_, state)| state),
+            .map(|&(_, held)| held),
     );
     out
 }
@@ -2411,7 +4049,23 @@ fn held_from_outside(hid: u32, held: &[u32]) -> BTreeSet<u32> {
             }
         }
         for meta in m.weaks.values() {
+            // The weak-reference object holds its payload, and its state while its callback
+            // is pending.
+            let alive = meta.held || meta.objs_held > 0;
+            if alive && meta.fired == 0 {
+                from.extend(meta.state);
+            }
+            if alive {
+                from.extend(meta.payload);
+            }
+        }
+        for meta in m.proxies.values() {
             if meta.held && meta.fired == 0 {
+                from.extend(meta.state);
+            }
+        }
+        for meta in m.methods.values() {
+            if meta.held {
                 from.extend(meta.state);
             }
         }
@@ -2469,6 +4123,8 @@ fn step() {
         world(|w| *w.driver_held.borrow_mut() = ids);
         let mut cx = Cx { hook: false, pool };
         do_op(&mut cx);
+        // Out of the books first: from here on the driver's handles go, one by one.
+        world(|w| w.driver_held.borrow_mut().clear());
         drop_handles(
             "dropping the driver's handles",
             std::mem::take(&mut cx.pool),
@@ -2494,6 +4150,38 @@ fn drain_world() {
             let Some((wid, weak)) = weak else { break };
             drop_weak(wid, weak);
         }
+        loop {
+            let p = world(|w| w.proxies.borrow_mut().pop());
+            let Some((pid, p)) = p else { break };
+            model(|m| {
+                if let Some(x) = m.proxies.get_mut(&pid) {
+                    x.held = false;
+                }
+            });
+            drop_handles("dropping a proxy", p);
+        }
+        loop {
+            let wm = world(|w| w.methods.borrow_mut().pop());
+            let Some((mid, wm)) = wm else { break };
+            model(|m| {
+                if let Some(x) = m.methods.get_mut(&mid) {
+                    x.held = false;
+                }
+            });
+            drop_handles("dropping a weak method", wm);
+        }
+        loop {
+            let o = world(|w| w.wobjs.borrow_mut().pop());
+            let Some((wid, o)) = o else { break };
+            model(|m| {
+                if let Some(meta) = m.weaks.get_mut(&wid) {
+                    meta.objs_held -= 1;
+                }
+            });
+            drop_handles("dropping a weak-reference object", o);
+        }
+        let wweaks = world(|w| std::mem::take(&mut *w.wweaks.borrow_mut()));
+        drop_handles("dropping weak references to weak references", wweaks);
         let fins = world(|w| std::mem::take(&mut *w.fins.borrow_mut()));
         drop_handles("dropping Finalizers", fins);
         let maps = world(|w| std::mem::take(&mut *w.maps.borrow_mut()));
@@ -2519,6 +4207,10 @@ fn world_is_empty() -> bool {
             && w.maps.borrow().is_empty()
             && w.sets.borrow().is_empty()
             && w.vmaps.borrow().is_empty()
+            && w.wobjs.borrow().is_empty()
+            && w.wweaks.borrow().is_empty()
+            && w.proxies.borrow().is_empty()
+            && w.methods.borrow().is_empty()
             && w.heaps.borrow().iter().all(Option::is_none)
     })
 }
@@ -2675,7 +4367,9 @@ fn run_case(seed: u64, steps: usize, logging: bool) -> Result<(), Outcome> {
         // made after that: only one on an object left on an unfreeable cycle may not have run.
         let excused = excused_leftovers(m);
         for (fid, f) in &m.fins {
-            if f.ran == 0 && !f.detached && !f.exempt && !excused.contains(&f.target) {
+            // With `atexit` off, a shutdown releases it without running it.
+            let released = f.released || f.atexit_off;
+            if f.ran == 0 && !f.detached && !f.exempt && !released && !excused.contains(&f.target) {
                 v.push(format!(
                     "finalize registration {fid} (node {}) never ran",
                     f.target
@@ -2713,6 +4407,8 @@ fn break_all_edges() {
                     *m.slots.at(id) = vec![None];
                     m.node_weak_states
                         .retain(|_, &mut (holder, _)| holder != id);
+                    m.node_weak_payloads
+                        .retain(|_, &mut (holder, _)| holder != id);
                 }
             });
             drop_handles("dropping broken edges", (edges, cell, slots, weaks));
@@ -2733,6 +4429,10 @@ fn abandon_world() {
         std::mem::forget(std::mem::take(&mut *w.maps.borrow_mut()));
         std::mem::forget(std::mem::take(&mut *w.sets.borrow_mut()));
         std::mem::forget(std::mem::take(&mut *w.vmaps.borrow_mut()));
+        std::mem::forget(std::mem::take(&mut *w.wobjs.borrow_mut()));
+        std::mem::forget(std::mem::take(&mut *w.wweaks.borrow_mut()));
+        std::mem::forget(std::mem::take(&mut *w.proxies.borrow_mut()));
+        std::mem::forget(std::mem::take(&mut *w.methods.borrow_mut()));
         std::mem::forget(std::mem::take(&mut *w.all.borrow_mut()));
         std::mem::forget(std::mem::take(&mut *w.heaps.borrow_mut()));
         w.frames.borrow_mut().clear();
@@ -2801,6 +4501,58 @@ fn report(seed: u64, steps: usize, o: &Outcome) -> String {
     s
 }
 
+/// How a run goes (from the environment).
+#[derive(Clone)]
+struct Settings {
+    steps: usize,
+    single: bool,
+    trace: bool,
+    keep_going: bool,
+    budget: u32,
+    force_track_all: Option<bool>,
+}
+
+/// Runs cases on this thread; returns the reports of those that failed (stopping at the first
+/// unless `keep_going`).
+fn run_seeds(seeds: &[u64], st: &Settings) -> Vec<String> {
+    world(|w| {
+        w.hook_budget.set(st.budget);
+        w.force_track_all.set(st.force_track_all);
+    });
+    let mut failures = Vec::new();
+    for &seed in seeds {
+        if st.trace {
+            eprintln!("adversarial: REAP_ADV_SEED={seed:#x}");
+        }
+        QUIET.with(|q| q.set(Some(seed)));
+        let r = run_case(seed, st.steps, st.single);
+        QUIET.with(|q| q.set(None));
+        if let Err(o) = r {
+            // Run it again with the operation log on, for the report.
+            let o = if st.single {
+                o
+            } else {
+                QUIET.with(|q| q.set(Some(seed)));
+                let again = run_case(seed, st.steps, true);
+                QUIET.with(|q| q.set(None));
+                again.err().unwrap_or(o)
+            };
+            let text = report(seed, st.steps, &o);
+            eprintln!("{text}");
+            failures.push(text);
+            if !st.keep_going {
+                break;
+            }
+        }
+    }
+    failures
+}
+
+/// Cases per thread (natively). Leftovers a case may leave for good (a cycle across heaps, in a
+/// heap already shut down) stay in the thread's heap registry, and every heap shutdown that
+/// finds objects alive scans all of them: a fresh thread now and then keeps the run linear.
+const BATCH: usize = 100;
+
 #[test]
 fn random_hooks_across_two_heaps_keep_the_runtime_sound() {
     let (cases, default_steps) = if cfg!(miri) { (200, 6) } else { (3000, 60) };
@@ -2815,50 +4567,48 @@ fn random_hooks_across_two_heaps_keep_the_runtime_sound() {
                 .collect()
         }
     };
-    let single = seeds.len() == 1;
-    let trace = std::env::var_os("REAP_ADV_TRACE").is_some();
-    let keep_going = std::env::var_os("REAP_ADV_KEEP_GOING").is_some();
-    if let Some(b) = env_num("REAP_ADV_BUDGET") {
-        world(|w| w.hook_budget.set(b as u32));
-    }
-    if let Some(t) = env_num("REAP_ADV_TRACK_ALL") {
-        world(|w| w.force_track_all.set(Some(t != 0)));
-    }
+    let st = Settings {
+        steps,
+        single: seeds.len() == 1,
+        trace: std::env::var_os("REAP_ADV_TRACE").is_some(),
+        keep_going: std::env::var_os("REAP_ADV_KEEP_GOING").is_some(),
+        budget: env_num("REAP_ADV_BUDGET").map_or(HOOK_BUDGET, |b| b as u32),
+        force_track_all: env_num("REAP_ADV_TRACK_ALL").map(|t| t != 0),
+    };
     install_panic_hook();
-    if std::env::var_os("REAP_ADV_STATS").is_some() {
-        STATS.with(|s| *s.borrow_mut() = Some(BTreeMap::new()));
-    }
+    // After the test's own hook, which it then wraps: reports carry the panic's location.
+    reap::record_panic_locations();
+    STATS_ON.store(
+        std::env::var_os("REAP_ADV_STATS").is_some(),
+        Ordering::Relaxed,
+    );
     let mut failures = Vec::new();
-    for &seed in &seeds {
-        if trace {
-            eprintln!("adversarial: REAP_ADV_SEED={seed:#x}");
-        }
-        QUIET.with(|q| q.set(Some(seed)));
-        let r = run_case(seed, steps, single);
-        QUIET.with(|q| q.set(None));
-        if let Err(o) = r {
-            // Run it again with the operation log on, for the report.
-            let o = if single {
-                o
-            } else {
-                QUIET.with(|q| q.set(Some(seed)));
-                let again = run_case(seed, steps, true);
-                QUIET.with(|q| q.set(None));
-                again.err().unwrap_or(o)
-            };
-            let text = report(seed, steps, &o);
-            eprintln!("{text}");
-            failures.push(text);
-            if !keep_going {
+    if cfg!(miri) || st.single {
+        failures = run_seeds(&seeds, &st);
+    } else {
+        for batch in seeds.chunks(BATCH) {
+            let (first, batch, st2) = (batch[0], batch.to_vec(), st.clone());
+            let thread = std::thread::spawn(move || run_seeds(&batch, &st2));
+            match thread.join() {
+                Ok(f) => failures.extend(f),
+                Err(p) => {
+                    failures.push(format!(
+                        "the thread of the batch from REAP_ADV_SEED={first:#x} panicked: {}",
+                        payload_msg(&*p)
+                    ));
+                    drop_payload(p);
+                }
+            }
+            if !failures.is_empty() && !st.keep_going {
                 break;
             }
         }
     }
-    STATS.with(|s| {
-        for (k, v) in s.borrow().iter().flatten() {
+    if let Ok(s) = STATS.lock() {
+        for (k, v) in s.iter() {
             eprintln!("{v:>10}  {k}");
         }
-    });
+    }
     assert!(
         failures.is_empty(),
         "{} of {} adversarial cases failed; the first:\n{}",
