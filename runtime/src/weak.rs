@@ -756,15 +756,19 @@ impl<T: ?Sized> Weak<T> {
     }
 
     /// Whether this weak reference still carries a callback (`__callback__ is not None`): false
-    /// once the callback ran or the referent died.
+    /// once the callback ran (or was dropped because the referent died while nobody held the
+    /// weak reference any more). A weak reference that is garbage of the same collection as its
+    /// referent keeps its callback, which never runs, until it is dropped itself: read from a
+    /// finalizer, clear hook or `Drop` of that garbage, it is cleared (`is_alive` false) yet
+    /// `has_callback` is true, as CPython's `__callback__` is still set there.
     pub fn has_callback(&self) -> bool {
         self.obj.callback.borrow().is_some()
     }
 
     /// A clone of the state of the pending callback (`ref.__callback__`), if this weak
     /// reference was made by [`Weak::with_callback`] (or [`Weak::with_payload_and_callback`])
-    /// with state of type `S`, and the callback has not run yet. `None` once it ran, when the
-    /// referent died, for another type, and for an untraced callback.
+    /// with state of type `S`, and still carries its callback (see [`Weak::has_callback`]).
+    /// `None` once it ran, for another type, and for an untraced callback.
     pub fn callback_state<S: Clone + 'static>(&self) -> Option<S> {
         // Cloned under the borrow; `S::clone` of a handle or of a derived value runs no runtime
         // code, and one that does meets a borrowed cell (a panic), never freed memory.

@@ -305,3 +305,45 @@ fn alloc_cyclic_panic_leaves_nothing_and_the_escaped_weak_dead() {
     });
     assert!(Gc::ptr_eq(&o.me.upgrade().unwrap(), &o));
 }
+
+/// A weak reference that is garbage of the collection that frees its referent keeps its
+/// callback, which never runs: from a finalizer of that garbage it reads cleared, with its
+/// callback. python3: `a.w = weakref.ref(b, cb)` in a cycle a <-> b, `__del__` of a prints
+/// `alive False callback True`, and `cb` never runs.
+#[test]
+fn garbage_weak_reference_keeps_its_never_run_callback_like_cpython() {
+    #[derive(Trace)]
+    #[reap(finalize)]
+    struct H {
+        next: RefCell<Option<Gc<H>>>,
+        w: RefCell<Option<Weak<H>>>,
+        #[reap(skip)]
+        seen: Rc<RefCell<Vec<(bool, bool, Option<u32>)>>>,
+    }
+    impl reap::Finalize for H {
+        fn finalize(this: &Gc<Self>) {
+            if let Some(w) = &*this.w.borrow() {
+                let seen = (w.is_alive(), w.has_callback(), w.callback_state::<u32>());
+                this.seen.borrow_mut().push(seen);
+            }
+        }
+    }
+    let heap = Heap::new();
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let new = || {
+        heap.alloc(H {
+            next: RefCell::new(None),
+            w: RefCell::new(None),
+            seen: seen.clone(),
+        })
+    };
+    let (a, b) = (new(), new());
+    *a.next.borrow_mut() = Some(b.clone());
+    *b.next.borrow_mut() = Some(a.clone());
+    *a.w.borrow_mut() = Some(Weak::with_callback(&b, 7_u32, |_, _: &Weak<H>| {
+        panic!("a garbage weak reference's callback never runs")
+    }));
+    drop((a, b));
+    assert_eq!(heap.collect(2), 3);
+    assert_eq!(*seen.borrow(), [(false, true, Some(7))]);
+}
