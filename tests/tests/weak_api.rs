@@ -312,13 +312,15 @@ fn alloc_cyclic_panic_leaves_nothing_and_the_escaped_weak_dead() {
 /// `alive False callback True`, and `cb` never runs.
 #[test]
 fn garbage_weak_reference_keeps_its_never_run_callback_like_cpython() {
+    /// What the finalizer saw: (alive, has a callback, its state).
+    type Seen = Rc<RefCell<Vec<(bool, bool, Option<u32>)>>>;
     #[derive(Trace)]
     #[reap(finalize)]
     struct H {
         next: RefCell<Option<Gc<H>>>,
         w: RefCell<Option<Weak<H>>>,
         #[reap(skip)]
-        seen: Rc<RefCell<Vec<(bool, bool, Option<u32>)>>>,
+        seen: Seen,
     }
     impl reap::Finalize for H {
         fn finalize(this: &Gc<Self>) {
