@@ -2705,11 +2705,16 @@ fn op_weak_upgrade() {
 /// The program lets go of a weak reference it held.
 fn drop_weak(wid: u32, weak: Weak<Node>) {
     let alive = weak.is_alive();
+    // Whether this is the last handle to the weak-reference object: others (its object kept by
+    // the world, a clone an operation lower on the stack works with, the runtime holding it for
+    // its callback) keep it alive, and its callback may still run.
+    let last = api("Weak::as_object", || {
+        Gc::strong_count(&Weak::as_object(&weak)) == 2
+    });
     model(|m| {
         if let Some(meta) = m.weaks.get_mut(&wid) {
             meta.held = false;
-            // Unless the world still holds its object (`Weak::as_object`), which keeps it alive.
-            meta.dropped_alive = alive && meta.objs_held == 0;
+            meta.dropped_alive = alive && last == Some(true);
         }
     });
     log(|| format!("drop weak {wid} (alive: {alive})"));
