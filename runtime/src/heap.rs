@@ -527,6 +527,16 @@ impl Heap {
     }
 }
 
+/// The flags a new object starts with.
+#[inline]
+fn initial_flags(tracked: bool, finalizer: bool) -> u8 {
+    let mut flags = if tracked { flag::TRACKED } else { 0 };
+    if finalizer {
+        flags |= flag::HAS_FINALIZER;
+    }
+    flags
+}
+
 impl HeapInner {
     #[inline]
     pub(crate) fn alloc<T: Trace>(&self, value: T) -> Gc<T> {
@@ -546,9 +556,7 @@ impl HeapInner {
         };
         // Asked before anything changes: it may be user code (`Finalize::wants_finalizer`).
         let finalizer = T::finalizer().is_some() && value.wants_finalizer();
-        if T::clearer().is_some() {
-            self.clear_hooks.set(true);
-        }
+        self.note_type::<T>();
         let base = self.slabs.alloc(ol.layout);
         // SAFETY: value_offset + size_of::<T>() is inside the allocation, and value_offset is a
         // multiple of T's alignment; the header occupies the HEADER_SIZE bytes before the value.
@@ -556,24 +564,49 @@ impl HeapInner {
             let slot = base.as_ptr().add(ol.value_offset);
             slot.cast::<T>().write(value);
             let header = slot.sub(HEADER_SIZE).cast::<Header>();
-            let mut flags = if tracked { flag::TRACKED } else { 0 };
-            if finalizer {
-                flags |= flag::HAS_FINALIZER;
-            }
-            header.write(Header {
-                meta: Cell::new((vtable as *const crate::header::VTable).cast()),
-                rc: Cell::new(1),
-                root: Cell::new(0),
-                flags: Cell::new(flags),
-                heap: self.slot,
-            });
+            header.write(self.new_header(vtable, 1, initial_flags(tracked, finalizer)));
             NonNull::new_unchecked(header)
         };
+        // SAFETY: just made, with its value, count 1 and flags; in no list yet.
+        unsafe { self.finish_alloc(header, tracked) };
+        // SAFETY: the object was just made with strong count 1, which the handle takes over.
+        unsafe { Gc::from_header(header) }
+    }
+
+    /// A new object's header on this heap.
+    #[inline]
+    fn new_header(&self, vtable: &'static crate::header::VTable, rc: u32, flags: u8) -> Header {
+        Header {
+            meta: Cell::new((vtable as *const crate::header::VTable).cast()),
+            rc: Cell::new(rc),
+            root: Cell::new(0),
+            flags: Cell::new(flags),
+            heap: self.slot,
+        }
+    }
+
+    /// Notes what a newly allocated type needs from later collections: the clear phase runs
+    /// only on heaps that ever allocated a type with a [`crate::Clear`] hook.
+    #[inline]
+    fn note_type<T: Trace>(&self) {
+        if T::clearer().is_some() {
+            self.clear_hooks.set(true);
+        }
+    }
+
+    /// The last step of every allocation: the object is counted, linked into generation 0 if
+    /// tracked, and may start an automatic collection.
+    ///
+    /// # Safety
+    /// `header` is a new object of this heap, value written, count 1, flags set, in no list.
+    #[inline]
+    unsafe fn finish_alloc(&self, header: NonNull<Header>, tracked: bool) {
         self.live.set(self.live.get() + 1);
         self.allocated.set(self.allocated.get() + 1);
         if tracked {
-            // SAFETY: a tracked object's links are in front of its header (written here first),
-            // not yet in any list; the list head lives in this heap, which outlives the object.
+            // SAFETY: a tracked object's links are in front of its header (the caller's
+            // contract: not yet in any list); the list head lives in this heap, which outlives
+            // the object.
             unsafe {
                 let links = Header::links(header);
                 links.as_ptr().write(Links::dangling());
@@ -583,8 +616,6 @@ impl HeapInner {
                 self.collect_automatically();
             }
         }
-        // SAFETY: the object was just made with strong count 1, which the handle takes over.
-        unsafe { Gc::from_header(header) }
     }
 
     /// [`Heap::alloc_cyclic`]: the object's memory and header exist (count 0, in no list, so
@@ -608,13 +639,7 @@ impl HeapInner {
                 .add(ol.value_offset)
                 .sub(HEADER_SIZE)
                 .cast::<Header>();
-            header.write(Header {
-                meta: Cell::new((vtable as *const crate::header::VTable).cast()),
-                rc: Cell::new(0),
-                root: Cell::new(0),
-                flags: Cell::new(0),
-                heap: self.slot,
-            });
+            header.write(self.new_header(vtable, 0, 0));
             NonNull::new_unchecked(header)
         };
         // A handle that owns no count, only lent to `Weak::new` (which reads the header and
@@ -642,33 +667,16 @@ impl HeapInner {
                 std::panic::resume_unwind(panic);
             }
         };
-        if T::clearer().is_some() {
-            self.clear_hooks.set(true);
-        }
+        self.note_type::<T>();
         // SAFETY: the slot is the value's (layout above) and still uninitialised.
         unsafe { Header::value_ptr(header).cast::<T>().as_ptr().write(value) };
         // SAFETY: the header is allocated; nothing else refers to it but cleared-or-dead-looking
         // weak references, which upgrade from now on.
         let h = unsafe { header.as_ref() };
         h.rc.set(1);
-        let mut flags = if tracked { flag::TRACKED } else { 0 };
-        if finalizer {
-            flags |= flag::HAS_FINALIZER;
-        }
-        h.flags.set(flags);
-        self.live.set(self.live.get() + 1);
-        self.allocated.set(self.allocated.get() + 1);
-        if tracked {
-            // SAFETY: as in `alloc_tracked_if`.
-            unsafe {
-                let links = Header::links(header);
-                links.as_ptr().write(Links::dangling());
-                self.lists[0].push_back(links);
-            }
-            if self.gens.note_allocation() {
-                self.collect_automatically();
-            }
-        }
+        h.flags.set(initial_flags(tracked, finalizer));
+        // SAFETY: value written, count 1, flags set; in no list (see above).
+        unsafe { self.finish_alloc(header, tracked) };
         // SAFETY: strong count 1, which the handle takes over.
         unsafe { Gc::from_header(header) }
     }
