@@ -29,7 +29,10 @@ mod trial;
 
 pub use generations::{GenerationStats, Generations};
 pub use phases::{collect, CallbackPhase, CollectionInfo, CollectionPhases, Partition};
-pub use trial::{find_unreachable, mark_reachable, mark_reachable_prepared, CollectorHeap, Mark};
+pub use trial::{
+    find_unreachable, mark_reachable, mark_reachable_from, mark_reachable_prepared, CollectorHeap,
+    Mark,
+};
 
 /// Number of collectable generations (0 young, 1, 2 old). The permanent (frozen) set is apart.
 pub const GENERATIONS: usize = 3;

@@ -9,7 +9,9 @@
 //!    handle to which was dropped without reaching zero since a full collection last scanned it).
 //!    With none, the generations only age.
 //! 4. **Gather** the candidates (generations `0..=g`), copying each strong count into its
-//!    scratch count, then **trial deletion** ([`mark_reachable_prepared`]). No user code runs
+//!    scratch count, then **trial deletion** ([`mark_reachable_prepared`]). A full collection
+//!    on a heap that keeps a record of its possible roots instead **discovers** its
+//!    candidates from them ([`mark_reachable_from`]): it looks only at what they reach. No user code runs
 //!    but traversal; a traversal that panics abandons the collection with real counts intact.
 //! 5. **Partition** (2.3): survivors move to generation `g + 1`; the rest is the garbage.
 //! 6. **Weak references** (2.4), only if some garbage has weak references or is one: every weak
@@ -29,7 +31,9 @@ use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use crate::{mark_reachable_prepared, CollectorHeap, Generations, GENERATIONS};
+use crate::{
+    mark_reachable_from, mark_reachable_prepared, CollectorHeap, Generations, GENERATIONS,
+};
 
 /// Phase of a collection callback.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +84,21 @@ pub trait CollectionPhases: CollectorHeap {
 
     /// Moves every object of generations `0..=g` into generation `to`, without looking at them.
     fn age(&self, g: usize, to: usize);
+
+    /// For a full collection: the heap's possible roots (objects a handle to which was dropped
+    /// without reaching zero since a full collection last found them reachable), taken from
+    /// the heap's record of them, if the heap finds its candidates from them
+    /// ([`crate::mark_reachable_from`], with [`CollectorHeap::discover`]). `None`, the default,
+    /// makes the collection gather every object of the generations instead.
+    fn take_possible_roots(&self) -> Option<Vec<Self::Object>> {
+        None
+    }
+
+    /// The number of objects in generations `0..=2`, read before a full collection that
+    /// discovers its candidates: the objects it never looks at survive too.
+    fn population(&self) -> usize {
+        0
+    }
 
     /// Takes the objects of generations `0..=g` out of their lists as candidates, each with its
     /// scratch count set to its strong count and marked a candidate (trial deletion's step 1).
@@ -161,24 +180,71 @@ pub fn collect<H: CollectionPhases>(heap: &H, g: usize) -> usize {
     collected
 }
 
+/// A full collection discovers its candidates from the possible roots only while there are
+/// fewer than one root for this many objects of the generations; otherwise it gathers them all.
+const DISCOVERY_RATIO: usize = 8;
+
 /// Phases 3 to 9. Returns (survivors, collected).
 fn collect_generations<H: CollectionPhases>(heap: &H, g: usize) -> (usize, usize) {
     let to = (g + 1).min(GENERATIONS - 1);
-    if let Some(n) = heap.count_if_no_possible_root(g) {
-        heap.age(g, to);
-        return (n, 0);
-    }
-    let candidates = heap.gather(g);
-    if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
-        mark_reachable_prepared(heap, &candidates)
-    })) {
-        heap.abandon(&candidates, to, p);
-        return (0, 0);
-    }
+    let roots = if g == GENERATIONS - 1 {
+        heap.take_possible_roots()
+    } else {
+        None
+    };
+    // A full collection that looks only at what the possible roots reach costs that part's
+    // price, not the heap's. When the roots are many for the heap's size, most of it is likely
+    // reached anyway, and gathering every object (a walk in list order) is the cheaper way.
+    let population = if roots.is_some() {
+        heap.population()
+    } else {
+        0
+    };
+    let (candidates, untouched) = match roots {
+        Some(roots) if roots.is_empty() => {
+            // Nothing was dropped that could have left garbage: everything survives.
+            heap.age(g, to);
+            return (population, 0);
+        }
+        Some(roots) if roots.len().saturating_mul(DISCOVERY_RATIO) < population => {
+            // What this never looks at is reachable from outside (see `mark_reachable_from`)
+            // and joins the oldest generation, as after a collection of everything.
+            let mut candidates = Vec::new();
+            let traced = catch_unwind(AssertUnwindSafe(|| {
+                mark_reachable_from(heap, &roots, &mut candidates)
+            }));
+            heap.age(g, to);
+            if let Err(p) = traced {
+                heap.abandon(&candidates, to, p);
+                return (0, 0);
+            }
+            let untouched = population.saturating_sub(candidates.len());
+            (candidates, untouched)
+        }
+        taken => {
+            // With roots taken (and unmarked), there is garbage to look for whatever the marks
+            // say now: skip candidate filtering.
+            if taken.is_none() {
+                if let Some(n) = heap.count_if_no_possible_root(g) {
+                    heap.age(g, to);
+                    return (n, 0);
+                }
+            }
+            let candidates = heap.gather(g);
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| {
+                mark_reachable_prepared(heap, &candidates)
+            })) {
+                heap.abandon(&candidates, to, p);
+                return (0, 0);
+            }
+            (candidates, 0)
+        }
+    };
     let part = heap.partition(candidates, to);
+    let survivors = untouched + part.survivors;
     let garbage = part.garbage;
     if garbage.is_empty() {
-        return (part.survivors, 0);
+        return (survivors, 0);
     }
     let weak_freed = if part.needs_weak_phase {
         heap.handle_weakrefs(&garbage)
@@ -190,12 +256,12 @@ fn collect_generations<H: CollectionPhases>(heap: &H, g: usize) -> (usize, usize
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| mark_reachable_prepared(heap, &garbage))) {
             // Keep everything: treat all of it as resurrected.
             heap.abandon(&garbage, to, p);
-            return (part.survivors, weak_freed);
+            return (survivors, weak_freed);
         }
         let garbage = heap.partition_resurrected(garbage, to);
-        return (part.survivors, weak_freed + heap.reclaim(garbage, to));
+        return (survivors, weak_freed + heap.reclaim(garbage, to));
     }
-    (part.survivors, weak_freed + heap.reclaim(garbage, to))
+    (survivors, weak_freed + heap.reclaim(garbage, to))
 }
 
 #[cfg(test)]
@@ -220,6 +286,8 @@ mod tests {
         mark: Vec<Cell<Mark>>,
         gens: Generations,
         calls: RefCell<Vec<String>>,
+        /// Full collections discover their candidates from the objects with `root_mark`.
+        by_roots: bool,
     }
 
     impl Model {
@@ -238,6 +306,7 @@ mod tests {
                 mark: (0..n).map(|_| Cell::new(Mark::Outside)).collect(),
                 gens: Generations::new(),
                 calls: RefCell::new(Vec::new()),
+                by_roots: false,
             }
         }
         fn call(&self, s: &str) {
@@ -284,9 +353,31 @@ mod tests {
             }
             true
         }
+        fn discover(&self, o: usize) -> bool {
+            if self.freed.borrow()[o] || self.mark[o].get() != Mark::Outside {
+                return false;
+            }
+            self.prepare(&[o]);
+            true
+        }
     }
 
     impl CollectionPhases for Model {
+        fn take_possible_roots(&self) -> Option<Vec<usize>> {
+            if !self.by_roots {
+                return None;
+            }
+            self.call("take possible roots");
+            Some(
+                self.live(2)
+                    .into_iter()
+                    .filter(|&o| self.root_mark[o])
+                    .collect(),
+            )
+        }
+        fn population(&self) -> usize {
+            self.live(2).len()
+        }
         fn generations(&self) -> &Generations {
             &self.gens
         }
@@ -441,5 +532,74 @@ mod tests {
         assert!(m.gens.begin_collection(0));
         assert_eq!(collect(&m, 2), 0);
         assert!(m.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn full_collection_from_possible_roots_looks_only_at_what_they_reach() {
+        // 0 <-> 1 garbage (1 a possible root); 2 -> 3 live, and 4..20 live, none of them a
+        // possible root: never traced, yet counted as survivors and moved to the oldest
+        // generation.
+        let n = 20;
+        let mut edges = vec![vec![1], vec![0], vec![3]];
+        edges.resize(n, vec![]);
+        let mut roots = vec![2];
+        roots.extend(4..n);
+        let mut m = Model::new(edges, roots);
+        m.by_roots = true;
+        m.root_mark = vec![false; n];
+        m.root_mark[1] = true;
+        assert_eq!(collect(&m, 2), 2);
+        assert_eq!(
+            *m.calls.borrow(),
+            [
+                "Start collected=0",
+                "take possible roots",
+                "age",
+                "partition",
+                "reclaim [1, 0]",
+                "Stop collected=2"
+            ]
+        );
+        assert!(m.gen.borrow().iter().all(|&g| g == 2));
+        // Objects 2.. were never candidates.
+        assert!((2..n).all(|o| m.mark[o].get() == Mark::Outside));
+        assert_eq!(m.gens.stats()[2].collected, 2);
+    }
+
+    #[test]
+    fn many_possible_roots_for_the_heap_gather_instead() {
+        // Every object a possible root: gathering them all is cheaper than discovering.
+        let mut m = Model::new(vec![vec![1], vec![0], vec![]], vec![2]);
+        m.by_roots = true;
+        assert_eq!(collect(&m, 2), 2);
+        assert_eq!(
+            m.calls.borrow()[1..3],
+            ["take possible roots".to_string(), "gather".to_string()]
+        );
+    }
+
+    #[test]
+    fn no_possible_root_taken_means_no_garbage() {
+        let mut m = Model::new(vec![vec![1], vec![0]], vec![]);
+        m.by_roots = true;
+        m.root_mark = vec![false, false];
+        assert_eq!(collect(&m, 2), 0);
+        assert_eq!(
+            *m.calls.borrow(),
+            [
+                "Start collected=0",
+                "take possible roots",
+                "age",
+                "Stop collected=0"
+            ]
+        );
+    }
+
+    #[test]
+    fn young_collections_gather_even_with_a_record_of_roots() {
+        let mut m = Model::new(vec![vec![1], vec![0]], vec![]);
+        m.by_roots = true;
+        assert_eq!(collect(&m, 0), 2);
+        assert_eq!(m.calls.borrow()[1], "gather");
     }
 }

@@ -53,6 +53,30 @@ pub trait CollectorHeap {
         })
     }
 
+    /// For [`mark_reachable_from`]: makes `object` a candidate if it may belong to the garbage
+    /// of the running collection and is not a candidate yet (step 1 for it: scratch count set
+    /// to its strong count, marked [`Mark::Candidate`]), and says whether it did. The default
+    /// discovers nothing: a heap that finds its candidates from possible roots overrides it.
+    fn discover(&self, _object: Self::Object) -> bool {
+        false
+    }
+
+    /// For [`mark_reachable_from`]: step 2 for one candidate, discovering as it goes. Every
+    /// object it holds a handle to that [`CollectorHeap::discover`] makes a candidate is pushed
+    /// on `found`; then one is subtracted from the scratch count of the target of every handle
+    /// to a candidate, as [`CollectorHeap::subtract_edges`]. Returns `false` when the object
+    /// could not be traversed completely.
+    fn discover_edges(&self, object: Self::Object, found: &mut Vec<Self::Object>) -> bool {
+        self.visit_edges(object, &mut |t| {
+            if self.discover(t) {
+                found.push(t);
+            }
+            if self.mark(t) == Mark::Candidate {
+                self.set_scratch(t, self.scratch(t).saturating_sub(1));
+            }
+        })
+    }
+
     /// Step 3 for one reachable object: marks every candidate it holds a handle to reachable,
     /// and pushes it on `stack`. The default goes through [`CollectorHeap::visit_edges`].
     fn mark_edges(&self, object: Self::Object, stack: &mut Vec<Self::Object>) {
@@ -110,12 +134,62 @@ pub fn mark_reachable<H: CollectorHeap>(heap: &H, candidates: &[H::Object]) {
 /// candidate's scratch count set to its strong count, and marked [`Mark::Candidate`]): saves a
 /// pass over the candidates.
 pub fn mark_reachable_prepared<H: CollectorHeap>(heap: &H, candidates: &[H::Object]) {
-    let mut stack = Vec::new();
+    let mut opaque = Vec::new();
     for &o in candidates {
         if !heap.subtract_edges(o) {
-            stack.push(o);
+            opaque.push(o);
         }
     }
+    mark_from_outside(heap, candidates, opaque);
+}
+
+/// Trial deletion over the part of the heap that `roots` reach, for a collection that finds
+/// its candidates instead of gathering them: steps 1 and 2 run as the candidates are
+/// discovered, and `candidates` ends up holding every object discovered (roots first), marked as
+/// [`mark_reachable`] leaves them.
+///
+/// Why this finds all the garbage: a set of objects becomes garbage when the last handle into
+/// it from outside is dropped, and that drop, not reaching zero, makes its target a possible
+/// root; every member of the set is reachable from such targets (each has a holder inside the
+/// set, and following holders backwards ends in a cycle that one of those drops cut off). So
+/// the garbage lies inside what the possible roots reach, and what is not discovered is
+/// reachable from outside by construction. A handle from an undiscovered object into a
+/// candidate is simply never subtracted: it counts as a reference from outside, as it should.
+///
+/// The caller owns `candidates` so that, if a traversal panics, it still knows which objects
+/// were made candidates (and must be put back).
+pub fn mark_reachable_from<H: CollectorHeap>(
+    heap: &H,
+    roots: &[H::Object],
+    candidates: &mut Vec<H::Object>,
+) {
+    for &r in roots {
+        if heap.discover(r) {
+            candidates.push(r);
+        }
+    }
+    // `candidates` is also the queue: each is traced once, after its discovery, so every edge
+    // between candidates is subtracted exactly once.
+    let mut opaque = Vec::new();
+    let mut next = 0;
+    while next < candidates.len() {
+        let o = candidates[next];
+        next += 1;
+        if !heap.discover_edges(o, candidates) {
+            opaque.push(o);
+        }
+    }
+    mark_from_outside(heap, candidates, opaque);
+}
+
+/// Step 3: marks reachable every candidate whose scratch count stayed above zero (held from
+/// outside the candidates), the ones that could not be traversed (`opaque`), and everything
+/// they reach.
+fn mark_from_outside<H: CollectorHeap>(
+    heap: &H,
+    candidates: &[H::Object],
+    mut stack: Vec<H::Object>,
+) {
     for &o in &stack {
         heap.set_mark(o, Mark::Reachable);
     }
@@ -144,6 +218,8 @@ mod tests {
         indegree: Vec<usize>,
         scratch: Vec<Cell<usize>>,
         mark: Vec<Cell<Mark>>,
+        /// The objects `discover` may make candidates (the generations being collected).
+        eligible: Vec<bool>,
     }
 
     impl Model {
@@ -157,6 +233,7 @@ mod tests {
                 indegree,
                 edges,
                 roots,
+                eligible: vec![true; n],
                 opaque: vec![false; n],
                 scratch: (0..n).map(|_| Cell::new(0)).collect(),
                 mark: (0..n).map(|_| Cell::new(Mark::Outside)).collect(),
@@ -183,6 +260,14 @@ mod tests {
         }
         fn set_mark(&self, o: usize, m: Mark) {
             self.mark[o].set(m)
+        }
+        fn discover(&self, o: usize) -> bool {
+            if !self.eligible[o] || self.mark[o].get() != Mark::Outside {
+                return false;
+            }
+            self.scratch[o].set(self.strong(o));
+            self.mark[o].set(Mark::Candidate);
+            true
         }
         fn visit_edges(&self, o: usize, visit: &mut dyn FnMut(usize)) -> bool {
             if self.opaque[o] {
@@ -268,5 +353,87 @@ mod tests {
         roots[0] = 1;
         let m = Model::new(chain, roots);
         assert!(find_unreachable(&m, &all).is_empty());
+    }
+
+    /// What `roots` reach through eligible objects (the roots included if eligible); an opaque
+    /// object's edges cannot be followed.
+    fn reach(m: &Model, roots: &[usize]) -> Vec<usize> {
+        let mut seen = vec![false; m.edges.len()];
+        let mut stack: Vec<usize> = roots.iter().copied().filter(|&r| m.eligible[r]).collect();
+        for &r in &stack {
+            seen[r] = true;
+        }
+        let mut out = Vec::new();
+        while let Some(o) = stack.pop() {
+            out.push(o);
+            if m.opaque[o] {
+                continue;
+            }
+            for &t in &m.edges[o] {
+                if m.eligible[t] && !seen[t] {
+                    seen[t] = true;
+                    stack.push(t);
+                }
+            }
+        }
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn discovery_from_roots_matches_the_oracle_over_what_they_reach() {
+        let cases = if cfg!(miri) { 20 } else { 3000 };
+        let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+        for _ in 0..cases {
+            let n = 1 + rng.below(30);
+            let edges: Vec<Vec<usize>> = (0..n)
+                .map(|_| (0..rng.below(4)).map(|_| rng.below(n)).collect())
+                .collect();
+            let roots: Vec<usize> = (0..n).map(|_| usize::from(rng.below(5) == 0)).collect();
+            let mut m = Model::new(edges, roots);
+            for o in 0..n {
+                m.opaque[o] = rng.below(20) == 0;
+                m.eligible[o] = rng.below(5) != 0;
+            }
+            let possible: Vec<usize> = (0..n).filter(|_| rng.below(3) == 0).collect();
+            let mut found = Vec::new();
+            mark_reachable_from(&m, &possible, &mut found);
+            let mut discovered = found.clone();
+            discovered.sort_unstable();
+            let expected_set = reach(&m, &possible);
+            assert_eq!(discovered, expected_set, "each object discovered once");
+            let mut garbage: Vec<usize> = found
+                .iter()
+                .copied()
+                .filter(|&o| m.mark(o) == Mark::Candidate)
+                .collect();
+            garbage.sort_unstable();
+            assert_eq!(garbage, oracle(&m, &expected_set), "graph {:?}", m.edges);
+        }
+    }
+
+    #[test]
+    fn discovery_from_every_possible_root_finds_all_the_garbage() {
+        // Every eligible object a possible root: the same garbage as gathering them all.
+        let cases = if cfg!(miri) { 20 } else { 1000 };
+        let mut rng = Rng(0x1234_5678_9ABC_DEF1);
+        for _ in 0..cases {
+            let n = 1 + rng.below(30);
+            let edges: Vec<Vec<usize>> = (0..n)
+                .map(|_| (0..rng.below(4)).map(|_| rng.below(n)).collect())
+                .collect();
+            let roots: Vec<usize> = (0..n).map(|_| usize::from(rng.below(5) == 0)).collect();
+            let m = Model::new(edges, roots);
+            let all: Vec<usize> = (0..n).collect();
+            let mut found = Vec::new();
+            mark_reachable_from(&m, &all, &mut found);
+            let mut garbage: Vec<usize> = found
+                .iter()
+                .copied()
+                .filter(|&o| m.mark(o) == Mark::Candidate)
+                .collect();
+            garbage.sort_unstable();
+            assert_eq!(garbage, oracle(&m, &all));
+        }
     }
 }

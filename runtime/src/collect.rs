@@ -27,7 +27,7 @@ use reap_collector::{
     CallbackPhase, CollectionInfo, CollectionPhases, CollectorHeap, Generations, Mark, Partition,
 };
 
-use crate::header::{flag, Header, Links};
+use crate::header::{flag, root, Header, Links};
 use crate::heap::{free_object, release, HeapInner, UnraisableKind};
 use crate::introspect::any_handle;
 use crate::introspect::debug;
@@ -95,45 +95,78 @@ impl CollectorHeap for HeapInner {
                 visit(t);
             }
         };
-        trace_with(o, Tracer::new(&mut own))
+        self.trace_with(o, Tracer::new(&mut own))
     }
 
     fn subtract_edges(&self, o: NonNull<Header>) -> bool {
-        trace_with(o, Tracer::subtract(self.candidate_key))
+        self.trace_with(o, Tracer::subtract(self.candidate_key))
     }
 
     fn mark_edges(&self, o: NonNull<Header>, stack: &mut Vec<NonNull<Header>>) {
-        trace_with(o, Tracer::mark(stack, self.candidate_key));
+        self.trace_with(o, Tracer::mark(stack, self.candidate_key));
     }
-}
 
-/// Traces a candidate with `tracer`. Returns `false` if the traversal was incomplete.
-#[inline]
-fn trace_with(o: NonNull<Header>, mut tracer: Tracer<'_>) -> bool {
-    // SAFETY: candidates are live and their values initialised.
-    let h = unsafe { o.as_ref() };
-    let vtable = h.vtable();
-    // SAFETY: the value is live (candidates never have dropped values).
-    unsafe { (vtable.trace)(Header::value_ptr(o), &mut tracer) };
-    if tracer.is_incomplete() {
-        // Kept without being traced: what it holds may be garbage once the borrow ends, with
-        // no drop to flag it, so it stays a possible root.
-        h.set_possible_root();
-        false
-    } else {
-        true
+    fn discover(&self, o: NonNull<Header>) -> bool {
+        self.discover_candidate(o)
     }
-}
 
-/// Puts objects into the list `to`.
-fn relink(objects: &[NonNull<Header>], to: &Links) {
-    for &o in objects {
-        // SAFETY: the objects are allocated and in no list (their links were the collector's).
-        unsafe { to.push_back(Header::links(o)) };
+    fn discover_edges(&self, o: NonNull<Header>, found: &mut Vec<NonNull<Header>>) -> bool {
+        self.trace_with(o, Tracer::discover(found, self))
     }
 }
 
 impl HeapInner {
+    /// Traces a candidate with `tracer`. Returns `false` if the traversal was incomplete.
+    #[inline]
+    fn trace_with(&self, o: NonNull<Header>, mut tracer: Tracer<'_>) -> bool {
+        // SAFETY: candidates are live and their values initialised.
+        let h = unsafe { o.as_ref() };
+        let vtable = h.vtable();
+        // SAFETY: the value is live (candidates never have dropped values).
+        unsafe { (vtable.trace)(Header::value_ptr(o), &mut tracer) };
+        if tracer.is_incomplete() {
+            // Kept without being traced: what it holds may be garbage once the borrow ends,
+            // with no drop to flag it, so it stays a possible root.
+            self.note_possible_root(o);
+            false
+        } else {
+            true
+        }
+    }
+
+    /// Puts objects into the list `to`.
+    fn relink(&self, objects: &[NonNull<Header>], to: usize) {
+        for &o in objects {
+            // SAFETY: the objects are allocated and in no list (their links were the
+            // collector's).
+            unsafe { self.lists[to].push_back(Header::links(o)) };
+        }
+        self.listed.set(self.listed.get() + objects.len());
+    }
+
+    /// [`CollectorHeap::discover`]: during a full collection from possible roots, makes `o` a
+    /// candidate if it is one of this heap's tracked objects, alive, in a generation list (the
+    /// permanent set is empty then: `take_possible_roots`) and not a candidate yet. It leaves its
+    /// list, as gathered candidates do, so its links can hold the scratch count.
+    #[inline]
+    pub(crate) fn discover_candidate(&self, o: NonNull<Header>) -> bool {
+        // SAFETY: handles and roots lead to allocated objects.
+        let h = unsafe { o.as_ref() };
+        if h.heap != self.slot
+            || !h.has(flag::TRACKED)
+            || h.has(flag::COLLECTING | flag::UNLINKED)
+            || h.strong() == 0
+        {
+            return false;
+        }
+        // SAFETY: a tracked object of this heap that is neither a candidate nor unlinked is in
+        // one of its lists.
+        unsafe { Links::unlink(Header::links(o)) };
+        self.listed.set(self.listed.get() - 1);
+        self.prepare(o, h);
+        true
+    }
+
     /// The clear phase (SEMANTICS 2.7): every garbage object whose type has a clear hook lets go
     /// of its handles while all of the garbage is still whole. Handles released here to other
     /// garbage only lower counts (`COLLECTING` keeps those objects for the loop that drops the
@@ -173,6 +206,50 @@ impl CollectionPhases for HeapInner {
         self.run_collect_callbacks(phase, info);
     }
 
+    /// The record of possible roots, unless the permanent set holds objects: the collection
+    /// would have to tell its objects from the generations' while discovering, so it gathers
+    /// instead (walking the generations, not the permanent set).
+    fn take_possible_roots(&self) -> Option<Vec<NonNull<Header>>> {
+        if !self.lists[3].is_empty() {
+            return None;
+        }
+        let mut roots = self.possible_roots.take(&self.slabs);
+        // Generation 0's possible roots are not recorded: walk it. Its objects are all about to
+        // leave it (candidates for generation 2, the rest spliced there).
+        let head = &self.lists[0];
+        let mut cur = head.next.get();
+        while cur != NonNull::from(head) {
+            let o = Header::from_links(cur);
+            // SAFETY: listed objects are allocated.
+            let h = unsafe { o.as_ref() };
+            let r = h.root.get();
+            h.root.set((r & !root::POSSIBLE) | root::OLD);
+            if r & root::POSSIBLE != 0 && h.strong() > 0 {
+                roots.push(o);
+            }
+            // SAFETY: as above.
+            cur = unsafe { cur.as_ref() }.next.get();
+        }
+        Some(roots)
+    }
+
+    fn population(&self) -> usize {
+        let n = self.listed.get();
+        if cfg!(debug_assertions) && n < 50_000 {
+            let mut walked = 0;
+            for head in &self.lists {
+                let mut cur = head.next.get();
+                while cur != NonNull::from(head) {
+                    walked += 1;
+                    // SAFETY: listed objects are allocated.
+                    cur = unsafe { cur.as_ref() }.next.get();
+                }
+            }
+            debug_assert_eq!(walked, n, "reap: the count of listed objects is off");
+        }
+        n
+    }
+
     fn count_if_no_possible_root(&self, g: usize) -> Option<usize> {
         let mut n = 0;
         for gen in 0..=g {
@@ -184,6 +261,8 @@ impl CollectionPhases for HeapInner {
                 if unsafe { o.as_ref() }.is_possible_root() {
                     return None;
                 }
+                // No possible root so far: if none follows, it is aged out of generation 0.
+                self.promote(o);
                 n += 1;
                 // SAFETY: as above.
                 cur = unsafe { cur.as_ref() }.next.get();
@@ -237,6 +316,7 @@ impl CollectionPhases for HeapInner {
                 }
             }
         }
+        self.listed.set(self.listed.get() - candidates.len());
         candidates
     }
 
@@ -247,9 +327,10 @@ impl CollectionPhases for HeapInner {
             // SAFETY: allocated.
             let h = unsafe { o.as_ref() };
             h.clear(flag::COLLECTING | flag::REACHABLE | flag::UNLINKED);
-            h.set_possible_root();
+            self.note_possible_root(o);
+            self.promote(o);
         }
-        relink(candidates, &self.lists[to]);
+        self.relink(candidates, to);
         self.report_panic(
             UnraisableKind::Drop,
             "reap::Trace (collection abandoned)",
@@ -285,6 +366,7 @@ impl CollectionPhases for HeapInner {
                 h.clear(flag::COLLECTING | flag::REACHABLE);
                 // SAFETY: links free, head valid.
                 unsafe { to.push_back(Header::links(o)) };
+                self.promote(o);
                 part.survivors += 1;
             } else {
                 // Weak references to garbage must be cleared, and garbage weak references
@@ -295,6 +377,7 @@ impl CollectionPhases for HeapInner {
                 part.garbage.push(o);
             }
         }
+        self.listed.set(self.listed.get() + part.survivors);
         part
     }
 
@@ -366,6 +449,11 @@ impl CollectionPhases for HeapInner {
                 h.clear(flag::COLLECTING | flag::REACHABLE | flag::UNLINKED);
                 // SAFETY: links free, head valid.
                 unsafe { self.lists[to].push_back(Header::links(o)) };
+                self.listed.set(self.listed.get() + 1);
+                // What it was stored in may be garbage now: a possible root, as on the
+                // refcount path.
+                self.note_possible_root(o);
+                self.promote(o);
             } else {
                 still.push(o);
             }
@@ -398,7 +486,9 @@ impl CollectionPhases for HeapInner {
                     saved.push(any_handle(o));
                     self.lists[to].push_back(Header::links(o));
                 }
+                self.promote(o);
             }
+            self.listed.set(self.listed.get() + collected);
             return collected;
         }
         self.gens.note_deallocations(collected);

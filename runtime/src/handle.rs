@@ -256,7 +256,9 @@ impl<T: ?Sized> Drop for Gc<T> {
     #[inline]
     fn drop(&mut self) {
         // Also marks the object a possible root: it may now be kept alive only by a cycle.
-        if self.header().dec_strong_from_handle() {
+        // SAFETY: the handle's header pointer is a live object's, with the allocation's
+        // provenance.
+        if unsafe { Header::dec_strong_from_handle(self.header_ptr()) } {
             // SAFETY: the count just reached zero, so the object's death begins now.
             unsafe { heap::release(self.header_ptr()) };
         }

@@ -62,6 +62,26 @@ pub(crate) mod flag {
     pub const UNLINKED: u8 = 1 << 7;
 }
 
+/// Bits of the header's `root` byte: the object's place in the candidate filtering of the
+/// collector and in its heap's record of possible roots (`roots::PossibleRoots`).
+pub(crate) mod root {
+    /// A handle to the object was dropped without reaching zero since a full collection last
+    /// found it reachable: it may be the way into a garbage cycle. Set from the start on
+    /// untracked objects, which can never be garbage of a cycle. On an `OLD` tracked object it
+    /// implies `BUFFERED`.
+    pub const POSSIBLE: u8 = 1 << 0;
+    /// The object is in its heap's record of possible roots: its memory is not returned to the
+    /// allocator while it is (`FREED` marks it dead instead).
+    pub const BUFFERED: u8 = 1 << 1;
+    /// The object died while recorded: value dropped, weak references cleared, unlisted and
+    /// uncounted; only its memory waits for the record to let it go.
+    pub const FREED: u8 = 1 << 2;
+    /// The object may have left generation 0 (set whenever it does, and sometimes just before):
+    /// a full collection finds the possible roots of generation 0 by walking it, and those of
+    /// the older generations in the record, so only `OLD` objects are recorded.
+    pub const OLD: u8 = 1 << 3;
+}
+
 /// Checks (in debug builds) that the flags are those of one of the states listed in [`flag`]:
 /// each bit keeps its one meaning.
 #[inline]
@@ -264,10 +284,11 @@ pub(crate) struct Header {
     /// The strong count.
     pub(crate) rc: Cell<u32>,
     pub(crate) flags: Cell<u8>,
-    /// 1 when a handle to the object was dropped without reaching zero since the collector last
-    /// scanned it: the object may be the way into a garbage cycle (Bacon-Rajan candidate
-    /// filtering). A byte of its own so that a handle's drop sets it with a plain store, off the
-    /// count's dependency chain.
+    /// The [`root`] bits: whether the object is a possible root (a handle to it was dropped
+    /// without reaching zero since a full collection last found it reachable: it may be the way
+    /// into a garbage cycle, Bacon-Rajan candidate filtering), and whether its heap's record of
+    /// possible roots holds it. A byte of its own, beside the flags, so that a handle's drop
+    /// tests one bit of it.
     pub(crate) root: Cell<u8>,
     pub(crate) heap: u16,
 }
@@ -308,29 +329,52 @@ impl Header {
         }
     }
 
-    /// Subtracts one from the strong count for a dropped handle and marks the object a possible
-    /// root. Returns whether the count reached zero.
+    /// Subtracts one from the strong count for a dropped handle and, if the count stays above
+    /// zero, marks the object a possible root (recording it in its heap the first time).
+    /// Returns whether the count reached zero.
+    ///
+    /// # Safety
+    /// `this` is a live object's header, with the provenance of its whole allocation.
     #[inline]
-    pub(crate) fn dec_strong_from_handle(&self) -> bool {
-        let v = self.rc.get() - 1;
-        self.rc.set(v);
-        self.root.set(1);
-        v == 0
+    pub(crate) unsafe fn dec_strong_from_handle(this: NonNull<Header>) -> bool {
+        // SAFETY: caller.
+        let h = unsafe { this.as_ref() };
+        let v = h.rc.get() - 1;
+        h.rc.set(v);
+        if v == 0 {
+            return true;
+        }
+        let r = h.root.get();
+        if r & (root::POSSIBLE | root::OLD) == root::OLD {
+            // SAFETY: caller.
+            unsafe { crate::roots::suspect(this) };
+        } else {
+            // A young object (or one already marked): only the mark, with a plain store.
+            h.root.set(r | root::POSSIBLE);
+        }
+        false
     }
 
+    /// Whether the object is marked a possible root.
     #[inline]
     pub(crate) fn is_possible_root(&self) -> bool {
-        self.root.get() != 0
+        self.root.get() & root::POSSIBLE != 0
     }
 
-    #[inline]
-    pub(crate) fn set_possible_root(&self) {
-        self.root.set(1);
-    }
-
+    /// Unmarks a possible root (it stays recorded, if it was, until the record is swept).
     #[inline]
     pub(crate) fn clear_possible_root(&self) {
-        self.root.set(0);
+        self.root.set(self.root.get() & !root::POSSIBLE);
+    }
+
+    /// The `root` byte of a new object.
+    #[inline]
+    pub(crate) fn initial_root(tracked: bool) -> u8 {
+        if tracked {
+            0
+        } else {
+            root::POSSIBLE
+        }
     }
 
     #[inline]

@@ -13,7 +13,7 @@ use std::ptr::NonNull;
 
 use reap_collector::Generations;
 
-use crate::header::{flag, vtable_of, Header, Links, HEADER_SIZE};
+use crate::header::{flag, root, vtable_of, Header, Links, HEADER_SIZE};
 use crate::trace::Trace;
 use crate::unraisable::{drop_guarded, drop_payload, print_unraisable};
 pub use crate::unraisable::{Unraisable, UnraisableHook, UnraisableKind};
@@ -48,6 +48,11 @@ pub(crate) struct HeapInner {
     pub(crate) clear_hooks: Cell<bool>,
     /// Objects allocated and not yet freed.
     live: Cell<usize>,
+    /// Objects in the lists (generations and the permanent set): the population a full
+    /// collection from possible roots counts as survivors without looking at them.
+    pub(crate) listed: Cell<usize>,
+    /// The record of possible roots, for full collections (`roots`).
+    pub(crate) possible_roots: crate::roots::PossibleRoots,
     /// Current nesting of object deaths.
     depth: Cell<u32>,
     /// Runtime frames on the stack that use this heap and may run user code (see [`Frame`]).
@@ -260,6 +265,8 @@ impl Heap {
             no_collect: Cell::new(0),
             clear_hooks: Cell::new(false),
             live: Cell::new(0),
+            listed: Cell::new(0),
+            possible_roots: crate::roots::PossibleRoots::default(),
             depth: Cell::new(0),
             frames: Cell::new(0),
             reclaim_weakrefs: Cell::new(None),
@@ -579,7 +586,7 @@ impl HeapInner {
         Header {
             meta: Cell::new((vtable as *const crate::header::VTable).cast()),
             rc: Cell::new(rc),
-            root: Cell::new(0),
+            root: Cell::new(Header::initial_root(flags & flag::TRACKED != 0)),
             flags: Cell::new(flags),
             heap: self.slot,
         }
@@ -612,6 +619,7 @@ impl HeapInner {
                 links.as_ptr().write(Links::dangling());
                 self.lists[0].push_back(links);
             }
+            self.listed.set(self.listed.get() + 1);
             if self.gens.note_allocation() {
                 self.collect_automatically();
             }
@@ -675,6 +683,7 @@ impl HeapInner {
         let h = unsafe { header.as_ref() };
         h.rc.set(1);
         h.flags.set(initial_flags(tracked, finalizer));
+        h.root.set(Header::initial_root(tracked));
         // SAFETY: value written, count 1, flags set; in no list (see above).
         unsafe { self.finish_alloc(header, tracked) };
         // SAFETY: strong count 1, which the handle takes over.
@@ -929,7 +938,7 @@ unsafe fn destroy(heap: &HeapInner, header: NonNull<Header>) {
         if n > 0 {
             // Resurrected: the object lives on, finalized, its weak references still valid.
             // Where it was stored may be garbage: a possible root.
-            h.set_possible_root();
+            heap.note_possible_root(header);
             return;
         }
     }
@@ -960,6 +969,7 @@ pub(crate) unsafe fn free_object(heap: &HeapInner, header: NonNull<Header>, drop
     if tracked && !h.has(flag::UNLINKED) {
         // SAFETY: a tracked object not marked UNLINKED is linked in one of this heap's lists.
         unsafe { Links::unlink(Header::links(header)) };
+        heap.listed.set(heap.listed.get() - 1);
         heap.gens.note_deallocation();
     } else if !tracked {
         if let Some(n) = heap.reclaim_weakrefs.get() {
@@ -984,6 +994,42 @@ pub(crate) unsafe fn free_object(heap: &HeapInner, header: NonNull<Header>, drop
         // SAFETY: the object is dead; its weak info is no longer read.
         unsafe { weak::free_info(heap, header) };
     }
+    let r = h.root.get();
+    if r & root::BUFFERED != 0 {
+        // The record of possible roots points at it: its memory goes when the entry does.
+        h.root.set(r | root::FREED);
+    } else {
+        // SAFETY: nothing refers to the object any more (caller), not even the record.
+        unsafe { dealloc_with(&heap.slabs, header, vtable, tracked) };
+    }
+    heap.live.set(heap.live.get() - 1);
+    heap.freed.set(heap.freed.get() + 1);
+}
+
+/// Returns a dead object's memory to the allocator.
+///
+/// # Safety
+/// The object is dead (its value dropped, its weak info freed, so `meta` is its vtable) and
+/// nothing will read it again.
+#[inline(always)]
+pub(crate) unsafe fn dealloc_object(slabs: &crate::slab::Slabs, header: NonNull<Header>) {
+    // SAFETY: allocated until the dealloc below (caller).
+    let h = unsafe { header.as_ref() };
+    // SAFETY: caller.
+    unsafe { dealloc_with(slabs, header, h.vtable(), h.has(flag::TRACKED)) };
+}
+
+/// [`dealloc_object`] with the object's vtable and tracking already read.
+///
+/// # Safety
+/// As [`dealloc_object`]; `vtable` and `tracked` are the object's.
+#[inline(always)]
+unsafe fn dealloc_with(
+    slabs: &crate::slab::Slabs,
+    header: NonNull<Header>,
+    vtable: &crate::header::VTable,
+    tracked: bool,
+) {
     let ol = if tracked {
         vtable.tracked_layout
     } else {
@@ -993,10 +1039,8 @@ pub(crate) unsafe fn free_object(heap: &HeapInner, header: NonNull<Header>, drop
     // layout in `alloc`.
     unsafe {
         let base = Header::value_ptr(header).as_ptr().sub(ol.value_offset);
-        heap.slabs.dealloc(NonNull::new_unchecked(base), ol.layout);
+        slabs.dealloc(NonNull::new_unchecked(base), ol.layout);
     }
-    heap.live.set(heap.live.get() - 1);
-    heap.freed.set(heap.freed.get() + 1);
 }
 
 /// Frees a closed heap whose objects are all gone.
@@ -1009,6 +1053,7 @@ unsafe fn free_heap(inner: NonNull<HeapInner>) {
     registry_update(|r| r[slot] = None);
     // SAFETY: the inner heap was made by Box::into_raw in Heap::new and is freed once, here.
     let boxed = unsafe { Box::from_raw(inner.as_ptr()) };
+    boxed.possible_roots.release_all(&boxed.slabs);
     let HeapInner {
         hook,
         gcmod,

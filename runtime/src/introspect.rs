@@ -185,6 +185,14 @@ impl Heap {
     /// examines, and sets the generation counts to zero (SEMANTICS 1.6).
     pub fn freeze(&self) {
         let inner = self.inner();
+        // Generation 0's objects leave it: marked old (and recorded if possible roots).
+        let head = &inner.lists[0];
+        let mut cur = head.next.get();
+        while cur != NonNull::from(head) {
+            inner.promote(Header::from_links(cur));
+            // SAFETY: listed objects are allocated.
+            cur = unsafe { cur.as_ref() }.next.get();
+        }
         for g in 0..3 {
             // SAFETY: this heap's list heads.
             unsafe { inner.lists[g].splice_into(&inner.lists[3]) };

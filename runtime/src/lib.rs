@@ -45,6 +45,7 @@ mod header;
 mod heap;
 mod introspect;
 mod proxy;
+mod roots;
 mod slab;
 mod trace;
 mod unraisable;

@@ -1,0 +1,165 @@
+//! A heap's record of its possible roots, so that a full collection looks only at what they
+//! reach instead of at every object (`reap_collector::mark_reachable_from`).
+//!
+//! A handle's drop that leaves its object's count above zero marks the object a possible root
+//! (`root::POSSIBLE`). Objects of generation 0 are only marked: a full collection walks that
+//! generation (it is the young one, and young collections walk it anyway) and takes its
+//! marked objects as roots. An object that has left generation 0 (`root::OLD`, set by
+//! [`HeapInner::promote`] wherever an object leaves it) is also recorded here
+//! (`root::BUFFERED`) the first time, by [`suspect`], out of line, off the drop's fast path.
+//! Untracked objects are born marked, so their drops never come here. A full collection takes
+//! the whole record ([`PossibleRoots::take`]); the live objects in it are its other roots.
+//! Young collections leave the record alone.
+//!
+//! Invariants:
+//! 1. Every entry points at an allocated object of this heap, recorded once (`BUFFERED` set
+//!    while, and only while, an entry points at it). A recorded object that dies keeps its memory,
+//!    marked `FREED` (`heap::free_object`); whoever drops the entry frees it.
+//! 2. An object outside generation 0 is `OLD`; a tracked `OLD` object marked `POSSIBLE` is
+//!    recorded, except during a full collection that has taken the record and its roots: that
+//!    collection clears the mark of every object it took, and marks again (recording them) the
+//!    ones it keeps without finding them reachable.
+//! 3. The record never holds more than about twice the possible roots alive at its last sweep
+//!    (at least [`MIN_LIMIT`]): a push that reaches the limit sweeps out dead and unmarked
+//!    entries, so a heap that never runs a full collection does not keep dead memory.
+
+use std::cell::{Cell, RefCell};
+use std::ptr::NonNull;
+
+use crate::header::{flag, root, Header};
+use crate::heap::{dealloc_object, heap_of, HeapInner};
+use crate::slab::Slabs;
+
+/// The length below which the record is never swept.
+const MIN_LIMIT: usize = 4096;
+
+/// The record (one per heap).
+pub(crate) struct PossibleRoots {
+    entries: RefCell<Vec<NonNull<Header>>>,
+    /// The length at which the next push sweeps.
+    limit: Cell<usize>,
+}
+
+impl Default for PossibleRoots {
+    fn default() -> Self {
+        PossibleRoots {
+            entries: RefCell::new(Vec::new()),
+            limit: Cell::new(MIN_LIMIT),
+        }
+    }
+}
+
+/// Marks an `OLD` object a possible root and records it in its heap: the slow half of a
+/// handle's drop that left the count above zero.
+///
+/// # Safety
+/// `o` is a live object's header, with the provenance of its whole allocation.
+#[cold]
+#[inline(never)]
+pub(crate) unsafe fn suspect(o: NonNull<Header>) {
+    // SAFETY: caller.
+    let h = unsafe { o.as_ref() };
+    heap_of(h).note_possible_root(o);
+}
+
+impl HeapInner {
+    /// Marks one of this heap's objects a possible root, recording it if it is `OLD` and not
+    /// recorded yet.
+    pub(crate) fn note_possible_root(&self, o: NonNull<Header>) {
+        // SAFETY: callers pass live objects.
+        let h = unsafe { o.as_ref() };
+        h.root.set(h.root.get() | root::POSSIBLE);
+        self.record_if_owed(o, h);
+    }
+
+    /// An object leaves generation 0 (or may be about to): marked `OLD`, and recorded if it is
+    /// a possible root.
+    #[inline]
+    pub(crate) fn promote(&self, o: NonNull<Header>) {
+        // SAFETY: callers pass live objects.
+        let h = unsafe { o.as_ref() };
+        h.root.set(h.root.get() | root::OLD);
+        self.record_if_owed(o, h);
+    }
+
+    #[inline]
+    fn record_if_owed(&self, o: NonNull<Header>, h: &Header) {
+        let r = h.root.get();
+        if r & (root::POSSIBLE | root::OLD | root::BUFFERED) == root::POSSIBLE | root::OLD
+            && h.has(flag::TRACKED)
+        {
+            h.root.set(r | root::BUFFERED);
+            self.possible_roots.push(o, &self.slabs);
+        }
+    }
+}
+
+impl PossibleRoots {
+    fn push(&self, o: NonNull<Header>, slabs: &Slabs) {
+        let len = {
+            let mut entries = self.entries.borrow_mut();
+            entries.push(o);
+            entries.len()
+        };
+        if len >= self.limit.get() {
+            self.sweep(slabs);
+        }
+    }
+
+    /// Drops the entries of dead objects (freeing their memory) and of objects no longer marked.
+    fn sweep(&self, slabs: &Slabs) {
+        let mut entries = self.entries.borrow_mut();
+        entries.retain(|&o| {
+            // SAFETY: entries point at allocated objects (invariant 1).
+            let h = unsafe { o.as_ref() };
+            let r = h.root.get();
+            if r & root::FREED != 0 {
+                // SAFETY: dead and recorded only here; this entry is dropped.
+                unsafe { dealloc_object(slabs, o) };
+                false
+            } else if r & root::POSSIBLE == 0 {
+                h.root.set(r & !root::BUFFERED);
+                false
+            } else {
+                true
+            }
+        });
+        self.limit.set((entries.len() * 2).max(MIN_LIMIT));
+    }
+
+    /// Empties the record for a full collection: returns the objects that can be its roots
+    /// (marked, alive, in a generation list). Every object taken is unmarked and unrecorded; dead
+    /// ones are freed. No user code runs.
+    pub(crate) fn take(&self, slabs: &Slabs) -> Vec<NonNull<Header>> {
+        let taken = std::mem::take(&mut *self.entries.borrow_mut());
+        self.limit.set(MIN_LIMIT);
+        let mut roots = Vec::with_capacity(taken.len());
+        for o in taken {
+            // SAFETY: entries point at allocated objects (invariant 1).
+            let h = unsafe { o.as_ref() };
+            let r = h.root.get();
+            h.root.set(r & !(root::POSSIBLE | root::BUFFERED));
+            if r & root::FREED != 0 {
+                // SAFETY: dead, and this was its only entry.
+                unsafe { dealloc_object(slabs, o) };
+            } else if r & root::POSSIBLE != 0
+                && h.strong() > 0
+                && !h.has(flag::UNLINKED | flag::COLLECTING)
+            {
+                roots.push(o);
+            }
+        }
+        roots
+    }
+
+    /// Frees the memory of every dead object still recorded: the heap is going, and none of
+    /// its objects is alive.
+    pub(crate) fn release_all(&self, slabs: &Slabs) {
+        for o in std::mem::take(&mut *self.entries.borrow_mut()) {
+            // SAFETY: entries point at allocated objects (invariant 1).
+            debug_assert!(unsafe { o.as_ref() }.root.get() & root::FREED != 0);
+            // SAFETY: as above; with no object alive, every entry is a dead one's.
+            unsafe { dealloc_object(slabs, o) };
+        }
+    }
+}

@@ -1,0 +1,178 @@
+//! Full collections that look only at what the possible roots reach (issue 11): a full
+//! collection finds its candidates from the objects a dropped handle left possibly garbage,
+//! so an untouched live heap costs nothing, while the objects collected, the counts and the
+//! generations stay those of a collection of everything.
+
+use std::cell::{Cell, RefCell};
+
+use reap::{Gc, Heap, Trace, Tracer, Weak};
+
+thread_local! {
+    /// How many times a `Counted` was traced.
+    static TRACED: Cell<usize> = const { Cell::new(0) };
+}
+
+fn traced() -> usize {
+    TRACED.with(|t| t.get())
+}
+
+/// A node that counts its traversals.
+struct Counted {
+    next: RefCell<Option<Gc<Counted>>>,
+}
+
+// SAFETY: visits the one handle it holds; counting in a thread-local touches no runtime state.
+unsafe impl Trace for Counted {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        TRACED.with(|t| t.set(t.get() + 1));
+        self.next.trace(tracer);
+    }
+}
+
+fn node(heap: &Heap, next: Option<Gc<Counted>>) -> Gc<Counted> {
+    heap.alloc(Counted {
+        next: RefCell::new(next),
+    })
+}
+
+/// `chains` live chains of `len` nodes, built by moving handles (no drop leaves a count above
+/// zero, so nothing in them is a possible root).
+fn live_chains(heap: &Heap, chains: usize, len: usize) -> Vec<Gc<Counted>> {
+    (0..chains)
+        .map(|_| {
+            let mut head = node(heap, None);
+            for _ in 1..len {
+                head = node(heap, Some(head));
+            }
+            head
+        })
+        .collect()
+}
+
+/// `n` garbage 2-rings: each ring's outside handles are dropped, which makes them possible roots.
+fn garbage_rings(heap: &Heap, n: usize) {
+    for _ in 0..n {
+        let a = node(heap, None);
+        let b = node(heap, Some(a.clone()));
+        *a.next.borrow_mut() = Some(b);
+    }
+}
+
+#[test]
+fn full_collection_of_an_untouched_live_heap_traces_only_the_garbage() {
+    let heap = Heap::new();
+    heap.disable();
+    let chains = live_chains(&heap, 100, 100);
+    heap.collect(2);
+    garbage_rings(&heap, 10);
+    let before = traced();
+    assert_eq!(heap.collect(2), 20);
+    let cost = traced() - before;
+    assert!(
+        cost <= 2 * 20,
+        "traced {cost} times for 20 garbage objects beside 10,000 live ones"
+    );
+    // The generations are those of a collection of everything.
+    assert_eq!(heap.generation_len(0), 0);
+    assert_eq!(heap.generation_len(1), 0);
+    assert_eq!(heap.generation_len(2), 10_000);
+    assert_eq!(heap.live_objects(), 10_000);
+    drop(chains);
+    assert_eq!(heap.live_objects(), 0);
+}
+
+#[test]
+fn touching_a_chain_makes_only_that_chain_a_suspect() {
+    let heap = Heap::new();
+    heap.disable();
+    let chains = live_chains(&heap, 100, 100);
+    heap.collect(2);
+    drop(chains[7].clone());
+    garbage_rings(&heap, 1);
+    let before = traced();
+    assert_eq!(heap.collect(2), 2);
+    let cost = traced() - before;
+    // The touched chain (100 nodes) is discovered and found reachable: traced twice at most;
+    // the other 9,900 live nodes are never looked at.
+    assert!(cost <= 2 * 102, "traced {cost} times");
+    // Found reachable, the chain is no longer a possible root: the next collection skips it.
+    garbage_rings(&heap, 1);
+    let before = traced();
+    assert_eq!(heap.collect(2), 2);
+    assert!(traced() - before <= 4);
+    drop(chains);
+}
+
+#[test]
+fn garbage_reachable_only_through_an_old_untouched_object_is_found() {
+    // The garbage cycle's only possible root is the old object the cut handle pointed at;
+    // discovery follows it into the young part of the cycle.
+    let heap = Heap::new();
+    heap.disable();
+    let old = node(&heap, None);
+    heap.collect(2);
+    let young = node(&heap, Some(old.clone()));
+    *old.next.borrow_mut() = Some(young);
+    // Only `old`'s handle is dropped: it is the one possible root.
+    drop(old);
+    assert_eq!(heap.collect(2), 2);
+    assert_eq!(heap.live_objects(), 0);
+}
+
+#[test]
+fn objects_that_die_while_recorded_are_freed_and_counted_at_once() {
+    let heap = Heap::new();
+    heap.disable();
+    let keep = node(&heap, None);
+    for _ in 0..10_000 {
+        // Recorded as a possible root (a clone dropped, count stays above zero), then dead.
+        let n = node(&heap, Some(keep.clone()));
+        drop(n.clone());
+        drop(n);
+    }
+    assert_eq!(heap.live_objects(), 1);
+    assert_eq!(heap.freed_objects(), 10_000);
+    assert_eq!(heap.collect(2), 0);
+    drop(keep);
+    assert_eq!(heap.live_objects(), 0);
+}
+
+#[test]
+fn weak_references_and_finalizers_behave_the_same_from_possible_roots() {
+    #[derive(Trace)]
+    struct Pair {
+        other: RefCell<Option<Gc<Pair>>>,
+    }
+    let heap = Heap::new();
+    heap.disable();
+    let live = live_chains(&heap, 10, 10);
+    heap.collect(2);
+    let a = heap.alloc(Pair {
+        other: RefCell::new(None),
+    });
+    let b = heap.alloc(Pair {
+        other: RefCell::new(Some(a.clone())),
+    });
+    *a.other.borrow_mut() = Some(b.clone());
+    let called = std::rc::Rc::new(Cell::new(0));
+    let c = called.clone();
+    let w = Weak::with_untraced_callback(&a, move |_| c.set(c.get() + 1));
+    drop((a, b));
+    assert_eq!(heap.collect(2), 2);
+    assert!(w.upgrade().is_none());
+    assert_eq!(called.get(), 1);
+    drop(live);
+}
+
+#[test]
+fn freezing_falls_back_to_gathering_and_still_collects() {
+    let heap = Heap::new();
+    heap.disable();
+    let frozen = live_chains(&heap, 1, 10);
+    heap.freeze();
+    garbage_rings(&heap, 3);
+    assert_eq!(heap.collect(2), 6);
+    assert_eq!(heap.generation_len(3), 10);
+    heap.unfreeze();
+    drop(frozen);
+}
