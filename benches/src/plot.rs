@@ -216,7 +216,7 @@ fn marks<Y: Ranged<ValueType = f64>>(
                 .color(&RGBColor(90, 90, 90));
             chart
                 .draw_series(std::iter::once(
-                    EmptyElement::at((*t, y_top)) + Text::new(name.clone(), (4, 4), style),
+                    EmptyElement::at((*t, y_top)) + Text::new(name.clone(), (14, 4), style),
                 ))
                 .map_err(err)?;
         }
