@@ -4,125 +4,229 @@
 //! cargo run --release --bin reap-stress                 # the default mix, under a minute
 //! cargo run --release --bin reap-stress -- rings trees  # named workloads
 //! cargo run --release --bin reap-stress -- --size 0.01 --json
+//! cargo run --release --bin reap-stress -- --compare --plot compare.svg
 //! ```
+//!
+//! The command line is [`clap`]'s, the JSON report [`serde_json`]'s, the charts [`plotters`]'
+//! (see `reap_bench::plot`) and the progress display [`indicatif`]'s.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use clap::builder::PossibleValuesParser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reap::{CollectPhase, Heap};
 use reap_bench::workloads::{self, Tally, Workload};
+use serde::Serialize;
 
-const USAGE: &str = "usage: reap-stress [WORKLOAD...] [--size SCALE (default 4)] [--duration SECONDS per workload (default 20)] [--json] [--plot FILE.svg] [--list]
-       reap-stress --compare [WORKLOAD...] [--size SCALE (default 1)] [--rounds N (default 3)]";
+/// The workloads `--compare` (and so `--run-one`) accepts, in table order: the one list of them.
+/// A comparison shape that is not a workload of the plain run is added here (and measured in
+/// [`measure`]).
+fn compared_workloads() -> Vec<&'static str> {
+    reap_bench::peers::COMPARED.to_vec()
+}
 
+/// Every name a WORKLOAD argument may take: the plain run's workloads, then any shape only
+/// `--compare` runs.
+fn workload_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = workloads::WORKLOADS.iter().map(|w| w.name).collect();
+    for w in compared_workloads() {
+        if !names.contains(&w) {
+            names.push(w);
+        }
+    }
+    names
+}
+
+/// The text after `--help`'s options: each workload and what it does.
+fn workloads_help() -> String {
+    let mut s = String::from("Workloads (default: all of them):\n");
+    for w in workloads::WORKLOADS {
+        s.push_str(&format!("  {:<18} {}\n", w.name, w.about));
+    }
+    for w in compared_workloads() {
+        if workloads::find(w).is_none() {
+            s.push_str(&format!("  {w:<18} (--compare only)\n"));
+        }
+    }
+    s.push_str(&format!(
+        "\n--compare runs {} on reap, {} and CPython, each run in a fresh process, interleaved \
+         over --rounds rounds, and prints each one's median time, min-max and ratio to reap.",
+        compared_workloads().join(", "),
+        reap_bench::peers::PEERS
+            .iter()
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    s
+}
+
+/// The command line.
+#[derive(Parser, Debug)]
+#[command(
+    name = "reap-stress",
+    version,
+    about = "A GC stress run on reap with a readable report; or, with --compare, reap against its peers",
+    after_help = workloads_help()
+)]
+struct Cli {
+    /// Workloads to run (default: all of them; --list names them)
+    #[arg(
+        value_name = "WORKLOAD",
+        value_parser = PossibleValuesParser::new(workload_names()),
+        hide_possible_values = true
+    )]
+    workloads: Vec<String>,
+
+    /// Scale of each workload, above 0, at most 100 [default: 4; 1 with --compare]
+    #[arg(
+        long,
+        value_name = "SCALE",
+        value_parser = parse_size,
+        allow_negative_numbers = true
+    )]
+    size: Option<f64>,
+
+    /// Time budget of each workload, above 0, at most 3600
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        allow_negative_numbers = true,
+        default_value = "20",
+        value_parser = parse_duration,
+        conflicts_with = "compare"
+    )]
+    duration: Duration,
+
+    /// Print the report as JSON
+    #[arg(long, conflicts_with = "compare")]
+    json: bool,
+
+    /// Draw the run (or --compare's ratios) as an SVG chart
+    #[arg(long, value_name = "FILE.svg", value_parser = parse_plot)]
+    plot: Option<PathBuf>,
+
+    /// Print the workloads' names, one a line
+    #[arg(long)]
+    list: bool,
+
+    /// Compare reap with its peers and CPython (see below)
+    #[arg(long)]
+    compare: bool,
+
+    /// Rounds of --compare, 1 to 50
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(1..=50),
+        allow_negative_numbers = true,
+        requires = "compare"
+    )]
+    rounds: u32,
+
+    /// One measurement in this fresh process, for --compare: prints the seconds, or why the
+    /// runtime cannot run the workload (exit 3).
+    #[arg(
+        long,
+        num_args = 3,
+        value_names = ["RUNTIME", "WORKLOAD", "SIZE"],
+        hide = true,
+        exclusive = true,
+        allow_negative_numbers = true
+    )]
+    run_one: Option<Vec<String>>,
+}
+
+/// `--size`: above 0 and at most 100.
+fn parse_size(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| "not a number".to_string())?;
+    if v > 0.0 && v <= 100.0 {
+        Ok(v)
+    } else {
+        Err("must be above 0 and at most 100".into())
+    }
+}
+
+/// `--duration`: seconds above 0 and at most 3600.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let v: f64 = s.parse().map_err(|_| "not a number".to_string())?;
+    if v > 0.0 && v <= 3600.0 {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err("must be above 0 and at most 3600 seconds".into())
+    }
+}
+
+/// `--plot`: a file that can be written, made now so that a bad path fails before the run.
+fn parse_plot(s: &str) -> Result<PathBuf, String> {
+    std::fs::File::create(s).map_err(|e| format!("cannot write it: {e}"))?;
+    Ok(s.into())
+}
+
+/// A clap error as one line on stderr: its message, with any hint or list of possible values
+/// folded in, and without the usage (which `--help` gives).
+fn one_line(e: &clap::Error) -> String {
+    let text = e.to_string();
+    let mut out = String::from("reap-stress:");
+    for line in text.lines().map(str::trim) {
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            if !out.ends_with(':') {
+                out.push(';');
+            }
+            out.push(' ');
+            out.push_str(line.strip_prefix("error: ").unwrap_or(line));
+        }
+    }
+    out.push_str(" (see --help)");
+    out
+}
+
+/// A usage error found after parsing, as clap reports its own.
+fn usage_error(message: String) -> ExitCode {
+    let e = Cli::command().error(ErrorKind::InvalidValue, message);
+    eprintln!("{}", one_line(&e));
+    ExitCode::from(2)
+}
+
+/// A progress display on stderr, for a run that lasts: drawn only when stderr is a terminal, and
+/// only once the run has gone on for a second (a shorter one shows nothing).
+fn progress_bar(len: u64, template: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    let shown = bar.clone();
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        if !shown.is_finished() {
+            shown.set_draw_target(ProgressDrawTarget::stderr());
+            shown.enable_steady_tick(Duration::from_millis(100));
+        }
+    });
+    bar
+}
+
+/// What a plain run (not `--compare`) was asked to do.
 struct Options {
     workloads: Vec<&'static Workload>,
     size: f64,
     budget: Duration,
     json: bool,
-    plot: Option<std::path::PathBuf>,
-    compare: bool,
-    rounds: usize,
-    size_given: bool,
-}
-
-fn parse(args: &[String]) -> Result<Option<Options>, String> {
-    let mut opts = Options {
-        workloads: Vec::new(),
-        size: 4.0,
-        budget: Duration::from_secs(20),
-        json: false,
-        plot: None,
-        compare: false,
-        rounds: 3,
-        size_given: false,
-    };
-    let mut i = 0;
-    while i < args.len() {
-        let a = args[i].as_str();
-        let value = |i: usize| {
-            args.get(i + 1)
-                .ok_or_else(|| format!("{a} needs a value"))
-                .map(String::as_str)
-        };
-        match a {
-            "--help" | "-h" => {
-                println!("{USAGE}\n\nworkloads (default: all of them):");
-                for w in workloads::WORKLOADS {
-                    println!("  {:<18} {}", w.name, w.about);
-                }
-                return Ok(None);
-            }
-            "--list" => {
-                for w in workloads::WORKLOADS {
-                    println!("{}", w.name);
-                }
-                return Ok(None);
-            }
-            "--json" => opts.json = true,
-            "--compare" => opts.compare = true,
-            "--rounds" => {
-                let v = value(i)?;
-                let n: usize = v
-                    .parse()
-                    .map_err(|_| format!("--rounds: not a whole number: {v}"))?;
-                if !(1..=50).contains(&n) {
-                    return Err(format!("--rounds must be 1 to 50, not {v}"));
-                }
-                opts.rounds = n;
-                i += 1;
-            }
-            "--plot" => {
-                let v = value(i)?;
-                // Fail now, not after the run: the file must be writable.
-                std::fs::File::create(v).map_err(|e| format!("--plot {v}: {e}"))?;
-                opts.plot = Some(v.into());
-                i += 1;
-            }
-            "--size" => {
-                let v = value(i)?;
-                let s: f64 = v
-                    .parse()
-                    .map_err(|_| format!("--size: not a number: {v}"))?;
-                if !(s > 0.0 && s <= 100.0) {
-                    return Err(format!("--size must be above 0 and at most 100, not {v}"));
-                }
-                opts.size = s;
-                opts.size_given = true;
-                i += 1;
-            }
-            "--duration" => {
-                let v = value(i)?;
-                let s: f64 = v
-                    .parse()
-                    .map_err(|_| format!("--duration: not a number: {v}"))?;
-                if !(s > 0.0 && s <= 3600.0) {
-                    return Err(format!(
-                        "--duration must be above 0 and at most 3600 seconds, not {v}"
-                    ));
-                }
-                opts.budget = Duration::from_secs_f64(s);
-                i += 1;
-            }
-            _ if a.starts_with('-') => return Err(format!("unknown option {a}")),
-            name => match workloads::find(name) {
-                Some(w) => opts.workloads.push(w),
-                None => {
-                    return Err(format!(
-                        "unknown workload {name:?} (reap-stress --list shows them)"
-                    ))
-                }
-            },
-        }
-        i += 1;
-    }
-    if opts.workloads.is_empty() {
-        opts.workloads = workloads::WORKLOADS.iter().collect();
-    }
-    Ok(Some(opts))
+    plot: Option<PathBuf>,
 }
 
 fn status_kib(field: &str) -> Option<u64> {
@@ -161,15 +265,13 @@ fn run_one(
     w: &'static Workload,
     opts: &Options,
     tally: &Rc<Tally>,
-    progress: bool,
+    bar: &ProgressBar,
     run_start: Instant,
 ) -> Outcome {
-    if progress {
-        eprintln!("reap-stress: {} ...", w.name);
-    }
+    bar.set_message(w.name);
     let heap = Rc::new(Heap::new());
     let pauses: Rc<RefCell<Vec<Duration>>> = Rc::default();
-    let peak_live = Rc::new(std::cell::Cell::new(0_usize));
+    let peak_live = Rc::new(Cell::new(0_usize));
     let live: Rc<RefCell<Vec<(f64, usize)>>> = Rc::default();
     let pause_points: Rc<RefCell<Vec<(f64, f64)>>> = Rc::default();
     {
@@ -177,17 +279,30 @@ fn run_one(
         let weak_heap = Rc::downgrade(&heap);
         let peak = peak_live.clone();
         let (live, pp) = (live.clone(), pause_points.clone());
+        let (bar, shown_at) = (bar.clone(), Cell::new(0.0_f64));
         heap.add_collect_callback(Box::new(move |phase, info| {
             let t = run_start.elapsed().as_secs_f64();
+            let mut n = None;
             if let Some(h) = weak_heap.upgrade() {
-                let n = h.live_objects();
-                peak.set(peak.get().max(n));
-                live.borrow_mut().push((t, n));
+                let live_now = h.live_objects();
+                n = Some(live_now);
+                peak.set(peak.get().max(live_now));
+                live.borrow_mut().push((t, live_now));
             }
             if phase == CollectPhase::Stop {
                 p.borrow_mut().push(info.duration);
                 pp.borrow_mut()
                     .push((t, info.duration.as_secs_f64() * 1000.0));
+                // The progress line, at most ten times a second: collections are many.
+                if t - shown_at.get() >= 0.1 {
+                    shown_at.set(t);
+                    bar.set_message(format!(
+                        "{}: {} collections, {} live",
+                        w.name,
+                        p.borrow().len(),
+                        n.unwrap_or(0)
+                    ));
+                }
             }
         }));
     }
@@ -225,6 +340,7 @@ fn run_one(
         w.name,
         heap.live_objects()
     );
+    bar.inc(1);
     outcome
 }
 
@@ -293,318 +409,135 @@ fn print_report(outcomes: &[Outcome]) {
     println!("peak RSS {:.1} MiB; {per_object}", peak as f64 / 1024.0);
 }
 
-fn json_report(outcomes: &[Outcome], ok: bool, tally: &Tally) -> String {
-    let mut s = String::from("{\"workloads\":[");
-    for (i, o) in outcomes.iter().enumerate() {
-        if i > 0 {
-            s.push(',');
-        }
-        let p = &o.pauses;
-        let bytes_per_live = if o.peak_live > 0 {
-            (o.rss_growth_kib * 1024) as f64 / o.peak_live as f64
-        } else {
-            0.0
-        };
-        s.push_str(&format!(
-            "{{\"name\":\"{}\",\"seconds\":{:.4},\"allocated\":{},\"freed\":{},\"allocations_per_second\":{:.0},\"collections\":[{},{},{}],\"collected\":[{},{},{}],\"pause_ns\":{{\"p50\":{},\"p95\":{},\"p99\":{},\"max\":{}}},\"peak_live_objects\":{},\"peak_rss_growth_bytes\":{},\"bytes_per_live_object\":{:.1}}}",
-            o.name,
-            o.seconds,
-            o.allocated,
-            o.freed,
-            o.allocated as f64 / o.seconds,
-            o.collections[0], o.collections[1], o.collections[2],
-            o.collected[0], o.collected[1], o.collected[2],
-            percentile(p, 0.5).as_nanos(),
-            percentile(p, 0.95).as_nanos(),
-            percentile(p, 0.99).as_nanos(),
-            p.last().copied().unwrap_or_default().as_nanos(),
-            o.peak_live,
-            o.rss_growth_kib * 1024,
-            bytes_per_live,
-        ));
-    }
-    s.push_str(&format!(
-        "],\"finalizers\":{{\"objects\":{},\"ran\":{}}},\"weak_callbacks\":{{\"made\":{},\"ran\":{}}},\"invariants_hold\":{}}}",
-        tally.finalizable.get(),
-        tally.finalized.get(),
-        tally.weak_callbacks_made.get(),
-        tally.weak_callbacks_run.get(),
-        ok
-    ));
-    s
+/// `--json`: the report.
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    /// The scale the workloads ran at.
+    size: f64,
+    workloads: Vec<JsonWorkload<'a>>,
+    finalizers: JsonFinalizers,
+    weak_callbacks: JsonWeakCallbacks,
+    invariants_hold: bool,
 }
 
-/// `reap-stress --run-one PEER WORKLOAD SIZE`: one timed run in a fresh process, for
-/// `--compare`. Prints the seconds, or `cannot: why` (exit 3).
-fn run_one_for_compare(args: &[String]) -> ExitCode {
-    let (peer, workload, size) = match args {
-        [p, w, s] => (p.as_str(), w.as_str(), s.parse::<f64>().unwrap_or(1.0)),
-        _ => {
-            eprintln!("reap-stress: --run-one PEER WORKLOAD SIZE");
-            return ExitCode::from(2);
-        }
-    };
-    let result = if peer == "reap" {
-        match workloads::find(workload) {
-            Some(w) => {
-                let heap = Heap::new();
-                let tally = Rc::new(Tally::default());
-                let start = Instant::now();
-                workloads::run_all(&heap, &[w], size, Duration::from_secs(3600), &tally);
-                heap.collect(2);
-                let t = start.elapsed();
-                if tally.finalized.get() != tally.finalizable.get()
-                    || tally.weak_callbacks_run.get() != tally.weak_callbacks_made.get()
-                    || tally.weak_violations.get() != 0
-                    || heap.live_objects() != 0
-                {
-                    Err("invariant broken".to_string())
-                } else {
-                    Ok(t)
-                }
-            }
-            None => Err(format!("no workload {workload}")),
-        }
-    } else {
-        match reap_bench::peers::PEERS.iter().find(|p| p.name == peer) {
-            Some(p) => (p.run)(workload, size),
-            None => Err(format!("no peer {peer}")),
-        }
-    };
-    match result {
-        Ok(t) => {
-            println!("{:.6}", t.as_secs_f64());
-            ExitCode::SUCCESS
-        }
-        Err(why) => {
-            println!("{why}");
-            ExitCode::from(3)
-        }
-    }
+/// `--json`: one workload's line of the report.
+#[derive(Serialize)]
+struct JsonWorkload<'a> {
+    name: &'a str,
+    seconds: f64,
+    allocated: u64,
+    freed: u64,
+    allocations_per_second: u64,
+    /// Collections of generations 0, 1 and 2.
+    collections: [u64; 3],
+    /// Objects collected by collections of generations 0, 1 and 2.
+    collected: [u64; 3],
+    pause_ns: JsonPauses,
+    /// Number of pauses the percentiles are taken over.
+    pauses: usize,
+    peak_live_objects: usize,
+    peak_rss_growth_bytes: u64,
+    bytes_per_live_object: f64,
 }
 
-/// One cell of the comparison: the times of the rounds, or why the peer cannot run it.
-enum Cell {
-    Times(Vec<f64>),
-    Cannot(String),
+/// `--json`: pause percentiles, in nanoseconds.
+#[derive(Serialize)]
+struct JsonPauses {
+    p50: u64,
+    p95: u64,
+    p99: u64,
+    max: u64,
 }
 
-fn median(v: &[f64]) -> f64 {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    s[s.len() / 2]
+/// `--json`: finalizable objects made and finalizer runs.
+#[derive(Serialize)]
+struct JsonFinalizers {
+    objects: u64,
+    ran: u64,
 }
 
-/// `reap-stress --compare`: the comparison workloads on reap, the Rust peers and CPython, each
-/// run in a fresh process, interleaved over several rounds; a table of medians with min–max and
-/// each peer's ratio to reap.
-fn compare(opts: &Options) -> ExitCode {
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("reap-stress: cannot find my own executable: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let size = if opts.size_given { opts.size } else { 1.0 };
-    let chosen: Vec<&str> = if opts.workloads.len() == workloads::WORKLOADS.len() {
-        reap_bench::peers::COMPARED.to_vec()
-    } else {
-        opts.workloads.iter().map(|w| w.name).collect()
-    };
-    for w in &chosen {
-        if !reap_bench::peers::COMPARED.contains(w) {
-            eprintln!(
-                "reap-stress: --compare runs {}; not {w}",
-                reap_bench::peers::COMPARED.join(", ")
-            );
-            return ExitCode::from(2);
-        }
-    }
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("python/stress.py");
-    let python_ok = script.exists()
-        && std::process::Command::new("python3")
-            .arg("--version")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-    let mut runtimes: Vec<&str> = vec!["reap"];
-    runtimes.extend(reap_bench::peers::PEERS.iter().map(|p| p.name));
-    runtimes.push("CPython");
-    let mut cells: Vec<Vec<Cell>> = chosen
+/// `--json`: weak references with callbacks made and callbacks run.
+#[derive(Serialize)]
+struct JsonWeakCallbacks {
+    made: u64,
+    ran: u64,
+}
+
+/// `x` rounded to `decimals` decimals, for a JSON number as short as the table's.
+fn round_to(x: f64, decimals: i32) -> f64 {
+    let scale = 10_f64.powi(decimals);
+    (x * scale).round() / scale
+}
+
+fn json_report(outcomes: &[Outcome], ok: bool, tally: &Tally, size: f64) -> String {
+    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    let workloads = outcomes
         .iter()
-        .map(|_| runtimes.iter().map(|_| Cell::Times(Vec::new())).collect())
-        .collect();
-    let progress = std::io::stderr().is_terminal();
-    for round in 0..opts.rounds {
-        for (wi, w) in chosen.iter().enumerate() {
-            for (ri, rt) in runtimes.iter().enumerate() {
-                if let Cell::Cannot(_) = cells[wi][ri] {
-                    continue;
-                }
-                if progress {
-                    eprint!(
-                        "\rreap-stress: round {}/{} {w:<11} {rt:<15}",
-                        round + 1,
-                        opts.rounds
-                    );
-                }
-                let out = if *rt == "CPython" {
-                    if !python_ok {
-                        cells[wi][ri] = Cell::Cannot(
-                            "skipped: python3 or benches/python/stress.py not found".into(),
-                        );
-                        continue;
-                    }
-                    std::process::Command::new("python3")
-                        .arg(&script)
-                        .arg(w)
-                        .arg("--size")
-                        .arg(size.to_string())
-                        .output()
+        .map(|o| {
+            let p = &o.pauses;
+            JsonWorkload {
+                name: &o.name,
+                seconds: round_to(o.seconds, 4),
+                allocated: o.allocated,
+                freed: o.freed,
+                allocations_per_second: (o.allocated as f64 / o.seconds).round() as u64,
+                collections: o.collections,
+                collected: o.collected,
+                pause_ns: JsonPauses {
+                    p50: ns(percentile(p, 0.5)),
+                    p95: ns(percentile(p, 0.95)),
+                    p99: ns(percentile(p, 0.99)),
+                    max: ns(p.last().copied().unwrap_or_default()),
+                },
+                pauses: p.len(),
+                peak_live_objects: o.peak_live,
+                peak_rss_growth_bytes: o.rss_growth_kib * 1024,
+                bytes_per_live_object: if o.peak_live > 0 {
+                    round_to((o.rss_growth_kib * 1024) as f64 / o.peak_live as f64, 1)
                 } else {
-                    std::process::Command::new(&exe)
-                        .args(["--run-one", rt, w, &size.to_string()])
-                        .output()
-                };
-                let cell = match out {
-                    Ok(o) if o.status.success() => {
-                        let text = String::from_utf8_lossy(&o.stdout);
-                        match text.trim().parse::<f64>() {
-                            Ok(t) => {
-                                if let Cell::Times(v) = &mut cells[wi][ri] {
-                                    v.push(t);
-                                }
-                                continue;
-                            }
-                            Err(_) => Cell::Cannot(format!("failed: printed {:?}", text.trim())),
-                        }
-                    }
-                    Ok(o) if o.status.code() == Some(3) => {
-                        Cell::Cannot(String::from_utf8_lossy(&o.stdout).trim().to_string())
-                    }
-                    Ok(o) => {
-                        let err = String::from_utf8_lossy(&o.stderr);
-                        let last = err
-                            .lines()
-                            .rev()
-                            .find(|l| !l.trim().is_empty())
-                            .unwrap_or("");
-                        Cell::Cannot(format!("failed ({}): {}", o.status, last.trim()))
-                    }
-                    Err(e) => Cell::Cannot(format!("skipped: {e}")),
-                };
-                cells[wi][ri] = cell;
+                    0.0
+                },
             }
-        }
-    }
-    if progress {
-        eprintln!();
-    }
-    println!(
-        "reap-stress --compare: {} round(s), size {size}, each run in a fresh process\n",
-        opts.rounds
-    );
-    let mut notes = Vec::new();
-    let mut reap_failed = false;
-    let mut ratios: Vec<Vec<String>> = Vec::new();
-    for (wi, w) in chosen.iter().enumerate() {
-        println!("{w}");
-        let reap_median = match &cells[wi][0] {
-            Cell::Times(v) if !v.is_empty() => Some(median(v)),
-            _ => None,
-        };
-        let mut row = Vec::new();
-        for (ri, rt) in runtimes.iter().enumerate() {
-            match &cells[wi][ri] {
-                Cell::Times(v) if !v.is_empty() => {
-                    let m = median(v);
-                    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-                    let hi = v.iter().copied().fold(0.0, f64::max);
-                    let ratio = match reap_median {
-                        Some(r) if r > 0.0 => m / r,
-                        _ => f64::NAN,
-                    };
-                    println!(
-                        "  {rt:<15} {:>9.1} ms  ({:.1}-{:.1})  {}",
-                        m * 1e3,
-                        lo * 1e3,
-                        hi * 1e3,
-                        if ri == 0 {
-                            String::new()
-                        } else {
-                            format!("{ratio:.2}x reap")
-                        }
-                    );
-                    row.push(format!("{ratio:.2}x"));
-                }
-                Cell::Times(_) => {
-                    println!("  {rt:<15} -");
-                    row.push("-".into());
-                }
-                Cell::Cannot(why) => {
-                    if ri == 0 {
-                        reap_failed = true;
-                    }
-                    println!("  {rt:<15} n/a: {why}");
-                    notes.push(why.clone());
-                    row.push("n/a".into());
-                }
-            }
-        }
-        ratios.push(row);
-        println!();
-    }
-    println!(
-        "median time of each runtime over reap's (lower is better for the runtime; n/a: see above)"
-    );
-    print!("{:<18}", "");
-    for rt in &runtimes[1..] {
-        print!(" {rt:>14}");
-    }
-    println!();
-    for (wi, w) in chosen.iter().enumerate() {
-        print!("{w:<18}");
-        for r in &ratios[wi][1..] {
-            print!(" {r:>14}");
-        }
-        println!();
-    }
-    let _ = notes;
-    if reap_failed {
-        eprintln!("reap-stress: reap itself failed a workload");
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+        })
+        .collect();
+    let report = JsonReport {
+        size,
+        workloads,
+        finalizers: JsonFinalizers {
+            objects: tally.finalizable.get(),
+            ran: tally.finalized.get(),
+        },
+        weak_callbacks: JsonWeakCallbacks {
+            made: tally.weak_callbacks_made.get(),
+            ran: tally.weak_callbacks_run.get(),
+        },
+        invariants_hold: ok,
+    };
+    serde_json::to_string(&report).expect("the report serializes")
 }
 
-fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.first().map(String::as_str) == Some("--run-one") {
-        return run_one_for_compare(&args[1..]);
-    }
-    let opts = match parse(&args) {
-        Ok(Some(o)) => o,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("reap-stress: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    if opts.compare {
-        return compare(&opts);
-    }
-    let progress = std::io::stderr().is_terminal() && !opts.json;
+/// A plain run: the workloads one after the other, each on a heap of its own; the report (a
+/// table, or `--json`), the invariants checked, and the `--plot` chart.
+fn run(opts: &Options) -> ExitCode {
     let tally = Rc::new(Tally::default());
     let mut outcomes = Vec::new();
+    let bar = progress_bar(
+        opts.workloads.len() as u64,
+        "{spinner} reap-stress [{pos}/{len}] {msg} ({elapsed})",
+    );
+    // A panic's message (a broken invariant) is not to be drawn over by the progress line.
+    let hook = std::panic::take_hook();
+    let b = bar.clone();
+    std::panic::set_hook(Box::new(move |info| b.suspend(|| hook(info))));
     let run_start = Instant::now();
     for &w in &opts.workloads {
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_one(w, &opts, &tally, progress, run_start)
+            run_one(w, opts, &tally, &bar, run_start)
         }));
         match r {
             Ok(o) => outcomes.push(o),
             Err(_) => {
+                bar.finish_and_clear();
                 eprintln!(
                     "reap-stress: workload {} failed (see the message above)",
                     w.name
@@ -613,6 +546,7 @@ fn main() -> ExitCode {
             }
         }
     }
+    bar.finish_and_clear();
     let mut failures = Vec::new();
     if tally.finalized.get() != tally.finalizable.get() {
         failures.push(format!(
@@ -635,7 +569,10 @@ fn main() -> ExitCode {
         ));
     }
     if opts.json {
-        println!("{}", json_report(&outcomes, failures.is_empty(), &tally));
+        println!(
+            "{}",
+            json_report(&outcomes, failures.is_empty(), &tally, opts.size)
+        );
     } else {
         print_report(&outcomes);
         println!(
@@ -659,9 +596,8 @@ fn main() -> ExitCode {
             pauses: &pauses,
             marks: &marks,
         });
-        if let Err(e) = std::fs::write(path, svg) {
-            eprintln!("reap-stress: --plot {}: {e}", path.display());
-            return ExitCode::from(2);
+        if let Err(code) = write_chart(path, svg) {
+            return code;
         }
     }
     if failures.is_empty() {
@@ -672,4 +608,339 @@ fn main() -> ExitCode {
         }
         ExitCode::FAILURE
     }
+}
+
+/// Writes a chart to the `--plot` file; an error is one line and exit code 2.
+fn write_chart(path: &Path, svg: Result<String, String>) -> Result<(), ExitCode> {
+    let written = svg.and_then(|s| std::fs::write(path, s).map_err(|e| e.to_string()));
+    written.map_err(|e| {
+        eprintln!("reap-stress: --plot {}: {e}", path.display());
+        ExitCode::from(2)
+    })
+}
+
+/// One measurement for `--compare`: `workload` at scale `size` on `runtime` (reap, or a peer of
+/// `reap_bench::peers::PEERS`), the time it took, or why the runtime cannot run it. The one place
+/// that maps a (runtime, workload) to what runs.
+fn measure(runtime: &str, workload: &str, size: f64) -> Result<Duration, String> {
+    if !compared_workloads().contains(&workload) {
+        return Err(format!("no comparison workload {workload}"));
+    }
+    if runtime == "reap" {
+        let w = workloads::find(workload).ok_or_else(|| format!("no workload {workload}"))?;
+        let heap = Heap::new();
+        let tally = Rc::new(Tally::default());
+        let start = Instant::now();
+        workloads::run_all(&heap, &[w], size, Duration::from_secs(3600), &tally);
+        heap.collect(2);
+        let t = start.elapsed();
+        if tally.finalized.get() != tally.finalizable.get()
+            || tally.weak_callbacks_run.get() != tally.weak_callbacks_made.get()
+            || tally.weak_violations.get() != 0
+            || heap.live_objects() != 0
+        {
+            return Err("invariant broken".to_string());
+        }
+        return Ok(t);
+    }
+    match reap_bench::peers::PEERS.iter().find(|p| p.name == runtime) {
+        Some(p) => (p.run)(workload, size),
+        None => Err(format!("no peer {runtime}")),
+    }
+}
+
+/// `reap-stress --run-one RUNTIME WORKLOAD SIZE`: one timed run in a fresh process, for
+/// `--compare`. Prints the seconds, or why not (exit 3).
+fn run_one_for_compare(values: &[String]) -> ExitCode {
+    let [runtime, workload, size] = values else {
+        return usage_error("--run-one takes RUNTIME WORKLOAD SIZE".into());
+    };
+    let size = match parse_size(size) {
+        Ok(s) => s,
+        Err(e) => return usage_error(format!("--run-one: SIZE {size:?}: {e}")),
+    };
+    match measure(runtime, workload, size) {
+        Ok(t) => {
+            println!("{:.6}", t.as_secs_f64());
+            ExitCode::SUCCESS
+        }
+        Err(why) => {
+            println!("{why}");
+            ExitCode::from(3)
+        }
+    }
+}
+
+/// One cell of the comparison: the times of the rounds, or why the runtime cannot run it.
+enum Measured {
+    Times(Vec<f64>),
+    Cannot(String),
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    s[s.len() / 2]
+}
+
+/// What `--compare` runs each measurement with.
+struct Launcher {
+    /// This executable, for `--run-one`.
+    exe: PathBuf,
+    /// CPython's counterpart of the workloads.
+    script: PathBuf,
+    /// Whether `python3` runs and the script is there.
+    python_ok: bool,
+}
+
+impl Launcher {
+    /// One round's measurement of `workload` on `runtime` in a fresh process: the seconds, or
+    /// why not.
+    fn measure(&self, runtime: &str, workload: &str, size: f64) -> Result<f64, String> {
+        let out = if runtime == "CPython" {
+            if !self.python_ok {
+                return Err("skipped: python3 or benches/python/stress.py not found".into());
+            }
+            std::process::Command::new("python3")
+                .arg(&self.script)
+                .arg(workload)
+                .arg("--size")
+                .arg(size.to_string())
+                .output()
+        } else {
+            std::process::Command::new(&self.exe)
+                .args(["--run-one", runtime, workload, &size.to_string()])
+                .output()
+        };
+        match out {
+            Ok(o) if o.status.success() => {
+                let text = String::from_utf8_lossy(&o.stdout);
+                text.trim()
+                    .parse::<f64>()
+                    .map_err(|_| format!("failed: printed {:?}", text.trim()))
+            }
+            Ok(o) if o.status.code() == Some(3) => {
+                Err(String::from_utf8_lossy(&o.stdout).trim().to_string())
+            }
+            Ok(o) => {
+                let err = String::from_utf8_lossy(&o.stderr);
+                let last = err
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("");
+                Err(format!("failed ({}): {}", o.status, last.trim()))
+            }
+            Err(e) => Err(format!("skipped: {e}")),
+        }
+    }
+}
+
+/// `reap-stress --compare`: the comparison workloads on reap, the Rust peers and CPython, each
+/// run in a fresh process, interleaved over several rounds; a table of medians with min–max and
+/// each runtime's ratio to reap, and with `--plot` a chart of the ratios.
+fn compare(chosen: &[&str], size: f64, rounds: u32, plot: Option<&Path>) -> ExitCode {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("reap-stress: cannot find my own executable: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/stress.py");
+    let python_ok = script.exists()
+        && std::process::Command::new("python3")
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+    let launcher = Launcher {
+        exe,
+        script,
+        python_ok,
+    };
+    let mut runtimes: Vec<&str> = vec!["reap"];
+    runtimes.extend(reap_bench::peers::PEERS.iter().map(|p| p.name));
+    runtimes.push("CPython");
+    let mut cells: Vec<Vec<Measured>> = chosen
+        .iter()
+        .map(|_| {
+            runtimes
+                .iter()
+                .map(|_| Measured::Times(Vec::new()))
+                .collect()
+        })
+        .collect();
+    let bar = progress_bar(
+        u64::from(rounds) * (chosen.len() * runtimes.len()) as u64,
+        "{spinner} reap-stress --compare [{bar:24}] {pos}/{len} {msg} ({elapsed}, about {eta} left)",
+    );
+    for round in 0..rounds {
+        for (wi, w) in chosen.iter().enumerate() {
+            for (ri, rt) in runtimes.iter().enumerate() {
+                bar.set_message(format!("round {}/{rounds} {w} {rt}", round + 1));
+                if let Measured::Times(times) = &mut cells[wi][ri] {
+                    match launcher.measure(rt, w, size) {
+                        Ok(t) => times.push(t),
+                        Err(why) => cells[wi][ri] = Measured::Cannot(why),
+                    }
+                }
+                bar.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    println!(
+        "reap-stress --compare: {rounds} round(s), size {size}, each run in a fresh process\n"
+    );
+    let mut reap_failed = false;
+    let mut ratios: Vec<Vec<Option<f64>>> = Vec::new();
+    let mut shown: Vec<Vec<String>> = Vec::new();
+    for (wi, w) in chosen.iter().enumerate() {
+        println!("{w}");
+        let reap_median = match &cells[wi][0] {
+            Measured::Times(v) if !v.is_empty() => Some(median(v)),
+            _ => None,
+        };
+        let (mut row, mut text) = (Vec::new(), Vec::new());
+        for (ri, rt) in runtimes.iter().enumerate() {
+            match &cells[wi][ri] {
+                Measured::Times(v) if !v.is_empty() => {
+                    let m = median(v);
+                    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+                    let hi = v.iter().copied().fold(0.0, f64::max);
+                    let ratio = match reap_median {
+                        Some(r) if r > 0.0 => m / r,
+                        _ => f64::NAN,
+                    };
+                    println!(
+                        "  {rt:<15} {:>9.1} ms  ({:.1}-{:.1})  {}",
+                        m * 1e3,
+                        lo * 1e3,
+                        hi * 1e3,
+                        if ri == 0 {
+                            String::new()
+                        } else {
+                            format!("{ratio:.2}x reap")
+                        }
+                    );
+                    row.push(ratio.is_finite().then_some(ratio));
+                    text.push(format!("{ratio:.2}x"));
+                }
+                Measured::Times(_) => {
+                    println!("  {rt:<15} -");
+                    row.push(None);
+                    text.push("-".into());
+                }
+                Measured::Cannot(why) => {
+                    if ri == 0 {
+                        reap_failed = true;
+                    }
+                    println!("  {rt:<15} n/a: {why}");
+                    row.push(None);
+                    text.push("n/a".into());
+                }
+            }
+        }
+        ratios.push(row.split_off(1));
+        shown.push(text);
+        println!();
+    }
+    println!(
+        "median time of each runtime over reap's (lower is better for the runtime; n/a: see above)"
+    );
+    print!("{:<18}", "");
+    for rt in &runtimes[1..] {
+        print!(" {rt:>14}");
+    }
+    println!();
+    for (wi, w) in chosen.iter().enumerate() {
+        print!("{w:<18}");
+        for r in &shown[wi][1..] {
+            print!(" {r:>14}");
+        }
+        println!();
+    }
+    if let Some(path) = plot {
+        let svg = reap_bench::plot::compare_svg(&reap_bench::plot::Comparison {
+            workloads: chosen,
+            runtimes: &runtimes[1..],
+            ratios: &ratios,
+        });
+        if let Err(code) = write_chart(path, svg) {
+            return code;
+        }
+    }
+    if reap_failed {
+        eprintln!("reap-stress: reap itself failed a workload");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version.
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{}", one_line(&e));
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(values) = &cli.run_one {
+        return run_one_for_compare(values);
+    }
+    if cli.list {
+        for w in workloads::WORKLOADS {
+            println!("{}", w.name);
+        }
+        return ExitCode::SUCCESS;
+    }
+    if cli.compare {
+        let accepted = compared_workloads();
+        let chosen: Vec<&str> = if cli.workloads.is_empty() {
+            accepted.clone()
+        } else {
+            let mut chosen = Vec::new();
+            for w in &cli.workloads {
+                match accepted.iter().find(|a| **a == w.as_str()) {
+                    Some(a) => chosen.push(*a),
+                    None => {
+                        return usage_error(format!(
+                            "--compare runs {}; not {w}",
+                            accepted.join(", ")
+                        ))
+                    }
+                }
+            }
+            chosen
+        };
+        return compare(
+            &chosen,
+            cli.size.unwrap_or(1.0),
+            cli.rounds,
+            cli.plot.as_deref(),
+        );
+    }
+    let mut chosen = Vec::new();
+    for name in &cli.workloads {
+        match workloads::find(name) {
+            Some(w) => chosen.push(w),
+            None => return usage_error(format!("{name} runs only with --compare")),
+        }
+    }
+    if chosen.is_empty() {
+        chosen = workloads::WORKLOADS.iter().collect();
+    }
+    run(&Options {
+        workloads: chosen,
+        size: cli.size.unwrap_or(4.0),
+        budget: cli.duration,
+        json: cli.json,
+        plot: cli.plot,
+    })
 }
