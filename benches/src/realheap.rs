@@ -708,7 +708,6 @@ mod rc_rt {
     impl<T: Payload> Pl for T {}
 
     #[allow(dead_code)]
-    #[allow(dead_code)]
     struct Node<T: 'static> {
         prev: RefCell<Option<P<Node<T>>>>,
         next: RefCell<Option<P<Node<T>>>>,
