@@ -5,4 +5,5 @@
 
 pub mod peers;
 pub mod plot;
+pub mod realheap;
 pub mod workloads;
