@@ -284,3 +284,26 @@ fn run_one_measures_or_says_why_not() {
     let out = stress(&["--run-one", "reap", "no-such-workload", "0.01"]);
     assert_eq!(out.status.code(), Some(3));
 }
+
+#[test]
+fn compare_runs_the_real_heap_shapes_by_name_and_as_a_group() {
+    let out = stress(&[
+        "--compare",
+        "cold-live-p40",
+        "weak-first",
+        "--size",
+        "0.002",
+        "--rounds",
+        "1",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("cold-live-p40") && text.contains("weak-first"));
+    // Rc cannot collect the live heap's garbage rings, and says so.
+    assert!(text.contains("cannot"), "{text}");
+    let out = stress(&["--run-one", "rust-cc", "cold-rings-2-p16", "0.002"]);
+    assert!(out.status.success(), "{out:?}");
+    // `real-heap` names every shape; the help lists it.
+    let help = String::from_utf8(stress(&["--help"]).stdout).unwrap();
+    assert!(help.contains("real-heap") && help.contains("cold-ring-1m-p100"));
+}

@@ -29,13 +29,19 @@ use serde::Serialize;
 /// A comparison shape that is not a workload of the plain run is added here (and measured in
 /// [`measure`]).
 fn compared_workloads() -> Vec<&'static str> {
-    reap_bench::peers::COMPARED.to_vec()
+    let mut names = reap_bench::peers::COMPARED.to_vec();
+    names.extend_from_slice(reap_bench::realheap::SHAPES);
+    names
 }
+
+/// The name that stands for every real-heap shape (`reap_bench::realheap`) in `--compare`.
+const REAL_HEAP: &str = "real-heap";
 
 /// Every name a WORKLOAD argument may take: the plain run's workloads, then any shape only
 /// `--compare` runs.
 fn workload_names() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = workloads::WORKLOADS.iter().map(|w| w.name).collect();
+    names.push(REAL_HEAP);
     for w in compared_workloads() {
         if !names.contains(&w) {
             names.push(w);
@@ -50,6 +56,10 @@ fn workloads_help() -> String {
     for w in workloads::WORKLOADS {
         s.push_str(&format!("  {:<18} {}\n", w.name, w.about));
     }
+    s.push_str(&format!(
+        "  {REAL_HEAP:<18} (--compare only) every real-heap shape below: aged heaps, cold \
+         collections of 1M objects, weak-reference costs\n"
+    ));
     for w in compared_workloads() {
         if workloads::find(w).is_none() {
             s.push_str(&format!("  {w:<18} (--compare only)\n"));
@@ -626,6 +636,9 @@ fn measure(runtime: &str, workload: &str, size: f64) -> Result<Duration, String>
     if !compared_workloads().contains(&workload) {
         return Err(format!("no comparison workload {workload}"));
     }
+    if reap_bench::realheap::SHAPES.contains(&workload) {
+        return reap_bench::realheap::run(runtime, workload, size);
+    }
     if runtime == "reap" {
         let w = workloads::find(workload).ok_or_else(|| format!("no workload {workload}"))?;
         let heap = Heap::new();
@@ -687,7 +700,8 @@ fn median(v: &[f64]) -> f64 {
 struct Launcher {
     /// This executable, for `--run-one`.
     exe: PathBuf,
-    /// CPython's counterpart of the workloads.
+    /// CPython's counterpart of the workloads (`python/stress.py`); the real-heap shapes'
+    /// (`python/realheap.py`) is beside it.
     script: PathBuf,
     /// Whether `python3` runs and the script is there.
     python_ok: bool,
@@ -701,8 +715,13 @@ impl Launcher {
             if !self.python_ok {
                 return Err("skipped: python3 or benches/python/stress.py not found".into());
             }
+            let script = if reap_bench::realheap::SHAPES.contains(&workload) {
+                self.script.with_file_name("realheap.py")
+            } else {
+                self.script.clone()
+            };
             std::process::Command::new("python3")
-                .arg(&self.script)
+                .arg(script)
                 .arg(workload)
                 .arg("--size")
                 .arg(size.to_string())
@@ -903,10 +922,15 @@ fn main() -> ExitCode {
     if cli.compare {
         let accepted = compared_workloads();
         let chosen: Vec<&str> = if cli.workloads.is_empty() {
-            accepted.clone()
+            // The real-heap shapes take long (1M objects each, on an aged heap): by name only.
+            reap_bench::peers::COMPARED.to_vec()
         } else {
             let mut chosen = Vec::new();
             for w in &cli.workloads {
+                if w == REAL_HEAP {
+                    chosen.extend_from_slice(reap_bench::realheap::SHAPES);
+                    continue;
+                }
                 match accepted.iter().find(|a| **a == w.as_str()) {
                     Some(a) => chosen.push(*a),
                     None => {
