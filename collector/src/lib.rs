@@ -28,7 +28,9 @@ mod phases;
 mod trial;
 
 pub use generations::{GenerationStats, Generations};
-pub use phases::{collect, CallbackPhase, CollectionInfo, CollectionPhases, Partition};
+pub use phases::{
+    collect, CallbackPhase, CollectionInfo, CollectionPhases, Partition, DISCOVERY_RATIO,
+};
 pub use trial::{
     find_unreachable, mark_reachable, mark_reachable_from, mark_reachable_prepared, CollectorHeap,
     Mark,

@@ -182,7 +182,7 @@ pub fn collect<H: CollectionPhases>(heap: &H, g: usize) -> usize {
 
 /// A full collection discovers its candidates from the possible roots only while there are
 /// fewer than one root for this many objects of the generations; otherwise it gathers them all.
-const DISCOVERY_RATIO: usize = 8;
+pub const DISCOVERY_RATIO: usize = 8;
 
 /// Phases 3 to 9. Returns (survivors, collected).
 fn collect_generations<H: CollectionPhases>(heap: &H, g: usize) -> (usize, usize) {

@@ -197,6 +197,11 @@ impl HeapInner {
     }
 }
 
+/// A full collection discovers its candidates only if generation 0 and the record of possible
+/// roots hold fewer than one object for this many listed ones (the collector checks the roots
+/// it is handed against the same ratio).
+const DISCOVERY_RATIO: usize = reap_collector::DISCOVERY_RATIO;
+
 impl CollectionPhases for HeapInner {
     fn generations(&self) -> &Generations {
         &self.gens
@@ -211,6 +216,15 @@ impl CollectionPhases for HeapInner {
     /// instead (walking the generations, not the permanent set).
     fn take_possible_roots(&self) -> Option<Vec<NonNull<Header>>> {
         if !self.lists[3].is_empty() {
+            return None;
+        }
+        // Generation 0's objects are all roots or walked: when they and the record make up a
+        // large part of the heap, gathering everything costs less than walking, then
+        // discovering (generation 0's count, allocations less deallocations since the last
+        // collection, stands in for its length).
+        let young = self.gens.counts()[0];
+        if (self.possible_roots.len() + young).saturating_mul(DISCOVERY_RATIO) >= self.listed.get()
+        {
             return None;
         }
         let mut roots = self.possible_roots.take(&self.slabs);

@@ -162,4 +162,9 @@ impl PossibleRoots {
             unsafe { dealloc_object(slabs, o) };
         }
     }
+
+    /// How many entries the record holds.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.borrow().len()
+    }
 }
