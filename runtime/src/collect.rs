@@ -27,10 +27,10 @@ use reap_collector::{
     CallbackPhase, CollectionInfo, CollectionPhases, CollectorHeap, Generations, Mark, Partition,
 };
 
-use crate::header::{flag, root, Header, Links};
+use crate::header::{Flags, Header, Links, Root};
 use crate::heap::{free_object, release, HeapInner, UnraisableKind};
 use crate::introspect::any_handle;
-use crate::introspect::debug;
+use crate::introspect::DebugFlags;
 use crate::trace::Tracer;
 
 impl CollectorHeap for HeapInner {
@@ -64,9 +64,9 @@ impl CollectorHeap for HeapInner {
     fn mark(&self, o: NonNull<Header>) -> Mark {
         // SAFETY: handles lead to allocated objects.
         let h = unsafe { o.as_ref() };
-        if !h.has(flag::COLLECTING) {
+        if !h.has(Flags::COLLECTING) {
             Mark::Outside
-        } else if h.has(flag::REACHABLE) {
+        } else if h.has(Flags::REACHABLE) {
             Mark::Reachable
         } else {
             Mark::Candidate
@@ -77,12 +77,12 @@ impl CollectorHeap for HeapInner {
         // SAFETY: as above.
         let h = unsafe { o.as_ref() };
         match mark {
-            Mark::Outside => h.clear(flag::COLLECTING | flag::REACHABLE),
+            Mark::Outside => h.clear(Flags::COLLECTING | Flags::REACHABLE),
             Mark::Candidate => {
-                h.set(flag::COLLECTING);
-                h.clear(flag::REACHABLE);
+                h.set(Flags::COLLECTING);
+                h.clear(Flags::REACHABLE);
             }
-            Mark::Reachable => h.set(flag::COLLECTING | flag::REACHABLE),
+            Mark::Reachable => h.set(Flags::COLLECTING | Flags::REACHABLE),
         }
     }
 
@@ -153,8 +153,8 @@ impl HeapInner {
         // SAFETY: handles and roots lead to allocated objects.
         let h = unsafe { o.as_ref() };
         if h.heap != self.slot
-            || !h.has(flag::TRACKED)
-            || h.has(flag::COLLECTING | flag::UNLINKED)
+            || !h.has(Flags::TRACKED)
+            || h.has(Flags::COLLECTING | Flags::UNLINKED)
             || h.strong() == 0
         {
             return false;
@@ -192,8 +192,8 @@ impl HeapInner {
     /// candidate.
     fn prepare(&self, o: NonNull<Header>, h: &Header) {
         self.set_scratch(o, h.strong() as usize);
-        h.set(flag::COLLECTING);
-        h.clear(flag::REACHABLE);
+        h.set(Flags::COLLECTING);
+        h.clear(Flags::REACHABLE);
     }
 }
 
@@ -237,8 +237,8 @@ impl CollectionPhases for HeapInner {
             // SAFETY: listed objects are allocated.
             let h = unsafe { o.as_ref() };
             let r = h.root.get();
-            h.root.set((r & !root::POSSIBLE) | root::OLD);
-            if r & root::POSSIBLE != 0 && h.strong() > 0 {
+            h.root.set(r.difference(Root::POSSIBLE) | Root::OLD);
+            if r.contains(Root::POSSIBLE) && h.strong() > 0 {
                 roots.push(o);
             }
             // SAFETY: as above.
@@ -340,7 +340,7 @@ impl CollectionPhases for HeapInner {
         for &o in candidates {
             // SAFETY: allocated.
             let h = unsafe { o.as_ref() };
-            h.clear(flag::COLLECTING | flag::REACHABLE | flag::UNLINKED);
+            h.clear(Flags::COLLECTING | Flags::REACHABLE | Flags::UNLINKED);
             self.note_possible_root(o);
             self.promote(o);
         }
@@ -376,8 +376,8 @@ impl CollectionPhases for HeapInner {
         for o in candidates {
             // SAFETY: candidates are allocated and their links are free.
             let h = unsafe { o.as_ref() };
-            if h.has(flag::REACHABLE) {
-                h.clear(flag::COLLECTING | flag::REACHABLE);
+            if h.has(Flags::REACHABLE) {
+                h.clear(Flags::COLLECTING | Flags::REACHABLE);
                 // SAFETY: links free, head valid.
                 unsafe { to.push_back(Header::links(o)) };
                 self.promote(o);
@@ -386,8 +386,8 @@ impl CollectionPhases for HeapInner {
                 // Weak references to garbage must be cleared, and garbage weak references
                 // detached, before any user code runs (finalizers, or drops during reclaim).
                 part.needs_weak_phase |= h.weak_info().is_some() || crate::weak::is_weakref(h);
-                part.needs_finalizers |= h.has(flag::HAS_FINALIZER) && !h.has(flag::FINALIZED);
-                h.set(flag::UNLINKED);
+                part.needs_finalizers |= h.has(Flags::HAS_FINALIZER) && !h.has(Flags::FINALIZED);
+                h.set(Flags::UNLINKED);
                 part.garbage.push(o);
             }
         }
@@ -418,10 +418,10 @@ impl CollectionPhases for HeapInner {
         for &o in garbage {
             // SAFETY: garbage stays allocated until reclaim.
             let h = unsafe { o.as_ref() };
-            if h.has(flag::HAS_FINALIZER) && !h.has(flag::FINALIZED) {
+            if h.has(Flags::HAS_FINALIZER) && !h.has(Flags::FINALIZED) {
                 any = true;
                 self.finalizers_run.set(self.finalizers_run.get() + 1);
-                h.set(flag::FINALIZED);
+                h.set(Flags::FINALIZED);
                 h.inc_strong();
                 let vtable = h.vtable();
                 // SAFETY: the object is live and the runtime holds the count just added.
@@ -459,8 +459,8 @@ impl CollectionPhases for HeapInner {
         for o in garbage {
             // SAFETY: garbage stays allocated until reclaim; its links are the collector's.
             let h = unsafe { o.as_ref() };
-            if h.has(flag::REACHABLE) {
-                h.clear(flag::COLLECTING | flag::REACHABLE | flag::UNLINKED);
+            if h.has(Flags::REACHABLE) {
+                h.clear(Flags::COLLECTING | Flags::REACHABLE | Flags::UNLINKED);
                 // SAFETY: links free, head valid.
                 unsafe { self.lists[to].push_back(Header::links(o)) };
                 self.listed.set(self.listed.get() + 1);
@@ -487,7 +487,7 @@ impl CollectionPhases for HeapInner {
     /// value dropped, and is freed by its last handle.
     fn reclaim(&self, garbage: Vec<NonNull<Header>>, to: usize) -> usize {
         let collected = garbage.len();
-        if self.gcmod.debug.get() & debug::SAVEALL != 0 {
+        if self.gcmod.debug.get().contains(DebugFlags::SAVEALL) {
             // DEBUG_SAVEALL: the garbage is kept, whole, in the garbage list, and stays tracked
             // in the survivors' generation.
             let mut saved = self.gcmod.garbage.borrow_mut();
@@ -496,7 +496,7 @@ impl CollectionPhases for HeapInner {
                 // garbage); links free.
                 unsafe {
                     o.as_ref()
-                        .clear(flag::COLLECTING | flag::REACHABLE | flag::UNLINKED);
+                        .clear(Flags::COLLECTING | Flags::REACHABLE | Flags::UNLINKED);
                     saved.push(any_handle(o));
                     self.lists[to].push_back(Header::links(o));
                 }
@@ -516,7 +516,7 @@ impl CollectionPhases for HeapInner {
         for &o in &garbage {
             // SAFETY: garbage stays allocated until the loop below frees it (held back).
             let h = unsafe { o.as_ref() };
-            h.set(flag::RECLAIMING);
+            h.set(Flags::RECLAIMING);
             if h.weak_info().is_some() {
                 // SAFETY: allocated garbage of this collection.
                 unsafe { crate::weak::clear_for_collection(o, &mut calls) };
@@ -534,7 +534,7 @@ impl CollectionPhases for HeapInner {
             // SAFETY: a reclaimed object is freed only by this loop or, once its `COLLECTING`
             // mark is cleared below, by `release`; this one's is still set: allocated.
             let h = unsafe { o.as_ref() };
-            h.set(flag::VALUE_DROPPED);
+            h.set(Flags::VALUE_DROPPED);
             let vtable = h.vtable();
             // SAFETY: the value is initialised; from now on handles to it panic on use.
             let r = catch_unwind(AssertUnwindSafe(|| unsafe {
@@ -545,7 +545,7 @@ impl CollectionPhases for HeapInner {
             }
             // Reclaimed. If something still holds it (garbage not dropped yet, or whatever a
             // `Drop` stored it in), `release` frees it when the last handle goes.
-            h.clear(flag::COLLECTING);
+            h.clear(Flags::COLLECTING);
             if h.strong() == 0 {
                 // SAFETY: nothing holds it and its value is gone.
                 unsafe { free_object(self, o, false) };
@@ -555,7 +555,7 @@ impl CollectionPhases for HeapInner {
     }
 
     fn collection_done(&self, info: &CollectionInfo, survivors: usize) {
-        if self.gcmod.debug.get() & debug::STATS != 0 {
+        if self.gcmod.debug.get().contains(DebugFlags::STATS) {
             eprintln!(
                 "reap: gc: generation {}: {} collected, 0 uncollectable, {survivors} survivors, {:.3} ms",
                 info.generation,

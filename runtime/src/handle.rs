@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::ptr::NonNull;
 
-use crate::header::{flag, Header};
+use crate::header::{Flags, Header};
 use crate::heap;
 
 /// A strong handle to an object on a [`Heap`](crate::Heap): the `Rc` of reap.
@@ -109,7 +109,7 @@ impl<T: ?Sized> Gc<T> {
 
     /// Whether the object's finalizer has run (`gc.is_finalized`).
     pub fn is_finalized(this: &Self) -> bool {
-        this.header().has(flag::FINALIZED)
+        this.header().has(Flags::FINALIZED)
     }
 
     /// The name of the object's concrete type.
@@ -209,7 +209,7 @@ impl<T: ?Sized> Gc<T> {
     /// assert_eq!(heap.collect(2), 2); // neither Drop panicked
     /// ```
     pub fn try_deref(this: &Self) -> Result<&T, Reclaimed> {
-        if this.header().has(flag::VALUE_DROPPED) {
+        if this.header().has(Flags::VALUE_DROPPED) {
             return Err(Reclaimed);
         }
         // SAFETY: as `Deref`: the handle keeps the object allocated and its value is intact.
@@ -219,7 +219,7 @@ impl<T: ?Sized> Gc<T> {
     /// A new handle, or [`Reclaimed`] if the collector already dropped the value (a handle to
     /// such an object keeps only its memory).
     pub fn try_clone(this: &Self) -> Result<Gc<T>, Reclaimed> {
-        if this.header().has(flag::VALUE_DROPPED) {
+        if this.header().has(Flags::VALUE_DROPPED) {
             return Err(Reclaimed);
         }
         Ok(this.clone())
@@ -235,7 +235,7 @@ impl<T: ?Sized> Gc<T> {
 
     /// Whether the collector already dropped the value (`Deref` would panic).
     pub fn is_reclaimed(this: &Self) -> bool {
-        this.header().has(flag::VALUE_DROPPED)
+        this.header().has(Flags::VALUE_DROPPED)
     }
 }
 
@@ -270,7 +270,7 @@ impl<T: ?Sized> Deref for Gc<T> {
 
     #[inline]
     fn deref(&self) -> &T {
-        if self.header().has(flag::VALUE_DROPPED) {
+        if self.header().has(Flags::VALUE_DROPPED) {
             value_dropped(self.header());
         }
         // SAFETY: the handle keeps the object allocated, and its value is not dropped (checked
@@ -407,7 +407,7 @@ unsafe impl<T: ?Sized + 'static> crate::Trace for ByAddress<T> {
 /// Whether the object takes part in cycle collection (`gc.is_tracked`): its type may hold
 /// handles.
 pub fn is_tracked<T: ?Sized>(gc: &Gc<T>) -> bool {
-    gc.header().has(flag::TRACKED)
+    gc.header().has(Flags::TRACKED)
 }
 
 /// Converts a handle to a handle of an unsized type the value coerces to, typically a trait

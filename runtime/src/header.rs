@@ -29,77 +29,82 @@ pub(crate) const HEADER_SIZE: usize = std::mem::size_of::<Header>();
 /// Size of [`Links`]; tracked objects carry them in front of the header.
 pub(crate) const LINKS_SIZE: usize = std::mem::size_of::<Links>();
 
-/// Header flag bits. Each bit has one meaning; the states below say which combinations occur.
-///
-/// - live, in a generation list: `TRACKED` (if tracked), maybe `HAS_FINALIZER`, `FINALIZED`;
-/// - candidate of the running collection of its own heap (trial deletion): `COLLECTING`, and
-///   `REACHABLE` once found reachable; links hold the scratch count;
-/// - garbage held back from the refcount path (partition to reclaim): `UNLINKED | COLLECTING`;
-///   during the resurrection check also maybe `REACHABLE`;
-/// - being reclaimed: `UNLINKED | COLLECTING | RECLAIMING`, and `VALUE_DROPPED` once its value's
-///   drop has begun;
-/// - reclaimed but still held (a "zombie": a `Drop` stored a handle to it):
-///   `UNLINKED | RECLAIMING | VALUE_DROPPED`, without `COLLECTING`; freed by its last handle.
-pub(crate) mod flag {
-    /// The object has generation links in front of its header and is in a generation list.
-    pub const TRACKED: u8 = 1 << 0;
-    /// The object has a finalizer.
-    pub const HAS_FINALIZER: u8 = 1 << 1;
-    /// The finalizer has run (or is running); it never runs again.
-    pub const FINALIZED: u8 = 1 << 2;
-    /// Garbage whose reclaim has begun: no weak reference upgrades to it any more, even one made
-    /// after its weak references were cleared (SEMANTICS 2.7).
-    pub const RECLAIMING: u8 = 1 << 3;
-    /// The object's value has been dropped (or its drop has begun); its memory waits for the last
-    /// handle to go. `Deref` panics from then on.
-    pub const VALUE_DROPPED: u8 = 1 << 4;
-    /// The object is a candidate of its heap's running collection or, with `UNLINKED`, garbage
-    /// of it whose value has not finished dropping.
-    pub const COLLECTING: u8 = 1 << 5;
-    /// The candidate was found reachable from outside (trial deletion only).
-    pub const REACHABLE: u8 = 1 << 6;
-    /// A tracked object that has left every generation list: garbage of a collection.
-    pub const UNLINKED: u8 = 1 << 7;
+bitflags::bitflags! {
+    /// Header flag bits. Each bit has one meaning; the states below say which combinations occur.
+    ///
+    /// - live, in a generation list: `TRACKED` (if tracked), maybe `HAS_FINALIZER`, `FINALIZED`;
+    /// - candidate of the running collection of its own heap (trial deletion): `COLLECTING`, and
+    ///   `REACHABLE` once found reachable; links hold the scratch count;
+    /// - garbage held back from the refcount path (partition to reclaim): `UNLINKED | COLLECTING`;
+    ///   during the resurrection check also maybe `REACHABLE`;
+    /// - being reclaimed: `UNLINKED | COLLECTING | RECLAIMING`, and `VALUE_DROPPED` once its value's
+    ///   drop has begun;
+    /// - reclaimed but still held (a "zombie": a `Drop` stored a handle to it):
+    ///   `UNLINKED | RECLAIMING | VALUE_DROPPED`, without `COLLECTING`; freed by its last handle.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) struct Flags: u8 {
+        /// The object has generation links in front of its header and is in a generation list.
+        const TRACKED = 1 << 0;
+        /// The object has a finalizer.
+        const HAS_FINALIZER = 1 << 1;
+        /// The finalizer has run (or is running); it never runs again.
+        const FINALIZED = 1 << 2;
+        /// Garbage whose reclaim has begun: no weak reference upgrades to it any more, even one made
+        /// after its weak references were cleared (SEMANTICS 2.7).
+        const RECLAIMING = 1 << 3;
+        /// The object's value has been dropped (or its drop has begun); its memory waits for the last
+        /// handle to go. `Deref` panics from then on.
+        const VALUE_DROPPED = 1 << 4;
+        /// The object is a candidate of its heap's running collection or, with `UNLINKED`, garbage
+        /// of it whose value has not finished dropping.
+        const COLLECTING = 1 << 5;
+        /// The candidate was found reachable from outside (trial deletion only).
+        const REACHABLE = 1 << 6;
+        /// A tracked object that has left every generation list: garbage of a collection.
+        const UNLINKED = 1 << 7;
+    }
 }
 
-/// Bits of the header's `root` byte: the object's place in the candidate filtering of the
-/// collector and in its heap's record of possible roots (`roots::PossibleRoots`).
-pub(crate) mod root {
-    /// A handle to the object was dropped without reaching zero since a full collection last
-    /// found it reachable: it may be the way into a garbage cycle. Set from the start on
-    /// untracked objects, which can never be garbage of a cycle. On an `OLD` tracked object it
-    /// implies `BUFFERED`.
-    pub const POSSIBLE: u8 = 1 << 0;
-    /// The object is in its heap's record of possible roots: its memory is not returned to the
-    /// allocator while it is (`FREED` marks it dead instead).
-    pub const BUFFERED: u8 = 1 << 1;
-    /// The object died while recorded: value dropped, weak references cleared, unlisted and
-    /// uncounted; only its memory waits for the record to let it go.
-    pub const FREED: u8 = 1 << 2;
-    /// The object may have left generation 0 (set whenever it does, and sometimes just before):
-    /// a full collection finds the possible roots of generation 0 by walking it, and those of
-    /// the older generations in the record, so only `OLD` objects are recorded.
-    pub const OLD: u8 = 1 << 3;
+bitflags::bitflags! {
+    /// Bits of the header's `root` byte: the object's place in the candidate filtering of the
+    /// collector and in its heap's record of possible roots (`roots::PossibleRoots`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) struct Root: u8 {
+        /// A handle to the object was dropped without reaching zero since a full collection last
+        /// found it reachable: it may be the way into a garbage cycle. Set from the start on
+        /// untracked objects, which can never be garbage of a cycle. On an `OLD` tracked object it
+        /// implies `BUFFERED`.
+        const POSSIBLE = 1 << 0;
+        /// The object is in its heap's record of possible roots: its memory is not returned to the
+        /// allocator while it is (`FREED` marks it dead instead).
+        const BUFFERED = 1 << 1;
+        /// The object died while recorded: value dropped, weak references cleared, unlisted and
+        /// uncounted; only its memory waits for the record to let it go.
+        const FREED = 1 << 2;
+        /// The object may have left generation 0 (set whenever it does, and sometimes just before):
+        /// a full collection finds the possible roots of generation 0 by walking it, and those of
+        /// the older generations in the record, so only `OLD` objects are recorded.
+        const OLD = 1 << 3;
+    }
 }
 
-/// Checks (in debug builds) that the flags are those of one of the states listed in [`flag`]:
+/// Checks (in debug builds) that the flags are those of one of the states listed in [`Flags`]:
 /// each bit keeps its one meaning.
 #[inline]
-fn debug_assert_state(v: u8) {
-    use flag::*;
+fn debug_assert_state(v: Flags) {
     debug_assert!(
-        v & REACHABLE == 0 || v & COLLECTING != 0,
-        "reap: REACHABLE without COLLECTING ({v:#010b})"
+        !v.contains(Flags::REACHABLE) || v.contains(Flags::COLLECTING),
+        "reap: REACHABLE without COLLECTING ({v:?})"
     );
     debug_assert!(
-        v & RECLAIMING == 0 || v & UNLINKED != 0,
-        "reap: RECLAIMING outside a collection's garbage ({v:#010b})"
+        !v.contains(Flags::RECLAIMING) || v.contains(Flags::UNLINKED),
+        "reap: RECLAIMING outside a collection's garbage ({v:?})"
     );
     debug_assert!(
-        v & UNLINKED == 0
-            || v & COLLECTING != 0
-            || v & (RECLAIMING | VALUE_DROPPED) == RECLAIMING | VALUE_DROPPED,
-        "reap: UNLINKED object neither held back nor reclaimed ({v:#010b})"
+        !v.contains(Flags::UNLINKED)
+            || v.contains(Flags::COLLECTING)
+            || v.contains(Flags::RECLAIMING | Flags::VALUE_DROPPED),
+        "reap: UNLINKED object neither held back nor reclaimed ({v:?})"
     );
 }
 
@@ -283,13 +288,13 @@ pub(crate) struct Header {
     pub(crate) meta: Cell<*const ()>,
     /// The strong count.
     pub(crate) rc: Cell<u32>,
-    pub(crate) flags: Cell<u8>,
-    /// The [`root`] bits: whether the object is a possible root (a handle to it was dropped
+    pub(crate) flags: Cell<Flags>,
+    /// The [`Root`] bits: whether the object is a possible root (a handle to it was dropped
     /// without reaching zero since a full collection last found it reachable: it may be the way
     /// into a garbage cycle, Bacon-Rajan candidate filtering), and whether its heap's record of
     /// possible roots holds it. A byte of its own, beside the flags, so that a handle's drop
     /// tests one bit of it.
-    pub(crate) root: Cell<u8>,
+    pub(crate) root: Cell<Root>,
     pub(crate) heap: u16,
 }
 
@@ -297,6 +302,7 @@ pub(crate) struct Header {
 /// [`Header::is_unmarked_candidate_of`]).
 const FLAGS_WORD: usize = std::mem::offset_of!(Header, flags);
 const _: () = {
+    assert!(std::mem::size_of::<Flags>() == 1 && std::mem::size_of::<Root>() == 1);
     assert!(FLAGS_WORD % 4 == 0);
     assert!(std::mem::offset_of!(Header, root) == FLAGS_WORD + 1);
     assert!(std::mem::offset_of!(Header, heap) == FLAGS_WORD + 2);
@@ -345,12 +351,12 @@ impl Header {
             return true;
         }
         let r = h.root.get();
-        if r & (root::POSSIBLE | root::OLD) == root::OLD {
+        if r.intersection(Root::POSSIBLE | Root::OLD) == Root::OLD {
             // SAFETY: caller.
             unsafe { crate::roots::suspect(this) };
         } else {
             // A young object (or one already marked): only the mark, with a plain store.
-            h.root.set(r | root::POSSIBLE);
+            h.root.set(r | Root::POSSIBLE);
         }
         false
     }
@@ -358,40 +364,41 @@ impl Header {
     /// Whether the object is marked a possible root.
     #[inline]
     pub(crate) fn is_possible_root(&self) -> bool {
-        self.root.get() & root::POSSIBLE != 0
+        self.root.get().contains(Root::POSSIBLE)
     }
 
     /// Unmarks a possible root (it stays recorded, if it was, until the record is swept).
     #[inline]
     pub(crate) fn clear_possible_root(&self) {
-        self.root.set(self.root.get() & !root::POSSIBLE);
+        self.root.set(self.root.get().difference(Root::POSSIBLE));
     }
 
     /// The `root` byte of a new object.
     #[inline]
-    pub(crate) fn initial_root(tracked: bool) -> u8 {
+    pub(crate) fn initial_root(tracked: bool) -> Root {
         if tracked {
-            0
+            Root::empty()
         } else {
-            root::POSSIBLE
+            Root::POSSIBLE
         }
     }
 
+    /// Whether any of the flags `f` is set.
     #[inline]
-    pub(crate) fn has(&self, f: u8) -> bool {
-        self.flags.get() & f != 0
+    pub(crate) fn has(&self, f: Flags) -> bool {
+        self.flags.get().intersects(f)
     }
 
     #[inline]
-    pub(crate) fn set(&self, f: u8) {
+    pub(crate) fn set(&self, f: Flags) {
         let v = self.flags.get() | f;
         debug_assert_state(v);
         self.flags.set(v);
     }
 
     #[inline]
-    pub(crate) fn clear(&self, f: u8) {
-        let v = self.flags.get() & !f;
+    pub(crate) fn clear(&self, f: Flags) {
+        let v = self.flags.get().difference(f);
         debug_assert_state(v);
         self.flags.set(v);
     }
@@ -488,7 +495,7 @@ impl Header {
     #[inline]
     pub(crate) fn candidate_key(heap: u16) -> u32 {
         let [h0, h1] = heap.to_ne_bytes();
-        u32::from_ne_bytes([flag::COLLECTING, 0, h0, h1])
+        u32::from_ne_bytes([Flags::COLLECTING.bits(), 0, h0, h1])
     }
 
     /// Whether the object belongs to the heap whose [`Header::candidate_key`] is `key` and is a
@@ -499,7 +506,12 @@ impl Header {
     /// them as one word and makes one comparison instead of two.
     #[inline]
     pub(crate) fn is_unmarked_candidate_of(&self, key: u32) -> bool {
-        const MASK: u32 = u32::from_ne_bytes([flag::COLLECTING | flag::REACHABLE, 0, 0xff, 0xff]);
+        const MASK: u32 = u32::from_ne_bytes([
+            Flags::COLLECTING.union(Flags::REACHABLE).bits(),
+            0,
+            0xff,
+            0xff,
+        ]);
         // SAFETY: `flags` starts a 4-byte-aligned run of four bytes inside the header (`flags`,
         // `root`, `heap`: FLAGS_WORD below), which `self` covers; they are plain integers in
         // cells, and no `&mut` to them exists (cells are only written through `&self`).

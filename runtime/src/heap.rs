@@ -13,7 +13,7 @@ use std::ptr::NonNull;
 
 use reap_collector::Generations;
 
-use crate::header::{flag, root, vtable_of, Header, Links, HEADER_SIZE};
+use crate::header::{vtable_of, Flags, Header, Links, Root, HEADER_SIZE};
 use crate::trace::Trace;
 use crate::unraisable::{drop_guarded, drop_payload, print_unraisable};
 pub use crate::unraisable::{Unraisable, UnraisableHook, UnraisableKind};
@@ -536,10 +536,14 @@ impl Heap {
 
 /// The flags a new object starts with.
 #[inline]
-fn initial_flags(tracked: bool, finalizer: bool) -> u8 {
-    let mut flags = if tracked { flag::TRACKED } else { 0 };
+fn initial_flags(tracked: bool, finalizer: bool) -> Flags {
+    let mut flags = if tracked {
+        Flags::TRACKED
+    } else {
+        Flags::empty()
+    };
     if finalizer {
-        flags |= flag::HAS_FINALIZER;
+        flags |= Flags::HAS_FINALIZER;
     }
     flags
 }
@@ -582,11 +586,11 @@ impl HeapInner {
 
     /// A new object's header on this heap.
     #[inline]
-    fn new_header(&self, vtable: &'static crate::header::VTable, rc: u32, flags: u8) -> Header {
+    fn new_header(&self, vtable: &'static crate::header::VTable, rc: u32, flags: Flags) -> Header {
         Header {
             meta: Cell::new((vtable as *const crate::header::VTable).cast()),
             rc: Cell::new(rc),
-            root: Cell::new(Header::initial_root(flags & flag::TRACKED != 0)),
+            root: Cell::new(Header::initial_root(flags.contains(Flags::TRACKED))),
             flags: Cell::new(flags),
             heap: self.slot,
         }
@@ -647,7 +651,7 @@ impl HeapInner {
                 .add(ol.value_offset)
                 .sub(HEADER_SIZE)
                 .cast::<Header>();
-            header.write(self.new_header(vtable, 0, 0));
+            header.write(self.new_header(vtable, 0, Flags::empty()));
             NonNull::new_unchecked(header)
         };
         // A handle that owns no count, only lent to `Weak::new` (which reads the header and
@@ -716,7 +720,7 @@ impl HeapInner {
             for head in &other.lists {
                 for o in crate::introspect::members(head) {
                     // SAFETY: listed objects are allocated.
-                    if unsafe { o.as_ref() }.has(flag::VALUE_DROPPED) {
+                    if unsafe { o.as_ref() }.has(Flags::VALUE_DROPPED) {
                         continue;
                     }
                     let mut visit = |t: NonNull<Header>| {
@@ -830,7 +834,7 @@ pub(crate) unsafe fn release(header: NonNull<Header>) {
     // SAFETY: the object is still allocated (its death has not begun).
     let h = unsafe { header.as_ref() };
     let heap_ptr = heap_ptr_of(h);
-    if h.has(flag::UNLINKED) {
+    if h.has(Flags::UNLINKED) {
         // SAFETY: as above.
         unsafe { release_collected(heap_ptr, header) };
         return;
@@ -897,10 +901,10 @@ impl Drop for DepthGuard<'_> {
 unsafe fn release_collected(heap_ptr: NonNull<HeapInner>, header: NonNull<Header>) {
     // SAFETY: allocated.
     let h = unsafe { header.as_ref() };
-    if h.has(flag::COLLECTING) {
+    if h.has(Flags::COLLECTING) {
         return;
     }
-    debug_assert!(h.has(flag::VALUE_DROPPED) && h.has(flag::RECLAIMING));
+    debug_assert!(h.has(Flags::VALUE_DROPPED) && h.has(Flags::RECLAIMING));
     let _frame = Frame::enter(heap_ptr);
     // SAFETY: the frame keeps the heap allocated; count 0, value dropped: nothing reaches it.
     unsafe { free_object(heap_ptr.as_ref(), header, false) };
@@ -917,14 +921,14 @@ unsafe fn destroy(heap: &HeapInner, header: NonNull<Header>) {
 
     // (a) The finalizer, once, with a temporary strong count. A finalizer that stores a handle
     // to its object resurrects it.
-    if h.has(flag::HAS_FINALIZER) && !h.has(flag::FINALIZED) && !h.has(flag::VALUE_DROPPED) {
+    if h.has(Flags::HAS_FINALIZER) && !h.has(Flags::FINALIZED) && !h.has(Flags::VALUE_DROPPED) {
         h.set_strong(1);
         // SAFETY: the object is live with the runtime's temporary count of 1.
         let r = catch_unwind(AssertUnwindSafe(|| unsafe { (vtable.finalize)(header) }));
         // Marked once the finalizer returns, as CPython's `PyObject_CallFinalizerFromDealloc`
         // does (`gc.is_finalized` inside `__del__` on this path is False). It cannot run twice
         // meanwhile: the temporary count keeps the object from dying again or being garbage.
-        h.set(flag::FINALIZED);
+        h.set(Flags::FINALIZED);
         if let Err(p) = r {
             heap.report_panic_on(
                 UnraisableKind::Finalizer,
@@ -965,8 +969,8 @@ pub(crate) unsafe fn free_object(heap: &HeapInner, header: NonNull<Header>, drop
     // SAFETY: allocated until the dealloc below.
     let h = unsafe { header.as_ref() };
     let vtable = h.vtable();
-    let tracked = h.has(flag::TRACKED);
-    if tracked && !h.has(flag::UNLINKED) {
+    let tracked = h.has(Flags::TRACKED);
+    if tracked && !h.has(Flags::UNLINKED) {
         // SAFETY: a tracked object not marked UNLINKED is linked in one of this heap's lists.
         unsafe { Links::unlink(Header::links(header)) };
         heap.listed.set(heap.listed.get() - 1);
@@ -978,8 +982,8 @@ pub(crate) unsafe fn free_object(heap: &HeapInner, header: NonNull<Header>, drop
             }
         }
     }
-    if drop_value && !h.has(flag::VALUE_DROPPED) {
-        h.set(flag::VALUE_DROPPED);
+    if drop_value && !h.has(Flags::VALUE_DROPPED) {
+        h.set(Flags::VALUE_DROPPED);
         let value = Header::value_ptr(header);
         // SAFETY: the value is initialised and nobody can reach it again.
         let r = catch_unwind(AssertUnwindSafe(|| unsafe { (vtable.drop_value)(value) }));
@@ -995,9 +999,9 @@ pub(crate) unsafe fn free_object(heap: &HeapInner, header: NonNull<Header>, drop
         unsafe { weak::free_info(heap, header) };
     }
     let r = h.root.get();
-    if r & root::BUFFERED != 0 {
+    if r.contains(Root::BUFFERED) {
         // The record of possible roots points at it: its memory goes when the entry does.
-        h.root.set(r | root::FREED);
+        h.root.set(r | Root::FREED);
     } else {
         // SAFETY: nothing refers to the object any more (caller), not even the record.
         unsafe { dealloc_with(&heap.slabs, header, vtable, tracked) };
@@ -1016,7 +1020,7 @@ pub(crate) unsafe fn dealloc_object(slabs: &crate::slab::Slabs, header: NonNull<
     // SAFETY: allocated until the dealloc below (caller).
     let h = unsafe { header.as_ref() };
     // SAFETY: caller.
-    unsafe { dealloc_with(slabs, header, h.vtable(), h.has(flag::TRACKED)) };
+    unsafe { dealloc_with(slabs, header, h.vtable(), h.has(Flags::TRACKED)) };
 }
 
 /// [`dealloc_object`] with the object's vtable and tracking already read.
@@ -1095,7 +1099,7 @@ impl HeapInner {
         }
         // SAFETY: this heap's list heads.
         unsafe { self.lists[3].splice_into(&self.lists[2]) };
-        self.gcmod.debug.set(0);
+        self.gcmod.debug.set(crate::DebugFlags::empty());
         for _ in 0..SHUTDOWN_ROUNDS {
             self.run_pending_finalizers();
             let saved = std::mem::take(&mut *self.gcmod.garbage.borrow_mut());

@@ -6,7 +6,7 @@ use std::any::Any;
 use std::cell::Cell;
 use std::ptr::NonNull;
 
-use crate::header::{flag, Header, Links};
+use crate::header::{Flags, Header, Links};
 use crate::heap::{Heap, HeapInner};
 use crate::trace::Tracer;
 use crate::Gc;
@@ -44,7 +44,7 @@ pub(crate) fn members(head: &Links) -> Vec<NonNull<Header>> {
 fn usable(o: NonNull<Header>) -> bool {
     // SAFETY: listed or visited objects are allocated.
     let h = unsafe { o.as_ref() };
-    h.strong() > 0 && !h.has(flag::VALUE_DROPPED)
+    h.strong() > 0 && !h.has(Flags::VALUE_DROPPED)
 }
 
 /// The handles the object's value holds, as headers; none once its value is dropped (a
@@ -52,7 +52,7 @@ fn usable(o: NonNull<Header>) -> bool {
 fn edges(o: NonNull<Header>) -> Vec<NonNull<Header>> {
     let mut out = Vec::new();
     // SAFETY: callers pass allocated objects.
-    if unsafe { o.as_ref() }.has(flag::VALUE_DROPPED) {
+    if unsafe { o.as_ref() }.has(Flags::VALUE_DROPPED) {
         return out;
     }
     let mut visit = |t: NonNull<Header>| out.push(t);
@@ -72,19 +72,33 @@ pub use reap_collector::CollectionInfo as CollectInfo;
 /// A collection callback.
 pub type CollectCallback = Box<dyn Fn(CollectPhase, &CollectInfo)>;
 
-/// Debug flags (`gc.set_debug`).
-pub mod debug {
-    /// Print a line to stderr for every collection.
-    pub const STATS: u32 = 1;
-    /// Keep the garbage in [`Heap::garbage`](crate::Heap::garbage) instead of freeing it.
-    pub const SAVEALL: u32 = 1 << 5;
+bitflags::bitflags! {
+    /// Debug flags (`gc.set_debug`), with CPython's values (`gc.DEBUG_STATS`,
+    /// `gc.DEBUG_SAVEALL`), so an interpreter converts its integer with
+    /// [`DebugFlags::from_bits_truncate`].
+    ///
+    /// ```
+    /// use reap::{DebugFlags, Heap};
+    ///
+    /// let heap = Heap::new();
+    /// heap.set_debug(DebugFlags::from_bits_truncate(32)); // gc.set_debug(gc.DEBUG_SAVEALL)
+    /// assert_eq!(heap.get_debug(), DebugFlags::SAVEALL);
+    /// assert_eq!(DebugFlags::STATS.bits(), 1);
+    /// ```
+    #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+    pub struct DebugFlags: u32 {
+        /// Print a line to stderr for every collection.
+        const STATS = 1;
+        /// Keep the garbage in [`Heap::garbage`](crate::Heap::garbage) instead of freeing it.
+        const SAVEALL = 1 << 5;
+    }
 }
 
 /// State of the gc-module surface, kept in the heap.
 pub(crate) struct GcModule {
     pub(crate) callbacks: std::cell::RefCell<Vec<(u64, std::rc::Rc<CollectCallback>)>>,
     next_callback_id: Cell<u64>,
-    pub(crate) debug: Cell<u32>,
+    pub(crate) debug: Cell<DebugFlags>,
     pub(crate) garbage: std::cell::RefCell<Vec<AnyGc>>,
 }
 
@@ -93,7 +107,7 @@ impl GcModule {
         GcModule {
             callbacks: Default::default(),
             next_callback_id: Cell::new(0),
-            debug: Cell::new(0),
+            debug: Cell::new(DebugFlags::empty()),
             garbage: Default::default(),
         }
     }
@@ -240,17 +254,18 @@ impl Heap {
         found
     }
 
-    /// `gc.set_debug(flags)`: a combination of [`debug::STATS`] and [`debug::SAVEALL`].
-    pub fn set_debug(&self, flags: u32) {
+    /// `gc.set_debug(flags)`: a combination of [`DebugFlags::STATS`] and
+    /// [`DebugFlags::SAVEALL`].
+    pub fn set_debug(&self, flags: DebugFlags) {
         self.inner().gcmod.debug.set(flags);
     }
 
     /// `gc.get_debug()`.
-    pub fn get_debug(&self) -> u32 {
+    pub fn get_debug(&self) -> DebugFlags {
         self.inner().gcmod.debug.get()
     }
 
-    /// `gc.garbage`: the objects collections found with [`debug::SAVEALL`] set, kept alive here.
+    /// `gc.garbage`: the objects collections found with [`DebugFlags::SAVEALL`] set, kept alive here.
     pub fn garbage(&self) -> Vec<AnyGc> {
         self.inner().gcmod.garbage.borrow().clone()
     }

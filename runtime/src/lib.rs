@@ -64,7 +64,7 @@ pub use heap::Heap;
 /// `indexmap`): insertion-ordered tables, as Python's dicts are.
 #[cfg(feature = "indexmap")]
 pub use indexmap;
-pub use introspect::{debug, AnyGc, CollectCallback, CollectInfo, CollectPhase};
+pub use introspect::{AnyGc, CollectCallback, CollectInfo, CollectPhase, DebugFlags};
 pub use proxy::{ReferenceError, WeakFnMethod, WeakMethod, WeakProxy};
 pub use reap_collector::GenerationStats;
 pub use reap_derive::Trace;

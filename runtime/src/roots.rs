@@ -2,11 +2,11 @@
 //! reach instead of at every object (`reap_collector::mark_reachable_from`).
 //!
 //! A handle's drop that leaves its object's count above zero marks the object a possible root
-//! (`root::POSSIBLE`). Objects of generation 0 are only marked: a full collection walks that
+//! (`Root::POSSIBLE`). Objects of generation 0 are only marked: a full collection walks that
 //! generation (it is the young one, and young collections walk it anyway) and takes its
-//! marked objects as roots. An object that has left generation 0 (`root::OLD`, set by
+//! marked objects as roots. An object that has left generation 0 (`Root::OLD`, set by
 //! [`HeapInner::promote`] wherever an object leaves it) is also recorded here
-//! (`root::BUFFERED`) the first time, by [`suspect`], out of line, off the drop's fast path.
+//! (`Root::BUFFERED`) the first time, by [`suspect`], out of line, off the drop's fast path.
 //! Untracked objects are born marked, so their drops never come here. A full collection takes
 //! the whole record ([`PossibleRoots::take`]); the live objects in it are its other roots.
 //! Young collections leave the record alone.
@@ -26,7 +26,7 @@
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
 
-use crate::header::{flag, root, Header};
+use crate::header::{Flags, Header, Root};
 use crate::heap::{dealloc_object, heap_of, HeapInner};
 use crate::slab::Slabs;
 
@@ -68,7 +68,7 @@ impl HeapInner {
     pub(crate) fn note_possible_root(&self, o: NonNull<Header>) {
         // SAFETY: callers pass live objects.
         let h = unsafe { o.as_ref() };
-        h.root.set(h.root.get() | root::POSSIBLE);
+        h.root.set(h.root.get() | Root::POSSIBLE);
         self.record_if_owed(o, h);
     }
 
@@ -78,17 +78,17 @@ impl HeapInner {
     pub(crate) fn promote(&self, o: NonNull<Header>) {
         // SAFETY: callers pass live objects.
         let h = unsafe { o.as_ref() };
-        h.root.set(h.root.get() | root::OLD);
+        h.root.set(h.root.get() | Root::OLD);
         self.record_if_owed(o, h);
     }
 
     #[inline]
     fn record_if_owed(&self, o: NonNull<Header>, h: &Header) {
         let r = h.root.get();
-        if r & (root::POSSIBLE | root::OLD | root::BUFFERED) == root::POSSIBLE | root::OLD
-            && h.has(flag::TRACKED)
+        if r & (Root::POSSIBLE | Root::OLD | Root::BUFFERED) == Root::POSSIBLE | Root::OLD
+            && h.has(Flags::TRACKED)
         {
-            h.root.set(r | root::BUFFERED);
+            h.root.set(r | Root::BUFFERED);
             self.possible_roots.push(o, &self.slabs);
         }
     }
@@ -113,12 +113,12 @@ impl PossibleRoots {
             // SAFETY: entries point at allocated objects (invariant 1).
             let h = unsafe { o.as_ref() };
             let r = h.root.get();
-            if r & root::FREED != 0 {
+            if r.contains(Root::FREED) {
                 // SAFETY: dead and recorded only here; this entry is dropped.
                 unsafe { dealloc_object(slabs, o) };
                 false
-            } else if r & root::POSSIBLE == 0 {
-                h.root.set(r & !root::BUFFERED);
+            } else if !r.contains(Root::POSSIBLE) {
+                h.root.set(r.difference(Root::BUFFERED));
                 false
             } else {
                 true
@@ -138,13 +138,13 @@ impl PossibleRoots {
             // SAFETY: entries point at allocated objects (invariant 1).
             let h = unsafe { o.as_ref() };
             let r = h.root.get();
-            h.root.set(r & !(root::POSSIBLE | root::BUFFERED));
-            if r & root::FREED != 0 {
+            h.root.set(r.difference(Root::POSSIBLE | Root::BUFFERED));
+            if r.contains(Root::FREED) {
                 // SAFETY: dead, and this was its only entry.
                 unsafe { dealloc_object(slabs, o) };
-            } else if r & root::POSSIBLE != 0
+            } else if r.contains(Root::POSSIBLE)
                 && h.strong() > 0
-                && !h.has(flag::UNLINKED | flag::COLLECTING)
+                && !h.has(Flags::UNLINKED | Flags::COLLECTING)
             {
                 roots.push(o);
             }
@@ -157,7 +157,7 @@ impl PossibleRoots {
     pub(crate) fn release_all(&self, slabs: &Slabs) {
         for o in std::mem::take(&mut *self.entries.borrow_mut()) {
             // SAFETY: entries point at allocated objects (invariant 1).
-            debug_assert!(unsafe { o.as_ref() }.root.get() & root::FREED != 0);
+            debug_assert!(unsafe { o.as_ref() }.root.get().contains(Root::FREED));
             // SAFETY: as above; with no object alive, every entry is a dead one's.
             unsafe { dealloc_object(slabs, o) };
         }

@@ -106,7 +106,7 @@ impl<'a> Tracer<'a> {
                 // SAFETY: as above.
                 let h = unsafe { target.as_ref() };
                 if h.is_unmarked_candidate_of(self.key) {
-                    h.set(crate::header::flag::REACHABLE);
+                    h.set(crate::header::Flags::REACHABLE);
                     stack.push(target);
                 }
             }

@@ -28,7 +28,7 @@ use std::hash::{Hash, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
-use crate::header::{flag, Header, VTable};
+use crate::header::{Flags, Header, VTable};
 use crate::heap::{heap_of, HeapInner, UnraisableKind};
 use crate::trace::{Trace, Tracer};
 use crate::Gc;
@@ -328,7 +328,7 @@ unsafe fn clear_all(
         let h = unsafe { wh.as_ref() };
         // A weak reference whose own death is pending (count 0) is treated as dead already.
         let alive = h.strong() > 0;
-        let garbage = in_collection && h.has(flag::COLLECTING) && !h.has(flag::REACHABLE);
+        let garbage = in_collection && h.has(Flags::COLLECTING) && !h.has(Flags::REACHABLE);
         if alive && !garbage && wr.callback.borrow().is_some() {
             h.inc_strong();
             // SAFETY: alive; the new handle owns the count just added.
@@ -823,7 +823,7 @@ impl<T: ?Sized> Weak<T> {
 /// or whose value is dropped (SEMANTICS 2.7, 4.1).
 #[inline]
 fn upgradable(h: &Header) -> bool {
-    h.strong() != 0 && !h.has(flag::RECLAIMING | flag::VALUE_DROPPED)
+    h.strong() != 0 && !h.has(Flags::RECLAIMING | Flags::VALUE_DROPPED)
 }
 
 /// The hash a weak reference takes from its referent: SipHash with fixed keys, so the same

@@ -2137,7 +2137,11 @@ fn op_saveall() {
                 h.kept_in_shutdown |= on && h.in_shutdown > 0;
             });
             api("Heap::set_debug", || {
-                heap.set_debug(if on { reap::debug::SAVEALL } else { 0 })
+                heap.set_debug(if on {
+                    reap::DebugFlags::SAVEALL
+                } else {
+                    reap::DebugFlags::empty()
+                })
             });
         }
         1 | 2 => {

@@ -111,7 +111,7 @@ fn g_test_instance() {
 #[test]
 fn g_test_saveall() {
     let heap = Heap::new();
-    heap.set_debug(reap::debug::SAVEALL);
+    heap.set_debug(reap::DebugFlags::SAVEALL);
     let l = list(&heap);
     let id = Gc::as_ptr(&l) as *const u8;
     l.0.borrow_mut().push(any(&l));
@@ -121,7 +121,7 @@ fn g_test_saveall() {
     assert_eq!(garbage.len(), 1);
     assert_eq!(Gc::as_ptr(&garbage[0]) as *const u8, id);
     drop(garbage);
-    heap.set_debug(0);
+    heap.set_debug(reap::DebugFlags::empty());
     heap.clear_garbage();
     assert_eq!(heap.collect(2), 1, "freed once the garbage list lets go");
 }
@@ -1057,8 +1057,8 @@ fn cycle_across_generations_is_found_by_a_later_full_collection() {
 #[test]
 fn debug_stats_flag_is_kept_and_collections_run() {
     let heap = Heap::new();
-    heap.set_debug(reap::debug::STATS);
-    assert_eq!(heap.get_debug(), reap::debug::STATS);
+    heap.set_debug(reap::DebugFlags::STATS);
+    assert_eq!(heap.get_debug(), reap::DebugFlags::STATS);
     let x = list(&heap);
     x.0.borrow_mut().push(any(&x));
     drop(x);
@@ -1164,7 +1164,7 @@ fn freeze_resets_the_counts() {
 fn saveall_keeps_the_garbage_in_the_next_generation() {
     let heap = Heap::new();
     heap.disable();
-    heap.set_debug(reap::debug::SAVEALL);
+    heap.set_debug(reap::DebugFlags::SAVEALL);
     let l = list(&heap);
     l.0.borrow_mut().push(any(&l));
     drop(l);
@@ -1174,7 +1174,7 @@ fn saveall_keeps_the_garbage_in_the_next_generation() {
         (0..3).map(|g| heap.generation_len(g)).collect::<Vec<_>>(),
         [0, 1, 0]
     );
-    heap.set_debug(0);
+    heap.set_debug(reap::DebugFlags::empty());
     heap.clear_garbage();
     assert_eq!(heap.collect(2), 1);
 }

@@ -95,7 +95,7 @@ builtins! {
     GC_UNFREEZE = (Some("gc"), "unfreeze", |it, _, _| { it.heap.unfreeze(); Ok(Value::None) }),
     GC_GET_FREEZE_COUNT = (Some("gc"), "get_freeze_count", |it, _, _| Ok(Value::Int(it.heap.get_freeze_count() as i64))),
     GC_SET_DEBUG = (Some("gc"), "set_debug", crate::modules::gc_set_debug),
-    GC_GET_DEBUG = (Some("gc"), "get_debug", |it, _, _| Ok(Value::Int(it.heap.get_debug() as i64))),
+    GC_GET_DEBUG = (Some("gc"), "get_debug", |it, _, _| Ok(Value::Int(it.heap.get_debug().bits() as i64))),
     // weakref
     WR_PROXY = (Some("weakref"), "proxy", crate::modules::wr_proxy),
     WR_GETWEAKREFCOUNT = (Some("weakref"), "getweakrefcount", crate::modules::wr_getweakrefcount),

@@ -59,10 +59,16 @@ pub fn make_module(it: &Interp, m: &str) -> PyResult {
     }
     match m {
         "gc" => {
-            set("DEBUG_STATS", Value::Int(reap::debug::STATS as i64));
+            set(
+                "DEBUG_STATS",
+                Value::Int(reap::DebugFlags::STATS.bits() as i64),
+            );
             set("DEBUG_COLLECTABLE", Value::Int(2));
             set("DEBUG_UNCOLLECTABLE", Value::Int(4));
-            set("DEBUG_SAVEALL", Value::Int(reap::debug::SAVEALL as i64));
+            set(
+                "DEBUG_SAVEALL",
+                Value::Int(reap::DebugFlags::SAVEALL.bits() as i64),
+            );
             set("DEBUG_LEAK", Value::Int(38));
             set("callbacks", Value::List(it.gc_callbacks.clone()));
             set("garbage", it.new_list(vec![]));
@@ -314,7 +320,7 @@ pub fn gc_set_debug(it: &Interp, a: &[Value], _: &[(Rc<str>, Value)]) -> PyResul
     match a.first() {
         Some(Value::Int(f)) => {
             it.heap
-                .set_debug(*f as u32 & (reap::debug::STATS | reap::debug::SAVEALL));
+                .set_debug(reap::DebugFlags::from_bits_truncate(*f as u32));
             Ok(Value::None)
         }
         _ => Err(it.type_error("an integer is required")),
