@@ -69,7 +69,11 @@ impl HeapInner {
         // SAFETY: callers pass live objects.
         let h = unsafe { o.as_ref() };
         h.root.set(h.root.get() | Root::POSSIBLE);
-        self.record_if_owed(o, h);
+        // Garbage of a collection (its values dropping into one another) is never a candidate
+        // again: recording it would only delay its memory.
+        if !h.has(Flags::UNLINKED) {
+            self.record_if_owed(o, h);
+        }
     }
 
     /// An object leaves generation 0 (or may be about to): marked `OLD`, and recorded if it is

@@ -35,9 +35,6 @@ enum Mode<'a> {
     Subtract,
     /// Trial deletion's step 3: mark a candidate reachable and push it.
     Mark(&'a mut Vec<NonNull<Header>>),
-    /// Steps 1 and 2 of a full collection from possible roots: make each object of the heap
-    /// that can be one a candidate (pushing it), then subtract as `Subtract`.
-    Discover(&'a mut Vec<NonNull<Header>>, &'a crate::heap::HeapInner),
     /// Anything else.
     Visit(&'a mut dyn FnMut(NonNull<Header>)),
 }
@@ -72,19 +69,6 @@ impl<'a> Tracer<'a> {
         }
     }
 
-    /// A tracer for a full collection that discovers its candidates from possible roots.
-    #[inline]
-    pub(crate) fn discover(
-        found: &'a mut Vec<NonNull<Header>>,
-        heap: &'a crate::heap::HeapInner,
-    ) -> Self {
-        Tracer {
-            key: heap.candidate_key,
-            mode: Mode::Discover(found, heap),
-            incomplete: false,
-        }
-    }
-
     /// Reports a strong handle.
     #[inline]
     pub fn visit<T: ?Sized>(&mut self, handle: &Gc<T>) {
@@ -101,7 +85,6 @@ impl<'a> Tracer<'a> {
                     }
                 }
             }
-            Mode::Discover(found, heap) => discover_edge(found, heap, self.key, target),
             Mode::Mark(stack) => {
                 // SAFETY: as above.
                 let h = unsafe { target.as_ref() };
@@ -123,33 +106,6 @@ impl<'a> Tracer<'a> {
     /// Whether [`Tracer::mark_incomplete`] was called.
     pub(crate) fn is_incomplete(&self) -> bool {
         self.incomplete
-    }
-}
-
-/// `Tracer::visit` in discovery mode, kept out of line so that the two hot modes stay small
-/// enough to inline into every `trace`.
-#[inline(never)]
-fn discover_edge(
-    found: &mut Vec<NonNull<Header>>,
-    heap: &crate::heap::HeapInner,
-    key: u32,
-    target: NonNull<Header>,
-) {
-    // SAFETY: the handle keeps its object allocated.
-    let h = unsafe { target.as_ref() };
-    let candidate = h.is_unmarked_candidate_of(key) || {
-        let new = heap.discover_candidate(target);
-        if new {
-            found.push(target);
-        }
-        new
-    };
-    if candidate {
-        // SAFETY: a candidate's links are the collector's.
-        unsafe {
-            let n = Header::scratch(target);
-            Header::set_scratch(target, n.saturating_sub(1));
-        }
     }
 }
 
