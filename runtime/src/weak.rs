@@ -22,7 +22,7 @@
 //! its (now dead) weak reference.
 
 use std::any::Any;
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -39,10 +39,10 @@ pub(crate) struct WeakInfo {
     pub(crate) vtable: &'static VTable,
     /// The shared weak reference, not owned: it clears this when it dies.
     shared: Cell<Option<NonNull<WeakRefObj>>>,
-    /// Newest weak reference with a callback; the list continues through `WeakRefObj::next`.
+    /// Newest weak reference with a callback (or payload); the list continues through
+    /// `WeakExtra::next`. Its length is counted by walking it, as CPython's
+    /// `getweakrefcount` does, which keeps this block at three words.
     head: Cell<Option<NonNull<WeakRefObj>>>,
-    /// Length of that list.
-    len: Cell<usize>,
 }
 
 impl WeakInfo {
@@ -51,41 +51,50 @@ impl WeakInfo {
         // SAFETY: `w` and the listed weak references are allocated (they unlist themselves
         // before they are freed).
         unsafe {
-            let wr = w.as_ref();
+            let wr = w.as_ref().links();
             wr.prev.set(None);
             wr.next.set(self.head.get());
             if let Some(h) = self.head.get() {
-                h.as_ref().prev.set(Some(w));
+                h.as_ref().links().prev.set(Some(w));
             }
         }
         self.head.set(Some(w));
-        self.len.set(self.len.get() + 1);
     }
 
     /// Takes a listed weak reference out of the list.
     fn unlist(&self, w: NonNull<WeakRefObj>) {
         // SAFETY: `w` is listed here, and so are its neighbours: all allocated.
         unsafe {
-            let wr = w.as_ref();
+            let wr = w.as_ref().links();
             let (prev, next) = (wr.prev.take(), wr.next.take());
             match prev {
-                Some(p) => p.as_ref().next.set(next),
+                Some(p) => p.as_ref().links().next.set(next),
                 None => self.head.set(next),
             }
             if let Some(n) = next {
-                n.as_ref().prev.set(prev);
+                n.as_ref().links().prev.set(prev);
             }
         }
-        self.len.set(self.len.get() - 1);
+    }
+
+    /// Number of weak references in the list.
+    fn listed_len(&self) -> usize {
+        let mut n = 0;
+        let mut cur = self.head.get();
+        while let Some(w) = cur {
+            n += 1;
+            // SAFETY: listed weak references are allocated.
+            cur = unsafe { w.as_ref() }.links().next.get();
+        }
+        n
     }
 
     /// Empties the list, handing `f` its members newest first. `f` must not change the list.
     fn drain(&self, mut f: impl FnMut(NonNull<WeakRefObj>)) {
         let mut cur = self.head.take();
-        self.len.set(0);
         while let Some(w) = cur {
             // SAFETY: listed weak references are allocated.
-            let wr = unsafe { w.as_ref() };
+            let wr = unsafe { w.as_ref() }.links();
             cur = wr.next.take();
             wr.prev.set(None);
             f(w);
@@ -161,10 +170,24 @@ impl<T: ?Sized + 'static, S: Trace + 'static, F: Fn(&S, &Weak<T>) + 'static> Era
 
 /// A weak-reference object: what a [`Weak`] handle points at.
 ///
+/// Two words, so that the first weak reference to an object costs little memory: the target
+/// and, for weak references with a callback or payload (or once hashed), a boxed
+/// [`WeakExtra`]. The callback-less shared weak reference, the common kind, has none.
+///
 /// Invariant: `target` is `Some(h)` only while `h` is allocated and this object is listed in
 /// `h`'s weak-info block; clearing sets it to `None` and takes it out of the lists together.
 pub struct WeakRefObj {
     target: Cell<Option<NonNull<Header>>>,
+    /// Set at creation for listed weak references; set on first hash for a shared one; never
+    /// replaced once set (so references into it live as long as the object).
+    extra: OnceCell<Box<WeakExtra>>,
+}
+
+/// What a weak reference with a callback or payload carries besides its target.
+struct WeakExtra {
+    /// Whether the weak reference belongs in its referent's list (made with a callback or a
+    /// payload) rather than in the shared slot. Fixed at creation.
+    listed: bool,
     callback: RefCell<Option<Box<dyn ErasedCallback>>>,
     /// Set at creation, never changed: the `KeyedRef` key.
     payload: Option<Box<dyn ErasedPayload>>,
@@ -174,13 +197,34 @@ pub struct WeakRefObj {
     next: Cell<Option<NonNull<WeakRefObj>>>,
 }
 
+impl WeakExtra {
+    fn new(
+        listed: bool,
+        callback: Option<Box<dyn ErasedCallback>>,
+        payload: Option<Box<dyn ErasedPayload>>,
+    ) -> WeakExtra {
+        WeakExtra {
+            listed,
+            callback: RefCell::new(callback),
+            payload,
+            hash: Cell::new(None),
+            prev: Cell::new(None),
+            next: Cell::new(None),
+        }
+    }
+}
+
 // SAFETY: the only handles a weak-reference object owns are those its callback's state holds,
 // which the callback traces; the target is not owned and not visited.
 unsafe impl Trace for WeakRefObj {
     fn trace(&self, tracer: &mut Tracer<'_>) {
         // SAFETY: no user code runs while tracing (Trace's contract), so the callback cannot be
         // borrowed mutably while this shared reference lives.
-        match unsafe { self.callback.try_borrow_unguarded() } {
+        let Some(extra) = self.extra.get() else {
+            return;
+        };
+        // SAFETY: as above.
+        match unsafe { extra.callback.try_borrow_unguarded() } {
             Ok(cb) => {
                 if let Some(cb) = cb {
                     cb.trace(tracer);
@@ -188,7 +232,7 @@ unsafe impl Trace for WeakRefObj {
             }
             Err(_) => tracer.mark_incomplete(),
         }
-        if let Some(p) = &self.payload {
+        if let Some(p) = &extra.payload {
             p.trace(tracer);
         }
     }
@@ -204,9 +248,23 @@ impl Drop for WeakRefObj {
 
 impl WeakRefObj {
     /// Whether this weak reference belongs in its referent's list rather than in the shared
-    /// slot: it has (or, while its target is set, still has) a callback, or a payload.
+    /// slot: it was made with a callback or a payload.
     fn is_listed_kind(&self) -> bool {
-        self.payload.is_some() || self.callback.borrow().is_some()
+        self.extra.get().is_some_and(|e| e.listed)
+    }
+
+    /// The list links and callback of a listed weak reference.
+    fn links(&self) -> &WeakExtra {
+        self.extra
+            .get()
+            .expect("reap: a listed weak reference without its extra block")
+    }
+
+    /// Whether a callback is still pending.
+    fn has_callback(&self) -> bool {
+        self.extra
+            .get()
+            .is_some_and(|e| e.callback.borrow().is_some())
     }
 
     /// Clears this weak reference and takes it out of its referent's lists.
@@ -237,22 +295,21 @@ unsafe fn info_of<'a>(header: NonNull<Header>) -> Option<&'a WeakInfo> {
     Some(unsafe { &*info })
 }
 
-/// The weak info of a live object, made on first use.
+/// The weak info of a live object of `heap`, made on first use.
 #[inline]
-fn ensure_info<'a>(header: NonNull<Header>) -> &'a WeakInfo {
+fn ensure_info<'a>(heap: &HeapInner, header: NonNull<Header>) -> &'a WeakInfo {
     // SAFETY: callers pass the header of an object they hold a handle to.
     match unsafe { info_of(header) } {
         Some(info) => info,
-        None => make_info(header),
+        None => make_info(heap, header),
     }
 }
 
 #[cold]
 #[inline(never)]
-fn make_info<'a>(header: NonNull<Header>) -> &'a WeakInfo {
+fn make_info<'a>(heap: &HeapInner, header: NonNull<Header>) -> &'a WeakInfo {
     // SAFETY: callers pass the header of an object they hold a handle to.
     let h = unsafe { header.as_ref() };
-    let heap = heap_of(h);
     let ptr = heap
         .slabs
         .alloc(std::alloc::Layout::new::<WeakInfo>())
@@ -263,7 +320,6 @@ fn make_info<'a>(header: NonNull<Header>) -> &'a WeakInfo {
             vtable: h.vtable(),
             shared: Cell::new(None),
             head: Cell::new(None),
-            len: Cell::new(0),
         })
     };
     h.set_weak_info(ptr.as_ptr());
@@ -285,7 +341,7 @@ pub(crate) fn weak_count(header: NonNull<Header>) -> usize {
     // SAFETY: callers hold a handle to the object.
     match unsafe { info_of(header) } {
         None => 0,
-        Some(info) => held_shared(info).is_some() as usize + info.len.get(),
+        Some(info) => held_shared(info).is_some() as usize + info.listed_len(),
     }
 }
 
@@ -329,7 +385,7 @@ unsafe fn clear_all(
         // A weak reference whose own death is pending (count 0) is treated as dead already.
         let alive = h.strong() > 0;
         let garbage = in_collection && h.has(Flags::COLLECTING) && !h.has(Flags::REACHABLE);
-        if alive && !garbage && wr.callback.borrow().is_some() {
+        if alive && !garbage && wr.has_callback() {
             h.inc_strong();
             // SAFETY: alive; the new handle owns the count just added.
             let handle = unsafe { Gc::from_value_ptr(w) };
@@ -348,7 +404,7 @@ pub(crate) fn run_callbacks(heap: &HeapInner, calls: Vec<PendingCallback>) -> us
             Pending::Call(w, vtable) => {
                 // Taken now: the weak reference is cleared and out of every list, so this is
                 // the only place its callback can run, and it runs once.
-                let Some(cb) = w.callback.borrow_mut().take() else {
+                let Some(cb) = w.extra.get().and_then(|e| e.callback.borrow_mut().take()) else {
                     continue;
                 };
                 let type_name = (vtable.type_name)();
@@ -500,9 +556,8 @@ impl<T: ?Sized + 'static> Weak<T> {
     /// The object's shared callback-less weak reference, made on first use (SEMANTICS 4.3).
     #[inline]
     pub fn new(target: &Gc<T>) -> Weak<T> {
-        let header = target.header_ptr();
-        let info = ensure_info(header);
-        if let Some(shared) = held_shared(info) {
+        // SAFETY: `target` keeps the object allocated.
+        if let Some(shared) = unsafe { info_of(target.header_ptr()) }.and_then(held_shared) {
             // SAFETY: the shared weak reference is alive (count above 0: its death has not
             // begun); the new handle owns the count added here.
             let obj = unsafe {
@@ -514,15 +569,19 @@ impl<T: ?Sized + 'static> Weak<T> {
                 ptr: target.value_ptr(),
             };
         }
-        // None yet, or the one in the slot is dying (its count reached 0 and its `Drop`, which
-        // clears the slot, is still to come): a new one takes the slot.
-        Self::new_shared(target, info)
+        // No weak info yet, no shared weak reference, or the one in the slot is dying (its
+        // count reached 0 and its `Drop`, which clears the slot, is still to come): a new one
+        // takes the slot.
+        Self::new_shared(target)
     }
 
     #[cold]
     #[inline(never)]
-    fn new_shared(target: &Gc<T>, info: &WeakInfo) -> Weak<T> {
-        let obj = Self::make(target, None, None);
+    fn new_shared(target: &Gc<T>) -> Weak<T> {
+        let heap = heap_of(target.header());
+        let info = ensure_info(heap, target.header_ptr());
+        // Untracked: no collection (no user code) can run before the slot is set.
+        let obj = Self::make(heap, target, None, None);
         info.shared.set(Some(obj.value_ptr()));
         Weak {
             obj,
@@ -650,8 +709,11 @@ impl<T: ?Sized + 'static> Weak<T> {
         cb: Option<Box<dyn ErasedCallback>>,
         payload: Option<Box<dyn ErasedPayload>>,
     ) -> Weak<T> {
-        let info = ensure_info(target.header_ptr());
-        let obj = Self::make(target, cb, payload);
+        let heap = heap_of(target.header());
+        let info = ensure_info(heap, target.header_ptr());
+        // The allocation may start a collection, which runs user code; `target` keeps the
+        // referent, and so its weak info, alive meanwhile.
+        let obj = Self::make(heap, target, cb, payload);
         info.push(obj.value_ptr());
         Weak {
             obj,
@@ -660,11 +722,11 @@ impl<T: ?Sized + 'static> Weak<T> {
     }
 
     fn make(
+        heap: &HeapInner,
         target: &Gc<T>,
         callback: Option<Box<dyn ErasedCallback>>,
         payload: Option<Box<dyn ErasedPayload>>,
     ) -> Gc<WeakRefObj> {
-        let heap = heap_of(target.header());
         // A weak reference with a callback is tracked even when the callback holds nothing
         // traced: the collector must know when it is garbage, because then its callback never
         // runs (SEMANTICS 2.4). One with a payload is tracked for the payload's handles. A
@@ -673,11 +735,11 @@ impl<T: ?Sized + 'static> Weak<T> {
         heap.alloc_tracked_if(
             WeakRefObj {
                 target: Cell::new(Some(target.header_ptr())),
-                callback: RefCell::new(callback),
-                payload,
-                hash: Cell::new(None),
-                prev: Cell::new(None),
-                next: Cell::new(None),
+                extra: if tracked {
+                    OnceCell::from(Box::new(WeakExtra::new(true, callback, payload)))
+                } else {
+                    OnceCell::new()
+                },
             },
             tracked,
         )
@@ -762,7 +824,7 @@ impl<T: ?Sized> Weak<T> {
     /// finalizer, clear hook or `Drop` of that garbage, it is cleared (`is_alive` false) yet
     /// `has_callback` is true, as CPython's `__callback__` is still set there.
     pub fn has_callback(&self) -> bool {
-        self.obj.callback.borrow().is_some()
+        self.obj.has_callback()
     }
 
     /// A clone of the state of the pending callback (`ref.__callback__`), if this weak
@@ -772,14 +834,20 @@ impl<T: ?Sized> Weak<T> {
     pub fn callback_state<S: Clone + 'static>(&self) -> Option<S> {
         // Cloned under the borrow; `S::clone` of a handle or of a derived value runs no runtime
         // code, and one that does meets a borrowed cell (a panic), never freed memory.
-        let cb = self.obj.callback.borrow();
+        let cb = self.obj.extra.get()?.callback.borrow();
         cb.as_ref()?.state()?.downcast_ref::<S>().cloned()
     }
 
     /// The payload given to [`Weak::with_payload`], if it is of type `P` (`KeyedRef.key`). It
     /// stays readable after the referent died.
     pub fn payload<P: 'static>(&self) -> Option<&P> {
-        self.obj.payload.as_ref()?.as_any().downcast_ref::<P>()
+        self.obj
+            .extra
+            .get()?
+            .payload
+            .as_ref()?
+            .as_any()
+            .downcast_ref::<P>()
     }
 
     /// The weak-reference object itself, as a strong handle: to keep it in a value of the
@@ -808,12 +876,16 @@ impl<T: ?Sized> Weak<T> {
     where
         T: Hash,
     {
-        if let Some(h) = self.obj.hash.get() {
+        if let Some(h) = self.obj.extra.get().and_then(|e| e.hash.get()) {
             return Ok(h);
         }
         let strong = self.upgrade().ok_or(WeakGone)?;
         let h = hash_value(&*strong);
-        self.obj.hash.set(Some(h));
+        let extra = self
+            .obj
+            .extra
+            .get_or_init(|| Box::new(WeakExtra::new(false, None, None)));
+        extra.hash.set(Some(h));
         Ok(h)
     }
 }
@@ -928,7 +1000,7 @@ impl<T: ?Sized + 'static> Gc<T> {
         while let Some(w) = cur {
             push(w, &mut out);
             // SAFETY: listed weak references are allocated.
-            cur = unsafe { w.as_ref() }.next.get();
+            cur = unsafe { w.as_ref() }.links().next.get();
         }
         out
     }
