@@ -68,8 +68,7 @@ pub use introspect::{AnyGc, CollectCallback, CollectInfo, CollectPhase, DebugFla
 pub use proxy::{ReferenceError, WeakFnMethod, WeakMethod, WeakProxy};
 pub use reap_collector::GenerationStats;
 pub use reap_derive::Trace;
-/// The `smallvec` whose `SmallVec` implements [`Trace`] here (feature `smallvec`).
-#[cfg(feature = "smallvec")]
+/// The `smallvec` whose `SmallVec` implements [`Trace`] here.
 pub use smallvec;
 pub use trace::{Clear, Finalize, Trace, Tracer};
 pub use unraisable::{

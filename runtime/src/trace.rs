@@ -622,7 +622,6 @@ unsafe impl<T: Trace, S: 'static> Trace for indexmap::IndexSet<T, S> {
 }
 
 // SAFETY: the vector owns its elements, inline or spilled; iteration visits each once.
-#[cfg(feature = "smallvec")]
 unsafe impl<A: smallvec::Array + 'static> Trace for smallvec::SmallVec<A>
 where
     A::Item: Trace,

@@ -28,6 +28,8 @@ use std::hash::{Hash, Hasher};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
+use smallvec::SmallVec;
+
 use crate::header::{Flags, Header, VTable};
 use crate::heap::{heap_of, HeapInner, UnraisableKind};
 use crate::trace::{Trace, Tracer};
@@ -363,7 +365,7 @@ pub(crate) type PendingCallback = Pending;
 unsafe fn clear_all(
     header: NonNull<Header>,
     in_collection: bool,
-    calls: &mut Vec<PendingCallback>,
+    calls: &mut impl Extend<PendingCallback>,
 ) {
     // SAFETY: allocated (caller).
     let Some(info) = (unsafe { info_of(header) }) else {
@@ -389,7 +391,7 @@ unsafe fn clear_all(
             h.inc_strong();
             // SAFETY: alive; the new handle owns the count just added.
             let handle = unsafe { Gc::from_value_ptr(w) };
-            calls.push(Pending::Call(handle, vtable));
+            calls.extend(std::iter::once(Pending::Call(handle, vtable)));
         }
     });
 }
@@ -397,7 +399,10 @@ unsafe fn clear_all(
 /// Runs queued callbacks in order, each under a panic guard. Returns how many of the weak
 /// references called back died right after (the runtime held the last handle), which a
 /// collection counts as collected, as CPython's `handle_weakrefs` does.
-pub(crate) fn run_callbacks(heap: &HeapInner, calls: Vec<PendingCallback>) -> usize {
+pub(crate) fn run_callbacks(
+    heap: &HeapInner,
+    calls: impl IntoIterator<Item = PendingCallback>,
+) -> usize {
     let mut freed = 0;
     for pending in calls {
         match pending {
@@ -435,7 +440,9 @@ pub(crate) fn run_callbacks(heap: &HeapInner, calls: Vec<PendingCallback>) -> us
 /// # Safety
 /// The object has strong count 0 and is allocated.
 pub(crate) unsafe fn clear_and_call(heap: &HeapInner, header: NonNull<Header>) {
-    let mut calls = Vec::new();
+    // Inline: an object rarely has more than a few weak references with callbacks, and its
+    // death should not allocate to run them.
+    let mut calls = SmallVec::<[PendingCallback; 4]>::new();
     // SAFETY: caller.
     unsafe { clear_all(header, false, &mut calls) };
     run_callbacks(heap, calls);
