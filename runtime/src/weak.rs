@@ -440,6 +440,18 @@ pub(crate) fn run_callbacks(
 /// # Safety
 /// The object has strong count 0 and is allocated.
 pub(crate) unsafe fn clear_and_call(heap: &HeapInner, header: NonNull<Header>) {
+    // SAFETY: allocated (caller).
+    let Some(info) = (unsafe { info_of(header) }) else {
+        return;
+    };
+    if info.head.get().is_none() {
+        // The common case, at most the shared weak reference: clearing it owes no callback.
+        if let Some(shared) = info.shared.take() {
+            // SAFETY: a weak reference in the shared slot is allocated.
+            unsafe { shared.as_ref() }.target.set(None);
+        }
+        return;
+    }
     // Inline: an object rarely has more than a few weak references with callbacks, and its
     // death should not allocate to run them.
     let mut calls = SmallVec::<[PendingCallback; 4]>::new();
