@@ -90,7 +90,13 @@ pub trait CollectionPhases: CollectorHeap {
     /// the heap's record of them, if the heap finds its candidates from them
     /// ([`crate::mark_reachable_from`], with [`CollectorHeap::discover`]). `None`, the default,
     /// makes the collection gather every object of the generations instead.
-    fn take_possible_roots(&self) -> Option<Vec<Self::Object>> {
+    ///
+    /// `young` is generation 0's count as it stood when the collection began (tracked
+    /// allocations less deallocations since the last collection; the counts are reset before
+    /// this is asked), which stands in for generation 0's length when the heap weighs walking
+    /// it against gathering everything.
+    fn take_possible_roots(&self, young: usize) -> Option<Vec<Self::Object>> {
+        let _ = young;
         None
     }
 
@@ -170,8 +176,9 @@ pub fn collect<H: CollectionPhases>(heap: &H, g: usize) -> usize {
     heap.run_callbacks(CallbackPhase::Start, &info);
     // The counts are reset after the start callbacks, which see them as they were (CPython's
     // `gc_collect_main` resets them after `invoke_gc_callback("start")`).
+    let young = gens.counts()[0];
     gens.reset_counts(g);
-    let (survivors, collected) = collect_generations(heap, g);
+    let (survivors, collected) = collect_generations(heap, g, young);
     info.collected = collected;
     info.duration = start.elapsed();
     gens.record_collection(g, survivors, collected, 0);
@@ -185,10 +192,10 @@ pub fn collect<H: CollectionPhases>(heap: &H, g: usize) -> usize {
 pub const DISCOVERY_RATIO: usize = 8;
 
 /// Phases 3 to 9. Returns (survivors, collected).
-fn collect_generations<H: CollectionPhases>(heap: &H, g: usize) -> (usize, usize) {
+fn collect_generations<H: CollectionPhases>(heap: &H, g: usize, young: usize) -> (usize, usize) {
     let to = (g + 1).min(GENERATIONS - 1);
     let roots = if g == GENERATIONS - 1 {
-        heap.take_possible_roots()
+        heap.take_possible_roots(young)
     } else {
         None
     };
@@ -363,11 +370,11 @@ mod tests {
     }
 
     impl CollectionPhases for Model {
-        fn take_possible_roots(&self) -> Option<Vec<usize>> {
+        fn take_possible_roots(&self, young: usize) -> Option<Vec<usize>> {
             if !self.by_roots {
                 return None;
             }
-            self.call("take possible roots");
+            self.call(&format!("take possible roots young={young}"));
             Some(
                 self.live(2)
                     .into_iter()
@@ -553,7 +560,7 @@ mod tests {
             *m.calls.borrow(),
             [
                 "Start collected=0",
-                "take possible roots",
+                "take possible roots young=0",
                 "age",
                 "partition",
                 "reclaim [1, 0]",
@@ -574,7 +581,10 @@ mod tests {
         assert_eq!(collect(&m, 2), 2);
         assert_eq!(
             m.calls.borrow()[1..3],
-            ["take possible roots".to_string(), "gather".to_string()]
+            [
+                "take possible roots young=0".to_string(),
+                "gather".to_string()
+            ]
         );
     }
 
@@ -588,11 +598,28 @@ mod tests {
             *m.calls.borrow(),
             [
                 "Start collected=0",
-                "take possible roots",
+                "take possible roots young=0",
                 "age",
                 "Stop collected=0"
             ]
         );
+    }
+
+    #[test]
+    fn take_possible_roots_sees_generation_0s_count_from_before_the_reset() {
+        let mut m = Model::new(vec![vec![1], vec![0]], vec![]);
+        m.by_roots = true;
+        m.root_mark = vec![false, false];
+        for _ in 0..5 {
+            m.gens.note_allocation();
+        }
+        m.gens.note_deallocation();
+        collect(&m, 2);
+        assert!(m
+            .calls
+            .borrow()
+            .contains(&"take possible roots young=4".to_string()));
+        assert_eq!(m.gens.counts()[0], 0, "reset for the collection");
     }
 
     #[test]

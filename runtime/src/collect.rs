@@ -232,15 +232,14 @@ impl CollectionPhases for HeapInner {
     /// The record of possible roots, unless the permanent set holds objects: the collection
     /// would have to tell its objects from the generations' while discovering, so it gathers
     /// instead (walking the generations, not the permanent set).
-    fn take_possible_roots(&self) -> Option<Vec<NonNull<Header>>> {
+    fn take_possible_roots(&self, young: usize) -> Option<Vec<NonNull<Header>>> {
         if !self.lists[3].is_empty() {
             return None;
         }
         // Generation 0's objects are all roots or walked: when they and the record make up a
         // large part of the heap, gathering everything costs less than walking, then
-        // discovering (generation 0's count, allocations less deallocations since the last
-        // collection, stands in for its length).
-        let young = self.gens.counts()[0];
+        // discovering (generation 0's count at the start, allocations less deallocations since
+        // the last collection, stands in for its length).
         if (self.possible_roots.len() + young).saturating_mul(DISCOVERY_RATIO) >= self.listed.get()
         {
             return None;
