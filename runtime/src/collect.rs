@@ -247,10 +247,8 @@ impl CollectionPhases for HeapInner {
         let mut roots = self.possible_roots.take(&self.slabs);
         // Generation 0's possible roots are not recorded: walk it. Its objects are all about to
         // leave it (candidates for generation 2, the rest spliced there).
-        let head = &self.lists[0];
-        let mut cur = head.next.get();
-        while cur != NonNull::from(head) {
-            let o = Header::from_links(cur);
+        // SAFETY: this heap's list head; the walk only marks.
+        for o in unsafe { self.lists[0].objects() } {
             // SAFETY: listed objects are allocated.
             let h = unsafe { o.as_ref() };
             let r = h.root.get();
@@ -258,8 +256,6 @@ impl CollectionPhases for HeapInner {
             if r.contains(Root::POSSIBLE) && h.strong() > 0 {
                 roots.push(o);
             }
-            // SAFETY: as above.
-            cur = unsafe { cur.as_ref() }.next.get();
         }
         Some(roots)
     }
@@ -267,15 +263,12 @@ impl CollectionPhases for HeapInner {
     fn population(&self) -> usize {
         let n = self.listed.get();
         if cfg!(debug_assertions) && n < 50_000 {
-            let mut walked = 0;
-            for head in &self.lists {
-                let mut cur = head.next.get();
-                while cur != NonNull::from(head) {
-                    walked += 1;
-                    // SAFETY: listed objects are allocated.
-                    cur = unsafe { cur.as_ref() }.next.get();
-                }
-            }
+            // SAFETY: this heap's list heads; counting runs no user code.
+            let walked: usize = self
+                .lists
+                .iter()
+                .map(|head| unsafe { head.objects() }.count())
+                .sum();
             debug_assert_eq!(walked, n, "reap: the count of listed objects is off");
         }
         n
@@ -283,6 +276,9 @@ impl CollectionPhases for HeapInner {
 
     fn count_if_no_possible_root(&self, g: usize) -> Option<usize> {
         let mut n = 0;
+        // Walked by hand rather than with `Links::objects`: this is the walk before every young
+        // collection, and the iterator cost one more instruction per object here (cachegrind,
+        // `reap-stress trees --size 0.1`: 194.5M to 195.2M in all).
         for gen in 0..=g {
             let head = &self.lists[gen];
             let mut cur = head.next.get();
@@ -323,17 +319,13 @@ impl CollectionPhases for HeapInner {
     fn gather(&self, g: usize) -> Vec<NonNull<Header>> {
         let mut candidates = Vec::new();
         let full = g == 2;
-        for gen in 0..=g {
-            let head = &self.lists[gen];
-            let end = NonNull::from(head);
-            let mut cur = head.next.get();
+        for head in &self.lists[..=g] {
+            // SAFETY: this heap's list head. Each object is relinked (back onto this head) or
+            // taken out only once yielded, and no user code runs.
+            let objects = unsafe { head.objects() };
             head.init_empty();
-            while cur != end {
-                let o = Header::from_links(cur);
-                // SAFETY: listed objects are allocated; `next` is read before the links are
-                // reused.
-                cur = unsafe { cur.as_ref() }.next.get();
-                // SAFETY: as above.
+            for o in objects {
+                // SAFETY: listed objects are allocated.
                 let h = unsafe { o.as_ref() };
                 if h.strong() == 0 {
                     // SAFETY: its links are free (the list was reset) and the head is valid.

@@ -167,6 +167,22 @@ impl Links {
         }
     }
 
+    /// The objects of the list headed by `self`, front to back. Each object's `next` link is
+    /// read before the object is yielded, so the caller may relink the object it was just
+    /// given (push it back onto this very head after [`Links::init_empty`], as gathering does).
+    ///
+    /// # Safety
+    /// `self` is an initialised list head, and while the iterator is used no node other than
+    /// the one last yielded is unlinked, relinked or freed (no user code runs meanwhile).
+    #[inline]
+    pub(crate) unsafe fn objects(&self) -> ListObjects<'_> {
+        ListObjects {
+            end: NonNull::from(self),
+            cur: self.next.get(),
+            _head: std::marker::PhantomData,
+        }
+    }
+
     /// Moves every node of `self` to the tail of `to`, leaving `self` empty. O(1).
     ///
     /// # Safety
@@ -186,6 +202,29 @@ impl Links {
         }
         to.prev.set(last);
         self.init_empty();
+    }
+}
+
+/// The iterator of [`Links::objects`].
+pub(crate) struct ListObjects<'a> {
+    end: NonNull<Links>,
+    cur: NonNull<Links>,
+    _head: std::marker::PhantomData<&'a Links>,
+}
+
+impl Iterator for ListObjects<'_> {
+    type Item = NonNull<Header>;
+
+    #[inline]
+    fn next(&mut self) -> Option<NonNull<Header>> {
+        if self.cur == self.end {
+            return None;
+        }
+        let links = self.cur;
+        // SAFETY: `links` is a node of the list (the contract of `Links::objects`: nodes ahead
+        // of the walk stay linked and allocated); its `next` is read before it is yielded.
+        self.cur = unsafe { links.as_ref() }.next.get();
+        Some(Header::from_links(links))
     }
 }
 

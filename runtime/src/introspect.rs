@@ -30,14 +30,8 @@ pub(crate) unsafe fn any_handle(o: NonNull<Header>) -> AnyGc {
 
 /// The headers of a list, in order.
 pub(crate) fn members(head: &Links) -> Vec<NonNull<Header>> {
-    let mut out = Vec::new();
-    let mut cur = head.next.get();
-    while cur != NonNull::from(head) {
-        out.push(Header::from_links(cur));
-        // SAFETY: nodes of a heap list are valid links of allocated objects.
-        cur = unsafe { cur.as_ref() }.next.get();
-    }
-    out
+    // SAFETY: a heap's list head; copying the members out runs no user code.
+    unsafe { head.objects() }.collect()
 }
 
 /// Whether handles to the object may be made: alive and with its value intact.
@@ -200,12 +194,10 @@ impl Heap {
     pub fn freeze(&self) {
         let inner = self.inner();
         // Generation 0's objects leave it: marked old (and recorded if possible roots).
-        let head = &inner.lists[0];
-        let mut cur = head.next.get();
-        while cur != NonNull::from(head) {
-            inner.promote(Header::from_links(cur));
-            // SAFETY: listed objects are allocated.
-            cur = unsafe { cur.as_ref() }.next.get();
+        // SAFETY: this heap's list head; `promote` marks and records, relinking nothing and
+        // running no user code.
+        for o in unsafe { inner.lists[0].objects() } {
+            inner.promote(o);
         }
         for g in 0..3 {
             // SAFETY: this heap's list heads.
