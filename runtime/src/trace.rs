@@ -139,9 +139,14 @@ impl<'a> Tracer<'a> {
 /// without guards, so it must run no code that could touch the runtime or the traced values:
 /// it must not create, clone or drop handles or weak references, allocate, collect, mutate any
 /// part of the value (no `Cell::take`/`set`, no `RefCell::borrow_mut`), or call user code that
-/// might (a `Default`, a `Drop`, a callback). Visiting fewer handles than the value holds is allowed (the collector
-/// then keeps what they lead to). `needs_trace` may return `false` only if values of the type
-/// can never hold a handle.
+/// might (a `Default`, a `Drop`, a callback). Visiting fewer handles than the value holds is
+/// allowed (the collector then keeps what they lead to), provided every call in one collection
+/// visits the same handles: a collection traces an object more than once (to find candidates,
+/// to subtract internal references, to mark what is reachable), and a `trace` that reports an
+/// edge on one call and hides it on another can get a child collected that a live object still
+/// holds. That is never undefined behaviour (the child is reclaimed as garbage and any later use
+/// of it panics, or gives `Reclaimed` through `Gc::try_deref`), but it is a bug in the `Trace`
+/// impl. `needs_trace` may return `false` only if values of the type can never hold a handle.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` does not implement `reap::Trace`",
     label = "a heap object and everything it holds must be traceable",
