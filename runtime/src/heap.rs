@@ -1138,7 +1138,11 @@ impl Drop for Heap {
             }
             inner.settle_for_shutdown(ptr);
         }
-        let live = inner.live.get();
+        // Objects whose refcount death is under way (one for each death on the stack, as when a
+        // `Drop` dropped the heap, and those deferred to the trashcan) are not held by anyone:
+        // the death that is running frees them.
+        let dying = inner.depth.get() as usize + inner.deferred.borrow().len();
+        let live = inner.live.get().saturating_sub(dying);
         if live > 0 {
             let during = if inner.gens.is_collecting() {
                 " (the heap was dropped during its own collection, which may still free some)"
