@@ -174,7 +174,7 @@ impl<T: ?Sized + 'static, S: Trace + 'static, F: Fn(&S, &Weak<T>) + 'static> Era
 ///
 /// Two words, so that the first weak reference to an object costs little memory: the target
 /// and, for weak references with a callback or payload (or once hashed), a boxed
-/// [`WeakExtra`]. The callback-less shared weak reference, the common kind, has none.
+/// `WeakExtra`. The callback-less shared weak reference, the common kind, has none.
 ///
 /// Invariant: `target` is `Some(h)` only while `h` is allocated and this object is listed in
 /// `h`'s weak-info block; clearing sets it to `None` and takes it out of the lists together.
