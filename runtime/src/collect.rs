@@ -394,7 +394,7 @@ impl CollectionPhases for HeapInner {
             } else {
                 // Weak references to garbage must be cleared, and garbage weak references
                 // detached, before any user code runs (finalizers, or drops during reclaim).
-                part.needs_weak_phase |= h.weak_info().is_some() || crate::weak::is_weakref(h);
+                part.needs_weak_phase |= h.has_weak_info() || crate::weak::is_weakref(h);
                 part.needs_finalizers |= h.has(Flags::HAS_FINALIZER) && !h.has(Flags::FINALIZED);
                 h.set(Flags::UNLINKED);
                 part.garbage.push(o);
@@ -526,7 +526,7 @@ impl CollectionPhases for HeapInner {
             // SAFETY: garbage stays allocated until the loop below frees it (held back).
             let h = unsafe { o.as_ref() };
             h.set(Flags::RECLAIMING);
-            if h.weak_info().is_some() {
+            if h.has_weak_info() {
                 // SAFETY: allocated garbage of this collection.
                 unsafe { crate::weak::clear_for_collection(o, &mut calls) };
             }

@@ -14,7 +14,7 @@
 //! untracked one 16 (SEMANTICS 1.1, DESIGN budgets).
 //!
 //! `meta` is either a `&'static VTable` (low bit clear) or, once the object has had a weak
-//! reference, a pointer to a heap-allocated [`WeakInfo`](crate::weak::WeakInfo) whose first field
+//! reference, a pointer to a heap-allocated `WeakInfo` (the weak module's) whose first field
 //! is that vtable (low bit set). This is the "lazily allocated slot" for weak-reference lists.
 
 use std::alloc::Layout;
@@ -374,32 +374,6 @@ impl Header {
         }
     }
 
-    /// Subtracts one from the strong count for a dropped handle and, if the count stays above
-    /// zero, marks the object a possible root (recording it in its heap the first time).
-    /// Returns whether the count reached zero.
-    ///
-    /// # Safety
-    /// `this` is a live object's header, with the provenance of its whole allocation.
-    #[inline]
-    pub(crate) unsafe fn dec_strong_from_handle(this: NonNull<Header>) -> bool {
-        // SAFETY: caller.
-        let h = unsafe { this.as_ref() };
-        let v = h.rc.get() - 1;
-        h.rc.set(v);
-        if v == 0 {
-            return true;
-        }
-        let r = h.root.get();
-        if r.intersection(Root::POSSIBLE | Root::OLD) == Root::OLD {
-            // SAFETY: caller.
-            unsafe { crate::roots::suspect(this) };
-        } else {
-            // A young object (or one already marked): only the mark, with a plain store.
-            h.root.set(r | Root::POSSIBLE);
-        }
-        false
-    }
-
     /// Whether the object is marked a possible root.
     #[inline]
     pub(crate) fn is_possible_root(&self) -> bool {
@@ -445,30 +419,27 @@ impl Header {
     /// The object's vtable, through the weak-info block if there is one.
     #[inline]
     pub(crate) fn vtable(&self) -> &'static VTable {
-        match self.weak_info() {
-            // SAFETY: an untagged `meta` is a `&'static VTable` (header invariant).
-            None => unsafe { &*self.meta.get().cast::<VTable>() },
-            // SAFETY: a tagged `meta` points to the object's live `WeakInfo`, whose `vtable`
-            // field is the object's vtable (WeakInfo lives as long as the object's allocation).
-            Some(info) => unsafe { (*info).vtable },
-        }
-    }
-
-    /// The object's weak-info block, if it has one.
-    #[inline]
-    pub(crate) fn weak_info(&self) -> Option<*mut crate::weak::WeakInfo> {
         let meta = self.meta.get();
         if meta.addr() & META_WEAK_INFO == 0 {
-            None
+            // SAFETY: an untagged `meta` is a `&'static VTable` (header invariant).
+            unsafe { &*meta.cast::<VTable>() }
         } else {
-            Some(meta.map_addr(|a| a & !META_WEAK_INFO) as *mut crate::weak::WeakInfo)
+            // SAFETY: a tagged `meta` points to the object's live weak-info block, whose first
+            // field is the object's vtable (`weak::WeakInfo` is `repr(C)` with `vtable` first;
+            // the block lives as long as the object's allocation).
+            unsafe {
+                *meta
+                    .map_addr(|a| a & !META_WEAK_INFO)
+                    .cast::<&'static VTable>()
+            }
         }
     }
 
-    /// Points `meta` at a weak-info block (tagged).
-    pub(crate) fn set_weak_info(&self, info: *mut crate::weak::WeakInfo) {
-        let p = (info as *const ()).map_addr(|a| a | META_WEAK_INFO);
-        self.meta.set(p);
+    /// Whether the object has a weak-info block (`meta` tagged). The block itself is the weak
+    /// module's (`Header::weak_info` there).
+    #[inline]
+    pub(crate) fn has_weak_info(&self) -> bool {
+        self.meta.get().addr() & META_WEAK_INFO != 0
     }
 
     /// Points `meta` at the vtable (untagged).

@@ -941,7 +941,7 @@ unsafe fn destroy(heap: &HeapInner, header: NonNull<Header>) {
     }
 
     // (b) Clear every weak reference, then run the callbacks of those still alive.
-    if h.weak_info().is_some() {
+    if h.has_weak_info() {
         // SAFETY: the object is dying with count 0; its weak info is live.
         unsafe { weak::clear_and_call(heap, header) };
     }
@@ -987,7 +987,7 @@ pub(crate) unsafe fn free_object(heap: &HeapInner, header: NonNull<Header>, drop
     // The weak-info block goes with the object. Weak references made after the object's
     // weak references were cleared (by a `Drop` during reclaim) are cleared there, and their
     // callbacks run.
-    if h.weak_info().is_some() {
+    if h.has_weak_info() {
         // SAFETY: the object is dead; its weak info is no longer read.
         unsafe { weak::free_info(heap, header) };
     }

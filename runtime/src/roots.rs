@@ -50,6 +50,36 @@ impl Default for PossibleRoots {
     }
 }
 
+// The hot half of a handle's drop lives here, beside the cold half it calls, so that the
+// header's module depends on nothing above it.
+impl Header {
+    /// Subtracts one from the strong count for a dropped handle and, if the count stays above
+    /// zero, marks the object a possible root (recording it in its heap the first time).
+    /// Returns whether the count reached zero.
+    ///
+    /// # Safety
+    /// `this` is a live object's header, with the provenance of its whole allocation.
+    #[inline]
+    pub(crate) unsafe fn dec_strong_from_handle(this: NonNull<Header>) -> bool {
+        // SAFETY: caller.
+        let h = unsafe { this.as_ref() };
+        let v = h.rc.get() - 1;
+        h.rc.set(v);
+        if v == 0 {
+            return true;
+        }
+        let r = h.root.get();
+        if r.intersection(Root::POSSIBLE | Root::OLD) == Root::OLD {
+            // SAFETY: caller.
+            unsafe { suspect(this) };
+        } else {
+            // A young object (or one already marked): only the mark, with a plain store.
+            h.root.set(r | Root::POSSIBLE);
+        }
+        false
+    }
+}
+
 /// Marks an `OLD` object a possible root and records it in its heap: the slow half of a
 /// handle's drop that left the count above zero.
 ///

@@ -30,12 +30,16 @@ use std::ptr::NonNull;
 
 use smallvec::SmallVec;
 
-use crate::header::{Flags, Header, VTable};
+use crate::header::{Flags, Header, VTable, META_WEAK_INFO};
 use crate::heap::{heap_of, HeapInner, UnraisableKind};
 use crate::trace::{Trace, Tracer};
 use crate::Gc;
 
 /// The weak-reference bookkeeping of one referent.
+///
+/// `repr(C)` with `vtable` first: `Header::vtable` reads it through the tagged `meta` word
+/// without naming this type.
+#[repr(C)]
 pub(crate) struct WeakInfo {
     /// The referent's vtable (the header's `meta` points here instead, tagged).
     pub(crate) vtable: &'static VTable,
@@ -283,6 +287,27 @@ impl WeakRefObj {
             // Else: a shared-kind weak reference that a newer one replaced in the block while it
             // was dying (`Weak::new` skips a shared one whose count is 0); it is in no list.
         }
+    }
+}
+
+// The typed side of the header's tagged `meta` word, kept here so that the header's module
+// does not depend on this one.
+impl Header {
+    /// The object's weak-info block, if it has one.
+    #[inline]
+    pub(crate) fn weak_info(&self) -> Option<*mut WeakInfo> {
+        let meta = self.meta.get();
+        if meta.addr() & META_WEAK_INFO == 0 {
+            None
+        } else {
+            Some(meta.map_addr(|a| a & !META_WEAK_INFO) as *mut WeakInfo)
+        }
+    }
+
+    /// Points `meta` at a weak-info block (tagged).
+    pub(crate) fn set_weak_info(&self, info: *mut WeakInfo) {
+        let p = (info as *const ()).map_addr(|a| a | META_WEAK_INFO);
+        self.meta.set(p);
     }
 }
 
