@@ -18,11 +18,8 @@
 //! is that vtable (low bit set). This is the "lazily allocated slot" for weak-reference lists.
 
 use std::alloc::Layout;
-use std::any::TypeId;
 use std::cell::Cell;
 use std::ptr::NonNull;
-
-use crate::trace::{Trace, Tracer};
 
 /// Size of [`Header`]; the value starts this many bytes after the header.
 pub(crate) const HEADER_SIZE: usize = std::mem::size_of::<Header>();
@@ -228,89 +225,6 @@ impl Iterator for ListObjects<'_> {
     }
 }
 
-/// What the runtime knows about an object's type: how to trace it, finalize it, drop it and
-/// free it. One static per type, built by [`vtable_of`].
-pub(crate) struct VTable {
-    /// Where the value sits in the allocation of a tracked object of this type.
-    pub(crate) tracked_layout: ObjectLayout,
-    /// Where the value sits in the allocation of an untracked object of this type.
-    pub(crate) untracked_layout: ObjectLayout,
-    /// `drop_in_place::<T>` on the value.
-    pub(crate) drop_value: unsafe fn(NonNull<u8>),
-    /// `T::trace` on the value.
-    pub(crate) trace: unsafe fn(NonNull<u8>, &mut Tracer<'_>),
-    /// Runs `T`'s finalizer with a temporary handle to the object.
-    pub(crate) finalize: unsafe fn(NonNull<Header>),
-    /// Runs `T`'s clear hook on the value (nothing if the type has none).
-    pub(crate) clear: unsafe fn(NonNull<u8>),
-    /// `std::any::type_name::<T>`.
-    pub(crate) type_name: fn() -> &'static str,
-    /// `TypeId::of::<T>`.
-    pub(crate) type_id: fn() -> TypeId,
-    /// The value as `dyn Any`, for type-erased handles.
-    pub(crate) as_any: fn(NonNull<u8>) -> NonNull<dyn std::any::Any>,
-}
-
-struct VTableFor<T>(std::marker::PhantomData<T>);
-
-impl<T: Trace> VTableFor<T> {
-    const VTABLE: VTable = VTable {
-        tracked_layout: ObjectLayout::new(Layout::new::<T>(), true),
-        untracked_layout: ObjectLayout::new(Layout::new::<T>(), false),
-        drop_value: drop_value::<T>,
-        trace: trace_value::<T>,
-        finalize: finalize_value::<T>,
-        clear: clear_value::<T>,
-        type_name: std::any::type_name::<T>,
-        type_id: TypeId::of::<T>,
-        as_any: as_any::<T>,
-    };
-}
-
-/// The vtable of `T`, a `'static` constant.
-pub(crate) fn vtable_of<T: Trace>() -> &'static VTable {
-    &VTableFor::<T>::VTABLE
-}
-
-fn as_any<T: Trace>(value: NonNull<u8>) -> NonNull<dyn std::any::Any> {
-    value.cast::<T>()
-}
-
-/// # Safety
-/// `value` points to a live, initialised `T` that is not used again.
-unsafe fn drop_value<T>(value: NonNull<u8>) {
-    // SAFETY: caller guarantees a live `T` that nobody will read again.
-    unsafe { std::ptr::drop_in_place(value.cast::<T>().as_ptr()) }
-}
-
-/// # Safety
-/// `value` points to a live, initialised `T`.
-unsafe fn trace_value<T: Trace>(value: NonNull<u8>, tracer: &mut Tracer<'_>) {
-    // SAFETY: caller guarantees a live `T`; tracing only reads it.
-    unsafe { value.cast::<T>().as_ref().trace(tracer) }
-}
-
-/// # Safety
-/// `value` points to a live, initialised `T`.
-unsafe fn clear_value<T: Trace>(value: NonNull<u8>) {
-    if let Some(f) = T::clearer() {
-        // SAFETY: caller guarantees a live `T`; the hook gets a shared reference only.
-        f(unsafe { value.cast::<T>().as_ref() });
-    }
-}
-
-/// # Safety
-/// `header` is the header of a live object of type `T` whose strong count the caller holds one
-/// of (the temporary reference handed to the finalizer).
-unsafe fn finalize_value<T: Trace>(header: NonNull<Header>) {
-    if let Some(f) = T::finalizer() {
-        // SAFETY: the caller owns one strong count; the ManuallyDrop handle borrows it without
-        // giving it back, so the count stays the caller's to settle.
-        let handle = std::mem::ManuallyDrop::new(unsafe { crate::Gc::<T>::from_header(header) });
-        f(&handle);
-    }
-}
-
 /// The common header in front of every value.
 ///
 /// Invariants:
@@ -416,35 +330,11 @@ impl Header {
         self.flags.set(v);
     }
 
-    /// The object's vtable, through the weak-info block if there is one.
-    #[inline]
-    pub(crate) fn vtable(&self) -> &'static VTable {
-        let meta = self.meta.get();
-        if meta.addr() & META_WEAK_INFO == 0 {
-            // SAFETY: an untagged `meta` is a `&'static VTable` (header invariant).
-            unsafe { &*meta.cast::<VTable>() }
-        } else {
-            // SAFETY: a tagged `meta` points to the object's live weak-info block, whose first
-            // field is the object's vtable (`weak::WeakInfo` is `repr(C)` with `vtable` first;
-            // the block lives as long as the object's allocation).
-            unsafe {
-                *meta
-                    .map_addr(|a| a & !META_WEAK_INFO)
-                    .cast::<&'static VTable>()
-            }
-        }
-    }
-
     /// Whether the object has a weak-info block (`meta` tagged). The block itself is the weak
     /// module's (`Header::weak_info` there).
     #[inline]
     pub(crate) fn has_weak_info(&self) -> bool {
         self.meta.get().addr() & META_WEAK_INFO != 0
-    }
-
-    /// Points `meta` at the vtable (untagged).
-    pub(crate) fn set_vtable(&self, vtable: &'static VTable) {
-        self.meta.set((vtable as *const VTable).cast());
     }
 
     /// Pointer to the value that follows this header.

@@ -13,10 +13,11 @@ use std::ptr::NonNull;
 
 use reap_collector::Generations;
 
-use crate::header::{vtable_of, Flags, Header, Links, Root, HEADER_SIZE};
+use crate::header::{Flags, Header, Links, Root, HEADER_SIZE};
 use crate::trace::Trace;
 use crate::unraisable::{drop_guarded, drop_payload, print_unraisable};
 pub use crate::unraisable::{Unraisable, UnraisableHook, UnraisableKind};
+use crate::vtable::{vtable_of, VTable};
 use crate::weak;
 use crate::Gc;
 
@@ -579,9 +580,9 @@ impl HeapInner {
 
     /// A new object's header on this heap.
     #[inline]
-    fn new_header(&self, vtable: &'static crate::header::VTable, rc: u32, flags: Flags) -> Header {
+    fn new_header(&self, vtable: &'static VTable, rc: u32, flags: Flags) -> Header {
         Header {
-            meta: Cell::new((vtable as *const crate::header::VTable).cast()),
+            meta: Cell::new((vtable as *const VTable).cast()),
             rc: Cell::new(rc),
             root: Cell::new(Header::initial_root(flags.contains(Flags::TRACKED))),
             flags: Cell::new(flags),
@@ -1024,7 +1025,7 @@ pub(crate) unsafe fn dealloc_object(slabs: &crate::slab::Slabs, header: NonNull<
 unsafe fn dealloc_with(
     slabs: &crate::slab::Slabs,
     header: NonNull<Header>,
-    vtable: &crate::header::VTable,
+    vtable: &VTable,
     tracked: bool,
 ) {
     let ol = if tracked {

@@ -45,17 +45,19 @@ mod header;
 mod heap;
 mod introspect;
 mod proxy;
+mod raw;
 mod roots;
 mod slab;
 mod trace;
 mod unraisable;
 mod view;
+mod vtable;
 mod weak;
 mod weakkey;
 mod weakmap;
 
 pub use finalizer::{finalize, Finalizer, Func};
-pub use handle::{is_tracked, ByAddress, Gc, Reclaimed};
+pub use handle::{is_tracked, ByAddress, Reclaimed};
 /// The `hashbrown` whose maps and sets implement [`Trace`] here (so an embedder's own tables
 /// can use the same version).
 pub use hashbrown;
@@ -66,6 +68,7 @@ pub use heap::Heap;
 pub use indexmap;
 pub use introspect::{AnyGc, CollectCallback, CollectInfo, CollectPhase, DebugFlags};
 pub use proxy::{ReferenceError, WeakFnMethod, WeakMethod, WeakProxy};
+pub use raw::Gc;
 pub use reap_collector::GenerationStats;
 pub use reap_derive::Trace;
 /// The `smallvec` whose `SmallVec` implements [`Trace`] here.

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, LinkedL
 use std::ptr::NonNull;
 
 use crate::header::Header;
-use crate::Gc;
+use crate::raw::Gc;
 
 /// Visits the handles a value holds.
 ///
