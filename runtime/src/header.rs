@@ -169,8 +169,8 @@ impl Links {
     /// given (push it back onto this very head after [`Links::init_empty`], as gathering does).
     ///
     /// # Safety
-    /// `self` is an initialised list head, and while the iterator is used no node other than
-    /// the one last yielded is unlinked, relinked or freed (no user code runs meanwhile).
+    /// `self` is an initialised list head, and while the iterator is used no node it has not
+    /// yielded yet is unlinked, relinked or freed (no user code runs meanwhile).
     #[inline]
     pub(crate) unsafe fn objects(&self) -> ListObjects<'_> {
         ListObjects {
@@ -218,8 +218,9 @@ impl Iterator for ListObjects<'_> {
             return None;
         }
         let links = self.cur;
-        // SAFETY: `links` is a node of the list (the contract of `Links::objects`: nodes ahead
-        // of the walk stay linked and allocated); its `next` is read before it is yielded.
+        // SAFETY: `links` is a node of the list not yet yielded (the contract of
+        // `Links::objects`: such nodes stay linked and allocated); its `next` is read before it
+        // is yielded.
         self.cur = unsafe { links.as_ref() }.next.get();
         Some(Header::from_links(links))
     }

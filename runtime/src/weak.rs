@@ -13,7 +13,7 @@
 //!   CPython, the block does not own it: it dies with its last handle (taking itself out of the
 //!   block), so one held only by garbage is garbage too;
 //! - `head`: the weak references with callbacks, in an intrusive doubly linked list through
-//!   the weak-reference objects, newest first (CPython inserts them after the basic reference, so
+//!   the weak-reference objects' extra blocks, newest first (CPython inserts them after the basic reference, so
 //!   callbacks run newest first). Insertion and removal are O(1) and allocate nothing.
 //!
 //! Neither list owns its weak references: a weak reference that dies first takes itself out of
@@ -285,8 +285,8 @@ impl WeakRefObj {
             } else if self.is_listed_kind() {
                 info.unlist(me);
             }
-            // Else: a shared-kind weak reference that a newer one replaced in the block while it
-            // was dying (`Weak::new` skips a shared one whose count is 0); it is in no list.
+            // A shared-kind weak reference that a newer one replaced in the slot while it was
+            // dying never gets here: the replacement cleared its target (`Weak::new_shared`).
         }
     }
 }
@@ -627,7 +627,14 @@ impl<T: ?Sized + 'static> Weak<T> {
         let info = ensure_info(heap, target.header_ptr());
         // Untracked: no collection (no user code) can run before the slot is set.
         let obj = Self::make(heap, target, None, None);
-        info.shared.set(Some(obj.value_ptr()));
+        if let Some(dying) = info.shared.replace(Some(obj.value_ptr())) {
+            // The one in the slot has count 0 (`held_shared` refused it): its death has begun
+            // and its `Drop` may come after the referent's, which will clear only the new one.
+            // Cleared now, it can never reach the referent again (WeakRefObj invariant).
+            // SAFETY: a weak reference in the shared slot is allocated until its `Drop` takes
+            // it out of the slot, which has not happened (it is still there).
+            unsafe { dying.as_ref() }.target.set(None);
+        }
         Weak {
             obj,
             ptr: target.value_ptr(),

@@ -349,3 +349,58 @@ fn garbage_weak_reference_keeps_its_never_run_callback_like_cpython() {
     assert_eq!(heap.collect(2), 3);
     assert_eq!(*seen.borrow(), [(false, true, Some(7))]);
 }
+
+/// A shared weak reference whose count reached zero is replaced in its referent's slot by a new
+/// one (from a callback that runs during its death); the referent then dies before the old one's
+/// `Drop`, which must not reach the freed referent (it did: "weak target without weak info",
+/// found by review). CPython's weak reference leaves its referent's list as its deallocation
+/// begins, so it never meets this; the observable part, with a weakly referenceable subclass of
+/// `ref` (python3 prints `True 0`):
+///
+/// ```python
+/// import weakref
+/// class C: pass
+/// class R(weakref.ref): pass
+/// holder = [C()]
+/// keep = []
+/// w1 = R(holder[0])
+/// def cb(_):
+///     o = holder.pop()
+///     keep.append(weakref.ref(o))
+///     del o
+/// ww = weakref.ref(w1, cb)
+/// del w1
+/// print(keep[0]() is None, len(holder))
+/// ```
+#[test]
+fn dying_shared_weak_reference_replaced_then_its_referent_dies_first() {
+    let heap = Heap::new();
+    let reports: Rc<RefCell<Vec<String>>> = Rc::default();
+    let r = reports.clone();
+    heap.set_unraisable_hook(Some(Box::new(move |u: &reap::Unraisable| {
+        r.borrow_mut().push(u.message.clone())
+    })));
+    let holder: Rc<RefCell<Option<Gc<u8>>>> = Rc::new(RefCell::new(Some(heap.alloc(1_u8))));
+    let keep: Rc<RefCell<Option<Weak<u8>>>> = Rc::default();
+    let w1 = Weak::new(holder.borrow().as_ref().unwrap());
+    let (h2, k2) = (holder.clone(), keep.clone());
+    let _ww = Weak::with_untraced_callback(&Weak::as_object(&w1), move |_| {
+        let o = h2.borrow_mut().take().unwrap();
+        let w2 = Weak::new(&o);
+        assert!(
+            w2.is_alive(),
+            "a new shared weak reference to a live object"
+        );
+        *k2.borrow_mut() = Some(w2);
+        drop(o);
+    });
+    drop(w1);
+    let w2 = keep.borrow_mut().take().unwrap();
+    assert!(w2.upgrade().is_none());
+    assert_eq!(
+        heap.live_objects(),
+        2,
+        "w2 and the weak reference to w1 remain"
+    );
+    assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
+}
