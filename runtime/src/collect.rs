@@ -263,10 +263,10 @@ impl CollectionPhases for HeapInner {
     fn population(&self) -> usize {
         let n = self.listed.get();
         if cfg!(debug_assertions) && n < 50_000 {
-            // SAFETY: this heap's list heads; counting runs no user code.
             let walked: usize = self
                 .lists
                 .iter()
+                // SAFETY: this heap's list heads; counting runs no user code.
                 .map(|head| unsafe { head.objects() }.count())
                 .sum();
             debug_assert_eq!(walked, n, "reap: the count of listed objects is off");

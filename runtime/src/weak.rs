@@ -84,6 +84,14 @@ impl WeakInfo {
         }
     }
 
+    /// Takes the shared weak reference out of its slot, cleared (no callback is owed for it).
+    fn clear_shared(&self) {
+        if let Some(shared) = self.shared.take() {
+            // SAFETY: a weak reference in the shared slot is allocated (its `Drop` takes it out).
+            unsafe { shared.as_ref() }.target.set(None);
+        }
+    }
+
     /// Number of weak references in the list.
     fn listed_len(&self) -> usize {
         let mut n = 0;
@@ -398,10 +406,7 @@ unsafe fn clear_all(
         return;
     };
     let vtable = info.vtable;
-    if let Some(shared) = info.shared.take() {
-        // SAFETY: a weak reference in the shared slot is allocated.
-        unsafe { shared.as_ref() }.target.set(None);
-    }
+    info.clear_shared();
     // Newest first, the order callbacks run in.
     info.drain(|w| {
         // SAFETY: as above.
@@ -472,10 +477,7 @@ pub(crate) unsafe fn clear_and_call(heap: &HeapInner, header: NonNull<Header>) {
     };
     if info.head.get().is_none() {
         // The common case, at most the shared weak reference: clearing it owes no callback.
-        if let Some(shared) = info.shared.take() {
-            // SAFETY: a weak reference in the shared slot is allocated.
-            unsafe { shared.as_ref() }.target.set(None);
-        }
+        info.clear_shared();
         return;
     }
     // Inline: an object rarely has more than a few weak references with callbacks, and its
@@ -540,10 +542,7 @@ pub(crate) unsafe fn free_info(heap: &HeapInner, header: NonNull<Header>) {
         unsafe { clear_and_call(heap, header) };
     }
     h.set_vtable(info.vtable);
-    if let Some(s) = info.shared.take() {
-        // SAFETY: a weak reference in the shared slot is allocated.
-        unsafe { s.as_ref() }.target.set(None);
-    }
+    info.clear_shared();
     // SAFETY: listed weak references are allocated.
     info.drain(|w| unsafe { w.as_ref() }.target.set(None));
     // SAFETY: made by `make_info` from this heap's slabs with this layout; nothing refers to it

@@ -1,4 +1,5 @@
-//! Helpers shared by the scenario tests in `tests/`: an event log that objects can hold.
+//! Helpers shared by the scenario tests in `tests/`: an event log that objects can hold, and a
+//! seeded random generator.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -42,5 +43,24 @@ unsafe impl Trace for Log {
     fn trace(&self, _: &mut Tracer<'_>) {}
     fn needs_trace() -> bool {
         false
+    }
+}
+
+/// A xorshift64 generator: deterministic random programs and graphs, replayable by seed.
+/// The seed must not be 0 (xorshift would stay at 0).
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `0..n` (`n` above 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
     }
 }

@@ -22,6 +22,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use reap::{CollectPhase, Finalize, Gc, Heap, Trace, Tracer, Unraisable, UnraisableKind, Weak};
+use reap_tests::Rng;
 
 /// The record's sweep limit (`roots::MIN_LIMIT`).
 const LIMIT: usize = if cfg!(miri) { 64 } else { 4096 };
@@ -1711,20 +1712,6 @@ fn thread_exit_with_dead_and_live_objects_in_the_record() {
 }
 
 // --- Randomized: discovering collections are complete under adversarial finalizers -------------
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// Every node the program can reach from `roots` (handles' addresses), with a handle to each.
 fn reachable(roots: &[Gc<Node>]) -> Vec<Gc<Node>> {

@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use reap::{Finalize, Gc, Heap, Trace, Weak};
+use reap_tests::Rng;
 
 #[derive(Default)]
 struct Events {
@@ -55,19 +56,6 @@ impl Finalize for Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.events.borrow_mut().dropped.push(self.id);
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
     }
 }
 
