@@ -440,10 +440,27 @@ pub(crate) fn run_callbacks(
             Pending::Call(w, vtable) => {
                 // Taken now: the weak reference is cleared and out of every list, so this is
                 // the only place its callback can run, and it runs once.
-                let Some(cb) = w.extra.get().and_then(|e| e.callback.borrow_mut().take()) else {
+                let Some(extra) = w.extra.get() else {
                     continue;
                 };
                 let type_name = (vtable.type_name)();
+                // The cell is borrowed only while `Weak::callback_state` clones the state: a
+                // `Clone` that killed the referent. The callback cannot be taken from under it;
+                // it is dropped unrun, and said so, rather than panicking out of the death.
+                let Ok(mut slot) = extra.callback.try_borrow_mut() else {
+                    heap.report(crate::unraisable::Unraisable::new(
+                        UnraisableKind::WeakCallback,
+                        type_name,
+                        "weak reference callback not run: its referent died while \
+                         `callback_state` was cloning the callback's state"
+                            .to_string(),
+                    ));
+                    continue;
+                };
+                let Some(cb) = slot.take() else {
+                    continue;
+                };
+                drop(slot);
                 if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb.call(&w))) {
                     heap.report_panic_on(
                         UnraisableKind::WeakCallback,
