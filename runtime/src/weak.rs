@@ -898,7 +898,9 @@ impl<T: ?Sized> Weak<T> {
     /// A clone of the state of the pending callback (`ref.__callback__`), if this weak
     /// reference was made by [`Weak::with_callback`] (or [`Weak::with_payload_and_callback`])
     /// with state of type `S`, and still carries its callback (see [`Weak::has_callback`]).
-    /// `None` once it ran, for another type, and for an untraced callback.
+    /// `None` once it ran, for another type, and for an untraced callback. `S::clone` runs
+    /// while the callback is borrowed: if it makes the referent die, that callback cannot run;
+    /// it is reported to the unraisable hook (kind `WeakCallback`) instead.
     pub fn callback_state<S: Clone + 'static>(&self) -> Option<S> {
         // Cloned under the borrow; `S::clone` of a handle or of a derived value runs no runtime
         // code, and one that does meets a borrowed cell (a panic), never freed memory.
