@@ -38,37 +38,26 @@
 
 extern crate self as reap;
 
-mod collect;
-mod finalizer;
-mod handle;
-mod header;
-mod heap;
-mod introspect;
-mod proxy;
-mod raw;
-mod roots;
-mod slab;
+mod gc;
+mod local;
+mod object;
 mod trace;
 mod unraisable;
-mod view;
-mod vtable;
-mod weak;
-mod weakkey;
-mod weakmap;
+mod weakref;
 
-pub use finalizer::{finalize, Finalizer, Func};
-pub use handle::{is_tracked, ByAddress, Reclaimed};
+pub use gc::introspect::{AnyGc, CollectCallback, CollectInfo, CollectPhase, DebugFlags};
+pub use gc::view::Views;
 /// The `hashbrown` whose maps and sets implement [`Trace`] here (so an embedder's own tables
 /// can use the same version).
 pub use hashbrown;
-pub use heap::Heap;
 /// The `indexmap` whose `IndexMap` and `IndexSet` implement [`Trace`] here (feature
 /// `indexmap`): insertion-ordered tables, as Python's dicts are.
 #[cfg(feature = "indexmap")]
 pub use indexmap;
-pub use introspect::{AnyGc, CollectCallback, CollectInfo, CollectPhase, DebugFlags};
-pub use proxy::{ReferenceError, WeakFnMethod, WeakMethod, WeakProxy};
-pub use raw::Gc;
+pub use local::handle::{is_tracked, ByAddress, Reclaimed};
+pub use local::heap::Heap;
+pub use local::weak::{Weak, WeakGone, WeakRefObj};
+pub use object::raw::Gc;
 pub use reap_collector::GenerationStats;
 pub use reap_derive::Trace;
 /// The `smallvec` whose `SmallVec` implements [`Trace`] here.
@@ -77,17 +66,17 @@ pub use trace::{Clear, Finalize, Trace, Tracer};
 pub use unraisable::{
     record_panic_locations, PanicLocation, Unraisable, UnraisableHook, UnraisableKind,
 };
-pub use view::Views;
-pub use weak::{Weak, WeakGone, WeakRefObj};
-pub use weakkey::{ByIdentity, ByValue, KeyEq, WeakKeyIter, WeakKeyMap, WeakSet};
-pub use weakmap::{Iter as WeakValueMapIter, WeakValueMap};
+pub use weakref::finalizer::{finalize, Finalizer, Func};
+pub use weakref::proxy::{ReferenceError, WeakFnMethod, WeakMethod, WeakProxy};
+pub use weakref::weakkey::{ByIdentity, ByValue, KeyEq, WeakKeyIter, WeakKeyMap, WeakSet};
+pub use weakref::weakmap::{Iter as WeakValueMapIter, WeakValueMap};
 
 /// Size in bytes of the bookkeeping in front of a tracked object's value (links and header),
 /// on this target. The budget is 32 on 64-bit targets (DESIGN.md).
-pub const TRACKED_OVERHEAD: usize = header::HEADER_SIZE + header::LINKS_SIZE;
+pub const TRACKED_OVERHEAD: usize = object::header::HEADER_SIZE + object::header::LINKS_SIZE;
 
 /// Size in bytes of the header in front of an untracked object's value.
-pub const UNTRACKED_OVERHEAD: usize = header::HEADER_SIZE;
+pub const UNTRACKED_OVERHEAD: usize = object::header::HEADER_SIZE;
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[doc = include_str!("../../README.md")]

@@ -11,8 +11,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, LinkedList, VecDeque};
 use std::ptr::NonNull;
 
-use crate::header::Header;
-use crate::raw::Gc;
+use crate::object::header::Header;
+use crate::object::raw::Gc;
 
 /// Visits the handles a value holds.
 ///
@@ -89,7 +89,7 @@ impl<'a> Tracer<'a> {
                 // SAFETY: as above.
                 let h = unsafe { target.as_ref() };
                 if h.is_unmarked_candidate_of(self.key) {
-                    h.set(crate::header::Flags::REACHABLE);
+                    h.set(crate::object::header::Flags::REACHABLE);
                     stack.push(target);
                 }
             }

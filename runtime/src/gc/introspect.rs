@@ -6,8 +6,8 @@ use std::any::Any;
 use std::cell::Cell;
 use std::ptr::NonNull;
 
-use crate::header::{Flags, Header, Links};
-use crate::heap::{Heap, HeapInner};
+use crate::local::heap::{Heap, HeapInner};
+use crate::object::header::{Flags, Header, Links};
 use crate::trace::Tracer;
 use crate::Gc;
 

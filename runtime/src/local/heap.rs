@@ -13,12 +13,12 @@ use std::ptr::NonNull;
 
 use reap_collector::Generations;
 
-use crate::header::{Flags, Header, Links, Root, HEADER_SIZE};
+use crate::local::weak;
+use crate::object::header::{Flags, Header, Links, Root, HEADER_SIZE};
+use crate::object::vtable::{vtable_of, VTable};
 use crate::trace::Trace;
 use crate::unraisable::{drop_guarded, drop_payload, print_unraisable};
 pub use crate::unraisable::{Unraisable, UnraisableHook, UnraisableKind};
-use crate::vtable::{vtable_of, VTable};
-use crate::weak;
 use crate::Gc;
 
 /// How deep deaths may nest before further ones are deferred to the trashcan list
@@ -36,11 +36,12 @@ pub(crate) struct HeapInner {
     pub(crate) lists: [Links; 4],
     pub(crate) gens: Generations,
     /// Memory for small objects.
-    pub(crate) slabs: crate::slab::Slabs,
+    pub(crate) slabs: crate::object::slab::Slabs,
     /// Collection callbacks, debug flags, the garbage list.
-    pub(crate) gcmod: crate::introspect::GcModule,
+    pub(crate) gcmod: crate::gc::introspect::GcModule,
     /// Pending `finalize` registrations, oldest first (they keep themselves alive here).
-    pub(crate) finalizers: RefCell<Vec<(u64, std::rc::Rc<dyn crate::finalizer::Registered>)>>,
+    pub(crate) finalizers:
+        RefCell<Vec<(u64, std::rc::Rc<dyn crate::weakref::finalizer::Registered>)>>,
     pub(crate) next_finalizer_id: Cell<u64>,
     /// Nesting of `Heap::without_collection` scopes: automatic collection waits while above 0.
     no_collect: Cell<u32>,
@@ -53,7 +54,7 @@ pub(crate) struct HeapInner {
     /// collection from possible roots counts as survivors without looking at them.
     pub(crate) listed: Cell<usize>,
     /// The record of possible roots, for full collections (`roots`).
-    pub(crate) possible_roots: crate::roots::PossibleRoots,
+    pub(crate) possible_roots: crate::local::roots::PossibleRoots,
     /// Current nesting of object deaths.
     depth: Cell<u32>,
     /// Runtime frames on the stack that use this heap and may run user code (see [`Frame`]).
@@ -259,15 +260,15 @@ impl Heap {
                 Links::dangling(),
             ],
             gens: Generations::new(),
-            slabs: crate::slab::Slabs::new(),
-            gcmod: crate::introspect::GcModule::new(),
+            slabs: crate::object::slab::Slabs::new(),
+            gcmod: crate::gc::introspect::GcModule::new(),
             finalizers: RefCell::new(Vec::new()),
             next_finalizer_id: Cell::new(0),
             no_collect: Cell::new(0),
             clear_hooks: Cell::new(false),
             live: Cell::new(0),
             listed: Cell::new(0),
-            possible_roots: crate::roots::PossibleRoots::default(),
+            possible_roots: crate::local::roots::PossibleRoots::default(),
             depth: Cell::new(0),
             frames: Cell::new(0),
             reclaim_weakrefs: Cell::new(None),
@@ -712,7 +713,7 @@ impl HeapInner {
                 continue;
             }
             for head in &other.lists {
-                for o in crate::introspect::members(head) {
+                for o in crate::gc::introspect::members(head) {
                     // SAFETY: listed objects are allocated.
                     if unsafe { o.as_ref() }.has(Flags::VALUE_DROPPED) {
                         continue;
@@ -801,7 +802,7 @@ impl HeapInner {
         let message = crate::unraisable::message_of(&*payload);
         let location = crate::unraisable::take_location(&message);
         // SAFETY: the caller holds the object, with its value intact.
-        let object = object.map(|o| unsafe { crate::introspect::any_handle(o) });
+        let object = object.map(|o| unsafe { crate::gc::introspect::any_handle(o) });
         let mut report = Unraisable::new(kind, type_name, message);
         report.object = object;
         report.location = location;
@@ -1010,7 +1011,7 @@ pub(crate) unsafe fn free_object(heap: &HeapInner, header: NonNull<Header>, drop
 /// The object is dead (its value dropped, its weak info freed, so `meta` is its vtable) and
 /// nothing will read it again.
 #[inline(always)]
-pub(crate) unsafe fn dealloc_object(slabs: &crate::slab::Slabs, header: NonNull<Header>) {
+pub(crate) unsafe fn dealloc_object(slabs: &crate::object::slab::Slabs, header: NonNull<Header>) {
     // SAFETY: allocated until the dealloc below (caller).
     let h = unsafe { header.as_ref() };
     // SAFETY: caller.
@@ -1023,7 +1024,7 @@ pub(crate) unsafe fn dealloc_object(slabs: &crate::slab::Slabs, header: NonNull<
 /// As [`dealloc_object`]; `vtable` and `tracked` are the object's.
 #[inline(always)]
 unsafe fn dealloc_with(
-    slabs: &crate::slab::Slabs,
+    slabs: &crate::object::slab::Slabs,
     header: NonNull<Header>,
     vtable: &VTable,
     tracked: bool,

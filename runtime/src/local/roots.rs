@@ -26,9 +26,9 @@
 use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
 
-use crate::header::{Flags, Header, Root};
-use crate::heap::{dealloc_object, heap_of, HeapInner};
-use crate::slab::Slabs;
+use crate::local::heap::{dealloc_object, heap_of, HeapInner};
+use crate::object::header::{Flags, Header, Root};
+use crate::object::slab::Slabs;
 
 /// The length below which the record is never swept (small under Miri, so that its tests reach
 /// the sweep with few objects).

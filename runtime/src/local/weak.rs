@@ -30,10 +30,10 @@ use std::ptr::NonNull;
 
 use smallvec::SmallVec;
 
-use crate::header::{Flags, Header, META_WEAK_INFO};
-use crate::heap::{heap_of, HeapInner, UnraisableKind};
+use crate::local::heap::{heap_of, HeapInner, UnraisableKind};
+use crate::object::header::{Flags, Header, META_WEAK_INFO};
+use crate::object::vtable::VTable;
 use crate::trace::{Trace, Tracer};
-use crate::vtable::VTable;
 use crate::Gc;
 
 /// The weak-reference bookkeeping of one referent.

@@ -6,7 +6,7 @@
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
-use crate::header::Header;
+use crate::object::header::Header;
 
 /// A strong handle to an object on a [`Heap`](crate::Heap): the `Rc` of reap.
 ///

@@ -27,10 +27,10 @@ use reap_collector::{
     CallbackPhase, CollectionInfo, CollectionPhases, CollectorHeap, Generations, Mark, Partition,
 };
 
-use crate::header::{Flags, Header, Links, Root};
-use crate::heap::{free_object, release, HeapInner, UnraisableKind};
-use crate::introspect::any_handle;
-use crate::introspect::DebugFlags;
+use crate::gc::introspect::any_handle;
+use crate::gc::introspect::DebugFlags;
+use crate::local::heap::{free_object, release, HeapInner, UnraisableKind};
+use crate::object::header::{Flags, Header, Links, Root};
 use crate::trace::Tracer;
 
 impl CollectorHeap for HeapInner {
@@ -394,7 +394,7 @@ impl CollectionPhases for HeapInner {
             } else {
                 // Weak references to garbage must be cleared, and garbage weak references
                 // detached, before any user code runs (finalizers, or drops during reclaim).
-                part.needs_weak_phase |= h.has_weak_info() || crate::weak::is_weakref(h);
+                part.needs_weak_phase |= h.has_weak_info() || crate::local::weak::is_weakref(h);
                 part.needs_finalizers |= h.has(Flags::HAS_FINALIZER) && !h.has(Flags::FINALIZED);
                 h.set(Flags::UNLINKED);
                 part.garbage.push(o);
@@ -409,13 +409,13 @@ impl CollectionPhases for HeapInner {
         let mut calls = Vec::new();
         for &o in garbage {
             // SAFETY: no user code has run since trial deletion: the garbage is allocated.
-            unsafe { crate::weak::clear_for_collection(o, &mut calls) };
+            unsafe { crate::local::weak::clear_for_collection(o, &mut calls) };
         }
         for &o in garbage {
             // SAFETY: as above.
-            unsafe { crate::weak::detach_if_weakref(o) };
+            unsafe { crate::local::weak::detach_if_weakref(o) };
         }
-        crate::weak::run_callbacks(self, calls)
+        crate::local::weak::run_callbacks(self, calls)
     }
 
     /// Phase 2.5: runs each garbage object's finalizer once, holding the object meanwhile.
@@ -528,11 +528,11 @@ impl CollectionPhases for HeapInner {
             h.set(Flags::RECLAIMING);
             if h.has_weak_info() {
                 // SAFETY: allocated garbage of this collection.
-                unsafe { crate::weak::clear_for_collection(o, &mut calls) };
+                unsafe { crate::local::weak::clear_for_collection(o, &mut calls) };
             }
         }
         if !calls.is_empty() {
-            crate::weak::run_callbacks(self, calls);
+            crate::local::weak::run_callbacks(self, calls);
         }
         self.run_clear_hooks(&garbage);
         // Weak-reference objects without a callback are untracked here (CPython tracks every

@@ -6,9 +6,9 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::ptr::NonNull;
 
-use crate::header::{Flags, Header};
-use crate::heap;
-use crate::raw::Gc;
+use crate::local::heap;
+use crate::object::header::{Flags, Header};
+use crate::object::raw::Gc;
 
 impl<T: ?Sized> Gc<T> {
     /// The number of strong handles to this object.
@@ -18,7 +18,7 @@ impl<T: ?Sized> Gc<T> {
 
     /// The number of weak references to this object (`weakref.getweakrefcount`).
     pub fn weak_count(this: &Self) -> usize {
-        crate::weak::weak_count(this.header_ptr())
+        crate::local::weak::weak_count(this.header_ptr())
     }
 
     /// Whether two handles point at the same object (`a is b`).

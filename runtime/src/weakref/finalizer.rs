@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::rc::Rc;
 
-use crate::heap::{heap_ptr_of, HeapInner, UnraisableKind};
+use crate::local::heap::{heap_ptr_of, HeapInner, UnraisableKind};
 use crate::{Gc, Weak};
 
 /// The callable of a [`Finalizer`], as [`Finalizer::detach`] gives it back.

@@ -6,7 +6,7 @@ use std::alloc::Layout;
 use std::any::TypeId;
 use std::ptr::NonNull;
 
-use crate::header::{Header, ObjectLayout, META_WEAK_INFO};
+use crate::object::header::{Header, ObjectLayout, META_WEAK_INFO};
 use crate::trace::{Trace, Tracer};
 
 /// What the runtime knows about an object's type: how to trace it, finalize it, drop it and
@@ -87,8 +87,9 @@ unsafe fn finalize_value<T: Trace>(header: NonNull<Header>) {
     if let Some(f) = T::finalizer() {
         // SAFETY: the caller owns one strong count; the ManuallyDrop handle borrows it without
         // giving it back, so the count stays the caller's to settle.
-        let handle =
-            std::mem::ManuallyDrop::new(unsafe { crate::raw::Gc::<T>::from_header(header) });
+        let handle = std::mem::ManuallyDrop::new(unsafe {
+            crate::object::raw::Gc::<T>::from_header(header)
+        });
         f(&handle);
     }
 }

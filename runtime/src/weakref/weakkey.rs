@@ -14,7 +14,7 @@ use std::rc::{Rc, Weak as RcWeak};
 
 use hashbrown::HashTable;
 
-use crate::weak::hash_value;
+use crate::local::weak::hash_value;
 use crate::{Gc, Weak};
 
 /// How a [`WeakKeyMap`] or [`WeakSet`] compares keys.
