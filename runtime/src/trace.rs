@@ -10,6 +10,17 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet, LinkedList, VecDeque};
 use std::ptr::NonNull;
+#[cfg(target_has_atomic = "8")]
+use std::sync::atomic::{AtomicBool, AtomicI8, AtomicU8};
+#[cfg(target_has_atomic = "16")]
+use std::sync::atomic::{AtomicI16, AtomicU16};
+#[cfg(target_has_atomic = "32")]
+use std::sync::atomic::{AtomicI32, AtomicU32};
+#[cfg(target_has_atomic = "64")]
+use std::sync::atomic::{AtomicI64, AtomicU64};
+#[cfg(target_has_atomic = "ptr")]
+use std::sync::atomic::{AtomicIsize, AtomicPtr, AtomicUsize};
+use std::sync::TryLockError;
 
 use crate::object::header::Header;
 use crate::object::raw::Gc;
@@ -17,8 +28,8 @@ use crate::object::raw::Gc;
 /// Visits the handles a value holds.
 ///
 /// Handed to [`Trace::trace`]; it reports each handle to the runtime. It also learns when a
-/// value could not be traversed (a `RefCell` borrowed mutably), in which case the collector treats
-/// the object as reachable (SEMANTICS 5.3).
+/// value could not be traversed (a `RefCell` borrowed mutably, a `Mutex` locked), in which case
+/// the collector treats the object as reachable (SEMANTICS 5.3).
 pub struct Tracer<'a> {
     mode: Mode<'a>,
     /// `Header::candidate_key` of the heap whose collection traces: in the two trial-deletion
@@ -98,7 +109,8 @@ impl<'a> Tracer<'a> {
     }
 
     /// Reports that part of the value could not be traversed (for example a `RefCell` that is
-    /// borrowed mutably right now). The object is then kept by the collection that asked.
+    /// borrowed mutably right now, or a `Mutex` that is locked). The object is then kept by the
+    /// collection that asked.
     pub fn mark_incomplete(&mut self) {
         self.incomplete = true;
     }
@@ -567,6 +579,92 @@ unsafe impl<T: Trace> Trace for RefCell<T> {
     }
     fn needs_trace() -> bool {
         T::needs_trace()
+    }
+}
+
+// Locks and once-cells. A lock is never waited for: one held right now (on this thread, a guard
+// alive across an allocation that started a collection) is not traversed; as with a mutably
+// borrowed `RefCell`, the tracer is told and the collector keeps the object (SEMANTICS 5.3).
+// `Gc` is `!Send`, so a lock whose value holds a handle is `!Sync`: only the heap's thread locks
+// it, and no other guard is taken or released during a collection (no user code runs), so every
+// pass of one collection sees the same state and visits the same handles. A lock whose type
+// cannot hold handles is not locked at all (nothing to visit, and another thread's guard on a
+// `Sync` lock must not keep the object). Locking runs no user code; the guard taken here is
+// released before `trace` returns, and poisons the lock only if the value's own `trace` panics
+// (a hand-written one), as any panic under a lock does.
+
+// SAFETY: the mutex owns its value, and `trace` visits exactly the handles it holds, under the
+// lock. A poisoned mutex still owns its value, so it is visited all the same. A mutex locked by
+// someone else is not traversed; the tracer is told, and the collector keeps the object.
+unsafe impl<T: Trace> Trace for std::sync::Mutex<T> {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        if !T::needs_trace() {
+            return;
+        }
+        match self.try_lock() {
+            Ok(v) => v.trace(tracer),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().trace(tracer),
+            Err(TryLockError::WouldBlock) => tracer.mark_incomplete(),
+        }
+    }
+    fn needs_trace() -> bool {
+        T::needs_trace()
+    }
+}
+
+// SAFETY: the lock owns its value, and `trace` visits exactly the handles it holds, under a read
+// lock (taken even beside other readers; a poisoned lock's value is visited all the same). A lock
+// held for writing is not traversed; the tracer is told, and the collector keeps the object.
+unsafe impl<T: Trace> Trace for std::sync::RwLock<T> {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        if !T::needs_trace() {
+            return;
+        }
+        match self.try_read() {
+            Ok(v) => v.trace(tracer),
+            Err(TryLockError::Poisoned(p)) => p.into_inner().trace(tracer),
+            Err(TryLockError::WouldBlock) => tracer.mark_incomplete(),
+        }
+    }
+    fn needs_trace() -> bool {
+        T::needs_trace()
+    }
+}
+
+// SAFETY: the cell owns its value once it is set, and `trace` visits exactly that value's
+// handles. While unset (or still being initialised) it holds nothing.
+unsafe impl<T: Trace> Trace for std::sync::OnceLock<T> {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        if let Some(v) = self.get() {
+            v.trace(tracer);
+        }
+    }
+    fn needs_trace() -> bool {
+        T::needs_trace()
+    }
+}
+
+// Atomics hold plain numbers: leaves.
+#[cfg(target_has_atomic = "8")]
+leaf!(AtomicBool, AtomicU8, AtomicI8);
+#[cfg(target_has_atomic = "16")]
+leaf!(AtomicU16, AtomicI16);
+#[cfg(target_has_atomic = "32")]
+leaf!(AtomicU32, AtomicI32);
+#[cfg(target_has_atomic = "64")]
+leaf!(AtomicU64, AtomicI64);
+#[cfg(target_has_atomic = "ptr")]
+leaf!(AtomicUsize, AtomicIsize);
+
+// SAFETY: a raw pointer owns nothing: even one that points at a heap object holds no count on
+// it, so there is no handle to visit.
+#[cfg(target_has_atomic = "ptr")]
+unsafe impl<T: 'static> Trace for AtomicPtr<T> {
+    #[inline]
+    fn trace(&self, _: &mut Tracer<'_>) {}
+    #[inline]
+    fn needs_trace() -> bool {
+        false
     }
 }
 
