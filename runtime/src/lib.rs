@@ -41,6 +41,8 @@ extern crate self as reap;
 mod gc;
 mod local;
 mod object;
+mod shim;
+pub mod sync;
 mod trace;
 mod unraisable;
 mod weakref;
@@ -77,6 +79,60 @@ pub const TRACKED_OVERHEAD: usize = object::header::HEADER_SIZE + object::header
 
 /// Size in bytes of the header in front of an untracked object's value.
 pub const UNTRACKED_OVERHEAD: usize = object::header::HEADER_SIZE;
+
+/// What `gc_coerce!` expands to: a handle taken apart into its value pointer and a marker of
+/// its kind, which rebuilds the same kind of handle from the coerced pointer.
+#[doc(hidden)]
+pub mod __coerce {
+    /// A handle that `gc_coerce!` can take apart.
+    pub trait IntoRaw {
+        /// The handle's value type.
+        type Value: ?Sized;
+        /// The marker that rebuilds this kind of handle.
+        type Kind;
+        /// Gives up the handle, keeping its reference in the pointer.
+        fn into_raw(self) -> (*const Self::Value, Self::Kind);
+    }
+
+    /// Rebuilds Local handles.
+    pub struct LocalKind;
+    /// Rebuilds Shared handles.
+    pub struct SharedKind;
+
+    impl<T: ?Sized> IntoRaw for crate::Gc<T> {
+        type Value = T;
+        type Kind = LocalKind;
+        fn into_raw(self) -> (*const T, LocalKind) {
+            (crate::Gc::into_raw_value(self), LocalKind)
+        }
+    }
+
+    impl<T: ?Sized> IntoRaw for crate::sync::Gc<T> {
+        type Value = T;
+        type Kind = SharedKind;
+        fn into_raw(self) -> (*const T, SharedKind) {
+            (crate::sync::Gc::into_raw_value(self), SharedKind)
+        }
+    }
+
+    impl LocalKind {
+        /// # Safety
+        /// As [`Gc::from_raw_value`](crate::Gc::from_raw_value).
+        pub unsafe fn rebuild<U: ?Sized>(self, p: *const U) -> crate::Gc<U> {
+            // SAFETY: forwarded contract (caller).
+            unsafe { crate::Gc::from_raw_value(p) }
+        }
+    }
+
+    impl SharedKind {
+        /// # Safety
+        /// As [`sync::Gc::from_raw_value`](crate::sync::Gc::from_raw_value).
+        pub unsafe fn rebuild<U: ?Sized>(self, p: *const U) -> crate::sync::Gc<U> {
+            // SAFETY: forwarded contract (caller).
+            unsafe { crate::sync::Gc::from_raw_value(p) }
+        }
+    }
+}
 
 /// The README's examples, compiled and run as doctests so they stay true.
 #[doc = include_str!("../../README.md")]

@@ -196,6 +196,15 @@ pub unsafe trait Trace: 'static {
         Self::finalizer().is_some()
     }
 
+    /// The type's Shared-mode finalizer, if it has one. `#[derive(Trace)]` with
+    /// `#[reap(sync_finalize)]` returns `Some(<Self as reap::sync::Finalize>::finalize)`.
+    fn sync_finalizer() -> Option<fn(&crate::sync::Gc<Self>)>
+    where
+        Self: Sized,
+    {
+        None
+    }
+
     /// The type's clear hook (CPython's `tp_clear`), if it has one. `#[derive(Trace)]` with
     /// `#[reap(clear)]` returns `Some(<Self as Clear>::clear)`.
     fn clearer() -> Option<fn(&Self)>
@@ -326,6 +335,48 @@ pub trait Finalize: Trace + Sized {
     }
 }
 
+/// A Shared-mode finalizer (`__del__`), exported as [`reap::sync::Finalize`](crate::sync::Finalize):
+/// runs at most once in an object's life, on the thread where the object dies, before its weak
+/// references are cleared and before its value is dropped (SEMANTICS 3.1, 3.2). Storing a clone
+/// of the handle anywhere that lives on (another thread included) resurrects the object. Opt in
+/// with `#[reap(sync_finalize)]` beside `#[derive(Trace)]`.
+///
+/// ```
+/// use reap::sync::{Finalize, Gc, Heap};
+/// use reap::Trace;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+///
+/// static DELS: AtomicU32 = AtomicU32::new(0);
+///
+/// #[derive(Trace)]
+/// #[reap(sync_finalize)]
+/// struct Resource;
+///
+/// impl Finalize for Resource {
+///     fn finalize(_this: &Gc<Self>) {
+///         DELS.fetch_add(1, Ordering::Relaxed);
+///     }
+/// }
+///
+/// let heap = Heap::new();
+/// let r = heap.alloc(Resource);
+/// std::thread::spawn(move || drop(r)).join().unwrap();
+/// // `r` is this thread's object: the other thread's drop is merged at this thread's next
+/// // safe point, where the object dies.
+/// heap.safepoint();
+/// assert_eq!(DELS.load(Ordering::Relaxed), 1);
+/// ```
+pub trait SharedFinalize: Trace + Send + Sync + Sized {
+    /// Called once, when the object is about to die.
+    fn finalize(this: &crate::sync::Gc<Self>);
+
+    /// Whether this value gets the finalizer at all, asked once when it is allocated (as
+    /// [`Finalize::wants_finalizer`]).
+    fn wants_finalizer(&self) -> bool {
+        true
+    }
+}
+
 macro_rules! leaf {
     ($($t:ty),* $(,)?) => {$(
         // SAFETY: these types never hold handles, so visiting nothing is exact.
@@ -426,6 +477,15 @@ unsafe impl<T: ?Sized + 'static> Trace for Gc<T> {
     fn trace(&self, tracer: &mut Tracer<'_>) {
         tracer.visit(self);
     }
+}
+
+// SAFETY: reports nothing, which is allowed (a missed edge only keeps garbage) and here exact
+// for every collection that exists: a Local heap's collection treats a handle to any object
+// outside its heap as a reference from outside, and a Shared object is never one of its
+// candidates. Shared-mode collection, when it lands, visits these.
+unsafe impl<T: ?Sized + 'static> Trace for crate::sync::Gc<T> {
+    #[inline]
+    fn trace(&self, _: &mut Tracer<'_>) {}
 }
 
 // SAFETY: visits the contained value, if any, which the option owns.

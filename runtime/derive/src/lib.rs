@@ -4,6 +4,8 @@
 //! exact `Trace` implementation. Generic parameters get a `Trace` bound. Attributes:
 //!
 //! - `#[reap(finalize)]` on the type: the type has a finalizer, its `Finalize` impl.
+//! - `#[reap(sync_finalize)]` on the type: the type has a Shared-mode finalizer, its
+//!   `reap::sync::Finalize` impl.
 //! - `#[reap(clear)]` on the type: the type has a clear hook, its `Clear` impl.
 //! - `#[reap(skip)]` on a field: the field is not visited, and must not hold handles (a handle
 //!   in a skipped field is never seen by the collector: cycles through it leak). The field's type
@@ -37,13 +39,13 @@ fn has_reap_word(attrs: &[syn::Attribute], word: &str) -> syn::Result<bool> {
             if meta.path.is_ident(word) {
                 found = true;
                 Ok(())
-            } else if ["finalize", "clear", "skip"]
+            } else if ["finalize", "sync_finalize", "clear", "skip"]
                 .iter()
                 .any(|w| meta.path.is_ident(w))
             {
                 Ok(())
             } else {
-                Err(meta.error("unknown reap attribute: expected `finalize`, `clear` or `skip`"))
+                Err(meta.error("unknown reap attribute: expected `finalize`, `sync_finalize`, `clear` or `skip`"))
             }
         })?;
     }
@@ -53,7 +55,14 @@ fn has_reap_word(attrs: &[syn::Attribute], word: &str) -> syn::Result<bool> {
 fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
     let name = &input.ident;
     let finalize = has_reap_word(&input.attrs, "finalize")?;
+    let sync_finalize = has_reap_word(&input.attrs, "sync_finalize")?;
     let clear = has_reap_word(&input.attrs, "clear")?;
+    if finalize && sync_finalize {
+        return Err(syn::Error::new_spanned(
+            name,
+            "a type is either Local (`finalize`) or Shared (`sync_finalize`), not both",
+        ));
+    }
 
     let mut generics = input.generics.clone();
     for p in generics.type_params_mut() {
@@ -165,6 +174,16 @@ fn expand(input: DeriveInput) -> syn::Result<TokenStream2> {
             #[inline]
             fn wants_finalizer(&self) -> bool {
                 <Self as ::reap::Finalize>::wants_finalizer(self)
+            }
+        }
+    } else if sync_finalize {
+        quote! {
+            fn sync_finalizer() -> ::core::option::Option<fn(&::reap::sync::Gc<Self>)> {
+                ::core::option::Option::Some(<Self as ::reap::sync::Finalize>::finalize)
+            }
+            #[inline]
+            fn wants_finalizer(&self) -> bool {
+                <Self as ::reap::sync::Finalize>::wants_finalizer(self)
             }
         }
     } else {

@@ -335,7 +335,8 @@ pub fn is_tracked<T: ?Sized>(gc: &Gc<T>) -> bool {
 }
 
 /// Converts a handle to a handle of an unsized type the value coerces to, typically a trait
-/// object: `gc_coerce!(gc => dyn Trait)`. Stable Rust cannot coerce a smart pointer implicitly;
+/// object: `gc_coerce!(gc => dyn Trait)`, for Local ([`Gc`](crate::Gc)) and Shared
+/// ([`sync::Gc`](crate::sync::Gc)) handles alike. Stable Rust cannot coerce a smart pointer implicitly;
 /// this coerces the raw value pointer instead, so only a real unsizing coercion compiles.
 ///
 /// ```
@@ -351,10 +352,11 @@ pub fn is_tracked<T: ?Sized>(gc: &Gc<T>) -> bool {
 #[macro_export]
 macro_rules! gc_coerce {
     ($gc:expr => $u:ty) => {{
-        let raw = $crate::Gc::into_raw_value($gc);
+        let (raw, kind) = $crate::__coerce::IntoRaw::into_raw($gc);
         let raw: *const $u = raw;
         // SAFETY: `raw` is the value pointer just given up, unsized by the compiler's own
-        // coercion, so it points at the same value with that value's real metadata.
-        unsafe { $crate::Gc::<$u>::from_raw_value(raw) }
+        // coercion, so it points at the same value with that value's real metadata; `kind`
+        // rebuilds the same kind of handle (Local or Shared) it came from.
+        unsafe { kind.rebuild(raw) }
     }};
 }

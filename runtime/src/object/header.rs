@@ -447,7 +447,11 @@ impl ObjectLayout {
     /// Computed at compile time for each type (in its vtable).
     pub(crate) const fn new(value: Layout, tracked: bool) -> ObjectLayout {
         let prefix = HEADER_SIZE + if tracked { LINKS_SIZE } else { 0 };
-        let header_align = std::mem::align_of::<Header>();
+        ObjectLayout::with_prefix(value, prefix, std::mem::align_of::<Header>())
+    }
+
+    /// The layout of a value behind `prefix` bytes of bookkeeping aligned to `header_align`.
+    pub(crate) const fn with_prefix(value: Layout, prefix: usize, header_align: usize) -> ObjectLayout {
         let align = if value.align() > header_align {
             value.align()
         } else {

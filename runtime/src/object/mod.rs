@@ -4,5 +4,6 @@
 
 pub(crate) mod header;
 pub(crate) mod raw;
+pub(crate) mod shared;
 pub(crate) mod slab;
 pub(crate) mod vtable;

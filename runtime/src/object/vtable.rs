@@ -7,6 +7,7 @@ use std::any::TypeId;
 use std::ptr::NonNull;
 
 use crate::object::header::{Header, ObjectLayout, META_WEAK_INFO};
+use crate::object::shared::{SharedHeader, SHARED_HEADER_SIZE};
 use crate::trace::{Trace, Tracer};
 
 /// What the runtime knows about an object's type: how to trace it, finalize it, drop it and
@@ -22,6 +23,10 @@ pub(crate) struct VTable {
     pub(crate) trace: unsafe fn(NonNull<u8>, &mut Tracer<'_>),
     /// Runs `T`'s finalizer with a temporary handle to the object.
     pub(crate) finalize: unsafe fn(NonNull<Header>),
+    /// Where the value sits in the allocation of a Shared-mode object of this type.
+    pub(crate) shared_layout: ObjectLayout,
+    /// Runs `T`'s Shared-mode finalizer with a temporary handle to the object at this value.
+    pub(crate) finalize_shared: unsafe fn(NonNull<u8>),
     /// Runs `T`'s clear hook on the value (nothing if the type has none).
     pub(crate) clear: unsafe fn(NonNull<u8>),
     /// `std::any::type_name::<T>`.
@@ -41,6 +46,8 @@ impl<T: Trace> VTableFor<T> {
         drop_value: drop_value::<T>,
         trace: trace_value::<T>,
         finalize: finalize_value::<T>,
+        shared_layout: ObjectLayout::with_prefix(Layout::new::<T>(), SHARED_HEADER_SIZE, SHARED_HEADER_ALIGN),
+        finalize_shared: finalize_shared_value::<T>,
         clear: clear_value::<T>,
         type_name: std::any::type_name::<T>,
         type_id: TypeId::of::<T>,
@@ -89,6 +96,22 @@ unsafe fn finalize_value<T: Trace>(header: NonNull<Header>) {
         // giving it back, so the count stays the caller's to settle.
         let handle = std::mem::ManuallyDrop::new(unsafe {
             crate::object::raw::Gc::<T>::from_header(header)
+        });
+        f(&handle);
+    }
+}
+
+const SHARED_HEADER_ALIGN: usize = std::mem::align_of::<SharedHeader>();
+
+/// # Safety
+/// `value` is the value of a live Shared-mode object of type `T` whose count the caller holds
+/// one of (the temporary reference handed to the finalizer).
+unsafe fn finalize_shared_value<T: Trace>(value: NonNull<u8>) {
+    if let Some(f) = T::sync_finalizer() {
+        // SAFETY: the caller owns one reference; the ManuallyDrop handle borrows it without
+        // giving it back, so the count stays the caller's to settle.
+        let handle = std::mem::ManuallyDrop::new(unsafe {
+            crate::object::shared::Gc::<T>::from_value_ptr(value.cast())
         });
         f(&handle);
     }

@@ -1,0 +1,145 @@
+//! What a Shared-mode object looks like: its header, and the representation of its strong
+//! handle, [`sync::Gc`](crate::sync::Gc) (the struct and raw constructors; its behaviour is in
+//! `sync::handle`).
+//!
+//! ```text
+//!  [pad][ SharedHeader: heap (8), counts (8), meta (8), local (4), flags (1), pad (3) ][ value ]
+//! ```
+//!
+//! The last 16 bytes are Local mode's `Header` with atomics for cells (`meta`, then the count
+//! the owner thread changes, then the flags); in front of them, where a tracked Local object
+//! has its generation links, are the object's heap and the counts other threads share. The
+//! header sits right before the value (found by subtracting [`SHARED_HEADER_SIZE`]), so a
+//! handle is one pointer, as in Local mode.
+
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+
+use crate::object::header::Flags;
+use crate::shim::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+/// Size of [`SharedHeader`]; the value starts this many bytes after the header.
+pub(crate) const SHARED_HEADER_SIZE: usize = std::mem::size_of::<SharedHeader>();
+
+#[cfg(not(reap_loom))]
+const _: () = assert!(SHARED_HEADER_SIZE == 32);
+
+/// The header in front of every Shared-mode value.
+///
+/// Invariants (the counting protocol is `sync::count`'s; see docs/ARCHITECTURE.md):
+/// - `heap` points at the object's heap state, which outlives the object (each live object
+///   holds one of the heap's references, `sync::heap`).
+/// - `counts` packs the owner thread's id (high 32 bits; 0 once merged) and the shared word
+///   (low 32 bits: a signed count of references other threads took or dropped, shifted left by
+///   2, and a 2-bit state). Owner and state change together in one atomic operation, so
+///   "owner 0 ⇔ merged" holds at every instant.
+/// - `local` is the owner thread's count; only the owner reads or writes it (relaxed loads and
+///   stores, no read-modify-write), except the merge that moves it into `counts`, which runs on
+///   the owner or, once the owner has exited, on the thread that found it gone.
+/// - `meta` is the `&'static VTable` (low bit clear) or, once a weak reference was made to the
+///   object, its weak-info block (low bit set, written under the referent's weak lock).
+/// - `flags` holds `Flags::HAS_FINALIZER`, `FINALIZED` and `VALUE_DROPPED`, written only by the
+///   thread running the object's death.
+#[repr(C)]
+pub(crate) struct SharedHeader {
+    pub(crate) heap: NonNull<()>,
+    pub(crate) counts: AtomicU64,
+    pub(crate) meta: AtomicPtr<()>,
+    pub(crate) local: AtomicU32,
+    pub(crate) flags: AtomicU8,
+}
+
+impl SharedHeader {
+    /// The header in front of a value.
+    #[inline]
+    pub(crate) fn from_value<T: ?Sized>(value: NonNull<T>) -> NonNull<SharedHeader> {
+        // SAFETY: every Shared value the runtime hands out is preceded by its header, in the
+        // same allocation (layout rule above).
+        unsafe {
+            NonNull::new_unchecked(
+                value
+                    .as_ptr()
+                    .cast::<u8>()
+                    .sub(SHARED_HEADER_SIZE)
+                    .cast(),
+            )
+        }
+    }
+
+    /// The value that follows a header.
+    #[inline]
+    pub(crate) fn value_ptr(this: NonNull<SharedHeader>) -> NonNull<u8> {
+        // SAFETY: the value starts SHARED_HEADER_SIZE bytes after the header, inside the same
+        // allocation.
+        unsafe { NonNull::new_unchecked(this.as_ptr().cast::<u8>().add(SHARED_HEADER_SIZE)) }
+    }
+
+    /// Whether any of the flags `f` is set.
+    #[inline]
+    pub(crate) fn has(&self, f: Flags) -> bool {
+        Flags::from_bits_retain(self.flags.load(Ordering::Relaxed)).intersects(f)
+    }
+
+    /// Sets flags (only the thread running the object's death, or its allocation, does).
+    #[inline]
+    pub(crate) fn set(&self, f: Flags) {
+        self.flags.fetch_or(f.bits(), Ordering::Relaxed);
+    }
+}
+
+/// A strong handle to a Shared-mode object: the `Arc` of reap (see [`sync`](crate::sync)).
+///
+/// Cloning adds one to the object's count and dropping subtracts one: a plain load and store
+/// on the thread that owns the object, an atomic operation on any other (biased reference
+/// counting). When the count reaches zero the object dies in CPython's order on whichever
+/// thread dropped the last handle: finalizer, then weak references cleared and their callbacks
+/// run, then the value dropped. `Send` and `Sync` when `T` is.
+///
+/// ```
+/// use reap::sync::{Gc, Heap};
+///
+/// let heap = Heap::new();
+/// let a: Gc<String> = heap.alloc(String::from("shared"));
+/// let b = a.clone();
+/// let t = std::thread::spawn(move || b.len());
+/// assert_eq!(t.join().unwrap(), 6);
+/// assert_eq!(*a, "shared");
+/// ```
+pub struct Gc<T: ?Sized> {
+    /// Points at the value; the header is `SHARED_HEADER_SIZE` bytes before it.
+    pub(crate) ptr: NonNull<T>,
+    pub(crate) _owns: PhantomData<T>,
+}
+
+// SAFETY: a `Gc<T>` gives `&T` to whichever thread holds it and may drop the `T` on any thread
+// (the one that drops the last handle): exactly `Arc<T>`'s conditions. Its counts are changed
+// with atomics (or by the owner thread only), so the handle itself is safe to share.
+unsafe impl<T: ?Sized + Send + Sync> Send for Gc<T> {}
+// SAFETY: as above.
+unsafe impl<T: ?Sized + Send + Sync> Sync for Gc<T> {}
+
+impl<T: ?Sized> Gc<T> {
+    /// Takes over one strong count of the object whose value is at `ptr`.
+    ///
+    /// # Safety
+    /// `ptr` points at the value of a live Shared-mode object, and the caller gives the new
+    /// handle one strong count it owns.
+    #[inline]
+    pub(crate) unsafe fn from_value_ptr(ptr: NonNull<T>) -> Gc<T> {
+        Gc {
+            ptr,
+            _owns: PhantomData,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn header_ptr(&self) -> NonNull<SharedHeader> {
+        SharedHeader::from_value(self.ptr)
+    }
+
+    #[inline]
+    pub(crate) fn header(&self) -> &SharedHeader {
+        // SAFETY: this handle keeps the object allocated.
+        unsafe { self.header_ptr().as_ref() }
+    }
+}

@@ -1,0 +1,173 @@
+//! [`Gc<T>`]'s behaviour in Shared mode: clone, drop, deref, identity, counts, downcasts.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::ptr::NonNull;
+
+use crate::object::shared::{Gc, SharedHeader};
+use crate::sync::{count, heap, thread};
+
+impl<T: ?Sized> Gc<T> {
+    /// The number of strong references to the object. Exact when no other thread clones or
+    /// drops one meanwhile (a snapshot otherwise, as `Arc::strong_count`).
+    ///
+    /// ```
+    /// use reap::sync::{Gc, Heap};
+    ///
+    /// let heap = Heap::new();
+    /// let a = heap.alloc(5_u8);
+    /// let b = a.clone();
+    /// assert_eq!(Gc::strong_count(&a), 2);
+    /// drop(b);
+    /// assert_eq!(Gc::strong_count(&a), 1);
+    /// ```
+    pub fn strong_count(this: &Self) -> usize {
+        count::strong_count(this.header())
+    }
+
+    /// Whether two handles point at the same object.
+    pub fn ptr_eq(a: &Self, b: &Gc<impl ?Sized>) -> bool {
+        a.header_ptr() == b.header_ptr()
+    }
+
+    /// The address of the value.
+    pub fn as_ptr(this: &Self) -> *const T {
+        this.ptr.as_ptr()
+    }
+
+    /// Whether the object's finalizer has run (it is then never run again).
+    pub fn is_finalized(this: &Self) -> bool {
+        this.header().has(crate::object::header::Flags::FINALIZED)
+    }
+
+    /// The name of the object's concrete type (`std::any::type_name`).
+    pub fn type_name(this: &Self) -> &'static str {
+        (heap::vtable(this.header()).type_name)()
+    }
+
+    /// The `TypeId` of the object's concrete type.
+    pub fn value_type_id(this: &Self) -> std::any::TypeId {
+        (heap::vtable(this.header()).type_id)()
+    }
+
+    /// Whether the object's concrete type is `V`.
+    pub fn is<V: 'static>(this: &Self) -> bool {
+        Self::value_type_id(this) == std::any::TypeId::of::<V>()
+    }
+
+    /// Converts back to the concrete type if the object's value is a `V`; otherwise returns the
+    /// handle unchanged.
+    ///
+    /// ```
+    /// use reap::sync::{Gc, Heap};
+    /// use std::any::Any;
+    ///
+    /// let heap = Heap::new();
+    /// let any: Gc<dyn Any + Send + Sync> = reap::gc_coerce!(heap.alloc(7_i64) => dyn Any + Send + Sync);
+    /// let back: Gc<i64> = any.downcast::<i64>().ok().unwrap();
+    /// assert_eq!(*back, 7);
+    /// ```
+    pub fn downcast<V: 'static>(self) -> Result<Gc<V>, Gc<T>> {
+        if Self::is::<V>(&self) {
+            let value = SharedHeader::value_ptr(self.header_ptr()).cast::<V>();
+            std::mem::forget(self);
+            // SAFETY: the object's value is a `V` (type ids match), and the forgotten handle's
+            // reference passes to the new one.
+            Ok(unsafe { Gc::from_value_ptr(value) })
+        } else {
+            Err(self)
+        }
+    }
+
+    /// Gives up the handle without dropping its reference; returns the value pointer. Used by
+    /// [`gc_coerce!`](crate::gc_coerce).
+    #[doc(hidden)]
+    pub fn into_raw_value(this: Self) -> *const T {
+        let p = this.ptr.as_ptr().cast_const();
+        std::mem::forget(this);
+        p
+    }
+
+    /// Takes back a handle given up by [`Gc::into_raw_value`], possibly as another type.
+    ///
+    /// # Safety
+    /// `ptr` is the pointer [`Gc::into_raw_value`] returned (or an unsizing coercion of it), and
+    /// the handle it came from was not taken back already.
+    #[doc(hidden)]
+    pub unsafe fn from_raw_value(ptr: *const T) -> Gc<T> {
+        // SAFETY: a value pointer of a live object is not null, and the reference is handed
+        // back (caller).
+        unsafe { Gc::from_value_ptr(NonNull::new_unchecked(ptr.cast_mut())) }
+    }
+}
+
+impl<T: ?Sized> Clone for Gc<T> {
+    #[inline]
+    fn clone(&self) -> Gc<T> {
+        count::inc(self.header(), thread::current_id());
+        // SAFETY: the reference just added is the new handle's.
+        unsafe { Gc::from_value_ptr(self.ptr) }
+    }
+}
+
+impl<T: ?Sized> Drop for Gc<T> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: this handle owns one reference and gives it up.
+        unsafe { heap::dec_ref(self.header_ptr()) }
+    }
+}
+
+impl<T: ?Sized> std::ops::Deref for Gc<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: the handle keeps the object alive, and its value is only dropped once no
+        // handle is left.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl<T: ?Sized> AsRef<T> for Gc<T> {
+    fn as_ref(&self) -> &T {
+        self
+    }
+}
+
+impl<T: ?Sized> std::borrow::Borrow<T> for Gc<T> {
+    fn borrow(&self) -> &T {
+        self
+    }
+}
+
+impl<T: ?Sized + fmt::Debug> fmt::Debug for Gc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: ?Sized + fmt::Display> fmt::Display for Gc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}
+
+impl<T: ?Sized + PartialEq> PartialEq for Gc<T> {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<T: ?Sized + Eq> Eq for Gc<T> {}
+
+impl<T: ?Sized + Hash> Hash for Gc<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (**self).hash(state)
+    }
+}
+
+impl<T: ?Sized> fmt::Pointer for Gc<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Pointer::fmt(&self.ptr, f)
+    }
+}

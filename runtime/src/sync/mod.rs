@@ -1,0 +1,72 @@
+//! Shared mode: a heap whose objects may be used, sent and dropped on any thread, as std has
+//! `sync::Arc` beside `rc::Rc`.
+//!
+//! - [`Heap`] is `Send + Sync` and cheap to clone; [`Gc<T>`] and [`Weak<T>`] are `Send + Sync`
+//!   when `T` is.
+//! - Counting is *biased* (PEP 703, after Choi et al.): each object has an owner thread (the one
+//!   that allocated it) whose clones and drops are a plain load and store; other threads use one
+//!   atomic operation on a shared count. A drop by another thread that would take that count
+//!   below zero queues the object to its owner, which merges the two counts at its next safe
+//!   point (allocation, [`Heap::safepoint`], [`Heap::detached`], thread exit); if the owner has
+//!   exited, the dropping thread merges.
+//! - An object dies, in CPython's order (finalizer, weak references cleared, callbacks newest
+//!   first, value dropped), on the thread that drops its last reference, whichever it is. No
+//!   user code runs while a runtime lock is held.
+//! - A thread attaches to a heap when it first uses it (allocates, or drops, upgrades or makes a
+//!   weak reference to one of its objects) and detaches when it exits.
+//! - Cycles of Shared objects are not collected yet (as with `Arc`); break them by hand.
+//!
+//! ```
+//! use reap::sync::{Finalize, Gc, Heap, Weak};
+//! use reap::Trace;
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Mutex;
+//!
+//! static DELS: AtomicUsize = AtomicUsize::new(0);
+//!
+//! #[derive(Trace)]
+//! #[reap(sync_finalize)]
+//! struct Node {
+//!     name: String,
+//!     children: Mutex<Vec<Gc<Node>>>,
+//! }
+//!
+//! impl Finalize for Node {
+//!     fn finalize(this: &Gc<Self>) {
+//!         assert!(!this.name.is_empty());
+//!         DELS.fetch_add(1, Ordering::Relaxed);
+//!     }
+//! }
+//!
+//! let heap = Heap::new();
+//! let root = heap.alloc(Node { name: "root".into(), children: Mutex::new(vec![]) });
+//! let weak = Weak::new(&root);
+//! let workers: Vec<_> = (0..4)
+//!     .map(|i| {
+//!         let (heap, root) = (heap.clone(), root.clone());
+//!         std::thread::spawn(move || {
+//!             let child = heap.alloc(Node { name: format!("child {i}"), children: Mutex::new(vec![]) });
+//!             root.children.lock().unwrap().push(child);
+//!         })
+//!     })
+//!     .collect();
+//! workers.into_iter().for_each(|t| t.join().unwrap());
+//! assert_eq!(root.children.lock().unwrap().len(), 4);
+//! drop(root);
+//! // The workers dropped their clones of `root`, which this thread owns: those drops wait in
+//! // this thread's merge queue until its next safe point (an allocation, or this call).
+//! heap.safepoint();
+//! assert!(weak.upgrade().is_none());
+//! assert_eq!(DELS.load(Ordering::Relaxed), 5);
+//! ```
+
+pub(crate) mod count;
+mod handle;
+pub(crate) mod heap;
+pub(crate) mod thread;
+pub(crate) mod weak;
+
+pub use crate::object::shared::Gc;
+pub use crate::trace::SharedFinalize as Finalize;
+pub use heap::{Heap, SharedUnraisableHook};
+pub use weak::{Weak, WeakRefObj};

@@ -1,0 +1,305 @@
+//! Threads and Shared heaps: each thread's id (the owner id of the objects it allocates), its
+//! attachment to each heap it uses (a [`ThreadState`] in the heap's table, holding its merge
+//! queue), the safe points where it merges what other threads queued to it, its exit, and the
+//! per-thread trashcan.
+//!
+//! Attachment is on first use and ends at thread exit. A handle can reach a thread that never
+//! heard of its heap (sent through a channel, left in a static): the thread must be able to
+//! drop it there, and dropping the last one runs the object's death, which needs a thread
+//! state (a trashcan, an owner id for the finalizer's reference). So any operation that needs
+//! the thread's state for a heap attaches it; nothing has to be called first. A thread stays
+//! attached until it exits because the objects it owns keep its id: until its state leaves the
+//! heap's table, other threads queue those objects to it rather than merging them themselves.
+
+use std::cell::{Cell, RefCell};
+use std::ptr::NonNull;
+
+use smallvec::SmallVec;
+
+use crate::object::shared::SharedHeader;
+use crate::shim::{lock, AtomicU8, AtomicUsize, Ordering::*};
+use crate::sync::count::{self, NO_OWNER};
+use crate::sync::heap::{self, HeapState};
+
+/// Hands out thread ids: unique for the process's life, never 0 (merged) or `NO_OWNER`. A
+/// plain std atomic even under loom: ids only need to differ.
+static NEXT_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+
+#[cfg(not(reap_loom))]
+std::thread_local! {
+    /// This thread's id as an owner: `NO_OWNER` until it first attaches, and again once its
+    /// exit has begun. No destructor, so it can be read at any point of thread exit.
+    static ID: Cell<u32> = const { Cell::new(NO_OWNER) };
+    /// This thread's attachments and trashcan; its destructor detaches the thread.
+    static THREAD: ThreadData = ThreadData::default();
+}
+
+#[cfg(reap_loom)]
+loom::thread_local! {
+    static ID: Cell<u32> = Cell::new(NO_OWNER);
+    static THREAD: ThreadData = ThreadData::default();
+}
+
+/// This thread's id as an owner (`NO_OWNER` if it has none: it owns nothing).
+#[inline]
+pub(crate) fn current_id() -> u32 {
+    ID.try_with(Cell::get).unwrap_or(NO_OWNER)
+}
+
+/// A thread's state on one heap, in the heap's thread table. Its queue is in the table's
+/// entry (under the table's lock); the flag here lets the owner test it without the lock.
+pub(crate) struct ThreadState {
+    /// Set when another thread queued an object to this one; cleared when it drains.
+    pub(crate) pending: AtomicU8,
+    /// Heap references this thread holds for objects it will allocate or has seen freed
+    /// (`sync::heap`'s batched counting). Only the thread itself writes it.
+    pub(crate) reserve: AtomicUsize,
+    /// Inside [`Heap::detached`](crate::sync::Heap::detached) (depth of nesting).
+    pub(crate) detached: AtomicUsize,
+}
+
+/// The entry of a thread in its heap's table.
+pub(crate) struct ThreadSlot {
+    pub(crate) state: Box<ThreadState>,
+    /// Objects other threads queued to this one: each holds one reference, merged by the
+    /// owner at its next safe point.
+    pub(crate) queue: Vec<NonNull<SharedHeader>>,
+}
+
+// SAFETY: the queued pointers are objects of the heap, each kept allocated by the reference
+// its entry holds; they are only used by the thread that merges them.
+unsafe impl Send for ThreadSlot {}
+
+/// A heap this thread is attached to, and its state there.
+type Attachment = (NonNull<HeapState>, NonNull<ThreadState>);
+
+#[derive(Default)]
+struct ThreadData {
+    /// The heaps this thread is attached to, with its state in each.
+    attached: RefCell<SmallVec<[Attachment; 2]>>,
+    /// Nested deaths on this thread (the trashcan's depth).
+    depth: Cell<u32>,
+    /// Deaths deferred by the trashcan, run by the outermost one.
+    deferred: RefCell<Vec<NonNull<SharedHeader>>>,
+}
+
+/// Past this many nested deaths on one thread, further ones are deferred (as Local mode's
+/// trashcan, and CPython's).
+const TRASHCAN_DEPTH: u32 = 50;
+
+/// This thread's id, assigned on first use; `NO_OWNER` once its exit has begun.
+fn ensure_id() -> u32 {
+    ID.try_with(|c| {
+        let id = c.get();
+        if id != NO_OWNER {
+            return id;
+        }
+        // A thread whose exit has begun must not take a new id: its state could not be
+        // cleaned up. Its THREAD slot is then unusable.
+        if THREAD.try_with(|_| ()).is_err() {
+            return NO_OWNER;
+        }
+        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if id == NO_OWNER || id == 0 {
+            // Four billion threads: give up, as on a count overflow.
+            std::process::abort();
+        }
+        c.set(id);
+        id
+    })
+    .unwrap_or(NO_OWNER)
+}
+
+/// This thread's id and its state on `heap`, attaching it if it is not yet attached; `None`
+/// for the state once the thread's exit has begun (the caller then counts on the heap
+/// directly). The returned state lives as long as the thread's attachment, which outlasts the
+/// caller.
+pub(crate) fn attach(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadState>>) {
+    let id = ensure_id();
+    if id == NO_OWNER {
+        return (NO_OWNER, None);
+    }
+    let found = THREAD.try_with(|t| {
+        let attached = t.attached.borrow();
+        attached
+            .iter()
+            .find(|(h, _)| *h == heap)
+            .map(|&(_, state)| state)
+    });
+    match found {
+        Ok(Some(state)) => (id, Some(state)),
+        Ok(None) => {
+            // SAFETY: the caller keeps the heap alive (it holds a handle, an object or a
+            // reference of it).
+            let h = unsafe { heap.as_ref() };
+            let state = Box::new(ThreadState {
+                pending: AtomicU8::new(0),
+                reserve: AtomicUsize::new(0),
+                detached: AtomicUsize::new(0),
+            });
+            let ptr = NonNull::from(&*state);
+            // The attachment holds one reference of the heap until the thread exits.
+            h.refs.fetch_add(1, Relaxed);
+            lock(&h.threads).insert(
+                id,
+                ThreadSlot {
+                    state,
+                    queue: Vec::new(),
+                },
+            );
+            let pushed = THREAD.try_with(|t| t.attached.borrow_mut().push((heap, ptr)));
+            debug_assert!(pushed.is_ok());
+            (id, Some(ptr))
+        }
+        Err(_) => (NO_OWNER, None),
+    }
+}
+
+/// Merges what other threads queued to this thread on `heap`, if anything: the owner's safe
+/// point. Runs the deaths of the objects whose count this takes to zero (after the table's
+/// lock is released).
+pub(crate) fn safepoint(heap: NonNull<HeapState>, state: &ThreadState) {
+    if state.pending.load(Acquire) != 0 {
+        drain(heap, state);
+    }
+}
+
+#[cold]
+fn drain(heap: NonNull<HeapState>, state: &ThreadState) {
+    let id = current_id();
+    // SAFETY: the thread's attachment keeps the heap alive.
+    let h = unsafe { heap.as_ref() };
+    let queue = {
+        let mut table = lock(&h.threads);
+        state.pending.store(0, Relaxed);
+        match table.get_mut(&id) {
+            Some(slot) => std::mem::take(&mut slot.queue),
+            None => Vec::new(),
+        }
+    };
+    merge_all(queue);
+}
+
+/// Merges queued objects (each entry holding one reference), running the deaths that result.
+fn merge_all(queue: Vec<NonNull<SharedHeader>>) {
+    for obj in queue {
+        // SAFETY: the queue entry holds a reference, so the object is allocated.
+        let total = count::merge(unsafe { obj.as_ref() }, -1);
+        if total == 0 {
+            // SAFETY: the merge took the count to zero; the death is this thread's to run.
+            unsafe { heap::release(obj) };
+        }
+    }
+}
+
+/// Hands `obj` (whose owner is `owner`, and whose counts now say `QUEUED`) to its owner's
+/// merge queue; if the owner has exited, merges it here instead (CPython's
+/// `_Py_brc_queue_object`). Runs the death if that merge reaches zero.
+///
+/// # Safety
+/// The caller's dropped reference now belongs to the queue entry: `obj` is allocated.
+pub(crate) unsafe fn queue(obj: NonNull<SharedHeader>, owner: u32) {
+    // SAFETY: the queued reference keeps the object, and so its heap, alive.
+    let heap = unsafe { obj.as_ref() }.heap.cast::<HeapState>();
+    // SAFETY: as above.
+    let h = unsafe { heap.as_ref() };
+    let merge_here = {
+        let mut table = lock(&h.threads);
+        match table.get_mut(&owner) {
+            Some(slot) => {
+                slot.queue.push(obj);
+                slot.state.pending.store(1, Release);
+                false
+            }
+            // The owner has exited: its last writes to the object's local count happened
+            // before it left the table, under this lock.
+            None => true,
+        }
+    };
+    if merge_here {
+        merge_all(vec![obj]);
+    }
+}
+
+/// Runs `death` now, or defers it if this thread is already `TRASHCAN_DEPTH` deaths deep; the
+/// outermost death on the thread runs the deferred ones. Bounded stack for any chain.
+pub(crate) fn with_trashcan(obj: NonNull<SharedHeader>, death: unsafe fn(NonNull<SharedHeader>)) {
+    let entered = THREAD.try_with(|t| {
+        let depth = t.depth.get();
+        if depth >= TRASHCAN_DEPTH {
+            t.deferred.borrow_mut().push(obj);
+            None
+        } else {
+            t.depth.set(depth + 1);
+            Some(depth == 0)
+        }
+    });
+    match entered {
+        Ok(None) => {}
+        Ok(Some(outermost)) => {
+            // SAFETY: the caller hands over a dead object whose death has not begun.
+            unsafe { death(obj) };
+            if outermost {
+                loop {
+                    let next = THREAD.try_with(|t| t.deferred.borrow_mut().pop());
+                    match next {
+                        // SAFETY: deferred objects are dead, their deaths not begun.
+                        Ok(Some(o)) => unsafe { death(o) },
+                        _ => break,
+                    }
+                }
+            }
+            let _ = THREAD.try_with(|t| t.depth.set(t.depth.get() - 1));
+        }
+        // Thread exit has destroyed the trashcan: run the death directly.
+        // SAFETY: as above.
+        Err(_) => unsafe { death(obj) },
+    }
+}
+
+/// Runs `f` marked detached from `heap` (after merging this thread's queue, and again after).
+pub(crate) fn detached<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R {
+    let (_, state) = attach(heap);
+    let Some(state) = state else { return f() };
+    // SAFETY: the attachment outlives this call.
+    let s = unsafe { state.as_ref() };
+    safepoint(heap, s);
+    s.detached.fetch_add(1, Relaxed);
+    struct Reattach<'a>(&'a ThreadState);
+    impl Drop for Reattach<'_> {
+        fn drop(&mut self) {
+            self.0.detached.fetch_sub(1, Relaxed);
+        }
+    }
+    let guard = Reattach(s);
+    let r = f();
+    drop(guard);
+    safepoint(heap, s);
+    r
+}
+
+impl Drop for ThreadData {
+    /// Thread exit: the thread gives up its id (from now on it owns nothing, so its handles'
+    /// drops go the shared way), then leaves each heap's table, merging what was queued to it.
+    /// Objects it still owns stay with its id; whoever queues one next finds it gone and
+    /// merges it.
+    fn drop(&mut self) {
+        let id = ID.try_with(|c| c.replace(NO_OWNER)).unwrap_or(NO_OWNER);
+        let attached = std::mem::take(self.attached.get_mut());
+        // The trashcan is being destroyed: nothing can be deferred to it any more.
+        debug_assert!(self.deferred.get_mut().is_empty());
+        for (heap, state) in attached {
+            // SAFETY: the attachment holds a reference of the heap until released below.
+            let h = unsafe { heap.as_ref() };
+            // SAFETY: the state lives in the table until removed here.
+            let reserve = unsafe { state.as_ref() }.reserve.load(Relaxed);
+            let slot = lock(&h.threads).remove(&id);
+            if let Some(slot) = slot {
+                merge_all(slot.queue);
+            }
+            // The attachment's reference and the unused reserve go back to the heap.
+            // SAFETY: the caller's references are exactly these.
+            unsafe { heap::release_refs(heap, reserve + 1) };
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! Shared-mode weak references (SEMANTICS 4.1–4.4): a weak reference is an object
+//! ([`WeakRefObj`]) listed in its referent's weak-info block, all under the referent's weak
+//! lock, one of the heap's striped mutexes chosen by the referent's address (CPython 3.13t's
+//! `_PyWeakref_LOCK`).
+//!
+//! - **Create** (under the lock): make the referent's block if it has none (its `meta` then
+//!   points at the block, tagged), mark its counts "maybe weakly referenced" (so that its
+//!   owner's last drop merges instead of freeing at once), and list the reference. The
+//!   callback-less reference is shared: `Weak::new` returns the live one if there is one
+//!   (`ref(o) is ref(o)`).
+//! - **Upgrade** (under the lock): re-read the target (a clear may have won), then try to add a
+//!   reference, which refuses a count of zero. An upgrade racing the last drop either wins
+//!   before the clear (the object lives on) or returns `None`.
+//! - **Death of the referent**: under the lock, every reference's target is cleared and the
+//!   block emptied, and the references with a callback that are still alive are taken (one
+//!   reference each); then, with the lock released, their callbacks run newest first.
+//! - **Death of a weak reference**: under its target's lock, if its target is still set, it
+//!   unlists itself.
+//!
+//! The lock is never held while user code runs. The block's lists are plain fields read and
+//! written only under the lock; the referent's memory stays allocated while listed references
+//! can reach it (its death clears them under the lock before freeing it).
+
+use std::cell::UnsafeCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+
+use smallvec::SmallVec;
+
+use crate::object::header::META_WEAK_INFO;
+use crate::object::shared::{Gc, SharedHeader};
+use crate::object::vtable::VTable;
+use crate::shim::{lock, AtomicPtr, Mutex, Ordering::*};
+use crate::sync::heap::{self, alloc_on, HeapState};
+use crate::sync::{count, thread};
+use crate::trace::{Trace, Tracer};
+use crate::UnraisableKind;
+
+/// A referent's weak-reference block. `repr(C)` with `vtable` first: the header's tagged
+/// `meta` leads to the vtable through it (`sync::heap::vtable`).
+#[repr(C)]
+struct WeakInfo {
+    vtable: &'static VTable,
+    /// Under the referent's weak lock: the callback-less shared reference, if one is listed.
+    shared: UnsafeCell<Option<NonNull<SharedHeader>>>,
+    /// Under the referent's weak lock: the other references, oldest first.
+    list: UnsafeCell<Vec<NonNull<SharedHeader>>>,
+}
+
+/// The callback of a weak reference, type-erased: gets the weak-reference object.
+type Callback = Box<dyn FnOnce(&Gc<WeakRefObj>) + Send>;
+
+/// A weak reference as an object of its heap (so it has identity, as in CPython). Reached
+/// through [`Weak`].
+pub struct WeakRefObj {
+    /// The referent's heap (this object's heap too).
+    heap: NonNull<HeapState>,
+    /// The referent's header; null once cleared. Set at creation, only ever cleared after,
+    /// always under the referent's weak lock.
+    target: AtomicPtr<SharedHeader>,
+    /// The callback, taken when it runs.
+    callback: Mutex<Option<Callback>>,
+}
+
+// SAFETY: `heap` is only read (the heap outlives its objects); `target` is atomic and changed
+// only under the referent's weak lock; the callback is `Send` and behind a mutex.
+unsafe impl Send for WeakRefObj {}
+// SAFETY: as above.
+unsafe impl Sync for WeakRefObj {}
+
+// SAFETY: a weak reference holds no strong handle; its callback's captures are not traced
+// (Shared-mode collection does not exist yet), which can only keep garbage.
+unsafe impl Trace for WeakRefObj {
+    fn trace(&self, _: &mut Tracer<'_>) {}
+    fn needs_trace() -> bool {
+        false
+    }
+}
+
+impl fmt::Debug for WeakRefObj {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakRefObj")
+            .field("alive", &!self.target.load(Relaxed).is_null())
+            .finish()
+    }
+}
+
+/// The weak-info block of `h`, if it has one.
+///
+/// # Safety
+/// The caller holds `h`'s weak lock, or is running `h`'s death.
+unsafe fn info_of(h: &SharedHeader) -> Option<NonNull<WeakInfo>> {
+    let meta = h.meta.load(Acquire);
+    if meta.addr() & META_WEAK_INFO == 0 {
+        None
+    } else {
+        NonNull::new(meta.map_addr(|a| a & !META_WEAK_INFO).cast::<WeakInfo>())
+    }
+}
+
+/// The weak-info block of `h`, made if it has none.
+///
+/// # Safety
+/// The caller holds `h`'s weak lock.
+unsafe fn info_or_make(h: &SharedHeader) -> NonNull<WeakInfo> {
+    // SAFETY: the caller holds the lock.
+    if let Some(info) = unsafe { info_of(h) } {
+        return info;
+    }
+    let block = Box::new(WeakInfo {
+        vtable: heap::vtable(h),
+        shared: UnsafeCell::new(None),
+        list: UnsafeCell::new(Vec::new()),
+    });
+    let ptr = NonNull::from(Box::leak(block));
+    h.meta
+        .store(ptr.as_ptr().map_addr(|a| a | META_WEAK_INFO).cast(), Release);
+    ptr
+}
+
+/// A weak reference to a Shared-mode object: it does not keep the object alive, and
+/// [`upgrade`](Weak::upgrade) gives a strong handle while the object lives. When the object
+/// dies its weak references are cleared, on whichever thread it dies, and then their
+/// callbacks run there, newest first (SEMANTICS 4.2).
+///
+/// ```
+/// use reap::sync::{Heap, Weak};
+///
+/// let heap = Heap::new();
+/// let obj = heap.alloc(String::from("data"));
+/// let w = Weak::new(&obj);
+/// assert!(Weak::ptr_eq(&w, &Weak::new(&obj)), "callback-less weak references are shared");
+/// let t = std::thread::spawn(move || w.upgrade().map(|s| s.len()));
+/// assert_eq!(t.join().unwrap(), Some(4));
+/// drop(obj);
+/// ```
+pub struct Weak<T: ?Sized> {
+    obj: Gc<WeakRefObj>,
+    /// The referent's value pointer (its header is found from it).
+    _t: PhantomData<Gc<T>>,
+}
+
+impl<T: ?Sized> Clone for Weak<T> {
+    fn clone(&self) -> Self {
+        Weak {
+            obj: self.obj.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T: ?Sized> fmt::Debug for Weak<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "(sync::Weak)")
+    }
+}
+
+impl<T: ?Sized + Send + Sync> Weak<T> {
+    /// The shared callback-less weak reference to `target`, made if it has none.
+    pub fn new(target: &Gc<T>) -> Weak<T> {
+        let th = target.header_ptr();
+        let h = target.header();
+        let heap = heap::heap_of(h);
+        // SAFETY: the target keeps its heap alive.
+        let hs = unsafe { heap.as_ref() };
+        let (me, state) = thread::attach(heap);
+        {
+            let _g = lock(hs.weak_lock(th));
+            // SAFETY: under the lock.
+            if let Some(w) = unsafe { shared_live(h, me) } {
+                return Weak::from_obj(w);
+            }
+        }
+        // Made outside the lock (allocation may not run user code under it, and this one
+        // skips the safe point so it runs none at all).
+        let fresh = new_ref_obj(heap, me, state, th, None);
+        let _g = lock(hs.weak_lock(th));
+        // SAFETY: under the lock.
+        if let Some(w) = unsafe { shared_live(h, me) } {
+            // Another thread listed one meanwhile: use it; ours (never listed) dies unlisted
+            // once the lock is released.
+            drop(_g);
+            fresh.target.store(std::ptr::null_mut(), Relaxed);
+            drop(fresh);
+            return Weak::from_obj(w);
+        }
+        // SAFETY: under the lock.
+        unsafe {
+            let info = info_or_make(h).as_ref();
+            count::set_maybe_weak(h);
+            if let Some(old) = (*info.shared.get()).replace(fresh.header_ptr()) {
+                // A dying shared reference (count zero, its drop still to come): it is
+                // unlisted by being replaced, so its target is cleared now: its drop must not
+                // look for a block the referent may have freed by then.
+                old_ref(old).target.store(std::ptr::null_mut(), Release);
+            }
+        }
+        Weak::from_obj(fresh)
+    }
+
+    /// A new weak reference with a callback, run once on the thread where `target` dies, after
+    /// all its weak references are cleared, newest first; it receives this weak reference
+    /// (dead by then). A panic in it goes to the heap's unraisable hook. The callback's
+    /// captures are not traced: a handle captured there keeps its object alive until the
+    /// callback runs or the weak reference dies.
+    ///
+    /// ```
+    /// use reap::sync::{Heap, Weak};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let heap = Heap::new();
+    /// let log = Arc::new(Mutex::new(Vec::new()));
+    /// let obj = heap.alloc(1_u32);
+    /// let (l1, l2) = (log.clone(), log.clone());
+    /// let _a = Weak::with_callback(&obj, move |w| l1.lock().unwrap().push(("a", w.upgrade().is_none())));
+    /// let _b = Weak::with_callback(&obj, move |_| l2.lock().unwrap().push(("b", true)));
+    /// // The last reference goes on another thread; the object is this thread's, so that drop
+    /// // waits in this thread's merge queue, and the object dies at its next safe point.
+    /// std::thread::spawn(move || drop(obj)).join().unwrap();
+    /// heap.safepoint();
+    /// assert_eq!(*log.lock().unwrap(), [("b", true), ("a", true)]);
+    /// ```
+    pub fn with_callback(
+        target: &Gc<T>,
+        callback: impl FnOnce(&Weak<T>) + Send + 'static,
+    ) -> Weak<T> {
+        let th = target.header_ptr();
+        let h = target.header();
+        let heap = heap::heap_of(h);
+        // SAFETY: the target keeps its heap alive.
+        let hs = unsafe { heap.as_ref() };
+        let (me, state) = thread::attach(heap);
+        let cb: Callback = Box::new(move |obj: &Gc<WeakRefObj>| {
+            callback(&Weak::from_obj(obj.clone()));
+        });
+        let fresh = new_ref_obj(heap, me, state, th, Some(cb));
+        let _g = lock(hs.weak_lock(th));
+        // SAFETY: under the lock.
+        unsafe {
+            let info = info_or_make(h).as_ref();
+            count::set_maybe_weak(h);
+            (*info.list.get()).push(fresh.header_ptr());
+        }
+        Weak::from_obj(fresh)
+    }
+}
+
+impl<T: ?Sized> Weak<T> {
+    fn from_obj(obj: Gc<WeakRefObj>) -> Weak<T> {
+        Weak {
+            obj,
+            _t: PhantomData,
+        }
+    }
+
+    /// A strong handle to the referent if it is alive, `None` once it is dead or dying.
+    pub fn upgrade(&self) -> Option<Gc<T>>
+    where
+        T: Sized,
+    {
+        let w = &*self.obj;
+        let t = NonNull::new(w.target.load(Acquire))?;
+        // SAFETY: the weak-reference object, which this handle keeps, keeps its heap.
+        let hs = unsafe { w.heap.as_ref() };
+        let _g = lock(hs.weak_lock(t));
+        if w.target.load(Relaxed) != t.as_ptr() {
+            return None;
+        }
+        // SAFETY: still listed, under the lock: the referent is allocated (its death clears
+        // this reference under the same lock before freeing it).
+        if count::try_inc(unsafe { t.as_ref() }, thread::current_id()) {
+            let value = SharedHeader::value_ptr(t).cast::<T>();
+            // SAFETY: the reference just taken is the new handle's; the value is a `T` (the
+            // weak reference was made from a `Gc<T>`).
+            Some(unsafe { Gc::from_value_ptr(value) })
+        } else {
+            None
+        }
+    }
+
+    /// Whether the referent is still alive (not yet cleared).
+    pub fn is_alive(&self) -> bool {
+        !self.obj.target.load(Acquire).is_null()
+    }
+
+    /// Whether two weak references are the same weak-reference object.
+    pub fn ptr_eq(a: &Self, b: &Weak<T>) -> bool {
+        Gc::ptr_eq(&a.obj, &b.obj)
+    }
+
+    /// Whether this weak reference still has a callback to run.
+    pub fn has_callback(&self) -> bool {
+        lock(&self.obj.callback).is_some()
+    }
+
+    /// The weak-reference object (it has identity: a key in a table, say).
+    pub fn as_object(this: &Self) -> Gc<WeakRefObj> {
+        this.obj.clone()
+    }
+}
+
+/// The live shared weak reference of `h`, with one more reference, if any.
+///
+/// # Safety
+/// The caller holds `h`'s weak lock.
+unsafe fn shared_live(h: &SharedHeader, me: u32) -> Option<Gc<WeakRefObj>> {
+    // SAFETY: under the lock (caller).
+    let info = unsafe { info_of(h)?.as_ref() };
+    // SAFETY: under the lock; a listed reference is allocated (it unlists itself under the
+    // lock before it is freed).
+    let w = unsafe { *info.shared.get() }?;
+    // SAFETY: as above.
+    if count::try_inc(unsafe { w.as_ref() }, me) {
+        // SAFETY: the reference just taken; its value is a WeakRefObj.
+        Some(unsafe { Gc::from_value_ptr(SharedHeader::value_ptr(w).cast()) })
+    } else {
+        None
+    }
+}
+
+/// The weak-reference object with this header.
+///
+/// # Safety
+/// `w` is the header of an allocated weak-reference object.
+unsafe fn old_ref<'a>(w: NonNull<SharedHeader>) -> &'a WeakRefObj {
+    // SAFETY: caller.
+    unsafe { SharedHeader::value_ptr(w).cast::<WeakRefObj>().as_ref() }
+}
+
+fn new_ref_obj(
+    heap: NonNull<HeapState>,
+    me: u32,
+    state: Option<NonNull<crate::sync::thread::ThreadState>>,
+    target: NonNull<SharedHeader>,
+    callback: Option<Callback>,
+) -> Gc<WeakRefObj> {
+    let obj = WeakRefObj {
+        heap,
+        target: AtomicPtr::new(target.as_ptr()),
+        callback: Mutex::new(callback),
+    };
+    // SAFETY: the caller's target keeps the heap alive; `state` is this thread's.
+    unsafe { alloc_on(heap, me, state, obj, false) }
+}
+
+impl Drop for WeakRefObj {
+    /// A weak reference that dies before its referent unlists itself.
+    fn drop(&mut self) {
+        let Some(t) = NonNull::new(self.target.load(Acquire)) else {
+            return;
+        };
+        // SAFETY: this object's heap is alive while its value is being dropped.
+        let hs = unsafe { self.heap.as_ref() };
+        let _g = lock(hs.weak_lock(t));
+        if self.target.load(Relaxed) != t.as_ptr() {
+            return;
+        }
+        self.target.store(std::ptr::null_mut(), Relaxed);
+        let me = SharedHeader::from_value(NonNull::from(&*self));
+        // SAFETY: still set under the lock: the referent is allocated and its block is ours
+        // to edit.
+        unsafe {
+            if let Some(info) = info_of(t.as_ref()) {
+                let info = info.as_ref();
+                let shared = &mut *info.shared.get();
+                if *shared == Some(me) {
+                    *shared = None;
+                }
+                let list = &mut *info.list.get();
+                if let Some(i) = list.iter().position(|&w| w == me) {
+                    list.remove(i);
+                }
+            }
+        }
+    }
+}
+
+/// Clears every weak reference of a dead object and runs the callbacks of those still alive,
+/// newest first, with the lock released (SEMANTICS 4.2).
+///
+/// # Safety
+/// `obj` is dead (count zero, finalizer done) and has a weak-info block.
+pub(crate) unsafe fn clear_and_call(obj: NonNull<SharedHeader>) {
+    // SAFETY: dead but allocated.
+    let h = unsafe { obj.as_ref() };
+    let heap = heap::heap_of(h);
+    // SAFETY: the object keeps its heap alive.
+    let hs = unsafe { heap.as_ref() };
+    let me = thread::current_id();
+    let mut calls: SmallVec<[Gc<WeakRefObj>; 4]> = SmallVec::new();
+    {
+        let _g = lock(hs.weak_lock(obj));
+        // SAFETY: under the lock.
+        if let Some(info) = unsafe { info_of(h) } {
+            // SAFETY: under the lock; listed references are allocated.
+            unsafe {
+                let info = info.as_ref();
+                if let Some(w) = (*info.shared.get()).take() {
+                    old_ref(w).target.store(std::ptr::null_mut(), Release);
+                }
+                let list = std::mem::take(&mut *info.list.get());
+                for &w in list.iter() {
+                    old_ref(w).target.store(std::ptr::null_mut(), Release);
+                }
+                for &w in list.iter().rev() {
+                    // A reference that is itself dying (count zero) gets no call.
+                    if count::try_inc(w.as_ref(), me) {
+                        calls.push(Gc::from_value_ptr(SharedHeader::value_ptr(w).cast()));
+                    }
+                }
+            }
+        }
+    }
+    for w in calls {
+        let cb = lock(&w.callback).take();
+        if let Some(cb) = cb {
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb(&w))) {
+                hs.report_panic(
+                    UnraisableKind::WeakCallback,
+                    (heap::vtable(h).type_name)(),
+                    p,
+                );
+            }
+        }
+        drop(w);
+    }
+}
+
+/// Frees a dead object's weak-info block, if it has one.
+///
+/// # Safety
+/// The object is dead and its weak references cleared: nothing reaches the block.
+pub(crate) unsafe fn free_info(h: &SharedHeader) {
+    // SAFETY: the object's death is the only user of its header now.
+    if let Some(info) = unsafe { info_of(h) } {
+        // SAFETY: made by `Box::leak` in `info_or_make`, freed once here.
+        drop(unsafe { Box::from_raw(info.as_ptr()) });
+    }
+}
