@@ -8,12 +8,16 @@
 //! unique, their order is not part of any protocol) and Local mode, which has no atomics.
 
 #[cfg(not(reap_loom))]
-pub(crate) use std::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{
+    fence, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 #[cfg(not(reap_loom))]
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
 #[cfg(reap_loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{
+    fence, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+};
 #[cfg(reap_loom)]
 pub(crate) use loom::sync::{Mutex, MutexGuard};
 

@@ -451,7 +451,11 @@ impl ObjectLayout {
     }
 
     /// The layout of a value behind `prefix` bytes of bookkeeping aligned to `header_align`.
-    pub(crate) const fn with_prefix(value: Layout, prefix: usize, header_align: usize) -> ObjectLayout {
+    pub(crate) const fn with_prefix(
+        value: Layout,
+        prefix: usize,
+        header_align: usize,
+    ) -> ObjectLayout {
         let align = if value.align() > header_align {
             value.align()
         } else {

@@ -56,13 +56,7 @@ impl SharedHeader {
         // SAFETY: every Shared value the runtime hands out is preceded by its header, in the
         // same allocation (layout rule above).
         unsafe {
-            NonNull::new_unchecked(
-                value
-                    .as_ptr()
-                    .cast::<u8>()
-                    .sub(SHARED_HEADER_SIZE)
-                    .cast(),
-            )
+            NonNull::new_unchecked(value.as_ptr().cast::<u8>().sub(SHARED_HEADER_SIZE).cast())
         }
     }
 

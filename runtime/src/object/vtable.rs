@@ -46,7 +46,11 @@ impl<T: Trace> VTableFor<T> {
         drop_value: drop_value::<T>,
         trace: trace_value::<T>,
         finalize: finalize_value::<T>,
-        shared_layout: ObjectLayout::with_prefix(Layout::new::<T>(), SHARED_HEADER_SIZE, SHARED_HEADER_ALIGN),
+        shared_layout: ObjectLayout::with_prefix(
+            Layout::new::<T>(),
+            SHARED_HEADER_SIZE,
+            SHARED_HEADER_ALIGN,
+        ),
         finalize_shared: finalize_shared_value::<T>,
         clear: clear_value::<T>,
         type_name: std::any::type_name::<T>,

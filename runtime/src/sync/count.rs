@@ -86,6 +86,17 @@ pub(crate) fn pack(owner: u32, count: i32, state: u32) -> u64 {
     ((owner as u64) << 32) | (((count << SHIFT) as u32) | state) as u64
 }
 
+/// Loads `counts`, checking (in debug builds) the invariant "owner 0 ⇔ merged" on what it read.
+#[inline]
+fn load(h: &SharedHeader, order: crate::shim::Ordering) -> u64 {
+    let word = h.counts.load(order);
+    debug_assert!(
+        (owner_of(word) == 0) == (state_of(word) == MERGED),
+        "reap: owner 0 ⇔ merged broken ({word:#x})"
+    );
+    word
+}
+
 /// What a decrement leaves the caller to do.
 #[derive(Debug, PartialEq, Eq)]
 #[must_use]
@@ -121,7 +132,7 @@ fn overflow() -> ! {
 /// Adds one reference, by thread `me`.
 #[inline]
 pub(crate) fn inc(h: &SharedHeader, me: u32) {
-    if owner_of(h.counts.load(Relaxed)) == me {
+    if owner_of(load(h, Relaxed)) == me {
         let l = h.local.load(Relaxed);
         debug_assert!(l > 0, "reap: owner increment of a dead object");
         if l < LOCAL_MAX {
@@ -148,7 +159,7 @@ fn inc_shared(h: &SharedHeader) {
 #[cold]
 fn spill(h: &SharedHeader) {
     let half = LOCAL_MAX / 2;
-    let mut word = h.counts.load(Relaxed);
+    let mut word = load(h, Relaxed);
     loop {
         let count = count_of(word) + half as i32;
         if count > SHARED_MAX {
@@ -167,7 +178,7 @@ fn spill(h: &SharedHeader) {
 /// Drops one reference, by thread `me`.
 #[inline]
 pub(crate) fn dec(h: &SharedHeader, me: u32) -> Dec {
-    if owner_of(h.counts.load(Relaxed)) == me {
+    if owner_of(load(h, Relaxed)) == me {
         let l = h.local.load(Relaxed) - 1;
         h.local.store(l, Relaxed);
         if l == 0 {
@@ -184,12 +195,20 @@ pub(crate) fn dec(h: &SharedHeader, me: u32) -> Dec {
 /// ownership is given up (owner 0, state merged, in one step) and the shared count decides.
 #[cold]
 pub(crate) fn merge_zero_local(h: &SharedHeader) -> Dec {
-    let mut word = h.counts.load(Acquire);
+    let mut word = load(h, Acquire);
     loop {
         if shared_of(word) == 0 {
+            debug_assert!(
+                h.meta.load(Relaxed).addr() & crate::object::header::META_WEAK_INFO == 0,
+                "reap: a weakly referenced object took the fast death"
+            );
             return Dec::Dead;
         }
-        debug_assert_ne!(state_of(word), QUEUED, "reap: queued with a zero local count");
+        debug_assert_ne!(
+            state_of(word),
+            QUEUED,
+            "reap: queued with a zero local count"
+        );
         let new = pack(0, count_of(word), MERGED);
         match h.counts.compare_exchange_weak(word, new, AcqRel, Acquire) {
             Ok(_) => {
@@ -208,7 +227,7 @@ pub(crate) fn merge_zero_local(h: &SharedHeader) -> Dec {
 /// A non-owner's decrement (CPython's `_Py_DecRefShared`).
 #[inline]
 fn dec_shared(h: &SharedHeader) -> Dec {
-    let mut word = h.counts.load(Relaxed);
+    let mut word = load(h, Relaxed);
     loop {
         let (owner, count, state) = (owner_of(word), count_of(word), state_of(word));
         let (new, then) = if state == MERGED {
@@ -240,7 +259,7 @@ fn dec_shared(h: &SharedHeader) -> Dec {
 pub(crate) fn merge(h: &SharedHeader, extra: i32) -> i32 {
     let local = h.local.load(Relaxed);
     h.local.store(0, Relaxed);
-    let mut word = h.counts.load(Relaxed);
+    let mut word = load(h, Relaxed);
     loop {
         debug_assert_ne!(state_of(word), MERGED, "reap: merged twice");
         let total = count_of(word) as i64 + local as i64 + extra as i64;
@@ -259,7 +278,7 @@ pub(crate) fn merge(h: &SharedHeader, extra: i32) -> i32 {
 /// Adds a reference unless the object's count is zero (a weak upgrade, called under the
 /// referent's weak lock, which keeps its memory allocated): CPython's `_Py_TryIncref`.
 pub(crate) fn try_inc(h: &SharedHeader, me: u32) -> bool {
-    let mut word = h.counts.load(Relaxed);
+    let mut word = load(h, Relaxed);
     if owner_of(word) == me {
         let l = h.local.load(Relaxed);
         if l == 0 {
@@ -290,7 +309,7 @@ pub(crate) fn try_inc(h: &SharedHeader, me: u32) -> bool {
 /// that the owner's last drop merges instead of freeing at once; called under the referent's
 /// weak lock when a weak reference is made.
 pub(crate) fn set_maybe_weak(h: &SharedHeader) {
-    let mut word = h.counts.load(Relaxed);
+    let mut word = load(h, Relaxed);
     while state_of(word) == INIT {
         let new = pack(owner_of(word), count_of(word), MAYBE_WEAK);
         match h.counts.compare_exchange_weak(word, new, Relaxed, Relaxed) {
@@ -328,7 +347,7 @@ pub(crate) fn resurrect_end(h: &SharedHeader, me: u32) -> bool {
 
 /// The object's count: exact when no other thread changes it meanwhile, a snapshot otherwise.
 pub(crate) fn strong_count(h: &SharedHeader) -> usize {
-    let word = h.counts.load(Acquire);
+    let word = load(h, Acquire);
     let mut n = count_of(word) as i64;
     if state_of(word) != MERGED {
         n += h.local.load(Relaxed) as i64;

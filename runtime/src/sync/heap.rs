@@ -21,7 +21,9 @@ use hashbrown::HashMap;
 use crate::object::header::{Flags, META_WEAK_INFO};
 use crate::object::shared::{Gc, SharedHeader, SHARED_HEADER_SIZE};
 use crate::object::vtable::{vtable_of, VTable};
-use crate::shim::{self, fence, lock, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering::*};
+use crate::shim::{
+    self, fence, lock, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering::*,
+};
 use crate::sync::count::{self, Dec};
 use crate::sync::thread::{self, ThreadSlot, ThreadState};
 use crate::sync::weak;
@@ -268,11 +270,11 @@ impl Heap {
     pub fn live_objects(&self) -> usize {
         let st = self.st();
         let table = lock(&st.threads);
-        let reserves: usize = table
-            .values()
-            .map(|s| s.state.reserve.load(Relaxed))
-            .sum();
-        st.refs.load(Acquire) - st.handles.load(Relaxed) - table.len() - reserves
+        let reserves: usize = table.values().map(|s| s.state.reserve.load(Relaxed)).sum();
+        // Read-modify-writes read the latest value, whatever this thread has seen of others'.
+        let refs = st.refs.fetch_add(0, AcqRel);
+        let handles = st.handles.fetch_add(0, AcqRel);
+        refs - handles - table.len() - reserves
     }
 }
 
@@ -302,7 +304,9 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
             let mut r = s.reserve.load(Relaxed);
             if r == 0 {
                 // SAFETY: the caller keeps the heap alive.
-                unsafe { heap.as_ref() }.refs.fetch_add(RESERVE_BATCH, Relaxed);
+                unsafe { heap.as_ref() }
+                    .refs
+                    .fetch_add(RESERVE_BATCH, Relaxed);
                 r = RESERVE_BATCH;
             }
             s.reserve.store(r - 1, Relaxed);
@@ -317,7 +321,11 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
     // SAFETY: in bounds (as above), and suitably aligned: the header's alignment divides the
     // value offset's.
     let header = unsafe { value_ptr.cast::<u8>().sub(SHARED_HEADER_SIZE) }.cast::<SharedHeader>();
-    let flags = if finalized { Flags::HAS_FINALIZER } else { Flags::empty() };
+    let flags = if finalized {
+        Flags::HAS_FINALIZER
+    } else {
+        Flags::empty()
+    };
     // SAFETY: freshly allocated, properly aligned memory of the object's layout.
     unsafe {
         header.write(SharedHeader {
@@ -343,7 +351,11 @@ pub(crate) fn vtable(h: &SharedHeader) -> &'static VTable {
         // SAFETY: a tagged `meta` points to the object's weak-info block, whose first field
         // is its vtable (`sync::weak::WeakInfo` is `repr(C)`, `vtable` first); the block lives
         // as long as the object's allocation.
-        unsafe { *meta.map_addr(|a| a & !META_WEAK_INFO).cast::<&'static VTable>() }
+        unsafe {
+            *meta
+                .map_addr(|a| a & !META_WEAK_INFO)
+                .cast::<&'static VTable>()
+        }
     }
 }
 

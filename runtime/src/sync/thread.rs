@@ -75,6 +75,8 @@ type Attachment = (NonNull<HeapState>, NonNull<ThreadState>);
 
 #[derive(Default)]
 struct ThreadData {
+    /// This thread's id once it has one (`ID` too, which may be destroyed first at exit).
+    id: Cell<u32>,
     /// The heaps this thread is attached to, with its state in each.
     attached: RefCell<SmallVec<[Attachment; 2]>>,
     /// Nested deaths on this thread (the trashcan's depth).
@@ -105,6 +107,7 @@ fn ensure_id() -> u32 {
             std::process::abort();
         }
         c.set(id);
+        let _ = THREAD.try_with(|t| t.id.set(id));
         id
     })
     .unwrap_or(NO_OWNER)
@@ -284,7 +287,8 @@ impl Drop for ThreadData {
     /// Objects it still owns stay with its id; whoever queues one next finds it gone and
     /// merges it.
     fn drop(&mut self) {
-        let id = ID.try_with(|c| c.replace(NO_OWNER)).unwrap_or(NO_OWNER);
+        let _ = ID.try_with(|c| c.set(NO_OWNER));
+        let id = self.id.get();
         let attached = std::mem::take(self.attached.get_mut());
         // The trashcan is being destroyed: nothing can be deferred to it any more.
         debug_assert!(self.deferred.get_mut().is_empty());

@@ -115,8 +115,10 @@ unsafe fn info_or_make(h: &SharedHeader) -> NonNull<WeakInfo> {
         list: UnsafeCell::new(Vec::new()),
     });
     let ptr = NonNull::from(Box::leak(block));
-    h.meta
-        .store(ptr.as_ptr().map_addr(|a| a | META_WEAK_INFO).cast(), Release);
+    h.meta.store(
+        ptr.as_ptr().map_addr(|a| a | META_WEAK_INFO).cast(),
+        Release,
+    );
     ptr
 }
 

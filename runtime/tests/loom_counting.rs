@@ -1,0 +1,131 @@
+//! loom models of biased counting (issue 12, models 2, 3 and 8).
+//! `RUSTFLAGS="--cfg reap_loom" cargo test -p reap --release --test loom_counting`
+//! (three-thread models with `LOOM_MAX_PREEMPTIONS=2`).
+#![cfg(reap_loom)]
+
+mod common;
+
+use common::{model, obj, Counters};
+use loom::sync::{Arc, Mutex};
+use loom::thread;
+use reap::sync::{Gc, Heap, Weak};
+
+/// Model 2: clones and drops on three threads plus a weak upgrade: the count reaches zero
+/// once, one destructor, one free.
+#[test]
+fn clone_drop_three_threads_and_upgrade() {
+    model("clone_drop_three_threads_and_upgrade", || {
+        let heap = Heap::new();
+        let counters = Arc::new(Counters::default());
+        let obj = obj(&heap, &counters);
+        let w = Weak::new(&obj);
+        let a = obj.clone();
+        let b = obj.clone();
+        let t1 = thread::spawn(move || {
+            let c = a.clone();
+            drop(a);
+            assert_eq!(c.value, 7);
+        });
+        let t2 = thread::spawn(move || {
+            if let Some(g) = w.upgrade() {
+                assert_eq!(g.value, 7);
+            }
+            drop(b);
+        });
+        drop(obj);
+        t1.join().unwrap();
+        t2.join().unwrap();
+        heap.safepoint();
+        assert_eq!(counters.dropped(), 1);
+    });
+}
+
+/// Model 3: the owner's local count reaching zero against a foreign decrement. The owner
+/// gets back a handle the foreign thread cloned (counted in the shared count) and drops it
+/// and its own, taking its local count to zero, while the foreign thread drops the handle the
+/// owner had counted. Either the foreign drop comes first (the shared word is then zero and
+/// the owner frees at once) or the owner merges and the foreign drop of the merged count
+/// frees. "owner 0 ⇔ merged" is checked by the runtime at every load of the counts (debug
+/// assertions); one deallocation.
+#[test]
+fn owner_zero_against_foreign_decrement() {
+    model("owner_zero_against_foreign_decrement", || {
+        let heap = Heap::new();
+        let counters = Arc::new(Counters::default());
+        let obj = obj(&heap, &counters);
+        let sent = obj.clone();
+        let back = Arc::new(Mutex::new(None));
+        let b = back.clone();
+        let t = thread::spawn(move || {
+            *b.lock().unwrap() = Some(sent.clone());
+            drop(sent);
+        });
+        drop(obj);
+        loop {
+            let got = back.lock().unwrap().take();
+            if let Some(c) = got {
+                drop(c);
+                break;
+            }
+            thread::yield_now();
+        }
+        t.join().unwrap();
+        heap.safepoint();
+        assert_eq!(counters.dropped(), 1);
+    });
+}
+
+/// Model 8: the owner's count spills into the shared count (the loom build's limits are
+/// tiny) while a foreign thread increments and decrements: the total is conserved, so the
+/// object dies exactly once when the last reference goes.
+#[test]
+fn spill_against_foreign_increment() {
+    model("spill_against_foreign_increment", || {
+        let heap = Heap::new();
+        let counters = Arc::new(Counters::default());
+        let obj = obj(&heap, &counters);
+        let sent = obj.clone();
+        let t = thread::spawn(move || {
+            let c = sent.clone();
+            drop(sent);
+            c
+        });
+        let clones: Vec<Gc<_>> = (0..3).map(|_| obj.clone()).collect();
+        let c = t.join().unwrap();
+        assert_eq!(Gc::strong_count(&obj), 5);
+        drop(clones);
+        drop(c);
+        drop(obj);
+        heap.safepoint();
+        assert_eq!(counters.dropped(), 1);
+        assert_eq!(heap.live_objects(), 0);
+    });
+}
+
+/// Model 8, the abort path: more references than the shared count can hold reach the
+/// overflow check (a panic in the loom build, an abort otherwise), which refuses before it
+/// changes anything: the handles made so far still drop to one clean death.
+#[test]
+fn overflow_reaches_the_abort_path() {
+    model("overflow_reaches_the_abort_path", || {
+        let heap = Heap::new();
+        let counters = Arc::new(Counters::default());
+        let obj = obj(&heap, &counters);
+        let mut clones = Vec::new();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            for _ in 0..64 {
+                clones.push(obj.clone());
+            }
+        }));
+        let message = r.expect_err("64 clones must overflow the loom build's counts");
+        assert_eq!(
+            message.downcast_ref::<&str>(),
+            Some(&"reap: reference count overflow")
+        );
+        assert!(clones.len() < 64);
+        drop(clones);
+        drop(obj);
+        assert_eq!(counters.dropped(), 1);
+        assert_eq!(heap.live_objects(), 0);
+    });
+}
