@@ -198,7 +198,7 @@ pub unsafe trait Trace: 'static {
 
     /// The type's Shared-mode finalizer, if it has one. `#[derive(Trace)]` with
     /// `#[reap(sync_finalize)]` returns `Some(<Self as reap::sync::Finalize>::finalize)`.
-    fn sync_finalizer() -> Option<fn(&crate::sync::Gc<Self>)>
+    fn sync_finalizer() -> Option<fn(&crate::object::shared::Gc<Self>)>
     where
         Self: Sized,
     {
@@ -368,7 +368,7 @@ pub trait Finalize: Trace + Sized {
 /// ```
 pub trait SharedFinalize: Trace + Send + Sync + Sized {
     /// Called once, when the object is about to die.
-    fn finalize(this: &crate::sync::Gc<Self>);
+    fn finalize(this: &crate::object::shared::Gc<Self>);
 
     /// Whether this value gets the finalizer at all, asked once when it is allocated (as
     /// [`Finalize::wants_finalizer`]).
@@ -483,7 +483,7 @@ unsafe impl<T: ?Sized + 'static> Trace for Gc<T> {
 // for every collection that exists: a Local heap's collection treats a handle to any object
 // outside its heap as a reference from outside, and a Shared object is never one of its
 // candidates. Shared-mode collection, when it lands, visits these.
-unsafe impl<T: ?Sized + 'static> Trace for crate::sync::Gc<T> {
+unsafe impl<T: ?Sized + 'static> Trace for crate::object::shared::Gc<T> {
     #[inline]
     fn trace(&self, _: &mut Tracer<'_>) {}
 }

@@ -5,7 +5,7 @@ use std::hash::{Hash, Hasher};
 use std::ptr::NonNull;
 
 use crate::object::shared::{Gc, SharedHeader};
-use crate::sync::{count, heap, thread};
+use crate::sync::{count, heap, state, thread};
 
 impl<T: ?Sized> Gc<T> {
     /// The number of strong references to the object. Exact when no other thread clones or
@@ -42,12 +42,12 @@ impl<T: ?Sized> Gc<T> {
 
     /// The name of the object's concrete type (`std::any::type_name`).
     pub fn type_name(this: &Self) -> &'static str {
-        (heap::vtable(this.header()).type_name)()
+        (state::vtable(this.header()).type_name)()
     }
 
     /// The `TypeId` of the object's concrete type.
     pub fn value_type_id(this: &Self) -> std::any::TypeId {
-        (heap::vtable(this.header()).type_id)()
+        (state::vtable(this.header()).type_id)()
     }
 
     /// Whether the object's concrete type is `V`.

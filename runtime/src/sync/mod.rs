@@ -63,10 +63,12 @@
 pub(crate) mod count;
 mod handle;
 pub(crate) mod heap;
+pub(crate) mod state;
 pub(crate) mod thread;
 pub(crate) mod weak;
 
 pub use crate::object::shared::Gc;
 pub use crate::trace::SharedFinalize as Finalize;
-pub use heap::{Heap, SharedUnraisableHook};
+pub use heap::Heap;
+pub use state::SharedUnraisableHook;
 pub use weak::{Weak, WeakRefObj};

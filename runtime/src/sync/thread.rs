@@ -19,7 +19,7 @@ use smallvec::SmallVec;
 use crate::object::shared::SharedHeader;
 use crate::shim::{lock, AtomicU8, AtomicUsize, Ordering::*};
 use crate::sync::count::{self, NO_OWNER};
-use crate::sync::heap::{self, HeapState};
+use crate::sync::state::{heap_of, release_refs, HeapState, ThreadSlot, ThreadState};
 
 /// Hands out thread ids: unique for the process's life, never 0 (merged) or `NO_OWNER`. A
 /// plain std atomic even under loom: ids only need to differ.
@@ -45,30 +45,6 @@ loom::thread_local! {
 pub(crate) fn current_id() -> u32 {
     ID.try_with(Cell::get).unwrap_or(NO_OWNER)
 }
-
-/// A thread's state on one heap, in the heap's thread table. Its queue is in the table's
-/// entry (under the table's lock); the flag here lets the owner test it without the lock.
-pub(crate) struct ThreadState {
-    /// Set when another thread queued an object to this one; cleared when it drains.
-    pub(crate) pending: AtomicU8,
-    /// Heap references this thread holds for objects it will allocate or has seen freed
-    /// (`sync::heap`'s batched counting). Only the thread itself writes it.
-    pub(crate) reserve: AtomicUsize,
-    /// Inside [`Heap::detached`](crate::sync::Heap::detached) (depth of nesting).
-    pub(crate) detached: AtomicUsize,
-}
-
-/// The entry of a thread in its heap's table.
-pub(crate) struct ThreadSlot {
-    pub(crate) state: Box<ThreadState>,
-    /// Objects other threads queued to this one: each holds one reference, merged by the
-    /// owner at its next safe point.
-    pub(crate) queue: Vec<NonNull<SharedHeader>>,
-}
-
-// SAFETY: the queued pointers are objects of the heap, each kept allocated by the reference
-// its entry holds; they are only used by the thread that merges them.
-unsafe impl Send for ThreadSlot {}
 
 /// A heap this thread is attached to, and its state there.
 type Attachment = (NonNull<HeapState>, NonNull<ThreadState>);
@@ -189,8 +165,10 @@ fn merge_all(queue: Vec<NonNull<SharedHeader>>) {
         // SAFETY: the queue entry holds a reference, so the object is allocated.
         let total = count::merge(unsafe { obj.as_ref() }, -1);
         if total == 0 {
+            // SAFETY: the queue entry's reference kept the object, and so its heap, alive.
+            let heap = heap_of(unsafe { obj.as_ref() });
             // SAFETY: the merge took the count to zero; the death is this thread's to run.
-            unsafe { heap::release(obj) };
+            unsafe { (heap.as_ref().release)(obj) };
         }
     }
 }
@@ -303,7 +281,7 @@ impl Drop for ThreadData {
             }
             // The attachment's reference and the unused reserve go back to the heap.
             // SAFETY: the caller's references are exactly these.
-            unsafe { heap::release_refs(heap, reserve + 1) };
+            unsafe { release_refs(heap, reserve + 1) };
         }
     }
 }

@@ -33,7 +33,7 @@ use crate::object::header::META_WEAK_INFO;
 use crate::object::shared::{Gc, SharedHeader};
 use crate::object::vtable::VTable;
 use crate::shim::{lock, AtomicPtr, Mutex, Ordering::*};
-use crate::sync::heap::{self, alloc_on, HeapState};
+use crate::sync::state::{self as heap, alloc_on, HeapState};
 use crate::sync::{count, thread};
 use crate::trace::{Trace, Tracer};
 use crate::UnraisableKind;
@@ -334,7 +334,7 @@ unsafe fn old_ref<'a>(w: NonNull<SharedHeader>) -> &'a WeakRefObj {
 fn new_ref_obj(
     heap: NonNull<HeapState>,
     me: u32,
-    state: Option<NonNull<crate::sync::thread::ThreadState>>,
+    state: Option<NonNull<crate::sync::state::ThreadState>>,
     target: NonNull<SharedHeader>,
     callback: Option<Callback>,
 ) -> Gc<WeakRefObj> {

@@ -1,0 +1,266 @@
+//! The state of a Shared heap and of each thread attached to it, with what every other
+//! Shared module needs of them: the heap's counted lifetime, allocation, an object's vtable and
+//! heap, and reporting to the unraisable hook. Imports no other module of `sync` but `count`,
+//! so that `thread`, `weak` and `heap` (the death path) sit above it without a circle: the
+//! death routine reaches `thread` as a function pointer, [`HeapState::release`].
+//!
+//! **Lifetime.** The state is freed when its reference count `refs` reaches zero. `refs`
+//! counts the `Heap` handles, the attached threads, and one per live object, so an object
+//! can always reach its heap (the heap of the thread that drops it last may have been dropped
+//! long ago). Counting one per object with an atomic on every allocation and free would make
+//! two threads that allocate contend on one cache line, so each attached thread keeps a
+//! *reserve* of references it took in advance: an allocation takes one from the reserve
+//! (refilling it 1024 at a time), a free gives one back (returning the surplus past 2048). So
+//! at every moment `refs = handles + attached threads + Σ reserves + live objects`, and a heap
+//! with a live object is never freed. A thread returns its reserve when it exits.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+
+use crate::object::header::{Flags, META_WEAK_INFO};
+use crate::object::shared::{Gc, SharedHeader, SHARED_HEADER_SIZE};
+use crate::object::vtable::{vtable_of, VTable};
+use crate::shim::{
+    self, fence, lock, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering::*,
+};
+use crate::sync::count;
+use crate::trace::Trace;
+use crate::unraisable::{drop_guarded, drop_payload, message_of, print_unraisable, take_location};
+use crate::{Unraisable, UnraisableKind};
+
+/// How many heap references a thread takes at once for the objects it allocates.
+const RESERVE_BATCH: usize = 1024;
+
+/// The Shared unraisable hook: called on the thread where the panic was caught.
+pub type SharedUnraisableHook = Arc<dyn Fn(&Unraisable) + Send + Sync>;
+
+/// Number of weak-reference lock stripes.
+#[cfg(not(reap_loom))]
+const WEAK_STRIPES: usize = 64;
+#[cfg(reap_loom)]
+const WEAK_STRIPES: usize = 2;
+
+/// All of a Shared heap's state. Reached from every object's header.
+pub(crate) struct HeapState {
+    /// See the module docs: handles + attached threads + reserves + live objects.
+    pub(crate) refs: AtomicUsize,
+    /// The `Heap` handles.
+    pub(crate) handles: AtomicUsize,
+    /// Thread id → the thread's state and merge queue.
+    pub(crate) threads: Mutex<HashMap<u32, ThreadSlot>>,
+    /// The unraisable hook (cloned out before it is called: no lock held while it runs).
+    pub(crate) hook: Mutex<Option<SharedUnraisableHook>>,
+    /// Weak-reference locks, striped by referent address (CPython 3.13t's `_PyWeakref_LOCK`).
+    weak_locks: Box<[Mutex<()>]>,
+    /// The death routine (`sync::heap::release`), for the modules below `heap` that take a
+    /// count to zero (a merge in `thread`).
+    pub(crate) release: unsafe fn(NonNull<SharedHeader>),
+}
+
+impl HeapState {
+    /// A new heap's state with one reference (its first handle's), leaked to a raw pointer:
+    /// [`release_refs`] frees it.
+    pub(crate) fn new_leaked(release: unsafe fn(NonNull<SharedHeader>)) -> NonNull<HeapState> {
+        let state = Box::new(HeapState {
+            refs: AtomicUsize::new(1),
+            handles: AtomicUsize::new(1),
+            threads: Mutex::new(HashMap::new()),
+            hook: Mutex::new(None),
+            weak_locks: (0..WEAK_STRIPES).map(|_| Mutex::new(())).collect(),
+            release,
+        });
+        NonNull::from(Box::leak(state))
+    }
+
+    /// The weak-reference lock of the object with this header.
+    pub(crate) fn weak_lock(&self, obj: NonNull<SharedHeader>) -> &Mutex<()> {
+        &self.weak_locks[(obj.as_ptr().addr() >> 5) % WEAK_STRIPES]
+    }
+
+    /// Hands a caught panic to the hook (or prints it), with no lock held.
+    pub(crate) fn report_panic(
+        &self,
+        kind: UnraisableKind,
+        type_name: &'static str,
+        payload: Box<dyn std::any::Any + Send>,
+    ) {
+        let message = message_of(&*payload);
+        let mut report = Unraisable::new(kind, type_name, message);
+        report.location = take_location(&report.message);
+        report.payload = Some(payload);
+        let hook = lock(&self.hook).clone();
+        match hook {
+            Some(h) => {
+                if let Err(p) = catch_unwind(AssertUnwindSafe(|| h(&report))) {
+                    print_unraisable(&report);
+                    drop_payload(p);
+                }
+                if let Some(p) = drop_guarded(h) {
+                    drop_payload(p);
+                }
+            }
+            None => print_unraisable(&report),
+        }
+        if let Some(p) = report.payload.take() {
+            drop_payload(p);
+        }
+    }
+}
+
+/// Gives back `n` references of the heap; the last one frees it.
+///
+/// # Safety
+/// The caller owns `n` of the heap's references and does not use the heap afterwards.
+pub(crate) unsafe fn release_refs(heap: NonNull<HeapState>, n: usize) {
+    // SAFETY: the caller's references keep the heap alive until this subtraction.
+    let old = unsafe { heap.as_ref() }.refs.fetch_sub(n, Release);
+    debug_assert!(old >= n, "reap: heap reference count underflow");
+    if old == n {
+        fence(Acquire);
+        // SAFETY: that was the last reference: no handle, attached thread or object is left,
+        // so nothing else can reach the state. It was made by `Box::new` in `Heap::new`.
+        drop(unsafe { Box::from_raw(heap.as_ptr()) });
+    }
+}
+
+/// A thread's state on one heap, in the heap's thread table. Its queue is in the table's
+/// entry (under the table's lock); the flag here lets the owner test it without the lock.
+pub(crate) struct ThreadState {
+    /// Set when another thread queued an object to this one; cleared when it drains.
+    pub(crate) pending: AtomicU8,
+    /// Heap references this thread holds for objects it will allocate or has seen freed
+    /// (`sync::heap`'s batched counting). Only the thread itself writes it.
+    pub(crate) reserve: AtomicUsize,
+    /// Inside [`Heap::detached`](crate::sync::Heap::detached) (depth of nesting).
+    pub(crate) detached: AtomicUsize,
+}
+
+/// The entry of a thread in its heap's table.
+pub(crate) struct ThreadSlot {
+    pub(crate) state: Box<ThreadState>,
+    /// Objects other threads queued to this one: each holds one reference, merged by the
+    /// owner at its next safe point.
+    pub(crate) queue: Vec<NonNull<SharedHeader>>,
+}
+
+// SAFETY: the queued pointers are objects of the heap, each kept allocated by the reference
+// its entry holds; they are only used by the thread that merges them.
+unsafe impl Send for ThreadSlot {}
+
+/// Allocates `value` on `heap`, owned by thread `me` (or merged, if `me` is `NO_OWNER`).
+///
+/// # Safety
+/// Something keeps `heap` alive for the call; `state` is thread `me`'s state on it.
+pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
+    heap: NonNull<HeapState>,
+    me: u32,
+    state: Option<NonNull<ThreadState>>,
+    value: T,
+    finalized: bool,
+) -> Gc<T> {
+    let vt = vtable_of::<T>();
+    let layout = vt.shared_layout;
+    // SAFETY: the layout has a non-zero size (it holds the header).
+    let base = unsafe { shim::alloc(layout.layout) };
+    if base.is_null() {
+        std::alloc::handle_alloc_error(layout.layout);
+    }
+    // One heap reference for the new object, from the thread's reserve.
+    match state {
+        Some(s) => {
+            // SAFETY: the attachment outlives this call.
+            let s = unsafe { s.as_ref() };
+            let mut r = s.reserve.load(Relaxed);
+            if r == 0 {
+                // SAFETY: the caller keeps the heap alive.
+                unsafe { heap.as_ref() }
+                    .refs
+                    .fetch_add(RESERVE_BATCH, Relaxed);
+                r = RESERVE_BATCH;
+            }
+            s.reserve.store(r - 1, Relaxed);
+        }
+        // SAFETY: as above.
+        None => _ = unsafe { heap.as_ref() }.refs.fetch_add(1, Relaxed),
+    }
+    let (counts, local) = count::initial(me);
+    // SAFETY: the value offset is within the allocation and leaves room for the header in
+    // front of it (ObjectLayout's rule).
+    let value_ptr = unsafe { base.add(layout.value_offset) }.cast::<T>();
+    // SAFETY: in bounds (as above), and suitably aligned: the header's alignment divides the
+    // value offset's.
+    let header = unsafe { value_ptr.cast::<u8>().sub(SHARED_HEADER_SIZE) }.cast::<SharedHeader>();
+    let flags = if finalized {
+        Flags::HAS_FINALIZER
+    } else {
+        Flags::empty()
+    };
+    // SAFETY: freshly allocated, properly aligned memory of the object's layout.
+    unsafe {
+        header.write(SharedHeader {
+            heap: heap.cast(),
+            counts: AtomicU64::new(counts),
+            meta: AtomicPtr::new((vt as *const VTable).cast_mut().cast()),
+            local: AtomicU32::new(local),
+            flags: AtomicU8::new(flags.bits()),
+        });
+        value_ptr.write(value);
+    }
+    // SAFETY: a live object with one reference, given to the handle.
+    unsafe { Gc::from_value_ptr(NonNull::new_unchecked(value_ptr)) }
+}
+
+/// The object's vtable, through its weak-info block if it has one.
+pub(crate) fn vtable(h: &SharedHeader) -> &'static VTable {
+    let meta = h.meta.load(Acquire);
+    if meta.addr() & META_WEAK_INFO == 0 {
+        // SAFETY: an untagged `meta` is a `&'static VTable` (header invariant).
+        unsafe { &*meta.cast::<VTable>() }
+    } else {
+        // SAFETY: a tagged `meta` points to the object's weak-info block, whose first field
+        // is its vtable (`sync::weak::WeakInfo` is `repr(C)`, `vtable` first); the block lives
+        // as long as the object's allocation.
+        unsafe {
+            *meta
+                .map_addr(|a| a & !META_WEAK_INFO)
+                .cast::<&'static VTable>()
+        }
+    }
+}
+
+/// The heap of an object.
+pub(crate) fn heap_of(h: &SharedHeader) -> NonNull<HeapState> {
+    h.heap.cast()
+}
+
+/// Gives back the heap reference of an object just freed on this thread: to the thread's
+/// reserve (returning the surplus to the heap), or to the heap if the thread has no state.
+///
+/// # Safety
+/// The caller owns the freed object's reference of `heap` and does not use the heap after
+/// (if `state` is `None`, this may free it); `state` is this thread's state on `heap`.
+pub(crate) unsafe fn give_back_object_ref(
+    heap: NonNull<HeapState>,
+    state: Option<NonNull<ThreadState>>,
+) {
+    match state {
+        Some(s) => {
+            // SAFETY: the attachment outlives this call.
+            let s = unsafe { s.as_ref() };
+            let r = s.reserve.load(Relaxed) + 1;
+            if r > 2 * RESERVE_BATCH {
+                s.reserve.store(r - RESERVE_BATCH, Relaxed);
+                // SAFETY: the thread's reserve held these references; the attachment keeps
+                // one more, so this never frees the heap.
+                unsafe { release_refs(heap, RESERVE_BATCH) };
+            } else {
+                s.reserve.store(r, Relaxed);
+            }
+        }
+        // SAFETY: the object's reference, given back; the heap is not used after.
+        None => unsafe { release_refs(heap, 1) },
+    }
+}
