@@ -47,7 +47,6 @@ mod trace;
 mod unraisable;
 mod weakref;
 
-pub use gc::introspect::{AnyGc, CollectCallback, CollectInfo, CollectPhase, DebugFlags};
 pub use gc::view::Views;
 /// The `hashbrown` whose maps and sets implement [`Trace`] here (so an embedder's own tables
 /// can use the same version).
@@ -56,8 +55,9 @@ pub use hashbrown;
 /// `indexmap`): insertion-ordered tables, as Python's dicts are.
 #[cfg(feature = "indexmap")]
 pub use indexmap;
+pub use local::gcstate::{AnyGc, CollectCallback, CollectInfo, CollectPhase, DebugFlags};
 pub use local::handle::{is_tracked, ByAddress, Reclaimed};
-pub use local::heap::Heap;
+pub use local::state::Heap;
 pub use local::weak::{Weak, WeakGone, WeakRefObj};
 pub use object::raw::Gc;
 pub use reap_collector::GenerationStats;

@@ -29,7 +29,8 @@ use reap_collector::{
 
 use crate::gc::introspect::any_handle;
 use crate::gc::introspect::DebugFlags;
-use crate::local::heap::{free_object, release, HeapInner, UnraisableKind};
+use crate::local::heap::{free_object, release};
+use crate::local::state::{HeapInner, UnraisableKind};
 use crate::object::header::{Flags, Header, Links, Root};
 use crate::trace::Tracer;
 

@@ -154,7 +154,7 @@ impl<T: ?Sized> Gc<T> {
     ///
     /// [`Heap::set_user_data`]: crate::Heap::set_user_data
     pub fn user_data<D: std::any::Any>(this: &Self) -> Option<std::rc::Rc<D>> {
-        heap::heap_of(this.header()).user_data()
+        crate::local::state::heap_of(this.header()).user_data()
     }
 
     /// Whether the collector already dropped the value (`Deref` would panic).

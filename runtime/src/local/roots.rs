@@ -23,32 +23,11 @@
 //!    (at least [`MIN_LIMIT`]): a push that reaches the limit sweeps out dead and unmarked
 //!    entries, so a heap that never runs a full collection does not keep dead memory.
 
-use std::cell::{Cell, RefCell};
 use std::ptr::NonNull;
 
-use crate::local::heap::{dealloc_object, heap_of, HeapInner};
+use crate::local::state::{dealloc_object, heap_of, HeapInner, PossibleRoots, MIN_LIMIT};
 use crate::object::header::{Flags, Header, Root};
 use crate::object::slab::Slabs;
-
-/// The length below which the record is never swept (small under Miri, so that its tests reach
-/// the sweep with few objects).
-const MIN_LIMIT: usize = if cfg!(miri) { 64 } else { 4096 };
-
-/// The record (one per heap).
-pub(crate) struct PossibleRoots {
-    entries: RefCell<Vec<NonNull<Header>>>,
-    /// The length at which the next push sweeps.
-    limit: Cell<usize>,
-}
-
-impl Default for PossibleRoots {
-    fn default() -> Self {
-        PossibleRoots {
-            entries: RefCell::new(Vec::new()),
-            limit: Cell::new(MIN_LIMIT),
-        }
-    }
-}
 
 // The hot half of a handle's drop lives here, beside the cold half it calls, so that the
 // header's module depends on nothing above it.

@@ -30,7 +30,7 @@ use std::ptr::NonNull;
 
 use smallvec::SmallVec;
 
-use crate::local::heap::{heap_of, HeapInner, UnraisableKind};
+use crate::local::state::{heap_of, HeapInner, UnraisableKind};
 use crate::object::header::{Flags, Header, META_WEAK_INFO};
 use crate::object::vtable::VTable;
 use crate::trace::{Trace, Tracer};

@@ -11,7 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::rc::Rc;
 
-use crate::local::heap::{heap_ptr_of, HeapInner, UnraisableKind};
+use crate::local::state::{heap_ptr_of, HeapInner, Registered, UnraisableKind};
 use crate::{Gc, Weak};
 
 /// The callable of a [`Finalizer`], as [`Finalizer::detach`] gives it back.
@@ -27,12 +27,6 @@ struct State<T: ?Sized + 'static, R: 'static> {
     alive: Cell<bool>,
     /// Whether heap shutdown runs it if still pending (`finalize.atexit`).
     atexit: Cell<bool>,
-}
-
-/// A registration the heap keeps, type-erased, for shutdown and bookkeeping.
-pub(crate) trait Registered {
-    /// Runs it if still pending (at heap shutdown), reporting a panic.
-    fn run_at_shutdown(&self, heap: &HeapInner);
 }
 
 impl<T: ?Sized + 'static, R: 'static> State<T, R> {

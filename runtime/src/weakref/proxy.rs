@@ -213,7 +213,7 @@ impl<T: ?Sized + 'static, F: ?Sized + 'static> WeakMethod<T, F> {
         state: S,
         callback: impl Fn(&S) + Copy + 'static,
     ) -> WeakMethod<T, F> {
-        let shared = crate::local::heap::heap_of(receiver.header()).alloc(MethodCallback {
+        let shared = crate::local::state::heap_of(receiver.header()).alloc(MethodCallback {
             fired: std::cell::Cell::new(false),
             state,
             callback,
