@@ -145,12 +145,22 @@ pub(crate) fn inc(h: &SharedHeader, me: u32) {
     }
 }
 
-/// A non-owner's increment: one atomic add on the shared count.
+/// A non-owner's increment of the shared count. Not a `fetch_add` on the whole word: while the
+/// object is queued the shared count may be negative, and adding to its low half would carry
+/// into the owner id in the high half.
 #[inline]
 fn inc_shared(h: &SharedHeader) {
-    let old = h.counts.fetch_add(1 << SHIFT, Relaxed);
-    if count_of(old) >= SHARED_MAX {
-        overflow();
+    let mut word = load(h, Relaxed);
+    loop {
+        let count = count_of(word);
+        if count >= SHARED_MAX {
+            overflow();
+        }
+        let new = pack(owner_of(word), count + 1, state_of(word));
+        match h.counts.compare_exchange_weak(word, new, Relaxed, Relaxed) {
+            Ok(_) => return,
+            Err(w) => word = w,
+        }
     }
 }
 

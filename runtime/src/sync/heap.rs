@@ -171,7 +171,10 @@ impl Heap {
     pub fn live_objects(&self) -> usize {
         let st = self.st();
         let table = lock(&st.threads);
-        let reserves: usize = table.values().map(|s| s.state.reserve.load(Relaxed)).sum();
+        let reserves: usize = table
+            .values()
+            .map(|s| s.state().reserve.load(Relaxed))
+            .sum();
         // Read-modify-writes read the latest value, whatever this thread has seen of others'.
         let refs = st.refs.fetch_add(0, AcqRel);
         let handles = st.handles.fetch_add(0, AcqRel);
@@ -242,8 +245,12 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
         // SAFETY: dead, with weak references: they are cleared and called back here.
         unsafe { weak::clear_and_call(obj) };
     }
-    h.set(Flags::VALUE_DROPPED);
     let value = SharedHeader::value_ptr(obj);
+    if (vt.type_id)() == std::any::TypeId::of::<weak::WeakRefObj>() {
+        // SAFETY: a dead weak-reference object, its value not yet dropped.
+        unsafe { weak::unlist(value) };
+    }
+    h.set(Flags::VALUE_DROPPED);
     // SAFETY: dead and unreachable (no reference, no weak reference left): the value is
     // dropped once, here.
     if let Err(p) = catch_unwind(AssertUnwindSafe(|| unsafe { (vt.drop_value)(value) })) {

@@ -122,7 +122,14 @@ pub(crate) unsafe fn release_refs(heap: NonNull<HeapState>, n: usize) {
         fence(Acquire);
         // SAFETY: that was the last reference: no handle, attached thread or object is left,
         // so nothing else can reach the state. It was made by `Box::new` in `Heap::new`.
-        drop(unsafe { Box::from_raw(heap.as_ptr()) });
+        let state = unsafe { Box::from_raw(heap.as_ptr()) };
+        // The hook's captures are user code (as in `set_unraisable_hook`): dropped guarded,
+        // after the state is gone. This may run on an exiting thread, where a panic aborts.
+        let hook = lock(&state.hook).take();
+        drop(state);
+        if let Some(p) = drop_guarded(hook) {
+            drop_payload(p);
+        }
     }
 }
 
@@ -140,7 +147,10 @@ pub(crate) struct ThreadState {
 
 /// The entry of a thread in its heap's table.
 pub(crate) struct ThreadSlot {
-    pub(crate) state: Box<ThreadState>,
+    /// Made by `Box::into_raw` and freed when the slot is dropped. A raw pointer, not a
+    /// `Box`: the owner thread keeps a pointer to the state while the slot moves (into the
+    /// table, and within it when the table grows), and moving a `Box` asserts it is unique.
+    state: NonNull<ThreadState>,
     /// Objects other threads queued to this one: each holds one reference, merged by the
     /// owner at its next safe point.
     pub(crate) queue: Vec<NonNull<SharedHeader>>,
@@ -149,6 +159,34 @@ pub(crate) struct ThreadSlot {
 // SAFETY: the queued pointers are objects of the heap, each kept allocated by the reference
 // its entry holds; they are only used by the thread that merges them.
 unsafe impl Send for ThreadSlot {}
+
+impl ThreadSlot {
+    /// A slot owning a new state; also returns the pointer to the state the thread keeps.
+    pub(crate) fn new(state: ThreadState) -> (ThreadSlot, NonNull<ThreadState>) {
+        // SAFETY: `Box::into_raw` never returns null.
+        let ptr = unsafe { NonNull::new_unchecked(Box::into_raw(Box::new(state))) };
+        (
+            ThreadSlot {
+                state: ptr,
+                queue: Vec::new(),
+            },
+            ptr,
+        )
+    }
+
+    /// The thread's state.
+    pub(crate) fn state(&self) -> &ThreadState {
+        // SAFETY: allocated until the slot is dropped.
+        unsafe { self.state.as_ref() }
+    }
+}
+
+impl Drop for ThreadSlot {
+    fn drop(&mut self) {
+        // SAFETY: made by `Box::into_raw` in `new`, freed once here.
+        drop(unsafe { Box::from_raw(self.state.as_ptr()) });
+    }
+}
 
 /// Allocates `value` on `heap`, owned by thread `me` (or merged, if `me` is `NO_OWNER`).
 ///

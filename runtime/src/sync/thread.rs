@@ -30,6 +30,10 @@ std::thread_local! {
     /// This thread's id as an owner: `NO_OWNER` until it first attaches, and again once its
     /// exit has begun. No destructor, so it can be read at any point of thread exit.
     static ID: Cell<u32> = const { Cell::new(NO_OWNER) };
+    /// The trashcan: nested deaths on this thread, and the outermost death's list of deferred
+    /// ones (on its stack). No destructor, so it works at any point of thread exit.
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    static DEFERRED: Cell<*mut Vec<NonNull<SharedHeader>>> = const { Cell::new(std::ptr::null_mut()) };
     /// This thread's attachments and trashcan; its destructor detaches the thread.
     static THREAD: ThreadData = ThreadData::default();
 }
@@ -37,6 +41,8 @@ std::thread_local! {
 #[cfg(reap_loom)]
 loom::thread_local! {
     static ID: Cell<u32> = Cell::new(NO_OWNER);
+    static DEPTH: Cell<u32> = Cell::new(0);
+    static DEFERRED: Cell<*mut Vec<NonNull<SharedHeader>>> = Cell::new(std::ptr::null_mut());
     static THREAD: ThreadData = ThreadData::default();
 }
 
@@ -55,10 +61,6 @@ struct ThreadData {
     id: Cell<u32>,
     /// The heaps this thread is attached to, with its state in each.
     attached: RefCell<SmallVec<[Attachment; 2]>>,
-    /// Nested deaths on this thread (the trashcan's depth).
-    depth: Cell<u32>,
-    /// Deaths deferred by the trashcan, run by the outermost one.
-    deferred: RefCell<Vec<NonNull<SharedHeader>>>,
 }
 
 /// Past this many nested deaths on one thread, further ones are deferred (as Local mode's
@@ -111,21 +113,14 @@ pub(crate) fn attach(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadSta
             // SAFETY: the caller keeps the heap alive (it holds a handle, an object or a
             // reference of it).
             let h = unsafe { heap.as_ref() };
-            let state = Box::new(ThreadState {
+            let (slot, ptr) = ThreadSlot::new(ThreadState {
                 pending: AtomicU8::new(0),
                 reserve: AtomicUsize::new(0),
                 detached: AtomicUsize::new(0),
             });
-            let ptr = NonNull::from(&*state);
             // The attachment holds one reference of the heap until the thread exits.
             h.refs.fetch_add(1, Relaxed);
-            lock(&h.threads).insert(
-                id,
-                ThreadSlot {
-                    state,
-                    queue: Vec::new(),
-                },
-            );
+            lock(&h.threads).insert(id, slot);
             let pushed = THREAD.try_with(|t| t.attached.borrow_mut().push((heap, ptr)));
             debug_assert!(pushed.is_ok());
             (id, Some(ptr))
@@ -189,7 +184,7 @@ pub(crate) unsafe fn queue(obj: NonNull<SharedHeader>, owner: u32) {
         match table.get_mut(&owner) {
             Some(slot) => {
                 slot.queue.push(obj);
-                slot.state.pending.store(1, Release);
+                slot.state().pending.store(1, Release);
                 false
             }
             // The owner has exited: its last writes to the object's local count happened
@@ -203,39 +198,35 @@ pub(crate) unsafe fn queue(obj: NonNull<SharedHeader>, owner: u32) {
 }
 
 /// Runs `death` now, or defers it if this thread is already `TRASHCAN_DEPTH` deaths deep; the
-/// outermost death on the thread runs the deferred ones. Bounded stack for any chain.
+/// outermost death on the thread runs the deferred ones. Bounded stack for any chain, at any
+/// point of the thread's life (its exit included: the trashcan has no destructor).
 pub(crate) fn with_trashcan(obj: NonNull<SharedHeader>, death: unsafe fn(NonNull<SharedHeader>)) {
-    let entered = THREAD.try_with(|t| {
-        let depth = t.depth.get();
-        if depth >= TRASHCAN_DEPTH {
-            t.deferred.borrow_mut().push(obj);
-            None
-        } else {
-            t.depth.set(depth + 1);
-            Some(depth == 0)
-        }
-    });
-    match entered {
-        Ok(None) => {}
-        Ok(Some(outermost)) => {
-            // SAFETY: the caller hands over a dead object whose death has not begun.
-            unsafe { death(obj) };
-            if outermost {
-                loop {
-                    let next = THREAD.try_with(|t| t.deferred.borrow_mut().pop());
-                    match next {
-                        // SAFETY: deferred objects are dead, their deaths not begun.
-                        Ok(Some(o)) => unsafe { death(o) },
-                        _ => break,
-                    }
-                }
-            }
-            let _ = THREAD.try_with(|t| t.depth.set(t.depth.get() - 1));
-        }
-        // Thread exit has destroyed the trashcan: run the death directly.
-        // SAFETY: as above.
-        Err(_) => unsafe { death(obj) },
+    let depth = DEPTH.with(Cell::get);
+    if depth >= TRASHCAN_DEPTH {
+        let deferred = DEFERRED.with(Cell::get);
+        // SAFETY: an outermost death is running on this thread (depth > 0), and its list
+        // lives on its stack until it has run every deferred death; nothing else borrows it.
+        unsafe { (*deferred).push(obj) };
+        return;
     }
+    DEPTH.with(|d| d.set(depth + 1));
+    if depth == 0 {
+        let mut deferred: Vec<NonNull<SharedHeader>> = Vec::new();
+        let list: *mut Vec<NonNull<SharedHeader>> = &mut deferred;
+        DEFERRED.with(|d| d.set(list));
+        // SAFETY: the caller hands over a dead object whose death has not begun.
+        unsafe { death(obj) };
+        // SAFETY: `list` is only used through this pointer while it is published.
+        while let Some(o) = unsafe { (*list).pop() } {
+            // SAFETY: deferred objects are dead, their deaths not begun.
+            unsafe { death(o) };
+        }
+        DEFERRED.with(|d| d.set(std::ptr::null_mut()));
+    } else {
+        // SAFETY: as above.
+        unsafe { death(obj) };
+    }
+    DEPTH.with(|d| d.set(depth));
 }
 
 /// Runs `f` marked detached from `heap` (after merging this thread's queue, and again after).
@@ -268,16 +259,14 @@ impl Drop for ThreadData {
         let _ = ID.try_with(|c| c.set(NO_OWNER));
         let id = self.id.get();
         let attached = std::mem::take(self.attached.get_mut());
-        // The trashcan is being destroyed: nothing can be deferred to it any more.
-        debug_assert!(self.deferred.get_mut().is_empty());
         for (heap, state) in attached {
             // SAFETY: the attachment holds a reference of the heap until released below.
             let h = unsafe { heap.as_ref() };
             // SAFETY: the state lives in the table until removed here.
             let reserve = unsafe { state.as_ref() }.reserve.load(Relaxed);
             let slot = lock(&h.threads).remove(&id);
-            if let Some(slot) = slot {
-                merge_all(slot.queue);
+            if let Some(mut slot) = slot {
+                merge_all(std::mem::take(&mut slot.queue));
             }
             // The attachment's reference and the unused reserve go back to the heap.
             // SAFETY: the caller's references are exactly these.

@@ -344,36 +344,47 @@ fn new_ref_obj(
         callback: Mutex::new(callback),
     };
     // SAFETY: the caller's target keeps the heap alive; `state` is this thread's.
-    unsafe { alloc_on(heap, me, state, obj, false) }
+    let obj = unsafe { alloc_on(heap, me, state, obj, false) };
+    // Weak-reference objects are try-incremented from any thread (the shared reference by
+    // `Weak::new`, those with callbacks by their referent's death): like their referents, they
+    // must never read "dying" while alive (CPython's `init_weakref` marks both).
+    count::set_maybe_weak(obj.header());
+    obj
 }
 
-impl Drop for WeakRefObj {
-    /// A weak reference that dies before its referent unlists itself.
-    fn drop(&mut self) {
-        let Some(t) = NonNull::new(self.target.load(Acquire)) else {
-            return;
-        };
-        // SAFETY: this object's heap is alive while its value is being dropped.
-        let hs = unsafe { self.heap.as_ref() };
-        let _g = lock(hs.weak_lock(t));
-        if self.target.load(Relaxed) != t.as_ptr() {
-            return;
-        }
-        self.target.store(std::ptr::null_mut(), Relaxed);
-        let me = SharedHeader::from_value(NonNull::from(&*self));
-        // SAFETY: still set under the lock: the referent is allocated and its block is ours
-        // to edit.
-        unsafe {
-            if let Some(info) = info_of(t.as_ref()) {
-                let info = info.as_ref();
-                let shared = &mut *info.shared.get();
-                if *shared == Some(me) {
-                    *shared = None;
-                }
-                let list = &mut *info.list.get();
-                if let Some(i) = list.iter().position(|&w| w == me) {
-                    list.remove(i);
-                }
+/// Unlists a dead weak-reference object from its referent (if its target is still set), run
+/// by its death *before* its value is dropped: once `drop_in_place` has begun, the value is
+/// exclusively borrowed, and the referent's death on another thread must no longer reach it
+/// (it would write `target`). After this, no other thread touches the object.
+///
+/// # Safety
+/// `value` is the value of a dead `WeakRefObj` whose value has not been dropped.
+pub(crate) unsafe fn unlist(value: NonNull<u8>) {
+    // SAFETY: caller: a live value; only shared references are made to it here.
+    let w = unsafe { value.cast::<WeakRefObj>().as_ref() };
+    let Some(t) = NonNull::new(w.target.load(Acquire)) else {
+        return;
+    };
+    // SAFETY: this object's heap is alive while it dies.
+    let hs = unsafe { w.heap.as_ref() };
+    let _g = lock(hs.weak_lock(t));
+    if w.target.load(Relaxed) != t.as_ptr() {
+        return;
+    }
+    w.target.store(std::ptr::null_mut(), Relaxed);
+    let me = SharedHeader::from_value(value);
+    // SAFETY: still set under the lock: the referent is allocated and its block is ours
+    // to edit.
+    unsafe {
+        if let Some(info) = info_of(t.as_ref()) {
+            let info = info.as_ref();
+            let shared = &mut *info.shared.get();
+            if *shared == Some(me) {
+                *shared = None;
+            }
+            let list = &mut *info.list.get();
+            if let Some(i) = list.iter().position(|&w| w == me) {
+                list.remove(i);
             }
         }
     }
@@ -403,14 +414,14 @@ pub(crate) unsafe fn clear_and_call(obj: NonNull<SharedHeader>) {
                     old_ref(w).target.store(std::ptr::null_mut(), Release);
                 }
                 let list = std::mem::take(&mut *info.list.get());
-                for &w in list.iter() {
-                    old_ref(w).target.store(std::ptr::null_mut(), Release);
-                }
                 for &w in list.iter().rev() {
-                    // A reference that is itself dying (count zero) gets no call.
+                    // A reference that is itself dying (count zero) gets no call. `w` is
+                    // touched only while its target is set: once it reads cleared, its own
+                    // death (on any thread) no longer waits for this lock and frees it.
                     if count::try_inc(w.as_ref(), me) {
                         calls.push(Gc::from_value_ptr(SharedHeader::value_ptr(w).cast()));
                     }
+                    old_ref(w).target.store(std::ptr::null_mut(), Release);
                 }
             }
         }
