@@ -1,0 +1,304 @@
+//! Shared mode (`reap::sync`) side by side with Local mode (`reap::Gc`), `std::sync::Arc`,
+//! `std::rc::Rc` and `dumpster::sync::Gc` (dumpster has no weak references: it is left out of
+//! the weak groups).
+//!
+//! Groups (each variant of a group measures the same work):
+//! - `clone_drop`: 1000 clones + drops of a handle by the thread that allocated it (for
+//!   `sync::Gc`, the owner: plain loads and stores).
+//! - `clone_drop_foreign`: 1000 clones + drops on the bench thread of a handle allocated by
+//!   another thread, which has *exited* before the measurement starts: the steady state of a
+//!   handle shared by a pool whose allocating worker is gone (for `sync::Gc`, every clone and
+//!   drop is then an atomic operation on the shared count). The owner's exit does not change
+//!   the foreign path: a foreign clone + drop that never takes the shared count below zero
+//!   neither looks at the owner nor queues to it.
+//! - `binary_trees`: build and drop one complete binary tree of depth 16 (131,071 nodes, each
+//!   two `Option<Handle<Node>>`), GCBench's shape as in `refcount.rs`. Local mode is measured
+//!   with its cycle collector on (the default) and off (Shared mode has no cycle collector
+//!   yet, so `local_gc_off` is the like-for-like baseline).
+//! - `weak_create`: allocate an object, make a weak reference to it, drop both.
+//! - `weak_upgrade`: 1000 upgrades + drops of an existing weak reference to a live object, on
+//!   the allocating thread.
+//! - `two_threads_trees`: `TREES` depth-16 trees built and dropped by one thread (`*/1thread`)
+//!   and the same number split across two threads (`*/2threads`), both on fresh scoped
+//!   threads; for `sync::Gc` both threads allocate from one shared heap. Throughput ratio =
+//!   time(1thread) / time(2threads); 2.0 is perfect scaling.
+
+use std::hint::black_box;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+
+/// Clones + drops per iteration of the clone_drop and weak_upgrade groups.
+const N: usize = 1000;
+/// Tree depth of the tree groups.
+const DEPTH: u32 = 16;
+/// Trees per iteration of `two_threads_trees` (split evenly between the two threads).
+const TREES: usize = 4;
+
+#[inline(always)]
+fn churn<H: Clone>(h: &H) {
+    let h = black_box(h);
+    for _ in 0..N {
+        let x = h.clone();
+        black_box(&x);
+        drop(x);
+    }
+}
+
+fn clone_drop(c: &mut Criterion) {
+    let mut g = c.benchmark_group("clone_drop");
+    let local_heap = reap::Heap::new();
+    let local = local_heap.alloc(5_u64);
+    g.bench_function("local", |b| b.iter(|| churn(&local)));
+    let sync_heap = reap::sync::Heap::new();
+    let sync = sync_heap.alloc(5_u64);
+    g.bench_function("sync_owner", |b| b.iter(|| churn(&sync)));
+    let arc = Arc::new(5_u64);
+    g.bench_function("arc", |b| b.iter(|| churn(&arc)));
+    let rc = Rc::new(5_u64);
+    g.bench_function("rc", |b| b.iter(|| churn(&rc)));
+    let dumpster = dumpster::sync::Gc::new(5_u64);
+    g.bench_function("dumpster_sync", |b| b.iter(|| churn(&dumpster)));
+    g.finish();
+}
+
+/// `make` runs on a new thread, which has exited when this returns.
+fn on_other_thread<T: Send + 'static>(make: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::spawn(make).join().unwrap()
+}
+
+fn clone_drop_foreign(c: &mut Criterion) {
+    let mut g = c.benchmark_group("clone_drop_foreign");
+    let sync_heap = reap::sync::Heap::new();
+    let h = sync_heap.clone();
+    let sync = on_other_thread(move || h.alloc(5_u64));
+    g.bench_function("sync_owner_exited", |b| b.iter(|| churn(&sync)));
+    let arc = on_other_thread(|| Arc::new(5_u64));
+    g.bench_function("arc", |b| b.iter(|| churn(&arc)));
+    let dumpster = on_other_thread(|| dumpster::sync::Gc::new(5_u64));
+    g.bench_function("dumpster_sync", |b| b.iter(|| churn(&dumpster)));
+    g.finish();
+}
+
+/// The fields are only ever dropped: that is the workload.
+#[allow(dead_code)]
+#[derive(reap::Trace)]
+struct LocalNode {
+    left: Option<reap::Gc<LocalNode>>,
+    right: Option<reap::Gc<LocalNode>>,
+}
+
+#[allow(dead_code)]
+#[derive(reap::Trace)]
+struct SyncNode {
+    left: Option<reap::sync::Gc<SyncNode>>,
+    right: Option<reap::sync::Gc<SyncNode>>,
+}
+
+#[allow(dead_code)]
+struct ArcNode {
+    left: Option<Arc<ArcNode>>,
+    right: Option<Arc<ArcNode>>,
+}
+
+#[allow(dead_code)]
+struct RcNode {
+    left: Option<Rc<RcNode>>,
+    right: Option<Rc<RcNode>>,
+}
+
+#[allow(dead_code)]
+#[derive(dumpster::Trace)]
+struct DumpsterNode {
+    left: Option<dumpster::sync::Gc<DumpsterNode>>,
+    right: Option<dumpster::sync::Gc<DumpsterNode>>,
+}
+
+/// A complete binary tree of `depth` built bottom-up (children before parent), through `new`.
+macro_rules! tree_fn {
+    ($name:ident, $handle:ty, $node:ident) => {
+        fn $name(depth: u32, new: &impl Fn($node) -> $handle) -> $handle {
+            let (left, right) = if depth == 0 {
+                (None, None)
+            } else {
+                (Some($name(depth - 1, new)), Some($name(depth - 1, new)))
+            };
+            new($node { left, right })
+        }
+    };
+}
+
+tree_fn!(local_tree, reap::Gc<LocalNode>, LocalNode);
+tree_fn!(sync_tree, reap::sync::Gc<SyncNode>, SyncNode);
+tree_fn!(arc_tree, Arc<ArcNode>, ArcNode);
+tree_fn!(rc_tree, Rc<RcNode>, RcNode);
+tree_fn!(
+    dumpster_tree,
+    dumpster::sync::Gc<DumpsterNode>,
+    DumpsterNode
+);
+
+fn binary_trees(c: &mut Criterion) {
+    let mut g = c.benchmark_group("binary_trees");
+    g.sample_size(20);
+    let local_on = reap::Heap::new();
+    g.bench_function("local_gc_on", |b| {
+        b.iter(|| drop(black_box(local_tree(DEPTH, &|n| local_on.alloc(n)))))
+    });
+    let local_off = reap::Heap::new();
+    local_off.disable();
+    g.bench_function("local_gc_off", |b| {
+        b.iter(|| drop(black_box(local_tree(DEPTH, &|n| local_off.alloc(n)))))
+    });
+    let sync_heap = reap::sync::Heap::new();
+    g.bench_function("sync", |b| {
+        b.iter(|| drop(black_box(sync_tree(DEPTH, &|n| sync_heap.alloc(n)))))
+    });
+    g.bench_function("arc", |b| {
+        b.iter(|| drop(black_box(arc_tree(DEPTH, &Arc::new))))
+    });
+    g.bench_function("rc", |b| {
+        b.iter(|| drop(black_box(rc_tree(DEPTH, &Rc::new))))
+    });
+    g.bench_function("dumpster_sync", |b| {
+        b.iter(|| drop(black_box(dumpster_tree(DEPTH, &dumpster::sync::Gc::new))))
+    });
+    g.finish();
+}
+
+fn weak(c: &mut Criterion) {
+    let local_heap = reap::Heap::new();
+    let sync_heap = reap::sync::Heap::new();
+
+    let mut g = c.benchmark_group("weak_create");
+    g.bench_function("local", |b| {
+        b.iter(|| {
+            let o = local_heap.alloc(black_box(1_u64));
+            let w = reap::Weak::new(&o);
+            black_box((&o, &w));
+        })
+    });
+    g.bench_function("sync", |b| {
+        b.iter(|| {
+            let o = sync_heap.alloc(black_box(1_u64));
+            let w = reap::sync::Weak::new(&o);
+            black_box((&o, &w));
+        })
+    });
+    g.bench_function("arc", |b| {
+        b.iter(|| {
+            let o = Arc::new(black_box(1_u64));
+            let w = Arc::downgrade(&o);
+            black_box((&o, &w));
+        })
+    });
+    g.bench_function("rc", |b| {
+        b.iter(|| {
+            let o = Rc::new(black_box(1_u64));
+            let w = Rc::downgrade(&o);
+            black_box((&o, &w));
+        })
+    });
+    g.finish();
+
+    let local = local_heap.alloc(1_u64);
+    let local_w = reap::Weak::new(&local);
+    let sync = sync_heap.alloc(1_u64);
+    let sync_w = reap::sync::Weak::new(&sync);
+    let arc = Arc::new(1_u64);
+    let arc_w = Arc::downgrade(&arc);
+    let rc = Rc::new(1_u64);
+    let rc_w = Rc::downgrade(&rc);
+    macro_rules! upgrades {
+        ($w:expr) => {{
+            let w = black_box(&$w);
+            for _ in 0..N {
+                let s = w.upgrade();
+                black_box(&s);
+            }
+        }};
+    }
+    let mut g = c.benchmark_group("weak_upgrade");
+    g.bench_function("local", |b| b.iter(|| upgrades!(local_w)));
+    g.bench_function("sync", |b| b.iter(|| upgrades!(sync_w)));
+    g.bench_function("arc", |b| b.iter(|| upgrades!(arc_w)));
+    g.bench_function("rc", |b| b.iter(|| upgrades!(rc_w)));
+    g.finish();
+    drop((local, sync, arc, rc));
+}
+
+/// Time for `iters` rounds of `TREES` trees, built and dropped by `threads` fresh threads, each
+/// doing its share (`work(k)` builds and drops `k` trees); thread start and join included
+/// (tens of microseconds against milliseconds per tree).
+fn split(iters: u64, threads: usize, work: &(impl Fn(usize) + Sync)) -> Duration {
+    let per_thread = iters as usize * TREES / threads;
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| work(per_thread));
+        }
+    });
+    start.elapsed()
+}
+
+fn two_threads_trees(c: &mut Criterion) {
+    let mut g = c.benchmark_group("two_threads_trees");
+    g.sample_size(10);
+    let sync_heap = reap::sync::Heap::new();
+    let sync_work = |k: usize| {
+        for _ in 0..k {
+            drop(black_box(sync_tree(DEPTH, &|n| sync_heap.alloc(n))));
+        }
+    };
+    let arc_work = |k: usize| {
+        for _ in 0..k {
+            drop(black_box(arc_tree(DEPTH, &Arc::new)));
+        }
+    };
+    let dumpster_work = |k: usize| {
+        for _ in 0..k {
+            drop(black_box(dumpster_tree(DEPTH, &dumpster::sync::Gc::new)));
+        }
+    };
+    // Each thread its own Local heap: the machine's scaling with no shared state at all.
+    let local_work = |k: usize| {
+        let heap = reap::Heap::new();
+        heap.disable();
+        for _ in 0..k {
+            drop(black_box(local_tree(DEPTH, &|n| heap.alloc(n))));
+        }
+    };
+    for threads in [1, 2] {
+        let id = |name| {
+            BenchmarkId::new(
+                name,
+                format!("{threads}thread{}", if threads > 1 { "s" } else { "" }),
+            )
+        };
+        g.bench_function(id("sync"), |b| {
+            b.iter_custom(|iters| split(iters, threads, &sync_work))
+        });
+        g.bench_function(id("arc"), |b| {
+            b.iter_custom(|iters| split(iters, threads, &arc_work))
+        });
+        g.bench_function(id("dumpster_sync"), |b| {
+            b.iter_custom(|iters| split(iters, threads, &dumpster_work))
+        });
+        g.bench_function(id("local_gc_off_per_thread"), |b| {
+            b.iter_custom(|iters| split(iters, threads, &local_work))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    clone_drop,
+    clone_drop_foreign,
+    binary_trees,
+    weak,
+    two_threads_trees
+);
+criterion_main!(benches);
