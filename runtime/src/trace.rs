@@ -479,10 +479,10 @@ unsafe impl<T: ?Sized + 'static> Trace for Gc<T> {
     }
 }
 
-// SAFETY: reports nothing, which is allowed (a missed edge only keeps garbage) and here exact
-// for every collection that exists: a Local heap's collection treats a handle to any object
-// outside its heap as a reference from outside, and a Shared object is never one of its
-// candidates. Shared-mode collection, when it lands, visits these.
+// A Local heap's collection treats a handle to any object outside its heap as a reference from
+// outside, and a Shared object is never one of its candidates; Shared-mode collection, when it
+// lands, visits these.
+// SAFETY: reports nothing, which is allowed (a missed edge only keeps garbage).
 unsafe impl<T: ?Sized + 'static> Trace for crate::object::shared::Gc<T> {
     #[inline]
     fn trace(&self, _: &mut Tracer<'_>) {}
