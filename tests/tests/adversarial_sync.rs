@@ -4,15 +4,11 @@
 //! owners that exit while others hold their objects, races of upgrades against deaths, deep
 //! chains, panics everywhere. Safe Rust only.
 //!
-//! Tests marked `#[ignore = "bug: ..."]` fail today; each says what goes wrong. Two more are
-//! ignored only under Miri (`cfg_attr(miri, ignore = "bug: ...")`): they pass natively, and
-//! Miri reports undefined behaviour in them. The ones that would take the process down (a use
-//! after free, a stack overflow, a panic in a thread-local destructor) run their scenario in a
-//! child process (this test binary, re-run on that one test) and assert that it exits cleanly;
-//! under Miri, which cannot spawn processes, they run in place.
-//!
-//! Until the attachment bug (`thread_attach_under_miri`) is fixed, Miri stops at the first
-//! thread attachment of every test here, under Stacked and Tree Borrows alike.
+//! Each test that once found a bug says, in its doc comment, what went wrong and how it was
+//! fixed; they all pass now, natively and under Miri. The ones whose failure would take the
+//! process down (a use after free, a stack overflow, a panic in a thread-local destructor) run
+//! their scenario in a child process (this test binary, re-run on that one test) and assert
+//! that it exits cleanly; under Miri, which cannot spawn processes, they run in place.
 //!
 //! Natively: `cargo test -p reap-tests --test adversarial_sync`.
 //! Miri: `MIRIFLAGS="-Zmiri-strict-provenance" cargo +nightly miri test -p reap-tests --test adversarial_sync`.
@@ -286,10 +282,6 @@ impl Drop for Bomb {
 /// is then through an invalidated tag. Miri stops at the first attachment in any test of this
 /// file. Fix: own the state through a raw pointer (`Box::into_raw`, freed when the slot drops).
 #[test]
-#[cfg_attr(
-    miri,
-    ignore = "bug: attach's ThreadState pointer is invalidated by moving its Box into the table (Miri: UB)"
-)]
 fn thread_attach_under_miri() {
     let heap = Heap::new();
     drop(heap.alloc(1_u8));
@@ -468,7 +460,6 @@ fn random_clone_drop_storm() {
 /// hits this by chance (seen under ThreadSanitizer as a use after free). Runs in a child
 /// process natively (the early death is a use after free).
 #[test]
-#[ignore = "bug: inc_shared's fetch_add on a negative shared count carries into the owner id (early death, use after free)"]
 fn foreign_clone_of_a_queued_object_with_negative_count() {
     in_child(
         "foreign_clone_of_a_queued_object_with_negative_count",
@@ -649,7 +640,6 @@ fn weak_upgrade_races_death_on_many_threads() {
 /// weak reference that thread A made for dying, replaces it and clears its target: A's weak
 /// reference reads dead while the referent lives.
 #[test]
-#[ignore = "bug: Weak::new on another thread clears the live shared weak reference (WeakRefObj lacks MAYBE_WEAK)"]
 fn shared_weak_survives_weak_new_on_another_thread() {
     let heap = Heap::new();
     let obj = heap.alloc(5_u32);
@@ -679,7 +669,6 @@ fn shared_weak_survives_weak_new_on_another_thread() {
 /// try-increment; one with a callback owned by another thread (never cloned across threads, so
 /// its shared count is 0) is refused as if dying: its callback never runs.
 #[test]
-#[ignore = "bug: a weak callback owned by another thread is skipped at the referent's death (WeakRefObj lacks MAYBE_WEAK)"]
 fn callback_of_weak_owned_by_another_thread_runs() {
     let heap = Heap::new();
     let log = Log::new();
@@ -991,10 +980,6 @@ fn weak_reference_to_a_weak_reference_object() {
 /// thread makes `&WeakRefObj` to it (`old_ref`) and writes its `target` meanwhile. Fix: unlist
 /// (through a shared reference) in the death path before `drop_value`, not in `Drop`.
 #[test]
-#[cfg_attr(
-    miri,
-    ignore = "bug: WeakRefObj is written by the referent's death while drop_in_place holds it (Miri: UB)"
-)]
 fn weak_drop_races_referent_death() {
     let heap = Heap::new();
     let log = Log::new();
@@ -1034,7 +1019,6 @@ fn weak_drop_races_referent_death() {
 /// Here the window is made wide: 2000 weak references, the oldest dropped as soon as the newest
 /// reads cleared (the second loop visits newest first). Run in a child process natively.
 #[test]
-#[ignore = "bug: use after free: clear_and_call try-increments weak references after clearing their targets, when they may be freed"]
 fn weak_refs_freed_while_their_referent_dies() {
     in_child("weak_refs_freed_while_their_referent_dies", || {
         let heap = Heap::new();
@@ -1472,7 +1456,6 @@ fn deep_chains_dropped_on_non_owner_threads() {
 /// `merge_all`, recursing once per link (drop -> dec_ref -> queue -> merge_all -> destroy ->
 /// drop ...), and overflows the stack: SIGSEGV, the whole process dies.
 #[test]
-#[ignore = "bug: no trashcan during thread exit: a deep chain queued to an exiting owner overflows the stack"]
 fn deep_chain_queued_to_an_exiting_owner() {
     in_child("deep_chain_queued_to_an_exiting_owner", || {
         let n = reps(100_000, 300);
@@ -1497,7 +1480,6 @@ fn deep_chain_queued_to_an_exiting_owner() {
 /// BUG (same cause): a deep chain held in a thread-local that is destroyed after the runtime's
 /// (first touched before the thread used the heap) dies with no trashcan either.
 #[test]
-#[ignore = "bug: no trashcan during thread exit: a deep chain in a late thread-local overflows the stack"]
 fn deep_chain_in_a_thread_local_destroyed_after_the_runtimes() {
     in_child(
         "deep_chain_in_a_thread_local_destroyed_after_the_runtimes",
@@ -1702,7 +1684,6 @@ fn replacing_a_hook_whose_drop_panics() {
 /// reference went: a worker thread's exit (a panic in a thread-local destructor: the process
 /// aborts), or any `Gc` drop on an exiting thread. `set_unraisable_hook` guards this very drop.
 #[test]
-#[ignore = "bug: the hook is dropped unguarded when the heap is freed (abort when that happens at thread exit)"]
 fn hook_with_panicking_drop_freed_at_thread_exit() {
     in_child("hook_with_panicking_drop_freed_at_thread_exit", || {
         struct PanicOnDrop;

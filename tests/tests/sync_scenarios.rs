@@ -138,7 +138,6 @@ fn death_on_owner_runs_finalizer_then_clears_weakrefs_then_callbacks_newest_firs
 /// `[('del', True, 'dropper'), ('cb2', True, 'dropper'), ('cb1', True, 'dropper')]`.
 /// Here the weak references are made by the owner, as the object.
 #[test]
-#[ignore = "runtime bug: a WeakRefObj is never marked MAYBE_WEAK, so clear_and_call's try_inc on a weak reference owned by another thread fails and its callback is skipped"]
 fn death_after_owner_exited_runs_whole_order_on_dropping_thread() {
     let heap = Heap::new();
     let log = Log::default();
@@ -555,7 +554,6 @@ fn weak_new_twice_returns_the_same_weak_reference() {
 /// `Weak::new` on another thread, while the first thread's shared weak reference lives,
 /// returns that one, and leaves it working.
 #[test]
-#[ignore = "runtime bug: Weak::new on a non-owner thread of the live shared WeakRefObj fails try_inc (never marked MAYBE_WEAK), so it makes a new one and clears the live one"]
 fn weak_new_on_another_thread_returns_the_same_weak_reference() {
     let heap = Heap::new();
     let o = heap.alloc(1_u32);
@@ -578,11 +576,10 @@ fn weak_new_on_another_thread_returns_the_same_weak_reference() {
     assert_eq!(heap.live_objects(), 0);
 }
 
-/// The smallest form of the bug behind the ignored tests: a weak reference with a callback
+/// The smallest form of a fixed bug (weak-reference objects were not marked maybe-weak): a weak reference with a callback
 /// made on this thread, to an object another thread owns and drops (so the death runs there):
 /// the callback must run once, on that thread.
 #[test]
-#[ignore = "runtime bug: a WeakRefObj is never marked MAYBE_WEAK, so clear_and_call's try_inc on a weak reference owned by another thread fails and its callback is skipped"]
 fn callback_of_weakref_made_on_another_thread_runs_when_referent_dies_on_its_owner() {
     let heap = Heap::new();
     let ran = Arc::new(Mutex::new(Vec::new()));
@@ -713,7 +710,6 @@ fn panics_in_finalizer_callback_and_drop_reported_once_each_on_dropping_thread()
 
 /// The same death with the weak references made by the owner thread (which then exits).
 #[test]
-#[ignore = "runtime bug: a WeakRefObj is never marked MAYBE_WEAK, so clear_and_call's try_inc on a weak reference owned by another thread fails and its callback is skipped"]
 fn panics_in_callbacks_of_weakrefs_made_by_exited_owner_reported_on_dropping_thread() {
     let heap = Heap::new();
     let reports = record_unraisables(&heap);
@@ -1091,28 +1087,34 @@ fn attached_threads_counts_threads_that_used_the_heap_until_they_exit() {
     assert_eq!(heap.live_objects(), 0);
 }
 
-/// The module docs say a thread attaches when it first "drops, upgrades or makes a weak
-/// reference to" one of the heap's objects.
+/// As the module docs say: a thread that only upgrades and drops handles (none of them the
+/// last) does not attach to the heap; one that makes a weak reference does.
 #[test]
-#[ignore = "runtime bug (docs): sync's module docs say a thread attaches when it drops or upgrades a handle; only deaths, allocations, safe points and Weak::new attach"]
-fn a_thread_that_upgrades_or_drops_attaches_as_documented() {
+fn a_thread_that_only_upgrades_and_drops_stays_unattached() {
     let heap = Heap::new();
     let o = heap.alloc(0_u32);
     let w = Weak::new(&o);
     let barrier = Arc::new(Barrier::new(2));
-    let (b, o2) = (barrier.clone(), o.clone());
+    let (b, o2, w2) = (barrier.clone(), o.clone(), w.clone());
     let t = thread::spawn(move || {
-        drop(w.upgrade());
+        drop(w2.upgrade());
         drop(o2);
         b.wait();
         b.wait();
+        let w3 = Weak::new(&w2.upgrade().unwrap());
+        b.wait();
+        b.wait();
+        drop(w3);
     });
     barrier.wait();
-    let seen = heap.attached_threads();
+    let after_drops = heap.attached_threads();
+    barrier.wait();
+    barrier.wait();
+    let after_weak = heap.attached_threads();
     barrier.wait();
     t.join().unwrap();
-    assert_eq!(seen, 2);
-    drop(o);
+    assert_eq!((after_drops, after_weak), (1, 2));
+    drop((o, w));
 }
 
 /// An object made by a thread that then exits, with handles on two other threads: it dies,
@@ -1210,7 +1212,6 @@ fn callback_of_weak_dropped_first_on_another_thread_never_runs() {
 /// `_Py_MergeZeroLocalRefcount` merges then, and the queue's later `_Py_ExplicitMergeRefcount(ob,
 /// -1)` takes the merged count to 0: the object dies at the owner's safe point, once.
 #[test]
-#[ignore = "runtime bug: debug assertions 'queued with a zero local count' (count::merge_zero_local) and 'merged twice' (count::merge) fire on a legal sequence; the panic leaves the local count at 0 and later drops underflow it"]
 fn owner_count_reaching_zero_while_queued_dies_at_safepoint() {
     let heap = Heap::new();
     let log = Log::default();

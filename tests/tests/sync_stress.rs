@@ -461,7 +461,6 @@ fn run(seed: u64, mode: Mode) {
 /// The stress test as specified: each weak reference with a callback is held only by the
 /// thread that made it, and held handle-and-weak pairs are checked.
 #[test]
-#[ignore = "runtime bugs: a WeakRefObj is never marked MAYBE_WEAK (clear_and_call's try_inc on a weak reference owned by another thread fails: callback skipped; Weak::new on another thread clears the live shared one); and the merge_zero_local debug assertion of the test below"]
 fn eight_threads_random_ops_every_object_finalized_and_dropped_once_every_callback_once() {
     for round in 0..ROUNDS {
         run(
@@ -476,10 +475,8 @@ fn eight_threads_random_ops_every_object_finalized_and_dropped_once_every_callba
 }
 
 /// The same, with each weak reference with a callback also cloned and kept by the main thread
-/// (weak references crossing threads: a non-owner's clone, which keeps the first bug of the
-/// test above out of the way), and without the pair check.
+/// (weak references crossing threads: a non-owner's clone), and without the pair check.
 #[test]
-#[ignore = "runtime bug: debug assertion 'queued with a zero local count' (count::merge_zero_local) fires when an owner's count reaches 0 while the object is queued (see sync_scenarios::owner_count_reaching_zero_while_queued_dies_at_safepoint); fails or aborts in about 1 run in 3"]
 fn eight_threads_random_ops_with_weak_keeper_every_object_finalized_and_dropped_once() {
     for round in 0..ROUNDS {
         run(

@@ -214,10 +214,13 @@ pub(crate) fn merge_zero_local(h: &SharedHeader) -> Dec {
             );
             return Dec::Dead;
         }
-        debug_assert_ne!(
-            state_of(word),
-            QUEUED,
-            "reap: queued with a zero local count"
+        // A queued object can get here too: the owner dropped references that other threads
+        // had counted (their increments are in the shared count), so its local count reached
+        // zero with the queue's reference still outstanding. Merging now is right; the queue
+        // entry stays and its merge (`merge(h, -1)`) is then a plain decrement.
+        debug_assert!(
+            state_of(word) != QUEUED || count_of(word) >= 1,
+            "reap: queued object merged at zero (the queue's reference is lost)"
         );
         let new = pack(0, count_of(word), MERGED);
         match h.counts.compare_exchange_weak(word, new, AcqRel, Acquire) {
@@ -266,12 +269,20 @@ fn dec_shared(h: &SharedHeader) -> Dec {
 /// queue entry held a reference), and gives up ownership; returns the object's count. Run by
 /// the owner, or by another thread once the owner has exited (CPython's
 /// `_Py_ExplicitMergeRefcount`). `local` is zeroed before the merged count is published.
+///
+/// A queued object may already be merged when its queue entry is drained (its owner's local
+/// count reached zero meanwhile, see [`merge_zero_local`]); its `local` is then 0 and the merge
+/// only drops the queue's reference. The caller holds that reference, so the header is still
+/// allocated for the store to `local`.
 pub(crate) fn merge(h: &SharedHeader, extra: i32) -> i32 {
     let local = h.local.load(Relaxed);
     h.local.store(0, Relaxed);
     let mut word = load(h, Relaxed);
     loop {
-        debug_assert_ne!(state_of(word), MERGED, "reap: merged twice");
+        debug_assert!(
+            state_of(word) != MERGED || (extra == -1 && local == 0),
+            "reap: merged twice"
+        );
         let total = count_of(word) as i64 + local as i64 + extra as i64;
         if total > SHARED_MAX as i64 {
             overflow();

@@ -12,8 +12,10 @@
 //! - An object dies, in CPython's order (finalizer, weak references cleared, callbacks newest
 //!   first, value dropped), on the thread that drops its last reference, whichever it is. No
 //!   user code runs while a runtime lock is held.
-//! - A thread attaches to a heap when it first uses it (allocates, or drops, upgrades or makes a
-//!   weak reference to one of its objects) and detaches when it exits.
+//! - A thread attaches to a heap when it first needs a place in it: when it allocates, makes a
+//!   weak reference, reaches a safe point or runs an object's death. A thread that only clones,
+//!   upgrades and drops handles (without dropping a last one) stays unattached: those are
+//!   operations on the shared count. An attached thread detaches when it exits.
 //! - Cycles of Shared objects are not collected yet (as with `Arc`); break them by hand.
 //!
 //! ```
