@@ -366,15 +366,31 @@ pub(crate) fn resurrect_end(h: &SharedHeader, me: u32) -> bool {
     }
 }
 
-/// The object's count: exact when no other thread changes it meanwhile, a snapshot otherwise.
+/// The count of an object the caller holds a reference to: exact when no other thread changes
+/// it meanwhile, a snapshot otherwise.
+///
+/// The count lives in two words (the owner's `local` and the shared word), which a thread
+/// other than the owner cannot read in one step: it reads the shared word around its read of
+/// `local` and retries until the shared word did not change. That still cannot see a merge in
+/// flight (the merging thread zeroes `local` before it publishes the merged count, and the
+/// reader may fall between the two), so the result is at least 1, the caller's own reference.
+/// A merged object whose queue entry is not yet drained counts that entry's reference.
 pub(crate) fn strong_count(h: &SharedHeader) -> usize {
-    let word = load(h, Acquire);
-    let mut n = count_of(word) as i64;
-    if state_of(word) != MERGED {
-        n += h.local.load(Relaxed) as i64;
+    let mut word = load(h, Acquire);
+    loop {
+        let local = h.local.load(Acquire);
+        let again = load(h, Acquire);
+        if again != word {
+            word = again;
+            continue;
+        }
+        let mut n = count_of(word) as i64;
+        if state_of(word) != MERGED {
+            n += local as i64;
+        }
+        if state_of(word) == QUEUED {
+            n -= 1;
+        }
+        return n.max(1) as usize;
     }
-    if state_of(word) == QUEUED {
-        n -= 1;
-    }
-    n.max(0) as usize
 }
