@@ -25,31 +25,52 @@ use crate::sync::state::{heap_of, release_refs, HeapState, ThreadSlot, ThreadSta
 /// plain std atomic even under loom: ids only need to differ.
 static NEXT_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
+/// The thread-local state every Shared-mode operation reads, in one place so that a clone, a
+/// drop, an allocation or a death costs one thread-local access: the thread's id, its
+/// trashcan, and the heap it last attached to or found (a one-entry cache in front of
+/// [`ThreadData::attached`]). No destructor, so it can be used at any point of thread exit.
+struct Hot {
+    /// This thread's id as an owner: `NO_OWNER` until it first attaches, and again once its
+    /// exit has begun.
+    id: Cell<u32>,
+    /// The trashcan: nested deaths on this thread ...
+    depth: Cell<u32>,
+    /// ... and the outermost death's list of deferred ones (on its stack), or null.
+    deferred: Cell<*mut Vec<NonNull<SharedHeader>>>,
+    /// The last heap `attach` returned a state for, and that state (null when none). Valid
+    /// while the thread is attached to that heap, which is until its exit begins (when the
+    /// cache is cleared): the attachment keeps the heap, and so the state, alive.
+    last_heap: Cell<*const HeapState>,
+    last_state: Cell<*mut ThreadState>,
+}
+
+impl Hot {
+    const NEW: Hot = Hot {
+        id: Cell::new(NO_OWNER),
+        depth: Cell::new(0),
+        deferred: Cell::new(std::ptr::null_mut()),
+        last_heap: Cell::new(std::ptr::null()),
+        last_state: Cell::new(std::ptr::null_mut()),
+    };
+}
+
 #[cfg(not(reap_loom))]
 std::thread_local! {
-    /// This thread's id as an owner: `NO_OWNER` until it first attaches, and again once its
-    /// exit has begun. No destructor, so it can be read at any point of thread exit.
-    static ID: Cell<u32> = const { Cell::new(NO_OWNER) };
-    /// The trashcan: nested deaths on this thread, and the outermost death's list of deferred
-    /// ones (on its stack). No destructor, so it works at any point of thread exit.
-    static DEPTH: Cell<u32> = const { Cell::new(0) };
-    static DEFERRED: Cell<*mut Vec<NonNull<SharedHeader>>> = const { Cell::new(std::ptr::null_mut()) };
-    /// This thread's attachments and trashcan; its destructor detaches the thread.
+    static HOT: Hot = const { Hot::NEW };
+    /// This thread's attachments; its destructor detaches the thread.
     static THREAD: ThreadData = ThreadData::default();
 }
 
 #[cfg(reap_loom)]
 loom::thread_local! {
-    static ID: Cell<u32> = Cell::new(NO_OWNER);
-    static DEPTH: Cell<u32> = Cell::new(0);
-    static DEFERRED: Cell<*mut Vec<NonNull<SharedHeader>>> = Cell::new(std::ptr::null_mut());
+    static HOT: Hot = Hot::NEW;
     static THREAD: ThreadData = ThreadData::default();
 }
 
 /// This thread's id as an owner (`NO_OWNER` if it has none: it owns nothing).
 #[inline]
 pub(crate) fn current_id() -> u32 {
-    ID.try_with(Cell::get).unwrap_or(NO_OWNER)
+    HOT.try_with(|h| h.id.get()).unwrap_or(NO_OWNER)
 }
 
 /// A heap this thread is attached to, and its state there.
@@ -57,7 +78,8 @@ type Attachment = (NonNull<HeapState>, NonNull<ThreadState>);
 
 #[derive(Default)]
 struct ThreadData {
-    /// This thread's id once it has one (`ID` too, which may be destroyed first at exit).
+    /// This thread's id once it has one (`HOT` has it too, but sets it to `NO_OWNER` when the
+    /// exit begins).
     id: Cell<u32>,
     /// The heaps this thread is attached to, with its state in each.
     attached: RefCell<SmallVec<[Attachment; 2]>>,
@@ -69,8 +91,8 @@ const TRASHCAN_DEPTH: u32 = 50;
 
 /// This thread's id, assigned on first use; `NO_OWNER` once its exit has begun.
 fn ensure_id() -> u32 {
-    ID.try_with(|c| {
-        let id = c.get();
+    HOT.try_with(|hot| {
+        let id = hot.id.get();
         if id != NO_OWNER {
             return id;
         }
@@ -84,7 +106,7 @@ fn ensure_id() -> u32 {
             // Four billion threads: give up, as on a count overflow.
             std::process::abort();
         }
-        c.set(id);
+        hot.id.set(id);
         let _ = THREAD.try_with(|t| t.id.set(id));
         id
     })
@@ -95,7 +117,24 @@ fn ensure_id() -> u32 {
 /// for the state once the thread's exit has begun (the caller then counts on the heap
 /// directly). The returned state lives as long as the thread's attachment, which outlasts the
 /// caller.
+#[inline]
 pub(crate) fn attach(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadState>>) {
+    let cached = HOT.try_with(|hot| {
+        if hot.last_heap.get() == heap.as_ptr().cast_const() {
+            (hot.id.get(), NonNull::new(hot.last_state.get()))
+        } else {
+            (NO_OWNER, None)
+        }
+    });
+    match cached {
+        Ok((id, Some(state))) => (id, Some(state)),
+        _ => attach_slow(heap),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn attach_slow(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadState>>) {
     let id = ensure_id();
     if id == NO_OWNER {
         return (NO_OWNER, None);
@@ -107,8 +146,8 @@ pub(crate) fn attach(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadSta
             .find(|(h, _)| *h == heap)
             .map(|&(_, state)| state)
     });
-    match found {
-        Ok(Some(state)) => (id, Some(state)),
+    let state = match found {
+        Ok(Some(state)) => state,
         Ok(None) => {
             // SAFETY: the caller keeps the heap alive (it holds a handle, an object or a
             // reference of it).
@@ -123,10 +162,16 @@ pub(crate) fn attach(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadSta
             lock(&h.threads).insert(id, slot);
             let pushed = THREAD.try_with(|t| t.attached.borrow_mut().push((heap, ptr)));
             debug_assert!(pushed.is_ok());
-            (id, Some(ptr))
+            ptr
         }
-        Err(_) => (NO_OWNER, None),
-    }
+        Err(_) => return (NO_OWNER, None),
+    };
+    // THREAD is alive, so its destructor (which clears the cache) has not run yet.
+    let _ = HOT.try_with(|hot| {
+        hot.last_heap.set(heap.as_ptr().cast_const());
+        hot.last_state.set(state.as_ptr());
+    });
+    (id, Some(state))
 }
 
 /// Merges what other threads queued to this thread on `heap`, if anything: the owner's safe
@@ -201,19 +246,18 @@ pub(crate) unsafe fn queue(obj: NonNull<SharedHeader>, owner: u32) {
 /// outermost death on the thread runs the deferred ones. Bounded stack for any chain, at any
 /// point of the thread's life (its exit included: the trashcan has no destructor).
 pub(crate) fn with_trashcan(obj: NonNull<SharedHeader>, death: unsafe fn(NonNull<SharedHeader>)) {
-    let depth = DEPTH.with(Cell::get);
+    let (depth, deferred) = HOT.with(|hot| (hot.depth.get(), hot.deferred.get()));
     if depth >= TRASHCAN_DEPTH {
-        let deferred = DEFERRED.with(Cell::get);
         // SAFETY: an outermost death is running on this thread (depth > 0), and its list
         // lives on its stack until it has run every deferred death; nothing else borrows it.
         unsafe { (*deferred).push(obj) };
         return;
     }
-    DEPTH.with(|d| d.set(depth + 1));
+    HOT.with(|hot| hot.depth.set(depth + 1));
     if depth == 0 {
         let mut deferred: Vec<NonNull<SharedHeader>> = Vec::new();
         let list: *mut Vec<NonNull<SharedHeader>> = &mut deferred;
-        DEFERRED.with(|d| d.set(list));
+        HOT.with(|hot| hot.deferred.set(list));
         // SAFETY: the caller hands over a dead object whose death has not begun.
         unsafe { death(obj) };
         // SAFETY: `list` is only used through this pointer while it is published.
@@ -221,12 +265,12 @@ pub(crate) fn with_trashcan(obj: NonNull<SharedHeader>, death: unsafe fn(NonNull
             // SAFETY: deferred objects are dead, their deaths not begun.
             unsafe { death(o) };
         }
-        DEFERRED.with(|d| d.set(std::ptr::null_mut()));
+        HOT.with(|hot| hot.deferred.set(std::ptr::null_mut()));
     } else {
         // SAFETY: as above.
         unsafe { death(obj) };
     }
-    DEPTH.with(|d| d.set(depth));
+    HOT.with(|hot| hot.depth.set(depth));
 }
 
 /// Runs `f` marked detached from `heap` (after merging this thread's queue, and again after).
@@ -256,7 +300,11 @@ impl Drop for ThreadData {
     /// Objects it still owns stay with its id; whoever queues one next finds it gone and
     /// merges it.
     fn drop(&mut self) {
-        let _ = ID.try_with(|c| c.set(NO_OWNER));
+        let _ = HOT.try_with(|hot| {
+            hot.id.set(NO_OWNER);
+            hot.last_heap.set(std::ptr::null());
+            hot.last_state.set(std::ptr::null_mut());
+        });
         let id = self.id.get();
         let attached = std::mem::take(self.attached.get_mut());
         for (heap, state) in attached {
