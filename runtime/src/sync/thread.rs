@@ -45,25 +45,27 @@ struct Hot {
 }
 
 impl Hot {
-    const NEW: Hot = Hot {
-        id: Cell::new(NO_OWNER),
-        depth: Cell::new(0),
-        deferred: Cell::new(std::ptr::null_mut()),
-        last_heap: Cell::new(std::ptr::null()),
-        last_state: Cell::new(std::ptr::null_mut()),
-    };
+    const fn new() -> Hot {
+        Hot {
+            id: Cell::new(NO_OWNER),
+            depth: Cell::new(0),
+            deferred: Cell::new(std::ptr::null_mut()),
+            last_heap: Cell::new(std::ptr::null()),
+            last_state: Cell::new(std::ptr::null_mut()),
+        }
+    }
 }
 
 #[cfg(not(reap_loom))]
 std::thread_local! {
-    static HOT: Hot = const { Hot::NEW };
+    static HOT: Hot = const { Hot::new() };
     /// This thread's attachments; its destructor detaches the thread.
     static THREAD: ThreadData = ThreadData::default();
 }
 
 #[cfg(reap_loom)]
 loom::thread_local! {
-    static HOT: Hot = Hot::NEW;
+    static HOT: Hot = Hot::new();
     static THREAD: ThreadData = ThreadData::default();
 }
 
