@@ -3,7 +3,7 @@
 //! `sync::handle`).
 //!
 //! ```text
-//!  [pad][ SharedHeader: heap (8), counts (8), meta (8), local (4), flags (1), pad (3) ][ value ]
+//!  [pad][ SharedHeader: heap (8), counts (8), meta (8), local (4), flags (1), in_slab (1), pad (2) ][ value ]
 //! ```
 //!
 //! The last 16 bytes are Local mode's `Header` with atomics for cells (`meta`, then the count
@@ -40,6 +40,9 @@ const _: () = assert!(SHARED_HEADER_SIZE == 32);
 ///   object, its weak-info block (low bit set, written under the referent's weak lock).
 /// - `flags` holds `Flags::HAS_FINALIZER`, `FINALIZED` and `VALUE_DROPPED`, written only by the
 ///   thread running the object's death.
+/// - `in_slab` says whether the object's memory came from a thread's slab
+///   (`object::shared_slab`) or from the global allocator; written once, before the object
+///   is published.
 #[repr(C)]
 pub(crate) struct SharedHeader {
     pub(crate) heap: NonNull<()>,
@@ -47,6 +50,7 @@ pub(crate) struct SharedHeader {
     pub(crate) meta: AtomicPtr<()>,
     pub(crate) local: AtomicU32,
     pub(crate) flags: AtomicU8,
+    pub(crate) in_slab: bool,
 }
 
 impl SharedHeader {

@@ -21,10 +21,10 @@ use std::ptr::{self, NonNull};
 /// Largest alignment served from size classes (and the chunks' alignment).
 pub(crate) const BLOCK_ALIGN: usize = 16;
 /// Size classes step by this.
-const GRAIN: usize = 8;
+pub(crate) const GRAIN: usize = 8;
 /// Largest object served from size classes.
 pub(crate) const MAX_SMALL: usize = 512;
-const CLASSES: usize = MAX_SMALL / GRAIN;
+pub(crate) const CLASSES: usize = MAX_SMALL / GRAIN;
 const CHUNK: usize = 64 * 1024;
 
 pub(crate) struct Slabs {
@@ -36,7 +36,7 @@ pub(crate) struct Slabs {
 
 /// The size class of a layout: blocks of `(class + 1) * GRAIN` bytes.
 #[inline]
-fn class_of(layout: Layout) -> Option<usize> {
+pub(crate) fn class_of(layout: Layout) -> Option<usize> {
     if layout.size() > MAX_SMALL || layout.align() > BLOCK_ALIGN {
         return None;
     }

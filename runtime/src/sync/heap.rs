@@ -7,10 +7,11 @@ use std::ptr::NonNull;
 
 use crate::object::header::{Flags, META_WEAK_INFO};
 use crate::object::shared::{Gc, SharedHeader};
-use crate::shim::{self, fence, lock, Ordering::*};
+use crate::shim::{fence, lock, Ordering::*};
 use crate::sync::count::{self, Dec};
 use crate::sync::state::{
-    alloc_on, give_back_object_ref, heap_of, release_refs, vtable, HeapState, SharedUnraisableHook,
+    alloc_on, free_memory, give_back_object_ref, heap_of, release_refs, vtable, HeapState,
+    SharedUnraisableHook,
 };
 use crate::sync::{thread, weak};
 use crate::trace::Trace;
@@ -260,8 +261,10 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
     // SAFETY: nothing refers to the object any more.
     unsafe { weak::free_info(h) };
     let layout: Layout = vt.shared_layout.layout;
-    // SAFETY: the allocation started `value_offset` bytes before the value, with this layout.
-    unsafe { shim::dealloc(value.as_ptr().sub(vt.shared_layout.value_offset), layout) };
+    // SAFETY: the allocation started `value_offset` bytes before the value.
+    let base = unsafe { value.as_ptr().sub(vt.shared_layout.value_offset) };
+    // SAFETY: dead, dropped and unreferenced; the object's reference keeps the heap alive.
+    unsafe { free_memory(h.in_slab, base, layout, state) };
     // The object's heap reference goes back to this thread's reserve, or to the heap.
     // SAFETY: the object's reference is ours to give; the heap is not used after.
     unsafe { give_back_object_ref(heap, state) };

@@ -14,6 +14,7 @@
 //! at every moment `refs = handles + attached threads + Σ reserves + live objects`, and a heap
 //! with a live object is never freed. A thread returns its reserve when it exits.
 
+use std::alloc::Layout;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -22,6 +23,8 @@ use hashbrown::HashMap;
 
 use crate::object::header::{Flags, META_WEAK_INFO};
 use crate::object::shared::{Gc, SharedHeader, SHARED_HEADER_SIZE};
+#[cfg(not(reap_loom))]
+use crate::object::shared_slab::SharedSlab;
 use crate::object::vtable::{vtable_of, VTable};
 use crate::shim::{
     self, fence, lock, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering::*,
@@ -58,6 +61,37 @@ pub(crate) struct HeapState {
     /// The death routine (`sync::heap::release`), for the modules below `heap` that take a
     /// count to zero (a merge in `thread`).
     pub(crate) release: unsafe fn(NonNull<SharedHeader>),
+    /// Every slab made for a thread on this heap, and those no thread owns now (their
+    /// threads exited): an attaching thread takes an idle one before making a new one. The
+    /// slabs and their chunks are freed with the heap. (Not in loom builds, where objects
+    /// come from loom's allocator so that its leak check sees them.)
+    #[cfg(not(reap_loom))]
+    slabs: Mutex<SlabPool>,
+}
+
+/// See [`HeapState::slabs`]. Each pointer is a `Box<SharedSlab>` turned raw, freed with the
+/// heap.
+#[cfg(not(reap_loom))]
+#[derive(Default)]
+struct SlabPool {
+    all: Vec<NonNull<SharedSlab>>,
+    idle: Vec<NonNull<SharedSlab>>,
+}
+
+// SAFETY: the pool only stores the pointers; slabs are `Send` (`object::shared_slab`).
+#[cfg(not(reap_loom))]
+unsafe impl Send for SlabPool {}
+
+#[cfg(not(reap_loom))]
+impl Drop for HeapState {
+    fn drop(&mut self) {
+        let pool = std::mem::take(&mut *lock(&self.slabs));
+        for slab in pool.all {
+            // SAFETY: made by `Box::into_raw` in `take_slab`; the heap is being freed, so no
+            // thread owns or frees into it any more.
+            drop(unsafe { Box::from_raw(slab.as_ptr()) });
+        }
+    }
 }
 
 impl HeapState {
@@ -71,8 +105,30 @@ impl HeapState {
             hook: Mutex::new(None),
             weak_locks: (0..WEAK_STRIPES).map(|_| Mutex::new(())).collect(),
             release,
+            #[cfg(not(reap_loom))]
+            slabs: Mutex::new(SlabPool::default()),
         });
         NonNull::from(Box::leak(state))
+    }
+
+    /// A slab for a thread attaching to this heap: an idle one (its thread exited), or a new
+    /// one. The caller owns it until it gives it back with [`give_back_slab`](Self::give_back_slab).
+    #[cfg(not(reap_loom))]
+    pub(crate) fn take_slab(&self) -> NonNull<SharedSlab> {
+        let mut pool = lock(&self.slabs);
+        if let Some(slab) = pool.idle.pop() {
+            return slab;
+        }
+        // SAFETY: `Box::into_raw` never returns null.
+        let slab = unsafe { NonNull::new_unchecked(Box::into_raw(Box::new(SharedSlab::new()))) };
+        pool.all.push(slab);
+        slab
+    }
+
+    /// Gives back the slab of a thread that is exiting: idle until another thread takes it.
+    #[cfg(not(reap_loom))]
+    pub(crate) fn give_back_slab(&self, slab: NonNull<SharedSlab>) {
+        lock(&self.slabs).idle.push(slab);
     }
 
     /// The weak-reference lock of the object with this header.
@@ -143,6 +199,10 @@ pub(crate) struct ThreadState {
     pub(crate) reserve: AtomicUsize,
     /// Inside [`Heap::detached`](crate::sync::Heap::detached) (depth of nesting).
     pub(crate) detached: AtomicUsize,
+    /// The thread's slab on this heap (taken from the heap's pool when the thread attached,
+    /// given back when it exits); only this thread allocates from it.
+    #[cfg(not(reap_loom))]
+    pub(crate) slab: NonNull<SharedSlab>,
 }
 
 /// The entry of a thread in its heap's table.
@@ -201,11 +261,7 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
 ) -> Gc<T> {
     let vt = vtable_of::<T>();
     let layout = vt.shared_layout;
-    // SAFETY: the layout has a non-zero size (it holds the header).
-    let base = unsafe { shim::alloc(layout.layout) };
-    if base.is_null() {
-        std::alloc::handle_alloc_error(layout.layout);
-    }
+    let (base, in_slab) = alloc_memory(layout.layout, state);
     // One heap reference for the new object, from the thread's reserve.
     match state {
         Some(s) => {
@@ -244,11 +300,61 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
             meta: AtomicPtr::new((vt as *const VTable).cast_mut().cast()),
             local: AtomicU32::new(local),
             flags: AtomicU8::new(flags.bits()),
+            in_slab,
         });
         value_ptr.write(value);
     }
     // SAFETY: a live object with one reference, given to the handle.
     unsafe { Gc::from_value_ptr(NonNull::new_unchecked(value_ptr)) }
+}
+
+/// Memory for an object of `layout`: from the thread's slab if it has one on the heap and the
+/// object is small, else from the global allocator. Also says which.
+#[inline]
+fn alloc_memory(layout: Layout, state: Option<NonNull<ThreadState>>) -> (*mut u8, bool) {
+    #[cfg(not(reap_loom))]
+    if let Some(s) = state {
+        if SharedSlab::serves(layout) {
+            // SAFETY: the attachment (and so the slab, which this thread owns) outlives the call.
+            let slab = unsafe { s.as_ref().slab.as_ref() };
+            return (slab.alloc(layout).as_ptr(), true);
+        }
+    }
+    #[cfg(reap_loom)]
+    let _ = state;
+    // SAFETY: the layout has a non-zero size (it holds the header).
+    let base = unsafe { shim::alloc(layout) };
+    if base.is_null() {
+        std::alloc::handle_alloc_error(layout);
+    }
+    (base, false)
+}
+
+/// Frees the memory of a dead object whose allocation starts at `base` with `layout` and came
+/// from a slab if `in_slab` (its header's flag, read by the caller: no reference into the
+/// block may live across this call), on a thread whose state on the object's heap is `state`.
+///
+/// # Safety
+/// The object is dead, its value dropped, and nothing refers to it; its heap is alive.
+pub(crate) unsafe fn free_memory(
+    in_slab: bool,
+    base: *mut u8,
+    layout: Layout,
+    state: Option<NonNull<ThreadState>>,
+) {
+    #[cfg(not(reap_loom))]
+    if in_slab {
+        // SAFETY: the attachment outlives the call, and the thread's slab with it.
+        let mine = state.map(|s| unsafe { s.as_ref().slab.as_ref() });
+        // SAFETY: the block came from a slab of this heap with this layout (`alloc_memory`),
+        // and is not used again; the heap, and so its slabs, is alive.
+        unsafe { SharedSlab::dealloc(NonNull::new_unchecked(base), layout, mine) };
+        return;
+    }
+    #[cfg(reap_loom)]
+    let _ = (in_slab, state);
+    // SAFETY: from `shim::alloc` with this layout (`alloc_memory`), not used again.
+    unsafe { shim::dealloc(base, layout) };
 }
 
 /// The object's vtable, through its weak-info block if it has one.

@@ -158,6 +158,8 @@ fn attach_slow(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadState>>) 
                 pending: AtomicU8::new(0),
                 reserve: AtomicUsize::new(0),
                 detached: AtomicUsize::new(0),
+                #[cfg(not(reap_loom))]
+                slab: h.take_slab(),
             });
             // The attachment holds one reference of the heap until the thread exits.
             h.refs.fetch_add(1, Relaxed);
@@ -248,18 +250,23 @@ pub(crate) unsafe fn queue(obj: NonNull<SharedHeader>, owner: u32) {
 /// outermost death on the thread runs the deferred ones. Bounded stack for any chain, at any
 /// point of the thread's life (its exit included: the trashcan has no destructor).
 pub(crate) fn with_trashcan(obj: NonNull<SharedHeader>, death: unsafe fn(NonNull<SharedHeader>)) {
-    let (depth, deferred) = HOT.with(|hot| (hot.depth.get(), hot.deferred.get()));
+    let Ok((depth, deferred)) = HOT.try_with(|hot| (hot.depth.get(), hot.deferred.get())) else {
+        // Only in loom builds, whose thread-locals are all destroyed at thread exit (std's
+        // `HOT` has no destructor): no trashcan there.
+        // SAFETY: the caller hands over a dead object whose death has not begun.
+        return unsafe { death(obj) };
+    };
     if depth >= TRASHCAN_DEPTH {
         // SAFETY: an outermost death is running on this thread (depth > 0), and its list
         // lives on its stack until it has run every deferred death; nothing else borrows it.
         unsafe { (*deferred).push(obj) };
         return;
     }
-    HOT.with(|hot| hot.depth.set(depth + 1));
+    let _ = HOT.try_with(|hot| hot.depth.set(depth + 1));
     if depth == 0 {
         let mut deferred: Vec<NonNull<SharedHeader>> = Vec::new();
         let list: *mut Vec<NonNull<SharedHeader>> = &mut deferred;
-        HOT.with(|hot| hot.deferred.set(list));
+        let _ = HOT.try_with(|hot| hot.deferred.set(list));
         // SAFETY: the caller hands over a dead object whose death has not begun.
         unsafe { death(obj) };
         // SAFETY: `list` is only used through this pointer while it is published.
@@ -267,12 +274,12 @@ pub(crate) fn with_trashcan(obj: NonNull<SharedHeader>, death: unsafe fn(NonNull
             // SAFETY: deferred objects are dead, their deaths not begun.
             unsafe { death(o) };
         }
-        HOT.with(|hot| hot.deferred.set(std::ptr::null_mut()));
+        let _ = HOT.try_with(|hot| hot.deferred.set(std::ptr::null_mut()));
     } else {
         // SAFETY: as above.
         unsafe { death(obj) };
     }
-    HOT.with(|hot| hot.depth.set(depth));
+    let _ = HOT.try_with(|hot| hot.depth.set(depth));
 }
 
 /// Runs `f` marked detached from `heap` (after merging this thread's queue, and again after).
@@ -314,10 +321,17 @@ impl Drop for ThreadData {
             let h = unsafe { heap.as_ref() };
             // SAFETY: the state lives in the table until removed here.
             let reserve = unsafe { state.as_ref() }.reserve.load(Relaxed);
+            // SAFETY: as above.
+            #[cfg(not(reap_loom))]
+            let slab = unsafe { state.as_ref() }.slab;
             let slot = lock(&h.threads).remove(&id);
             if let Some(mut slot) = slot {
                 merge_all(std::mem::take(&mut slot.queue));
             }
+            // The thread allocates no more (it has no id): its slab waits for another thread.
+            // (The deaths just run freed their blocks into it the way other threads do.)
+            #[cfg(not(reap_loom))]
+            h.give_back_slab(slab);
             // The attachment's reference and the unused reserve go back to the heap.
             // SAFETY: the caller's references are exactly these.
             unsafe { release_refs(heap, reserve + 1) };

@@ -1,0 +1,345 @@
+//! Shared mode's allocator for small objects: one slab per thread attached to a heap, whose
+//! free lists only that thread touches, plus a lock-free stack onto which other threads push
+//! the blocks of its objects that they free (mimalloc's "thread-delayed free" list, on
+//! pymalloc's size classes from [`slab`](crate::object::slab)).
+//!
+//! Most objects die on the thread that made them (a tree built and dropped by one thread), so
+//! the common allocation and free are a pop and a push on a thread-private list, with no
+//! atomic operation. A free on another thread (the object's last reference was dropped there)
+//! pushes the block onto its slab's `remote` stack; the owning thread takes the whole stack
+//! when a class's free list runs dry.
+//!
+//! Layout: chunks of [`CHUNK`] bytes, aligned to [`CHUNK`], each for one size class; the first
+//! [`CHUNK_HEADER`] bytes say which slab the chunk belongs to, so that any block finds its slab
+//! by rounding its address down.
+//!
+//! Invariants:
+//! - a chunk belongs to one slab for the heap's whole life; its header is written once, when
+//!   the chunk is made, before any of its blocks is handed out;
+//! - `free`, `bump` and `end` are used only by the slab's current owner thread (a slab changes
+//!   owner only through the heap's slab pool, under its lock, while no thread owns it);
+//! - a block on a free list is unused and holds, in its first word, the next free block of its
+//!   class (or null); a block on the `remote` stack holds the next block of the stack and, in
+//!   its second word, its class;
+//! - `[bump[c], end[c])` is unused space of the current chunk of class `c`;
+//! - chunks are freed only with the slab, when the heap is freed (after its last object).
+
+use std::alloc::Layout;
+use std::cell::Cell;
+use std::ptr::{self, NonNull};
+use std::sync::atomic::{AtomicPtr, Ordering::*};
+
+use crate::object::slab::{class_of, CLASSES, GRAIN};
+
+/// Size (and alignment) of a chunk.
+pub(crate) const CHUNK: usize = 64 * 1024;
+/// Bytes at the start of a chunk holding its [`ChunkHeader`] (a multiple of 16, so blocks of
+/// classes that are multiples of 16 stay 16-aligned).
+const CHUNK_HEADER: usize = 16;
+
+/// The start of every chunk.
+#[repr(C)]
+struct ChunkHeader {
+    /// The slab the chunk belongs to.
+    slab: *const SharedSlab,
+    /// The slab's previous chunk (a list, for freeing them all).
+    next: *mut ChunkHeader,
+}
+
+/// One thread's small-object allocator on one Shared heap (see the module docs).
+pub(crate) struct SharedSlab {
+    free: [Cell<*mut u8>; CLASSES],
+    bump: [Cell<*mut u8>; CLASSES],
+    end: [Cell<*mut u8>; CLASSES],
+    /// The slab's chunks, newest first.
+    chunks: Cell<*mut ChunkHeader>,
+    /// Blocks other threads freed, not yet taken back by the owner (a Treiber stack: pushes
+    /// from any thread, and the owner takes the whole stack at once, so no ABA problem).
+    remote: AtomicPtr<u8>,
+}
+
+// SAFETY: the cells are used only by the slab's owner thread, and ownership passes between
+// threads only under the heap's slab-pool lock (module invariant); `remote` is atomic.
+unsafe impl Send for SharedSlab {}
+// SAFETY: other threads use only `remote` (through `free_remote`), which is atomic.
+unsafe impl Sync for SharedSlab {}
+
+fn chunk_layout() -> Layout {
+    Layout::from_size_align(CHUNK, CHUNK).expect("chunk layout")
+}
+
+impl SharedSlab {
+    pub(crate) fn new() -> SharedSlab {
+        SharedSlab {
+            free: std::array::from_fn(|_| Cell::new(ptr::null_mut())),
+            bump: std::array::from_fn(|_| Cell::new(ptr::null_mut())),
+            end: std::array::from_fn(|_| Cell::new(ptr::null_mut())),
+            chunks: Cell::new(ptr::null_mut()),
+            remote: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// Whether objects of `layout` come from slabs (otherwise from the global allocator).
+    #[inline]
+    pub(crate) fn serves(layout: Layout) -> bool {
+        class_of(layout).is_some()
+    }
+
+    /// A block for `layout`, which must be one the slab [`serves`](Self::serves). Only the
+    /// owner thread calls this.
+    #[inline]
+    pub(crate) fn alloc(&self, layout: Layout) -> NonNull<u8> {
+        let c = class_of(layout).expect("reap: a large object asked of a slab");
+        let head = self.free[c].get();
+        if let Some(block) = NonNull::new(head) {
+            // SAFETY: a free block holds the next free block's address in its first word
+            // (module invariant); blocks are 8-aligned.
+            let next = unsafe { block.as_ptr().cast::<*mut u8>().read() };
+            self.free[c].set(next);
+            return block;
+        }
+        self.alloc_slow(c)
+    }
+
+    #[inline(never)]
+    fn alloc_slow(&self, c: usize) -> NonNull<u8> {
+        if !self.remote.load(Relaxed).is_null() {
+            self.take_remote();
+            let head = self.free[c].get();
+            if let Some(block) = NonNull::new(head) {
+                // SAFETY: as in `alloc`.
+                let next = unsafe { block.as_ptr().cast::<*mut u8>().read() };
+                self.free[c].set(next);
+                return block;
+            }
+        }
+        let size = (c + 1) * GRAIN;
+        let bump = self.bump[c].get();
+        let end = self.end[c].get();
+        if !bump.is_null() && (end.addr() - bump.addr()) >= size {
+            // SAFETY: `[bump, end)` is unused space of the current chunk; `size` fits in it.
+            self.bump[c].set(unsafe { bump.add(size) });
+            // SAFETY: inside a live chunk, so not null.
+            return unsafe { NonNull::new_unchecked(bump) };
+        }
+        let layout = chunk_layout();
+        // SAFETY: CHUNK is non-zero.
+        let chunk = unsafe { std::alloc::alloc(layout) };
+        let Some(chunk) = NonNull::new(chunk) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: a fresh chunk, aligned for its header.
+        unsafe {
+            chunk.cast::<ChunkHeader>().write(ChunkHeader {
+                slab: self,
+                next: self.chunks.get(),
+            })
+        };
+        self.chunks.set(chunk.as_ptr().cast());
+        let first = CHUNK_HEADER.div_ceil(size) * size;
+        let usable = CHUNK - (CHUNK - first) % size;
+        // SAFETY: `first`, `first + size` and `usable` are inside (or one past the end of)
+        // the new chunk: `first + size <= CHUNK_HEADER + 2 * size <= CHUNK` for classes of at
+        // most 512 bytes.
+        unsafe {
+            self.bump[c].set(chunk.as_ptr().add(first + size));
+            self.end[c].set(chunk.as_ptr().add(usable));
+            NonNull::new_unchecked(chunk.as_ptr().add(first))
+        }
+    }
+
+    /// Moves every block other threads freed onto this slab's free lists (owner only).
+    #[cold]
+    fn take_remote(&self) {
+        let mut block = self.remote.swap(ptr::null_mut(), Acquire);
+        while let Some(b) = NonNull::new(block) {
+            // SAFETY: a block on the remote stack holds the next one and its class in its
+            // first two words (module invariant), written before it was pushed (Release,
+            // paired with the Acquire swap above).
+            let (next, class) = unsafe {
+                (
+                    b.as_ptr().cast::<*mut u8>().read(),
+                    b.as_ptr().cast::<usize>().add(1).read(),
+                )
+            };
+            // SAFETY: the block is unused; it becomes the head of its class's free list.
+            unsafe { b.as_ptr().cast::<*mut u8>().write(self.free[class].get()) };
+            self.free[class].set(b.as_ptr());
+            block = next;
+        }
+    }
+
+    /// Frees a block that came from some slab's [`alloc`](Self::alloc) for `layout`, on a
+    /// thread whose own slab on that heap is `mine` (if it has one).
+    ///
+    /// # Safety
+    /// `block` came from a slab's `alloc(layout)`, is not used again, and that slab's heap is
+    /// alive (so is the slab).
+    #[inline]
+    pub(crate) unsafe fn dealloc(block: NonNull<u8>, layout: Layout, mine: Option<&SharedSlab>) {
+        let Some(c) = class_of(layout) else {
+            unreachable!("reap: a large object given back to a slab")
+        };
+        let chunk = block.as_ptr().map_addr(|a| a & !(CHUNK - 1));
+        // SAFETY: the block lies in a chunk (aligned to CHUNK) whose header names its slab,
+        // written before the block was handed out; the slab lives as long as its heap.
+        let owner = unsafe { &*(*chunk.cast::<ChunkHeader>()).slab };
+        match mine {
+            Some(me) if ptr::eq(me, owner) => {
+                // SAFETY: the block is ours now, 8-aligned and at least 8 bytes: it can hold
+                // the free-list link.
+                unsafe { block.as_ptr().cast::<*mut u8>().write(owner.free[c].get()) };
+                owner.free[c].set(block.as_ptr());
+            }
+            // SAFETY: as above; Shared objects are at least 32 bytes, room for two words.
+            _ => unsafe { owner.free_remote(block, c) },
+        }
+    }
+
+    /// Pushes a block of class `c` onto this slab's remote stack (any thread).
+    ///
+    /// # Safety
+    /// `block` is one of this slab's blocks of class `c`, unused from now on, at least two
+    /// words long.
+    unsafe fn free_remote(&self, block: NonNull<u8>, c: usize) {
+        let words = block.as_ptr().cast::<usize>();
+        // SAFETY: the block is ours until pushed, and holds two words.
+        unsafe { words.add(1).write(c) };
+        let mut head = self.remote.load(Relaxed);
+        loop {
+            // SAFETY: as above (rewritten on each attempt, before the publishing CAS).
+            unsafe { block.as_ptr().cast::<*mut u8>().write(head) };
+            match self
+                .remote
+                .compare_exchange_weak(head, block.as_ptr(), Release, Relaxed)
+            {
+                Ok(_) => return,
+                Err(h) => head = h,
+            }
+        }
+    }
+}
+
+impl Drop for SharedSlab {
+    fn drop(&mut self) {
+        let mut chunk = self.chunks.get();
+        while !chunk.is_null() {
+            // SAFETY: a chunk of this slab, with its header; none of its blocks is in use
+            // (the heap is being freed, after its last object).
+            let next = unsafe { (*chunk).next };
+            // SAFETY: allocated with `chunk_layout` in `alloc_slow`.
+            unsafe { std::alloc::dealloc(chunk.cast(), chunk_layout()) };
+            chunk = next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout(size: usize, align: usize) -> Layout {
+        Layout::from_size_align(size, align).unwrap()
+    }
+
+    #[test]
+    fn blocks_are_aligned_distinct_in_their_slabs_chunks_and_reused_first() {
+        let slab = SharedSlab::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut blocks = Vec::new();
+        let n = if cfg!(miri) { 60 } else { 5_000 };
+        for i in 0..n {
+            let l = layout(32 + (i % 60) * 8, if i % 3 == 0 { 16 } else { 8 });
+            let b = slab.alloc(l);
+            assert_eq!(b.as_ptr().addr() % l.align(), 0);
+            assert!(
+                seen.insert(b.as_ptr().addr()),
+                "a live block handed out twice"
+            );
+            let chunk = b.as_ptr().addr() & !(CHUNK - 1);
+            assert!(
+                b.as_ptr().addr() - chunk >= CHUNK_HEADER,
+                "a block over its chunk's header"
+            );
+            assert!(
+                b.as_ptr().addr() + l.size() <= chunk + CHUNK,
+                "a block past its chunk"
+            );
+            // SAFETY: a fresh block of at least `l.size()` bytes.
+            unsafe { b.as_ptr().write_bytes(0xAB, l.size()) };
+            blocks.push((b, l));
+        }
+        let (b, l) = blocks.pop().unwrap();
+        // SAFETY: allocated above with this layout, not used again.
+        unsafe { SharedSlab::dealloc(b, l, Some(&slab)) };
+        assert_eq!(slab.alloc(l), b, "a freed block is reused first");
+        for (b, l) in blocks {
+            // SAFETY: allocated above with this layout.
+            unsafe { SharedSlab::dealloc(b, l, Some(&slab)) };
+        }
+    }
+
+    #[test]
+    fn blocks_freed_on_other_threads_come_back_to_their_slab() {
+        let slab = SharedSlab::new();
+        let other = SharedSlab::new();
+        let l = layout(48, 16);
+        let n = if cfg!(miri) { 20 } else { 2_000 };
+        let blocks: Vec<usize> = (0..n).map(|_| slab.alloc(l).as_ptr().addr()).collect();
+        // Two threads free half each: one with no slab, one whose own slab is another.
+        let (a, b) = blocks.split_at(n / 2);
+        let slab_ref = &slab;
+        let other_ref = &other;
+        std::thread::scope(|s| {
+            for (part, mine) in [(a, None), (b, Some(other_ref))] {
+                s.spawn(move || {
+                    for &addr in part {
+                        // Rebuilt from the chunk's pointer (strict provenance).
+                        let block = find_block(slab_ref, addr);
+                        // SAFETY: allocated above with `l`, freed once here.
+                        unsafe { SharedSlab::dealloc(block, l, mine) };
+                    }
+                });
+            }
+        });
+        assert!(
+            other.remote.load(Relaxed).is_null(),
+            "freed into the wrong slab"
+        );
+        let mut again: Vec<usize> = (0..n).map(|_| slab.alloc(l).as_ptr().addr()).collect();
+        again.sort_unstable();
+        let mut blocks = blocks;
+        blocks.sort_unstable();
+        assert_eq!(
+            again, blocks,
+            "the owner reuses exactly the blocks freed elsewhere"
+        );
+        let chunks_before = count_chunks(&slab);
+        let _ = slab.alloc(l);
+        assert_eq!(count_chunks(&slab), chunks_before);
+    }
+
+    /// The block at `addr` of one of `slab`'s chunks, with the chunk's provenance.
+    fn find_block(slab: &SharedSlab, addr: usize) -> NonNull<u8> {
+        let mut chunk = slab.chunks.get();
+        while !chunk.is_null() {
+            let start = chunk.addr();
+            if (start..start + CHUNK).contains(&addr) {
+                return NonNull::new(chunk.cast::<u8>().with_addr(addr)).unwrap();
+            }
+            // SAFETY: a chunk of the slab, with its header.
+            chunk = unsafe { (*chunk).next };
+        }
+        panic!("not a block of this slab");
+    }
+
+    fn count_chunks(slab: &SharedSlab) -> usize {
+        let (mut n, mut chunk) = (0, slab.chunks.get());
+        while !chunk.is_null() {
+            n += 1;
+            // SAFETY: as above.
+            chunk = unsafe { (*chunk).next };
+        }
+        n
+    }
+}
