@@ -7,6 +7,7 @@ use std::ops::Deref;
 use std::ptr::NonNull;
 
 use crate::local::heap;
+use crate::object::handle::value_trait_impls;
 use crate::object::header::{Flags, Header};
 use crate::object::raw::Gc;
 
@@ -213,44 +214,7 @@ fn value_dropped(h: &Header) -> ! {
     )
 }
 
-impl<T: ?Sized> AsRef<T> for Gc<T> {
-    fn as_ref(&self) -> &T {
-        self
-    }
-}
-
-impl<T: ?Sized> std::borrow::Borrow<T> for Gc<T> {
-    fn borrow(&self) -> &T {
-        self
-    }
-}
-
-impl<T: ?Sized + fmt::Debug> fmt::Debug for Gc<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl<T: ?Sized + fmt::Display> fmt::Display for Gc<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&**self, f)
-    }
-}
-
-impl<T: ?Sized> fmt::Pointer for Gc<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Pointer::fmt(&self.ptr.as_ptr(), f)
-    }
-}
-
-/// Compares the values, as `Rc` does; use [`Gc::ptr_eq`] for identity.
-impl<T: ?Sized + PartialEq> PartialEq for Gc<T> {
-    fn eq(&self, other: &Self) -> bool {
-        **self == **other
-    }
-}
-
-impl<T: ?Sized + Eq> Eq for Gc<T> {}
+value_trait_impls!(Gc);
 
 impl<T: ?Sized + PartialOrd> PartialOrd for Gc<T> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
@@ -261,12 +225,6 @@ impl<T: ?Sized + PartialOrd> PartialOrd for Gc<T> {
 impl<T: ?Sized + Ord> Ord for Gc<T> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (**self).cmp(&**other)
-    }
-}
-
-impl<T: ?Sized + Hash> Hash for Gc<T> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        (**self).hash(state)
     }
 }
 

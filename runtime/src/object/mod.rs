@@ -2,6 +2,7 @@
 //! representation, the per-type vtable and the slab allocator. Nothing here imports any other
 //! part of the runtime except `trace` (the trait the vtable calls).
 
+pub(crate) mod handle;
 pub(crate) mod header;
 pub(crate) mod raw;
 pub(crate) mod shared;

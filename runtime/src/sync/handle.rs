@@ -1,9 +1,8 @@
 //! [`Gc<T>`]'s behaviour in Shared mode: clone, drop, deref, identity, counts, downcasts.
 
-use std::fmt;
-use std::hash::{Hash, Hasher};
 use std::ptr::NonNull;
 
+use crate::object::handle::value_trait_impls;
 use crate::object::shared::{Gc, SharedHeader};
 use crate::sync::{count, heap, state, thread};
 
@@ -128,46 +127,4 @@ impl<T: ?Sized> std::ops::Deref for Gc<T> {
     }
 }
 
-impl<T: ?Sized> AsRef<T> for Gc<T> {
-    fn as_ref(&self) -> &T {
-        self
-    }
-}
-
-impl<T: ?Sized> std::borrow::Borrow<T> for Gc<T> {
-    fn borrow(&self) -> &T {
-        self
-    }
-}
-
-impl<T: ?Sized + fmt::Debug> fmt::Debug for Gc<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl<T: ?Sized + fmt::Display> fmt::Display for Gc<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&**self, f)
-    }
-}
-
-impl<T: ?Sized + PartialEq> PartialEq for Gc<T> {
-    fn eq(&self, other: &Self) -> bool {
-        **self == **other
-    }
-}
-
-impl<T: ?Sized + Eq> Eq for Gc<T> {}
-
-impl<T: ?Sized + Hash> Hash for Gc<T> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        (**self).hash(state)
-    }
-}
-
-impl<T: ?Sized> fmt::Pointer for Gc<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Pointer::fmt(&self.ptr, f)
-    }
-}
+value_trait_impls!(Gc);
