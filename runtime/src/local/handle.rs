@@ -4,7 +4,6 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::ptr::NonNull;
 
 use crate::local::heap;
 use crate::object::handle::value_trait_impls;
@@ -40,29 +39,6 @@ impl<T: ?Sized> Gc<T> {
     /// The name of the object's concrete type.
     pub fn type_name(this: &Self) -> &'static str {
         (this.header().vtable().type_name)()
-    }
-
-    /// Gives up the handle without touching the count: the value pointer, with provenance over
-    /// the whole object. Used by [`gc_coerce!`](crate::gc_coerce).
-    #[doc(hidden)]
-    pub fn into_raw_value(this: Self) -> *const T {
-        let p = this.ptr.as_ptr().cast_const();
-        std::mem::forget(this);
-        p
-    }
-
-    /// Takes back a handle given up by [`Gc::into_raw_value`], possibly as another type.
-    ///
-    /// # Safety
-    /// `ptr` is the pointer [`Gc::into_raw_value`] returned (or an unsizing coercion of it), and
-    /// the handle it came from was not taken back already.
-    #[doc(hidden)]
-    pub unsafe fn from_raw_value(ptr: *const T) -> Gc<T> {
-        Gc {
-            // SAFETY: a value pointer of a live object is not null (caller).
-            ptr: unsafe { NonNull::new_unchecked(ptr.cast_mut()) },
-            _owns: PhantomData,
-        }
     }
 
     /// Converts back to the concrete type if the object's value is a `V`; otherwise returns the

@@ -1,7 +1,5 @@
 //! [`Gc<T>`]'s behaviour in Shared mode: clone, drop, deref, identity, counts, downcasts.
 
-use std::ptr::NonNull;
-
 use crate::object::handle::value_trait_impls;
 use crate::object::shared::{Gc, SharedHeader};
 use crate::sync::{count, heap, state, thread};
@@ -76,27 +74,6 @@ impl<T: ?Sized> Gc<T> {
         } else {
             Err(self)
         }
-    }
-
-    /// Gives up the handle without dropping its reference; returns the value pointer. Used by
-    /// [`gc_coerce!`](crate::gc_coerce).
-    #[doc(hidden)]
-    pub fn into_raw_value(this: Self) -> *const T {
-        let p = this.ptr.as_ptr().cast_const();
-        std::mem::forget(this);
-        p
-    }
-
-    /// Takes back a handle given up by [`Gc::into_raw_value`], possibly as another type.
-    ///
-    /// # Safety
-    /// `ptr` is the pointer [`Gc::into_raw_value`] returned (or an unsizing coercion of it), and
-    /// the handle it came from was not taken back already.
-    #[doc(hidden)]
-    pub unsafe fn from_raw_value(ptr: *const T) -> Gc<T> {
-        // SAFETY: a value pointer of a live object is not null, and the reference is handed
-        // back (caller).
-        unsafe { Gc::from_value_ptr(NonNull::new_unchecked(ptr.cast_mut())) }
     }
 }
 
