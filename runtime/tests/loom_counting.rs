@@ -5,19 +5,17 @@
 
 mod common;
 
-use common::{model, obj, Counters};
+use common::{model, setup_obj};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use reap::sync::{Gc, Heap, Weak};
+use reap::sync::{Gc, Weak};
 
 /// Model 2: clones and drops on three threads plus a weak upgrade: the count reaches zero
 /// once, one destructor, one free.
 #[test]
 fn clone_drop_three_threads_and_upgrade() {
     model("clone_drop_three_threads_and_upgrade", || {
-        let heap = Heap::new();
-        let counters = Arc::new(Counters::default());
-        let obj = obj(&heap, &counters);
+        let (heap, counters, obj) = setup_obj();
         let w = Weak::new(&obj);
         let a = obj.clone();
         let b = obj.clone();
@@ -50,9 +48,7 @@ fn clone_drop_three_threads_and_upgrade() {
 #[test]
 fn owner_zero_against_foreign_decrement() {
     model("owner_zero_against_foreign_decrement", || {
-        let heap = Heap::new();
-        let counters = Arc::new(Counters::default());
-        let obj = obj(&heap, &counters);
+        let (heap, counters, obj) = setup_obj();
         let sent = obj.clone();
         let back = Arc::new(Mutex::new(None));
         let b = back.clone();
@@ -81,9 +77,7 @@ fn owner_zero_against_foreign_decrement() {
 #[test]
 fn spill_against_foreign_increment() {
     model("spill_against_foreign_increment", || {
-        let heap = Heap::new();
-        let counters = Arc::new(Counters::default());
-        let obj = obj(&heap, &counters);
+        let (heap, counters, obj) = setup_obj();
         let sent = obj.clone();
         let t = thread::spawn(move || {
             let c = sent.clone();
@@ -108,9 +102,7 @@ fn spill_against_foreign_increment() {
 #[test]
 fn overflow_reaches_the_abort_path() {
     model("overflow_reaches_the_abort_path", || {
-        let heap = Heap::new();
-        let counters = Arc::new(Counters::default());
-        let obj = obj(&heap, &counters);
+        let (heap, counters, obj) = setup_obj();
         let mut clones = Vec::new();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             for _ in 0..64 {

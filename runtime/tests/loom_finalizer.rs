@@ -5,18 +5,16 @@
 
 mod common;
 
-use common::{model, Counters, Publisher};
+use common::{model, setup, Publisher};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use reap::sync::Heap;
 
 /// Model 7: the finalizer stores a handle where another thread takes it, clones and drops it.
 /// The finalizer runs once, and the object is dropped and freed once, after the last drop.
 #[test]
 fn finalizer_publishes_object_to_another_thread() {
     model("finalizer_publishes_object_to_another_thread", || {
-        let heap = Heap::new();
-        let counters = Arc::new(Counters::default());
+        let (heap, counters) = setup();
         let slot = Arc::new(Mutex::new(None));
         let obj = heap.alloc(Publisher {
             counters: counters.clone(),

@@ -4,19 +4,16 @@
 
 mod common;
 
-use common::{model, obj, Counters};
-use loom::sync::Arc;
+use common::{model, obj, setup, setup_obj};
 use loom::thread;
-use reap::sync::{Gc, Heap};
+use reap::sync::Gc;
 
 /// Model 4: a foreign decrement queued to the owner while the owner reaches safe points: the
 /// queued reference is neither lost nor counted twice.
 #[test]
 fn queued_decrement_merged_at_owners_safepoint() {
     model("queued_decrement_merged_at_owners_safepoint", || {
-        let heap = Heap::new();
-        let counters = Arc::new(Counters::default());
-        let obj = obj(&heap, &counters);
+        let (heap, counters, obj) = setup_obj();
         let sent = obj.clone();
         let t = thread::spawn(move || drop(sent));
         heap.safepoint();
@@ -41,8 +38,7 @@ fn queued_decrement_merged_at_owners_safepoint() {
 #[test]
 fn owner_exits_while_foreign_thread_queues() {
     model("owner_exits_while_foreign_thread_queues", || {
-        let heap = Heap::new();
-        let counters = Arc::new(Counters::default());
+        let (heap, counters) = setup();
         let (h, c) = (heap.clone(), counters.clone());
         let owner = thread::spawn(move || {
             let obj = obj(&h, &c);

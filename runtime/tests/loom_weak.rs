@@ -4,10 +4,9 @@
 
 mod common;
 
-use common::{model, obj, Counters};
-use loom::sync::Arc;
+use common::{model, setup_obj};
 use loom::thread;
-use reap::sync::{Heap, Weak};
+use reap::sync::Weak;
 
 /// Model 1: an upgrade on one thread races the last strong drop on the owner. The upgrade
 /// sees the object whole or gets `None`; the object is dropped once and freed (loom's leak
@@ -15,9 +14,7 @@ use reap::sync::{Heap, Weak};
 #[test]
 fn weak_upgrade_against_last_strong_drop() {
     model("weak_upgrade_against_last_strong_drop", || {
-        let heap = Heap::new();
-        let counters = Arc::new(Counters::default());
-        let obj = obj(&heap, &counters);
+        let (heap, counters, obj) = setup_obj();
         let w = Weak::new(&obj);
         let kept = w.clone();
         let c = counters.clone();
@@ -43,9 +40,7 @@ fn weak_upgrade_against_last_strong_drop() {
 #[test]
 fn first_weak_reference_against_owners_last_drop() {
     model("first_weak_reference_against_owners_last_drop", || {
-        let heap = Heap::new();
-        let counters = Arc::new(Counters::default());
-        let obj = obj(&heap, &counters);
+        let (heap, counters, obj) = setup_obj();
         let c = obj.clone();
         let cs = counters.clone();
         let t = thread::spawn(move || {

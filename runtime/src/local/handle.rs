@@ -4,9 +4,9 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::ptr::NonNull;
 
 use crate::local::heap;
+use crate::object::handle::value_trait_impls;
 use crate::object::header::{Flags, Header};
 use crate::object::raw::Gc;
 
@@ -39,29 +39,6 @@ impl<T: ?Sized> Gc<T> {
     /// The name of the object's concrete type.
     pub fn type_name(this: &Self) -> &'static str {
         (this.header().vtable().type_name)()
-    }
-
-    /// Gives up the handle without touching the count: the value pointer, with provenance over
-    /// the whole object. Used by [`gc_coerce!`](crate::gc_coerce).
-    #[doc(hidden)]
-    pub fn into_raw_value(this: Self) -> *const T {
-        let p = this.ptr.as_ptr().cast_const();
-        std::mem::forget(this);
-        p
-    }
-
-    /// Takes back a handle given up by [`Gc::into_raw_value`], possibly as another type.
-    ///
-    /// # Safety
-    /// `ptr` is the pointer [`Gc::into_raw_value`] returned (or an unsizing coercion of it), and
-    /// the handle it came from was not taken back already.
-    #[doc(hidden)]
-    pub unsafe fn from_raw_value(ptr: *const T) -> Gc<T> {
-        Gc {
-            // SAFETY: a value pointer of a live object is not null (caller).
-            ptr: unsafe { NonNull::new_unchecked(ptr.cast_mut()) },
-            _owns: PhantomData,
-        }
     }
 
     /// Converts back to the concrete type if the object's value is a `V`; otherwise returns the
@@ -213,44 +190,7 @@ fn value_dropped(h: &Header) -> ! {
     )
 }
 
-impl<T: ?Sized> AsRef<T> for Gc<T> {
-    fn as_ref(&self) -> &T {
-        self
-    }
-}
-
-impl<T: ?Sized> std::borrow::Borrow<T> for Gc<T> {
-    fn borrow(&self) -> &T {
-        self
-    }
-}
-
-impl<T: ?Sized + fmt::Debug> fmt::Debug for Gc<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl<T: ?Sized + fmt::Display> fmt::Display for Gc<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&**self, f)
-    }
-}
-
-impl<T: ?Sized> fmt::Pointer for Gc<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Pointer::fmt(&self.ptr.as_ptr(), f)
-    }
-}
-
-/// Compares the values, as `Rc` does; use [`Gc::ptr_eq`] for identity.
-impl<T: ?Sized + PartialEq> PartialEq for Gc<T> {
-    fn eq(&self, other: &Self) -> bool {
-        **self == **other
-    }
-}
-
-impl<T: ?Sized + Eq> Eq for Gc<T> {}
+value_trait_impls!(Gc);
 
 impl<T: ?Sized + PartialOrd> PartialOrd for Gc<T> {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
@@ -261,12 +201,6 @@ impl<T: ?Sized + PartialOrd> PartialOrd for Gc<T> {
 impl<T: ?Sized + Ord> Ord for Gc<T> {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (**self).cmp(&**other)
-    }
-}
-
-impl<T: ?Sized + Hash> Hash for Gc<T> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        (**self).hash(state)
     }
 }
 

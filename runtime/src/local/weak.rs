@@ -688,12 +688,7 @@ impl<T: ?Sized + 'static> Weak<T> {
         state: S,
         callback: impl Fn(&S, &Weak<T>) + Copy + 'static,
     ) -> Weak<T> {
-        let cb = Box::new(TracedCallback {
-            state,
-            f: callback,
-            ptr: target.value_ptr(),
-        });
-        Self::with_erased(target, Some(cb), None)
+        Self::with_traced_callback(target, None, state, callback)
     }
 
     /// A new weak reference with a callback closure that the collector does not see: handles
@@ -764,12 +759,23 @@ impl<T: ?Sized + 'static> Weak<T> {
         state: S,
         callback: impl Fn(&S, &Weak<T>) + Copy + 'static,
     ) -> Weak<T> {
+        Self::with_traced_callback(target, Some(Box::new(payload)), state, callback)
+    }
+
+    /// [`Weak::with_callback`] and [`Weak::with_payload_and_callback`]: a listed weak reference
+    /// whose callback gets the traced `state`.
+    fn with_traced_callback<S: Trace + 'static>(
+        target: &Gc<T>,
+        payload: Option<Box<dyn ErasedPayload>>,
+        state: S,
+        callback: impl Fn(&S, &Weak<T>) + 'static,
+    ) -> Weak<T> {
         let cb = Box::new(TracedCallback {
             state,
             f: callback,
             ptr: target.value_ptr(),
         });
-        Self::with_erased(target, Some(cb), Some(Box::new(payload)))
+        Self::with_erased(target, Some(cb), payload)
     }
 
     fn with_erased(

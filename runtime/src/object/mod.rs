@@ -3,6 +3,7 @@
 //! Shared mode's, one per thread and heap). Nothing here imports any other
 //! part of the runtime except `trace` (the trait the vtable calls).
 
+pub(crate) mod handle;
 pub(crate) mod header;
 pub(crate) mod raw;
 pub(crate) mod shared;

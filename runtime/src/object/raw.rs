@@ -6,6 +6,7 @@
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
+use crate::object::handle::raw_handle_methods;
 use crate::object::header::Header;
 
 /// A strong handle to an object on a [`Heap`](crate::Heap): the `Rc` of reap.
@@ -55,32 +56,9 @@ impl<T> Gc<T> {
     }
 }
 
+raw_handle_methods!(Gc, Header);
+
 impl<T: ?Sized> Gc<T> {
-    /// Takes over one strong count of the object whose value (or a part of it, at the same
-    /// address) is at `ptr`.
-    ///
-    /// # Safety
-    /// `ptr` points into a live object at its value's address, and the caller gives the new
-    /// handle one strong count it owns.
-    #[inline]
-    pub(crate) unsafe fn from_value_ptr(ptr: NonNull<T>) -> Gc<T> {
-        Gc {
-            ptr,
-            _owns: PhantomData,
-        }
-    }
-
-    #[inline]
-    pub(crate) fn header_ptr(&self) -> NonNull<Header> {
-        Header::from_value(self.ptr)
-    }
-
-    #[inline]
-    pub(crate) fn header(&self) -> &Header {
-        // SAFETY: this handle keeps the object allocated.
-        unsafe { self.header_ptr().as_ref() }
-    }
-
     #[inline]
     pub(crate) fn value_ptr(&self) -> NonNull<T> {
         self.ptr

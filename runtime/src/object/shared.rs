@@ -15,6 +15,7 @@
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
+use crate::object::handle::raw_handle_methods;
 use crate::object::header::Flags;
 use crate::shim::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
@@ -116,28 +117,4 @@ unsafe impl<T: ?Sized + Send + Sync> Send for Gc<T> {}
 // SAFETY: as above.
 unsafe impl<T: ?Sized + Send + Sync> Sync for Gc<T> {}
 
-impl<T: ?Sized> Gc<T> {
-    /// Takes over one strong count of the object whose value is at `ptr`.
-    ///
-    /// # Safety
-    /// `ptr` points at the value of a live Shared-mode object, and the caller gives the new
-    /// handle one strong count it owns.
-    #[inline]
-    pub(crate) unsafe fn from_value_ptr(ptr: NonNull<T>) -> Gc<T> {
-        Gc {
-            ptr,
-            _owns: PhantomData,
-        }
-    }
-
-    #[inline]
-    pub(crate) fn header_ptr(&self) -> NonNull<SharedHeader> {
-        SharedHeader::from_value(self.ptr)
-    }
-
-    #[inline]
-    pub(crate) fn header(&self) -> &SharedHeader {
-        // SAFETY: this handle keeps the object allocated.
-        unsafe { self.header_ptr().as_ref() }
-    }
-}
+raw_handle_methods!(Gc, SharedHeader);

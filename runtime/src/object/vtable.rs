@@ -121,24 +121,38 @@ unsafe fn finalize_shared_value<T: Trace>(value: NonNull<u8>) {
     }
 }
 
+/// The vtable an object's `meta` word leads to: the word itself when untagged, else the first
+/// field of the weak-info block it points at (tagged with [`META_WEAK_INFO`]). The one decoding
+/// of `meta`, for Local ([`Header::vtable`]) and Shared (`sync::state::vtable`) headers alike.
+///
+/// # Safety
+/// `meta` was read from the `meta` word of an allocated object's header, Local or Shared: an
+/// untagged word is a `&'static VTable`, a tagged one points at the object's weak-info block,
+/// which is `repr(C)` with its `&'static VTable` first (`local::weak::WeakInfo`,
+/// `sync::weak::WeakInfo`) and lives as long as the object's allocation.
+#[inline]
+pub(crate) unsafe fn vtable_of_meta(meta: *const ()) -> &'static VTable {
+    if meta.addr() & META_WEAK_INFO == 0 {
+        // SAFETY: an untagged `meta` is a `&'static VTable` (caller).
+        unsafe { &*meta.cast::<VTable>() }
+    } else {
+        // SAFETY: a tagged `meta` points to the object's live weak-info block, whose first
+        // field is the object's vtable (caller).
+        unsafe {
+            *meta
+                .map_addr(|a| a & !META_WEAK_INFO)
+                .cast::<&'static VTable>()
+        }
+    }
+}
+
 impl Header {
     /// The object's vtable, through the weak-info block if there is one.
     #[inline]
     pub(crate) fn vtable(&self) -> &'static VTable {
-        let meta = self.meta.get();
-        if meta.addr() & META_WEAK_INFO == 0 {
-            // SAFETY: an untagged `meta` is a `&'static VTable` (header invariant).
-            unsafe { &*meta.cast::<VTable>() }
-        } else {
-            // SAFETY: a tagged `meta` points to the object's live weak-info block, whose first
-            // field is the object's vtable (`weak::WeakInfo` is `repr(C)` with `vtable` first;
-            // the block lives as long as the object's allocation).
-            unsafe {
-                *meta
-                    .map_addr(|a| a & !META_WEAK_INFO)
-                    .cast::<&'static VTable>()
-            }
-        }
+        // SAFETY: `meta` of a header `&self` keeps allocated (header invariant: it always
+        // leads to the vtable).
+        unsafe { vtable_of_meta(self.meta.get()) }
     }
 
     /// Points `meta` at the vtable (untagged).

@@ -1,9 +1,6 @@
 //! [`Gc<T>`]'s behaviour in Shared mode: clone, drop, deref, identity, counts, downcasts.
 
-use std::fmt;
-use std::hash::{Hash, Hasher};
-use std::ptr::NonNull;
-
+use crate::object::handle::value_trait_impls;
 use crate::object::shared::{Gc, SharedHeader};
 use crate::sync::{count, heap, state, thread};
 
@@ -78,27 +75,6 @@ impl<T: ?Sized> Gc<T> {
             Err(self)
         }
     }
-
-    /// Gives up the handle without dropping its reference; returns the value pointer. Used by
-    /// [`gc_coerce!`](crate::gc_coerce).
-    #[doc(hidden)]
-    pub fn into_raw_value(this: Self) -> *const T {
-        let p = this.ptr.as_ptr().cast_const();
-        std::mem::forget(this);
-        p
-    }
-
-    /// Takes back a handle given up by [`Gc::into_raw_value`], possibly as another type.
-    ///
-    /// # Safety
-    /// `ptr` is the pointer [`Gc::into_raw_value`] returned (or an unsizing coercion of it), and
-    /// the handle it came from was not taken back already.
-    #[doc(hidden)]
-    pub unsafe fn from_raw_value(ptr: *const T) -> Gc<T> {
-        // SAFETY: a value pointer of a live object is not null, and the reference is handed
-        // back (caller).
-        unsafe { Gc::from_value_ptr(NonNull::new_unchecked(ptr.cast_mut())) }
-    }
 }
 
 impl<T: ?Sized> Clone for Gc<T> {
@@ -128,46 +104,4 @@ impl<T: ?Sized> std::ops::Deref for Gc<T> {
     }
 }
 
-impl<T: ?Sized> AsRef<T> for Gc<T> {
-    fn as_ref(&self) -> &T {
-        self
-    }
-}
-
-impl<T: ?Sized> std::borrow::Borrow<T> for Gc<T> {
-    fn borrow(&self) -> &T {
-        self
-    }
-}
-
-impl<T: ?Sized + fmt::Debug> fmt::Debug for Gc<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&**self, f)
-    }
-}
-
-impl<T: ?Sized + fmt::Display> fmt::Display for Gc<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&**self, f)
-    }
-}
-
-impl<T: ?Sized + PartialEq> PartialEq for Gc<T> {
-    fn eq(&self, other: &Self) -> bool {
-        **self == **other
-    }
-}
-
-impl<T: ?Sized + Eq> Eq for Gc<T> {}
-
-impl<T: ?Sized + Hash> Hash for Gc<T> {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        (**self).hash(state)
-    }
-}
-
-impl<T: ?Sized> fmt::Pointer for Gc<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Pointer::fmt(&self.ptr, f)
-    }
-}
+value_trait_impls!(Gc);

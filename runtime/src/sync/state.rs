@@ -21,11 +21,11 @@ use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::object::header::{Flags, META_WEAK_INFO};
+use crate::object::header::Flags;
 use crate::object::shared::{Gc, SharedHeader, SHARED_HEADER_SIZE};
 #[cfg(not(reap_loom))]
 use crate::object::shared_slab::SharedSlab;
-use crate::object::vtable::{vtable_of, VTable};
+use crate::object::vtable::{vtable_of, vtable_of_meta, VTable};
 use crate::shim::{
     self, fence, lock, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering::*,
 };
@@ -359,20 +359,10 @@ pub(crate) unsafe fn free_memory(
 
 /// The object's vtable, through its weak-info block if it has one.
 pub(crate) fn vtable(h: &SharedHeader) -> &'static VTable {
-    let meta = h.meta.load(Acquire);
-    if meta.addr() & META_WEAK_INFO == 0 {
-        // SAFETY: an untagged `meta` is a `&'static VTable` (header invariant).
-        unsafe { &*meta.cast::<VTable>() }
-    } else {
-        // SAFETY: a tagged `meta` points to the object's weak-info block, whose first field
-        // is its vtable (`sync::weak::WeakInfo` is `repr(C)`, `vtable` first); the block lives
-        // as long as the object's allocation.
-        unsafe {
-            *meta
-                .map_addr(|a| a & !META_WEAK_INFO)
-                .cast::<&'static VTable>()
-        }
-    }
+    // SAFETY: `meta` of a header `h` keeps allocated, loaded with Acquire so that a tagged
+    // word's weak-info block (`sync::weak::WeakInfo` is `repr(C)`, `vtable` first) is seen
+    // initialised (header invariant).
+    unsafe { vtable_of_meta(h.meta.load(Acquire)) }
 }
 
 /// The heap of an object.

@@ -9,7 +9,7 @@
 
 use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use loom::sync::{Arc, Mutex};
-use reap::sync::{Finalize, Gc};
+use reap::sync::{Finalize, Gc, Heap};
 use reap::Trace;
 
 /// Counters an object reports to.
@@ -75,11 +75,24 @@ impl Drop for Publisher {
     }
 }
 
-pub fn obj(heap: &reap::sync::Heap, counters: &Arc<Counters>) -> Gc<Obj> {
+pub fn obj(heap: &Heap, counters: &Arc<Counters>) -> Gc<Obj> {
     heap.alloc(Obj {
         counters: counters.clone(),
         value: 7,
     })
+}
+
+/// What a model starts from: a new heap and new counters.
+pub fn setup() -> (Heap, Arc<Counters>) {
+    (Heap::new(), Arc::new(Counters::default()))
+}
+
+/// [`setup`], and an [`Obj`] on the heap reporting to the counters, allocated (so owned) by the
+/// calling thread.
+pub fn setup_obj() -> (Heap, Arc<Counters>, Gc<Obj>) {
+    let (heap, counters) = setup();
+    let obj = obj(&heap, &counters);
+    (heap, counters, obj)
 }
 
 /// Runs `f` under loom (whose leak tracking fails the model if an object's memory is not
