@@ -354,7 +354,7 @@ impl HeapInner {
         // Asked before anything changes: it may be user code (`Finalize::wants_finalizer`).
         let finalizer = T::finalizer().is_some() && value.wants_finalizer();
         self.note_type::<T>();
-        let base = self.slabs.alloc(ol.layout);
+        let base = self.slabs.alloc_object(ol.layout, ol.class);
         // SAFETY: value_offset + size_of::<T>() is inside the allocation, and value_offset is a
         // multiple of T's alignment; the header occupies the HEADER_SIZE bytes before the value.
         let header = unsafe {
@@ -427,7 +427,7 @@ impl HeapInner {
         } else {
             vtable.untracked_layout
         };
-        let base = self.slabs.alloc(ol.layout);
+        let base = self.slabs.alloc_object(ol.layout, ol.class);
         // SAFETY: as in `alloc_tracked_if`; the value slot stays uninitialised until `make`
         // returns, and nothing reads it meanwhile (count 0: no upgrade, no handle; in no list:
         // no collection or introspection sees it).

@@ -363,11 +363,11 @@ pub(crate) unsafe fn dealloc_with(
     } else {
         vtable.untracked_layout
     };
-    // SAFETY: the allocation starts value_offset bytes before the value and was made with this
-    // layout in `alloc`.
+    // SAFETY: the allocation starts value_offset bytes before the value and was made for this
+    // layout in `alloc` (`Slabs::alloc_object`).
     unsafe {
         let base = Header::value_ptr(header).as_ptr().sub(ol.value_offset);
-        slabs.dealloc(NonNull::new_unchecked(base), ol.layout);
+        slabs.dealloc_object(NonNull::new_unchecked(base), ol.layout, ol.class);
     }
 }
 

@@ -441,6 +441,9 @@ pub(crate) struct ObjectLayout {
     pub(crate) layout: Layout,
     /// Offset of the value from the allocation's start.
     pub(crate) value_offset: usize,
+    /// The slab size class of `layout` (`object::slab::class_of`), `None` for an object the
+    /// global allocator serves: computed once per type, not at each allocation and free.
+    pub(crate) class: Option<u8>,
 }
 
 impl ObjectLayout {
@@ -471,9 +474,14 @@ impl ObjectLayout {
             Ok(l) => l,
             Err(_) => panic!("reap: object layout overflows"),
         };
+        let class = match crate::object::slab::class_of(layout) {
+            Some(c) => Some(c as u8),
+            None => None,
+        };
         ObjectLayout {
             layout,
             value_offset,
+            class,
         }
     }
 }

@@ -29,7 +29,7 @@ use std::cell::Cell;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicPtr, Ordering::*};
 
-use crate::object::slab::{class_of, CLASSES, GRAIN};
+use crate::object::slab::{CLASSES, GRAIN};
 
 /// Size (and alignment) of a chunk.
 pub(crate) const CHUNK: usize = 64 * 1024;
@@ -79,17 +79,10 @@ impl SharedSlab {
         }
     }
 
-    /// Whether objects of `layout` come from slabs (otherwise from the global allocator).
+    /// A block of size class `c` (`object::slab::class_of`; each type's vtable has its
+    /// class). Only the owner thread calls this.
     #[inline]
-    pub(crate) fn serves(layout: Layout) -> bool {
-        class_of(layout).is_some()
-    }
-
-    /// A block for `layout`, which must be one the slab [`serves`](Self::serves). Only the
-    /// owner thread calls this.
-    #[inline]
-    pub(crate) fn alloc(&self, layout: Layout) -> NonNull<u8> {
-        let c = class_of(layout).expect("reap: a large object asked of a slab");
+    pub(crate) fn alloc(&self, c: usize) -> NonNull<u8> {
         let head = self.free[c].get();
         if let Some(block) = NonNull::new(head) {
             // SAFETY: a free block holds the next free block's address in its first word
@@ -169,17 +162,14 @@ impl SharedSlab {
         }
     }
 
-    /// Frees a block that came from some slab's [`alloc`](Self::alloc) for `layout`, on a
+    /// Frees a block that came from some slab's [`alloc`](Self::alloc) for class `c`, on a
     /// thread whose own slab on that heap is `mine` (if it has one).
     ///
     /// # Safety
-    /// `block` came from a slab's `alloc(layout)`, is not used again, and that slab's heap is
+    /// `block` came from a slab's `alloc(c)`, is not used again, and that slab's heap is
     /// alive (so is the slab).
     #[inline]
-    pub(crate) unsafe fn dealloc(block: NonNull<u8>, layout: Layout, mine: Option<&SharedSlab>) {
-        let Some(c) = class_of(layout) else {
-            unreachable!("reap: a large object given back to a slab")
-        };
+    pub(crate) unsafe fn dealloc(block: NonNull<u8>, c: usize, mine: Option<&SharedSlab>) {
         let chunk = block.as_ptr().map_addr(|a| a & !(CHUNK - 1));
         // SAFETY: the block lies in a chunk (aligned to CHUNK) whose header names its slab,
         // written before the block was handed out; the slab lives as long as its heap.
@@ -237,9 +227,14 @@ impl Drop for SharedSlab {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::object::slab::class_of;
 
     fn layout(size: usize, align: usize) -> Layout {
         Layout::from_size_align(size, align).unwrap()
+    }
+
+    fn class(l: Layout) -> usize {
+        class_of(l).unwrap()
     }
 
     #[test]
@@ -250,7 +245,7 @@ mod tests {
         let n = if cfg!(miri) { 60 } else { 5_000 };
         for i in 0..n {
             let l = layout(32 + (i % 60) * 8, if i % 3 == 0 { 16 } else { 8 });
-            let b = slab.alloc(l);
+            let b = slab.alloc(class(l));
             assert_eq!(b.as_ptr().addr() % l.align(), 0);
             assert!(
                 seen.insert(b.as_ptr().addr()),
@@ -271,11 +266,11 @@ mod tests {
         }
         let (b, l) = blocks.pop().unwrap();
         // SAFETY: allocated above with this layout, not used again.
-        unsafe { SharedSlab::dealloc(b, l, Some(&slab)) };
-        assert_eq!(slab.alloc(l), b, "a freed block is reused first");
+        unsafe { SharedSlab::dealloc(b, class(l), Some(&slab)) };
+        assert_eq!(slab.alloc(class(l)), b, "a freed block is reused first");
         for (b, l) in blocks {
             // SAFETY: allocated above with this layout.
-            unsafe { SharedSlab::dealloc(b, l, Some(&slab)) };
+            unsafe { SharedSlab::dealloc(b, class(l), Some(&slab)) };
         }
     }
 
@@ -285,7 +280,9 @@ mod tests {
         let other = SharedSlab::new();
         let l = layout(48, 16);
         let n = if cfg!(miri) { 20 } else { 2_000 };
-        let blocks: Vec<usize> = (0..n).map(|_| slab.alloc(l).as_ptr().addr()).collect();
+        let blocks: Vec<usize> = (0..n)
+            .map(|_| slab.alloc(class(l)).as_ptr().addr())
+            .collect();
         // Two threads free half each: one with no slab, one whose own slab is another.
         let (a, b) = blocks.split_at(n / 2);
         let slab_ref = &slab;
@@ -297,7 +294,7 @@ mod tests {
                         // Rebuilt from the chunk's pointer (strict provenance).
                         let block = find_block(slab_ref, addr);
                         // SAFETY: allocated above with `l`, freed once here.
-                        unsafe { SharedSlab::dealloc(block, l, mine) };
+                        unsafe { SharedSlab::dealloc(block, class(l), mine) };
                     }
                 });
             }
@@ -306,7 +303,9 @@ mod tests {
             other.remote.load(Relaxed).is_null(),
             "freed into the wrong slab"
         );
-        let mut again: Vec<usize> = (0..n).map(|_| slab.alloc(l).as_ptr().addr()).collect();
+        let mut again: Vec<usize> = (0..n)
+            .map(|_| slab.alloc(class(l)).as_ptr().addr())
+            .collect();
         again.sort_unstable();
         let mut blocks = blocks;
         blocks.sort_unstable();
@@ -315,7 +314,7 @@ mod tests {
             "the owner reuses exactly the blocks freed elsewhere"
         );
         let chunks_before = count_chunks(&slab);
-        let _ = slab.alloc(l);
+        let _ = slab.alloc(class(l));
         assert_eq!(count_chunks(&slab), chunks_before);
     }
 

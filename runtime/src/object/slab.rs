@@ -35,8 +35,11 @@ pub(crate) struct Slabs {
 }
 
 /// The size class of a layout: blocks of `(class + 1) * GRAIN` bytes.
+/// A `const fn`, so that each type's vtable carries its class ([`ObjectLayout::class`]).
+///
+/// [`ObjectLayout::class`]: crate::object::header::ObjectLayout
 #[inline]
-pub(crate) fn class_of(layout: Layout) -> Option<usize> {
+pub(crate) const fn class_of(layout: Layout) -> Option<usize> {
     if layout.size() > MAX_SMALL || layout.align() > BLOCK_ALIGN {
         return None;
     }
@@ -46,8 +49,8 @@ pub(crate) fn class_of(layout: Layout) -> Option<usize> {
     } else {
         GRAIN
     };
-    let size = layout.size().max(1).div_ceil(step) * step;
-    Some(size / GRAIN - 1)
+    let size = if layout.size() == 0 { 1 } else { layout.size() };
+    Some(size.div_ceil(step) * step / GRAIN - 1)
 }
 
 fn chunk_layout() -> Layout {
@@ -108,6 +111,53 @@ impl Slabs {
             self.end[c].set(chunk.as_ptr().add(usable));
         }
         chunk
+    }
+
+    /// Memory for `layout`, whose size class `class` was computed ahead ([`class_of`], kept in
+    /// each type's vtable): no class computation at run time, unlike [`Slabs::alloc`].
+    #[inline]
+    pub(crate) fn alloc_object(&self, layout: Layout, class: Option<u8>) -> NonNull<u8> {
+        let Some(c) = class else {
+            return self.alloc(layout);
+        };
+        let c = c as usize;
+        let head = self.free[c].get();
+        if let Some(block) = NonNull::new(head) {
+            // SAFETY: a free block holds the next free block's address in its first word
+            // (module invariant); blocks are 8-aligned.
+            let next = unsafe { block.as_ptr().cast::<*mut u8>().read() };
+            self.free[c].set(next);
+            return block;
+        }
+        self.alloc_from_chunk(c)
+    }
+
+    /// Frees memory that [`Slabs::alloc_object`] gave for the same `layout` and `class`.
+    ///
+    /// # Safety
+    /// `block` came from `self.alloc_object(layout, class)` and is not used again.
+    #[inline]
+    pub(crate) unsafe fn dealloc_object(
+        &self,
+        block: NonNull<u8>,
+        layout: Layout,
+        class: Option<u8>,
+    ) {
+        match class {
+            Some(c) => {
+                // SAFETY: the block is ours, unused from now on, 8-aligned and at least 8 bytes:
+                // it can hold the free-list link.
+                unsafe {
+                    block
+                        .as_ptr()
+                        .cast::<*mut u8>()
+                        .write(self.free[c as usize].get())
+                };
+                self.free[c as usize].set(block.as_ptr());
+            }
+            // SAFETY: large blocks came from the global allocator with this layout.
+            None => unsafe { std::alloc::dealloc(block.as_ptr(), layout) },
+        }
     }
 
     /// Frees memory that [`Slabs::alloc`] gave for the same `layout`.

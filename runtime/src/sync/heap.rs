@@ -1,7 +1,6 @@
 //! The Shared-mode heap: its state ([`HeapState`]), allocation, the death of an object on the
 //! refcount path (CPython's order, SEMANTICS 3.1), and reporting to the unraisable hook.
 
-use std::alloc::Layout;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
@@ -260,9 +259,9 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
     }
     // SAFETY: nothing refers to the object any more.
     unsafe { weak::free_info(h) };
-    let layout: Layout = vt.shared_layout.layout;
+    let layout = vt.shared_layout;
     // SAFETY: the allocation started `value_offset` bytes before the value.
-    let base = unsafe { value.as_ptr().sub(vt.shared_layout.value_offset) };
+    let base = unsafe { value.as_ptr().sub(layout.value_offset) };
     // SAFETY: dead, dropped and unreferenced; the object's reference keeps the heap alive.
     unsafe { free_memory(h.in_slab, base, layout, state) };
     // The object's heap reference goes back to this thread's reserve, or to the heap.

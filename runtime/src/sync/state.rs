@@ -14,14 +14,13 @@
 //! at every moment `refs = handles + attached threads + Σ reserves + live objects`, and a heap
 //! with a live object is never freed. A thread returns its reserve when it exits.
 
-use std::alloc::Layout;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
 
-use crate::object::header::Flags;
+use crate::object::header::{Flags, ObjectLayout};
 use crate::object::shared::{Gc, SharedHeader, SHARED_HEADER_SIZE};
 #[cfg(not(reap_loom))]
 use crate::object::shared_slab::SharedSlab;
@@ -261,7 +260,7 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
 ) -> Gc<T> {
     let vt = vtable_of::<T>();
     let layout = vt.shared_layout;
-    let (base, in_slab) = alloc_memory(layout.layout, state);
+    let (base, in_slab) = alloc_memory(layout, state);
     // One heap reference for the new object, from the thread's reserve.
     match state {
         Some(s) => {
@@ -311,21 +310,19 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
 /// Memory for an object of `layout`: from the thread's slab if it has one on the heap and the
 /// object is small, else from the global allocator. Also says which.
 #[inline]
-fn alloc_memory(layout: Layout, state: Option<NonNull<ThreadState>>) -> (*mut u8, bool) {
+fn alloc_memory(layout: ObjectLayout, state: Option<NonNull<ThreadState>>) -> (*mut u8, bool) {
     #[cfg(not(reap_loom))]
-    if let Some(s) = state {
-        if SharedSlab::serves(layout) {
-            // SAFETY: the attachment (and so the slab, which this thread owns) outlives the call.
-            let slab = unsafe { s.as_ref().slab.as_ref() };
-            return (slab.alloc(layout).as_ptr(), true);
-        }
+    if let (Some(s), Some(c)) = (state, layout.class) {
+        // SAFETY: the attachment (and so the slab, which this thread owns) outlives the call.
+        let slab = unsafe { s.as_ref().slab.as_ref() };
+        return (slab.alloc(c as usize).as_ptr(), true);
     }
     #[cfg(reap_loom)]
     let _ = state;
     // SAFETY: the layout has a non-zero size (it holds the header).
-    let base = unsafe { shim::alloc(layout) };
+    let base = unsafe { shim::alloc(layout.layout) };
     if base.is_null() {
-        std::alloc::handle_alloc_error(layout);
+        std::alloc::handle_alloc_error(layout.layout);
     }
     (base, false)
 }
@@ -339,22 +336,22 @@ fn alloc_memory(layout: Layout, state: Option<NonNull<ThreadState>>) -> (*mut u8
 pub(crate) unsafe fn free_memory(
     in_slab: bool,
     base: *mut u8,
-    layout: Layout,
+    layout: ObjectLayout,
     state: Option<NonNull<ThreadState>>,
 ) {
     #[cfg(not(reap_loom))]
-    if in_slab {
+    if let (true, Some(c)) = (in_slab, layout.class) {
         // SAFETY: the attachment outlives the call, and the thread's slab with it.
         let mine = state.map(|s| unsafe { s.as_ref().slab.as_ref() });
-        // SAFETY: the block came from a slab of this heap with this layout (`alloc_memory`),
+        // SAFETY: the block came from a slab of this heap for this class (`alloc_memory`),
         // and is not used again; the heap, and so its slabs, is alive.
-        unsafe { SharedSlab::dealloc(NonNull::new_unchecked(base), layout, mine) };
+        unsafe { SharedSlab::dealloc(NonNull::new_unchecked(base), c as usize, mine) };
         return;
     }
     #[cfg(reap_loom)]
     let _ = (in_slab, state);
     // SAFETY: from `shim::alloc` with this layout (`alloc_memory`), not used again.
-    unsafe { shim::dealloc(base, layout) };
+    unsafe { shim::dealloc(base, layout.layout) };
 }
 
 /// The object's vtable, through its weak-info block if it has one.
