@@ -3,7 +3,7 @@
 //! `sync::handle`).
 //!
 //! ```text
-//!  [pad][ SharedHeader: heap (8), counts (8), meta (8), local (4), flags (1), in_slab (1), pad (2) ][ value ]
+//!  [pad][ SharedHeader: heap (8), counts (8), meta (8), local (4), flags (1), in_slab (1), weakref (1), pad (1) ][ value ]
 //! ```
 //!
 //! The last 16 bytes are Local mode's `Header` with atomics for cells (`meta`, then the count
@@ -44,6 +44,9 @@ const _: () = assert!(SHARED_HEADER_SIZE == 32);
 /// - `in_slab` says whether the object's memory came from a thread's slab
 ///   (`object::shared_slab`) or from the global allocator; written once, before the object
 ///   is published.
+/// - `weakref` says whether the value is a `sync::WeakRefObj` (whose death must unlist it from
+///   its referent); written once, before the object is published. A byte here rather than a
+///   type-id comparison on every death.
 #[repr(C)]
 pub(crate) struct SharedHeader {
     pub(crate) heap: NonNull<()>,
@@ -52,6 +55,7 @@ pub(crate) struct SharedHeader {
     pub(crate) local: AtomicU32,
     pub(crate) flags: AtomicU8,
     pub(crate) in_slab: bool,
+    pub(crate) weakref: bool,
 }
 
 impl SharedHeader {
@@ -79,10 +83,13 @@ impl SharedHeader {
         Flags::from_bits_retain(self.flags.load(Ordering::Relaxed)).intersects(f)
     }
 
-    /// Sets flags (only the thread running the object's death, or its allocation, does).
+    /// Sets flags. Only the thread running the object's death (or its allocation) writes
+    /// them, so a load and a store do: no read-modify-write, which would cost an atomic
+    /// operation on every death.
     #[inline]
     pub(crate) fn set(&self, f: Flags) {
-        self.flags.fetch_or(f.bits(), Ordering::Relaxed);
+        let old = self.flags.load(Ordering::Relaxed);
+        self.flags.store(old | f.bits(), Ordering::Relaxed);
     }
 }
 

@@ -102,7 +102,7 @@ impl Heap {
             thread::safepoint(self.state, unsafe { s.as_ref() });
         }
         // SAFETY: this handle keeps the heap alive.
-        unsafe { alloc_on(self.state, me, state, value, finalized) }
+        unsafe { alloc_on(self.state, me, state, value, finalized, false) }
     }
 
     /// Sets (or with `None` removes) the hook that receives the panics the runtime caught on
@@ -246,7 +246,7 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
         unsafe { weak::clear_and_call(obj) };
     }
     let value = SharedHeader::value_ptr(obj);
-    if (vt.type_id)() == std::any::TypeId::of::<weak::WeakRefObj>() {
+    if h.weakref {
         // SAFETY: a dead weak-reference object, its value not yet dropped.
         unsafe { weak::unlist(value) };
     }

@@ -247,16 +247,19 @@ impl Drop for ThreadSlot {
     }
 }
 
-/// Allocates `value` on `heap`, owned by thread `me` (or merged, if `me` is `NO_OWNER`).
+/// Allocates `value` on `heap`, owned by thread `me` (or merged, if `me` is `NO_OWNER`);
+/// `finalized` if it has a finalizer to run, `weakref` if it is a `sync::WeakRefObj`.
 ///
 /// # Safety
-/// Something keeps `heap` alive for the call; `state` is thread `me`'s state on it.
+/// Something keeps `heap` alive for the call; `state` is thread `me`'s state on it; `weakref`
+/// is true exactly when `T` is `sync::WeakRefObj`.
 pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
     heap: NonNull<HeapState>,
     me: u32,
     state: Option<NonNull<ThreadState>>,
     value: T,
     finalized: bool,
+    weakref: bool,
 ) -> Gc<T> {
     let vt = vtable_of::<T>();
     let layout = vt.shared_layout;
@@ -300,6 +303,7 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
             local: AtomicU32::new(local),
             flags: AtomicU8::new(flags.bits()),
             in_slab,
+            weakref,
         });
         value_ptr.write(value);
     }

@@ -344,7 +344,7 @@ fn new_ref_obj(
         callback: Mutex::new(callback),
     };
     // SAFETY: the caller's target keeps the heap alive; `state` is this thread's.
-    let obj = unsafe { alloc_on(heap, me, state, obj, false) };
+    let obj = unsafe { alloc_on(heap, me, state, obj, false, true) };
     // Weak-reference objects are try-incremented from any thread (the shared reference by
     // `Weak::new`, those with callbacks by their referent's death): like their referents, they
     // must never read "dying" while alive (CPython's `init_weakref` marks both).
