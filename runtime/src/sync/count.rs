@@ -154,13 +154,14 @@ fn overflow() -> ! {
 /// Adds one reference, by thread `me`.
 #[inline]
 pub(crate) fn inc(h: &SharedHeader, me: u32) {
-    if owner_of(load(h, Relaxed)) == me {
+    let word = load(h, Relaxed);
+    if owner_of(word) == me {
         let l = h.local.load(Relaxed);
         debug_assert!(l > 0, "reap: owner increment of a dead object");
         if l < LOCAL_MAX {
             h.local.store(l + 1, Relaxed);
         } else {
-            spill(h);
+            spill(h, word);
         }
     } else {
         inc_shared(h);
@@ -202,11 +203,10 @@ fn overflow_inc(h: &SharedHeader) -> ! {
 }
 
 /// The owner's count is at [`LOCAL_MAX`]: move half of it into the shared count (the total is
-/// unchanged), then add the new reference locally.
+/// unchanged), then add the new reference locally. `word` is the caller's load of `counts`.
 #[cold]
-fn spill(h: &SharedHeader) {
+fn spill(h: &SharedHeader, mut word: u64) {
     let half = LOCAL_MAX / 2;
-    let mut word = load(h, Relaxed);
     loop {
         let count = count_of(word) + half as i32;
         if count > SHARED_MAX {
@@ -225,7 +225,8 @@ fn spill(h: &SharedHeader) {
 /// Drops one reference, by thread `me`.
 #[inline]
 pub(crate) fn dec(h: &SharedHeader, me: u32) -> Dec {
-    if owner_of(load(h, Relaxed)) == me {
+    let word = load(h, Relaxed);
+    if owner_of(word) == me {
         let l = h.local.load(Relaxed) - 1;
         h.local.store(l, Relaxed);
         if l == 0 {
@@ -233,7 +234,7 @@ pub(crate) fn dec(h: &SharedHeader, me: u32) -> Dec {
         }
         Dec::Alive
     } else {
-        dec_shared(h)
+        dec_shared(h, word)
     }
 }
 
@@ -274,10 +275,11 @@ pub(crate) fn merge_zero_local(h: &SharedHeader) -> Dec {
     }
 }
 
-/// A non-owner's decrement (CPython's `_Py_DecRefShared`).
+/// A non-owner's decrement (CPython's `_Py_DecRefShared`). `word` is the caller's load of
+/// `counts` (which found another owner): the CAS loop starts from it rather than reloading, and
+/// a stale `word` only costs one failed CAS, which returns the current value.
 #[inline]
-fn dec_shared(h: &SharedHeader) -> Dec {
-    let mut word = load(h, Relaxed);
+fn dec_shared(h: &SharedHeader, mut word: u64) -> Dec {
     loop {
         let (owner, count, state) = (owner_of(word), count_of(word), state_of(word));
         let (new, then) = if state == MERGED {
