@@ -281,26 +281,39 @@ pub(crate) fn merge_zero_local(h: &SharedHeader) -> Dec {
 #[inline]
 fn dec_shared(h: &SharedHeader, mut word: u64) -> Dec {
     loop {
-        let (owner, count, state) = (owner_of(word), count_of(word), state_of(word));
-        let (new, then) = if state == MERGED {
-            debug_assert!(count > 0, "reap: drop of a dead object");
-            let new = pack(0, count - 1, MERGED);
-            (new, if count == 1 { Dec::Dead } else { Dec::Alive })
-        } else if count == 0 && state != QUEUED {
-            // The reference dropped was counted by the owner: hand it to the owner's queue
-            // rather than take the shared count below zero while it may still reach zero
-            // unmerged.
-            (pack(owner, 0, QUEUED), Dec::Queue(owner))
+        let count = count_of(word);
+        let (new, then) = if count > 0 {
+            // The common case, in every state: one less (the count is the word's top field,
+            // so subtracting one unit from the word touches nothing else). Zero is the death
+            // only for a merged object; unmerged, the owner's count holds the rest.
+            let dead = count == 1 && state_of(word) == MERGED;
+            (word - SHARED_ONE, if dead { Dec::Dead } else { Dec::Alive })
         } else {
-            if count <= -SHARED_MAX {
-                overflow();
-            }
-            (pack(owner, count - 1, state), Dec::Alive)
+            dec_shared_at_most_zero(word)
         };
         match h.counts.compare_exchange_weak(word, new, AcqRel, Relaxed) {
             Ok(_) => return then,
             Err(w) => word = w,
         }
+    }
+}
+
+/// [`dec_shared`]'s step for a shared count of zero or less (never merged: a merged count is
+/// the whole count, above zero while the caller holds a reference): the new word and what the
+/// caller must do once it is published.
+#[cold]
+fn dec_shared_at_most_zero(word: u64) -> (u64, Dec) {
+    let (owner, count, state) = (owner_of(word), count_of(word), state_of(word));
+    debug_assert!(state != MERGED, "reap: drop of a dead object");
+    if count == 0 && state != QUEUED {
+        // The reference dropped was counted by the owner: hand it to the owner's queue rather
+        // than take the shared count below zero while it may still reach zero unmerged.
+        (pack(owner, 0, QUEUED), Dec::Queue(owner))
+    } else {
+        if count <= -SHARED_MAX {
+            overflow();
+        }
+        (pack(owner, count - 1, state), Dec::Alive)
     }
 }
 
