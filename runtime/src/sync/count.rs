@@ -158,13 +158,20 @@ pub(crate) fn inc(h: &SharedHeader, me: u32) {
     if owner_of(word) == me {
         let l = h.local.load(Relaxed);
         debug_assert!(l > 0, "reap: owner increment of a dead object");
-        if l < LOCAL_MAX {
-            h.local.store(l + 1, Relaxed);
-        } else {
-            spill(h, word);
-        }
+        inc_local(h, word, l);
     } else {
         inc_shared(h);
+    }
+}
+
+/// The owner's increment of its count `l` (just read from `local`; `word` is the caller's load
+/// of `counts`): a plain store, or a spill at [`LOCAL_MAX`].
+#[inline]
+fn inc_local(h: &SharedHeader, word: u64, l: u32) {
+    if l < LOCAL_MAX {
+        h.local.store(l + 1, Relaxed);
+    } else {
+        spill(h, word);
     }
 }
 
@@ -350,6 +357,7 @@ pub(crate) fn merge(h: &SharedHeader, extra: i32) -> i32 {
 
 /// Adds a reference unless the object's count is zero (a weak upgrade, called under the
 /// referent's weak lock, which keeps its memory allocated): CPython's `_Py_TryIncref`.
+#[inline]
 pub(crate) fn try_inc(h: &SharedHeader, me: u32) -> bool {
     let mut word = load(h, Relaxed);
     if owner_of(word) == me {
@@ -358,7 +366,7 @@ pub(crate) fn try_inc(h: &SharedHeader, me: u32) -> bool {
             // Dying on this thread (the death in progress is further up this stack).
             return false;
         }
-        inc(h, me);
+        inc_local(h, word, l);
         return true;
     }
     loop {
@@ -389,6 +397,16 @@ pub(crate) fn set_maybe_weak(h: &SharedHeader) {
             Ok(_) => return,
             Err(w) => word = w,
         }
+    }
+}
+
+/// [`set_maybe_weak`] for an object no other thread can reach yet (just allocated, not yet
+/// published): a plain store, as no other thread can change its counts meanwhile.
+pub(crate) fn set_maybe_weak_unpublished(h: &SharedHeader) {
+    let word = load(h, Relaxed);
+    if state_of(word) == INIT {
+        h.counts
+            .store(pack(owner_of(word), count_of(word), MAYBE_WEAK), Relaxed);
     }
 }
 
