@@ -171,14 +171,16 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
         let (me, state) = thread::attach(heap);
         // One critical section for the look-up and, if there is no live shared reference, the
         // new one's allocation and listing: the allocation runs no user code (it skips the safe
-        // point, and a `WeakRefObj` is built from plain fields) and takes no lock, and nothing
-        // is dropped before the guard is.
+        // point, and a `WeakRefObj` is built from plain fields) and takes no lock. `fresh` is
+        // declared before the guard so that, should anything below panic, the guard is dropped
+        // first: the new object's death (`unlist`) takes this same lock.
+        let fresh;
         let _g = lock(hs.weak_lock(th));
         // SAFETY: under the lock.
         if let Some(w) = unsafe { shared_live(h, me) } {
             return Weak::from_obj(w);
         }
-        let fresh = new_ref_obj(heap, me, state, th, None);
+        fresh = new_ref_obj(heap, me, state, th, None);
         // SAFETY: under the lock.
         unsafe {
             let info = info_or_make(h).as_ref();
