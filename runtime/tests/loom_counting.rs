@@ -121,3 +121,38 @@ fn overflow_reaches_the_abort_path() {
         assert_eq!(heap.live_objects(), 0);
     });
 }
+
+/// Model 8, the foreign abort path: a thread that does not own the object clones it past the
+/// loom build's `SHARED_MAX`. The increment is one `fetch_add` checked after the fact
+/// (`count::inc_shared`), so the one that finds the limit withdraws itself before the panic:
+/// the handles made so far still drop to one clean death, with the owner's reference.
+#[test]
+fn foreign_overflow_withdraws_its_increment() {
+    model("foreign_overflow_withdraws_its_increment", || {
+        let (heap, counters, obj) = setup_obj();
+        let sent = obj.clone();
+        let t = thread::spawn(move || {
+            let mut clones = Vec::new();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                for _ in 0..64 {
+                    clones.push(sent.clone());
+                }
+            }));
+            let message = r.expect_err("64 foreign clones must overflow the loom build's counts");
+            assert_eq!(
+                message.downcast_ref::<&str>(),
+                Some(&"reap: reference count overflow")
+            );
+            assert!(clones.len() < 64);
+            assert_eq!(Gc::strong_count(&sent), clones.len() + 2);
+            drop(clones);
+            drop(sent);
+        });
+        t.join().unwrap();
+        assert_eq!(Gc::strong_count(&obj), 1);
+        drop(obj);
+        heap.safepoint();
+        assert_eq!(counters.dropped(), 1);
+        assert_eq!(heap.live_objects(), 0);
+    });
+}

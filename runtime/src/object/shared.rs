@@ -30,10 +30,11 @@ const _: () = assert!(SHARED_HEADER_SIZE == 32);
 /// Invariants (the counting protocol is `sync::count`'s; see docs/ARCHITECTURE.md):
 /// - `heap` points at the object's heap state, which outlives the object (each live object
 ///   holds one of the heap's references, `sync::heap`).
-/// - `counts` packs the owner thread's id (high 32 bits; 0 once merged) and the shared word
-///   (low 32 bits: a signed count of references other threads took or dropped, shifted left by
-///   2, and a 2-bit state). Owner and state change together in one atomic operation, so
-///   "owner 0 ⇔ merged" holds at every instant.
+/// - `counts` packs the shared word (high 32 bits: a signed count of references other threads
+///   took or dropped, shifted left by 2, and a 2-bit state) and the owner thread's id (low 32
+///   bits; 0 once merged). The count on top lets a foreign increment be one `fetch_add` (a
+///   carry out of a negative count leaves the word). Owner and state change together in one
+///   atomic operation, so "owner 0 ⇔ merged" holds at every instant.
 /// - `local` is the owner thread's count; only the owner reads or writes it (relaxed loads and
 ///   stores, no read-modify-write), except the merge that moves it into `counts`, which runs on
 ///   the owner or, once the owner has exited, on the thread that found it gone.

@@ -4,11 +4,20 @@
 //! says what the caller must do next (nothing, queue the object to its owner, or run its
 //! death), and `sync::heap` / `sync::thread` do it.
 //!
-//! The words (see [`SharedHeader`]): `local` (the owner's count) and `counts` = owner id (high
-//! half) and the shared word (low half: a signed count of other threads' references shifted left
-//! by [`SHIFT`], and a [`State`] in the low two bits). The object's true count is
-//! `local + shared count`, minus one while it is [`QUEUED`] (the queue holds the reference whose
-//! drop would have taken the shared count below zero).
+//! The words (see [`SharedHeader`]): `local` (the owner's count) and `counts` = the shared word
+//! (high half: a signed count of other threads' references shifted left by [`SHIFT`], and a state
+//! in its low two bits) and the owner id (low half):
+//!
+//! ```text
+//!  63                                34 33   32 31                                 0
+//! [ shared count (signed, 30 bits)     | state | owner id (0 once merged)           ]
+//! ```
+//!
+//! The shared count is the top of the word so that a foreign increment can be one `fetch_add`:
+//! adding to a negative count carries out of bit 63 and is lost, never reaching the state or
+//! the owner (see [`inc_shared`]). The object's true count is `local + shared count`, minus one
+//! while it is [`QUEUED`] (the queue holds the reference whose drop would have taken the shared
+//! count below zero).
 //!
 //! Invariants, asserted in debug builds:
 //! - owner 0 ⇔ state [`MERGED`] (they change together, in one atomic operation on `counts`);
@@ -36,8 +45,15 @@ pub(crate) const QUEUED: u32 = 2;
 /// Owner gone (owner 0): the shared count is the whole count.
 pub(crate) const MERGED: u32 = 3;
 
+/// Where the shared word starts in `counts` (it is the high half).
+const SHARED_AT: u32 = 32;
+/// One reference of the shared count, as a `counts` word: what a foreign increment adds.
+const SHARED_ONE: u64 = 1 << (SHARED_AT + SHIFT);
+
 /// The largest count either half may reach before the protocol aborts. Small in loom builds
-/// so that a model can spill and overflow in a few steps.
+/// so that a model can spill and overflow in a few steps. The shared count's field holds
+/// −2^29 ..= 2^29 − 1: the headroom above `SHARED_MAX` is what lets [`inc_shared`] check after
+/// its `fetch_add` rather than before.
 #[cfg(not(reap_loom))]
 pub(crate) const SHARED_MAX: i32 = 1 << 28;
 #[cfg(reap_loom)]
@@ -51,31 +67,32 @@ pub(crate) const LOCAL_MAX: u32 = 3;
 /// The owner id of a thread that has none (not yet attached, or exited): never an object's owner.
 pub(crate) const NO_OWNER: u32 = u32::MAX;
 
-/// The owner half of `counts`.
+/// The owner half of `counts` (the low 32 bits).
 #[inline]
 pub(crate) fn owner_of(word: u64) -> u32 {
-    (word >> 32) as u32
-}
-
-/// The shared half of `counts`.
-#[inline]
-fn shared_of(word: u64) -> u32 {
     word as u32
 }
 
-/// The state of a shared word.
+/// The shared word of `counts` (the high 32 bits).
+#[inline]
+fn shared_of(word: u64) -> u32 {
+    (word >> SHARED_AT) as u32
+}
+
+/// The state of a `counts` word (the low two bits of its shared word).
 #[inline]
 pub(crate) fn state_of(word: u64) -> u32 {
     shared_of(word) & STATE_MASK
 }
 
-/// The signed shared count of a `counts` word.
+/// The signed shared count of a `counts` word (the top 30 bits, sign-extended).
 #[inline]
 pub(crate) fn count_of(word: u64) -> i32 {
     (shared_of(word) as i32) >> SHIFT
 }
 
-/// A `counts` word.
+/// A `counts` word: the shared word (`count << SHIFT | state`) in the high half, the owner in
+/// the low half.
 #[inline]
 pub(crate) fn pack(owner: u32, count: i32, state: u32) -> u64 {
     debug_assert!(state <= STATE_MASK);
@@ -83,18 +100,23 @@ pub(crate) fn pack(owner: u32, count: i32, state: u32) -> u64 {
         (owner == 0) == (state == MERGED),
         "reap: owner 0 ⇔ merged broken (owner {owner}, state {state})"
     );
-    ((owner as u64) << 32) | (((count << SHIFT) as u32) | state) as u64
+    (((((count << SHIFT) as u32) | state) as u64) << SHARED_AT) | owner as u64
 }
 
-/// Loads `counts`, checking (in debug builds) the invariant "owner 0 ⇔ merged" on what it read.
+/// Checks (in debug builds) the invariant "owner 0 ⇔ merged" on a `counts` word just read.
 #[inline]
-fn load(h: &SharedHeader, order: crate::shim::Ordering) -> u64 {
-    let word = h.counts.load(order);
+fn checked(word: u64) -> u64 {
     debug_assert!(
         (owner_of(word) == 0) == (state_of(word) == MERGED),
         "reap: owner 0 ⇔ merged broken ({word:#x})"
     );
     word
+}
+
+/// Loads `counts`, checking (in debug builds) the invariant "owner 0 ⇔ merged" on what it read.
+#[inline]
+fn load(h: &SharedHeader, order: crate::shim::Ordering) -> u64 {
+    checked(h.counts.load(order))
 }
 
 /// What a decrement leaves the caller to do.
@@ -132,44 +154,66 @@ fn overflow() -> ! {
 /// Adds one reference, by thread `me`.
 #[inline]
 pub(crate) fn inc(h: &SharedHeader, me: u32) {
-    if owner_of(load(h, Relaxed)) == me {
+    let word = load(h, Relaxed);
+    if owner_of(word) == me {
         let l = h.local.load(Relaxed);
         debug_assert!(l > 0, "reap: owner increment of a dead object");
-        if l < LOCAL_MAX {
-            h.local.store(l + 1, Relaxed);
-        } else {
-            spill(h);
-        }
+        inc_local(h, word, l);
     } else {
         inc_shared(h);
     }
 }
 
-/// A non-owner's increment of the shared count. Not a `fetch_add` on the whole word: while the
-/// object is queued the shared count may be negative, and adding to its low half would carry
-/// into the owner id in the high half.
+/// The owner's increment of its count `l` (just read from `local`; `word` is the caller's load
+/// of `counts`): a plain store, or a spill at [`LOCAL_MAX`].
 #[inline]
-fn inc_shared(h: &SharedHeader) {
-    let mut word = load(h, Relaxed);
-    loop {
-        let count = count_of(word);
-        if count >= SHARED_MAX {
-            overflow();
-        }
-        let new = pack(owner_of(word), count + 1, state_of(word));
-        match h.counts.compare_exchange_weak(word, new, Relaxed, Relaxed) {
-            Ok(_) => return,
-            Err(w) => word = w,
-        }
+fn inc_local(h: &SharedHeader, word: u64, l: u32) {
+    if l < LOCAL_MAX {
+        h.local.store(l + 1, Relaxed);
+    } else {
+        spill(h, word);
     }
 }
 
-/// The owner's count is at [`LOCAL_MAX`]: move half of it into the shared count (the total is
-/// unchanged), then add the new reference locally.
+/// A non-owner's increment of the shared count: one `fetch_add` on the whole word, as `Arc`'s.
+///
+/// The shared count is the top 30 bits of `counts`, so the addition never reaches the state or
+/// the owner: while the object is queued the count may be negative, and adding one to −1 carries
+/// out of bit 63, where it is lost (the count becomes 0, the low 34 bits are untouched).
+///
+/// The overflow check reads the *old* count, after the addition. Why the count cannot wrap
+/// past 2^29 − 1 (into negative) before some increment sees the limit: every other operation
+/// that raises the count ([`spill`], [`merge`], [`try_inc`]) is a CAS that refuses to publish
+/// more than [`SHARED_MAX`], and decrements only lower it; so the count exceeds `SHARED_MAX` only
+/// through increments here whose old count was already `>= SHARED_MAX`, and each of those is
+/// followed on its thread by [`overflow_inc`], which withdraws it and never returns (abort; a
+/// panic in loom builds). A thread thus has at most one such increment outstanding, and the
+/// count never exceeds `SHARED_MAX + T`, with `T` the number of threads alive at once. Wrapping
+/// needs `T >= 2^29 − 2^28 = 2^28`: the bound relied on is that a process never runs 2^28
+/// (about 268 million) threads at once (Linux caps thread ids below 2^22, `PID_MAX_LIMIT`, and
+/// each thread needs a stack); `Arc` makes the same argument with `isize::MAX` of headroom.
+#[inline]
+fn inc_shared(h: &SharedHeader) {
+    let old = checked(h.counts.fetch_add(SHARED_ONE, Relaxed));
+    if count_of(old) >= SHARED_MAX {
+        overflow_inc(h);
+    }
+}
+
+/// An increment in [`inc_shared`] found the count at [`SHARED_MAX`]: withdraw it (so that, in a
+/// loom build where [`overflow`] panics, the handles made so far still add up) and abort.
 #[cold]
-fn spill(h: &SharedHeader) {
+#[inline(never)]
+fn overflow_inc(h: &SharedHeader) -> ! {
+    h.counts.fetch_sub(SHARED_ONE, Relaxed);
+    overflow();
+}
+
+/// The owner's count is at [`LOCAL_MAX`]: move half of it into the shared count (the total is
+/// unchanged), then add the new reference locally. `word` is the caller's load of `counts`.
+#[cold]
+fn spill(h: &SharedHeader, mut word: u64) {
     let half = LOCAL_MAX / 2;
-    let mut word = load(h, Relaxed);
     loop {
         let count = count_of(word) + half as i32;
         if count > SHARED_MAX {
@@ -188,7 +232,8 @@ fn spill(h: &SharedHeader) {
 /// Drops one reference, by thread `me`.
 #[inline]
 pub(crate) fn dec(h: &SharedHeader, me: u32) -> Dec {
-    if owner_of(load(h, Relaxed)) == me {
+    let word = load(h, Relaxed);
+    if owner_of(word) == me {
         let l = h.local.load(Relaxed) - 1;
         h.local.store(l, Relaxed);
         if l == 0 {
@@ -196,7 +241,7 @@ pub(crate) fn dec(h: &SharedHeader, me: u32) -> Dec {
         }
         Dec::Alive
     } else {
-        dec_shared(h)
+        dec_shared(h, word)
     }
 }
 
@@ -237,31 +282,45 @@ pub(crate) fn merge_zero_local(h: &SharedHeader) -> Dec {
     }
 }
 
-/// A non-owner's decrement (CPython's `_Py_DecRefShared`).
+/// A non-owner's decrement (CPython's `_Py_DecRefShared`). `word` is the caller's load of
+/// `counts` (which found another owner): the CAS loop starts from it rather than reloading, and
+/// a stale `word` only costs one failed CAS, which returns the current value.
 #[inline]
-fn dec_shared(h: &SharedHeader) -> Dec {
-    let mut word = load(h, Relaxed);
+fn dec_shared(h: &SharedHeader, mut word: u64) -> Dec {
     loop {
-        let (owner, count, state) = (owner_of(word), count_of(word), state_of(word));
-        let (new, then) = if state == MERGED {
-            debug_assert!(count > 0, "reap: drop of a dead object");
-            let new = pack(0, count - 1, MERGED);
-            (new, if count == 1 { Dec::Dead } else { Dec::Alive })
-        } else if count == 0 && state != QUEUED {
-            // The reference dropped was counted by the owner: hand it to the owner's queue
-            // rather than take the shared count below zero while it may still reach zero
-            // unmerged.
-            (pack(owner, 0, QUEUED), Dec::Queue(owner))
+        let count = count_of(word);
+        let (new, then) = if count > 0 {
+            // The common case, in every state: one less (the count is the word's top field,
+            // so subtracting one unit from the word touches nothing else). Zero is the death
+            // only for a merged object; unmerged, the owner's count holds the rest.
+            let dead = count == 1 && state_of(word) == MERGED;
+            (word - SHARED_ONE, if dead { Dec::Dead } else { Dec::Alive })
         } else {
-            if count <= -SHARED_MAX {
-                overflow();
-            }
-            (pack(owner, count - 1, state), Dec::Alive)
+            dec_shared_at_most_zero(word)
         };
         match h.counts.compare_exchange_weak(word, new, AcqRel, Relaxed) {
             Ok(_) => return then,
             Err(w) => word = w,
         }
+    }
+}
+
+/// [`dec_shared`]'s step for a shared count of zero or less (never merged: a merged count is
+/// the whole count, above zero while the caller holds a reference): the new word and what the
+/// caller must do once it is published.
+#[cold]
+fn dec_shared_at_most_zero(word: u64) -> (u64, Dec) {
+    let (owner, count, state) = (owner_of(word), count_of(word), state_of(word));
+    debug_assert!(state != MERGED, "reap: drop of a dead object");
+    if count == 0 && state != QUEUED {
+        // The reference dropped was counted by the owner: hand it to the owner's queue rather
+        // than take the shared count below zero while it may still reach zero unmerged.
+        (pack(owner, 0, QUEUED), Dec::Queue(owner))
+    } else {
+        if count <= -SHARED_MAX {
+            overflow();
+        }
+        (pack(owner, count - 1, state), Dec::Alive)
     }
 }
 
@@ -298,6 +357,7 @@ pub(crate) fn merge(h: &SharedHeader, extra: i32) -> i32 {
 
 /// Adds a reference unless the object's count is zero (a weak upgrade, called under the
 /// referent's weak lock, which keeps its memory allocated): CPython's `_Py_TryIncref`.
+#[inline]
 pub(crate) fn try_inc(h: &SharedHeader, me: u32) -> bool {
     let mut word = load(h, Relaxed);
     if owner_of(word) == me {
@@ -306,7 +366,7 @@ pub(crate) fn try_inc(h: &SharedHeader, me: u32) -> bool {
             // Dying on this thread (the death in progress is further up this stack).
             return false;
         }
-        inc(h, me);
+        inc_local(h, word, l);
         return true;
     }
     loop {
@@ -337,6 +397,16 @@ pub(crate) fn set_maybe_weak(h: &SharedHeader) {
             Ok(_) => return,
             Err(w) => word = w,
         }
+    }
+}
+
+/// [`set_maybe_weak`] for an object no other thread can reach yet (just allocated, not yet
+/// published): a plain store, as no other thread can change its counts meanwhile.
+pub(crate) fn set_maybe_weak_unpublished(h: &SharedHeader) {
+    let word = load(h, Relaxed);
+    if state_of(word) == INIT {
+        h.counts
+            .store(pack(owner_of(word), count_of(word), MAYBE_WEAK), Relaxed);
     }
 }
 
@@ -392,5 +462,58 @@ pub(crate) fn strong_count(h: &SharedHeader) -> usize {
             n -= 1;
         }
         return n.max(1) as usize;
+    }
+}
+
+#[cfg(all(test, not(reap_loom)))]
+mod tests {
+    use super::*;
+    use crate::shim::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8};
+    use std::ptr::NonNull;
+
+    fn header(counts: u64, local: u32) -> SharedHeader {
+        SharedHeader {
+            heap: NonNull::dangling(),
+            counts: AtomicU64::new(counts),
+            meta: AtomicPtr::new(std::ptr::null_mut()),
+            local: AtomicU32::new(local),
+            flags: AtomicU8::new(0),
+            in_slab: false,
+            weakref: false,
+        }
+    }
+
+    #[test]
+    fn pack_round_trips() {
+        for (owner, count, state) in [
+            (7, 0, INIT),
+            (7, -1, QUEUED),
+            (NO_OWNER - 1, SHARED_MAX, MAYBE_WEAK),
+            (1, -SHARED_MAX, QUEUED),
+            (0, 5, MERGED),
+        ] {
+            let w = pack(owner, count, state);
+            assert_eq!(
+                (owner_of(w), count_of(w), state_of(w)),
+                (owner, count, state)
+            );
+        }
+    }
+
+    /// The foreign `fetch_add` on a negative count carries out of the top of the word: the
+    /// state and the owner are untouched (the bug the CAS loop once worked around).
+    #[test]
+    fn foreign_increment_of_a_negative_count_keeps_the_owner() {
+        let owner = 0x7FFF_FFFF;
+        let h = header(pack(owner, -2, QUEUED), 3);
+        inc(&h, 9);
+        assert_eq!(h.counts.load(Relaxed), pack(owner, -1, QUEUED));
+        inc(&h, 9);
+        assert_eq!(h.counts.load(Relaxed), pack(owner, 0, QUEUED));
+        inc(&h, 9);
+        assert_eq!(h.counts.load(Relaxed), pack(owner, 1, QUEUED));
+        assert_eq!(dec(&h, 9), Dec::Alive);
+        assert_eq!(h.counts.load(Relaxed), pack(owner, 0, QUEUED));
+        assert_eq!(h.local.load(Relaxed), 3);
     }
 }

@@ -7,7 +7,8 @@
 //!   points at the block, tagged), mark its counts "maybe weakly referenced" (so that its
 //!   owner's last drop merges instead of freeing at once), and list the reference. The
 //!   callback-less reference is shared: `Weak::new` returns the live one if there is one
-//!   (`ref(o) is ref(o)`).
+//!   (`ref(o) is ref(o)`), and otherwise allocates and lists a new one in the same critical
+//!   section (the allocation runs no user code and takes no lock).
 //! - **Upgrade** (under the lock): re-read the target (a clear may have won), then try to add a
 //!   reference, which refuses a count of zero. An upgrade racing the last drop either wins
 //!   before the clear (the object lives on) or returns `None`.
@@ -168,26 +169,18 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
         // SAFETY: the target keeps its heap alive.
         let hs = unsafe { heap.as_ref() };
         let (me, state) = thread::attach(heap);
-        {
-            let _g = lock(hs.weak_lock(th));
-            // SAFETY: under the lock.
-            if let Some(w) = unsafe { shared_live(h, me) } {
-                return Weak::from_obj(w);
-            }
-        }
-        // Made outside the lock (allocation may not run user code under it, and this one
-        // skips the safe point so it runs none at all).
-        let fresh = new_ref_obj(heap, me, state, th, None);
+        // One critical section for the look-up and, if there is no live shared reference, the
+        // new one's allocation and listing: the allocation runs no user code (it skips the safe
+        // point, and a `WeakRefObj` is built from plain fields) and takes no lock. `fresh` is
+        // declared before the guard so that, should anything below panic, the guard is dropped
+        // first: the new object's death (`unlist`) takes this same lock.
+        let fresh;
         let _g = lock(hs.weak_lock(th));
         // SAFETY: under the lock.
         if let Some(w) = unsafe { shared_live(h, me) } {
-            // Another thread listed one meanwhile: use it; ours (never listed) dies unlisted
-            // once the lock is released.
-            drop(_g);
-            fresh.target.store(std::ptr::null_mut(), Relaxed);
-            drop(fresh);
             return Weak::from_obj(w);
         }
+        fresh = new_ref_obj(heap, me, state, th, None);
         // SAFETY: under the lock.
         unsafe {
             let info = info_or_make(h).as_ref();
@@ -347,8 +340,9 @@ fn new_ref_obj(
     let obj = unsafe { alloc_on(heap, me, state, obj, false, true) };
     // Weak-reference objects are try-incremented from any thread (the shared reference by
     // `Weak::new`, those with callbacks by their referent's death): like their referents, they
-    // must never read "dying" while alive (CPython's `init_weakref` marks both).
-    count::set_maybe_weak(obj.header());
+    // must never read "dying" while alive (CPython's `init_weakref` marks both). No other
+    // thread can reach it before the caller lists it, under the referent's lock.
+    count::set_maybe_weak_unpublished(obj.header());
     obj
 }
 
