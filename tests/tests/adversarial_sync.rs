@@ -447,18 +447,17 @@ fn random_clone_drop_storm() {
     assert_eq!(heap.live_objects(), 0);
 }
 
-/// BUG: the owner id and the shared count share one 64-bit word, and a foreign increment is a
-/// plain `fetch_add(4)` on the whole word (`count::inc_shared`). While an object is queued to
-/// its owner its shared count may be negative (other threads dropped owner-counted handles):
-/// the low half is then `0xFFFF_FFFE`, and adding 4 carries into the owner half. Each foreign
-/// clone of such an object adds 1 to its owner id, until the id is that of another live
-/// thread, which then counts on `local` as if it were the owner, unsynchronized with the real
-/// owner's merge: an increment is lost by the merge, and the object dies while handles remain
-/// (use after free). Here: thread U holds owner-counted handles of the owner's object, drops
-/// two (queued, count -1), then clones and drops in a loop, which walks the owner id up to
-/// U's own (U attached after the owner), while the owner merges. `random_clone_drop_storm`
-/// hits this by chance (seen under ThreadSanitizer as a use after free). Runs in a child
-/// process natively (the early death is a use after free).
+/// A fixed bug: the owner id and the shared count share one 64-bit word, and a foreign
+/// increment once was a `fetch_add` on the shared count in the word's low half. While an object
+/// is queued to its owner its shared count may be negative (other threads dropped
+/// owner-counted handles), and adding to it then carried into the owner id above: each foreign
+/// clone walked the id up until it named another live thread, which counted on `local` as if it
+/// owned the object, and the object died while handles remained (use after free). Now the
+/// shared count is the word's high half (a carry falls off the top). Here: thread U holds
+/// owner-counted handles of the owner's object, drops two (queued, count -1), then clones and
+/// drops in a loop while the owner merges. `random_clone_drop_storm` hit this by chance (seen
+/// under ThreadSanitizer as a use after free). Runs in a child process natively (the early
+/// death would be a use after free).
 #[test]
 fn foreign_clone_of_a_queued_object_with_negative_count() {
     in_child(
