@@ -29,7 +29,7 @@ use std::cell::Cell;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicPtr, Ordering::*};
 
-use crate::object::slab::{CLASSES, GRAIN};
+use crate::object::slab::{pop_free, push_free, take_from_bump, CLASSES, GRAIN};
 
 /// Size (and alignment) of a chunk.
 pub(crate) const CHUNK: usize = 64 * 1024;
@@ -83,37 +83,23 @@ impl SharedSlab {
     /// class). Only the owner thread calls this.
     #[inline]
     pub(crate) fn alloc(&self, c: usize) -> NonNull<u8> {
-        let head = self.free[c].get();
-        if let Some(block) = NonNull::new(head) {
-            // SAFETY: a free block holds the next free block's address in its first word
-            // (module invariant); blocks are 8-aligned.
-            let next = unsafe { block.as_ptr().cast::<*mut u8>().read() };
-            self.free[c].set(next);
-            return block;
+        match pop_free(&self.free[c]) {
+            Some(block) => block,
+            None => self.alloc_slow(c),
         }
-        self.alloc_slow(c)
     }
 
     #[inline(never)]
     fn alloc_slow(&self, c: usize) -> NonNull<u8> {
         if !self.remote.load(Relaxed).is_null() {
             self.take_remote();
-            let head = self.free[c].get();
-            if let Some(block) = NonNull::new(head) {
-                // SAFETY: as in `alloc`.
-                let next = unsafe { block.as_ptr().cast::<*mut u8>().read() };
-                self.free[c].set(next);
+            if let Some(block) = pop_free(&self.free[c]) {
                 return block;
             }
         }
         let size = (c + 1) * GRAIN;
-        let bump = self.bump[c].get();
-        let end = self.end[c].get();
-        if !bump.is_null() && (end.addr() - bump.addr()) >= size {
-            // SAFETY: `[bump, end)` is unused space of the current chunk; `size` fits in it.
-            self.bump[c].set(unsafe { bump.add(size) });
-            // SAFETY: inside a live chunk, so not null.
-            return unsafe { NonNull::new_unchecked(bump) };
+        if let Some(block) = take_from_bump(&self.bump[c], &self.end[c], size) {
+            return block;
         }
         let layout = chunk_layout();
         // SAFETY: CHUNK is non-zero.
@@ -155,9 +141,8 @@ impl SharedSlab {
                     b.as_ptr().cast::<usize>().add(1).read(),
                 )
             };
-            // SAFETY: the block is unused; it becomes the head of its class's free list.
-            unsafe { b.as_ptr().cast::<*mut u8>().write(self.free[class].get()) };
-            self.free[class].set(b.as_ptr());
+            // SAFETY: the block is unused, of class `class`, and at least two words long.
+            unsafe { push_free(&self.free[class], b) };
             block = next;
         }
     }
@@ -175,12 +160,8 @@ impl SharedSlab {
         // written before the block was handed out; the slab lives as long as its heap.
         let owner = unsafe { &*(*chunk.cast::<ChunkHeader>()).slab };
         match mine {
-            Some(me) if ptr::eq(me, owner) => {
-                // SAFETY: the block is ours now, 8-aligned and at least 8 bytes: it can hold
-                // the free-list link.
-                unsafe { block.as_ptr().cast::<*mut u8>().write(owner.free[c].get()) };
-                owner.free[c].set(block.as_ptr());
-            }
+            // SAFETY: the block is ours now, of class `c`, 8-aligned and at least 8 bytes.
+            Some(me) if ptr::eq(me, owner) => unsafe { push_free(&owner.free[c], block) },
             // SAFETY: as above; Shared objects are at least 32 bytes, room for two words.
             _ => unsafe { owner.free_remote(block, c) },
         }

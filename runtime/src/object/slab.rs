@@ -53,6 +53,47 @@ pub(crate) const fn class_of(layout: Layout) -> Option<usize> {
     Some(size.div_ceil(step) * step / GRAIN - 1)
 }
 
+/// Pops the head of a free list (Local's or Shared's slab; module invariant: each free block
+/// holds the next one's address in its first word).
+#[inline]
+pub(crate) fn pop_free(list: &Cell<*mut u8>) -> Option<NonNull<u8>> {
+    let block = NonNull::new(list.get())?;
+    // SAFETY: a free block holds the next free block's address in its first word (module
+    // invariant); blocks are 8-aligned.
+    list.set(unsafe { block.as_ptr().cast::<*mut u8>().read() });
+    Some(block)
+}
+
+/// Pushes a block onto a free list.
+///
+/// # Safety
+/// `block` is unused from now on, 8-aligned and at least 8 bytes (room for the link), and of
+/// the list's class.
+#[inline]
+pub(crate) unsafe fn push_free(list: &Cell<*mut u8>, block: NonNull<u8>) {
+    // SAFETY: the caller's contract.
+    unsafe { block.as_ptr().cast::<*mut u8>().write(list.get()) };
+    list.set(block.as_ptr());
+}
+
+/// Takes `size` bytes from the unused space `[bump, end)` of a class's current chunk, if they
+/// fit (both null before the class's first chunk).
+#[inline]
+pub(crate) fn take_from_bump(
+    bump: &Cell<*mut u8>,
+    end: &Cell<*mut u8>,
+    size: usize,
+) -> Option<NonNull<u8>> {
+    let b = bump.get();
+    if b.is_null() || end.get().addr() - b.addr() < size {
+        return None;
+    }
+    // SAFETY: `[bump, end)` is unused space of a live chunk and `size` fits in it.
+    bump.set(unsafe { b.add(size) });
+    // SAFETY: inside a live chunk, so not null.
+    Some(unsafe { NonNull::new_unchecked(b) })
+}
+
 fn chunk_layout() -> Layout {
     Layout::from_size_align(CHUNK, BLOCK_ALIGN).expect("chunk layout")
 }
@@ -70,32 +111,14 @@ impl Slabs {
     /// Allocates memory for `layout` (non-zero size).
     #[inline]
     pub(crate) fn alloc(&self, layout: Layout) -> NonNull<u8> {
-        let Some(c) = class_of(layout) else {
-            // SAFETY: the layout has non-zero size (callers allocate headers at least).
-            let p = unsafe { std::alloc::alloc(layout) };
-            return NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
-        };
-        let head = self.free[c].get();
-        if let Some(block) = NonNull::new(head) {
-            // SAFETY: a free block holds the next free block's address in its first word
-            // (module invariant); blocks are 8-aligned.
-            let next = unsafe { block.as_ptr().cast::<*mut u8>().read() };
-            self.free[c].set(next);
-            return block;
-        }
-        self.alloc_from_chunk(c)
+        self.alloc_object(layout, class_of(layout).map(|c| c as u8))
     }
 
     #[inline(never)]
     fn alloc_from_chunk(&self, c: usize) -> NonNull<u8> {
         let size = (c + 1) * GRAIN;
-        let bump = self.bump[c].get();
-        let end = self.end[c].get();
-        if !bump.is_null() && (end.addr() - bump.addr()) >= size {
-            // SAFETY: `[bump, end)` is unused space of the current chunk; `size` fits in it.
-            self.bump[c].set(unsafe { bump.add(size) });
-            // SAFETY: inside a live chunk, so not null.
-            return unsafe { NonNull::new_unchecked(bump) };
+        if let Some(block) = take_from_bump(&self.bump[c], &self.end[c], size) {
+            return block;
         }
         let layout = chunk_layout();
         // SAFETY: CHUNK is non-zero.
@@ -118,18 +141,15 @@ impl Slabs {
     #[inline]
     pub(crate) fn alloc_object(&self, layout: Layout, class: Option<u8>) -> NonNull<u8> {
         let Some(c) = class else {
-            return self.alloc(layout);
+            // SAFETY: the layout has non-zero size (callers allocate headers at least).
+            let p = unsafe { std::alloc::alloc(layout) };
+            return NonNull::new(p).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
         };
         let c = c as usize;
-        let head = self.free[c].get();
-        if let Some(block) = NonNull::new(head) {
-            // SAFETY: a free block holds the next free block's address in its first word
-            // (module invariant); blocks are 8-aligned.
-            let next = unsafe { block.as_ptr().cast::<*mut u8>().read() };
-            self.free[c].set(next);
-            return block;
+        match pop_free(&self.free[c]) {
+            Some(block) => block,
+            None => self.alloc_from_chunk(c),
         }
-        self.alloc_from_chunk(c)
     }
 
     /// Frees memory that [`Slabs::alloc_object`] gave for the same `layout` and `class`.
@@ -144,17 +164,9 @@ impl Slabs {
         class: Option<u8>,
     ) {
         match class {
-            Some(c) => {
-                // SAFETY: the block is ours, unused from now on, 8-aligned and at least 8 bytes:
-                // it can hold the free-list link.
-                unsafe {
-                    block
-                        .as_ptr()
-                        .cast::<*mut u8>()
-                        .write(self.free[c as usize].get())
-                };
-                self.free[c as usize].set(block.as_ptr());
-            }
+            // SAFETY: the block is ours, unused from now on, 8-aligned, at least 8 bytes and
+            // of class `c`.
+            Some(c) => unsafe { push_free(&self.free[c as usize], block) },
             // SAFETY: large blocks came from the global allocator with this layout.
             None => unsafe { std::alloc::dealloc(block.as_ptr(), layout) },
         }
@@ -166,16 +178,8 @@ impl Slabs {
     /// `block` came from `self.alloc(layout)` and is not used again.
     #[inline]
     pub(crate) unsafe fn dealloc(&self, block: NonNull<u8>, layout: Layout) {
-        match class_of(layout) {
-            Some(c) => {
-                // SAFETY: the block is ours, unused from now on, 8-aligned and at least 8 bytes:
-                // it can hold the free-list link.
-                unsafe { block.as_ptr().cast::<*mut u8>().write(self.free[c].get()) };
-                self.free[c].set(block.as_ptr());
-            }
-            // SAFETY: large blocks came from the global allocator with this layout.
-            None => unsafe { std::alloc::dealloc(block.as_ptr(), layout) },
-        }
+        // SAFETY: the caller's contract; `alloc` went through `alloc_object` with this class.
+        unsafe { self.dealloc_object(block, layout, class_of(layout).map(|c| c as u8)) }
     }
 }
 
