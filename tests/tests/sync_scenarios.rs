@@ -536,6 +536,90 @@ fn weak_moved_to_another_thread_upgrades_object_of_exited_owner() {
     assert_eq!(heap.live_objects(), 0);
 }
 
+/// The owner's lock-free upgrade (`sync::weak`'s module docs) meets the memory of its referent
+/// reused by a new object of its own: the referent died on another thread (merged first, as
+/// the owner dropped its last handle while the weak reference and another thread's reference
+/// existed), its block went back to the owner's slab through the remote stack, and the owner
+/// allocated into it again. The weak reference was cleared before
+/// the free, so the upgrade returns `None` and the new object is untouched.
+#[test]
+fn owner_upgrade_after_its_referents_block_is_reused_returns_none() {
+    let heap = Heap::new();
+    let o = heap.alloc(11_u64);
+    let w = Weak::new(&o);
+    let old_addr = &*o as *const u64;
+    // A reference counted in the shared count (cloned on another thread): the owner's drop
+    // then merges (it has a weak reference), and the other thread's drop runs the death.
+    let other = thread::scope(|s| s.spawn(|| o.clone()).join().unwrap());
+    drop(o);
+    thread::spawn(move || drop(other)).join().unwrap();
+    assert!(!w.is_alive());
+    // Allocate objects of the same size until one lands in the freed block.
+    let mut news = Vec::new();
+    let reused = loop {
+        let n = heap.alloc(22_u64);
+        if std::ptr::eq(&*n, old_addr) {
+            break n;
+        }
+        news.push(n);
+        assert!(news.len() < 100_000, "the freed block was never reused");
+    };
+    assert!(w.upgrade().is_none());
+    assert_eq!(*reused, 22);
+    assert_eq!(
+        Gc::strong_count(&reused),
+        1,
+        "the upgrade took no reference of it"
+    );
+    drop((reused, news));
+    drop(w);
+    assert_eq!(heap.live_objects(), 0);
+}
+
+/// The owner's lock-free upgrade loads its referent's counts while another thread runs the
+/// referent's death and frees its block into the owner's slab: each upgrade is `Some` (and the
+/// handle good) or `None`, and `None` for good once the death has begun. Under Miri the
+/// data-race detector checks the unlocked load against the free's writes.
+#[test]
+fn owner_upgrades_while_another_thread_frees_its_referent() {
+    let rounds = if cfg!(miri) { 3 } else { 200 };
+    for _ in 0..rounds {
+        let heap = Heap::new();
+        let o = heap.alloc(String::from("referent"));
+        let w = Weak::new(&o);
+        let other = thread::scope(|s| s.spawn(|| o.clone()).join().unwrap());
+        // The owner's count reaches zero with a weak reference and a reference in the shared
+        // count: merged, so the other thread's drop is the last and runs the death there.
+        drop(o);
+        let go = Arc::new(Barrier::new(2));
+        let g2 = go.clone();
+        let t = thread::spawn(move || {
+            g2.wait();
+            drop(other);
+        });
+        go.wait();
+        let mut dead = false;
+        loop {
+            match w.upgrade() {
+                Some(s) => {
+                    assert!(!dead, "an upgrade succeeded after one saw the death");
+                    assert_eq!(*s, "referent");
+                }
+                None => {
+                    dead = true;
+                    if t.is_finished() {
+                        break;
+                    }
+                }
+            }
+        }
+        t.join().unwrap();
+        assert!(w.upgrade().is_none());
+        drop(w);
+        assert_eq!(heap.live_objects(), 0);
+    }
+}
+
 /// `weakref.ref(o) is weakref.ref(o)` is `True` (SEMANTICS 4.3, 8.4); a weak reference with a
 /// callback is always new.
 #[test]

@@ -20,7 +20,12 @@
 //!   owner only through the heap's slab pool, under its lock, while no thread owns it);
 //! - a block on a free list is unused and holds, in its first word, the next free block of its
 //!   class (or null); a block on the `remote` stack holds the next block of the stack and, in
-//!   its second word, its class;
+//!   its third word, its class;
+//! - a free never writes a block's second word, where a Shared object's header keeps its
+//!   `counts` (every slab object's header is at the start of its block): those bytes are only
+//!   ever written by the slab's owner thread when it allocates the block, and by atomic
+//!   operations. So the owner thread may load them atomically from a block of its own slab
+//!   that may have died meanwhile (`sync::weak`'s owner upgrade) without a data race;
 //! - `[bump[c], end[c])` is unused space of the current chunk of class `c`;
 //! - chunks are freed only with the slab, when the heap is freed (after its last object).
 
@@ -29,7 +34,14 @@ use std::cell::Cell;
 use std::ptr::{self, NonNull};
 use std::sync::atomic::{AtomicPtr, Ordering::*};
 
-use crate::object::slab::{pop_free, push_free, take_from_bump, CLASSES, GRAIN};
+use crate::object::shared::SHARED_HEADER_SIZE;
+use crate::object::slab::{pop_free, push_free, take_from_bump, BLOCK_ALIGN, CLASSES, GRAIN};
+
+// A slab object's header is at the start of its block: slab objects are aligned to at most
+// BLOCK_ALIGN, which divides the header's size, so their value follows the header with no
+// padding in front of it (`ObjectLayout::with_prefix`). The invariant on `counts` above rests
+// on this.
+const _: () = assert!(SHARED_HEADER_SIZE % BLOCK_ALIGN == 0);
 
 /// Size (and alignment) of a chunk.
 pub(crate) const CHUNK: usize = 64 * 1024;
@@ -133,12 +145,12 @@ impl SharedSlab {
         let mut block = self.remote.swap(ptr::null_mut(), Acquire);
         while let Some(b) = NonNull::new(block) {
             // SAFETY: a block on the remote stack holds the next one and its class in its
-            // first two words (module invariant), written before it was pushed (Release,
+            // first and third words (module invariant), written before it was pushed (Release,
             // paired with the Acquire swap above).
             let (next, class) = unsafe {
                 (
                     b.as_ptr().cast::<*mut u8>().read(),
-                    b.as_ptr().cast::<usize>().add(1).read(),
+                    b.as_ptr().cast::<usize>().add(2).read(),
                 )
             };
             // SAFETY: the block is unused, of class `class`, and at least two words long.
@@ -162,20 +174,37 @@ impl SharedSlab {
         match mine {
             // SAFETY: the block is ours now, of class `c`, 8-aligned and at least 8 bytes.
             Some(me) if ptr::eq(me, owner) => unsafe { push_free(&owner.free[c], block) },
-            // SAFETY: as above; Shared objects are at least 32 bytes, room for two words.
+            // SAFETY: as above; Shared objects are at least 32 bytes, room for four words.
             _ => unsafe { owner.free_remote(block, c) },
         }
+    }
+
+    /// Whether `block` lies in one of `slab`'s chunks.
+    ///
+    /// # Safety
+    /// `block` points into a block some slab of a live heap handed out (alive or not: chunks
+    /// stay allocated until their heap is freed, and a chunk's header is never rewritten).
+    #[inline]
+    pub(crate) unsafe fn owns(slab: NonNull<SharedSlab>, block: NonNull<u8>) -> bool {
+        let chunk = block.as_ptr().map_addr(|a| a & !(CHUNK - 1));
+        // SAFETY: the block's chunk starts at the rounded-down address (chunks are aligned to
+        // CHUNK) with its header, written once before any of its blocks was handed out.
+        ptr::eq(
+            unsafe { (*chunk.cast::<ChunkHeader>()).slab },
+            slab.as_ptr(),
+        )
     }
 
     /// Pushes a block of class `c` onto this slab's remote stack (any thread).
     ///
     /// # Safety
-    /// `block` is one of this slab's blocks of class `c`, unused from now on, at least two
+    /// `block` is one of this slab's blocks of class `c`, unused from now on, at least four
     /// words long.
     unsafe fn free_remote(&self, block: NonNull<u8>, c: usize) {
         let words = block.as_ptr().cast::<usize>();
-        // SAFETY: the block is ours until pushed, and holds two words.
-        unsafe { words.add(1).write(c) };
+        // SAFETY: the block is ours until pushed, and holds at least four words. Not the
+        // second word, where the header's counts were (module invariant).
+        unsafe { words.add(2).write(c) };
         let mut head = self.remote.load(Relaxed);
         loop {
             // SAFETY: as above (rewritten on each attempt, before the publishing CAS).

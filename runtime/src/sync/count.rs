@@ -229,10 +229,25 @@ fn spill(h: &SharedHeader, mut word: u64) {
     h.local.store(l - half + 1, Relaxed);
 }
 
-/// Drops one reference, by thread `me`.
+/// The common decrement, inlined at every drop: the owner's, leaving its count above zero (a
+/// load and a store). `None` when done; otherwise `Some(word)`, this load of `counts`, for
+/// [`dec`] to finish with.
 #[inline]
-pub(crate) fn dec(h: &SharedHeader, me: u32) -> Dec {
+pub(crate) fn dec_fast(h: &SharedHeader, me: u32) -> Option<u64> {
     let word = load(h, Relaxed);
+    if owner_of(word) == me {
+        let l = h.local.load(Relaxed);
+        if l > 1 {
+            h.local.store(l - 1, Relaxed);
+            return None;
+        }
+    }
+    Some(word)
+}
+
+/// Drops one reference, by thread `me` (`word`: the caller's load of `counts`).
+#[inline]
+pub(crate) fn dec(h: &SharedHeader, me: u32, word: u64) -> Dec {
     if owner_of(word) == me {
         let l = h.local.load(Relaxed) - 1;
         h.local.store(l, Relaxed);
@@ -361,13 +376,7 @@ pub(crate) fn merge(h: &SharedHeader, extra: i32) -> i32 {
 pub(crate) fn try_inc(h: &SharedHeader, me: u32) -> bool {
     let mut word = load(h, Relaxed);
     if owner_of(word) == me {
-        let l = h.local.load(Relaxed);
-        if l == 0 {
-            // Dying on this thread (the death in progress is further up this stack).
-            return false;
-        }
-        inc_local(h, word, l);
-        return true;
+        return try_inc_owner(h, word);
     }
     loop {
         if shared_of(word) == 0 || shared_of(word) == MERGED {
@@ -384,6 +393,19 @@ pub(crate) fn try_inc(h: &SharedHeader, me: u32) -> bool {
             Err(w) => word = w,
         }
     }
+}
+
+/// [`try_inc`] by the object's owner (`word` is its load of `counts`, which names it): the
+/// owner's count goes up unless it is zero, which means the object is dying on this thread
+/// (the death in progress is further up this stack).
+#[inline]
+pub(crate) fn try_inc_owner(h: &SharedHeader, word: u64) -> bool {
+    let l = h.local.load(Relaxed);
+    if l == 0 {
+        return false;
+    }
+    inc_local(h, word, l);
+    true
 }
 
 /// Marks the object as possibly weakly referenced (CPython's `_PyObject_SetMaybeWeakref`), so
@@ -427,7 +449,7 @@ pub(crate) fn resurrect_start(h: &SharedHeader, me: u32, weak: bool) {
 /// Drops the finalizer's temporary reference; `true` if the object is dead after all (nobody
 /// took a reference meanwhile), `false` if it was resurrected.
 pub(crate) fn resurrect_end(h: &SharedHeader, me: u32) -> bool {
-    match dec(h, me) {
+    match dec(h, me, load(h, Relaxed)) {
         Dec::Dead => true,
         Dec::Alive => false,
         // The finalizer's reference is the owner's (`me`), or the object is merged: a drop of
@@ -512,7 +534,7 @@ mod tests {
         assert_eq!(h.counts.load(Relaxed), pack(owner, 0, QUEUED));
         inc(&h, 9);
         assert_eq!(h.counts.load(Relaxed), pack(owner, 1, QUEUED));
-        assert_eq!(dec(&h, 9), Dec::Alive);
+        assert_eq!(dec(&h, 9, h.counts.load(Relaxed)), Dec::Alive);
         assert_eq!(h.counts.load(Relaxed), pack(owner, 0, QUEUED));
         assert_eq!(h.local.load(Relaxed), 3);
     }

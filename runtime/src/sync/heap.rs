@@ -189,8 +189,22 @@ impl Heap {
 /// The caller owns one reference to `obj` and gives it up.
 #[inline]
 pub(crate) unsafe fn dec_ref(obj: NonNull<SharedHeader>) {
+    let me = thread::current_id();
     // SAFETY: the caller's reference keeps the object allocated.
-    match count::dec(unsafe { obj.as_ref() }, thread::current_id()) {
+    if let Some(word) = count::dec_fast(unsafe { obj.as_ref() }, me) {
+        // SAFETY: the caller's reference, not yet dropped.
+        unsafe { dec_ref_slow(obj, me, word) }
+    }
+}
+
+/// [`dec_ref`] past its inlined common case (`word`: its load of `counts`).
+///
+/// # Safety
+/// As [`dec_ref`].
+#[inline(never)]
+unsafe fn dec_ref_slow(obj: NonNull<SharedHeader>, me: u32, word: u64) {
+    // SAFETY: the caller's reference keeps the object allocated.
+    match count::dec(unsafe { obj.as_ref() }, me, word) {
         Dec::Alive => {}
         // SAFETY: the count reached zero here: the death is ours.
         Dec::Dead => unsafe { release(obj) },

@@ -134,6 +134,22 @@ pub(crate) fn attach(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadSta
     }
 }
 
+/// This thread's id and its state on `heap` if `heap` is the one it last attached to or found
+/// (the one-entry cache of [`attach`]); `None` otherwise, attaching nothing.
+#[cfg(not(reap_loom))]
+#[inline]
+pub(crate) fn cached_state(heap: NonNull<HeapState>) -> Option<(u32, NonNull<ThreadState>)> {
+    HOT.try_with(|hot| {
+        if hot.last_heap.get() == heap.as_ptr().cast_const() {
+            NonNull::new(hot.last_state.get()).map(|s| (hot.id.get(), s))
+        } else {
+            None
+        }
+    })
+    .ok()
+    .flatten()
+}
+
 #[cold]
 #[inline(never)]
 fn attach_slow(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadState>>) {

@@ -12,6 +12,17 @@
 //! - **Upgrade** (under the lock): re-read the target (a clear may have won), then try to add a
 //!   reference, which refuses a count of zero. An upgrade racing the last drop either wins
 //!   before the clear (the object lives on) or returns `None`.
+//! - **Upgrade by the referent's owner** (no lock): when the referent came from a slab, and
+//!   that slab is the calling thread's, the thread loads the referent's `counts` without the
+//!   lock. The block may have died and been reused meanwhile, but the load is defined: slab
+//!   chunks stay allocated while their heap lives, and the `counts` bytes of a block of this
+//!   thread's slab are written non-atomically only by this thread (when it allocates the
+//!   block; `object::shared_slab`'s invariant). If the word names this thread as owner, the
+//!   block still holds the referent, alive and unmerged: an object this thread allocated
+//!   there after the referent's death would mean the clear, which precedes the free, happened
+//!   before the target was read non-null. And an unmerged object can die only through its
+//!   owner, so it stays alive while the owner increments its count. Otherwise the upgrade
+//!   takes the lock path.
 //! - **Death of the referent**: under the lock, every reference's target is cleared and the
 //!   block emptied, and the references with a callback that are still alive are taken (one
 //!   reference each); then, with the lock released, their callbacks run newest first.
@@ -32,6 +43,8 @@ use smallvec::SmallVec;
 
 use crate::object::header::META_WEAK_INFO;
 use crate::object::shared::{Gc, SharedHeader};
+#[cfg(not(reap_loom))]
+use crate::object::shared_slab::SharedSlab;
 use crate::object::vtable::VTable;
 use crate::shim::{lock, AtomicPtr, Mutex, Ordering::*};
 use crate::sync::state::{self as heap, alloc_on, HeapState};
@@ -61,6 +74,10 @@ pub struct WeakRefObj {
     /// The referent's header; null once cleared. Set at creation, only ever cleared after,
     /// always under the referent's weak lock.
     target: AtomicPtr<SharedHeader>,
+    /// Whether the referent's memory came from a slab (its header's `in_slab`, which never
+    /// changes): only then may its owner upgrade without the lock.
+    #[cfg_attr(reap_loom, allow(dead_code))]
+    target_in_slab: bool,
     /// The callback, taken when it runs.
     callback: Mutex<Option<Callback>>,
 }
@@ -251,28 +268,35 @@ impl<T: ?Sized> Weak<T> {
     }
 
     /// A strong handle to the referent if it is alive, `None` once it is dead or dying.
+    #[inline]
     pub fn upgrade(&self) -> Option<Gc<T>>
     where
         T: Sized,
     {
         let w = &*self.obj;
         let t = NonNull::new(w.target.load(Acquire))?;
-        // SAFETY: the weak-reference object, which this handle keeps, keeps its heap.
-        let hs = unsafe { w.heap.as_ref() };
-        let _g = lock(hs.weak_lock(t));
-        if w.target.load(Relaxed) != t.as_ptr() {
-            return None;
-        }
-        // SAFETY: still listed, under the lock: the referent is allocated (its death clears
-        // this reference under the same lock before freeing it).
-        if count::try_inc(unsafe { t.as_ref() }, thread::current_id()) {
+        #[cfg(not(reap_loom))]
+        let took = if w.target_in_slab {
+            // SAFETY: `t` was read non-null from the target of a weak reference whose
+            // referent is in a slab.
+            match unsafe { owner_upgrade(w, t) } {
+                Some(took) => took,
+                // SAFETY: `t` was read non-null from `w.target`.
+                None => unsafe { upgrade_locked(w, t) },
+            }
+        } else {
+            // SAFETY: as above.
+            unsafe { upgrade_locked(w, t) }
+        };
+        #[cfg(reap_loom)]
+        // SAFETY: as above.
+        let took = unsafe { upgrade_locked(w, t) };
+        took.then(|| {
             let value = SharedHeader::value_ptr(t).cast::<T>();
             // SAFETY: the reference just taken is the new handle's; the value is a `T` (the
             // weak reference was made from a `Gc<T>`).
-            Some(unsafe { Gc::from_value_ptr(value) })
-        } else {
-            None
-        }
+            unsafe { Gc::from_value_ptr(value) }
+        })
     }
 
     /// Whether the referent is still alive (not yet cleared).
@@ -294,6 +318,57 @@ impl<T: ?Sized> Weak<T> {
     pub fn as_object(this: &Self) -> Gc<WeakRefObj> {
         this.obj.clone()
     }
+}
+
+/// The upgrade under the referent's weak lock: whether it took a reference.
+///
+/// # Safety
+/// `t` was read non-null from `w.target`.
+#[inline(never)]
+unsafe fn upgrade_locked(w: &WeakRefObj, t: NonNull<SharedHeader>) -> bool {
+    // SAFETY: the weak-reference object, which the caller's handle keeps, keeps its heap.
+    let hs = unsafe { w.heap.as_ref() };
+    let _g = lock(hs.weak_lock(t));
+    if w.target.load(Relaxed) != t.as_ptr() {
+        return false;
+    }
+    // SAFETY: still listed, under the lock: the referent is allocated (its death clears this
+    // reference under the same lock before freeing it).
+    count::try_inc(unsafe { t.as_ref() }, thread::current_id())
+}
+
+/// The lock-free upgrade of a referent this thread owns (module docs): `Some(true)` if it
+/// took a reference, `Some(false)` if the referent is dying on this thread, `None` if it
+/// cannot tell (another thread's object, or not in this thread's slab): the caller takes the
+/// lock path.
+///
+/// # Safety
+/// `t` was read non-null from `w.target`, and `w.target_in_slab` is set.
+#[cfg(not(reap_loom))]
+#[inline]
+unsafe fn owner_upgrade(w: &WeakRefObj, t: NonNull<SharedHeader>) -> Option<bool> {
+    let (me, state) = thread::cached_state(w.heap)?;
+    // SAFETY: the attachment outlives this call, and so its slab.
+    let slab = unsafe { state.as_ref() }.slab;
+    // SAFETY: `t` is (or was) a header at the start of a slab block of `w`'s heap, which `w`
+    // keeps alive (caller).
+    if !unsafe { SharedSlab::owns(slab, t.cast()) } {
+        return None;
+    }
+    // Only the `counts` field is touched until the owner is known: no reference to the whole
+    // header, whose other words a free may be writing.
+    // SAFETY: the block is in this thread's slab, whose chunks stay allocated while the heap
+    // lives; its `counts` bytes are written non-atomically only by this thread
+    // (`object::shared_slab`'s invariant), so an atomic load of them races with nothing.
+    let counts = unsafe { &*std::ptr::addr_of!((*t.as_ptr()).counts) };
+    let word = counts.load(Relaxed);
+    if count::owner_of(word) != me {
+        return None;
+    }
+    // The block holds the referent, alive and unmerged (module docs): only this thread can
+    // change that, so the header is whole for the rest of the call.
+    // SAFETY: as just said.
+    Some(count::try_inc_owner(unsafe { t.as_ref() }, word))
 }
 
 /// The live shared weak reference of `h`, with one more reference, if any.
@@ -334,6 +409,8 @@ fn new_ref_obj(
     let obj = WeakRefObj {
         heap,
         target: AtomicPtr::new(target.as_ptr()),
+        // SAFETY: the caller holds the target alive.
+        target_in_slab: unsafe { target.as_ref() }.in_slab,
         callback: Mutex::new(callback),
     };
     // SAFETY: the caller's target keeps the heap alive; `state` is this thread's.
