@@ -272,7 +272,7 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
         unsafe { heap.as_ref() }.report_panic(UnraisableKind::Drop, (vt.type_name)(), p);
     }
     // SAFETY: nothing refers to the object any more.
-    unsafe { weak::free_info(h) };
+    unsafe { weak::free_info(h, state) };
     let layout = vt.shared_layout;
     // SAFETY: the allocation started `value_offset` bytes before the value.
     let base = unsafe { value.as_ptr().sub(layout.value_offset) };

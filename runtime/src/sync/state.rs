@@ -311,10 +311,14 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
     unsafe { Gc::from_value_ptr(NonNull::new_unchecked(value_ptr)) }
 }
 
-/// Memory for an object of `layout`: from the thread's slab if it has one on the heap and the
-/// object is small, else from the global allocator. Also says which.
+/// Memory for an object of `layout` (or a weak-info block): from the thread's slab if it has
+/// one on the heap and the object is small, else from the global allocator. Also says which.
+/// Never null.
 #[inline]
-fn alloc_memory(layout: ObjectLayout, state: Option<NonNull<ThreadState>>) -> (*mut u8, bool) {
+pub(crate) fn alloc_memory(
+    layout: ObjectLayout,
+    state: Option<NonNull<ThreadState>>,
+) -> (*mut u8, bool) {
     #[cfg(not(reap_loom))]
     if let (Some(s), Some(c)) = (state, layout.class) {
         // SAFETY: the attachment (and so the slab, which this thread owns) outlives the call.

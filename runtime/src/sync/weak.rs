@@ -41,22 +41,28 @@ use std::ptr::NonNull;
 
 use smallvec::SmallVec;
 
+use crate::object::header::ObjectLayout;
 use crate::object::header::META_WEAK_INFO;
 use crate::object::shared::{Gc, SharedHeader};
 #[cfg(not(reap_loom))]
 use crate::object::shared_slab::SharedSlab;
 use crate::object::vtable::VTable;
 use crate::shim::{lock, AtomicPtr, Mutex, Ordering::*};
-use crate::sync::state::{self as heap, alloc_on, HeapState};
+use crate::sync::state::{self as heap, alloc_on, HeapState, ThreadState};
 use crate::sync::{count, thread};
 use crate::trace::{Trace, Tracer};
 use crate::UnraisableKind;
 
 /// A referent's weak-reference block. `repr(C)` with `vtable` first: the header's tagged
-/// `meta` leads to the vtable through it (`sync::heap::vtable`).
+/// `meta` leads to the vtable through it (`sync::heap::vtable`). Its memory comes from the
+/// making thread's slab when it has one (as an object's), else from the global allocator.
 #[repr(C)]
 struct WeakInfo {
     vtable: &'static VTable,
+    /// Whether the block's memory came from a slab (written once, at its making). Second,
+    /// where a header keeps `counts`: in a slab block those bytes are written only when the
+    /// block is allocated (`object::shared_slab`'s invariant), as this field is.
+    in_slab: bool,
     /// Under the referent's weak lock: the callback-less shared reference, if one is listed.
     shared: UnsafeCell<Option<NonNull<SharedHeader>>>,
     /// Under the referent's weak lock: the other references, oldest first.
@@ -118,21 +124,33 @@ unsafe fn info_of(h: &SharedHeader) -> Option<NonNull<WeakInfo>> {
     }
 }
 
-/// The weak-info block of `h`, made if it has none.
+/// Where a [`WeakInfo`] sits in its memory (no header: the block is all of it).
+const INFO_LAYOUT: ObjectLayout =
+    ObjectLayout::with_prefix(std::alloc::Layout::new::<WeakInfo>(), 0, 1);
+
+/// The weak-info block of `h`, made if it has none (in the memory of the calling thread, whose
+/// state on `h`'s heap is `state`).
 ///
 /// # Safety
-/// The caller holds `h`'s weak lock.
-unsafe fn info_or_make(h: &SharedHeader) -> NonNull<WeakInfo> {
+/// The caller holds `h`'s weak lock; `state` is this thread's attachment, if any.
+unsafe fn info_or_make(h: &SharedHeader, state: Option<NonNull<ThreadState>>) -> NonNull<WeakInfo> {
     // SAFETY: the caller holds the lock.
     if let Some(info) = unsafe { info_of(h) } {
         return info;
     }
-    let block = Box::new(WeakInfo {
-        vtable: heap::vtable(h),
-        shared: UnsafeCell::new(None),
-        list: UnsafeCell::new(Vec::new()),
-    });
-    let ptr = NonNull::from(Box::leak(block));
+    let (base, in_slab) = heap::alloc_memory(INFO_LAYOUT, state);
+    let ptr = base.cast::<WeakInfo>();
+    // SAFETY: fresh memory of `WeakInfo`'s layout (value offset 0).
+    unsafe {
+        ptr.write(WeakInfo {
+            vtable: heap::vtable(h),
+            in_slab,
+            shared: UnsafeCell::new(None),
+            list: UnsafeCell::new(Vec::new()),
+        })
+    };
+    // SAFETY: `alloc_memory` never returns null.
+    let ptr = unsafe { NonNull::new_unchecked(ptr) };
     h.meta.store(
         ptr.as_ptr().map_addr(|a| a | META_WEAK_INFO).cast(),
         Release,
@@ -200,7 +218,7 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
         fresh = new_ref_obj(heap, me, state, th, None);
         // SAFETY: under the lock.
         unsafe {
-            let info = info_or_make(h).as_ref();
+            let info = info_or_make(h, state).as_ref();
             count::set_maybe_weak(h);
             if let Some(old) = (*info.shared.get()).replace(fresh.header_ptr()) {
                 // A dying shared reference (count zero, its drop still to come): it is
@@ -251,7 +269,7 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
         let _g = lock(hs.weak_lock(th));
         // SAFETY: under the lock.
         unsafe {
-            let info = info_or_make(h).as_ref();
+            let info = info_or_make(h, state).as_ref();
             count::set_maybe_weak(h);
             (*info.list.get()).push(fresh.header_ptr());
         }
@@ -512,14 +530,20 @@ pub(crate) unsafe fn clear_and_call(obj: NonNull<SharedHeader>) {
     }
 }
 
-/// Frees a dead object's weak-info block, if it has one.
+/// Frees a dead object's weak-info block, if it has one, on a thread whose state on the
+/// object's heap is `state`.
 ///
 /// # Safety
-/// The object is dead and its weak references cleared: nothing reaches the block.
-pub(crate) unsafe fn free_info(h: &SharedHeader) {
+/// The object is dead and its weak references cleared: nothing reaches the block. `state` is
+/// this thread's attachment, if any.
+pub(crate) unsafe fn free_info(h: &SharedHeader, state: Option<NonNull<ThreadState>>) {
     // SAFETY: the object's death is the only user of its header now.
     if let Some(info) = unsafe { info_of(h) } {
-        // SAFETY: made by `Box::leak` in `info_or_make`, freed once here.
-        drop(unsafe { Box::from_raw(info.as_ptr()) });
+        // SAFETY: made by `info_or_make`, dropped and freed once here.
+        unsafe {
+            let in_slab = info.as_ref().in_slab;
+            std::ptr::drop_in_place(info.as_ptr());
+            heap::free_memory(in_slab, info.as_ptr().cast(), INFO_LAYOUT, state);
+        }
     }
 }
