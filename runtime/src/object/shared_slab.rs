@@ -167,10 +167,9 @@ impl SharedSlab {
     /// alive (so is the slab).
     #[inline]
     pub(crate) unsafe fn dealloc(block: NonNull<u8>, c: usize, mine: Option<&SharedSlab>) {
-        let chunk = block.as_ptr().map_addr(|a| a & !(CHUNK - 1));
-        // SAFETY: the block lies in a chunk (aligned to CHUNK) whose header names its slab,
-        // written before the block was handed out; the slab lives as long as its heap.
-        let owner = unsafe { &*(*chunk.cast::<ChunkHeader>()).slab };
+        // SAFETY: the block came from a slab of a live heap (caller), and that slab lives as
+        // long as its heap.
+        let owner = unsafe { &*Self::of_block(block) };
         match mine {
             // SAFETY: the block is ours now, of class `c`, 8-aligned and at least 8 bytes.
             Some(me) if ptr::eq(me, owner) => unsafe { push_free(&owner.free[c], block) },
@@ -179,20 +178,16 @@ impl SharedSlab {
         }
     }
 
-    /// Whether `block` lies in one of `slab`'s chunks.
+    /// The slab whose chunk holds `block` (the same for the heap's whole life).
     ///
     /// # Safety
-    /// `block` points into a block some slab of a live heap handed out (alive or not: chunks
-    /// stay allocated until their heap is freed, and a chunk's header is never rewritten).
+    /// `block` points into a block a slab of a live heap handed out.
     #[inline]
-    pub(crate) unsafe fn owns(slab: NonNull<SharedSlab>, block: NonNull<u8>) -> bool {
+    pub(crate) unsafe fn of_block(block: NonNull<u8>) -> *const SharedSlab {
         let chunk = block.as_ptr().map_addr(|a| a & !(CHUNK - 1));
         // SAFETY: the block's chunk starts at the rounded-down address (chunks are aligned to
         // CHUNK) with its header, written once before any of its blocks was handed out.
-        ptr::eq(
-            unsafe { (*chunk.cast::<ChunkHeader>()).slab },
-            slab.as_ptr(),
-        )
+        unsafe { (*chunk.cast::<ChunkHeader>()).slab }
     }
 
     /// Pushes a block of class `c` onto this slab's remote stack (any thread).

@@ -13,8 +13,8 @@
 //!   reference, which refuses a count of zero. An upgrade racing the last drop either wins
 //!   before the clear (the object lives on) or returns `None`.
 //! - **Upgrade by the referent's owner** (no lock): when the referent came from a slab, and
-//!   that slab is the calling thread's, the thread loads the referent's `counts` without the
-//!   lock. The block may have died and been reused meanwhile, but the load is defined: slab
+//!   that slab (noted in the weak reference at its making: a chunk's slab never changes) is the
+//!   calling thread's now, the thread loads the referent's `counts` without the lock. The block may have died and been reused meanwhile, but the load is defined: slab
 //!   chunks stay allocated while their heap lives, and the `counts` bytes of a block of this
 //!   thread's slab are written non-atomically only by this thread (when it allocates the
 //!   block; `object::shared_slab`'s invariant). If the word names this thread as owner, the
@@ -80,16 +80,18 @@ pub struct WeakRefObj {
     /// The referent's header; null once cleared. Set at creation, only ever cleared after,
     /// always under the referent's weak lock.
     target: AtomicPtr<SharedHeader>,
-    /// Whether the referent's memory came from a slab (its header's `in_slab`, which never
-    /// changes): only then may its owner upgrade without the lock.
+    /// The slab whose chunk holds the referent's memory (a chunk's slab never changes), or
+    /// null if it came from the global allocator (always, in loom builds): the owner of that
+    /// slab may upgrade without the lock.
     #[cfg_attr(reap_loom, allow(dead_code))]
-    target_in_slab: bool,
+    target_slab: *const (),
     /// The callback, taken when it runs.
     callback: Mutex<Option<Callback>>,
 }
 
 // SAFETY: `heap` is only read (the heap outlives its objects); `target` is atomic and changed
-// only under the referent's weak lock; the callback is `Send` and behind a mutex.
+// only under the referent's weak lock; `target_slab` is only compared, never followed; the
+// callback is `Send` and behind a mutex.
 unsafe impl Send for WeakRefObj {}
 // SAFETY: as above.
 unsafe impl Sync for WeakRefObj {}
@@ -294,7 +296,7 @@ impl<T: ?Sized> Weak<T> {
         let w = &*self.obj;
         let t = NonNull::new(w.target.load(Acquire))?;
         #[cfg(not(reap_loom))]
-        let took = if w.target_in_slab {
+        let took = if !w.target_slab.is_null() {
             // SAFETY: `t` was read non-null from the target of a weak reference whose
             // referent is in a slab.
             match unsafe { owner_upgrade(w, t) } {
@@ -361,16 +363,13 @@ unsafe fn upgrade_locked(w: &WeakRefObj, t: NonNull<SharedHeader>) -> bool {
 /// lock path.
 ///
 /// # Safety
-/// `t` was read non-null from `w.target`, and `w.target_in_slab` is set.
+/// `t` was read non-null from `w.target`, and `w.target_slab` is not null.
 #[cfg(not(reap_loom))]
 #[inline]
 unsafe fn owner_upgrade(w: &WeakRefObj, t: NonNull<SharedHeader>) -> Option<bool> {
     let (me, state) = thread::cached_state(w.heap)?;
-    // SAFETY: the attachment outlives this call, and so its slab.
-    let slab = unsafe { state.as_ref() }.slab;
-    // SAFETY: `t` is (or was) a header at the start of a slab block of `w`'s heap, which `w`
-    // keeps alive (caller).
-    if !unsafe { SharedSlab::owns(slab, t.cast()) } {
+    // SAFETY: the attachment outlives this call.
+    if unsafe { state.as_ref() }.slab.as_ptr().cast_const().cast() != w.target_slab {
         return None;
     }
     // Only the `counts` field is touched until the owner is known: no reference to the whole
@@ -417,6 +416,19 @@ unsafe fn old_ref<'a>(w: NonNull<SharedHeader>) -> &'a WeakRefObj {
     unsafe { SharedHeader::value_ptr(w).cast::<WeakRefObj>().as_ref() }
 }
 
+/// The slab holding a live object's memory, or null (see [`WeakRefObj::target_slab`]).
+fn slab_of(target: NonNull<SharedHeader>) -> *const () {
+    // SAFETY: the caller holds the target alive.
+    #[cfg(not(reap_loom))]
+    if unsafe { target.as_ref() }.in_slab {
+        // SAFETY: a live object of a slab, whose heap (and so its slabs' chunks) is alive.
+        return unsafe { SharedSlab::of_block(target.cast()) }.cast();
+    }
+    #[cfg(reap_loom)]
+    let _ = target;
+    std::ptr::null()
+}
+
 fn new_ref_obj(
     heap: NonNull<HeapState>,
     me: u32,
@@ -427,8 +439,7 @@ fn new_ref_obj(
     let obj = WeakRefObj {
         heap,
         target: AtomicPtr::new(target.as_ptr()),
-        // SAFETY: the caller holds the target alive.
-        target_in_slab: unsafe { target.as_ref() }.in_slab,
+        target_slab: slab_of(target),
         callback: Mutex::new(callback),
     };
     // SAFETY: the caller's target keeps the heap alive; `state` is this thread's.
