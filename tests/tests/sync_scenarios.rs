@@ -252,8 +252,8 @@ fn owners_allocation_and_detached_are_safepoints_too() {
 ///     global KEEP; x = KEEP; KEEP = None; del x
 /// threading.Thread(target=taker).start() ...  # dels 1, wr() None
 /// ```
-/// The finalizer ran on the owner, which owns the resurrected object: the taker's drop is
-/// queued to it and the second death (no finalizer) runs at its safe point.
+/// A resurrected object is merged (CPython 3.13t's `_PyObject_ResurrectEnd` leaves it so):
+/// the taker's drop is its last and runs the second death (no finalizer) on the taker, at once.
 #[test]
 fn resurrected_by_finalizer_then_released_on_another_thread_finalizes_once_drops_once() {
     static KEEP: Mutex<Option<Gc<R>>> = Mutex::new(None);
@@ -285,35 +285,28 @@ fn resurrected_by_finalizer_then_released_on_another_thread_finalizes_once_drops
         .expect("resurrected: the weak reference still upgrades");
     assert!(Gc::is_finalized(&back));
     drop(back);
-    thread::spawn(|| {
+    let taker = thread::spawn(|| {
         let x = KEEP
             .lock()
             .unwrap()
             .take()
             .expect("the finalizer stored it");
         drop(x);
-    })
-    .join()
-    .unwrap();
-    assert_eq!(
-        log.names(),
-        ["fin"],
-        "queued to the owner until its safe point"
-    );
-    heap.safepoint();
+    });
+    let taker_id = taker.thread().id();
+    taker.join().unwrap();
     assert_eq!(log.names(), ["fin", "drop"]);
-    let me = thread::current().id();
-    assert!(log.threads().iter().all(|&t| t == me));
+    assert_eq!(log.threads(), [thread::current().id(), taker_id]);
     assert!(wr.upgrade().is_none());
     drop(wr);
     assert_eq!(heap.live_objects(), 0);
 }
 
 /// The owner exits; thread B drops the last handle and runs the finalizer, which resurrects
-/// (B now owns the object); thread C takes it out and drops it while B lives: the drop waits
-/// for B's safe point, and the second death (Drop only) runs on B.
+/// the object (merged from then on); thread C takes it out and drops it while B lives: the
+/// second death (Drop only) runs on C at once, without waiting for B.
 #[test]
-fn resurrected_on_dropping_thread_released_by_a_third_dies_at_resurrectors_safepoint() {
+fn resurrected_on_dropping_thread_released_by_a_third_while_it_lives_dies_on_the_third() {
     static KEEP: Mutex<Option<Gc<R2>>> = Mutex::new(None);
     #[derive(Trace)]
     #[reap(sync_finalize)]
@@ -344,7 +337,7 @@ fn resurrected_on_dropping_thread_released_by_a_third_dies_at_resurrectors_safep
         drop(r);
         assert_eq!(l.names(), ["fin"]);
         b_rx.recv().unwrap(); // C has dropped it
-        assert_eq!(l.names(), ["fin"], "queued to B until B's safe point");
+        assert_eq!(l.names(), ["fin", "drop"], "died on C, not queued to B");
         h.safepoint();
         assert_eq!(l.names(), ["fin", "drop"]);
     });
@@ -358,9 +351,10 @@ fn resurrected_on_dropping_thread_released_by_a_third_dies_at_resurrectors_safep
         }
         thread::yield_now();
     });
+    let c_id = c.thread().id();
     c.join().unwrap();
     b.join().unwrap();
-    assert_eq!(log.threads(), [b_id, b_id]);
+    assert_eq!(log.threads(), [b_id, c_id]);
     assert_eq!(heap.live_objects(), 0);
 }
 
@@ -403,10 +397,12 @@ fn resurrected_on_exited_thread_released_by_a_third_dies_on_the_third() {
     assert_eq!(heap.live_objects(), 0);
 }
 
-/// SEMANTICS 8.3: a weak upgrade on another thread while the finalizer runs resurrects the
-/// object; it then dies (no second finalizer) when that thread drops the upgraded handle.
+/// SEMANTICS 8.3: a weak upgrade on another thread while the finalizer runs returns `None`, as
+/// every upgrade since the count reached zero did (CPython 3.13t's `_PyObject_ResurrectStart`
+/// leaves the shared count at zero for this): the object is not resurrected by it and dies
+/// when the finalizer returns, on this thread; the finalizer's own thread may still upgrade.
 #[test]
-fn weak_upgrade_on_another_thread_during_finalizer_resurrects() {
+fn weak_upgrade_on_another_thread_during_finalizer_returns_none() {
     #[derive(Trace)]
     #[reap(sync_finalize)]
     struct F {
@@ -414,6 +410,8 @@ fn weak_upgrade_on_another_thread_during_finalizer_resurrects() {
         log: Log,
         #[reap(skip)]
         in_fin: Mutex<Option<(mpsc::Sender<()>, mpsc::Receiver<()>)>>,
+        #[reap(skip)]
+        weak: Mutex<Option<Weak<F>>>,
     }
     impl Finalize for F {
         fn finalize(this: &Gc<Self>) {
@@ -421,6 +419,9 @@ fn weak_upgrade_on_another_thread_during_finalizer_resurrects() {
             let (go, done) = this.in_fin.lock().unwrap().take().unwrap();
             go.send(()).unwrap();
             done.recv().unwrap();
+            let w = this.weak.lock().unwrap().take().unwrap();
+            let mine = w.upgrade().is_some();
+            this.log.push(format!("own upgrade {mine}"));
         }
     }
     impl Drop for F {
@@ -435,37 +436,26 @@ fn weak_upgrade_on_another_thread_during_finalizer_resurrects() {
     let f = heap.alloc(F {
         log: log.clone(),
         in_fin: Mutex::new(Some((go_tx, done_rx))),
+        weak: Mutex::new(None),
     });
     let w = Weak::new(&f);
+    *f.weak.lock().unwrap() = Some(w.clone());
     let w2 = w.clone();
-    let (keep_tx, keep_rx) = mpsc::channel::<()>();
     let other = thread::spawn(move || {
         go_rx.recv().unwrap();
-        let got = w2.upgrade();
-        let upgraded = got.is_some();
+        let upgraded = w2.upgrade().is_some();
         done_tx.send(()).unwrap();
-        keep_rx.recv().unwrap();
-        drop(got);
         upgraded
     });
-    let other_id = other.thread().id();
     drop(f);
-    assert_eq!(log.names(), ["fin"]);
-    assert!(w.is_alive(), "resurrected by the upgrade");
-    keep_tx.send(()).unwrap();
     assert!(
-        other.join().unwrap(),
-        "the upgrade during the finalizer succeeds"
+        !other.join().unwrap(),
+        "the upgrade on another thread during the finalizer refuses the dying object"
     );
-    // The owner (this thread) gave up its count when the finalizer's reference went: the
-    // object is merged, so the other thread's drop was its last and ran the death there.
-    assert_eq!(log.names(), ["fin", "drop"]);
-    assert_eq!(log.threads()[1], other_id);
+    assert_eq!(log.names(), ["fin", "own upgrade true", "drop"]);
+    assert!(log.threads().iter().all(|t| *t == thread::current().id()));
     assert!(!w.is_alive());
     drop(w);
-    // `w2`, a clone of this thread's weak-reference object, was dropped on the other thread
-    // as its last handle but one: that drop waits in this thread's queue.
-    assert_eq!(heap.live_objects(), 1);
     heap.safepoint();
     assert_eq!(heap.live_objects(), 0);
 }

@@ -433,29 +433,46 @@ pub(crate) fn set_maybe_weak_unpublished(h: &SharedHeader) {
 }
 
 /// Gives a dead object one temporary reference owned by thread `me` for its finalizer
-/// (CPython's `_PyObject_ResurrectStart`); weak upgrades from other threads may succeed
-/// meanwhile if `weak` (the object has weak references), and resurrect it.
-pub(crate) fn resurrect_start(h: &SharedHeader, me: u32, weak: bool) {
+/// (CPython 3.13t's `_PyObject_ResurrectStart`). The shared word is left all zero, so weak
+/// upgrades on other threads keep refusing the object, as they did since its count reached
+/// zero: once an upgrade has returned `None`, none returns the object again. The finalizer's
+/// own thread may still upgrade (its owner path), and any reference it stores or hands on
+/// resurrects the object.
+pub(crate) fn resurrect_start(h: &SharedHeader, me: u32) {
     if me == NO_OWNER {
+        // A thread whose exit has begun has no owner id: the reference goes into a merged
+        // count, where other threads' upgrades can see it (documented in SEMANTICS 8.3).
         h.local.store(0, Relaxed);
         h.counts.store(pack(0, 1, MERGED), Relaxed);
     } else {
         h.local.store(1, Relaxed);
-        let state = if weak { MAYBE_WEAK } else { INIT };
-        h.counts.store(pack(me, 0, state), Relaxed);
+        h.counts.store(pack(me, 0, INIT), Relaxed);
     }
 }
 
-/// Drops the finalizer's temporary reference; `true` if the object is dead after all (nobody
-/// took a reference meanwhile), `false` if it was resurrected.
+/// Drops the finalizer's temporary reference (CPython 3.13t's `_PyObject_ResurrectEnd`) on
+/// thread `me`, which called [`resurrect_start`]: `true` if the object is dead after all
+/// (nobody took a reference meanwhile), `false` if it was resurrected. A resurrected object is
+/// merged (its whole count in the shared word), so that other threads' upgrades see it alive.
 pub(crate) fn resurrect_end(h: &SharedHeader, me: u32) -> bool {
-    match dec(h, me, load(h, Relaxed)) {
-        Dec::Dead => true,
-        Dec::Alive => false,
-        // The finalizer's reference is the owner's (`me`), or the object is merged: a drop of
-        // it never queues.
-        Dec::Queue(_) => unreachable!("reap: finalizer reference queued"),
+    let word = load(h, Acquire);
+    if owner_of(word) != me {
+        // Merged meanwhile (started merged, or a safe point in the finalizer drained a queue
+        // entry for it): the temporary reference is in the merged count.
+        return match dec_shared(h, word) {
+            Dec::Dead => true,
+            Dec::Alive => false,
+            Dec::Queue(_) => unreachable!("reap: merged object queued"),
+        };
     }
+    if h.local.load(Relaxed) == 1 && shared_of(word) == 0 {
+        // Only the temporary reference, and no other thread counted or queued one: dead. (A
+        // concurrent foreign increment needs a handle, which only this thread could have
+        // given out, and it would have counted it.)
+        h.local.store(0, Relaxed);
+        return true;
+    }
+    merge(h, -1) == 0
 }
 
 /// The count of an object the caller holds a reference to: exact when no other thread changes

@@ -241,8 +241,7 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
     let (me, state) = thread::attach(heap);
     if h.has(Flags::HAS_FINALIZER) && !h.has(Flags::FINALIZED) {
         h.set(Flags::FINALIZED);
-        let weak = h.meta.load(Relaxed).addr() & META_WEAK_INFO != 0;
-        count::resurrect_start(h, me, weak);
+        count::resurrect_start(h, me);
         let value = SharedHeader::value_ptr(obj);
         // SAFETY: the object is whole, and the temporary reference is the finalizer's.
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| unsafe { (vt.finalize_shared)(value) })) {
