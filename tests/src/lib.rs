@@ -1,5 +1,8 @@
-//! Helpers shared by the scenario tests in `tests/`: an event log that objects can hold, and a
-//! seeded random generator.
+//! Helpers shared by the scenario tests in `tests/`: an event log that objects can hold, a
+//! seeded random generator, and (in [`shared`]) the Shared-mode objects and counters of the
+//! adversarial tests.
+
+pub mod shared;
 
 use std::cell::RefCell;
 use std::rc::Rc;

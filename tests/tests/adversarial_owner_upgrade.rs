@@ -18,17 +18,9 @@ use std::sync::mpsc;
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
-use reap::sync::{Finalize, Gc, Heap, Weak, WeakRefObj};
+use reap::sync::{Gc, Heap, Weak, WeakRefObj};
 use reap::{Trace, UnraisableKind};
-
-/// Scales a repetition count down under Miri.
-const fn reps(native: usize, miri: usize) -> usize {
-    if cfg!(miri) {
-        miri
-    } else {
-        native
-    }
-}
+use reap_tests::shared::{fin, reps, set_fin, Fin, Log};
 
 /// Size of a slab chunk (the runtime's `shared_slab::CHUNK`): a slab block's chunk is its
 /// address rounded down to this.
@@ -44,75 +36,6 @@ fn addr<T: ?Sized>(g: &Gc<T>) -> usize {
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
-
-/// Counters and a record of what user code saw, shared by a test's objects and threads.
-#[derive(Default)]
-struct Log {
-    fin: AtomicUsize,
-    drops: AtomicUsize,
-    seen: Mutex<Vec<String>>,
-}
-
-impl Log {
-    fn new() -> Arc<Log> {
-        Arc::default()
-    }
-    fn fin(&self) -> usize {
-        self.fin.load(SeqCst)
-    }
-    fn drops(&self) -> usize {
-        self.drops.load(SeqCst)
-    }
-    /// Records an observation (for code that must not panic: thread-local destructors).
-    fn see(&self, s: impl Into<String>) {
-        self.seen.lock().unwrap().push(s.into());
-    }
-    fn seen(&self) -> Vec<String> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-type FinHook = Box<dyn FnOnce(&Gc<Fin>) + Send>;
-
-/// An object with a Shared finalizer (which runs a one-shot closure the test gave it) and a
-/// counting `Drop`.
-#[derive(Trace)]
-#[reap(sync_finalize)]
-struct Fin {
-    id: u32,
-    #[reap(skip)]
-    log: Arc<Log>,
-    #[reap(skip)]
-    on_fin: Mutex<Option<FinHook>>,
-}
-
-impl Finalize for Fin {
-    fn finalize(this: &Gc<Self>) {
-        this.log.fin.fetch_add(1, SeqCst);
-        let f = this.on_fin.lock().unwrap().take();
-        if let Some(f) = f {
-            f(this);
-        }
-    }
-}
-
-impl Drop for Fin {
-    fn drop(&mut self) {
-        self.log.drops.fetch_add(1, SeqCst);
-    }
-}
-
-fn fin(heap: &Heap, id: u32, log: &Arc<Log>) -> Gc<Fin> {
-    heap.alloc(Fin {
-        id,
-        log: log.clone(),
-        on_fin: Mutex::new(None),
-    })
-}
-
-fn set_fin(g: &Gc<Fin>, f: impl FnOnce(&Gc<Fin>) + Send + 'static) {
-    *g.on_fin.lock().unwrap() = Some(Box::new(f));
-}
 
 /// Allocates with `make` on the calling thread until an object lands at `target` (a dead
 /// object's block, expected back in this thread's slab); returns it, with the others made on

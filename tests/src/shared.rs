@@ -1,0 +1,191 @@
+//! Shared-mode (`reap::sync`) helpers of the adversarial tests: counters and logs that a test's
+//! objects and threads share, an object type whose finalizer and `Drop` run closures the test
+//! gives them (user code calling back into the runtime), chains, an unraisable hook that
+//! records, and repetition counts scaled down under Miri.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+
+use reap::sync::{Finalize, Gc, Heap};
+use reap::{Trace, UnraisableKind};
+
+/// `native`, or `miri` under Miri (which is slow).
+pub const fn reps(native: usize, miri: usize) -> usize {
+    if cfg!(miri) {
+        miri
+    } else {
+        native
+    }
+}
+
+/// Counters, an ordered event log (finalizers and drops of [`Fin`] write to it) and a separate
+/// record of what the test's user code saw, shared by a test's objects and threads.
+#[derive(Default)]
+pub struct Log {
+    /// Finalizers run.
+    pub fin: AtomicUsize,
+    /// Values dropped.
+    pub drops: AtomicUsize,
+    /// Callbacks run.
+    pub cbs: AtomicUsize,
+    events: Mutex<Vec<String>>,
+    seen: Mutex<Vec<String>>,
+}
+
+impl Log {
+    /// A new log, shareable.
+    pub fn new() -> Arc<Log> {
+        Arc::default()
+    }
+    /// Records an event (`"fin 3"`, `"drop 3"`, or the test's own).
+    pub fn push(&self, e: impl Into<String>) {
+        self.events.lock().unwrap().push(e.into());
+    }
+    /// The events so far, in order.
+    pub fn events(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+    /// Records an observation, apart from the events (for code that must not panic, such as
+    /// thread-local destructors: the test asserts on it after `join`).
+    pub fn see(&self, s: impl Into<String>) {
+        self.seen.lock().unwrap().push(s.into());
+    }
+    /// The observations so far, in order.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+    /// Finalizers run so far.
+    pub fn fin(&self) -> usize {
+        self.fin.load(SeqCst)
+    }
+    /// Values dropped so far.
+    pub fn drops(&self) -> usize {
+        self.drops.load(SeqCst)
+    }
+    /// Callbacks run so far.
+    pub fn cbs(&self) -> usize {
+        self.cbs.load(SeqCst)
+    }
+}
+
+/// A one-shot closure a [`Fin`]'s finalizer runs.
+pub type FinHook = Box<dyn FnOnce(&Gc<Fin>) + Send>;
+/// A one-shot closure a [`Fin`]'s `Drop` runs.
+pub type DropHook = Box<dyn FnOnce() + Send>;
+
+/// An object with a Shared finalizer and a `Drop`, each of which counts, logs and then runs a
+/// one-shot closure the test gave it.
+#[derive(Trace)]
+#[reap(sync_finalize)]
+pub struct Fin {
+    /// The test's name for it.
+    pub id: u32,
+    /// Where it counts and logs.
+    #[reap(skip)]
+    pub log: Arc<Log>,
+    /// Run by the finalizer.
+    #[reap(skip)]
+    pub on_fin: Mutex<Option<FinHook>>,
+    /// Run by `Drop`.
+    #[reap(skip)]
+    pub on_drop: Mutex<Option<DropHook>>,
+    /// A handle it holds (traced).
+    pub next: Mutex<Option<Gc<Fin>>>,
+    /// What `wants_finalizer` answers.
+    #[reap(skip)]
+    pub wants: bool,
+}
+
+impl Finalize for Fin {
+    fn finalize(this: &Gc<Self>) {
+        this.log.fin.fetch_add(1, SeqCst);
+        this.log.push(format!("fin {}", this.id));
+        let f = this.on_fin.lock().unwrap().take();
+        if let Some(f) = f {
+            f(this);
+        }
+    }
+    fn wants_finalizer(&self) -> bool {
+        self.wants
+    }
+}
+
+impl Drop for Fin {
+    fn drop(&mut self) {
+        self.log.drops.fetch_add(1, SeqCst);
+        self.log.push(format!("drop {}", self.id));
+        let f = self.on_drop.get_mut().unwrap().take();
+        if let Some(f) = f {
+            f();
+        }
+    }
+}
+
+/// A [`Fin`] with no closures.
+pub fn fin(heap: &Heap, id: u32, log: &Arc<Log>) -> Gc<Fin> {
+    fin_with(heap, id, log, None, None)
+}
+
+/// A [`Fin`] with the given closures.
+pub fn fin_with(
+    heap: &Heap,
+    id: u32,
+    log: &Arc<Log>,
+    on_fin: Option<FinHook>,
+    on_drop: Option<DropHook>,
+) -> Gc<Fin> {
+    heap.alloc(Fin {
+        id,
+        log: log.clone(),
+        on_fin: Mutex::new(on_fin),
+        on_drop: Mutex::new(on_drop),
+        next: Mutex::new(None),
+        wants: true,
+    })
+}
+
+/// Gives `g`'s finalizer a closure to run.
+pub fn set_fin(g: &Gc<Fin>, f: impl FnOnce(&Gc<Fin>) + Send + 'static) {
+    *g.on_fin.lock().unwrap() = Some(Box::new(f));
+}
+
+/// A link of a chain, counting its drops.
+#[derive(Trace)]
+pub struct Link {
+    /// The next link.
+    pub next: Option<Gc<Link>>,
+    /// Where it counts its drop.
+    #[reap(skip)]
+    pub log: Arc<Log>,
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.log.drops.fetch_add(1, SeqCst);
+    }
+}
+
+/// A chain of `n` links built on the calling thread (which owns them all); returns its head.
+pub fn chain(heap: &Heap, n: usize, log: &Arc<Log>) -> Gc<Link> {
+    let mut head: Option<Gc<Link>> = None;
+    for _ in 0..n {
+        head = Some(heap.alloc(Link {
+            next: head.take(),
+            log: log.clone(),
+        }));
+    }
+    head.expect("n > 0")
+}
+
+/// What a [`hooked`] heap's unraisable hook received: kind and message of each report.
+pub type Reports = Arc<Mutex<Vec<(UnraisableKind, String)>>>;
+
+/// Installs a hook recording (kind, message) of each report.
+pub fn hooked(heap: &Heap) -> Reports {
+    let reports: Reports = Arc::default();
+    let r = reports.clone();
+    heap.set_unraisable_hook(Some(Arc::new(move |u: &reap::Unraisable| {
+        r.lock().unwrap().push((u.kind, u.message.clone()));
+    })));
+    reports
+}
