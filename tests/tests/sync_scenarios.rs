@@ -333,23 +333,29 @@ fn resurrected_on_dropping_thread_released_by_a_third_while_it_lives_dies_on_the
         .unwrap();
     let (h, l) = (heap.clone(), log.clone());
     let (to_b, b_rx) = mpsc::channel::<()>();
+    let (to_c, c_rx) = mpsc::channel::<()>();
     let b = thread::spawn(move || {
         drop(r);
         assert_eq!(l.names(), ["fin"]);
+        to_c.send(()).unwrap(); // the death (and the finalizer) has returned
         b_rx.recv().unwrap(); // C has dropped it
         assert_eq!(l.names(), ["fin", "drop"], "died on C, not queued to B");
         h.safepoint();
         assert_eq!(l.names(), ["fin", "drop"]);
     });
     let b_id = b.thread().id();
-    // C: wait until B's finalizer has stored the object.
-    let c = thread::spawn(move || loop {
-        if let Some(x) = KEEP.lock().unwrap().take() {
-            drop(x);
-            to_b.send(()).unwrap();
-            return;
-        }
-        thread::yield_now();
+    // C waits until B's finalizer has returned: a reference B's finalizer handed out and C
+    // dropped while the finalizer still ran would be one B owned then, queued to B (and the
+    // second death would run at B's safe point, also right, but not this scenario).
+    let c = thread::spawn(move || {
+        c_rx.recv().unwrap();
+        let x = KEEP
+            .lock()
+            .unwrap()
+            .take()
+            .expect("B's finalizer stored it");
+        drop(x);
+        to_b.send(()).unwrap();
     });
     let c_id = c.thread().id();
     c.join().unwrap();
