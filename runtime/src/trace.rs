@@ -24,6 +24,7 @@ use std::sync::TryLockError;
 
 use crate::object::header::Header;
 use crate::object::raw::Gc;
+use crate::object::shared::SharedHeader;
 
 /// Visits the handles a value holds.
 ///
@@ -48,7 +49,24 @@ enum Mode<'a> {
     Mark(&'a mut Vec<NonNull<Header>>),
     /// Anything else.
     Visit(&'a mut dyn FnMut(NonNull<Header>)),
+    /// A Shared-mode collection's snapshot of one object (`sync::collect`), taken while the
+    /// world is stopped: the handles to objects of the heap `heap` go to `edges`, and the
+    /// guards of the locks the value's handles sit behind are kept in `guards` (see
+    /// [`Tracer::hold`]).
+    Shared {
+        heap: NonNull<()>,
+        edges: &'a mut Vec<NonNull<SharedHeader>>,
+        guards: &'a mut Vec<HeldGuard>,
+    },
 }
+
+/// A lock guard a Shared-mode collection keeps while its world is stopped, type-erased, its
+/// borrow of the lock's object extended (see [`Tracer::hold`]).
+pub(crate) struct HeldGuard(#[allow(dead_code)] Box<dyn Held>);
+
+/// Anything (a guard, kept only to be dropped later).
+trait Held {}
+impl<T> Held for T {}
 
 impl<'a> Tracer<'a> {
     /// A tracer that hands every handle to `visit`, whatever heap its object belongs to.
@@ -66,6 +84,23 @@ impl<'a> Tracer<'a> {
         Tracer {
             mode: Mode::Subtract,
             key,
+            incomplete: false,
+        }
+    }
+
+    /// A tracer for a Shared-mode collection's snapshot (see [`Mode::Shared`]).
+    pub(crate) fn shared(
+        heap: NonNull<()>,
+        edges: &'a mut Vec<NonNull<SharedHeader>>,
+        guards: &'a mut Vec<HeldGuard>,
+    ) -> Self {
+        Tracer {
+            mode: Mode::Shared {
+                heap,
+                edges,
+                guards,
+            },
+            key: 0,
             incomplete: false,
         }
     }
@@ -105,6 +140,37 @@ impl<'a> Tracer<'a> {
                 }
             }
             Mode::Visit(f) => f(target),
+            // A Shared collection has no Local candidates.
+            Mode::Shared { .. } => {}
+        }
+    }
+
+    /// Reports a strong Shared-mode handle. Only a Shared-mode collection's snapshot looks at
+    /// it (a Local collection has no Shared candidates).
+    #[inline]
+    pub fn visit_shared<T: ?Sized>(&mut self, handle: &crate::sync::Gc<T>) {
+        if let Mode::Shared { heap, edges, .. } = &mut self.mode {
+            let target = handle.header_ptr();
+            // SAFETY: the handle keeps its object allocated.
+            if unsafe { target.as_ref() }.heap == *heap {
+                edges.push(target);
+            }
+        }
+    }
+
+    /// Keeps `guard` (a lock guard over the handles just visited) until the Shared-mode
+    /// collection whose snapshot this is ends its pause, so that no thread moves those
+    /// handles between the snapshot and the verdict; in every other mode drops it at once.
+    pub(crate) fn hold<G>(&mut self, guard: G) {
+        if let Mode::Shared { guards, .. } = &mut self.mode {
+            let held: Box<dyn Held + '_> = Box::new(guard);
+            // SAFETY: only the lifetime bound changes (same layout). The guard borrows a lock
+            // inside a value of the heap being collected; `sync::collect` drops every held
+            // guard before its pause ends, and no object of the heap is freed during a pause
+            // (the world is stopped, and the collector frees nothing then), so the lock
+            // outlives the guard.
+            let held: Box<dyn Held + 'static> = unsafe { std::mem::transmute(held) };
+            guards.push(HeldGuard(held));
         }
     }
 
@@ -480,12 +546,13 @@ unsafe impl<T: ?Sized + 'static> Trace for Gc<T> {
 }
 
 // A Local heap's collection treats a handle to any object outside its heap as a reference from
-// outside, and a Shared object is never one of its candidates; Shared-mode collection, when it
-// lands, visits these.
-// SAFETY: reports nothing, which is allowed (a missed edge only keeps garbage).
+// outside, and a Shared object is never one of its candidates: only a Shared collection looks.
+// SAFETY: a handle owns exactly itself.
 unsafe impl<T: ?Sized + 'static> Trace for crate::object::shared::Gc<T> {
     #[inline]
-    fn trace(&self, _: &mut Tracer<'_>) {}
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        tracer.visit_shared(self);
+    }
 }
 
 // SAFETY: visits the contained value, if any, which the option owns.
@@ -649,8 +716,14 @@ unsafe impl<T: Trace> Trace for RefCell<T> {
 // it, and no other guard is taken or released during a collection (no user code runs), so every
 // pass of one collection sees the same state and visits the same handles. A lock whose type
 // cannot hold handles is not locked at all (nothing to visit, and another thread's guard on a
-// `Sync` lock must not keep the object). Locking runs no user code; the guard taken here is
-// released before `trace` returns, and poisons the lock only if the value's own `trace` panics
+// `Sync` lock must not keep the object). Locking runs no user code. In a Local collection the
+// guard taken here is released before `trace` returns. In a Shared-mode collection other threads
+// may run during the pause (detached ones, and those that never attached), so the guard is kept
+// (`Tracer::hold`) until the collector has its verdict: no thread can move a handle out of or
+// into a value between the snapshot of its edges and the end of trial deletion. (A lock already
+// held by another thread is not traversed, and the object is kept.) A hand-written `Trace` for a
+// Shared type with its own interior mutability must likewise report only handles that stay put
+// while the world is stopped. A guard poisons its lock only if the value's own `trace` panics
 // (a hand-written one), as any panic under a lock does.
 
 // SAFETY: the mutex owns its value, and `trace` visits exactly the handles it holds, under the
@@ -662,8 +735,15 @@ unsafe impl<T: Trace> Trace for std::sync::Mutex<T> {
             return;
         }
         match self.try_lock() {
-            Ok(v) => v.trace(tracer),
-            Err(TryLockError::Poisoned(p)) => p.into_inner().trace(tracer),
+            Ok(v) => {
+                v.trace(tracer);
+                tracer.hold(v);
+            }
+            Err(TryLockError::Poisoned(p)) => {
+                let v = p.into_inner();
+                v.trace(tracer);
+                tracer.hold(v);
+            }
             Err(TryLockError::WouldBlock) => tracer.mark_incomplete(),
         }
     }
@@ -681,8 +761,15 @@ unsafe impl<T: Trace> Trace for std::sync::RwLock<T> {
             return;
         }
         match self.try_read() {
-            Ok(v) => v.trace(tracer),
-            Err(TryLockError::Poisoned(p)) => p.into_inner().trace(tracer),
+            Ok(v) => {
+                v.trace(tracer);
+                tracer.hold(v);
+            }
+            Err(TryLockError::Poisoned(p)) => {
+                let v = p.into_inner();
+                v.trace(tracer);
+                tracer.hold(v);
+            }
             Err(TryLockError::WouldBlock) => tracer.mark_incomplete(),
         }
     }

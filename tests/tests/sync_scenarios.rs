@@ -1349,9 +1349,12 @@ fn reserves_balance_when_thousands_of_objects_die_on_another_thread() {
     let (h, go) = (heap.clone(), Arc::new(Barrier::new(2)));
     let g = go.clone();
     let freer = thread::spawn(move || {
+        // Attached first (a thread that only drops handles is not: it would free through the
+        // gate, giving each reference straight back to the heap).
+        h.safepoint();
         let sum: usize = objects.iter().map(|o| **o).sum();
         drop(objects);
-        // Attached (deaths ran here), holding the freed objects' references in its reserve.
+        // Attached, holding the freed objects' references in its reserve.
         assert_eq!(h.attached_threads(), 1);
         assert_eq!(h.live_objects(), 0);
         g.wait();

@@ -47,16 +47,20 @@ const _: () = assert!(SHARED_HEADER_SIZE % BLOCK_ALIGN == 0);
 pub(crate) const CHUNK: usize = 64 * 1024;
 /// Bytes at the start of a chunk holding its [`ChunkHeader`] (a multiple of 16, so blocks of
 /// classes that are multiples of 16 stay 16-aligned).
-const CHUNK_HEADER: usize = 16;
+const CHUNK_HEADER: usize = 32;
 
 /// The start of every chunk.
 #[repr(C)]
 struct ChunkHeader {
     /// The slab the chunk belongs to.
     slab: *const SharedSlab,
-    /// The slab's previous chunk (a list, for freeing them all).
+    /// The slab's previous chunk (a list, for freeing them all, and for a collection's walk).
     next: *mut ChunkHeader,
+    /// The size class of the chunk's blocks.
+    class: usize,
 }
+
+const _: () = assert!(std::mem::size_of::<ChunkHeader>() <= CHUNK_HEADER);
 
 /// One thread's small-object allocator on one Shared heap (see the module docs).
 pub(crate) struct SharedSlab {
@@ -124,11 +128,11 @@ impl SharedSlab {
             chunk.cast::<ChunkHeader>().write(ChunkHeader {
                 slab: self,
                 next: self.chunks.get(),
+                class: c,
             })
         };
         self.chunks.set(chunk.as_ptr().cast());
-        let first = CHUNK_HEADER.div_ceil(size) * size;
-        let usable = CHUNK - (CHUNK - first) % size;
+        let (first, usable) = Self::span(size);
         // SAFETY: `first`, `first + size` and `usable` are inside (or one past the end of)
         // the new chunk: `first + size <= CHUNK_HEADER + 2 * size <= CHUNK` for classes of at
         // most 512 bytes.
@@ -136,6 +140,46 @@ impl SharedSlab {
             self.bump[c].set(chunk.as_ptr().add(first + size));
             self.end[c].set(chunk.as_ptr().add(usable));
             NonNull::new_unchecked(chunk.as_ptr().add(first))
+        }
+    }
+
+    /// Where the blocks of a chunk of `size`-byte blocks start and end (offsets in the chunk).
+    fn span(size: usize) -> (usize, usize) {
+        let first = CHUNK_HEADER.div_ceil(size) * size;
+        (first, CHUNK - (CHUNK - first) % size)
+    }
+
+    /// Calls `f` with every block of this slab that was ever handed out (in use, on a free
+    /// list or on the remote stack): the first word of each is initialised. A Shared-mode
+    /// collection walks the slabs this way to find the heap's objects while the world is
+    /// stopped.
+    ///
+    /// # Safety
+    /// No thread allocates from or frees into this slab during the call (its owner is parked,
+    /// detached or gone, and no gated operation runs: the world is stopped), and the owner's
+    /// last writes to it happened before the call.
+    pub(crate) unsafe fn for_each_block(&self, mut f: impl FnMut(NonNull<u8>)) {
+        let mut chunk = self.chunks.get();
+        while let Some(c) = NonNull::new(chunk) {
+            // SAFETY: a chunk of this slab, with its header, written once when it was made.
+            let (class, next) = unsafe { ((*c.as_ptr()).class, (*c.as_ptr()).next) };
+            let size = (class + 1) * GRAIN;
+            let (first, usable) = Self::span(size);
+            let base = c.as_ptr().cast::<u8>();
+            // The current chunk of its class has an unused tail, from `bump` on.
+            let end = self.end[class].get();
+            let limit = if !end.is_null() && (end.addr() - 1) & !(CHUNK - 1) == base.addr() {
+                self.bump[class].get().addr() - base.addr()
+            } else {
+                usable
+            };
+            let mut at = first;
+            while at < limit {
+                // SAFETY: inside the chunk (`at < limit <= usable <= CHUNK`).
+                f(unsafe { NonNull::new_unchecked(base.add(at)) });
+                at += size;
+            }
+            chunk = next;
         }
     }
 

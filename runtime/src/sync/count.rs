@@ -370,6 +370,35 @@ pub(crate) fn merge(h: &SharedHeader, extra: i32) -> i32 {
     }
 }
 
+/// The whole count of an object, read by a collection while the world is stopped (no thread
+/// changes it meanwhile, and every merge queue has been drained, so nothing is `QUEUED`).
+pub(crate) fn stopped_count(h: &SharedHeader) -> usize {
+    let word = load(h, Acquire);
+    debug_assert!(
+        state_of(word) != QUEUED,
+        "reap: a queued object in a stopped world"
+    );
+    let local = if owner_of(word) == 0 {
+        0
+    } else {
+        h.local.load(Relaxed) as i64
+    };
+    (count_of(word) as i64 + local).max(0) as usize
+}
+
+/// Gives a collection one reference to an object of its garbage, while the world is stopped,
+/// and merges the object (so that every later count change, on any thread, is an atomic one
+/// on the shared word, and none queues it to an owner): its owner is parked, detached (its
+/// handle operations then go through the gate, as a non-owner's) or gone.
+pub(crate) fn collector_hold(h: &SharedHeader) {
+    let word = load(h, Relaxed);
+    if state_of(word) == MERGED {
+        inc_shared(h);
+    } else {
+        merge(h, 1);
+    }
+}
+
 /// Adds a reference unless the object's count is zero (a weak upgrade, called under the
 /// referent's weak lock, which keeps its memory allocated): CPython's `_Py_TryIncref`.
 #[inline]

@@ -1,8 +1,9 @@
 //! [`Gc<T>`]'s behaviour in Shared mode: clone, drop, deref, identity, counts, downcasts.
 
 use crate::object::handle::value_trait_impls;
+use crate::object::header::Flags;
 use crate::object::shared::{Gc, SharedHeader};
-use crate::sync::{count, heap, state, thread};
+use crate::sync::{count, heap, state};
 
 impl<T: ?Sized> Gc<T> {
     /// The number of strong references to the object. Exact when no other thread clones or
@@ -80,7 +81,7 @@ impl<T: ?Sized> Gc<T> {
 impl<T: ?Sized> Clone for Gc<T> {
     #[inline]
     fn clone(&self) -> Gc<T> {
-        count::inc(self.header(), thread::current_id());
+        heap::inc_ref(self.header());
         // SAFETY: the reference just added is the new handle's.
         unsafe { Gc::from_value_ptr(self.ptr) }
     }
@@ -98,10 +99,25 @@ impl<T: ?Sized> std::ops::Deref for Gc<T> {
     type Target = T;
     #[inline]
     fn deref(&self) -> &T {
-        // SAFETY: the handle keeps the object alive, and its value is only dropped once no
-        // handle is left.
+        if self.header().has(Flags::VALUE_DROPPED) {
+            value_dropped(self.header());
+        }
+        // SAFETY: the handle keeps the object alive, and its value is not dropped (checked
+        // above: only a collection drops a value while handles remain, and it marks every
+        // object of the garbage before it drops the first value, while no other thread can
+        // reach them).
         unsafe { self.ptr.as_ref() }
     }
+}
+
+#[cold]
+#[inline(never)]
+fn value_dropped(h: &SharedHeader) -> ! {
+    panic!(
+        "reap: use of a {} whose cycle the collector has broken (its value was already dropped); \
+         a Drop implementation must not use handles to other objects of its garbage cycle",
+        (state::vtable(h).type_name)()
+    )
 }
 
 value_trait_impls!(Gc);

@@ -7,7 +7,7 @@ use std::ptr::NonNull;
 use crate::object::header::{Flags, META_WEAK_INFO};
 use crate::object::shared::{Gc, SharedHeader};
 use crate::shim::{fence, lock, Ordering::*};
-use crate::sync::count::{self, Dec};
+use crate::sync::count::{self, Dec, NO_OWNER};
 use crate::sync::state::{
     alloc_on, free_memory, give_back_object_ref, heap_of, release_refs, vtable, HeapState,
     SharedUnraisableHook,
@@ -38,7 +38,7 @@ use crate::UnraisableKind;
 /// assert_eq!(objects.iter().map(|o| **o).sum::<i32>(), 60);
 /// ```
 pub struct Heap {
-    state: NonNull<HeapState>,
+    pub(crate) state: NonNull<HeapState>,
 }
 
 // SAFETY: the heap's state is all atomics and mutexes; a `Heap` handle is a counted reference.
@@ -97,12 +97,20 @@ impl Heap {
     pub fn alloc<T: Trace + Send + Sync>(&self, value: T) -> Gc<T> {
         let finalized = T::sync_finalizer().is_some() && value.wants_finalizer();
         let (me, state) = thread::attach(self.state);
-        if let Some(s) = state {
-            // SAFETY: the attachment outlives this call.
-            thread::safepoint(self.state, unsafe { s.as_ref() });
+        match state {
+            Some(s) => {
+                // SAFETY: the attachment outlives this call.
+                thread::safepoint(self.state, unsafe { s.as_ref() });
+                // SAFETY: this handle keeps the heap alive.
+                unsafe { alloc_on(self.state, me, state, value, finalized, false) }
+            }
+            // Detached (or exiting): a merged object from the global allocator, made inside
+            // the gate so that no collection is running meanwhile.
+            None => thread::gated(self.state, || {
+                // SAFETY: as above.
+                unsafe { alloc_on(self.state, NO_OWNER, None, value, finalized, false) }
+            }),
         }
-        // SAFETY: this handle keeps the heap alive.
-        unsafe { alloc_on(self.state, me, state, value, finalized, false) }
     }
 
     /// Sets (or with `None` removes) the hook that receives the panics the runtime caught on
@@ -183,28 +191,61 @@ impl Heap {
     }
 }
 
+/// Adds one reference to `h` on this thread.
+#[inline]
+pub(crate) fn inc_ref(h: &SharedHeader) {
+    let (me, cur) = thread::hot();
+    if h.heap.as_ptr().cast_const().cast() == cur {
+        count::inc(h, me);
+    } else {
+        thread::with_access(h.heap.cast(), |me| count::inc(h, me));
+    }
+}
+
 /// Drops one reference to `obj` on this thread; runs its death if that was the last.
 ///
 /// # Safety
 /// The caller owns one reference to `obj` and gives it up.
 #[inline]
 pub(crate) unsafe fn dec_ref(obj: NonNull<SharedHeader>) {
-    let me = thread::current_id();
+    let (me, cur) = thread::hot();
     // SAFETY: the caller's reference keeps the object allocated.
     if let Some(word) = count::dec_fast(unsafe { obj.as_ref() }, me) {
         // SAFETY: the caller's reference, not yet dropped.
-        unsafe { dec_ref_slow(obj, me, word) }
+        unsafe { dec_ref_slow(obj, me, cur, word) }
     }
 }
 
-/// [`dec_ref`] past its inlined common case (`word`: its load of `counts`).
+/// [`dec_ref`] past its inlined common case (`word`: its load of `counts`; `cur`: the heap
+/// this thread's cache says it is attached to).
 ///
 /// # Safety
 /// As [`dec_ref`].
 #[inline(never)]
-unsafe fn dec_ref_slow(obj: NonNull<SharedHeader>, me: u32, word: u64) {
+unsafe fn dec_ref_slow(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapState, word: u64) {
     // SAFETY: the caller's reference keeps the object allocated.
-    match count::dec(unsafe { obj.as_ref() }, me, word) {
+    let h = unsafe { obj.as_ref() };
+    // The owner (only ever an attached thread: see `thread::hot`) or a thread attached to the
+    // object's heap changes the counts directly; any other takes the gate.
+    if count::owner_of(word) == me || h.heap.as_ptr().cast_const().cast() == cur {
+        // SAFETY: the caller's reference.
+        unsafe { settle(obj, count::dec(h, me, word)) }
+    } else {
+        thread::with_access(heap_of(h), |me| {
+            let word = h.counts.load(Relaxed);
+            // SAFETY: as above.
+            unsafe { settle(obj, count::dec(h, me, word)) }
+        });
+    }
+}
+
+/// Does what a decrement of `obj` left to do.
+///
+/// # Safety
+/// The decrement was of the caller's reference, on this thread.
+#[inline]
+unsafe fn settle(obj: NonNull<SharedHeader>, then: Dec) {
+    match then {
         Dec::Alive => {}
         // SAFETY: the count reached zero here: the death is ours.
         Dec::Dead => unsafe { release(obj) },
@@ -238,7 +279,14 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
     let h = unsafe { obj.as_ref() };
     let heap = heap_of(h);
     let vt = vtable(h);
-    let (me, state) = thread::attach(heap);
+    // An attached thread's state (its slab, its reserve); a thread inside the gate has none.
+    let (me, state) = thread::current(heap);
+    if h.has(Flags::VALUE_DROPPED) {
+        // A zombie: its value was dropped by the collection that broke its cycle, while a
+        // handle to it lived on (a `Drop` stored one). Only its memory is left to free.
+        // SAFETY: dead, value dropped, and (its count is zero) unreferenced.
+        return unsafe { free_object(obj, state, true) };
+    }
     if h.has(Flags::HAS_FINALIZER) && !h.has(Flags::FINALIZED) {
         h.set(Flags::FINALIZED);
         count::resurrect_start(h, me);
@@ -270,11 +318,44 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
         // SAFETY: the heap outlives the object, which is still allocated.
         unsafe { heap.as_ref() }.report_panic(UnraisableKind::Drop, (vt.type_name)(), p);
     }
+    // SAFETY: dead, dropped, unreferenced; its weak references were cleared above.
+    unsafe { free_object(obj, state, false) };
+}
+
+/// Frees a dead object whose value has been dropped: clears its weak references first if
+/// `clear_weak` (a zombie's, made after its collection cleared the others), frees its
+/// weak-info block and its memory, and gives its heap reference back (on a thread whose state
+/// on the heap is `state`).
+///
+/// # Safety
+/// `obj` is dead (count zero), its value dropped, and nothing refers to it.
+pub(crate) unsafe fn free_object(
+    obj: NonNull<SharedHeader>,
+    state: Option<NonNull<crate::sync::state::ThreadState>>,
+    clear_weak: bool,
+) {
+    // SAFETY: allocated until freed below.
+    let h = unsafe { obj.as_ref() };
+    let heap = heap_of(h);
+    if clear_weak && h.meta.load(Relaxed).addr() & META_WEAK_INFO != 0 {
+        // A weak reference made to a zombie: cleared (its callbacks run) now.
+        // SAFETY: dead, with weak references.
+        unsafe { weak::clear_and_call(obj) };
+    }
+    let vt = vtable(h);
     // SAFETY: nothing refers to the object any more.
     unsafe { weak::free_info(h, state) };
+    if !h.in_slab && h.has(Flags::TRACKED) {
+        // SAFETY: the object's reference keeps the heap alive.
+        unsafe { heap.as_ref() }.forget_outside_slabs(obj);
+    }
     let layout = vt.shared_layout;
     // SAFETY: the allocation started `value_offset` bytes before the value.
-    let base = unsafe { value.as_ptr().sub(layout.value_offset) };
+    let base = unsafe {
+        SharedHeader::value_ptr(obj)
+            .as_ptr()
+            .sub(layout.value_offset)
+    };
     // SAFETY: dead, dropped and unreferenced; the object's reference keeps the heap alive.
     unsafe { free_memory(h.in_slab, base, layout, state) };
     // The object's heap reference goes back to this thread's reserve, or to the heap.

@@ -62,6 +62,7 @@
 //! assert_eq!(DELS.load(Ordering::Relaxed), 5);
 //! ```
 
+pub(crate) mod collect;
 pub(crate) mod count;
 mod handle;
 pub(crate) mod heap;
@@ -71,6 +72,7 @@ pub(crate) mod weak;
 
 pub use crate::object::shared::Gc;
 pub use crate::trace::SharedFinalize as Finalize;
+pub use collect::{NotStoppedError, DEFAULT_STOP_TIMEOUT};
 pub use heap::Heap;
 pub use state::SharedUnraisableHook;
 pub use weak::{Weak, WeakRefObj};

@@ -26,7 +26,8 @@ use crate::object::shared::{Gc, SharedHeader, SHARED_HEADER_SIZE};
 use crate::object::shared_slab::SharedSlab;
 use crate::object::vtable::{vtable_of, vtable_of_meta, VTable};
 use crate::shim::{
-    self, fence, lock, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Mutex, Ordering::*,
+    self, fence, lock, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Condvar, Mutex,
+    Ordering::*,
 };
 use crate::sync::count;
 use crate::trace::Trace;
@@ -66,7 +67,51 @@ pub(crate) struct HeapState {
     /// come from loom's allocator so that its leak check sees them.)
     #[cfg(not(reap_loom))]
     slabs: Mutex<SlabPool>,
+    /// The stop-the-world handshake of Shared-mode collection (`sync::thread`).
+    pub(crate) stw: StopTheWorld,
+    /// The live tracked objects whose memory came from the global allocator (large ones, and
+    /// those made with no slab at hand), which a collection cannot find by walking slabs.
+    pub(crate) outside_slabs: Mutex<OutsideSlabs>,
 }
+
+/// The stop-the-world record of a heap (the protocol is `sync::thread`'s; see
+/// docs/ARCHITECTURE.md, "Shared-mode cycle collection").
+pub(crate) struct StopTheWorld {
+    /// 1 while a collection stops the world or holds it stopped (written under `lock`; read
+    /// by every thread that attaches, re-attaches or enters the gate).
+    pub(crate) stopping: AtomicU8,
+    /// Operations in flight by threads not attached to the heap (the gate: a collection waits
+    /// for it to reach zero, and none starts while `stopping` is set).
+    pub(crate) passive: AtomicUsize,
+    /// Guards the transitions that block: parking, waiting for a restart, collecting.
+    pub(crate) lock: Mutex<StopState>,
+    /// Signalled when a thread parks or leaves the attached state while a stop is requested,
+    /// and when the world restarts or a collection ends.
+    pub(crate) cv: Condvar,
+}
+
+/// What [`StopTheWorld::lock`] guards.
+#[derive(Default)]
+pub(crate) struct StopState {
+    /// A collection is running (between its first stop and its end).
+    pub(crate) collecting: bool,
+    /// How many collections have ended (a thread that waited for one knows it is over).
+    pub(crate) finished: u64,
+}
+
+/// See [`HeapState::outside_slabs`]: the headers of those objects.
+#[derive(Default)]
+pub(crate) struct OutsideSlabs {
+    pub(crate) objects: hashbrown::HashSet<SendPtr>,
+}
+
+/// A header pointer that may sit in a heap-wide table.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct SendPtr(pub(crate) NonNull<SharedHeader>);
+
+// SAFETY: only a name for an object of the heap; used by the collector while the world is
+// stopped, or by the object's death.
+unsafe impl Send for SendPtr {}
 
 /// See [`HeapState::slabs`]. Each pointer is a `Box<SharedSlab>` turned raw, freed with the
 /// heap.
@@ -106,6 +151,13 @@ impl HeapState {
             release,
             #[cfg(not(reap_loom))]
             slabs: Mutex::new(SlabPool::default()),
+            stw: StopTheWorld {
+                stopping: AtomicU8::new(0),
+                passive: AtomicUsize::new(0),
+                lock: Mutex::new(StopState::default()),
+                cv: Condvar::new(),
+            },
+            outside_slabs: Mutex::new(OutsideSlabs::default()),
         });
         NonNull::from(Box::leak(state))
     }
@@ -128,6 +180,42 @@ impl HeapState {
     #[cfg(not(reap_loom))]
     pub(crate) fn give_back_slab(&self, slab: NonNull<SharedSlab>) {
         lock(&self.slabs).idle.push(slab);
+    }
+
+    /// Calls `f` with the header of every object of this heap: every block of every slab whose
+    /// first word names this heap (a free block holds a link there, a weak-info block its
+    /// vtable), and every tracked object from the global allocator. Runs under the slab pool's
+    /// and the outside set's locks: `f` takes neither.
+    ///
+    /// # Safety
+    /// The world is stopped: no thread allocates or frees on this heap during the call.
+    pub(crate) unsafe fn for_each_object(&self, mut f: impl FnMut(NonNull<SharedHeader>)) {
+        #[cfg(not(reap_loom))]
+        {
+            let me = (self as *const HeapState).cast::<()>();
+            let pool = lock(&self.slabs);
+            for slab in &pool.all {
+                // SAFETY: the world is stopped (caller), so the slab's owner (parked, detached
+                // or gone) does not use it, and its last writes happened before the stop; the
+                // slab lives as long as the heap.
+                unsafe {
+                    slab.as_ref().for_each_block(|b| {
+                        // The first word of a block ever handed out is initialised.
+                        if b.cast::<*const ()>().read() == me {
+                            f(b.cast());
+                        }
+                    })
+                };
+            }
+        }
+        for p in lock(&self.outside_slabs).objects.iter() {
+            f(p.0);
+        }
+    }
+
+    /// Forgets a tracked object from the global allocator that is being freed.
+    pub(crate) fn forget_outside_slabs(&self, obj: NonNull<SharedHeader>) {
+        lock(&self.outside_slabs).objects.remove(&SendPtr(obj));
     }
 
     /// The weak-reference lock of the object with this header.
@@ -188,16 +276,34 @@ pub(crate) unsafe fn release_refs(heap: NonNull<HeapState>, n: usize) {
     }
 }
 
+/// [`ThreadState::pending`]: another thread queued an object to this one.
+pub(crate) const PENDING_QUEUE: u8 = 1;
+/// [`ThreadState::pending`]: a collection asks this thread to park at its next safe point.
+pub(crate) const PENDING_STOP: u8 = 2;
+
+/// [`ThreadState::status`]: running, and counted on to park at a safe point when asked.
+pub(crate) const ATTACHED: u8 = 0;
+/// [`ThreadState::status`]: inside `Heap::detached` or exiting: touches none of the heap's
+/// objects but through the gate, so a collection takes it as stopped without waiting.
+pub(crate) const DETACHED: u8 = 1;
+/// [`ThreadState::status`]: parked for a collection; waits until the world restarts.
+pub(crate) const PARKED: u8 = 2;
+
 /// A thread's state on one heap, in the heap's thread table. Its queue is in the table's
 /// entry (under the table's lock); the flag here lets the owner test it without the lock.
 pub(crate) struct ThreadState {
-    /// Set when another thread queued an object to this one; cleared when it drains.
+    /// The thread's id (its key in the heap's table).
+    pub(crate) id: u32,
+    /// What the thread must do at its next safe point: [`PENDING_QUEUE`] (set when another
+    /// thread queued an object to it, cleared when it drains) and [`PENDING_STOP`] (set and
+    /// cleared by a collection).
     pub(crate) pending: AtomicU8,
+    /// [`ATTACHED`], [`DETACHED`] or [`PARKED`]. Only the thread itself leaves `ATTACHED`
+    /// or enters it from `DETACHED`; a collection's restart turns `PARKED` into `ATTACHED`.
+    pub(crate) status: AtomicU8,
     /// Heap references this thread holds for objects it will allocate or has seen freed
     /// (`sync::heap`'s batched counting). Only the thread itself writes it.
     pub(crate) reserve: AtomicUsize,
-    /// Inside [`Heap::detached`](crate::sync::Heap::detached) (depth of nesting).
-    pub(crate) detached: AtomicUsize,
     /// The thread's slab on this heap (taken from the heap's pool when the thread attached,
     /// given back when it exits); only this thread allocates from it.
     #[cfg(not(reap_loom))]
@@ -289,11 +395,14 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
     // SAFETY: in bounds (as above), and suitably aligned: the header's alignment divides the
     // value offset's.
     let header = unsafe { value_ptr.cast::<u8>().sub(SHARED_HEADER_SIZE) }.cast::<SharedHeader>();
-    let flags = if finalized {
+    let mut flags = if finalized {
         Flags::HAS_FINALIZER
     } else {
         Flags::empty()
     };
+    if T::needs_trace() {
+        flags |= Flags::TRACKED;
+    }
     // SAFETY: freshly allocated, properly aligned memory of the object's layout.
     unsafe {
         header.write(SharedHeader {
@@ -306,6 +415,12 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
             weakref,
         });
         value_ptr.write(value);
+    }
+    if !in_slab && flags.contains(Flags::TRACKED) {
+        // SAFETY: the caller keeps the heap alive.
+        lock(&unsafe { heap.as_ref() }.outside_slabs)
+            .objects
+            .insert(SendPtr(NonNull::new(header).expect("header")));
     }
     // SAFETY: a live object with one reference, given to the handle.
     unsafe { Gc::from_value_ptr(NonNull::new_unchecked(value_ptr)) }

@@ -17,9 +17,12 @@ use std::ptr::NonNull;
 use smallvec::SmallVec;
 
 use crate::object::shared::SharedHeader;
-use crate::shim::{lock, AtomicU8, AtomicUsize, Ordering::*};
+use crate::shim::{lock, wait, wait_timeout, AtomicU8, AtomicUsize, Ordering::*};
 use crate::sync::count::{self, NO_OWNER};
-use crate::sync::state::{heap_of, release_refs, HeapState, ThreadSlot, ThreadState};
+use crate::sync::state::{
+    heap_of, release_refs, HeapState, StopState, ThreadSlot, ThreadState, ATTACHED, DETACHED,
+    PARKED, PENDING_QUEUE, PENDING_STOP,
+};
 
 /// Hands out thread ids: unique for the process's life, never 0 (merged) or `NO_OWNER`. A
 /// plain std atomic even under loom: ids only need to differ.
@@ -30,8 +33,9 @@ static NEXT_ID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new
 /// trashcan, and the heap it last attached to or found (a one-entry cache in front of
 /// [`ThreadData::attached`]). No destructor, so it can be used at any point of thread exit.
 struct Hot {
-    /// This thread's id as an owner: `NO_OWNER` until it first attaches, and again once its
-    /// exit has begun.
+    /// This thread's id as an owner, as its handle operations compare it with objects'
+    /// owners: `NO_OWNER` until it first attaches, inside a detached section (where its
+    /// operations take the gate), and once its exit has begun.
     id: Cell<u32>,
     /// The trashcan: nested deaths on this thread ...
     depth: Cell<u32>,
@@ -42,6 +46,9 @@ struct Hot {
     /// cache is cleared): the attachment keeps the heap, and so the state, alive.
     last_heap: Cell<*const HeapState>,
     last_state: Cell<*mut ThreadState>,
+    /// The heap whose gate this thread is inside (null if none), and how many times over.
+    gate_heap: Cell<*const HeapState>,
+    gate_depth: Cell<u32>,
 }
 
 impl Hot {
@@ -52,6 +59,8 @@ impl Hot {
             deferred: Cell::new(std::ptr::null_mut()),
             last_heap: Cell::new(std::ptr::null()),
             last_state: Cell::new(std::ptr::null_mut()),
+            gate_heap: Cell::new(std::ptr::null()),
+            gate_depth: Cell::new(0),
         }
     }
 }
@@ -75,6 +84,193 @@ pub(crate) fn current_id() -> u32 {
     HOT.try_with(|h| h.id.get()).unwrap_or(NO_OWNER)
 }
 
+/// This thread's id as an owner and the heap it is attached to that its cache names (null if
+/// none): one thread-local access for a handle operation. An object of that heap may have
+/// its counts changed directly; any other needs [`with_access`]'s slow path.
+#[inline]
+pub(crate) fn hot() -> (u32, *const HeapState) {
+    HOT.try_with(|h| (h.id.get(), h.last_heap.get()))
+        .unwrap_or((NO_OWNER, std::ptr::null()))
+}
+
+/// Runs `op` with the id under which this thread may change the counts of `heap`'s objects
+/// now: directly if it is attached to `heap`; otherwise inside the heap's gate, as
+/// `NO_OWNER` (so that every change is a foreign one), which waits while a collection holds
+/// the world stopped. `op` may run user code (an object's death).
+#[inline]
+pub(crate) fn with_access<R>(heap: NonNull<HeapState>, op: impl FnOnce(u32) -> R) -> R {
+    let (me, cur) = hot();
+    if cur == heap.as_ptr().cast_const() {
+        op(me)
+    } else {
+        access_slow(heap, op)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn access_slow<R>(heap: NonNull<HeapState>, op: impl FnOnce(u32) -> R) -> R {
+    match current(heap) {
+        (me, Some(_)) => op(me),
+        (_, None) => gated(heap, || op(NO_OWNER)),
+    }
+}
+
+/// This thread's id and its state on `heap` if it is attached there (and not detached),
+/// without attaching it: `(NO_OWNER, None)` otherwise. Refreshes the one-entry cache.
+pub(crate) fn current(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadState>>) {
+    if let Ok(Some(found)) = HOT.try_with(|hot| {
+        (hot.last_heap.get() == heap.as_ptr().cast_const())
+            .then(|| NonNull::new(hot.last_state.get()).map(|s| (hot.id.get(), s)))
+            .flatten()
+    }) {
+        return (found.0, Some(found.1));
+    }
+    let found = THREAD.try_with(|t| {
+        let attached = t.attached.borrow();
+        attached
+            .iter()
+            .find(|(h, _)| *h == heap)
+            .map(|&(_, state)| state)
+    });
+    match found {
+        Ok(Some(state)) => {
+            // SAFETY: the attachment outlives this call.
+            if unsafe { state.as_ref() }.status.load(Relaxed) != ATTACHED {
+                return (NO_OWNER, None);
+            }
+            let id = HOT
+                .try_with(|hot| {
+                    hot.last_heap.set(heap.as_ptr().cast_const());
+                    hot.last_state.set(state.as_ptr());
+                    hot.id.get()
+                })
+                .unwrap_or(NO_OWNER);
+            (id, Some(state))
+        }
+        _ => (NO_OWNER, None),
+    }
+}
+
+/// Runs `f` inside `heap`'s gate: the operations of a thread not attached to the heap (never
+/// attached, detached, or exiting) that change counts or free objects. A collection waits
+/// for every such operation to leave and lets none in while it holds the world stopped, so
+/// it reads counts no thread is changing. Re-entrant (a death inside the gate runs more
+/// operations on the same heap).
+pub(crate) fn gated<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R {
+    let _gate = Gate::enter(heap);
+    f()
+}
+
+/// Inside a heap's gate until dropped (see [`gated`]).
+struct Gate {
+    heap: NonNull<HeapState>,
+    /// The gate this thread was inside before (to restore), or `None` if this one nests in
+    /// an outer entry of the same heap's gate.
+    outer: Option<(*const HeapState, u32)>,
+}
+
+impl Gate {
+    fn enter(heap: NonNull<HeapState>) -> Gate {
+        let nested = HOT
+            .try_with(|hot| {
+                if hot.gate_heap.get() == heap.as_ptr().cast_const() {
+                    hot.gate_depth.set(hot.gate_depth.get() + 1);
+                    None
+                } else {
+                    Some((hot.gate_heap.get(), hot.gate_depth.get()))
+                }
+            })
+            .unwrap_or(Some((std::ptr::null(), 0)));
+        let Some(outer) = nested else {
+            return Gate { heap, outer: None };
+        };
+        // SAFETY: the caller keeps the heap alive for the operation.
+        gate_acquire(unsafe { heap.as_ref() });
+        let _ = HOT.try_with(|hot| {
+            hot.gate_heap.set(heap.as_ptr().cast_const());
+            hot.gate_depth.set(1);
+        });
+        Gate {
+            heap,
+            outer: Some(outer),
+        }
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        match self.outer {
+            None => {
+                let _ = HOT.try_with(|hot| hot.gate_depth.set(hot.gate_depth.get() - 1));
+            }
+            Some((heap, depth)) => {
+                let _ = HOT.try_with(|hot| {
+                    hot.gate_heap.set(heap);
+                    hot.gate_depth.set(depth);
+                });
+                // SAFETY: the operation inside kept the heap alive; nothing touches it after
+                // this release but the notification, under the stop lock it still owns
+                // (a collection waiting for this release holds a reference of the heap).
+                gate_release(unsafe { self.heap.as_ref() });
+            }
+        }
+    }
+}
+
+/// Counts this thread into the heap's gate, waiting while the world is stopped. Sequentially
+/// consistent with a collection's `stopping` store and its reads of `passive`: either the
+/// collection sees this thread in, or this thread sees `stopping` and backs out.
+fn gate_acquire(h: &HeapState) {
+    loop {
+        h.stw.passive.fetch_add(1, SeqCst);
+        if h.stw.stopping.load(SeqCst) == 0 {
+            return;
+        }
+        h.stw.passive.fetch_sub(1, SeqCst);
+        let mut g = lock(&h.stw.lock);
+        h.stw.cv.notify_all();
+        while h.stw.stopping.load(SeqCst) != 0 {
+            g = wait(&h.stw.cv, g);
+        }
+    }
+}
+
+fn gate_release(h: &HeapState) {
+    h.stw.passive.fetch_sub(1, SeqCst);
+    if h.stw.stopping.load(SeqCst) != 0 {
+        let _g = lock(&h.stw.lock);
+        h.stw.cv.notify_all();
+    }
+}
+
+/// Leaves `heap`'s gate if this thread is inside it (a safe point inside a gated operation:
+/// parking, or collecting); returns how deep it was, for [`retake_gate`].
+fn leave_gate(heap: NonNull<HeapState>) -> u32 {
+    let depth = HOT
+        .try_with(|hot| {
+            if hot.gate_heap.get() == heap.as_ptr().cast_const() {
+                hot.gate_depth.get()
+            } else {
+                0
+            }
+        })
+        .unwrap_or(0);
+    if depth > 0 {
+        // SAFETY: the gated operation keeps the heap alive.
+        gate_release(unsafe { heap.as_ref() });
+    }
+    depth
+}
+
+/// Re-enters the gate [`leave_gate`] left (waiting while the world is stopped).
+fn retake_gate(heap: NonNull<HeapState>, depth: u32) {
+    if depth > 0 {
+        // SAFETY: as in `leave_gate`.
+        gate_acquire(unsafe { heap.as_ref() });
+    }
+}
+
 /// A heap this thread is attached to, and its state there.
 type Attachment = (NonNull<HeapState>, NonNull<ThreadState>);
 
@@ -91,28 +287,26 @@ struct ThreadData {
 /// trashcan, and CPython's).
 const TRASHCAN_DEPTH: u32 = 50;
 
-/// This thread's id, assigned on first use; `NO_OWNER` once its exit has begun.
+/// This thread's id, assigned on first use; `NO_OWNER` once its exit has begun (a thread
+/// whose exit has begun must not take a new id: its state could not be cleaned up).
 fn ensure_id() -> u32 {
-    HOT.try_with(|hot| {
-        let id = hot.id.get();
-        if id != NO_OWNER {
-            return id;
-        }
-        // A thread whose exit has begun must not take a new id: its state could not be
-        // cleaned up. Its THREAD slot is then unusable.
-        if THREAD.try_with(|_| ()).is_err() {
-            return NO_OWNER;
-        }
-        let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if id == NO_OWNER || id == 0 {
-            // Four billion threads: give up, as on a count overflow.
-            std::process::abort();
-        }
-        hot.id.set(id);
-        let _ = THREAD.try_with(|t| t.id.set(id));
-        id
-    })
-    .unwrap_or(NO_OWNER)
+    THREAD
+        .try_with(|t| {
+            let id = t.id.get();
+            if id != 0 {
+                return id;
+            }
+            let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if id == NO_OWNER || id == 0 {
+                // Four billion threads: give up, as on a count overflow.
+                std::process::abort();
+            }
+            t.id.set(id);
+            // The first attachment: no detached section can be open yet.
+            let _ = HOT.try_with(|hot| hot.id.set(id));
+            id
+        })
+        .unwrap_or(NO_OWNER)
 }
 
 /// This thread's id and its state on `heap`, attaching it if it is not yet attached; `None`
@@ -165,15 +359,23 @@ fn attach_slow(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadState>>) 
             .map(|&(_, state)| state)
     });
     let state = match found {
-        Ok(Some(state)) => state,
+        Ok(Some(state)) => {
+            // SAFETY: the attachment outlives this call.
+            if unsafe { state.as_ref() }.status.load(Relaxed) != ATTACHED {
+                // Inside `Heap::detached`: the caller takes the gate.
+                return (NO_OWNER, None);
+            }
+            state
+        }
         Ok(None) => {
             // SAFETY: the caller keeps the heap alive (it holds a handle, an object or a
             // reference of it).
             let h = unsafe { heap.as_ref() };
             let (slot, ptr) = ThreadSlot::new(ThreadState {
+                id,
                 pending: AtomicU8::new(0),
+                status: AtomicU8::new(ATTACHED),
                 reserve: AtomicUsize::new(0),
-                detached: AtomicUsize::new(0),
                 #[cfg(not(reap_loom))]
                 slab: h.take_slab(),
             });
@@ -182,36 +384,96 @@ fn attach_slow(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadState>>) 
             lock(&h.threads).insert(id, slot);
             let pushed = THREAD.try_with(|t| t.attached.borrow_mut().push((heap, ptr)));
             debug_assert!(pushed.is_ok());
+            // A thread that attaches while a collection holds the world stopped waits for
+            // the restart (the collection may have listed the threads before this one).
+            if h.stw.stopping.load(SeqCst) != 0 {
+                // SAFETY: just made; lives until the thread exits.
+                park(heap, unsafe { ptr.as_ref() });
+            }
             ptr
         }
         Err(_) => return (NO_OWNER, None),
     };
     // THREAD is alive, so its destructor (which clears the cache) has not run yet.
-    let _ = HOT.try_with(|hot| {
-        hot.last_heap.set(heap.as_ptr().cast_const());
-        hot.last_state.set(state.as_ptr());
-    });
+    let id = HOT
+        .try_with(|hot| {
+            hot.last_heap.set(heap.as_ptr().cast_const());
+            hot.last_state.set(state.as_ptr());
+            hot.id.get()
+        })
+        .unwrap_or(NO_OWNER);
     (id, Some(state))
 }
 
-/// Merges what other threads queued to this thread on `heap`, if anything: the owner's safe
-/// point. Runs the deaths of the objects whose count this takes to zero (after the table's
-/// lock is released).
+/// The owner's safe point: merges what other threads queued to this thread on `heap`, if
+/// anything (running the deaths of the objects whose count this takes to zero, after the
+/// table's lock is released), and parks if a collection asks.
+#[inline]
 pub(crate) fn safepoint(heap: NonNull<HeapState>, state: &ThreadState) {
     if state.pending.load(Acquire) != 0 {
+        safepoint_slow(heap, state);
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn safepoint_slow(heap: NonNull<HeapState>, state: &ThreadState) {
+    if state.pending.load(Acquire) & PENDING_QUEUE != 0 {
         drain(heap, state);
+    }
+    if state.pending.load(SeqCst) & PENDING_STOP != 0 {
+        park(heap, state);
+    }
+}
+
+/// Parks this (attached) thread while a collection holds the world stopped: marks it
+/// `PARKED`, tells the collector, and waits until the restart marks it `ATTACHED` again. A
+/// thread inside the heap's gate (a gated operation that reached a safe point) leaves it
+/// meanwhile.
+fn park(heap: NonNull<HeapState>, state: &ThreadState) {
+    let gate = leave_gate(heap);
+    {
+        // SAFETY: the thread's attachment keeps the heap alive.
+        let h = unsafe { heap.as_ref() };
+        let mut g = lock(&h.stw.lock);
+        if h.stw.stopping.load(SeqCst) != 0 {
+            state.status.store(PARKED, SeqCst);
+            h.stw.cv.notify_all();
+            while state.status.load(SeqCst) == PARKED {
+                g = wait(&h.stw.cv, g);
+            }
+        }
+    }
+    retake_gate(heap, gate);
+}
+
+/// Marks this thread detached from `heap` (a collection then takes it as stopped), telling a
+/// collection that waits for it.
+fn leave_attached(h: &HeapState, state: &ThreadState) {
+    state.status.store(DETACHED, SeqCst);
+    if h.stw.stopping.load(SeqCst) != 0 {
+        let _g = lock(&h.stw.lock);
+        h.stw.cv.notify_all();
+    }
+}
+
+/// Marks this thread attached to `heap` again, parking first if the world is stopped.
+fn reenter_attached(heap: NonNull<HeapState>, state: &ThreadState) {
+    state.status.store(ATTACHED, SeqCst);
+    // SAFETY: the thread's attachment keeps the heap alive.
+    if unsafe { heap.as_ref() }.stw.stopping.load(SeqCst) != 0 {
+        park(heap, state);
     }
 }
 
 #[cold]
 fn drain(heap: NonNull<HeapState>, state: &ThreadState) {
-    let id = current_id();
     // SAFETY: the thread's attachment keeps the heap alive.
     let h = unsafe { heap.as_ref() };
     let queue = {
         let mut table = lock(&h.threads);
-        state.pending.store(0, Relaxed);
-        match table.get_mut(&id) {
+        state.pending.fetch_and(!PENDING_QUEUE, Relaxed);
+        match table.get_mut(&state.id) {
             Some(slot) => std::mem::take(&mut slot.queue),
             None => Vec::new(),
         }
@@ -249,7 +511,7 @@ pub(crate) unsafe fn queue(obj: NonNull<SharedHeader>, owner: u32) {
         match table.get_mut(&owner) {
             Some(slot) => {
                 slot.queue.push(obj);
-                slot.state().pending.store(1, Release);
+                slot.state().pending.fetch_or(PENDING_QUEUE, Release);
                 false
             }
             // The owner has exited: its last writes to the object's local count happened
@@ -298,32 +560,191 @@ pub(crate) fn with_trashcan(obj: NonNull<SharedHeader>, death: unsafe fn(NonNull
     let _ = HOT.try_with(|hot| hot.depth.set(depth));
 }
 
-/// Runs `f` marked detached from `heap` (after merging this thread's queue, and again after).
+/// Runs `f` detached from `heap` (after merging this thread's queue, and again after): a
+/// collection takes the thread as stopped without waiting for it, and its handle operations
+/// on the heap's objects meanwhile take the gate. On its way back the thread waits if the
+/// world is stopped.
 pub(crate) fn detached<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R {
     let (_, state) = attach(heap);
+    // Already detached (a nested section), or exiting: nothing to leave.
     let Some(state) = state else { return f() };
     // SAFETY: the attachment outlives this call.
     let s = unsafe { state.as_ref() };
     safepoint(heap, s);
-    s.detached.fetch_add(1, Relaxed);
-    struct Reattach<'a>(&'a ThreadState);
+    /// Restores the thread's attached state and its cache however `f` is left.
+    struct Reattach<'a> {
+        heap: NonNull<HeapState>,
+        state: &'a ThreadState,
+        saved: (u32, *const HeapState, *mut ThreadState),
+    }
     impl Drop for Reattach<'_> {
         fn drop(&mut self) {
-            self.0.detached.fetch_sub(1, Relaxed);
+            reenter_attached(self.heap, self.state);
+            let (id, heap, state) = self.saved;
+            let _ = HOT.try_with(|hot| {
+                hot.id.set(id);
+                hot.last_heap.set(heap);
+                hot.last_state.set(state);
+            });
         }
     }
-    let guard = Reattach(s);
+    let saved = HOT
+        .try_with(|hot| {
+            let saved = (hot.id.get(), hot.last_heap.get(), hot.last_state.get());
+            // No owner fast path and no cached attachment while detached: every operation
+            // finds the thread detached and takes the gate.
+            hot.id.set(NO_OWNER);
+            hot.last_heap.set(std::ptr::null());
+            hot.last_state.set(std::ptr::null_mut());
+            saved
+        })
+        .unwrap_or((NO_OWNER, std::ptr::null(), std::ptr::null_mut()));
+    // SAFETY: the attachment keeps the heap alive.
+    leave_attached(unsafe { heap.as_ref() }, s);
+    let guard = Reattach {
+        heap,
+        state: s,
+        saved,
+    };
     let r = f();
     drop(guard);
     safepoint(heap, s);
     r
 }
 
+/// Why a collection could not stop the world.
+#[derive(Debug)]
+pub(crate) enum NotStopped {
+    /// Another collection runs; it had ended this many collections when asked.
+    Busy(u64),
+    /// These threads (ids) stayed attached past the deadline without reaching a safe point.
+    Timeout(Vec<u32>),
+}
+
+/// Stops the world of `heap` for a collection run by this thread (`me`, its state there):
+/// asks every other attached thread to park at its next safe point, takes detached ones as
+/// they are, closes the gate, and waits until every attached thread has parked and every
+/// gated operation has left, or until `timeout` has passed (then restarts what it stopped).
+/// The first stop of a collection (`first`) also claims the heap's collection, failing with
+/// `Busy` if another thread has it.
+pub(crate) fn stop_the_world(
+    heap: NonNull<HeapState>,
+    me: &ThreadState,
+    first: bool,
+    timeout: std::time::Duration,
+) -> Result<(), NotStopped> {
+    // SAFETY: the collecting thread's attachment keeps the heap alive.
+    let h = unsafe { heap.as_ref() };
+    let mut g = lock(&h.stw.lock);
+    if first {
+        if g.collecting {
+            return Err(NotStopped::Busy(g.finished));
+        }
+        g.collecting = true;
+    }
+    h.stw.stopping.store(1, SeqCst);
+    for slot in lock(&h.threads).values() {
+        let s = slot.state();
+        if !std::ptr::eq(s, me) {
+            s.pending.fetch_or(PENDING_STOP, SeqCst);
+        }
+    }
+    let start = std::time::Instant::now();
+    loop {
+        let running: Vec<u32> = lock(&h.threads)
+            .values()
+            .map(|slot| slot.state())
+            .filter(|s| !std::ptr::eq(*s, me) && s.status.load(SeqCst) == ATTACHED)
+            .map(|s| s.id)
+            .collect();
+        if running.is_empty() && h.stw.passive.load(SeqCst) == 0 {
+            return Ok(());
+        }
+        let waited = start.elapsed();
+        if waited >= timeout {
+            restart_locked(h);
+            if first {
+                finish_locked(h, &mut g);
+            }
+            return Err(NotStopped::Timeout(running));
+        }
+        // Short waits: a thread that left the attached state just before `stopping` was set
+        // notifies nobody, so the state is polled as well as waited for.
+        let step = (timeout - waited).min(std::time::Duration::from_millis(1));
+        g = wait_timeout(&h.stw.cv, g, step);
+    }
+}
+
+/// Restarts the world a [`stop_the_world`] stopped: parked threads resume, the gate opens.
+pub(crate) fn restart_the_world(heap: NonNull<HeapState>) {
+    // SAFETY: the collecting thread's attachment keeps the heap alive.
+    let h = unsafe { heap.as_ref() };
+    let _g = lock(&h.stw.lock);
+    restart_locked(h);
+}
+
+fn restart_locked(h: &HeapState) {
+    h.stw.stopping.store(0, SeqCst);
+    for slot in lock(&h.threads).values() {
+        let s = slot.state();
+        s.pending.fetch_and(!PENDING_STOP, SeqCst);
+        if s.status.load(SeqCst) == PARKED {
+            s.status.store(ATTACHED, SeqCst);
+        }
+    }
+    h.stw.cv.notify_all();
+}
+
+/// Ends the collection [`stop_the_world`] claimed, waking threads that wait for it.
+pub(crate) fn finish_collection(heap: NonNull<HeapState>) {
+    // SAFETY: as in `restart_the_world`.
+    let h = unsafe { heap.as_ref() };
+    let mut g = lock(&h.stw.lock);
+    finish_locked(h, &mut g);
+}
+
+fn finish_locked(h: &HeapState, g: &mut StopState) {
+    g.collecting = false;
+    g.finished += 1;
+    h.stw.cv.notify_all();
+}
+
+/// Waits, detached, until the collection that had ended `seen` collections when this thread
+/// asked for its own has ended (a second collector does not run, it waits for the first).
+pub(crate) fn wait_for_collection(heap: NonNull<HeapState>, me: &ThreadState, seen: u64) {
+    // SAFETY: the thread's attachment keeps the heap alive.
+    let h = unsafe { heap.as_ref() };
+    let gate = leave_gate(heap);
+    leave_attached(h, me);
+    {
+        let mut g = lock(&h.stw.lock);
+        while g.finished == seen {
+            g = wait(&h.stw.cv, g);
+        }
+    }
+    reenter_attached(heap, me);
+    retake_gate(heap, gate);
+}
+
+/// Runs `f` (a collection, on this attached thread) outside the gate this thread may be
+/// inside (a collection asked for from a gated operation's user code).
+pub(crate) fn outside_gate<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R {
+    struct Retake(NonNull<HeapState>, u32);
+    impl Drop for Retake {
+        fn drop(&mut self) {
+            retake_gate(self.0, self.1);
+        }
+    }
+    let _retake = Retake(heap, leave_gate(heap));
+    f()
+}
+
 impl Drop for ThreadData {
     /// Thread exit: the thread gives up its id (from now on it owns nothing, so its handles'
     /// drops go the shared way), then leaves each heap's table, merging what was queued to it.
     /// Objects it still owns stay with its id; whoever queues one next finds it gone and
-    /// merges it.
+    /// merges it. The leaving happens detached and inside the gate, so not while a collection
+    /// holds the world stopped.
     fn drop(&mut self) {
         let _ = HOT.try_with(|hot| {
             hot.id.set(NO_OWNER);
@@ -336,18 +757,24 @@ impl Drop for ThreadData {
             // SAFETY: the attachment holds a reference of the heap until released below.
             let h = unsafe { heap.as_ref() };
             // SAFETY: the state lives in the table until removed here.
-            let reserve = unsafe { state.as_ref() }.reserve.load(Relaxed);
-            // SAFETY: as above.
-            #[cfg(not(reap_loom))]
-            let slab = unsafe { state.as_ref() }.slab;
-            let slot = lock(&h.threads).remove(&id);
-            if let Some(mut slot) = slot {
-                merge_all(std::mem::take(&mut slot.queue));
-            }
-            // The thread allocates no more (it has no id): its slab waits for another thread.
-            // (The deaths just run freed their blocks into it the way other threads do.)
-            #[cfg(not(reap_loom))]
-            h.give_back_slab(slab);
+            leave_attached(h, unsafe { state.as_ref() });
+            let reserve = gated(heap, || {
+                // SAFETY: as above.
+                let reserve = unsafe { state.as_ref() }.reserve.load(Relaxed);
+                // SAFETY: as above.
+                #[cfg(not(reap_loom))]
+                let slab = unsafe { state.as_ref() }.slab;
+                let slot = lock(&h.threads).remove(&id);
+                if let Some(mut slot) = slot {
+                    merge_all(std::mem::take(&mut slot.queue));
+                }
+                // The thread allocates no more (it has no id): its slab waits for another
+                // thread. (The deaths just run freed their blocks into it the way other
+                // threads do.)
+                #[cfg(not(reap_loom))]
+                h.give_back_slab(slab);
+                reserve
+            });
             // The attachment's reference and the unused reserve go back to the heap.
             // SAFETY: the caller's references are exactly these.
             unsafe { release_refs(heap, reserve + 1) };

@@ -48,8 +48,9 @@ use crate::object::shared::{Gc, SharedHeader};
 use crate::object::shared_slab::SharedSlab;
 use crate::object::vtable::VTable;
 use crate::shim::{lock, AtomicPtr, Mutex, Ordering::*};
+use crate::sync::count::{self, NO_OWNER};
 use crate::sync::state::{self as heap, alloc_on, HeapState, ThreadState};
-use crate::sync::{count, thread};
+use crate::sync::thread;
 use crate::trace::{Trace, Tracer};
 use crate::UnraisableKind;
 
@@ -200,12 +201,21 @@ impl<T: ?Sized> fmt::Debug for Weak<T> {
 impl<T: ?Sized + Send + Sync> Weak<T> {
     /// The shared callback-less weak reference to `target`, made if it has none.
     pub fn new(target: &Gc<T>) -> Weak<T> {
+        let heap = heap::heap_of(target.header());
+        match thread::attach(heap) {
+            (me, Some(state)) => Self::new_on(target, me, Some(state)),
+            // Detached (or exiting): inside the gate, as a thread with no state.
+            (_, None) => thread::gated(heap, || Self::new_on(target, NO_OWNER, None)),
+        }
+    }
+
+    /// [`Weak::new`] on a thread whose id and state on the target's heap are `me` and `state`.
+    fn new_on(target: &Gc<T>, me: u32, state: Option<NonNull<ThreadState>>) -> Weak<T> {
         let th = target.header_ptr();
         let h = target.header();
         let heap = heap::heap_of(h);
         // SAFETY: the target keeps its heap alive.
         let hs = unsafe { heap.as_ref() };
-        let (me, state) = thread::attach(heap);
         // One critical section for the look-up and, if there is no live shared reference, the
         // new one's allocation and listing: the allocation runs no user code (it skips the safe
         // point, and a `WeakRefObj` is built from plain fields) and takes no lock. `fresh` is
@@ -258,15 +268,30 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
         target: &Gc<T>,
         callback: impl FnOnce(&Weak<T>) + Send + 'static,
     ) -> Weak<T> {
+        let cb: Callback = Box::new(move |obj: &Gc<WeakRefObj>| {
+            callback(&Weak::from_obj(obj.clone()));
+        });
+        let heap = heap::heap_of(target.header());
+        match thread::attach(heap) {
+            (me, Some(state)) => Self::with_callback_on(target, me, Some(state), cb),
+            // Detached (or exiting): inside the gate, as a thread with no state.
+            (_, None) => thread::gated(heap, || Self::with_callback_on(target, NO_OWNER, None, cb)),
+        }
+    }
+
+    /// [`Weak::with_callback`] on a thread whose id and state on the target's heap are `me`
+    /// and `state`.
+    fn with_callback_on(
+        target: &Gc<T>,
+        me: u32,
+        state: Option<NonNull<ThreadState>>,
+        cb: Callback,
+    ) -> Weak<T> {
         let th = target.header_ptr();
         let h = target.header();
         let heap = heap::heap_of(h);
         // SAFETY: the target keeps its heap alive.
         let hs = unsafe { heap.as_ref() };
-        let (me, state) = thread::attach(heap);
-        let cb: Callback = Box::new(move |obj: &Gc<WeakRefObj>| {
-            callback(&Weak::from_obj(obj.clone()));
-        });
         let fresh = new_ref_obj(heap, me, state, th, Some(cb));
         let _g = lock(hs.weak_lock(th));
         // SAFETY: under the lock.
@@ -348,13 +373,16 @@ impl<T: ?Sized> Weak<T> {
 unsafe fn upgrade_locked(w: &WeakRefObj, t: NonNull<SharedHeader>) -> bool {
     // SAFETY: the weak-reference object, which the caller's handle keeps, keeps its heap.
     let hs = unsafe { w.heap.as_ref() };
-    let _g = lock(hs.weak_lock(t));
-    if w.target.load(Relaxed) != t.as_ptr() {
-        return false;
-    }
-    // SAFETY: still listed, under the lock: the referent is allocated (its death clears this
-    // reference under the same lock before freeing it).
-    count::try_inc(unsafe { t.as_ref() }, thread::current_id())
+    // A thread not attached to the heap takes the gate around the lock (never the other way).
+    thread::with_access(w.heap, |me| {
+        let _g = lock(hs.weak_lock(t));
+        if w.target.load(Relaxed) != t.as_ptr() {
+            return false;
+        }
+        // SAFETY: still listed, under the lock: the referent is allocated (its death clears
+        // this reference under the same lock before freeing it).
+        count::try_inc(unsafe { t.as_ref() }, me)
+    })
 }
 
 /// The lock-free upgrade of a referent this thread owns (module docs): `Some(true)` if it
@@ -538,6 +566,59 @@ pub(crate) unsafe fn clear_and_call(obj: NonNull<SharedHeader>) {
             }
         }
         drop(w);
+    }
+}
+
+/// A collection's clearing of the weak references to `obj`, one of its garbage (SEMANTICS
+/// 2.4), while the world is stopped: every reference's target is cleared and the block
+/// emptied; those that are alive and not garbage themselves (`is_garbage`) and have a
+/// callback are taken (one reference each) into `calls`, newest first, for the collecting
+/// thread `me` to call once the world restarts.
+///
+/// # Safety
+/// The world is stopped (no other thread holds a weak lock: none is taken across a safe
+/// point or outside the gate), and `obj` is allocated.
+pub(crate) unsafe fn clear_for_collection(
+    obj: NonNull<SharedHeader>,
+    me: u32,
+    is_garbage: &dyn Fn(NonNull<SharedHeader>) -> bool,
+    calls: &mut Vec<(Gc<WeakRefObj>, &'static str)>,
+) {
+    // SAFETY: allocated (caller).
+    let h = unsafe { obj.as_ref() };
+    let type_name = (heap::vtable(h).type_name)();
+    // SAFETY: the object keeps its heap alive.
+    let hs = unsafe { heap::heap_of(h).as_ref() };
+    let _g = lock(hs.weak_lock(obj));
+    // SAFETY: under the lock; listed references are allocated.
+    unsafe {
+        let Some(info) = info_of(h) else { return };
+        let info = info.as_ref();
+        if let Some(w) = (*info.shared.get()).take() {
+            old_ref(w).target.store(std::ptr::null_mut(), Release);
+        }
+        let list = std::mem::take(&mut *info.list.get());
+        for &w in list.iter().rev() {
+            if !is_garbage(w) && count::try_inc(w.as_ref(), me) {
+                calls.push((
+                    Gc::from_value_ptr(SharedHeader::value_ptr(w).cast()),
+                    type_name,
+                ));
+            }
+            old_ref(w).target.store(std::ptr::null_mut(), Release);
+        }
+    }
+}
+
+/// Runs the callback of a weak reference a collection took (see [`clear_for_collection`];
+/// `type_name` is its referent's type), reporting a panic to the heap's hook.
+pub(crate) fn call_back(w: Gc<WeakRefObj>, type_name: &'static str) {
+    let cb = lock(&w.callback).take();
+    if let Some(cb) = cb {
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb(&w))) {
+            // SAFETY: the weak-reference object keeps its heap alive.
+            unsafe { w.heap.as_ref() }.report_panic(UnraisableKind::WeakCallback, type_name, p);
+        }
     }
 }
 

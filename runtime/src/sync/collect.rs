@@ -1,0 +1,508 @@
+//! Shared-mode cycle collection (SEMANTICS 2, in CPython 3.13t's order,
+//! `Python/gc_free_threading.c`): trial deletion over every tracked object of the heap while
+//! the world is stopped, user code only once it runs again.
+//!
+//! One collection, phase by phase (each a function below):
+//!
+//! 1. **Stop the world** ([`thread::stop_the_world`]): attached threads park at their next safe
+//!    point, detached ones are taken as they are, the gate closes to the rest.
+//! 2. **Merge every queue** ([`merge_queues`]): afterwards no count is split by a pending queue
+//!    entry. Objects whose count this takes to zero die after the restart.
+//! 3. **Snapshot** ([`Snapshot::take`]): every tracked object with a count above zero and a
+//!    live value is a candidate; each is traced once, its edges to other candidates recorded,
+//!    and the guards of the locks its handles sit behind kept until the verdict, so that the
+//!    threads that still run (detached ones, those that never attached) cannot move a handle
+//!    between the snapshot and the verdict.
+//! 4. **Trial deletion** on the snapshot (`reap_collector::find_unreachable`): what only
+//!    other candidates reach is garbage. The guards are released.
+//! 5. **Hold the garbage** ([`count::collector_hold`]): one reference each, merged, so nothing
+//!    of it dies on the refcount path before reclaim, and every count change on it is atomic.
+//! 6. **Weak references** to garbage cleared, garbage weak references unlisted (their
+//!    callbacks never run); the other callbacks are taken to run later.
+//! 7. **Restart the world**; then, on the collecting thread only: the deaths from step 2, the
+//!    callbacks, the finalizers (each once).
+//! 8. If a finalizer ran, **stop the world again** for the resurrection check: trial deletion
+//!    over what is left of the garbage (its counts less the collector's hold); what something
+//!    outside reaches now survives. Every remaining garbage object is marked `VALUE_DROPPED`
+//!    before the restart, so a `Drop` that reaches one panics instead of reading a dropped
+//!    value, on any thread.
+//! 9. **Reclaim**, world running, on the collecting thread: weak references made since are
+//!    cleared, values dropped, the holds given back; an object whose count then reaches zero
+//!    is freed, one a `Drop` kept a handle to lives on as a zombie until that handle goes.
+
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use hashbrown::{HashMap, HashSet};
+use reap_collector::{find_unreachable, CollectorHeap, Mark};
+
+use crate::object::header::Flags;
+use crate::object::shared::SharedHeader;
+use crate::shim::lock;
+use crate::sync::count;
+use crate::sync::heap::{dec_ref, Heap};
+use crate::sync::state::{vtable, HeapState, ThreadState};
+use crate::sync::thread::{self, NotStopped};
+use crate::sync::weak;
+use crate::trace::{HeldGuard, Tracer};
+use crate::UnraisableKind;
+
+/// How long [`Heap::collect`] keeps trying to stop the world before it gives up.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A Shared-mode collection could not stop the world: some attached threads did not reach a
+/// safe point in time. A thread that blocks (joins, waits on a channel or a lock, sleeps) while
+/// attached must do so inside [`Heap::detached`]; one that computes for long without allocating
+/// calls [`Heap::safepoint`] now and then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotStoppedError {
+    /// How many attached threads had not parked when the collection gave up.
+    pub threads: usize,
+    /// How long it tried.
+    pub waited: Duration,
+}
+
+impl std::fmt::Display for NotStoppedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "reap: a collection could not stop the world: {} attached thread(s) did not reach \
+             a safe point within {:?} (a thread that blocks while attached to a Shared heap \
+             must do it inside Heap::detached; a long computation that does not allocate calls \
+             Heap::safepoint now and then)",
+            self.threads, self.waited
+        )
+    }
+}
+
+impl std::error::Error for NotStoppedError {}
+
+impl Heap {
+    /// Collects the heap's unreachable cycles (SEMANTICS 2), stopping every attached thread
+    /// at its next safe point (see the [module docs](crate::sync)); returns how many objects
+    /// it freed. If another thread is collecting, waits for that collection and returns 0.
+    ///
+    /// # Panics
+    /// If the world cannot be stopped within [`DEFAULT_STOP_TIMEOUT`] (an attached thread is
+    /// blocked outside [`Heap::detached`]): see [`Heap::try_collect`], which reports it as an
+    /// error instead.
+    ///
+    /// ```
+    /// use reap::sync::{Gc, Heap};
+    /// use reap::Trace;
+    /// use std::sync::Mutex;
+    ///
+    /// #[derive(Trace)]
+    /// struct Node {
+    ///     next: Mutex<Option<Gc<Node>>>,
+    /// }
+    ///
+    /// let heap = Heap::new();
+    /// let a = heap.alloc(Node { next: Mutex::new(None) });
+    /// let b = heap.alloc(Node { next: Mutex::new(Some(a.clone())) });
+    /// *a.next.lock().unwrap() = Some(b.clone());
+    /// drop((a, b));
+    /// assert_eq!(heap.collect(), 2);
+    /// assert_eq!(heap.live_objects(), 0);
+    /// ```
+    pub fn collect(&self) -> usize {
+        match self.try_collect(DEFAULT_STOP_TIMEOUT) {
+            Ok(n) => n,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// [`Heap::collect`], giving up (and freeing nothing) if the world cannot be stopped
+    /// within `timeout`. A thread inside [`Heap::detached`], or exiting, collects nothing
+    /// (`Ok(0)`).
+    pub fn try_collect(&self, timeout: Duration) -> Result<usize, NotStoppedError> {
+        let heap = self.state;
+        let (me, state) = thread::attach(heap);
+        let Some(state) = state else { return Ok(0) };
+        // SAFETY: the attachment outlives this call.
+        let s = unsafe { state.as_ref() };
+        thread::safepoint(heap, s);
+        thread::outside_gate(heap, || collect(heap, me, s, timeout))
+    }
+}
+
+/// One collection by the attached thread `me` (state `s`) of `heap`.
+fn collect(
+    heap: NonNull<HeapState>,
+    me: u32,
+    s: &ThreadState,
+    timeout: Duration,
+) -> Result<usize, NotStoppedError> {
+    match stop(heap, s, true, timeout) {
+        Ok(()) => {}
+        Err(NotStopped::Busy(seen)) => {
+            thread::wait_for_collection(heap, s, seen);
+            return Ok(0);
+        }
+        Err(NotStopped::Timeout(ids)) => {
+            return Err(NotStoppedError {
+                threads: ids.len(),
+                waited: timeout,
+            })
+        }
+    }
+    /// Ends the collection however this function is left.
+    struct Finish(NonNull<HeapState>);
+    impl Drop for Finish {
+        fn drop(&mut self) {
+            thread::finish_collection(self.0);
+        }
+    }
+    let _finish = Finish(heap);
+    // SAFETY: the collecting thread's attachment keeps the heap alive.
+    let h = unsafe { heap.as_ref() };
+
+    // Pause 1.
+    let dead = merge_queues(h);
+    let garbage = match find_garbage(heap, 0, None) {
+        Ok(g) => g,
+        Err(p) => {
+            thread::restart_the_world(heap);
+            settle_dead(dead);
+            h.report_panic(
+                UnraisableKind::Drop,
+                "reap::Trace (collection abandoned)",
+                p,
+            );
+            return Ok(0);
+        }
+    };
+    for &g in &garbage {
+        // SAFETY: a candidate: allocated, and the world is stopped.
+        count::collector_hold(unsafe { g.as_ref() });
+    }
+    let set: HashSet<NonNull<SharedHeader>> = garbage.iter().copied().collect();
+    let is_garbage = |o: NonNull<SharedHeader>| set.contains(&o);
+    let mut calls = Vec::new();
+    for &g in &garbage {
+        // SAFETY: held, so allocated; the world is stopped.
+        unsafe { weak::clear_for_collection(g, me, &is_garbage, &mut calls) };
+        // SAFETY: as above.
+        if unsafe { g.as_ref() }.weakref {
+            // A garbage weak reference: unlisted from its referent, so its callback never
+            // runs (SEMANTICS 2.4).
+            // SAFETY: a held weak-reference object whose value is not dropped.
+            unsafe { weak::unlist(SharedHeader::value_ptr(g)) };
+        }
+    }
+    thread::restart_the_world(heap);
+
+    // User code, on this thread only.
+    settle_dead(dead);
+    for (w, type_name) in calls {
+        weak::call_back(w, type_name);
+    }
+    let finalized = run_finalizers(h, &garbage);
+
+    // Pause 2, if a finalizer may have resurrected something.
+    let garbage = if finalized {
+        match stop(heap, s, false, timeout) {
+            Ok(()) => {}
+            Err(_) => {
+                // The check cannot run: everything is kept, as if resurrected.
+                release_holds(&garbage);
+                return Ok(0);
+            }
+        }
+        let set: HashSet<NonNull<SharedHeader>> = garbage.iter().copied().collect();
+        let still = match find_garbage(heap, 1, Some(&garbage)) {
+            Ok(g) => g,
+            Err(p) => {
+                thread::restart_the_world(heap);
+                release_holds(&garbage);
+                h.report_panic(
+                    UnraisableKind::Drop,
+                    "reap::Trace (collection abandoned)",
+                    p,
+                );
+                return Ok(0);
+            }
+        };
+        let keep: HashSet<NonNull<SharedHeader>> = still.iter().copied().collect();
+        poison(&still);
+        thread::restart_the_world(heap);
+        let resurrected: Vec<_> = set.into_iter().filter(|o| !keep.contains(o)).collect();
+        release_holds(&resurrected);
+        still
+    } else {
+        poison(&garbage);
+        garbage
+    };
+    Ok(reclaim(h, garbage))
+}
+
+/// Stops the world, trying again with longer waits until `timeout` has passed (a thread
+/// waiting on a lock that a parked thread holds gets it once the world restarts, and parks
+/// at its next safe point).
+fn stop(
+    heap: NonNull<HeapState>,
+    s: &ThreadState,
+    first: bool,
+    timeout: Duration,
+) -> Result<(), NotStopped> {
+    let start = Instant::now();
+    let mut step = Duration::from_millis(2);
+    loop {
+        let left = timeout.saturating_sub(start.elapsed());
+        match thread::stop_the_world(heap, s, first, step.min(left)) {
+            Err(NotStopped::Timeout(ids)) if start.elapsed() < timeout => {
+                let _ = ids;
+                std::thread::yield_now();
+                step = (step * 2).min(Duration::from_millis(200));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Merges every thread's queue (pause 1): returns the objects whose count reached zero, to
+/// die once the world runs again.
+fn merge_queues(h: &HeapState) -> Vec<NonNull<SharedHeader>> {
+    let mut dead = Vec::new();
+    let mut table = lock(&h.threads);
+    for slot in table.values_mut() {
+        slot.state().pending.fetch_and(
+            !crate::sync::state::PENDING_QUEUE,
+            crate::shim::Ordering::Relaxed,
+        );
+        for obj in std::mem::take(&mut slot.queue) {
+            // SAFETY: the queue entry's reference keeps the object allocated; its owner is
+            // parked, detached or gone, so nothing else touches its `local` count.
+            if count::merge(unsafe { obj.as_ref() }, -1) == 0 {
+                dead.push(obj);
+            }
+        }
+    }
+    dead
+}
+
+/// Runs the deaths of objects whose count a merge of the pause took to zero.
+fn settle_dead(dead: Vec<NonNull<SharedHeader>>) {
+    for obj in dead {
+        // SAFETY: dead (count zero) and its death not begun; its heap is alive.
+        unsafe {
+            let heap = crate::sync::state::heap_of(obj.as_ref());
+            (heap.as_ref().release)(obj)
+        };
+    }
+}
+
+/// Trial deletion while the world is stopped: over every tracked object of the heap (`among`
+/// = `None`), or over `among` (the resurrection check, `held` = 1: each has the collector's
+/// reference, not counted as one from outside). Returns what only other candidates reach.
+/// A panicking traversal (a hand-written `Trace`) abandons it.
+fn find_garbage(
+    heap: NonNull<HeapState>,
+    held: usize,
+    among: Option<&[NonNull<SharedHeader>]>,
+) -> Result<Vec<NonNull<SharedHeader>>, Box<dyn std::any::Any + Send>> {
+    let mut guards = Vec::new();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let snap = Snapshot::take(heap, held, among, &mut guards);
+        let unreachable = find_unreachable(&snap, &(0..snap.objs.len() as u32).collect::<Vec<_>>());
+        unreachable
+            .into_iter()
+            .map(|i| snap.objs[i as usize])
+            .collect::<Vec<_>>()
+    }));
+    // The verdict is in: the threads that run may move handles again.
+    drop(guards);
+    result
+}
+
+/// The object graph of a pause: candidates by index, their counts, their edges to other
+/// candidates (compressed rows), and the collector's scratch counts and marks.
+struct Snapshot {
+    objs: Vec<NonNull<SharedHeader>>,
+    counts: Vec<usize>,
+    /// `edges[start[i]..start[i + 1]]` are candidate `i`'s edges.
+    start: Vec<u32>,
+    edges: Vec<u32>,
+    /// Whether the candidate was traversed completely (a lock held elsewhere: not).
+    complete: Vec<bool>,
+    scratch: Vec<Cell<usize>>,
+    mark: Vec<Cell<Mark>>,
+}
+
+impl Snapshot {
+    /// Finds the candidates and traces each once, keeping the lock guards in `guards`.
+    fn take(
+        heap: NonNull<HeapState>,
+        held: usize,
+        among: Option<&[NonNull<SharedHeader>]>,
+        guards: &mut Vec<HeldGuard>,
+    ) -> Snapshot {
+        let mut objs = Vec::new();
+        let mut counts = Vec::new();
+        let mut consider = |o: NonNull<SharedHeader>| {
+            // SAFETY: an object of the heap (a block whose first word names it, or one of the
+            // outside set, or held garbage): allocated, and the world is stopped.
+            let h = unsafe { o.as_ref() };
+            if !h.has(Flags::TRACKED) || h.has(Flags::VALUE_DROPPED) {
+                return;
+            }
+            let n = count::stopped_count(h).saturating_sub(held);
+            if n == 0 && held == 0 {
+                // Dead, its death pending or running somewhere: not a candidate (its value's
+                // handles count as references from outside).
+                return;
+            }
+            objs.push(o);
+            counts.push(n);
+        };
+        match among {
+            Some(list) => list.iter().copied().for_each(&mut consider),
+            // SAFETY: the world is stopped.
+            None => unsafe { heap.as_ref().for_each_object(&mut consider) },
+        }
+        let index: HashMap<NonNull<SharedHeader>, u32> = objs
+            .iter()
+            .enumerate()
+            .map(|(i, &o)| (o, i as u32))
+            .collect();
+        let mut start = Vec::with_capacity(objs.len() + 1);
+        let mut edges = Vec::new();
+        let mut complete = Vec::with_capacity(objs.len());
+        let mut found = Vec::new();
+        for &o in &objs {
+            start.push(edges.len() as u32);
+            found.clear();
+            // SAFETY: a candidate, allocated, its value live (not `VALUE_DROPPED`).
+            let (vt, value) = unsafe { (vtable(o.as_ref()), SharedHeader::value_ptr(o)) };
+            let mut tracer = Tracer::shared(heap.cast(), &mut found, guards);
+            // SAFETY: the value is a live value of the vtable's type.
+            unsafe { (vt.trace)(value, &mut tracer) };
+            complete.push(!tracer.is_incomplete());
+            edges.extend(found.iter().filter_map(|t| index.get(t).copied()));
+        }
+        start.push(edges.len() as u32);
+        let n = objs.len();
+        Snapshot {
+            objs,
+            counts,
+            start,
+            edges,
+            complete,
+            scratch: (0..n).map(|_| Cell::new(0)).collect(),
+            mark: (0..n).map(|_| Cell::new(Mark::Outside)).collect(),
+        }
+    }
+}
+
+impl CollectorHeap for Snapshot {
+    type Object = u32;
+
+    fn strong_count(&self, o: u32) -> usize {
+        self.counts[o as usize]
+    }
+
+    fn scratch(&self, o: u32) -> usize {
+        self.scratch[o as usize].get()
+    }
+
+    fn set_scratch(&self, o: u32, value: usize) {
+        self.scratch[o as usize].set(value);
+    }
+
+    fn mark(&self, o: u32) -> Mark {
+        self.mark[o as usize].get()
+    }
+
+    fn set_mark(&self, o: u32, mark: Mark) {
+        self.mark[o as usize].set(mark);
+    }
+
+    fn visit_edges(&self, o: u32, visit: &mut dyn FnMut(u32)) -> bool {
+        let i = o as usize;
+        for &t in &self.edges[self.start[i] as usize..self.start[i + 1] as usize] {
+            visit(t);
+        }
+        self.complete[i]
+    }
+}
+
+/// Runs the finalizers of the garbage that has one not yet run (SEMANTICS 2.5), each once,
+/// with the world running; returns whether any ran.
+fn run_finalizers(h: &HeapState, garbage: &[NonNull<SharedHeader>]) -> bool {
+    let mut ran = false;
+    for &g in garbage {
+        // SAFETY: held, so allocated; only this thread touches the garbage's flags.
+        let o = unsafe { g.as_ref() };
+        if o.has(Flags::HAS_FINALIZER) && !o.has(Flags::FINALIZED) {
+            o.set(Flags::FINALIZED);
+            ran = true;
+            let vt = vtable(o);
+            let value = SharedHeader::value_ptr(g);
+            // SAFETY: the value is live, and the collector's reference is the one the
+            // finalizer's temporary handle borrows.
+            if let Err(p) =
+                catch_unwind(AssertUnwindSafe(|| unsafe { (vt.finalize_shared)(value) }))
+            {
+                h.report_panic(UnraisableKind::Finalizer, (vt.type_name)(), p);
+            }
+        }
+    }
+    ran
+}
+
+/// Marks every object of the final garbage `VALUE_DROPPED` before any of their values is
+/// dropped: from now on a handle to one (a `Drop` may hand one out) panics on use rather
+/// than reach a value that is, or is about to be, dropped.
+fn poison(garbage: &[NonNull<SharedHeader>]) {
+    for &g in garbage {
+        // SAFETY: held, so allocated; no other thread can reach it.
+        unsafe { g.as_ref() }.set(Flags::VALUE_DROPPED);
+    }
+}
+
+/// Gives back the collector's references to objects that survive after all.
+fn release_holds(objs: &[NonNull<SharedHeader>]) {
+    for &o in objs {
+        // SAFETY: the collector's reference, given up.
+        unsafe { dec_ref(o) };
+    }
+}
+
+/// Reclaims the final garbage (world running, on the collecting thread): clears the weak
+/// references made to it since pause 1 (running their callbacks), unlists garbage weak
+/// references, drops every value, then gives back the holds (freeing what that takes to
+/// zero). Returns how many objects it reclaimed.
+fn reclaim(h: &HeapState, garbage: Vec<NonNull<SharedHeader>>) -> usize {
+    for &g in &garbage {
+        // SAFETY: held, so allocated.
+        let o = unsafe { g.as_ref() };
+        if o.meta.load(crate::shim::Ordering::Acquire).addr()
+            & crate::object::header::META_WEAK_INFO
+            != 0
+        {
+            // SAFETY: unreachable (no thread can use it), with weak references.
+            unsafe { weak::clear_and_call(g) };
+        }
+    }
+    for &g in &garbage {
+        // SAFETY: held, so allocated.
+        let o = unsafe { g.as_ref() };
+        let value = SharedHeader::value_ptr(g);
+        if o.weakref {
+            // SAFETY: a weak-reference object whose value is not dropped yet.
+            unsafe { weak::unlist(value) };
+        }
+        let vt = vtable(o);
+        // SAFETY: unreachable; the value is dropped once, here (it was marked before).
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| unsafe { (vt.drop_value)(value) })) {
+            h.report_panic(UnraisableKind::Drop, (vt.type_name)(), p);
+        }
+    }
+    let n = garbage.len();
+    // A count that reaches zero here runs the death, which finds the value dropped and only
+    // frees the memory.
+    release_holds(&garbage);
+    n
+}
