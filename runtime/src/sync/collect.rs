@@ -135,18 +135,13 @@ fn collect(
     s: &ThreadState,
     timeout: Duration,
 ) -> Result<usize, NotStoppedError> {
-    match stop(heap, s, true, timeout) {
+    match thread::claim_collection(heap, s) {
         Ok(()) => {}
         Err(NotStopped::Busy(seen)) => {
             thread::wait_for_collection(heap, s, seen);
             return Ok(0);
         }
-        Err(NotStopped::Timeout(ids)) => {
-            return Err(NotStoppedError {
-                threads: ids.len(),
-                waited: timeout,
-            })
-        }
+        Err(_) => return Ok(0),
     }
     /// Ends the collection however this function is left.
     struct Finish(NonNull<HeapState>);
@@ -156,6 +151,12 @@ fn collect(
         }
     }
     let _finish = Finish(heap);
+    if let Err(NotStopped::Timeout(ids)) = stop(heap, s, timeout) {
+        return Err(NotStoppedError {
+            threads: ids.len(),
+            waited: timeout,
+        });
+    }
     // SAFETY: the collecting thread's attachment keeps the heap alive.
     let h = unsafe { heap.as_ref() };
 
@@ -203,7 +204,7 @@ fn collect(
 
     // Pause 2, if a finalizer may have resurrected something.
     let garbage = if finalized {
-        match stop(heap, s, false, timeout) {
+        match stop(heap, s, timeout) {
             Ok(()) => {}
             Err(_) => {
                 // The check cannot run: everything is kept, as if resurrected.
@@ -241,17 +242,12 @@ fn collect(
 /// Stops the world, trying again with longer waits until `timeout` has passed (a thread
 /// waiting on a lock that a parked thread holds gets it once the world restarts, and parks
 /// at its next safe point).
-fn stop(
-    heap: NonNull<HeapState>,
-    s: &ThreadState,
-    first: bool,
-    timeout: Duration,
-) -> Result<(), NotStopped> {
+fn stop(heap: NonNull<HeapState>, s: &ThreadState, timeout: Duration) -> Result<(), NotStopped> {
     let start = Instant::now();
     let mut step = Duration::from_millis(2);
     loop {
         let left = timeout.saturating_sub(start.elapsed());
-        match thread::stop_the_world(heap, s, first, step.min(left)) {
+        match thread::stop_the_world(heap, s, step.min(left)) {
             Err(NotStopped::Timeout(ids)) if start.elapsed() < timeout => {
                 let _ = ids;
                 std::thread::yield_now();

@@ -95,6 +95,9 @@ pub(crate) struct StopTheWorld {
 pub(crate) struct StopState {
     /// A collection is running (between its first stop and its end).
     pub(crate) collecting: bool,
+    /// The state of the thread running it (its address; 0 when none): a collection asked
+    /// for from its own user code (a finalizer, a callback) returns 0 at once.
+    pub(crate) collector: usize,
     /// How many collections have ended (a thread that waited for one knows it is over).
     pub(crate) finished: u64,
 }

@@ -615,33 +615,48 @@ pub(crate) fn detached<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R 
 /// Why a collection could not stop the world.
 #[derive(Debug)]
 pub(crate) enum NotStopped {
+    /// This thread is running a collection already (asked again from its user code).
+    Nested,
     /// Another collection runs; it had ended this many collections when asked.
     Busy(u64),
     /// These threads (ids) stayed attached past the deadline without reaching a safe point.
     Timeout(Vec<u32>),
 }
 
-/// Stops the world of `heap` for a collection run by this thread (`me`, its state there):
-/// asks every other attached thread to park at its next safe point, takes detached ones as
-/// they are, closes the gate, and waits until every attached thread has parked and every
-/// gated operation has left, or until `timeout` has passed (then restarts what it stopped).
-/// The first stop of a collection (`first`) also claims the heap's collection, failing with
-/// `Busy` if another thread has it.
+/// Claims `heap`'s collection for this thread (`me`, its state there): fails with `Nested` if
+/// this thread has it already (a collection asked for from its own finalizers or callbacks),
+/// with `Busy` if another thread has it. [`finish_collection`] gives it up.
+pub(crate) fn claim_collection(
+    heap: NonNull<HeapState>,
+    me: &ThreadState,
+) -> Result<(), NotStopped> {
+    // SAFETY: the collecting thread's attachment keeps the heap alive.
+    let h = unsafe { heap.as_ref() };
+    let mut g = lock(&h.stw.lock);
+    if g.collecting {
+        if g.collector == (me as *const ThreadState).addr() {
+            return Err(NotStopped::Nested);
+        }
+        return Err(NotStopped::Busy(g.finished));
+    }
+    g.collecting = true;
+    g.collector = (me as *const ThreadState).addr();
+    Ok(())
+}
+
+/// Stops the world of `heap` for the collection this thread (`me`) claimed: asks every other
+/// attached thread to park at its next safe point, takes detached ones as they are, closes the
+/// gate, and waits until every attached thread has parked and every gated operation has left,
+/// or until `timeout` has passed (then restarts what it stopped and names the threads that
+/// did not park).
 pub(crate) fn stop_the_world(
     heap: NonNull<HeapState>,
     me: &ThreadState,
-    first: bool,
     timeout: std::time::Duration,
 ) -> Result<(), NotStopped> {
     // SAFETY: the collecting thread's attachment keeps the heap alive.
     let h = unsafe { heap.as_ref() };
     let mut g = lock(&h.stw.lock);
-    if first {
-        if g.collecting {
-            return Err(NotStopped::Busy(g.finished));
-        }
-        g.collecting = true;
-    }
     h.stw.stopping.store(1, SeqCst);
     for slot in lock(&h.threads).values() {
         let s = slot.state();
@@ -663,9 +678,6 @@ pub(crate) fn stop_the_world(
         let waited = start.elapsed();
         if waited >= timeout {
             restart_locked(h);
-            if first {
-                finish_locked(h, &mut g);
-            }
             return Err(NotStopped::Timeout(running));
         }
         // Short waits: a thread that left the attached state just before `stopping` was set
@@ -705,6 +717,7 @@ pub(crate) fn finish_collection(heap: NonNull<HeapState>) {
 
 fn finish_locked(h: &HeapState, g: &mut StopState) {
     g.collecting = false;
+    g.collector = 0;
     g.finished += 1;
     h.stw.cv.notify_all();
 }

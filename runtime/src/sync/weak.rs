@@ -97,13 +97,12 @@ unsafe impl Send for WeakRefObj {}
 // SAFETY: as above.
 unsafe impl Sync for WeakRefObj {}
 
-// SAFETY: a weak reference holds no strong handle; its callback's captures are not traced
-// (Shared-mode collection does not exist yet), which can only keep garbage.
+// SAFETY: a weak reference holds no strong handle; its callback's captures are not traced,
+// which can only keep garbage. Tracked all the same (`needs_trace` is true): a weak reference
+// that only garbage holds is then garbage itself, found with its holders, and its callback
+// never runs (SEMANTICS 2.4).
 unsafe impl Trace for WeakRefObj {
     fn trace(&self, _: &mut Tracer<'_>) {}
-    fn needs_trace() -> bool {
-        false
-    }
 }
 
 impl fmt::Debug for WeakRefObj {
@@ -189,6 +188,14 @@ impl<T: ?Sized> Clone for Weak<T> {
             obj: self.obj.clone(),
             _t: PhantomData,
         }
+    }
+}
+
+// SAFETY: a weak reference owns exactly one strong handle: to its weak-reference object (a
+// garbage weak reference is then found with its holder, and never calls back).
+unsafe impl<T: ?Sized + 'static> Trace for Weak<T> {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        tracer.visit_shared(&self.obj);
     }
 }
 
