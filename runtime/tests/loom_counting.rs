@@ -5,26 +5,31 @@
 
 mod common;
 
-use common::{model, setup_obj};
+use common::{model, model_bounded, setup_obj};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 use reap::sync::{Gc, Weak};
 
 /// Model 2: clones and drops on three threads plus a weak upgrade: the count reaches zero
-/// once, one destructor, one free.
+/// once, one destructor, one free. Three threads: at a preemption bound of 3.
 #[test]
 fn clone_drop_three_threads_and_upgrade() {
-    model("clone_drop_three_threads_and_upgrade", || {
+    model_bounded("clone_drop_three_threads_and_upgrade", Some(3), || {
         let (heap, counters, obj) = setup_obj();
         let w = Weak::new(&obj);
         let a = obj.clone();
         let b = obj.clone();
+        // The two threads attach first: the model is about the counts of attached threads
+        // (a thread that never attached goes through the heap's gate, a counter of its own).
+        let (h1, h2) = (heap.clone(), heap.clone());
         let t1 = thread::spawn(move || {
+            h1.safepoint();
             let c = a.clone();
             drop(a);
             assert_eq!(c.value, 7);
         });
         let t2 = thread::spawn(move || {
+            h2.safepoint();
             if let Some(g) = w.upgrade() {
                 assert_eq!(g.value, 7);
             }

@@ -137,10 +137,9 @@ fn collect(
 ) -> Result<usize, NotStoppedError> {
     match thread::claim_collection(heap, s) {
         Ok(()) => {}
-        Err(NotStopped::Busy(seen)) => {
-            thread::wait_for_collection(heap, s, seen);
-            return Ok(0);
-        }
+        // Another thread collects (CPython's answer to a second collection: 0 at once, never a
+        // wait, which could deadlock with user code the running collection waits for), or
+        // this thread does already (asked from its finalizers or callbacks).
         Err(_) => return Ok(0),
     }
     /// Ends the collection however this function is left.
@@ -151,6 +150,8 @@ fn collect(
         }
     }
     let _finish = Finish(heap);
+    // Detached from the other heaps this thread uses while it stops and holds this one.
+    let others = thread::OthersDetached::new(heap);
     if let Err(NotStopped::Timeout(ids)) = stop(heap, s, timeout) {
         return Err(NotStoppedError {
             threads: ids.len(),
@@ -194,6 +195,7 @@ fn collect(
         }
     }
     thread::restart_the_world(heap);
+    drop(others);
 
     // User code, on this thread only.
     settle_dead(dead);
@@ -204,6 +206,7 @@ fn collect(
 
     // Pause 2, if a finalizer may have resurrected something.
     let garbage = if finalized {
+        let others = thread::OthersDetached::new(heap);
         match stop(heap, s, timeout) {
             Ok(()) => {}
             Err(_) => {
@@ -228,9 +231,21 @@ fn collect(
         };
         let keep: HashSet<NonNull<SharedHeader>> = still.iter().copied().collect();
         poison(&still);
+        // Weak references the finalizers made to what is still garbage: cleared now, while no
+        // thread can upgrade them, their callbacks (those not garbage) run after the restart.
+        let is_garbage = |o: NonNull<SharedHeader>| keep.contains(&o);
+        let mut calls = Vec::new();
+        for &g in &still {
+            // SAFETY: held, so allocated; the world is stopped.
+            unsafe { weak::clear_for_collection(g, me, &is_garbage, &mut calls) };
+        }
         thread::restart_the_world(heap);
+        drop(others);
         let resurrected: Vec<_> = set.into_iter().filter(|o| !keep.contains(o)).collect();
         release_holds(&resurrected);
+        for (w, type_name) in calls {
+            weak::call_back(w, type_name);
+        }
         still
     } else {
         poison(&garbage);
@@ -466,22 +481,12 @@ fn release_holds(objs: &[NonNull<SharedHeader>]) {
     }
 }
 
-/// Reclaims the final garbage (world running, on the collecting thread): clears the weak
-/// references made to it since pause 1 (running their callbacks), unlists garbage weak
-/// references, drops every value, then gives back the holds (freeing what that takes to
-/// zero). Returns how many objects it reclaimed.
+/// Reclaims the final garbage (world running, on the collecting thread; its weak references
+/// were cleared while the world was stopped): unlists garbage weak references, drops every
+/// value, then gives back the holds (freeing what that takes to zero; a weak reference a
+/// `Drop` made to garbage meanwhile is cleared when its referent is freed). Returns how many
+/// objects it reclaimed.
 fn reclaim(h: &HeapState, garbage: Vec<NonNull<SharedHeader>>) -> usize {
-    for &g in &garbage {
-        // SAFETY: held, so allocated.
-        let o = unsafe { g.as_ref() };
-        if o.meta.load(crate::shim::Ordering::Acquire).addr()
-            & crate::object::header::META_WEAK_INFO
-            != 0
-        {
-            // SAFETY: unreachable (no thread can use it), with weak references.
-            unsafe { weak::clear_and_call(g) };
-        }
-    }
     for &g in &garbage {
         // SAFETY: held, so allocated.
         let o = unsafe { g.as_ref() };

@@ -21,8 +21,8 @@ use crate::UnraisableKind;
 ///
 /// Objects allocated on it are [`Gc`] handles that may be sent to and dropped on any thread.
 /// A thread attaches to the heap the first time it uses it or one of its objects, and is
-/// detached when it exits; nothing needs to be called first. Until part 2 of Shared mode lands,
-/// Shared-mode cycles are not collected (as with `Arc`): break them by hand.
+/// detached when it exits; nothing needs to be called first. [`Heap::collect`] collects
+/// cycles, stopping every attached thread at its next safe point.
 ///
 /// ```
 /// use reap::sync::Heap;
@@ -231,7 +231,12 @@ unsafe fn dec_ref_slow(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapStat
         // SAFETY: the caller's reference.
         unsafe { settle(obj, count::dec(h, me, word)) }
     } else {
-        thread::with_access(heap_of(h), |me| {
+        // The closure captures the pointer, not `h`: the death it may run frees the object,
+        // which a reference held across the call must not cover.
+        thread::with_access(heap_of(h), move |me| {
+            // SAFETY: the caller's reference keeps the object allocated until it is dropped
+            // here.
+            let h = unsafe { obj.as_ref() };
             let word = h.counts.load(Relaxed);
             // SAFETY: as above.
             unsafe { settle(obj, count::dec(h, me, word)) }

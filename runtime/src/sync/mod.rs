@@ -12,11 +12,16 @@
 //! - An object dies, in CPython's order (finalizer, weak references cleared, callbacks newest
 //!   first, value dropped), on the thread that drops its last reference, whichever it is. No
 //!   user code runs while a runtime lock is held.
-//! - A thread attaches to a heap when it first needs a place in it: when it allocates, makes a
-//!   weak reference, reaches a safe point or runs an object's death. A thread that only clones,
-//!   upgrades and drops handles (without dropping a last one) stays unattached: those are
-//!   operations on the shared count. An attached thread detaches when it exits.
-//! - Cycles of Shared objects are not collected yet (as with `Arc`); break them by hand.
+//! - A thread attaches to a heap when it allocates there, makes a weak reference, or calls
+//!   [`Heap::safepoint`] or [`Heap::collect`]; it stays attached until it exits. A thread that
+//!   only clones, upgrades and drops handles stays unattached: its operations (and the deaths
+//!   they run) go through the heap's *gate*, which a collection closes while it holds the world
+//!   stopped.
+//! - [`Heap::collect`] collects cycles by stopping the world (CPython 3.13t's free-threaded
+//!   collector): every attached thread parks at its next safe point (allocation,
+//!   [`Heap::safepoint`], entering or leaving [`Heap::detached`]). An attached thread that
+//!   blocks (a join, a channel, a lock another thread holds) does it inside
+//!   [`Heap::detached`], or collections cannot stop it ([`Heap::try_collect`] reports it).
 //!
 //! ```
 //! use reap::sync::{Finalize, Gc, Heap, Weak};

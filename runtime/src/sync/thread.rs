@@ -433,6 +433,7 @@ fn safepoint_slow(heap: NonNull<HeapState>, state: &ThreadState) {
 fn park(heap: NonNull<HeapState>, state: &ThreadState) {
     let gate = leave_gate(heap);
     {
+        let _others = OthersDetached::new(heap);
         // SAFETY: the thread's attachment keeps the heap alive.
         let h = unsafe { heap.as_ref() };
         let mut g = lock(&h.stw.lock);
@@ -445,6 +446,68 @@ fn park(heap: NonNull<HeapState>, state: &ThreadState) {
         }
     }
     retake_gate(heap, gate);
+}
+
+/// While alive, this thread is detached from every heap it is attached to but one (it waits
+/// for, or works on, that one's collection): a collection of another heap does not wait for
+/// it meanwhile. Two threads attached to two heaps, each collecting one, would otherwise wait
+/// for each other. Dropping it re-attaches them (waiting where the world is stopped) and
+/// restores the thread's id and cache.
+pub(crate) struct OthersDetached {
+    others: SmallVec<[Attachment; 2]>,
+    saved: (u32, *const HeapState, *mut ThreadState),
+}
+
+impl OthersDetached {
+    pub(crate) fn new(keep: NonNull<HeapState>) -> OthersDetached {
+        let others: SmallVec<[Attachment; 2]> = THREAD
+            .try_with(|t| {
+                t.attached
+                    .borrow()
+                    .iter()
+                    // SAFETY: the attachments outlive this call.
+                    .filter(|(h, s)| {
+                        *h != keep && unsafe { s.as_ref() }.status.load(Relaxed) == ATTACHED
+                    })
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let saved = HOT
+            .try_with(|hot| {
+                let saved = (hot.id.get(), hot.last_heap.get(), hot.last_state.get());
+                if !others.is_empty() {
+                    hot.id.set(NO_OWNER);
+                    hot.last_heap.set(std::ptr::null());
+                    hot.last_state.set(std::ptr::null_mut());
+                }
+                saved
+            })
+            .unwrap_or((NO_OWNER, std::ptr::null(), std::ptr::null_mut()));
+        for &(h, s) in &others {
+            // SAFETY: the attachment keeps the heap and its state alive.
+            unsafe { leave_attached(h.as_ref(), s.as_ref()) };
+        }
+        OthersDetached { others, saved }
+    }
+}
+
+impl Drop for OthersDetached {
+    fn drop(&mut self) {
+        if self.others.is_empty() {
+            return;
+        }
+        for &(h, s) in &self.others {
+            // SAFETY: as in `new`.
+            reenter_attached(h, unsafe { s.as_ref() });
+        }
+        let (id, heap, state) = self.saved;
+        let _ = HOT.try_with(|hot| {
+            hot.id.set(id);
+            hot.last_heap.set(heap);
+            hot.last_state.set(state);
+        });
+    }
 }
 
 /// Marks this thread detached from `heap` (a collection then takes it as stopped), telling a
@@ -576,10 +639,14 @@ pub(crate) fn detached<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R 
         heap: NonNull<HeapState>,
         state: &'a ThreadState,
         saved: (u32, *const HeapState, *mut ThreadState),
+        /// The gate this thread was inside (a gated death's user code that detaches): left
+        /// for the section, so that a collection need not wait for it.
+        gate: u32,
     }
     impl Drop for Reattach<'_> {
         fn drop(&mut self) {
             reenter_attached(self.heap, self.state);
+            retake_gate(self.heap, self.gate);
             let (id, heap, state) = self.saved;
             let _ = HOT.try_with(|hot| {
                 hot.id.set(id);
@@ -601,10 +668,12 @@ pub(crate) fn detached<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R 
         .unwrap_or((NO_OWNER, std::ptr::null(), std::ptr::null_mut()));
     // SAFETY: the attachment keeps the heap alive.
     leave_attached(unsafe { heap.as_ref() }, s);
+    let gate = leave_gate(heap);
     let guard = Reattach {
         heap,
         state: s,
         saved,
+        gate,
     };
     let r = f();
     drop(guard);
@@ -617,8 +686,8 @@ pub(crate) fn detached<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R 
 pub(crate) enum NotStopped {
     /// This thread is running a collection already (asked again from its user code).
     Nested,
-    /// Another collection runs; it had ended this many collections when asked.
-    Busy(u64),
+    /// Another thread's collection runs.
+    Busy,
     /// These threads (ids) stayed attached past the deadline without reaching a safe point.
     Timeout(Vec<u32>),
 }
@@ -637,7 +706,7 @@ pub(crate) fn claim_collection(
         if g.collector == (me as *const ThreadState).addr() {
             return Err(NotStopped::Nested);
         }
-        return Err(NotStopped::Busy(g.finished));
+        return Err(NotStopped::Busy);
     }
     g.collecting = true;
     g.collector = (me as *const ThreadState).addr();
@@ -720,23 +789,6 @@ fn finish_locked(h: &HeapState, g: &mut StopState) {
     g.collector = 0;
     g.finished += 1;
     h.stw.cv.notify_all();
-}
-
-/// Waits, detached, until the collection that had ended `seen` collections when this thread
-/// asked for its own has ended (a second collector does not run, it waits for the first).
-pub(crate) fn wait_for_collection(heap: NonNull<HeapState>, me: &ThreadState, seen: u64) {
-    // SAFETY: the thread's attachment keeps the heap alive.
-    let h = unsafe { heap.as_ref() };
-    let gate = leave_gate(heap);
-    leave_attached(h, me);
-    {
-        let mut g = lock(&h.stw.lock);
-        while g.finished == seen {
-            g = wait(&h.stw.cv, g);
-        }
-    }
-    reenter_attached(heap, me);
-    retake_gate(heap, gate);
 }
 
 /// Runs `f` (a collection, on this attached thread) outside the gate this thread may be

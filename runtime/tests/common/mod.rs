@@ -99,9 +99,16 @@ pub fn setup_obj() -> (Heap, Arc<Counters>, Gc<Obj>) {
 /// freed by the end of an execution), exhaustively unless `LOOM_MAX_PREEMPTIONS` bounds it, and prints how
 /// many executions it explored.
 pub fn model(name: &str, f: impl Fn() + Sync + Send + 'static) {
+    model_bounded(name, None, f)
+}
+
+/// [`model`] with a preemption bound (`LOOM_MAX_PREEMPTIONS` overrides it): for the
+/// three-thread models, which the issue lets run at a bound of 2.
+pub fn model_bounded(name: &str, bound: Option<usize>, f: impl Fn() + Sync + Send + 'static) {
     let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let r = runs.clone();
     let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = bound;
     if let Ok(n) = std::env::var("LOOM_MAX_PREEMPTIONS") {
         builder.preemption_bound = Some(n.parse().expect("LOOM_MAX_PREEMPTIONS"));
     }
