@@ -10,11 +10,13 @@
 //!   handle shared by a pool whose allocating worker is gone (for `sync::Gc`, every clone and
 //!   drop is then an atomic operation on the shared count). The owner's exit does not change
 //!   the foreign path: a foreign clone + drop that never takes the shared count below zero
-//!   neither looks at the owner nor queues to it.
+//!   neither looks at the owner nor queues to it. `sync_owner_exited` is on a thread attached
+//!   to the heap (an interpreter's threads are); `sync_owner_exited_unattached` on one that is
+//!   not, whose operations go through the heap's gate (issue 13's stop-the-world).
 //! - `binary_trees`: build and drop one complete binary tree of depth 16 (131,071 nodes, each
 //!   two `Option<Handle<Node>>`), GCBench's shape as in `refcount.rs`. Local mode is measured
-//!   with its cycle collector on (the default) and off (Shared mode has no cycle collector
-//!   yet, so `local_gc_off` is the like-for-like baseline).
+//!   with its cycle collector on (the default) and off (Shared mode collects cycles only when
+//!   asked, so `local_gc_off` is the like-for-like baseline).
 //! - `weak_create`: allocate an object, make a weak reference to it, drop both.
 //! - `weak_upgrade`: 1000 upgrades + drops of an existing weak reference to a live object, on
 //!   the allocating thread.
@@ -74,6 +76,10 @@ fn clone_drop_foreign(c: &mut Criterion) {
     let sync_heap = reap::sync::Heap::new();
     let h = sync_heap.clone();
     let sync = on_other_thread(move || h.alloc(5_u64));
+    // A thread that never attached to the heap goes through its gate (a counter a collection
+    // waits on) on every clone and drop: measured apart, then attached.
+    g.bench_function("sync_owner_exited_unattached", |b| b.iter(|| churn(&sync)));
+    sync_heap.safepoint();
     g.bench_function("sync_owner_exited", |b| b.iter(|| churn(&sync)));
     let arc = on_other_thread(|| Arc::new(5_u64));
     g.bench_function("arc", |b| b.iter(|| churn(&arc)));

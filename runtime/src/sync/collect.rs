@@ -254,18 +254,18 @@ fn collect(
     Ok(reclaim(h, garbage))
 }
 
-/// Stops the world, trying again with longer waits until `timeout` has passed (a thread
-/// waiting on a lock that a parked thread holds gets it once the world restarts, and parks
-/// at its next safe point).
+/// Stops the world, trying again with longer waits until `timeout` has passed. Between two
+/// attempts the world runs for as long as the last attempt waited: an attached thread that
+/// could not park because it waits on a lock held by a parked thread, or by a thread waiting
+/// at the gate, gets it once those run, and parks at its next safe point.
 fn stop(heap: NonNull<HeapState>, s: &ThreadState, timeout: Duration) -> Result<(), NotStopped> {
     let start = Instant::now();
     let mut step = Duration::from_millis(2);
     loop {
         let left = timeout.saturating_sub(start.elapsed());
         match thread::stop_the_world(heap, s, step.min(left)) {
-            Err(NotStopped::Timeout(ids)) if start.elapsed() < timeout => {
-                let _ = ids;
-                std::thread::yield_now();
+            Err(NotStopped::Timeout(_)) if start.elapsed() < timeout => {
+                std::thread::sleep(step.min(timeout.saturating_sub(start.elapsed())));
                 step = (step * 2).min(Duration::from_millis(200));
             }
             other => return other,

@@ -97,20 +97,24 @@ impl Heap {
     pub fn alloc<T: Trace + Send + Sync>(&self, value: T) -> Gc<T> {
         let finalized = T::sync_finalizer().is_some() && value.wants_finalizer();
         let (me, state) = thread::attach(self.state);
-        match state {
-            Some(s) => {
-                // SAFETY: the attachment outlives this call.
-                thread::safepoint(self.state, unsafe { s.as_ref() });
-                // SAFETY: this handle keeps the heap alive.
-                unsafe { alloc_on(self.state, me, state, value, finalized, false) }
-            }
-            // Detached (or exiting): a merged object from the global allocator, made inside
-            // the gate so that no collection is running meanwhile.
-            None => thread::gated(self.state, || {
-                // SAFETY: as above.
-                unsafe { alloc_on(self.state, NO_OWNER, None, value, finalized, false) }
-            }),
-        }
+        let Some(s) = state else {
+            return self.alloc_unattached(value, finalized);
+        };
+        // SAFETY: the attachment outlives this call.
+        thread::safepoint(self.state, unsafe { s.as_ref() });
+        // SAFETY: this handle keeps the heap alive.
+        unsafe { alloc_on(self.state, me, state, value, finalized, false) }
+    }
+
+    /// [`Heap::alloc`] on a thread that is detached (or exiting): a merged object from the
+    /// global allocator, made inside the gate so that no collection is running meanwhile.
+    #[cold]
+    #[inline(never)]
+    fn alloc_unattached<T: Trace + Send + Sync>(&self, value: T, finalized: bool) -> Gc<T> {
+        thread::gated(self.state, || {
+            // SAFETY: this handle keeps the heap alive.
+            unsafe { alloc_on(self.state, NO_OWNER, None, value, finalized, false) }
+        })
     }
 
     /// Sets (or with `None` removes) the hook that receives the panics the runtime caught on

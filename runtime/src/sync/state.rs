@@ -26,8 +26,7 @@ use crate::object::shared::{Gc, SharedHeader, SHARED_HEADER_SIZE};
 use crate::object::shared_slab::SharedSlab;
 use crate::object::vtable::{vtable_of, vtable_of_meta, VTable};
 use crate::shim::{
-    self, fence, lock, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Condvar, Mutex,
-    Ordering::*,
+    self, lock, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Condvar, Mutex, Ordering::*,
 };
 use crate::sync::count;
 use crate::trace::Trace;
@@ -265,7 +264,11 @@ pub(crate) unsafe fn release_refs(heap: NonNull<HeapState>, n: usize) {
     let old = unsafe { heap.as_ref() }.refs.fetch_sub(n, Release);
     debug_assert!(old >= n, "reap: heap reference count underflow");
     if old == n {
-        fence(Acquire);
+        // An acquire load rather than a fence (as std's `Arc` under ThreadSanitizer, which does
+        // not model fences): every other release of a reference happens before the free.
+        // SAFETY: still allocated (this thread released the last reference, nobody frees it
+        // but this thread).
+        let _ = unsafe { heap.as_ref() }.refs.load(Acquire);
         // SAFETY: that was the last reference: no handle, attached thread or object is left,
         // so nothing else can reach the state. It was made by `Box::new` in `Heap::new`.
         let state = unsafe { Box::from_raw(heap.as_ptr()) };
@@ -420,13 +423,25 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
         value_ptr.write(value);
     }
     if !in_slab && flags.contains(Flags::TRACKED) {
-        // SAFETY: the caller keeps the heap alive.
-        lock(&unsafe { heap.as_ref() }.outside_slabs)
-            .objects
-            .insert(SendPtr(NonNull::new(header).expect("header")));
+        // SAFETY: the caller keeps the heap alive; `header` is the new object's.
+        unsafe { register_outside_slabs(heap, NonNull::new_unchecked(header)) };
     }
     // SAFETY: a live object with one reference, given to the handle.
     unsafe { Gc::from_value_ptr(NonNull::new_unchecked(value_ptr)) }
+}
+
+/// Records a new tracked object whose memory came from the global allocator (a collection
+/// cannot find it by walking slabs).
+///
+/// # Safety
+/// Something keeps `heap` alive for the call.
+#[cold]
+#[inline(never)]
+unsafe fn register_outside_slabs(heap: NonNull<HeapState>, header: NonNull<SharedHeader>) {
+    // SAFETY: the caller keeps the heap alive.
+    lock(&unsafe { heap.as_ref() }.outside_slabs)
+        .objects
+        .insert(SendPtr(header));
 }
 
 /// Memory for an object of `layout` (or a weak-info block): from the thread's slab if it has

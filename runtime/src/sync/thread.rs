@@ -185,8 +185,12 @@ impl Gate {
         let Some(outer) = nested else {
             return Gate { heap, outer: None };
         };
-        // SAFETY: the caller keeps the heap alive for the operation.
-        gate_acquire(unsafe { heap.as_ref() });
+        // SAFETY: the caller keeps the heap alive until here.
+        let h = unsafe { heap.as_ref() };
+        // The gate holds a reference of the heap: the operation inside may drop the last
+        // object, handle or attachment (the heap would be freed under the gate's release).
+        h.refs.fetch_add(1, Relaxed);
+        gate_acquire(h);
         let _ = HOT.try_with(|hot| {
             hot.gate_heap.set(heap.as_ptr().cast_const());
             hot.gate_depth.set(1);
@@ -209,10 +213,11 @@ impl Drop for Gate {
                     hot.gate_heap.set(heap);
                     hot.gate_depth.set(depth);
                 });
-                // SAFETY: the operation inside kept the heap alive; nothing touches it after
-                // this release but the notification, under the stop lock it still owns
-                // (a collection waiting for this release holds a reference of the heap).
+                // SAFETY: the gate's reference keeps the heap alive until it is given back
+                // right after.
                 gate_release(unsafe { self.heap.as_ref() });
+                // SAFETY: the reference `enter` took, not used after.
+                unsafe { release_refs(self.heap, 1) };
             }
         }
     }
