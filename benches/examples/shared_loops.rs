@@ -9,7 +9,10 @@
 //! Workloads (`<mode>`: `sync-` for Shared mode, `local-` for Local mode; `N` the second
 //! argument, 10 by default):
 //! - `trees`: `N` binary trees of depth 16 (131,071 nodes each) built and dropped (Local with
-//!   automatic collection off, as Shared mode has no collector yet);
+//!   automatic collection off, as Shared mode collects only when asked);
+//! - `rings`: `N` rounds of 10,000 rings of 4 nodes built, dropped and collected by one full
+//!   collection; `rings-broken`: the same rings, each broken by hand before it is dropped (so
+//!   they die on the refcount path): the difference between the two is the collection's cost;
 //! - `upgrade`: `N` × 100,000 upgrades of a weak reference to a live object, each result dropped;
 //! - `weak-create`: `N` × 10,000 rounds of an object allocated, a weak reference made to it, and
 //!   both dropped.
@@ -59,6 +62,58 @@ fn sync_tree(depth: u32, heap: &reap::sync::Heap) -> reap::sync::Gc<SyncNode> {
     heap.alloc(SyncNode { left, right })
 }
 
+#[derive(Trace)]
+struct LocalRing {
+    next: std::cell::RefCell<Option<reap::Gc<LocalRing>>>,
+}
+
+#[derive(Trace)]
+struct SyncRing {
+    next: std::sync::Mutex<Option<reap::sync::Gc<SyncRing>>>,
+}
+
+const RINGS: usize = 10_000;
+
+/// One round of `RINGS` rings of 4 Local nodes; broken by hand if `broken`.
+fn local_rings(heap: &reap::Heap, broken: bool) {
+    for _ in 0..RINGS {
+        let first = heap.alloc(LocalRing {
+            next: std::cell::RefCell::new(None),
+        });
+        let mut last = first.clone();
+        for _ in 0..3 {
+            let n = heap.alloc(LocalRing {
+                next: std::cell::RefCell::new(Some(last)),
+            });
+            last = n;
+        }
+        *first.next.borrow_mut() = Some(last);
+        if broken {
+            first.next.borrow_mut().take();
+        }
+    }
+}
+
+/// One round of `RINGS` rings of 4 Shared nodes; broken by hand if `broken`.
+fn sync_rings(heap: &reap::sync::Heap, broken: bool) {
+    for _ in 0..RINGS {
+        let first = heap.alloc(SyncRing {
+            next: std::sync::Mutex::new(None),
+        });
+        let mut last = first.clone();
+        for _ in 0..3 {
+            let n = heap.alloc(SyncRing {
+                next: std::sync::Mutex::new(Some(last)),
+            });
+            last = n;
+        }
+        *first.next.lock().unwrap() = Some(last);
+        if broken {
+            first.next.lock().unwrap().take();
+        }
+    }
+}
+
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
     let n: u32 = std::env::args()
@@ -70,6 +125,21 @@ fn main() {
             heap.disable();
             for _ in 0..n {
                 drop(black_box(local_tree(16, &heap)));
+            }
+        }
+        "local-rings" | "local-rings-broken" => {
+            let heap = reap::Heap::new();
+            heap.disable();
+            for _ in 0..n {
+                local_rings(&heap, mode.ends_with("broken"));
+                black_box(heap.collect(2));
+            }
+        }
+        "sync-rings" | "sync-rings-broken" => {
+            let heap = reap::sync::Heap::new();
+            for _ in 0..n {
+                sync_rings(&heap, mode.ends_with("broken"));
+                black_box(heap.collect());
             }
         }
         "sync-trees" => {
@@ -112,7 +182,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: shared_loops (sync|local)-(trees|upgrade|weak-create) [N]\n\
+                "usage: shared_loops (sync|local)-(trees|rings|rings-broken|upgrade|weak-create) [N]\n\
                  (see the module docs)"
             );
             std::process::exit(2);

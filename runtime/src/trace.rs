@@ -61,12 +61,62 @@ enum Mode<'a> {
 }
 
 /// A lock guard a Shared-mode collection keeps while its world is stopped, type-erased, its
-/// borrow of the lock's object extended (see [`Tracer::hold`]).
-pub(crate) struct HeldGuard(#[allow(dead_code)] Box<dyn Held>);
+/// borrow of the lock's object extended (see [`Tracer::hold`]). Guards of two words or less
+/// (std's `MutexGuard` and `RwLockReadGuard`) are kept inline: no allocation per traced lock.
+pub(crate) struct HeldGuard {
+    data: std::mem::MaybeUninit<[usize; 2]>,
+    /// Drops the guard stored in `data` (inline) or boxed there.
+    drop: unsafe fn(*mut [usize; 2]),
+}
 
-/// Anything (a guard, kept only to be dropped later).
-trait Held {}
-impl<T> Held for T {}
+impl HeldGuard {
+    /// Keeps `guard` (its borrow already extended by the caller).
+    fn new<G>(guard: G) -> HeldGuard {
+        let mut data = std::mem::MaybeUninit::<[usize; 2]>::uninit();
+        if std::mem::size_of::<G>() <= std::mem::size_of::<[usize; 2]>()
+            && std::mem::align_of::<G>() <= std::mem::align_of::<[usize; 2]>()
+        {
+            // SAFETY: `G` fits in `data`'s size and alignment (just checked).
+            unsafe { data.as_mut_ptr().cast::<G>().write(guard) };
+            HeldGuard {
+                data,
+                drop: drop_inline::<G>,
+            }
+        } else {
+            // SAFETY: a pointer fits in `data`.
+            unsafe {
+                data.as_mut_ptr()
+                    .cast::<*mut G>()
+                    .write(Box::into_raw(Box::new(guard)))
+            };
+            HeldGuard {
+                data,
+                drop: drop_boxed::<G>,
+            }
+        }
+    }
+}
+
+/// # Safety
+/// `p` holds a `G` written by [`HeldGuard::new`], dropped once.
+unsafe fn drop_inline<G>(p: *mut [usize; 2]) {
+    // SAFETY: caller.
+    unsafe { std::ptr::drop_in_place(p.cast::<G>()) }
+}
+
+/// # Safety
+/// `p` holds a `Box<G>` turned raw by [`HeldGuard::new`], freed once.
+unsafe fn drop_boxed<G>(p: *mut [usize; 2]) {
+    // SAFETY: caller.
+    drop(unsafe { Box::from_raw(p.cast::<*mut G>().read()) })
+}
+
+impl Drop for HeldGuard {
+    fn drop(&mut self) {
+        // SAFETY: `data` holds what `new` put there for this `drop` function, dropped once.
+        unsafe { (self.drop)(self.data.as_mut_ptr()) }
+    }
+}
 
 impl<'a> Tracer<'a> {
     /// A tracer that hands every handle to `visit`, whatever heap its object belongs to.
@@ -163,14 +213,11 @@ impl<'a> Tracer<'a> {
     /// handles between the snapshot and the verdict; in every other mode drops it at once.
     pub(crate) fn hold<G>(&mut self, guard: G) {
         if let Mode::Shared { guards, .. } = &mut self.mode {
-            let held: Box<dyn Held + '_> = Box::new(guard);
-            // SAFETY: only the lifetime bound changes (same layout). The guard borrows a lock
-            // inside a value of the heap being collected; `sync::collect` drops every held
-            // guard before its pause ends, and no object of the heap is freed during a pause
-            // (the world is stopped, and the collector frees nothing then), so the lock
-            // outlives the guard.
-            let held: Box<dyn Held + 'static> = unsafe { std::mem::transmute(held) };
-            guards.push(HeldGuard(held));
+            // The guard's borrow of its lock is erased here: it borrows a lock inside a value
+            // of the heap being collected, and `sync::collect` drops every held guard before
+            // its pause ends, while no object of the heap can be freed (the world is stopped,
+            // and the collector frees nothing then), so the lock outlives the guard.
+            guards.push(HeldGuard::new(guard));
         }
     }
 

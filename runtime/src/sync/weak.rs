@@ -593,6 +593,10 @@ pub(crate) unsafe fn clear_for_collection(
 ) {
     // SAFETY: allocated (caller).
     let h = unsafe { obj.as_ref() };
+    if h.meta.load(Acquire).addr() & META_WEAK_INFO == 0 {
+        // Never weakly referenced (and nobody can make one while the world is stopped).
+        return;
+    }
     let type_name = (heap::vtable(h).type_name)();
     // SAFETY: the object keeps its heap alive.
     let hs = unsafe { heap::heap_of(h).as_ref() };
