@@ -272,6 +272,15 @@ impl<'a> Tracer<'a> {
 /// holds. That is never undefined behaviour (the child is reclaimed as garbage and any later use
 /// of it panics, or gives `Reclaimed` through `Gc::try_deref`), but it is a bug in the `Trace`
 /// impl. `needs_trace` may return `false` only if values of the type can never hold a handle.
+///
+/// In Shared mode (`reap::sync`), a collection stops only the threads attached to the heap;
+/// others (detached ones, those that never attached) keep running, and may move handles between
+/// values. So a Shared type's `trace` must report handles that cannot move until the collection
+/// has its verdict: handles behind `std::sync::Mutex` or `RwLock` (whose `Trace` keeps the lock
+/// held for the collector until then), in a set `OnceLock`, or in fields no thread can change.
+/// A type with interior mutability of its own (another lock, an atomic pointer) must report
+/// nothing from behind it (the collector then keeps what it holds) or call
+/// [`Tracer::mark_incomplete`].
 #[diagnostic::on_unimplemented(
     message = "`{Self}` does not implement `reap::Trace`",
     label = "a heap object and everything it holds must be traceable",
