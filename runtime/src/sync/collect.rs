@@ -180,10 +180,24 @@ fn collect(
         // SAFETY: a candidate: allocated, and the world is stopped.
         count::collector_hold(unsafe { g.as_ref() });
     }
-    let set: HashSet<NonNull<SharedHeader>> = garbage.iter().copied().collect();
+    // The set of garbage, for the weak phase: only built if some garbage is or has a weak
+    // reference.
+    let weakly = garbage.iter().any(|g| {
+        // SAFETY: held, so allocated.
+        let o = unsafe { g.as_ref() };
+        o.weakref
+            || o.meta.load(crate::shim::Ordering::Relaxed).addr()
+                & crate::object::header::META_WEAK_INFO
+                != 0
+    });
+    let set: HashSet<NonNull<SharedHeader>> = if weakly {
+        garbage.iter().copied().collect()
+    } else {
+        HashSet::new()
+    };
     let is_garbage = |o: NonNull<SharedHeader>| set.contains(&o);
     let mut calls = Vec::new();
-    for &g in &garbage {
+    for &g in garbage.iter().filter(|_| weakly) {
         // SAFETY: held, so allocated; the world is stopped.
         unsafe { weak::clear_for_collection(g, me, &is_garbage, &mut calls) };
         // SAFETY: as above.
@@ -431,11 +445,40 @@ impl CollectorHeap for Snapshot {
     }
 
     fn visit_edges(&self, o: u32, visit: &mut dyn FnMut(u32)) -> bool {
-        let i = o as usize;
-        for &t in &self.edges[self.start[i] as usize..self.start[i + 1] as usize] {
+        for &t in self.edges_of(o) {
             visit(t);
         }
-        self.complete[i]
+        self.complete[o as usize]
+    }
+
+    // The two hot passes, as plain loops over the edge array (no call per edge).
+    fn subtract_edges(&self, o: u32) -> bool {
+        for &t in self.edges_of(o) {
+            let t = t as usize;
+            if self.mark[t].get() == Mark::Candidate {
+                let s = &self.scratch[t];
+                s.set(s.get().saturating_sub(1));
+            }
+        }
+        self.complete[o as usize]
+    }
+
+    fn mark_edges(&self, o: u32, stack: &mut Vec<u32>) {
+        for &t in self.edges_of(o) {
+            let m = &self.mark[t as usize];
+            if m.get() == Mark::Candidate {
+                m.set(Mark::Reachable);
+                stack.push(t);
+            }
+        }
+    }
+}
+
+impl Snapshot {
+    /// Candidate `o`'s edges (indices of candidates).
+    fn edges_of(&self, o: u32) -> &[u32] {
+        let i = o as usize;
+        &self.edges[self.start[i] as usize..self.start[i + 1] as usize]
     }
 }
 
