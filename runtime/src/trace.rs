@@ -67,6 +67,8 @@ pub(crate) struct HeldGuard {
     data: std::mem::MaybeUninit<[usize; 2]>,
     /// Drops the guard stored in `data` (inline) or boxed there.
     drop: unsafe fn(*mut [usize; 2]),
+    /// A guard is released on the thread that took it: neither `Send` nor `Sync`.
+    _not_send: std::marker::PhantomData<*const ()>,
 }
 
 impl HeldGuard {
@@ -81,6 +83,7 @@ impl HeldGuard {
             HeldGuard {
                 data,
                 drop: drop_inline::<G>,
+                _not_send: std::marker::PhantomData,
             }
         } else {
             // SAFETY: a pointer fits in `data`.
@@ -92,6 +95,7 @@ impl HeldGuard {
             HeldGuard {
                 data,
                 drop: drop_boxed::<G>,
+                _not_send: std::marker::PhantomData,
             }
         }
     }
@@ -205,6 +209,27 @@ impl<'a> Tracer<'a> {
             if unsafe { target.as_ref() }.heap == *heap {
                 edges.push(target);
             }
+        }
+    }
+
+    /// Traces the value behind a lock guard. In a Shared-mode collection's snapshot the guard
+    /// is kept first ([`Tracer::hold`]) and the value traced through it after, so that a
+    /// panicking inner `trace` cannot release this lock while guards of locks inside the value
+    /// are still kept (another thread could then free those locks); elsewhere the guard is
+    /// dropped once the value is traced.
+    pub(crate) fn trace_under<G: std::ops::Deref>(&mut self, guard: G)
+    where
+        G::Target: Trace,
+    {
+        if matches!(self.mode, Mode::Shared { .. }) {
+            let value: *const G::Target = &*guard;
+            self.hold(guard);
+            // SAFETY: the kept guard locks the value until the collection's pause ends (the
+            // held guards are released last in, first out, after this returns), so the value
+            // is alive and shared-borrowable for this call.
+            unsafe { (*value).trace(self) };
+        } else {
+            guard.trace(self);
         }
     }
 
@@ -791,15 +816,8 @@ unsafe impl<T: Trace> Trace for std::sync::Mutex<T> {
             return;
         }
         match self.try_lock() {
-            Ok(v) => {
-                v.trace(tracer);
-                tracer.hold(v);
-            }
-            Err(TryLockError::Poisoned(p)) => {
-                let v = p.into_inner();
-                v.trace(tracer);
-                tracer.hold(v);
-            }
+            Ok(v) => tracer.trace_under(v),
+            Err(TryLockError::Poisoned(p)) => tracer.trace_under(p.into_inner()),
             Err(TryLockError::WouldBlock) => tracer.mark_incomplete(),
         }
     }
@@ -817,15 +835,8 @@ unsafe impl<T: Trace> Trace for std::sync::RwLock<T> {
             return;
         }
         match self.try_read() {
-            Ok(v) => {
-                v.trace(tracer);
-                tracer.hold(v);
-            }
-            Err(TryLockError::Poisoned(p)) => {
-                let v = p.into_inner();
-                v.trace(tracer);
-                tracer.hold(v);
-            }
+            Ok(v) => tracer.trace_under(v),
+            Err(TryLockError::Poisoned(p)) => tracer.trace_under(p.into_inner()),
             Err(TryLockError::WouldBlock) => tracer.mark_incomplete(),
         }
     }

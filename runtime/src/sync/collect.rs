@@ -82,7 +82,8 @@ impl std::error::Error for NotStoppedError {}
 impl Heap {
     /// Collects the heap's unreachable cycles (SEMANTICS 2), stopping every attached thread
     /// at its next safe point (see the [module docs](crate::sync)); returns how many objects
-    /// it freed. If another thread is collecting, waits for that collection and returns 0.
+    /// it freed. If a collection is running already (on another thread, or this one's, whose
+    /// finalizer asks), returns 0 at once.
     ///
     /// # Panics
     /// If the world cannot be stopped within [`DEFAULT_STOP_TIMEOUT`] (an attached thread is
@@ -124,7 +125,7 @@ impl Heap {
         // SAFETY: the attachment outlives this call.
         let s = unsafe { state.as_ref() };
         thread::safepoint(heap, s);
-        thread::outside_gate(heap, || collect(heap, me, s, timeout))
+        thread::outside_gates(|| collect(heap, me, s, timeout))
     }
 }
 
@@ -337,8 +338,11 @@ fn find_garbage(
             .map(|i| snap.objs[i as usize])
             .collect::<Vec<_>>()
     }));
-    // The verdict is in: the threads that run may move handles again.
-    drop(guards);
+    // The verdict is in: the threads that run may move handles again. Released last in, first
+    // out: a lock inside a value is released before the lock around it.
+    while let Some(g) = guards.pop() {
+        drop(g);
+    }
     result
 }
 

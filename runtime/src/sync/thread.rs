@@ -46,10 +46,17 @@ struct Hot {
     /// cache is cleared): the attachment keeps the heap, and so the state, alive.
     last_heap: Cell<*const HeapState>,
     last_state: Cell<*mut ThreadState>,
-    /// The heap whose gate this thread is inside (null if none), and how many times over.
-    gate_heap: Cell<*const HeapState>,
-    gate_depth: Cell<u32>,
+    /// The gates this thread is inside, outermost first: each heap's once, with how many
+    /// times over (`Gate::enter` nests on an entry of the same heap). At most `MAX_GATES`
+    /// heaps are recorded; a deeper one is entered untracked.
+    gates: [Cell<*const HeapState>; MAX_GATES],
+    gate_depths: [Cell<u32>; MAX_GATES],
+    gates_len: Cell<usize>,
 }
+
+/// How many heaps' gates a thread's [`Hot`] records at once (gates nest when a gated death's
+/// user code touches another heap's objects).
+const MAX_GATES: usize = 8;
 
 impl Hot {
     const fn new() -> Hot {
@@ -59,8 +66,9 @@ impl Hot {
             deferred: Cell::new(std::ptr::null_mut()),
             last_heap: Cell::new(std::ptr::null()),
             last_state: Cell::new(std::ptr::null_mut()),
-            gate_heap: Cell::new(std::ptr::null()),
-            gate_depth: Cell::new(0),
+            gates: [const { Cell::new(std::ptr::null()) }; MAX_GATES],
+            gate_depths: [const { Cell::new(0) }; MAX_GATES],
+            gates_len: Cell::new(0),
         }
     }
 }
@@ -165,61 +173,99 @@ pub(crate) fn gated<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R {
 /// Inside a heap's gate until dropped (see [`gated`]).
 struct Gate {
     heap: NonNull<HeapState>,
-    /// The gate this thread was inside before (to restore), or `None` if this one nests in
-    /// an outer entry of the same heap's gate.
-    outer: Option<(*const HeapState, u32)>,
+    /// Whether this entry counted the thread into the gate (else it nests in an outer entry
+    /// of the same heap's gate).
+    outermost: bool,
+    /// Whether the entry is recorded in `Hot.gates` (all but past `MAX_GATES`).
+    tracked: bool,
+}
+
+impl Hot {
+    /// The index of `heap`'s entry in `gates`, if recorded.
+    fn gate_index(&self, heap: *const HeapState) -> Option<usize> {
+        (0..self.gates_len.get()).find(|&i| self.gates[i].get() == heap)
+    }
+
+    /// Removes entry `i`, keeping the others in order.
+    fn remove_gate(&self, i: usize) {
+        let len = self.gates_len.get();
+        for k in i..len - 1 {
+            self.gates[k].set(self.gates[k + 1].get());
+            self.gate_depths[k].set(self.gate_depths[k + 1].get());
+        }
+        self.gates_len.set(len - 1);
+    }
+
+    /// Records an entry at the end; `false` if there is no room.
+    fn push_gate(&self, heap: *const HeapState, depth: u32) -> bool {
+        let len = self.gates_len.get();
+        if len == MAX_GATES {
+            return false;
+        }
+        self.gates[len].set(heap);
+        self.gate_depths[len].set(depth);
+        self.gates_len.set(len + 1);
+        true
+    }
 }
 
 impl Gate {
     fn enter(heap: NonNull<HeapState>) -> Gate {
+        let p = heap.as_ptr().cast_const();
         let nested = HOT
-            .try_with(|hot| {
-                if hot.gate_heap.get() == heap.as_ptr().cast_const() {
-                    hot.gate_depth.set(hot.gate_depth.get() + 1);
-                    None
-                } else {
-                    Some((hot.gate_heap.get(), hot.gate_depth.get()))
+            .try_with(|hot| match hot.gate_index(p) {
+                Some(i) => {
+                    hot.gate_depths[i].set(hot.gate_depths[i].get() + 1);
+                    true
                 }
+                None => false,
             })
-            .unwrap_or(Some((std::ptr::null(), 0)));
-        let Some(outer) = nested else {
-            return Gate { heap, outer: None };
-        };
+            .unwrap_or(false);
+        if nested {
+            return Gate {
+                heap,
+                outermost: false,
+                tracked: true,
+            };
+        }
         // SAFETY: the caller keeps the heap alive until here.
         let h = unsafe { heap.as_ref() };
         // The gate holds a reference of the heap: the operation inside may drop the last
         // object, handle or attachment (the heap would be freed under the gate's release).
         h.refs.fetch_add(1, Relaxed);
         gate_acquire(h);
-        let _ = HOT.try_with(|hot| {
-            hot.gate_heap.set(heap.as_ptr().cast_const());
-            hot.gate_depth.set(1);
-        });
+        let tracked = HOT.try_with(|hot| hot.push_gate(p, 1)).unwrap_or(false);
         Gate {
             heap,
-            outer: Some(outer),
+            outermost: true,
+            tracked,
         }
     }
 }
 
 impl Drop for Gate {
     fn drop(&mut self) {
-        match self.outer {
-            None => {
-                let _ = HOT.try_with(|hot| hot.gate_depth.set(hot.gate_depth.get() - 1));
-            }
-            Some((heap, depth)) => {
-                let _ = HOT.try_with(|hot| {
-                    hot.gate_heap.set(heap);
-                    hot.gate_depth.set(depth);
-                });
-                // SAFETY: the gate's reference keeps the heap alive until it is given back
-                // right after.
-                gate_release(unsafe { self.heap.as_ref() });
-                // SAFETY: the reference `enter` took, not used after.
-                unsafe { release_refs(self.heap, 1) };
-            }
+        let p = self.heap.as_ptr().cast_const();
+        if !self.outermost {
+            let _ = HOT.try_with(|hot| {
+                if let Some(i) = hot.gate_index(p) {
+                    hot.gate_depths[i].set(hot.gate_depths[i].get() - 1);
+                }
+            });
+            return;
         }
+        if self.tracked {
+            let _ = HOT.try_with(|hot| {
+                if let Some(i) = hot.gate_index(p) {
+                    hot.remove_gate(i);
+                }
+            });
+        }
+        // SAFETY: the gate's reference keeps the heap alive until it is given back right
+        // after.
+        gate_release(unsafe { self.heap.as_ref() });
+        // SAFETY: the reference `enter` took, not used after.
+        unsafe { release_refs(self.heap, 1) };
     }
 }
 
@@ -249,30 +295,38 @@ fn gate_release(h: &HeapState) {
     }
 }
 
-/// Leaves `heap`'s gate if this thread is inside it (a safe point inside a gated operation:
-/// parking, or collecting); returns how deep it was, for [`retake_gate`].
-fn leave_gate(heap: NonNull<HeapState>) -> u32 {
-    let depth = HOT
+/// The gates [`leave_gates`] left, outermost first, with their depths.
+type LeftGates = SmallVec<[(NonNull<HeapState>, u32); 2]>;
+
+/// Leaves every gate this thread is inside (a thread that waits, parked or detached, or that
+/// collects, holds none: a collection of any of those heaps would wait for it). Each entry's
+/// `Gate` still holds its heap reference. Returns them for [`retake_gates`].
+fn leave_gates() -> LeftGates {
+    let left: LeftGates = HOT
         .try_with(|hot| {
-            if hot.gate_heap.get() == heap.as_ptr().cast_const() {
-                hot.gate_depth.get()
-            } else {
-                0
-            }
+            let n = hot.gates_len.get();
+            hot.gates_len.set(0);
+            (0..n)
+                .filter_map(|i| {
+                    NonNull::new(hot.gates[i].get().cast_mut())
+                        .map(|h| (h, hot.gate_depths[i].get()))
+                })
+                .collect()
         })
-        .unwrap_or(0);
-    if depth > 0 {
-        // SAFETY: the gated operation keeps the heap alive.
-        gate_release(unsafe { heap.as_ref() });
+        .unwrap_or_default();
+    for &(h, _) in &left {
+        // SAFETY: the entry's `Gate` holds a reference of the heap.
+        gate_release(unsafe { h.as_ref() });
     }
-    depth
+    left
 }
 
-/// Re-enters the gate [`leave_gate`] left (waiting while the world is stopped).
-fn retake_gate(heap: NonNull<HeapState>, depth: u32) {
-    if depth > 0 {
-        // SAFETY: as in `leave_gate`.
-        gate_acquire(unsafe { heap.as_ref() });
+/// Re-enters, in order, the gates [`leave_gates`] left (waiting where the world is stopped).
+fn retake_gates(left: LeftGates) {
+    for (h, depth) in left {
+        // SAFETY: as in `leave_gates`.
+        gate_acquire(unsafe { h.as_ref() });
+        let _ = HOT.try_with(|hot| hot.push_gate(h.as_ptr().cast_const(), depth));
     }
 }
 
@@ -436,7 +490,7 @@ fn safepoint_slow(heap: NonNull<HeapState>, state: &ThreadState) {
 /// thread inside the heap's gate (a gated operation that reached a safe point) leaves it
 /// meanwhile.
 fn park(heap: NonNull<HeapState>, state: &ThreadState) {
-    let gate = leave_gate(heap);
+    let gates = leave_gates();
     {
         let _others = OthersDetached::new(heap);
         // SAFETY: the thread's attachment keeps the heap alive.
@@ -450,7 +504,7 @@ fn park(heap: NonNull<HeapState>, state: &ThreadState) {
             }
         }
     }
-    retake_gate(heap, gate);
+    retake_gates(gates);
 }
 
 /// While alive, this thread is detached from every heap it is attached to but one (it waits
@@ -644,14 +698,16 @@ pub(crate) fn detached<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R 
         heap: NonNull<HeapState>,
         state: &'a ThreadState,
         saved: (u32, *const HeapState, *mut ThreadState),
-        /// The gate this thread was inside (a gated death's user code that detaches): left
-        /// for the section, so that a collection need not wait for it.
-        gate: u32,
+        /// The gates this thread was inside (a gated death's user code that detaches): left
+        /// for the section, so that no collection waits for it.
+        gates: Option<LeftGates>,
     }
     impl Drop for Reattach<'_> {
         fn drop(&mut self) {
             reenter_attached(self.heap, self.state);
-            retake_gate(self.heap, self.gate);
+            if let Some(gates) = self.gates.take() {
+                retake_gates(gates);
+            }
             let (id, heap, state) = self.saved;
             let _ = HOT.try_with(|hot| {
                 hot.id.set(id);
@@ -673,12 +729,12 @@ pub(crate) fn detached<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R 
         .unwrap_or((NO_OWNER, std::ptr::null(), std::ptr::null_mut()));
     // SAFETY: the attachment keeps the heap alive.
     leave_attached(unsafe { heap.as_ref() }, s);
-    let gate = leave_gate(heap);
+    let gates = Some(leave_gates());
     let guard = Reattach {
         heap,
         state: s,
         saved,
-        gate,
+        gates,
     };
     let r = f();
     drop(guard);
@@ -796,16 +852,18 @@ fn finish_locked(h: &HeapState, g: &mut StopState) {
     h.stw.cv.notify_all();
 }
 
-/// Runs `f` (a collection, on this attached thread) outside the gate this thread may be
+/// Runs `f` (a collection, on this attached thread) outside every gate this thread may be
 /// inside (a collection asked for from a gated operation's user code).
-pub(crate) fn outside_gate<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R {
-    struct Retake(NonNull<HeapState>, u32);
+pub(crate) fn outside_gates<R>(f: impl FnOnce() -> R) -> R {
+    struct Retake(Option<LeftGates>);
     impl Drop for Retake {
         fn drop(&mut self) {
-            retake_gate(self.0, self.1);
+            if let Some(gates) = self.0.take() {
+                retake_gates(gates);
+            }
         }
     }
-    let _retake = Retake(heap, leave_gate(heap));
+    let _retake = Retake(Some(leave_gates()));
     f()
 }
 
