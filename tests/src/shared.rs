@@ -1,7 +1,8 @@
 //! Shared-mode (`reap::sync`) helpers of the adversarial tests: counters and logs that a test's
 //! objects and threads share, an object type whose finalizer and `Drop` run closures the test
 //! gives them (user code calling back into the runtime), chains, an unraisable hook that
-//! records, and repetition counts scaled down under Miri.
+//! records, repetition counts scaled down under Miri, and a watchdog for scenarios that could
+//! hang.
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -188,4 +189,29 @@ pub fn hooked(heap: &Heap) -> Reports {
         r.lock().unwrap().push((u.kind, u.message.clone()));
     })));
     reports
+}
+
+/// How long a scenario may take before the watchdog calls it a deadlock.
+pub const WATCHDOG: std::time::Duration =
+    std::time::Duration::from_secs(if cfg!(miri) { 3600 } else { 30 });
+
+/// Runs `f` on a fresh thread and returns its result; fails the test if it has not finished
+/// within [`WATCHDOG`] (the thread is then left behind, blocked).
+pub fn within<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let r = f();
+        let _ = tx.send(());
+        r
+    });
+    match rx.recv_timeout(WATCHDOG) {
+        Ok(()) => t.join().unwrap(),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match t.join() {
+            Ok(r) => r,
+            Err(p) => std::panic::resume_unwind(p),
+        },
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("deadlock: `{what}` did not finish within {WATCHDOG:?}")
+        }
+    }
 }

@@ -19,34 +19,10 @@ use std::time::{Duration, Instant};
 
 use reap::sync::{Gc, Heap, Weak};
 use reap::{Trace, Tracer, UnraisableKind};
-use reap_tests::shared::{fin, fin_with, hooked, reps, set_fin, Fin, Log};
+use reap_tests::shared::{fin, fin_with, hooked, reps, set_fin, within, Fin, Log, WATCHDOG};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
-
-/// How long a scenario may take before the watchdog calls it a deadlock.
-const WATCHDOG: Duration = Duration::from_secs(if cfg!(miri) { 3600 } else { 20 });
-
-/// Runs `f` on a fresh thread and returns its result; fails the test if it has not finished
-/// within [`WATCHDOG`] (the thread is then left behind, blocked).
-fn within<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    let t = thread::spawn(move || {
-        let r = f();
-        let _ = tx.send(());
-        r
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(()) => t.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => match t.join() {
-            Ok(r) => r,
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("deadlock: `{what}` did not finish within {WATCHDOG:?}")
-        }
-    }
-}
 
 /// A plain node: a traced slot, a traced list, a drop counter.
 #[derive(Trace)]

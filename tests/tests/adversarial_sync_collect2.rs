@@ -21,30 +21,7 @@ use std::time::Duration;
 
 use reap::sync::{Gc, Heap, Weak};
 use reap::{Trace, Tracer};
-use reap_tests::shared::{fin, fin_with, set_fin, Fin, Log};
-
-const WATCHDOG: Duration = Duration::from_secs(if cfg!(miri) { 3600 } else { 30 });
-
-/// Runs `f` on a fresh thread and returns its result; fails the test if it has not finished
-/// within [`WATCHDOG`].
-fn within<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    let t = thread::spawn(move || {
-        let r = f();
-        let _ = tx.send(());
-        r
-    });
-    match rx.recv_timeout(WATCHDOG) {
-        Ok(()) => t.join().unwrap(),
-        Err(mpsc::RecvTimeoutError::Disconnected) => match t.join() {
-            Ok(r) => r,
-            Err(p) => std::panic::resume_unwind(p),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("deadlock: `{what}` did not finish within {WATCHDOG:?}")
-        }
-    }
-}
+use reap_tests::shared::{fin, fin_with, set_fin, within, Fin, Log};
 
 /// Allocates with `make` on a helper thread that then exits: the objects' owner is gone, so
 /// the drop of their last handle on a thread not attached to the heap runs their death right

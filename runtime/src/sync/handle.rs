@@ -102,10 +102,10 @@ impl<T: ?Sized> std::ops::Deref for Gc<T> {
         if self.header().has(Flags::VALUE_DROPPED) {
             value_dropped(self.header());
         }
+        // Only a collection drops a value while handles remain, and it marks every object of
+        // the garbage before it drops the first value, while no other thread can reach them.
         // SAFETY: the handle keeps the object alive, and its value is not dropped (checked
-        // above: only a collection drops a value while handles remain, and it marks every
-        // object of the garbage before it drops the first value, while no other thread can
-        // reach them).
+        // above).
         unsafe { self.ptr.as_ref() }
     }
 }

@@ -147,14 +147,7 @@ pub(crate) fn current(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadSt
             if unsafe { state.as_ref() }.status.load(Relaxed) != ATTACHED {
                 return (NO_OWNER, None);
             }
-            let id = HOT
-                .try_with(|hot| {
-                    hot.last_heap.set(heap.as_ptr().cast_const());
-                    hot.last_state.set(state.as_ptr());
-                    hot.id.get()
-                })
-                .unwrap_or(NO_OWNER);
-            (id, Some(state))
+            (cache_attachment(heap, state), Some(state))
         }
         _ => (NO_OWNER, None),
     }
@@ -454,14 +447,18 @@ fn attach_slow(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadState>>) 
         Err(_) => return (NO_OWNER, None),
     };
     // THREAD is alive, so its destructor (which clears the cache) has not run yet.
-    let id = HOT
-        .try_with(|hot| {
-            hot.last_heap.set(heap.as_ptr().cast_const());
-            hot.last_state.set(state.as_ptr());
-            hot.id.get()
-        })
-        .unwrap_or(NO_OWNER);
-    (id, Some(state))
+    (cache_attachment(heap, state), Some(state))
+}
+
+/// Makes `heap` and this thread's `state` there the one-entry cache's; returns the thread's
+/// id as an owner.
+fn cache_attachment(heap: NonNull<HeapState>, state: NonNull<ThreadState>) -> u32 {
+    HOT.try_with(|hot| {
+        hot.last_heap.set(heap.as_ptr().cast_const());
+        hot.last_state.set(state.as_ptr());
+        hot.id.get()
+    })
+    .unwrap_or(NO_OWNER)
 }
 
 /// The owner's safe point: merges what other threads queued to this thread on `heap`, if

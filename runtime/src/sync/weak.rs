@@ -97,10 +97,10 @@ unsafe impl Send for WeakRefObj {}
 // SAFETY: as above.
 unsafe impl Sync for WeakRefObj {}
 
+// Tracked all the same (`needs_trace` is true): a weak reference that only garbage holds is
+// then garbage itself, found with its holders, and its callback never runs (SEMANTICS 2.4).
 // SAFETY: a weak reference holds no strong handle; its callback's captures are not traced,
-// which can only keep garbage. Tracked all the same (`needs_trace` is true): a weak reference
-// that only garbage holds is then garbage itself, found with its holders, and its callback
-// never runs (SEMANTICS 2.4).
+// which can only keep garbage.
 unsafe impl Trace for WeakRefObj {
     fn trace(&self, _: &mut Tracer<'_>) {}
 }
