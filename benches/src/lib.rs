@@ -6,4 +6,5 @@
 pub mod peers;
 pub mod plot;
 pub mod realheap;
+pub mod threaded;
 pub mod workloads;

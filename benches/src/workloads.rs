@@ -320,6 +320,15 @@ impl Default for XorShift {
 }
 
 impl XorShift {
+    /// Another fixed sequence for each `seed` (thread `i` of a threaded workload uses `i`).
+    pub fn seeded(seed: u64) -> Self {
+        let mut x = XorShift(XorShift::default().0 ^ seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        if x.0 == 0 {
+            x.0 = 1;
+        }
+        x
+    }
+
     /// A number below `n` (0 when `n` is 0).
     pub fn below(&mut self, n: usize) -> usize {
         self.0 ^= self.0 << 13;
