@@ -377,6 +377,7 @@ impl Drop for ThreadSlot {
 /// # Safety
 /// Something keeps `heap` alive for the call; `state` is thread `me`'s state on it; `weakref`
 /// is true exactly when `T` is `sync::WeakRefObj`.
+#[inline(always)]
 pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
     heap: NonNull<HeapState>,
     me: u32,
@@ -450,44 +451,50 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
 /// Counts a tracked object allocated (`n` = 1) or freed (-1) for the automatic trigger: on
 /// the thread's count, flushed into the heap's every [`FLUSH_EVERY`]; straight into the heap's
 /// on a thread with no state there (one inside the gate). A flush that makes a collection due
-/// sets the thread's [`PENDING_GC`].
+/// sets the thread's [`PENDING_GC`]. The common case is a load and a store, inlined; the rest
+/// is out of line.
 ///
 /// # Safety
 /// Something keeps `heap` alive for the call, and `state` (if any) is this thread's on it.
-#[inline]
+#[inline(always)]
 pub(crate) unsafe fn count_tracked(
     heap: NonNull<HeapState>,
     state: Option<NonNull<ThreadState>>,
     n: i32,
 ) {
-    match state {
-        Some(s) => {
-            // SAFETY: the attachment outlives the call (caller).
-            let s = unsafe { s.as_ref() };
-            let c = s.allocs.load(Relaxed) + n;
-            if c.abs() < FLUSH_EVERY {
-                s.allocs.store(c, Relaxed);
-            } else {
-                s.allocs.store(0, Relaxed);
-                // SAFETY: as above.
-                unsafe { flush_tracked(heap, s, c) };
-            }
+    if let Some(s) = state {
+        // SAFETY: the attachment outlives the call (caller).
+        let s = unsafe { s.as_ref() };
+        let c = s.allocs.load(Relaxed) + n;
+        if c != n * FLUSH_EVERY {
+            s.allocs.store(c, Relaxed);
+            return;
         }
-        // SAFETY: kept alive by the caller.
-        None => _ = unsafe { heap.as_ref() }.gc.flush(n),
     }
+    // SAFETY: as above.
+    unsafe { flush_tracked(heap, state, n) };
 }
 
-/// [`count_tracked`]'s flush of `c` into the heap's count.
+/// [`count_tracked`]'s flush: the thread's count plus `n` into the heap's (or `n` alone on a
+/// thread with no state).
 ///
 /// # Safety
 /// As [`count_tracked`].
 #[cold]
 #[inline(never)]
-unsafe fn flush_tracked(heap: NonNull<HeapState>, s: &ThreadState, c: i32) {
+unsafe fn flush_tracked(heap: NonNull<HeapState>, state: Option<NonNull<ThreadState>>, n: i32) {
     // SAFETY: kept alive by the caller.
-    if unsafe { heap.as_ref() }.gc.flush(c) {
-        s.pending.fetch_or(PENDING_GC, Relaxed);
+    let gc = unsafe { &heap.as_ref().gc };
+    match state {
+        Some(s) => {
+            // SAFETY: the attachment outlives the call (caller).
+            let s = unsafe { s.as_ref() };
+            let c = s.allocs.swap(0, Relaxed) + n;
+            if gc.flush(c) {
+                s.pending.fetch_or(PENDING_GC, Relaxed);
+            }
+        }
+        None => _ = gc.flush(n),
     }
 }
 
