@@ -3,7 +3,7 @@
 //! `sync::handle`).
 //!
 //! ```text
-//!  [pad][ SharedHeader: heap (8), counts (8), meta (8), local (4), flags (1), in_slab (1), weakref (1), pad (1) ][ value ]
+//!  [pad][ SharedHeader: heap (8), counts (8), meta (8), local (4), flags (1), in_slab (1), weakref (1), frozen (1) ][ value ]
 //! ```
 //!
 //! The last 16 bytes are Local mode's `Header` with atomics for cells (`meta`, then the count
@@ -48,6 +48,8 @@ const _: () = assert!(SHARED_HEADER_SIZE == 32);
 /// - `weakref` says whether the value is a `sync::WeakRefObj` (whose death must unlist it from
 ///   its referent); written once, before the object is published. A byte here rather than a
 ///   type-id comparison on every death.
+/// - `frozen` is 1 while the object is in the permanent set (`sync::Heap::freeze`): written and
+///   read only while the world is stopped, so relaxed accesses do.
 #[repr(C)]
 pub(crate) struct SharedHeader {
     pub(crate) heap: NonNull<()>,
@@ -57,6 +59,7 @@ pub(crate) struct SharedHeader {
     pub(crate) flags: AtomicU8,
     pub(crate) in_slab: bool,
     pub(crate) weakref: bool,
+    pub(crate) frozen: AtomicU8,
 }
 
 impl SharedHeader {
@@ -82,6 +85,12 @@ impl SharedHeader {
     #[inline]
     pub(crate) fn has(&self, f: Flags) -> bool {
         Flags::from_bits_retain(self.flags.load(Ordering::Relaxed)).intersects(f)
+    }
+
+    /// Whether the object is frozen (in the permanent set, which collections skip).
+    #[inline]
+    pub(crate) fn is_frozen(&self) -> bool {
+        self.frozen.load(Ordering::Relaxed) != 0
     }
 
     /// Sets flags. Only the thread running the object's death (or its allocation) writes

@@ -35,7 +35,13 @@ pub(crate) struct VTable {
     pub(crate) type_id: fn() -> TypeId,
     /// The value as `dyn Any`, for type-erased handles.
     pub(crate) as_any: fn(NonNull<u8>) -> NonNull<dyn std::any::Any>,
+    /// The value as `dyn Any + Send + Sync`, for Shared mode's type-erased handles: set in the
+    /// vtables of Shared objects (whose types are `Send + Sync`), `None` in Local ones.
+    pub(crate) as_any_shared: Option<AsAnyShared>,
 }
+
+/// [`VTable::as_any_shared`]'s function.
+pub(crate) type AsAnyShared = fn(NonNull<u8>) -> NonNull<dyn std::any::Any + Send + Sync>;
 
 struct VTableFor<T>(std::marker::PhantomData<T>);
 
@@ -56,7 +62,27 @@ impl<T: Trace> VTableFor<T> {
         type_name: std::any::type_name::<T>,
         type_id: TypeId::of::<T>,
         as_any: as_any::<T>,
+        as_any_shared: None,
     };
+}
+
+impl<T: Trace + Send + Sync> VTableFor<T> {
+    const SHARED_VTABLE: VTable = VTable {
+        as_any_shared: Some(as_any_shared::<T>),
+        ..Self::VTABLE
+    };
+}
+
+/// The vtable of `T` as a Shared-mode object's, a `'static` constant: [`vtable_of`]'s, with
+/// [`VTable::as_any_shared`].
+pub(crate) fn vtable_of_shared<T: Trace + Send + Sync>() -> &'static VTable {
+    &VTableFor::<T>::SHARED_VTABLE
+}
+
+fn as_any_shared<T: Trace + Send + Sync>(
+    value: NonNull<u8>,
+) -> NonNull<dyn std::any::Any + Send + Sync> {
+    value.cast::<T>()
 }
 
 /// The vtable of `T`, a `'static` constant.

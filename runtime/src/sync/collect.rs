@@ -41,7 +41,9 @@ use reap_collector::{find_unreachable, CollectorHeap, Mark};
 use crate::object::header::Flags;
 use crate::object::shared::SharedHeader;
 use crate::shim::lock;
+use crate::shim::Ordering::Relaxed;
 use crate::sync::count;
+use crate::sync::gcstate::{CollectCallback, CollectInfo, CollectPhase};
 use crate::sync::heap::{dec_ref, Heap};
 use crate::sync::state::{vtable, HeapState, ThreadState};
 use crate::sync::thread::{self, NotStopped};
@@ -119,22 +121,49 @@ impl Heap {
     /// within `timeout`. A thread inside [`Heap::detached`], or exiting, collects nothing
     /// (`Ok(0)`).
     pub fn try_collect(&self, timeout: Duration) -> Result<usize, NotStoppedError> {
+        self.collect_on_this_thread(2, timeout)
+    }
+
+    /// The automatic collection a safe point runs when this thread's allocations made one
+    /// due (`sync::gcstate`). A world that cannot be stopped is not an error here: the next
+    /// due collection tries again.
+    pub(crate) fn collect_automatically(&self) {
+        let _ = self.collect_on_this_thread(0, DEFAULT_STOP_TIMEOUT);
+    }
+
+    /// A collection run by this thread, reported to the callbacks as of `generation`.
+    fn collect_on_this_thread(
+        &self,
+        generation: usize,
+        timeout: Duration,
+    ) -> Result<usize, NotStoppedError> {
         let heap = self.state;
         let (me, state) = thread::attach(heap);
         let Some(state) = state else { return Ok(0) };
         // SAFETY: the attachment outlives this call.
         let s = unsafe { state.as_ref() };
         thread::safepoint(heap, s);
-        thread::outside_gates(|| collect(heap, me, s, timeout))
+        thread::outside_gates(|| collect(heap, me, s, timeout, generation))
     }
 }
 
-/// One collection by the attached thread `me` (state `s`) of `heap`.
+/// Ends a collection however it is left: gives up the claim.
+struct Finish(NonNull<HeapState>);
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        thread::finish_collection(self.0);
+    }
+}
+
+/// One collection by the attached thread `me` (state `s`) of `heap`, with the callbacks
+/// around it.
 fn collect(
     heap: NonNull<HeapState>,
     me: u32,
     s: &ThreadState,
     timeout: Duration,
+    generation: usize,
 ) -> Result<usize, NotStoppedError> {
     match thread::claim_collection(heap, s) {
         Ok(()) => {}
@@ -143,31 +172,142 @@ fn collect(
         // this thread does already (asked from its finalizers or callbacks).
         Err(_) => return Ok(0),
     }
-    /// Ends the collection however this function is left.
-    struct Finish(NonNull<HeapState>);
-    impl Drop for Finish {
-        fn drop(&mut self) {
-            thread::finish_collection(self.0);
+    let _finish = Finish(heap);
+    // SAFETY: the collecting thread's attachment keeps the heap alive.
+    let h = unsafe { heap.as_ref() };
+    let began = Instant::now();
+    let mut info = CollectInfo {
+        generation,
+        ..CollectInfo::default()
+    };
+    run_callbacks(h, CollectPhase::Start, &info);
+    let result = collect_claimed(heap, me, s, timeout, &mut info);
+    let collected = *result.as_ref().unwrap_or(&0);
+    h.gc.collections[generation].fetch_add(1, Relaxed);
+    h.gc.collected[generation].fetch_add(collected as u64, Relaxed);
+    info.collected = collected;
+    info.duration = began.elapsed();
+    run_callbacks(h, CollectPhase::Stop, &info);
+    result
+}
+
+/// Runs the collection callbacks, each under a panic guard; a panic goes to the hook.
+fn run_callbacks(h: &HeapState, phase: CollectPhase, info: &CollectInfo) {
+    let callbacks: Vec<CollectCallback> =
+        h.gc.callbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect();
+    for cb in callbacks {
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb(phase, info))) {
+            h.report_panic(UnraisableKind::CollectionCallback, "collection callback", p);
+        }
+        // If the callback removed itself, this is its last owner: its captures' `Drop`s are
+        // user code.
+        if let Some(p) = crate::unraisable::drop_guarded(cb) {
+            h.report_panic(UnraisableKind::Drop, "collection callback", p);
         }
     }
-    let _finish = Finish(heap);
+}
+
+/// Runs `f` with `heap`'s world stopped, on this attached thread (the `gc` surface's walks of
+/// every object: `what` names the caller in panics). Waits for a collection another thread
+/// runs to end first (parking when it asks); inside this thread's own collection (from its
+/// finalizers or callbacks) stops the world it holds.
+///
+/// # Panics
+/// On a thread inside `Heap::detached` (which must not wait for the world), or if the world
+/// cannot be stopped within [`DEFAULT_STOP_TIMEOUT`].
+pub(crate) fn with_world_stopped<R>(
+    heap: NonNull<HeapState>,
+    what: &str,
+    f: impl FnOnce(&HeapState) -> R,
+) -> R {
+    let (_, state) = thread::attach(heap);
+    let Some(state) = state else {
+        panic!("reap: Heap::{what} called on a thread inside Heap::detached (or exiting)")
+    };
+    // SAFETY: the attachment outlives this call.
+    let s = unsafe { state.as_ref() };
+    thread::outside_gates(|| {
+        let finish = loop {
+            thread::safepoint(heap, s);
+            match thread::claim_collection(heap, s) {
+                Ok(()) => break Some(Finish(heap)),
+                Err(NotStopped::Nested) => break None,
+                // Another thread's collection: this one parks at its safe points meanwhile.
+                Err(_) => std::thread::sleep(Duration::from_micros(100)),
+            }
+        };
+        let others = thread::OthersDetached::new(heap);
+        if let Err(NotStopped::Timeout(ids)) = stop(heap, s, DEFAULT_STOP_TIMEOUT) {
+            panic!(
+                "{}",
+                NotStoppedError {
+                    threads: ids.len(),
+                    waited: DEFAULT_STOP_TIMEOUT
+                }
+            );
+        }
+        /// Restarts the world however `f` is left.
+        struct Restart(NonNull<HeapState>);
+        impl Drop for Restart {
+            fn drop(&mut self) {
+                thread::restart_the_world(self.0);
+            }
+        }
+        let restart = Restart(heap);
+        // SAFETY: the attachment keeps the heap alive.
+        let r = f(unsafe { heap.as_ref() });
+        drop(restart);
+        drop(others);
+        drop(finish);
+        r
+    })
+}
+
+/// Stops the world, and how long that took (the time to safe point).
+fn timed_stop(
+    heap: NonNull<HeapState>,
+    s: &ThreadState,
+    timeout: Duration,
+) -> (Result<(), NotStopped>, Instant, Duration) {
+    let asked = Instant::now();
+    let r = stop(heap, s, timeout);
+    (r, asked, asked.elapsed())
+}
+
+/// The collection proper, once claimed; fills in `info`'s pause times.
+fn collect_claimed(
+    heap: NonNull<HeapState>,
+    me: u32,
+    s: &ThreadState,
+    timeout: Duration,
+    info: &mut CollectInfo,
+) -> Result<usize, NotStoppedError> {
     // Detached from the other heaps this thread uses while it stops and holds this one.
     let others = thread::OthersDetached::new(heap);
-    if let Err(NotStopped::Timeout(ids)) = stop(heap, s, timeout) {
+    let (stopped, asked, to_safepoint) = timed_stop(heap, s, timeout);
+    if let Err(NotStopped::Timeout(ids)) = stopped {
         return Err(NotStoppedError {
             threads: ids.len(),
             waited: timeout,
         });
     }
+    info.time_to_safepoint = to_safepoint;
     // SAFETY: the collecting thread's attachment keeps the heap alive.
     let h = unsafe { heap.as_ref() };
 
     // Pause 1.
     let dead = merge_queues(h);
-    let garbage = match find_garbage(heap, 0, None) {
+    h.gc.young.store(0, Relaxed);
+    let (garbage, candidates) = match find_garbage(heap, 0, None) {
         Ok(g) => g,
         Err(p) => {
             thread::restart_the_world(heap);
+            info.first_pause = asked.elapsed();
             settle_dead(dead);
             h.report_panic(
                 UnraisableKind::Drop,
@@ -210,7 +350,10 @@ fn collect(
         }
     }
     thread::restart_the_world(heap);
+    info.first_pause = asked.elapsed();
     drop(others);
+    h.gc.long_lived
+        .store(candidates.saturating_sub(garbage.len()), Relaxed);
 
     // User code, on this thread only.
     settle_dead(dead);
@@ -222,7 +365,8 @@ fn collect(
     // Pause 2, if a finalizer may have resurrected something.
     let garbage = if finalized {
         let others = thread::OthersDetached::new(heap);
-        match stop(heap, s, timeout) {
+        let (stopped, asked, _) = timed_stop(heap, s, timeout);
+        match stopped {
             Ok(()) => {}
             Err(_) => {
                 // The check cannot run: everything is kept, as if resurrected.
@@ -232,9 +376,10 @@ fn collect(
         }
         let set: HashSet<NonNull<SharedHeader>> = garbage.iter().copied().collect();
         let still = match find_garbage(heap, 1, Some(&garbage)) {
-            Ok(g) => g,
+            Ok((g, _)) => g,
             Err(p) => {
                 thread::restart_the_world(heap);
+                info.second_pause = Some(asked.elapsed());
                 release_holds(&garbage);
                 h.report_panic(
                     UnraisableKind::Drop,
@@ -255,6 +400,7 @@ fn collect(
             unsafe { weak::clear_for_collection(g, me, &is_garbage, &mut calls) };
         }
         thread::restart_the_world(heap);
+        info.second_pause = Some(asked.elapsed());
         drop(others);
         let resurrected: Vec<_> = set.into_iter().filter(|o| !keep.contains(o)).collect();
         release_holds(&resurrected);
@@ -266,7 +412,14 @@ fn collect(
         poison(&garbage);
         garbage
     };
-    Ok(reclaim(h, garbage))
+    // The garbage's frees are not the program's: the count of allocations net of frees
+    // leaves them out (or they would push the next collection back by as many objects).
+    let before = s.allocs.swap(0, Relaxed);
+    let n = reclaim(h, garbage);
+    let after = s.allocs.swap(0, Relaxed);
+    h.gc.young
+        .fetch_add(before as isize + n as isize + after as isize, Relaxed);
+    Ok(n)
 }
 
 /// Stops the world, trying again with longer waits until `timeout` has passed. Between two
@@ -294,6 +447,8 @@ fn merge_queues(h: &HeapState) -> Vec<NonNull<SharedHeader>> {
     let mut dead = Vec::new();
     let mut table = lock(&h.threads);
     for slot in table.values_mut() {
+        // The collection starts the count of allocations afresh (every thread is stopped).
+        slot.state().allocs.store(0, Relaxed);
         slot.state().pending.fetch_and(
             !crate::sync::state::PENDING_QUEUE,
             crate::shim::Ordering::Relaxed,
@@ -322,21 +477,23 @@ fn settle_dead(dead: Vec<NonNull<SharedHeader>>) {
 
 /// Trial deletion while the world is stopped: over every tracked object of the heap (`among`
 /// = `None`), or over `among` (the resurrection check, `held` = 1: each has the collector's
-/// reference, not counted as one from outside). Returns what only other candidates reach.
+/// reference, not counted as one from outside). Returns what only other candidates reach,
+/// and how many candidates there were.
 /// A panicking traversal (a hand-written `Trace`) abandons it.
 fn find_garbage(
     heap: NonNull<HeapState>,
     held: usize,
     among: Option<&[NonNull<SharedHeader>]>,
-) -> Result<Vec<NonNull<SharedHeader>>, Box<dyn std::any::Any + Send>> {
+) -> Result<Verdict, Box<dyn std::any::Any + Send>> {
     let mut guards = Vec::new();
     let result = catch_unwind(AssertUnwindSafe(|| {
         let snap = Snapshot::take(heap, held, among, &mut guards);
         let unreachable = find_unreachable(&snap, &(0..snap.objs.len() as u32).collect::<Vec<_>>());
-        unreachable
+        let garbage = unreachable
             .into_iter()
             .map(|i| snap.objs[i as usize])
-            .collect::<Vec<_>>()
+            .collect::<Vec<_>>();
+        (garbage, snap.objs.len())
     }));
     // The verdict is in: the threads that run may move handles again. Released last in, first
     // out: a lock inside a value is released before the lock around it.
@@ -345,6 +502,9 @@ fn find_garbage(
     }
     result
 }
+
+/// What [`find_garbage`] found: the garbage, and how many candidates there were.
+type Verdict = (Vec<NonNull<SharedHeader>>, usize);
 
 /// The object graph of a pause: candidates by index, their counts, their edges to other
 /// candidates (compressed rows), and the collector's scratch counts and marks.
@@ -374,7 +534,7 @@ impl Snapshot {
             // SAFETY: an object of the heap (a block whose first word names it, or one of the
             // outside set, or held garbage): allocated, and the world is stopped.
             let h = unsafe { o.as_ref() };
-            if !h.has(Flags::TRACKED) || h.has(Flags::VALUE_DROPPED) {
+            if !h.has(Flags::TRACKED) || h.has(Flags::VALUE_DROPPED) || h.is_frozen() {
                 return;
             }
             let n = count::stopped_count(h).saturating_sub(held);

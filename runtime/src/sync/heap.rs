@@ -9,8 +9,8 @@ use crate::object::shared::{Gc, SharedHeader};
 use crate::shim::{fence, lock, Ordering::*};
 use crate::sync::count::{self, Dec, NO_OWNER};
 use crate::sync::state::{
-    alloc_on, free_memory, give_back_object_ref, heap_of, release_refs, vtable, HeapState,
-    SharedUnraisableHook,
+    alloc_on, count_tracked, free_memory, give_back_object_ref, heap_of, release_refs, vtable,
+    HeapState, SharedUnraisableHook, ThreadState, PENDING_GC,
 };
 use crate::sync::{thread, weak};
 use crate::trace::Trace;
@@ -84,7 +84,7 @@ impl Heap {
         }
     }
 
-    fn st(&self) -> &HeapState {
+    pub(crate) fn st(&self) -> &HeapState {
         // SAFETY: this handle holds a reference of the state.
         unsafe { self.state.as_ref() }
     }
@@ -101,9 +101,24 @@ impl Heap {
             return self.alloc_unattached(value, finalized);
         };
         // SAFETY: the attachment outlives this call.
-        thread::safepoint(self.state, unsafe { s.as_ref() });
+        let st = unsafe { s.as_ref() };
+        if st.pending.load(Acquire) != 0 {
+            self.run_pending(st);
+        }
         // SAFETY: this handle keeps the heap alive.
         unsafe { alloc_on(self.state, me, state, value, finalized, false) }
+    }
+
+    /// A safe point with work to do (this thread's state `s`): merges the queue, parks if a
+    /// collection asks, and collects if this thread's allocations made one due.
+    #[cold]
+    #[inline(never)]
+    fn run_pending(&self, s: &ThreadState) {
+        thread::safepoint(self.state, s);
+        if s.pending.load(Relaxed) & PENDING_GC != 0 {
+            s.pending.fetch_and(!PENDING_GC, Relaxed);
+            self.collect_automatically();
+        }
     }
 
     /// [`Heap::alloc`] on a thread that is detached (or exiting): a merged object from the
@@ -148,11 +163,16 @@ impl Heap {
     /// Merges now what other threads queued to this thread (the references they dropped to
     /// objects this thread owns), running the deaths that result. An owner thread does this
     /// by itself when it allocates, detaches or exits; a thread that runs long without
-    /// allocating calls this to free such objects promptly.
+    /// allocating calls this to free such objects promptly. Also parks if a collection asks,
+    /// and runs the automatic collection this thread's allocations made due, if any (SEMANTICS
+    /// 8.5a).
     pub fn safepoint(&self) {
         if let (_, Some(s)) = thread::attach(self.state) {
             // SAFETY: the attachment outlives this call.
-            thread::safepoint(self.state, unsafe { s.as_ref() });
+            let s = unsafe { s.as_ref() };
+            if s.pending.load(Acquire) != 0 {
+                self.run_pending(s);
+            }
         }
     }
 
@@ -354,9 +374,13 @@ pub(crate) unsafe fn free_object(
     let vt = vtable(h);
     // SAFETY: nothing refers to the object any more.
     unsafe { weak::free_info(h, state) };
-    if !h.in_slab && h.has(Flags::TRACKED) {
-        // SAFETY: the object's reference keeps the heap alive.
-        unsafe { heap.as_ref() }.forget_outside_slabs(obj);
+    if h.has(Flags::TRACKED) {
+        if !h.in_slab {
+            // SAFETY: the object's reference keeps the heap alive.
+            unsafe { heap.as_ref() }.forget_outside_slabs(obj);
+        }
+        // SAFETY: as above; `state` is this thread's on the heap.
+        unsafe { count_tracked(heap, state, -1) };
     }
     let layout = vt.shared_layout;
     // SAFETY: the allocation started `value_offset` bytes before the value.

@@ -69,8 +69,10 @@
 
 pub(crate) mod collect;
 pub(crate) mod count;
+pub(crate) mod gcstate;
 mod handle;
 pub(crate) mod heap;
+mod introspect;
 pub(crate) mod state;
 pub(crate) mod thread;
 pub(crate) mod weak;
@@ -78,6 +80,8 @@ pub(crate) mod weak;
 pub use crate::object::shared::Gc;
 pub use crate::trace::SharedFinalize as Finalize;
 pub use collect::{NotStoppedError, DEFAULT_STOP_TIMEOUT};
+pub use gcstate::{CollectCallback, CollectInfo, CollectPhase};
 pub use heap::Heap;
+pub use introspect::{AnyGc, ThreadsAttachedError};
 pub use state::SharedUnraisableHook;
 pub use weak::{Weak, WeakRefObj};

@@ -1,6 +1,7 @@
 //! The state of a Shared heap and of each thread attached to it, with what every other
 //! Shared module needs of them: the heap's counted lifetime, allocation, an object's vtable and
-//! heap, and reporting to the unraisable hook. Imports no other module of `sync` but `count`,
+//! heap, and reporting to the unraisable hook. Imports no other module of `sync` but `count`
+//! and `gcstate` (which import none),
 //! so that `thread`, `weak` and `heap` (the death path) sit above it without a circle: the
 //! death routine reaches `thread` as a function pointer, [`HeapState::release`].
 //!
@@ -24,11 +25,12 @@ use crate::object::header::{Flags, ObjectLayout};
 use crate::object::shared::{Gc, SharedHeader, SHARED_HEADER_SIZE};
 #[cfg(not(reap_loom))]
 use crate::object::shared_slab::SharedSlab;
-use crate::object::vtable::{vtable_of, vtable_of_meta, VTable};
+use crate::object::vtable::{vtable_of_meta, vtable_of_shared, VTable};
 use crate::shim::{
     self, lock, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Condvar, Mutex, Ordering::*,
 };
 use crate::sync::count;
+use crate::sync::gcstate::{GcState, FLUSH_EVERY};
 use crate::trace::Trace;
 use crate::unraisable::{drop_guarded, drop_payload, message_of, print_unraisable, take_location};
 use crate::{Unraisable, UnraisableKind};
@@ -71,6 +73,8 @@ pub(crate) struct HeapState {
     /// The live tracked objects whose memory came from the global allocator (large ones, and
     /// those made with no slab at hand), which a collection cannot find by walking slabs.
     pub(crate) outside_slabs: Mutex<OutsideSlabs>,
+    /// The `gc` surface's settings, callbacks and allocation count (`sync::gcstate`).
+    pub(crate) gc: GcState,
 }
 
 /// The stop-the-world record of a heap (the protocol is `sync::thread`'s; see
@@ -160,6 +164,7 @@ impl HeapState {
                 cv: Condvar::new(),
             },
             outside_slabs: Mutex::new(OutsideSlabs::default()),
+            gc: GcState::new(),
         });
         NonNull::from(Box::leak(state))
     }
@@ -286,6 +291,9 @@ pub(crate) unsafe fn release_refs(heap: NonNull<HeapState>, n: usize) {
 pub(crate) const PENDING_QUEUE: u8 = 1;
 /// [`ThreadState::pending`]: a collection asks this thread to park at its next safe point.
 pub(crate) const PENDING_STOP: u8 = 2;
+/// [`ThreadState::pending`]: this thread's allocations made an automatic collection due; its
+/// next safe point that may run user code collects (`sync::gcstate`).
+pub(crate) const PENDING_GC: u8 = 4;
 
 /// [`ThreadState::status`]: running, and counted on to park at a safe point when asked.
 pub(crate) const ATTACHED: u8 = 0;
@@ -310,6 +318,10 @@ pub(crate) struct ThreadState {
     /// Heap references this thread holds for objects it will allocate or has seen freed
     /// (`sync::heap`'s batched counting). Only the thread itself writes it.
     pub(crate) reserve: AtomicUsize,
+    /// Tracked objects this thread allocated less those it freed since it last flushed the
+    /// count into the heap's (`sync::gcstate`). Written by the thread itself, and reset by a
+    /// collection while the thread is stopped. A std atomic even in loom builds: a heuristic.
+    pub(crate) allocs: std::sync::atomic::AtomicI32,
     /// The thread's slab on this heap (taken from the heap's pool when the thread attached,
     /// given back when it exits); only this thread allocates from it.
     #[cfg(not(reap_loom))]
@@ -365,6 +377,7 @@ impl Drop for ThreadSlot {
 /// # Safety
 /// Something keeps `heap` alive for the call; `state` is thread `me`'s state on it; `weakref`
 /// is true exactly when `T` is `sync::WeakRefObj`.
+#[inline(always)]
 pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
     heap: NonNull<HeapState>,
     me: u32,
@@ -373,7 +386,7 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
     finalized: bool,
     weakref: bool,
 ) -> Gc<T> {
-    let vt = vtable_of::<T>();
+    let vt = vtable_of_shared::<T>();
     let layout = vt.shared_layout;
     let (base, in_slab) = alloc_memory(layout, state);
     // One heap reference for the new object, from the thread's reserve.
@@ -419,15 +432,70 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
             flags: AtomicU8::new(flags.bits()),
             in_slab,
             weakref,
+            frozen: AtomicU8::new(0),
         });
         value_ptr.write(value);
     }
-    if !in_slab && flags.contains(Flags::TRACKED) {
-        // SAFETY: the caller keeps the heap alive; `header` is the new object's.
-        unsafe { register_outside_slabs(heap, NonNull::new_unchecked(header)) };
+    if flags.contains(Flags::TRACKED) {
+        if !in_slab {
+            // SAFETY: the caller keeps the heap alive; `header` is the new object's.
+            unsafe { register_outside_slabs(heap, NonNull::new_unchecked(header)) };
+        }
+        // SAFETY: the caller keeps the heap alive, and the thread's attachment its state.
+        unsafe { count_tracked(heap, state, 1) };
     }
     // SAFETY: a live object with one reference, given to the handle.
     unsafe { Gc::from_value_ptr(NonNull::new_unchecked(value_ptr)) }
+}
+
+/// Counts a tracked object allocated (`n` = 1) or freed (-1) for the automatic trigger: on
+/// the thread's count, flushed into the heap's every [`FLUSH_EVERY`]; straight into the heap's
+/// on a thread with no state there (one inside the gate). A flush that makes a collection due
+/// sets the thread's [`PENDING_GC`]. The common case is a load and a store, inlined; the rest
+/// is out of line.
+///
+/// # Safety
+/// Something keeps `heap` alive for the call, and `state` (if any) is this thread's on it.
+#[inline(always)]
+pub(crate) unsafe fn count_tracked(
+    heap: NonNull<HeapState>,
+    state: Option<NonNull<ThreadState>>,
+    n: i32,
+) {
+    if let Some(s) = state {
+        // SAFETY: the attachment outlives the call (caller).
+        let s = unsafe { s.as_ref() };
+        let c = s.allocs.load(Relaxed) + n;
+        if c != n * FLUSH_EVERY {
+            s.allocs.store(c, Relaxed);
+            return;
+        }
+    }
+    // SAFETY: as above.
+    unsafe { flush_tracked(heap, state, n) };
+}
+
+/// [`count_tracked`]'s flush: the thread's count plus `n` into the heap's (or `n` alone on a
+/// thread with no state).
+///
+/// # Safety
+/// As [`count_tracked`].
+#[cold]
+#[inline(never)]
+unsafe fn flush_tracked(heap: NonNull<HeapState>, state: Option<NonNull<ThreadState>>, n: i32) {
+    // SAFETY: kept alive by the caller.
+    let gc = unsafe { &heap.as_ref().gc };
+    match state {
+        Some(s) => {
+            // SAFETY: the attachment outlives the call (caller).
+            let s = unsafe { s.as_ref() };
+            let c = s.allocs.swap(0, Relaxed) + n;
+            if gc.flush(c) {
+                s.pending.fetch_or(PENDING_GC, Relaxed);
+            }
+        }
+        None => _ = gc.flush(n),
+    }
 }
 
 /// Records a new tracked object whose memory came from the global allocator (a collection

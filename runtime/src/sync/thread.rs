@@ -428,6 +428,7 @@ fn attach_slow(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadState>>) 
                 pending: AtomicU8::new(0),
                 status: AtomicU8::new(ATTACHED),
                 reserve: AtomicUsize::new(0),
+                allocs: std::sync::atomic::AtomicI32::new(0),
                 #[cfg(not(reap_loom))]
                 slab: h.take_slab(),
             });

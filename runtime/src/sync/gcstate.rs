@@ -1,0 +1,130 @@
+//! What a Shared heap keeps for the `gc` surface (SEMANTICS 8.6): whether automatic collection
+//! is on, the thresholds, the count of tracked allocations net of frees since the last
+//! collection, the collection callbacks, and the types a callback is told. Types and the
+//! allocation counting only: the surface is `sync::introspect`, the collection `sync::collect`.
+//!
+//! **The automatic trigger** (free-threaded CPython's `gc_should_collect`): Shared mode has one
+//! generation. Each attached thread counts the tracked objects it allocates less those it frees
+//! ([`ThreadState::allocs`](crate::sync::state::ThreadState::allocs)) and adds the count to the
+//! heap's [`GcState::young`] every [`FLUSH_EVERY`] of them, so that threads allocating at once
+//! do not contend on one counter. When a flush takes `young` past the first threshold (2000 by
+//! default), past a quarter of the objects the last collection left alive, and automatic
+//! collection is enabled, the thread sets its `PENDING_GC` bit: its next safe point (its next
+//! allocation, or [`Heap::safepoint`](crate::sync::Heap::safepoint)) collects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+// std's atomics and lock even in loom builds: these are settings and a heuristic count, not
+// part of any protocol a loom model checks (a stale read only moves a collection a little).
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::Mutex;
+
+/// A thread adds its allocation count to the heap's every this many tracked allocations (or
+/// frees), as CPython's `LOCAL_ALLOC_COUNT_THRESHOLD`.
+pub(crate) const FLUSH_EVERY: i32 = 512;
+
+/// Phase of a collection callback: `Start` (before the first pause) or `Stop` (after reclaim).
+pub use reap_collector::CallbackPhase as CollectPhase;
+
+/// What a Shared-mode collection callback is told: CPython's `info` dict (`generation`,
+/// `collected`, `uncollectable`) and how long the collection and its pauses took.
+///
+/// ```
+/// use reap::sync::{CollectInfo, CollectPhase, Heap};
+/// use std::sync::{Arc, Mutex};
+///
+/// let heap = Heap::new();
+/// let seen = Arc::new(Mutex::new(Vec::new()));
+/// let s = seen.clone();
+/// heap.add_collect_callback(Arc::new(move |phase: CollectPhase, info: &CollectInfo| {
+///     s.lock().unwrap().push((phase, info.generation, info.collected));
+/// }));
+/// heap.collect();
+/// assert_eq!(
+///     *seen.lock().unwrap(),
+///     [(CollectPhase::Start, 2, 0), (CollectPhase::Stop, 2, 0)]
+/// );
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CollectInfo {
+    /// 2 for [`Heap::collect`](crate::sync::Heap::collect), 0 for an automatic collection
+    /// (CPython's numbers for `gc.collect()` and the threshold's collections).
+    pub generation: usize,
+    /// Objects collected (0 at `Start`).
+    pub collected: usize,
+    /// Objects found uncollectable: always 0 (reap has no legacy finalizers).
+    pub uncollectable: usize,
+    /// The whole collection, from its claim to the end of reclaim (zero at `Start`).
+    pub duration: Duration,
+    /// The first pause's time to safe point: from asking the threads to stop until the last
+    /// one stopped.
+    pub time_to_safepoint: Duration,
+    /// The first pause: from asking the threads to stop until the world ran again.
+    pub first_pause: Duration,
+    /// The second pause (the resurrection check), if a finalizer ran.
+    pub second_pause: Option<Duration>,
+}
+
+/// A Shared-mode collection callback: runs on the collecting thread, with the world running.
+pub type CollectCallback = Arc<dyn Fn(CollectPhase, &CollectInfo) + Send + Sync>;
+
+/// The `gc` state of a Shared heap.
+pub(crate) struct GcState {
+    /// Automatic collection is on (`gc.enable()`; on by default).
+    pub(crate) enabled: AtomicBool,
+    /// `gc.set_threshold`: the first triggers automatic collection; the other two are kept for
+    /// `get_threshold` only (one generation).
+    pub(crate) thresholds: [AtomicUsize; 3],
+    /// Tracked objects allocated less those freed since the last collection, as flushed by the
+    /// threads (may go below zero: a collection's frees are counted after it reset this).
+    pub(crate) young: AtomicIsize,
+    /// How many tracked objects the last collection left alive.
+    pub(crate) long_lived: AtomicUsize,
+    /// The collection callbacks, with their ids; cloned out before they run.
+    pub(crate) callbacks: Mutex<Vec<(u64, CollectCallback)>>,
+    /// The id of the next callback added.
+    pub(crate) next_callback: AtomicU64,
+    /// How many collections ran, by generation (0: automatic, 2: `Heap::collect`).
+    pub(crate) collections: [AtomicU64; 3],
+    /// How many objects those collections collected.
+    pub(crate) collected: [AtomicU64; 3],
+}
+
+impl GcState {
+    pub(crate) fn new() -> GcState {
+        GcState {
+            enabled: AtomicBool::new(true),
+            thresholds: [
+                AtomicUsize::new(2000),
+                AtomicUsize::new(10),
+                AtomicUsize::new(10),
+            ],
+            young: AtomicIsize::new(0),
+            long_lived: AtomicUsize::new(0),
+            callbacks: Mutex::new(Vec::new()),
+            next_callback: AtomicU64::new(0),
+            collections: Default::default(),
+            collected: Default::default(),
+        }
+    }
+
+    /// Adds a thread's flushed allocation count; returns whether a collection is now due.
+    pub(crate) fn flush(&self, n: i32) -> bool {
+        let young = self.young.fetch_add(n as isize, Relaxed) + n as isize;
+        n > 0 && self.due(young)
+    }
+
+    /// Free-threaded CPython's `gc_should_collect`: past the threshold and past a quarter of
+    /// what the last collection left alive (so that a growing live heap is not scanned over
+    /// and over), with automatic collection on. A threshold of 0 turns it off.
+    fn due(&self, young: isize) -> bool {
+        let threshold = self.thresholds[0].load(Relaxed);
+        if young <= 0 || threshold == 0 || !self.enabled.load(Relaxed) {
+            return false;
+        }
+        let young = young as usize;
+        young > threshold
+            && (young > self.long_lived.load(Relaxed) / 4 || self.thresholds[1].load(Relaxed) == 0)
+    }
+}
