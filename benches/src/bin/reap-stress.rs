@@ -15,6 +15,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::builder::PossibleValuesParser;
@@ -22,6 +23,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use reap::{CollectPhase, Heap};
+use reap_bench::threaded::{self, ThreadedWorkload};
 use reap_bench::workloads::{self, Tally, Workload};
 use serde::Serialize;
 
@@ -47,6 +49,11 @@ fn workload_names() -> Vec<&'static str> {
             names.push(w);
         }
     }
+    for w in threaded::THREADED {
+        if !names.contains(&w.name) {
+            names.push(w.name);
+        }
+    }
     names
 }
 
@@ -65,6 +72,12 @@ fn workloads_help() -> String {
             s.push_str(&format!("  {w:<18} (--compare only)\n"));
         }
     }
+    s.push_str(
+        "\nWith --threads N, N mutator threads on one shared reap::sync::Heap (default: all):\n",
+    );
+    for w in threaded::THREADED {
+        s.push_str(&format!("  {:<18} {}\n", w.name, w.about));
+    }
     s.push_str(&format!(
         "\n--compare runs {} on reap, {} and CPython, each run in a fresh process, interleaved \
          over --rounds rounds, and prints each one's median time, min-max and ratio to reap.",
@@ -74,6 +87,14 @@ fn workloads_help() -> String {
             .map(|p| p.name)
             .collect::<Vec<_>>()
             .join(", ")
+    ));
+    s.push_str(&format!(
+        " With --threads N it runs the threaded workloads on reap, {} instead.",
+        threaded::peers::PEERS
+            .iter()
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+            .join(" and ")
     ));
     s
 }
@@ -131,6 +152,16 @@ struct Cli {
     #[arg(long)]
     compare: bool,
 
+    /// Run the threaded workloads with N mutator threads on one shared reap::sync::Heap (with
+    /// --compare: against dumpster::sync and Arc)
+    #[arg(
+        long,
+        value_name = "N",
+        value_parser = clap::value_parser!(u16).range(1..=64),
+        allow_negative_numbers = true
+    )]
+    threads: Option<u16>,
+
     /// Rounds of --compare, 1 to 50
     #[arg(
         long,
@@ -143,11 +174,11 @@ struct Cli {
     rounds: u32,
 
     /// One measurement in this fresh process, for --compare: prints the seconds, or why the
-    /// runtime cannot run the workload (exit 3).
+    /// runtime cannot run the workload (exit 3). With THREADS, a threaded workload.
     #[arg(
         long,
-        num_args = 3,
-        value_names = ["RUNTIME", "WORKLOAD", "SIZE"],
+        num_args = 3..=4,
+        value_names = ["RUNTIME", "WORKLOAD", "SIZE", "THREADS"],
         hide = true,
         exclusive = true,
         allow_negative_numbers = true
@@ -620,6 +651,292 @@ fn run(opts: &Options) -> ExitCode {
     }
 }
 
+/// What a `--threads N` run was asked to do.
+struct ThreadedOptions {
+    workloads: Vec<&'static ThreadedWorkload>,
+    threads: usize,
+    size: f64,
+    budget: Duration,
+    json: bool,
+}
+
+/// What the collection callback of a threaded workload gathers, from whichever thread collects.
+#[derive(Default)]
+struct Samples {
+    /// Each stop of the world: a collection's first pause, and its second if it had one.
+    pauses: Vec<Duration>,
+    /// Each collection's time from asking the threads to stop until all had stopped.
+    to_safepoint: Vec<Duration>,
+    /// Each collection's whole time (pauses and the work between them).
+    collections: Vec<Duration>,
+    automatic: u64,
+    explicit: u64,
+    collected: u64,
+    peak_live: usize,
+}
+
+/// One threaded workload's line of the report.
+struct ThreadedOutcome {
+    name: &'static str,
+    seconds: f64,
+    allocated: u64,
+    samples: Samples,
+}
+
+/// Runs one threaded workload on a heap of its own; the outcome, or the invariant it broke.
+fn run_threaded_one(
+    w: &'static ThreadedWorkload,
+    opts: &ThreadedOptions,
+    tally: &Arc<threaded::Tally>,
+) -> Result<ThreadedOutcome, String> {
+    let heap = reap::sync::Heap::new();
+    let unraisable = Arc::new(Mutex::new(Vec::<String>::new()));
+    let u = unraisable.clone();
+    heap.set_unraisable_hook(Some(Arc::new(move |r: &reap::Unraisable| {
+        u.lock()
+            .unwrap()
+            .push(format!("{:?} in {}: {}", r.kind, r.type_name, r.message));
+    })));
+    let samples = Arc::new(Mutex::new(Samples::default()));
+    // The callback keeps a handle of the heap: it is removed once the workload is done.
+    let (s, h) = (samples.clone(), heap.clone());
+    let id = heap.add_collect_callback(Arc::new(
+        move |phase: CollectPhase, info: &reap::sync::CollectInfo| {
+            let live = h.live_objects();
+            let mut s = s.lock().unwrap();
+            s.peak_live = s.peak_live.max(live);
+            if phase != CollectPhase::Stop {
+                return;
+            }
+            s.pauses.push(info.first_pause);
+            s.pauses.extend(info.second_pause);
+            s.to_safepoint.push(info.time_to_safepoint);
+            s.collections.push(info.duration);
+            if info.generation == 0 {
+                s.automatic += 1;
+            } else {
+                s.explicit += 1;
+            }
+            s.collected += info.collected as u64;
+        },
+    ));
+    let allocated_before = threaded::Tally::get(&tally.allocated);
+    let start = Instant::now();
+    let params = threaded::Params {
+        threads: opts.threads,
+        size: opts.size,
+        deadline: start + opts.budget,
+    };
+    (w.run)(&heap, &params, tally);
+    let seconds = start.elapsed().as_secs_f64();
+    heap.remove_collect_callback(id);
+    let left = threaded::settle(&heap);
+    if left != 0 {
+        return Err(format!("workload {} left {left} objects alive", w.name));
+    }
+    let reports = unraisable.lock().unwrap().clone();
+    if !reports.is_empty() {
+        return Err(format!(
+            "workload {}: {} panic(s) caught in finalizers, callbacks or drops: {}",
+            w.name,
+            reports.len(),
+            reports[0]
+        ));
+    }
+    let mut samples = std::mem::take(&mut *samples.lock().unwrap());
+    samples.pauses.sort();
+    samples.to_safepoint.sort();
+    samples.collections.sort();
+    Ok(ThreadedOutcome {
+        name: w.name,
+        seconds,
+        allocated: threaded::Tally::get(&tally.allocated) - allocated_before,
+        samples,
+    })
+}
+
+/// Median, 95th and 99th percentile and maximum of sorted durations, formatted.
+fn fmt_percentiles(sorted: &[Duration]) -> String {
+    format!(
+        "{:>9} {:>9} {:>9} {:>9}",
+        fmt_d(percentile(sorted, 0.5)),
+        fmt_d(percentile(sorted, 0.95)),
+        fmt_d(percentile(sorted, 0.99)),
+        fmt_d(sorted.last().copied().unwrap_or_default())
+    )
+}
+
+fn print_threaded_report(outcomes: &[ThreadedOutcome], threads: usize) {
+    println!(
+        "{threads} mutator thread(s) on one shared heap per workload; collections automatic/explicit; \
+         pause: each stop of the world; to safepoint: from asking the threads to stop until all had"
+    );
+    println!(
+        "{:<12} {:>8} {:>10} {:>10} {:>11} {:>10} {:>10} | {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9}",
+        "workload",
+        "seconds",
+        "allocated",
+        "M allocs/s",
+        "collections",
+        "collected",
+        "peak live",
+        "pause p50",
+        "p95",
+        "p99",
+        "max",
+        "tts p50",
+        "p95",
+        "p99",
+        "max"
+    );
+    for o in outcomes {
+        let s = &o.samples;
+        println!(
+            "{:<12} {:>8.3} {:>10} {:>10.1} {:>11} {:>10} {:>10} | {} | {}",
+            o.name,
+            o.seconds,
+            o.allocated,
+            o.allocated as f64 / o.seconds / 1e6,
+            format!("{}/{}", s.automatic, s.explicit),
+            s.collected,
+            s.peak_live,
+            fmt_percentiles(&s.pauses),
+            fmt_percentiles(&s.to_safepoint),
+        );
+    }
+}
+
+/// `--json` with `--threads`: the report.
+#[derive(Serialize)]
+struct JsonThreadedReport<'a> {
+    threads: usize,
+    /// The scale the workloads ran at.
+    size: f64,
+    workloads: Vec<JsonThreadedWorkload<'a>>,
+    finalizers: JsonFinalizers,
+    weak_callbacks: JsonWeakCallbacks,
+    invariants_hold: bool,
+}
+
+/// `--json` with `--threads`: one workload's line.
+#[derive(Serialize)]
+struct JsonThreadedWorkload<'a> {
+    name: &'a str,
+    seconds: f64,
+    allocated: u64,
+    allocations_per_second: u64,
+    /// Automatic collections and explicit `Heap::collect` calls that collected.
+    collections: JsonCollections,
+    collected: u64,
+    peak_live_objects: usize,
+    /// Number of stops of the world the pause percentiles are taken over.
+    pauses: usize,
+    /// Each stop of the world (a collection's first pause, and its second if it had one).
+    pause_ns: JsonPauses,
+    /// Each collection's time from asking the threads to stop until all had stopped.
+    time_to_safepoint_ns: JsonPauses,
+    /// Each collection's whole time.
+    collection_ns: JsonPauses,
+}
+
+/// `--json` with `--threads`: collections by kind.
+#[derive(Serialize)]
+struct JsonCollections {
+    automatic: u64,
+    explicit: u64,
+}
+
+fn json_pauses(sorted: &[Duration]) -> JsonPauses {
+    let ns = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    JsonPauses {
+        p50: ns(percentile(sorted, 0.5)),
+        p95: ns(percentile(sorted, 0.95)),
+        p99: ns(percentile(sorted, 0.99)),
+        max: ns(sorted.last().copied().unwrap_or_default()),
+    }
+}
+
+/// `reap-stress --threads N`: the threaded workloads one after the other, each on a heap of its
+/// own; the report (a table, or `--json`) and the invariants checked.
+fn run_threaded(opts: &ThreadedOptions) -> ExitCode {
+    let tally = Arc::new(threaded::Tally::default());
+    let mut outcomes = Vec::new();
+    for &w in &opts.workloads {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_threaded_one(w, opts, &tally)
+        }));
+        match r {
+            Ok(Ok(o)) => outcomes.push(o),
+            Ok(Err(why)) => {
+                eprintln!("reap-stress: invariant broken: {why}");
+                return ExitCode::FAILURE;
+            }
+            Err(_) => {
+                eprintln!(
+                    "reap-stress: workload {} failed (see the message above)",
+                    w.name
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let failures = threaded::broken(&tally);
+    let get = threaded::Tally::get;
+    if opts.json {
+        let report = JsonThreadedReport {
+            threads: opts.threads,
+            size: opts.size,
+            workloads: outcomes
+                .iter()
+                .map(|o| JsonThreadedWorkload {
+                    name: o.name,
+                    seconds: round_to(o.seconds, 4),
+                    allocated: o.allocated,
+                    allocations_per_second: (o.allocated as f64 / o.seconds).round() as u64,
+                    collections: JsonCollections {
+                        automatic: o.samples.automatic,
+                        explicit: o.samples.explicit,
+                    },
+                    collected: o.samples.collected,
+                    peak_live_objects: o.samples.peak_live,
+                    pauses: o.samples.pauses.len(),
+                    pause_ns: json_pauses(&o.samples.pauses),
+                    time_to_safepoint_ns: json_pauses(&o.samples.to_safepoint),
+                    collection_ns: json_pauses(&o.samples.collections),
+                })
+                .collect(),
+            finalizers: JsonFinalizers {
+                objects: get(&tally.finalizable),
+                ran: get(&tally.finalized),
+            },
+            weak_callbacks: JsonWeakCallbacks {
+                made: get(&tally.weak_callbacks_made),
+                ran: get(&tally.weak_callbacks_run),
+            },
+            invariants_hold: failures.is_empty(),
+        };
+        println!(
+            "{}",
+            serde_json::to_string(&report).expect("the report serializes")
+        );
+    } else {
+        print_threaded_report(&outcomes, opts.threads);
+        println!(
+            "invariants: {} finalizers ran once each; {} weak-reference callbacks ran; nothing left alive",
+            get(&tally.finalized),
+            get(&tally.weak_callbacks_run)
+        );
+    }
+    if failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        for f in failures {
+            eprintln!("reap-stress: invariant broken: {f}");
+        }
+        ExitCode::FAILURE
+    }
+}
+
 /// Writes a chart to the `--plot` file; an error is one line and exit code 2.
 fn write_chart(path: &Path, svg: Result<String, String>) -> Result<(), ExitCode> {
     let written = svg.and_then(|s| std::fs::write(path, s).map_err(|e| e.to_string()));
@@ -632,7 +949,21 @@ fn write_chart(path: &Path, svg: Result<String, String>) -> Result<(), ExitCode>
 /// One measurement for `--compare`: `workload` at scale `size` on `runtime` (reap, or a peer of
 /// `reap_bench::peers::PEERS`), the time it took, or why the runtime cannot run it. The one place
 /// that maps a (runtime, workload) to what runs.
-fn measure(runtime: &str, workload: &str, size: f64) -> Result<Duration, String> {
+fn measure(
+    runtime: &str,
+    workload: &str,
+    size: f64,
+    threads: Option<usize>,
+) -> Result<Duration, String> {
+    if let Some(threads) = threads {
+        if runtime == "reap" {
+            return threaded::measure_reap(workload, size, threads);
+        }
+        return match threaded::peers::PEERS.iter().find(|p| p.name == runtime) {
+            Some(p) => (p.run)(workload, size, threads),
+            None => Err(format!("no threaded peer {runtime}")),
+        };
+    }
     if !compared_workloads().contains(&workload) {
         return Err(format!("no comparison workload {workload}"));
     }
@@ -665,14 +996,19 @@ fn measure(runtime: &str, workload: &str, size: f64) -> Result<Duration, String>
 /// `reap-stress --run-one RUNTIME WORKLOAD SIZE`: one timed run in a fresh process, for
 /// `--compare`. Prints the seconds, or why not (exit 3).
 fn run_one_for_compare(values: &[String]) -> ExitCode {
-    let [runtime, workload, size] = values else {
-        return usage_error("--run-one takes RUNTIME WORKLOAD SIZE".into());
+    let (runtime, workload, size, threads) = match values {
+        [r, w, s] => (r, w, s, None),
+        [r, w, s, t] => match t.parse::<usize>() {
+            Ok(t) if (1..=64).contains(&t) => (r, w, s, Some(t)),
+            _ => return usage_error(format!("--run-one: THREADS {t:?}: 1 to 64")),
+        },
+        _ => return usage_error("--run-one takes RUNTIME WORKLOAD SIZE [THREADS]".into()),
     };
     let size = match parse_size(size) {
         Ok(s) => s,
         Err(e) => return usage_error(format!("--run-one: SIZE {size:?}: {e}")),
     };
-    match measure(runtime, workload, size) {
+    match measure(runtime, workload, size, threads) {
         Ok(t) => {
             println!("{:.6}", t.as_secs_f64());
             ExitCode::SUCCESS
@@ -682,6 +1018,55 @@ fn run_one_for_compare(values: &[String]) -> ExitCode {
             ExitCode::from(3)
         }
     }
+}
+
+/// How long one `--run-one` measurement of `--compare` may take before it is killed (a peer
+/// that deadlocks must not hang the comparison).
+const RUN_ONE_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `cmd` to the end and returns its output, or kills it and returns `None` if it has not
+/// finished within `limit`.
+fn output_within(
+    cmd: &mut std::process::Command,
+    limit: Duration,
+) -> std::io::Result<Option<std::process::Output>> {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    // The pipes are drained while the child runs, so that a chatty child cannot block on them.
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let out_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out.read_to_end(&mut v);
+        v
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (stdout, stderr) = (
+        out_reader.join().unwrap_or_default(),
+        err_reader.join().unwrap_or_default(),
+    );
+    Ok(status.map(|status| std::process::Output {
+        status,
+        stdout,
+        stderr,
+    }))
 }
 
 /// One cell of the comparison: the times of the rounds, or why the runtime cannot run it.
@@ -710,7 +1095,13 @@ struct Launcher {
 impl Launcher {
     /// One round's measurement of `workload` on `runtime` in a fresh process: the seconds, or
     /// why not.
-    fn measure(&self, runtime: &str, workload: &str, size: f64) -> Result<f64, String> {
+    fn measure(
+        &self,
+        runtime: &str,
+        workload: &str,
+        size: f64,
+        threads: Option<usize>,
+    ) -> Result<f64, String> {
         let out = if runtime == "CPython" {
             if !self.python_ok {
                 return Err("skipped: python3 or benches/python/stress.py not found".into());
@@ -727,9 +1118,21 @@ impl Launcher {
                 .arg(size.to_string())
                 .output()
         } else {
-            std::process::Command::new(&self.exe)
-                .args(["--run-one", runtime, workload, &size.to_string()])
-                .output()
+            let mut cmd = std::process::Command::new(&self.exe);
+            cmd.args(["--run-one", runtime, workload, &size.to_string()]);
+            if let Some(t) = threads {
+                cmd.arg(t.to_string());
+            }
+            match output_within(&mut cmd, RUN_ONE_LIMIT) {
+                Ok(Some(o)) => Ok(o),
+                Ok(None) => {
+                    return Err(format!(
+                        "failed: no result within {} s (killed; a deadlock?)",
+                        RUN_ONE_LIMIT.as_secs()
+                    ))
+                }
+                Err(e) => Err(e),
+            }
         };
         match out {
             Ok(o) if o.status.success() => {
@@ -757,8 +1160,15 @@ impl Launcher {
 
 /// `reap-stress --compare`: the comparison workloads on reap, the Rust peers and CPython, each
 /// run in a fresh process, interleaved over several rounds; a table of medians with min–max and
-/// each runtime's ratio to reap, and with `--plot` a chart of the ratios.
-fn compare(chosen: &[&str], size: f64, rounds: u32, plot: Option<&Path>) -> ExitCode {
+/// each runtime's ratio to reap, and with `--plot` a chart of the ratios. With `threads`, the
+/// threaded workloads on that many threads, on reap and the threaded peers.
+fn compare(
+    chosen: &[&str],
+    size: f64,
+    rounds: u32,
+    plot: Option<&Path>,
+    threads: Option<usize>,
+) -> ExitCode {
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
@@ -779,8 +1189,12 @@ fn compare(chosen: &[&str], size: f64, rounds: u32, plot: Option<&Path>) -> Exit
         python_ok,
     };
     let mut runtimes: Vec<&str> = vec!["reap"];
-    runtimes.extend(reap_bench::peers::PEERS.iter().map(|p| p.name));
-    runtimes.push("CPython");
+    if threads.is_some() {
+        runtimes.extend(threaded::peers::PEERS.iter().map(|p| p.name));
+    } else {
+        runtimes.extend(reap_bench::peers::PEERS.iter().map(|p| p.name));
+        runtimes.push("CPython");
+    }
     let mut cells: Vec<Vec<Measured>> = chosen
         .iter()
         .map(|_| {
@@ -799,7 +1213,7 @@ fn compare(chosen: &[&str], size: f64, rounds: u32, plot: Option<&Path>) -> Exit
             for (ri, rt) in runtimes.iter().enumerate() {
                 bar.set_message(format!("round {}/{rounds} {w} {rt}", round + 1));
                 if let Measured::Times(times) = &mut cells[wi][ri] {
-                    match launcher.measure(rt, w, size) {
+                    match launcher.measure(rt, w, size, threads) {
                         Ok(t) => times.push(t),
                         Err(why) => cells[wi][ri] = Measured::Cannot(why),
                     }
@@ -809,8 +1223,11 @@ fn compare(chosen: &[&str], size: f64, rounds: u32, plot: Option<&Path>) -> Exit
         }
     }
     bar.finish_and_clear();
+    let on_threads = threads.map_or(String::new(), |t| {
+        format!(", {t} mutator thread(s) on one shared heap")
+    });
     println!(
-        "reap-stress --compare: {rounds} round(s), size {size}, each run in a fresh process\n"
+        "reap-stress --compare: {rounds} round(s), size {size}{on_threads}, each run in a fresh process\n"
     );
     let mut reap_failed = false;
     let mut ratios: Vec<Vec<Option<f64>>> = Vec::new();
@@ -919,6 +1336,26 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
+    let threads = cli.threads.map(usize::from);
+    if cli.compare && threads.is_some() {
+        let mut chosen: Vec<&str> = Vec::new();
+        for w in &cli.workloads {
+            match threaded::find(w) {
+                Some(t) => chosen.push(t.name),
+                None => return usage_error(format!("{w} has no threaded form")),
+            }
+        }
+        if chosen.is_empty() {
+            chosen = threaded::THREADED.iter().map(|w| w.name).collect();
+        }
+        return compare(
+            &chosen,
+            cli.size.unwrap_or(1.0),
+            cli.rounds,
+            cli.plot.as_deref(),
+            threads,
+        );
+    }
     if cli.compare {
         let accepted = compared_workloads();
         let chosen: Vec<&str> = if cli.workloads.is_empty() {
@@ -948,12 +1385,38 @@ fn main() -> ExitCode {
             cli.size.unwrap_or(1.0),
             cli.rounds,
             cli.plot.as_deref(),
+            None,
         );
+    }
+    if let Some(threads) = threads {
+        if cli.plot.is_some() {
+            return usage_error("--plot draws a plain run or --compare, not --threads".into());
+        }
+        let mut chosen = Vec::new();
+        for name in &cli.workloads {
+            match threaded::find(name) {
+                Some(w) => chosen.push(w),
+                None => return usage_error(format!("{name} has no threaded form")),
+            }
+        }
+        if chosen.is_empty() {
+            chosen = threaded::THREADED.iter().collect();
+        }
+        return run_threaded(&ThreadedOptions {
+            workloads: chosen,
+            threads,
+            size: cli.size.unwrap_or(4.0),
+            budget: cli.duration,
+            json: cli.json,
+        });
     }
     let mut chosen = Vec::new();
     for name in &cli.workloads {
         match workloads::find(name) {
             Some(w) => chosen.push(w),
+            None if threaded::find(name).is_some() => {
+                return usage_error(format!("{name} runs only with --threads"))
+            }
             None => return usage_error(format!("{name} runs only with --compare")),
         }
     }
