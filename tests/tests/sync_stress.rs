@@ -4,6 +4,10 @@
 //! must have been finalized exactly once and dropped exactly once, every callback must have run
 //! exactly once, and the heap must be empty.
 //!
+//! A second test builds rings on several threads (some linked across threads) and collects
+//! them from several threads while the others keep building: the collections' counts add up to
+//! every node, each finalized and dropped exactly once.
+//!
 //! The programs are deterministic per seed (`REAP_SYNC_STRESS_SEED` overrides the base seed);
 //! the interleaving is not, so a failure prints the seed and a rerun may not repeat it.
 
@@ -504,4 +508,146 @@ fn eight_threads_random_ops_on_objects_of_exited_threads_every_object_finalized_
             },
         );
     }
+}
+
+/// Threads of the cycle test.
+#[cfg(not(miri))]
+const CYCLE_THREADS: usize = 4;
+#[cfg(miri)]
+const CYCLE_THREADS: usize = 3;
+/// Cycles each thread builds.
+#[cfg(not(miri))]
+const CYCLES: usize = 2000;
+#[cfg(miri)]
+const CYCLES: usize = 4;
+/// A thread collects after every this many of its cycles.
+#[cfg(not(miri))]
+const COLLECT_EVERY: usize = 50;
+#[cfg(miri)]
+const COLLECT_EVERY: usize = 2;
+
+/// What the cycle test's nodes record, per node id.
+struct CycleStats {
+    next_id: AtomicUsize,
+    fins: Vec<AtomicU8>,
+    drops: Vec<AtomicU8>,
+}
+
+/// A node of a ring; `other` may hold a node of another thread's ring (so garbage spans
+/// threads). Its finalizer and its drop count themselves.
+#[derive(Trace)]
+#[reap(sync_finalize)]
+struct CycleNode {
+    id: usize,
+    next: Mutex<Option<Gc<CycleNode>>>,
+    other: Mutex<Option<Gc<CycleNode>>>,
+    #[reap(skip)]
+    st: Arc<CycleStats>,
+}
+
+impl Finalize for CycleNode {
+    fn finalize(this: &Gc<Self>) {
+        this.st.fins[this.id].fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+impl Drop for CycleNode {
+    fn drop(&mut self) {
+        self.st.drops[self.id].fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Several threads build rings (of 2 to 5 nodes, some linked to another thread's ring through a
+/// shared slot), drop them, and collect now and then, concurrently with the others' building;
+/// the main thread collects what is left. Every node is cyclic garbage, so the collections'
+/// return values add up to the number of nodes; each finalizer and each drop ran exactly once,
+/// and nothing is left alive.
+#[test]
+fn cycles_built_on_several_threads_collected_from_several_threads() {
+    let heap = Heap::new();
+    // Only the explicit collections, so that their return values count every object.
+    heap.disable();
+    let max = CYCLE_THREADS * CYCLES * 5;
+    let st = Arc::new(CycleStats {
+        next_id: AtomicUsize::new(0),
+        fins: (0..max).map(|_| AtomicU8::new(0)).collect(),
+        drops: (0..max).map(|_| AtomicU8::new(0)).collect(),
+    });
+    let exchange: Arc<Mutex<Option<Gc<CycleNode>>>> = Arc::new(Mutex::new(None));
+    let collected = Arc::new(AtomicUsize::new(0));
+    let start = Arc::new(Barrier::new(CYCLE_THREADS));
+    // The workers also wait for each other before they exit: a drop racing its owner's exit
+    // can wait for a later collection (a known runtime bug, see docs/PERFORMANCE.md).
+    let done = Arc::new(Barrier::new(CYCLE_THREADS));
+    let workers: Vec<_> = (0..CYCLE_THREADS)
+        .map(|t| {
+            let (heap, st, exchange) = (heap.clone(), st.clone(), exchange.clone());
+            let (collected, start, done) = (collected.clone(), start.clone(), done.clone());
+            thread::spawn(move || {
+                let mut rng = Rng(base_seed() ^ (t as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+                heap.detached(|| start.wait());
+                for c in 0..CYCLES {
+                    let len = 2 + rng.below(4);
+                    let nodes: Vec<Gc<CycleNode>> = (0..len)
+                        .map(|_| {
+                            heap.alloc(CycleNode {
+                                id: st.next_id.fetch_add(1, Ordering::Relaxed),
+                                next: Mutex::new(None),
+                                other: Mutex::new(None),
+                                st: st.clone(),
+                            })
+                        })
+                        .collect();
+                    for (i, n) in nodes.iter().enumerate() {
+                        *n.next.lock().unwrap() = Some(nodes[(i + 1) % len].clone());
+                    }
+                    if rng.below(4) == 0 {
+                        // Swap one of this ring's nodes for the slot's (another thread's).
+                        let mine = nodes[rng.below(len)].clone();
+                        let theirs = exchange.lock().unwrap().replace(mine);
+                        *nodes[0].other.lock().unwrap() = theirs;
+                    }
+                    drop(nodes);
+                    if c % COLLECT_EVERY == COLLECT_EVERY - 1 {
+                        collected.fetch_add(heap.collect(), Ordering::AcqRel);
+                    }
+                }
+                heap.detached(|| done.wait());
+            })
+        })
+        .collect();
+    // Joining blocks: detached (this thread attached when it turned automatic collection off).
+    heap.detached(|| {
+        for w in workers {
+            w.join().expect("a worker panicked");
+        }
+    });
+    drop(exchange.lock().unwrap().take());
+    let mut total = collected.load(Ordering::Acquire);
+    loop {
+        let n = heap.collect();
+        total += n;
+        if n == 0 {
+            break;
+        }
+    }
+    heap.safepoint();
+    let made = st.next_id.load(Ordering::Relaxed);
+    assert!(made >= CYCLE_THREADS * CYCLES * 2, "{made} nodes");
+    assert_eq!(total, made, "the collections' counts add up to every node");
+    let bad_fins: Vec<usize> = (0..made)
+        .filter(|&i| st.fins[i].load(Ordering::Acquire) != 1)
+        .collect();
+    let bad_drops: Vec<usize> = (0..made)
+        .filter(|&i| st.drops[i].load(Ordering::Acquire) != 1)
+        .collect();
+    assert!(
+        bad_fins.is_empty(),
+        "not finalized exactly once: {bad_fins:?}"
+    );
+    assert!(
+        bad_drops.is_empty(),
+        "not dropped exactly once: {bad_drops:?}"
+    );
+    assert_eq!(heap.live_objects(), 0);
 }
