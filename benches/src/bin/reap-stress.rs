@@ -1020,8 +1020,8 @@ fn run_one_for_compare(values: &[String]) -> ExitCode {
     }
 }
 
-/// How long one `--run-one` measurement of `--compare` may take before it is killed (a peer
-/// that deadlocks must not hang the comparison).
+/// How long one threaded `--run-one` measurement of `--compare --threads` may take before it is
+/// killed (a peer that deadlocks must not hang the comparison).
 const RUN_ONE_LIMIT: Duration = Duration::from_secs(120);
 
 /// Runs `cmd` to the end and returns its output, or kills it and returns `None` if it has not
@@ -1120,18 +1120,19 @@ impl Launcher {
         } else {
             let mut cmd = std::process::Command::new(&self.exe);
             cmd.args(["--run-one", runtime, workload, &size.to_string()]);
-            if let Some(t) = threads {
-                cmd.arg(t.to_string());
-            }
-            match output_within(&mut cmd, RUN_ONE_LIMIT) {
-                Ok(Some(o)) => Ok(o),
-                Ok(None) => {
-                    return Err(format!(
-                        "failed: no result within {} s (killed; a deadlock?)",
-                        RUN_ONE_LIMIT.as_secs()
-                    ))
-                }
-                Err(e) => Err(e),
+            match threads {
+                // The threaded peers can deadlock: each run is given a time limit.
+                Some(t) => match output_within(cmd.arg(t.to_string()), RUN_ONE_LIMIT) {
+                    Ok(Some(o)) => Ok(o),
+                    Ok(None) => {
+                        return Err(format!(
+                            "failed: no result within {} s (killed; a deadlock?)",
+                            RUN_ONE_LIMIT.as_secs()
+                        ))
+                    }
+                    Err(e) => Err(e),
+                },
+                None => cmd.output(),
             }
         };
         match out {
