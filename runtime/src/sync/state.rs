@@ -280,9 +280,17 @@ pub(crate) unsafe fn release_refs(heap: NonNull<HeapState>, n: usize) {
         // The hook's captures are user code (as in `set_unraisable_hook`): dropped guarded,
         // after the state is gone. This may run on an exiting thread, where a panic aborts.
         let hook = lock(&state.hook).take();
+        // So are the collection callbacks' captures.
+        let callbacks =
+            std::mem::take(&mut *state.gc.callbacks.lock().unwrap_or_else(|e| e.into_inner()));
         drop(state);
         if let Some(p) = drop_guarded(hook) {
             drop_payload(p);
+        }
+        for (_, cb) in callbacks {
+            if let Some(p) = drop_guarded(cb) {
+                drop_payload(p);
+            }
         }
     }
 }
@@ -432,7 +440,7 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
             flags: AtomicU8::new(flags.bits()),
             in_slab,
             weakref,
-            frozen: AtomicU8::new(0),
+            gc_bits: AtomicU8::new(0),
         });
         value_ptr.write(value);
     }
