@@ -1,0 +1,190 @@
+//! loom models of Shared-mode cycle collection (issue 13, item 5: models 9 to 12 of the loom
+//! table in docs/ARCHITECTURE.md).
+//! `RUSTFLAGS="--cfg reap_loom" cargo test -p reap --release --test loom_collect`
+//!
+//! Each model's threads end with no attachment left behind: loom drops a thread's
+//! thread-locals (where reap detaches it) when its closure returns, but lets `join` return
+//! before that, so the models read `heap.live_objects()` only where no other thread can still
+//! hold a heap reference.
+#![cfg(reap_loom)]
+
+mod common;
+
+use common::{model_bounded, obj, setup, Obj};
+use loom::cell::UnsafeCell;
+use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use loom::sync::Arc;
+use loom::thread;
+use reap::sync::{Gc, Heap};
+use reap::{Trace, Tracer};
+
+/// A node of a cycle. Its link sits behind a std mutex (traced through `try_lock`, the guard
+/// kept until the verdict; loom's mutex has no `Trace`). No loom thread ever waits on it: it
+/// is locked only by attached threads, and by the collector while they are stopped. Checks
+/// that its value is dropped once.
+#[derive(Trace)]
+struct Node {
+    next: std::sync::Mutex<Option<Gc<Node>>>,
+    #[reap(skip)]
+    dropped: Arc<AtomicUsize>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let before = self.dropped.fetch_add(1, SeqCst);
+        assert_eq!(before, 0, "node dropped twice");
+    }
+}
+
+fn node(heap: &Heap, dropped: &Arc<AtomicUsize>) -> Gc<Node> {
+    heap.alloc(Node {
+        next: std::sync::Mutex::new(None),
+        dropped: dropped.clone(),
+    })
+}
+
+/// Sets `from`'s link to `to`.
+fn link(from: &Gc<Node>, to: &Gc<Node>) {
+    *from.next.lock().unwrap() = Some(to.clone());
+}
+
+/// What the collector sees of the world while it is stopped: a tracked object whose `Trace`
+/// (run only by a collection's snapshot, inside a pause) reads plain memory that mutators
+/// write, and the strong count of an object a detached thread clones and drops.
+struct Probe {
+    /// Written by an attached mutator between its safe points; read here by `trace`. loom's
+    /// cell tracking fails the model if a write is not ordered before or after the pause.
+    touched: UnsafeCell<u32>,
+    /// Written by the `Drop` of an object a detached thread frees (a death inside the
+    /// heap's gate); read by `trace` as above.
+    freed: Arc<UnsafeCell<u32>>,
+    /// An object a detached thread clones and drops (its count changes inside the gate).
+    watched: Gc<Obj>,
+    /// The strong count of `watched` each time `trace` ran.
+    seen: std::sync::Mutex<Vec<usize>>,
+}
+
+// SAFETY: the cells are written only by code the stop-the-world handshake orders against the
+// pause in which they are read (that is what the model checks: loom fails it on any access
+// the handshake leaves unordered); `seen` is a std mutex, `watched` a Shared handle.
+unsafe impl Sync for Probe {}
+// SAFETY: as above; every field may move between threads.
+unsafe impl Send for Probe {}
+
+// SAFETY: visits its one handle, `watched`.
+unsafe impl Trace for Probe {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        // SAFETY: a read; loom checks it against the mutators' writes.
+        let _ = self.touched.with(|p| unsafe { *p });
+        // SAFETY: as above.
+        let _ = self.freed.with(|p| unsafe { *p });
+        self.seen
+            .lock()
+            .unwrap()
+            .push(Gc::strong_count(&self.watched));
+        tracer.visit_shared(&self.watched);
+    }
+}
+
+/// An untracked object whose `Drop` writes a cell a [`Probe`] reads.
+#[derive(Trace)]
+struct Victim {
+    #[reap(skip)]
+    freed: Arc<UnsafeCell<u32>>,
+}
+
+// SAFETY: as for `Probe`: the cell's accesses are what the model checks.
+unsafe impl Sync for Victim {}
+// SAFETY: as above.
+unsafe impl Send for Victim {}
+
+impl Drop for Victim {
+    fn drop(&mut self) {
+        // SAFETY: a write; loom checks it against the pause's reads.
+        self.freed.with_mut(|p| unsafe { *p += 1 });
+    }
+}
+
+/// Model 9 (issue 13, 5.1): the stop-the-world handshake. The main thread collects; one
+/// mutator is attached, one detached.
+///
+/// - The attached mutator writes plain memory of a tracked object (a [`Probe`]) between its
+///   safe points (allocations, where it parks if asked) and drops what it allocated.
+/// - The detached mutator, inside `Heap::detached`, clones and drops a handle of an object
+///   the main thread owns, and allocates and drops a [`Victim`], whose allocation and death
+///   (and `Drop`, writing memory a probe reads) run inside the heap's gate.
+///
+/// Invariants: no object is touched while the world is stopped: each probe's `Trace` (run
+/// only in the pause) reads both written cells and loom's cell tracking finds every write
+/// ordered before or after it; two probes traced at different points of the one pause see the
+/// same strong count of the object the detached thread clones and drops. The collection frees
+/// the self-cycle and nothing else; no deadlock (loom fails a model whose threads all block,
+/// and the collector's timed waits are plain waits under loom, so a lost wake-up is a
+/// deadlock); every thread resumes and finishes; loom's leak tracking sees every object freed.
+/// Three threads: at a preemption bound of 2.
+#[test]
+fn stop_the_world_handshake() {
+    model_bounded("stop_the_world_handshake", Some(2), || {
+        let (heap, counters) = setup();
+        let watched = obj(&heap, &counters);
+        let freed = Arc::new(UnsafeCell::new(0));
+        let probe = |heap: &Heap| {
+            heap.alloc(Probe {
+                touched: UnsafeCell::new(0),
+                freed: freed.clone(),
+                watched: watched.clone(),
+                seen: std::sync::Mutex::new(Vec::new()),
+            })
+        };
+        let (a, b) = (probe(&heap), probe(&heap));
+        let cycle_dropped = Arc::new(AtomicUsize::new(0));
+        let cycle = node(&heap, &cycle_dropped);
+        link(&cycle, &cycle);
+        drop(cycle);
+
+        let (h1, a1) = (heap.clone(), a.clone());
+        let attached = thread::spawn(move || {
+            let dropped = Arc::new(AtomicUsize::new(0));
+            // Attaches (a thread that never attached runs during a pause, as a detached one).
+            h1.safepoint();
+            // SAFETY: a write; the model checks it against the pause's reads.
+            a1.touched.with_mut(|p| unsafe { *p += 1 });
+            // An allocation: a safe point.
+            let n = node(&h1, &dropped);
+            // SAFETY: as above.
+            a1.touched.with_mut(|p| unsafe { *p += 1 });
+            drop(n);
+            drop(a1);
+            assert_eq!(dropped.load(SeqCst), 1);
+        });
+        let (h2, w2, f2) = (heap.clone(), watched.clone(), freed.clone());
+        let detached = thread::spawn(move || {
+            h2.detached(|| {
+                // Made inside the gate (merged, owned by no thread), so its last drop here
+                // runs its death inside the gate too.
+                let victim = h2.alloc(Victim { freed: f2 });
+                let c = w2.clone();
+                assert_eq!(c.value, 7);
+                drop(c);
+                drop(w2);
+                drop(victim);
+            });
+        });
+        assert_eq!(heap.collect(), 1, "the self-cycle, and only it");
+        assert_eq!(cycle_dropped.load(SeqCst), 1);
+        attached.join().unwrap();
+        detached.join().unwrap();
+        // SAFETY: both mutators are joined.
+        assert_eq!(freed.with(|p| unsafe { *p }), 1, "the victim dropped once");
+        let (sa, sb) = (
+            a.seen.lock().unwrap().clone(),
+            b.seen.lock().unwrap().clone(),
+        );
+        assert_eq!(sa.len(), 1, "each probe traced once, in the one pause");
+        assert_eq!(sb.len(), 1);
+        assert_eq!(sa, sb, "a count changed while the world was stopped");
+        drop((a, b, watched));
+        heap.safepoint();
+        assert_eq!(counters.dropped(), 1);
+    });
+}
