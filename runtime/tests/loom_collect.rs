@@ -12,8 +12,8 @@ mod common;
 
 use common::{model_bounded, obj, setup, Obj};
 use loom::cell::UnsafeCell;
-use loom::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use loom::sync::Arc;
+use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
+use loom::sync::{Arc, Mutex};
 use loom::thread;
 use reap::sync::{Gc, Heap};
 use reap::{Trace, Tracer};
@@ -187,4 +187,101 @@ fn stop_the_world_handshake() {
         heap.safepoint();
         assert_eq!(counters.dropped(), 1);
     });
+}
+
+/// A node of the 2-cycle of model 10: its `Trace` (run only inside a pause) notes whether
+/// the mutator had dropped the cycle's outside handle by then.
+struct Watched {
+    next: std::sync::Mutex<Option<Gc<Watched>>>,
+    /// Set by the mutator right after it drops the outside handle (no safe point between).
+    gone: Arc<AtomicBool>,
+    /// What each `trace` saw of `gone`.
+    seen: Arc<std::sync::Mutex<Vec<bool>>>,
+    dropped: Arc<AtomicUsize>,
+    value: u32,
+}
+
+// SAFETY: visits its one handle, behind `next`.
+unsafe impl Trace for Watched {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        self.seen.lock().unwrap().push(self.gone.load(SeqCst));
+        self.next.trace(tracer);
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        assert_eq!(self.value, 7, "value read after it was dropped");
+        self.value = 0;
+        let before = self.dropped.fetch_add(1, SeqCst);
+        assert!(before < 2, "a node dropped twice");
+    }
+}
+
+/// Model 10 (issue 13, 5.2): a mutator moves the only outside handle of a 2-cycle across
+/// safe points while the main thread collects. The handle starts in the mutator's closure
+/// (the thread not yet attached), crosses its first attachment and an allocation, sits in a
+/// shared slot across an explicit safe point, is taken back and read through (both nodes'
+/// values), and is dropped; the mutator then sets `gone`, with no safe point between.
+///
+/// Invariants: the collection frees the cycle (2 objects) if and only if the handle was gone
+/// at the pause (each node's `Trace`, run inside the pause, reads `gone`; both readings
+/// agree), and frees nothing otherwise; no node is dropped while the handle reaches it (the
+/// mutator reads both values after the collection may have run, and `Drop` zeroes them); a
+/// second collection after the join frees what the first did not. Both outcomes occur (at a
+/// bound of 3, 641 of the 2,843 executions free the cycle). Two threads, at a
+/// preemption bound of 4 (unbounded runs past a million executions).
+#[test]
+fn handle_moved_across_safe_points_during_collection() {
+    model_bounded(
+        "handle_moved_across_safe_points_during_collection",
+        Some(4),
+        || {
+            let (heap, _) = setup();
+            let gone = Arc::new(AtomicBool::new(false));
+            let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let dropped = Arc::new(AtomicUsize::new(0));
+            let make = || {
+                heap.alloc(Watched {
+                    next: std::sync::Mutex::new(None),
+                    gone: gone.clone(),
+                    seen: seen.clone(),
+                    dropped: dropped.clone(),
+                    value: 7,
+                })
+            };
+            let (a, b) = (make(), make());
+            *a.next.lock().unwrap() = Some(b.clone());
+            *b.next.lock().unwrap() = Some(a.clone());
+            drop(b);
+            // `a` is now the cycle's only outside handle.
+            let slot: Arc<Mutex<Option<Gc<Watched>>>> = Arc::new(Mutex::new(None));
+            let (h1, g1, s1) = (heap.clone(), gone.clone(), slot.clone());
+            let mutator = thread::spawn(move || {
+                // Attaches: a safe point.
+                h1.safepoint();
+                // An allocation: a safe point.
+                drop(h1.alloc(0_u32));
+                *s1.lock().unwrap() = Some(a);
+                h1.safepoint();
+                let a = s1.lock().unwrap().take().unwrap();
+                let b = a.next.lock().unwrap().clone().unwrap();
+                assert_eq!((a.value, b.value), (7, 7), "a node dropped while reachable");
+                drop(b);
+                drop(a);
+                g1.store(true, SeqCst);
+            });
+            let first = heap.collect();
+            mutator.join().unwrap();
+            let seen_first: Vec<bool> = seen.lock().unwrap().clone();
+            assert_eq!(seen_first.len(), 2, "both nodes traced in the pause");
+            assert_eq!(seen_first[0], seen_first[1]);
+            let expected = if seen_first[0] { 2 } else { 0 };
+            assert_eq!(first, expected, "freed iff unreachable at the pause");
+            assert_eq!(dropped.load(SeqCst), first);
+            let second = heap.collect();
+            assert_eq!(first + second, 2);
+            assert_eq!(dropped.load(SeqCst), 2);
+        },
+    );
 }
