@@ -15,7 +15,7 @@ use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use reap::sync::{Gc, Heap};
+use reap::sync::{Gc, Heap, Weak};
 use reap::{Trace, Tracer};
 
 /// A node of a cycle. Its link sits behind a std mutex (traced through `try_lock`, the guard
@@ -282,6 +282,74 @@ fn handle_moved_across_safe_points_during_collection() {
             let second = heap.collect();
             assert_eq!(first + second, 2);
             assert_eq!(dropped.load(SeqCst), 2);
+        },
+    );
+}
+
+/// Model 11 (issue 13, 5.3): a self-cycle's last outside handle dropped on thread A (a thread
+/// that never attached: its drop goes through the gate and queues the object to its owner),
+/// a weak upgrade on thread B (attached), and a collection on thread C (the main thread),
+/// with a weak-reference callback that takes runtime locks: it makes a weak reference to
+/// another object (the weak-reference lock) and reads whether its own reference has a
+/// callback (that reference's callback lock).
+///
+/// Invariants: the callback runs once (in whichever collection frees the cycle: C's, or the
+/// one after the joins); every weak reference to the cycle is cleared before it runs (the
+/// callback upgrades its own and B's, and gets `None`); an upgrade that succeeds sees the
+/// value whole and the callback not run; the node is dropped once; no deadlock (a callback
+/// taking the weak-reference lock would deadlock if the runtime held it). Both courses occur
+/// (433 of the executions free the cycle in C's collection; most see B's upgrade succeed).
+/// Three threads, at a preemption bound of 2.
+#[test]
+fn last_drop_upgrade_and_collection_with_locking_callback() {
+    model_bounded(
+        "last_drop_upgrade_and_collection_with_locking_callback",
+        Some(2),
+        || {
+            let (heap, counters) = setup();
+            let other = obj(&heap, &counters);
+            let dropped = Arc::new(AtomicUsize::new(0));
+            let x = node(&heap, &dropped);
+            link(&x, &x);
+            let calls = Arc::new(AtomicUsize::new(0));
+            let w_b = Weak::new(&x);
+            let (cc, wb2, o2) = (calls.clone(), w_b.clone(), other.clone());
+            let w_cb = Weak::with_callback(&x, move |me: &Weak<Node>| {
+                assert!(me.upgrade().is_none(), "called back before its clear");
+                assert!(
+                    wb2.upgrade().is_none(),
+                    "another weak reference not cleared"
+                );
+                // Runtime locks: the weak-reference lock, then this reference's own.
+                let made = Weak::new(&o2);
+                assert!(made.upgrade().is_some());
+                let _ = me.has_callback();
+                let before = cc.fetch_add(1, SeqCst);
+                assert_eq!(before, 0, "callback run twice");
+            });
+            let a = thread::spawn(move || drop(x));
+            let (hb, cb, db) = (heap.clone(), calls.clone(), dropped.clone());
+            let b = thread::spawn(move || {
+                hb.safepoint();
+                if let Some(g) = w_b.upgrade() {
+                    assert_eq!(db.load(SeqCst), 0, "upgraded to a dropped node");
+                    assert_eq!(cb.load(SeqCst), 0, "upgraded after the callback");
+                    assert!(g.next.lock().unwrap().is_some());
+                }
+                w_b
+            });
+            let first = heap.collect();
+            assert!(first <= 1, "the node at most");
+            a.join().unwrap();
+            let w_b = b.join().unwrap();
+            let second = heap.collect();
+            assert_eq!(first + second, 1, "the node, once");
+            assert_eq!(calls.load(SeqCst), 1, "the callback once");
+            assert_eq!(dropped.load(SeqCst), 1);
+            assert!(w_b.upgrade().is_none() && w_cb.upgrade().is_none());
+            drop((w_b, w_cb, other));
+            heap.safepoint();
+            assert_eq!(counters.dropped(), 1);
         },
     );
 }
