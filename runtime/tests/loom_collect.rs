@@ -10,12 +10,12 @@
 
 mod common;
 
-use common::{model_bounded, obj, setup, Obj};
+use common::{model_bounded, obj, setup, Counters, Obj};
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
-use reap::sync::{Gc, Heap, Weak};
+use reap::sync::{Finalize, Gc, Heap, Weak};
 use reap::{Trace, Tracer};
 
 /// A node of a cycle. Its link sits behind a std mutex (traced through `try_lock`, the guard
@@ -349,6 +349,104 @@ fn last_drop_upgrade_and_collection_with_locking_callback() {
             assert!(w_b.upgrade().is_none() && w_cb.upgrade().is_none());
             drop((w_b, w_cb, other));
             heap.safepoint();
+            assert_eq!(counters.dropped(), 1);
+        },
+    );
+}
+
+/// A self-cycle whose finalizer publishes its object into `slot` (resurrecting it).
+#[derive(Trace)]
+#[reap(sync_finalize)]
+struct Phoenix {
+    next: std::sync::Mutex<Option<Gc<Phoenix>>>,
+    #[reap(skip)]
+    slot: Arc<Mutex<Option<Gc<Phoenix>>>>,
+    #[reap(skip)]
+    counters: Arc<Counters>,
+    #[reap(skip)]
+    value: u32,
+}
+
+impl Finalize for Phoenix {
+    fn finalize(this: &Gc<Self>) {
+        let before = this.counters.finalized.fetch_add(1, SeqCst);
+        assert_eq!(before, 0, "finalized twice");
+        *this.slot.lock().unwrap() = Some(this.clone());
+    }
+}
+
+impl Drop for Phoenix {
+    fn drop(&mut self) {
+        assert_eq!(self.value, 7, "value read after it was dropped");
+        self.value = 0;
+        assert_eq!(
+            self.counters.finalized(),
+            1,
+            "dropped before its finalizer ran"
+        );
+        let before = self.counters.dropped.fetch_add(1, SeqCst);
+        assert_eq!(before, 0, "dropped twice");
+    }
+}
+
+/// Model 12 (issue 13, 5.4): a collection finds a self-cycle with a finalizer; after the
+/// restart the finalizer (on the collecting thread) publishes the object into a slot that an
+/// attached reader thread is reading: twice, with a safe point between, each time taking
+/// what is there, reading through it and dropping it.
+///
+/// Invariants: the finalizer runs once, before the object is dropped; the reader sees the
+/// value whole, finalized, not dropped; the resurrection check (pause 2) keeps the object if
+/// and only if something reaches it then: the first collection frees it only if the reader
+/// had already taken and dropped it, otherwise a second collection after the join does; the
+/// object is dropped and freed once, the finalizer not run again. All three courses occur
+/// (at a bound of 3: never taken; taken and the object kept by pause 2; taken and dropped
+/// before pause 2, so that the first collection frees it). Two threads, at a preemption
+/// bound of 4.
+#[test]
+fn finalizer_resurrects_into_structure_another_thread_reads() {
+    model_bounded(
+        "finalizer_resurrects_into_structure_another_thread_reads",
+        Some(4),
+        || {
+            let (heap, counters) = setup();
+            let slot = Arc::new(Mutex::new(None));
+            let p = heap.alloc(Phoenix {
+                next: std::sync::Mutex::new(None),
+                slot: slot.clone(),
+                counters: counters.clone(),
+                value: 7,
+            });
+            *p.next.lock().unwrap() = Some(p.clone());
+            drop(p);
+            let (h1, s1, c1) = (heap.clone(), slot.clone(), counters.clone());
+            let reader = thread::spawn(move || {
+                h1.safepoint();
+                let mut seen = 0;
+                for _ in 0..2 {
+                    let got = s1.lock().unwrap().take();
+                    if let Some(g) = got {
+                        assert_eq!(g.value, 7);
+                        assert_eq!(c1.finalized(), 1);
+                        assert_eq!(c1.dropped(), 0, "a published object dropped");
+                        assert!(g.next.lock().unwrap().is_some());
+                        seen += 1;
+                    }
+                    h1.safepoint();
+                }
+                seen
+            });
+            let first = heap.collect();
+            assert_eq!(counters.finalized(), 1);
+            assert!(first <= 1);
+            let seen = reader.join().unwrap();
+            assert!(seen <= 1, "published once");
+            if first == 1 {
+                assert_eq!(seen, 1, "freed while nothing had taken it");
+            }
+            drop(slot.lock().unwrap().take());
+            let second = heap.collect();
+            assert_eq!(first + second, 1, "freed once");
+            assert_eq!(counters.finalized(), 1, "finalized once");
             assert_eq!(counters.dropped(), 1);
         },
     );
