@@ -2,10 +2,11 @@
 //! table in docs/ARCHITECTURE.md).
 //! `RUSTFLAGS="--cfg reap_loom" cargo test -p reap --release --test loom_collect`
 //!
-//! Each model's threads end with no attachment left behind: loom drops a thread's
-//! thread-locals (where reap detaches it) when its closure returns, but lets `join` return
-//! before that, so the models read `heap.live_objects()` only where no other thread can still
-//! hold a heap reference.
+//! A thread attached to the heap stays attached until its thread-local destructor runs, which
+//! loom does when the thread's closure returns (after `join` may already have returned): a
+//! collection that starts meanwhile waits for that destructor to detach the thread. So no
+//! model needs its mutators to end detached, and none reads `heap.live_objects()`; loom's leak
+//! tracking checks that every object is freed.
 #![cfg(reap_loom)]
 
 mod common;
