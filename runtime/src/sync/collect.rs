@@ -33,15 +33,15 @@
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hashbrown::{HashMap, HashSet};
 use reap_collector::{find_unreachable, CollectorHeap, Mark};
 
 use crate::object::header::Flags;
 use crate::object::shared::{SharedHeader, GC_GARBAGE};
-use crate::shim::lock;
 use crate::shim::Ordering::Relaxed;
+use crate::shim::{lock, Instant};
 use crate::sync::count;
 use crate::sync::gcstate::{CollectCallback, CollectInfo, CollectPhase};
 use crate::sync::heap::{dec_ref, Heap};

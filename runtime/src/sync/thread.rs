@@ -805,7 +805,7 @@ pub(crate) fn stop_the_world(
             s.pending.fetch_or(PENDING_STOP, SeqCst);
         }
     }
-    let start = std::time::Instant::now();
+    let start = crate::shim::Instant::now();
     loop {
         let running: Vec<u32> = lock(&h.threads)
             .values()
