@@ -386,8 +386,9 @@ fn get_objects_inside_detached_panics() {
     assert_eq!(heap.get_objects().len(), 1);
 }
 
-/// A finalizer running in a collection's restart may walk the heap: it sees the garbage it
-/// belongs to, which is still alive then.
+/// A finalizer running in a collection's restart may walk the heap; the garbage it belongs to
+/// is not listed (held by the collection, which may drop it: as in CPython, whose unreachable
+/// objects are in no generation while their finalizers run).
 #[test]
 fn get_objects_from_a_finalizer() {
     within("get_objects_from_a_finalizer", || {
@@ -400,7 +401,7 @@ fn get_objects_from_a_finalizer() {
         set_fin(&a, move |_| s.store(h.get_objects().len(), SeqCst));
         drop(a);
         assert_eq!(heap.collect(), 1);
-        assert_eq!(seen.load(SeqCst), 1);
+        assert_eq!(seen.load(SeqCst), 0);
         assert_eq!(heap.live_objects(), 0);
     });
 }
@@ -413,7 +414,7 @@ fn automatic_collection_with_two_threads() {
         let heap = Heap::new();
         heap.set_threshold(500, 10, 10);
         let log = Log::new();
-        let n = reps(6_000, 700);
+        let n = reps(6_000, 520);
         let workers: Vec<_> = (0..2)
             .map(|_| {
                 let (h, l) = (heap.clone(), log.clone());

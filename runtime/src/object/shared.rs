@@ -3,7 +3,7 @@
 //! `sync::handle`).
 //!
 //! ```text
-//!  [pad][ SharedHeader: heap (8), counts (8), meta (8), local (4), flags (1), in_slab (1), weakref (1), frozen (1) ][ value ]
+//!  [pad][ SharedHeader: heap (8), counts (8), meta (8), local (4), flags (1), in_slab (1), weakref (1), gc_bits (1) ][ value ]
 //! ```
 //!
 //! The last 16 bytes are Local mode's `Header` with atomics for cells (`meta`, then the count
@@ -18,6 +18,11 @@ use std::ptr::NonNull;
 use crate::object::handle::raw_handle_methods;
 use crate::object::header::Flags;
 use crate::shim::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+
+/// [`SharedHeader::gc_bits`]: in the permanent set.
+pub(crate) const GC_FROZEN: u8 = 1;
+/// [`SharedHeader::gc_bits`]: garbage of the running collection.
+pub(crate) const GC_GARBAGE: u8 = 2;
 
 /// Size of [`SharedHeader`]; the value starts this many bytes after the header.
 pub(crate) const SHARED_HEADER_SIZE: usize = std::mem::size_of::<SharedHeader>();
@@ -48,8 +53,11 @@ const _: () = assert!(SHARED_HEADER_SIZE == 32);
 /// - `weakref` says whether the value is a `sync::WeakRefObj` (whose death must unlist it from
 ///   its referent); written once, before the object is published. A byte here rather than a
 ///   type-id comparison on every death.
-/// - `frozen` is 1 while the object is in the permanent set (`sync::Heap::freeze`): written and
-///   read only while the world is stopped, so relaxed accesses do.
+/// - `gc_bits` holds [`GC_FROZEN`] (the object is in the permanent set, `sync::Heap::freeze`)
+///   and [`GC_GARBAGE`] (garbage of a running collection, held by it: the `gc` surface's walks
+///   skip it). Written only by the thread that holds the world stopped (`GC_GARBAGE` also by
+///   the collecting thread when it gives garbage back), read by such threads: relaxed accesses
+///   do.
 #[repr(C)]
 pub(crate) struct SharedHeader {
     pub(crate) heap: NonNull<()>,
@@ -59,7 +67,7 @@ pub(crate) struct SharedHeader {
     pub(crate) flags: AtomicU8,
     pub(crate) in_slab: bool,
     pub(crate) weakref: bool,
-    pub(crate) frozen: AtomicU8,
+    pub(crate) gc_bits: AtomicU8,
 }
 
 impl SharedHeader {
@@ -90,7 +98,21 @@ impl SharedHeader {
     /// Whether the object is frozen (in the permanent set, which collections skip).
     #[inline]
     pub(crate) fn is_frozen(&self) -> bool {
-        self.frozen.load(Ordering::Relaxed) != 0
+        self.gc_bits.load(Ordering::Relaxed) & GC_FROZEN != 0
+    }
+
+    /// Whether the object is garbage of the running collection.
+    #[inline]
+    pub(crate) fn is_garbage(&self) -> bool {
+        self.gc_bits.load(Ordering::Relaxed) & GC_GARBAGE != 0
+    }
+
+    /// Sets (`on`) or clears `bit` of `gc_bits` (see the invariants for who may).
+    #[inline]
+    pub(crate) fn set_gc_bit(&self, bit: u8, on: bool) {
+        let old = self.gc_bits.load(Ordering::Relaxed);
+        let new = if on { old | bit } else { old & !bit };
+        self.gc_bits.store(new, Ordering::Relaxed);
     }
 
     /// Sets flags. Only the thread running the object's death (or its allocation) writes

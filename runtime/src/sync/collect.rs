@@ -33,15 +33,15 @@
 use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hashbrown::{HashMap, HashSet};
 use reap_collector::{find_unreachable, CollectorHeap, Mark};
 
 use crate::object::header::Flags;
-use crate::object::shared::SharedHeader;
-use crate::shim::lock;
+use crate::object::shared::{SharedHeader, GC_GARBAGE};
 use crate::shim::Ordering::Relaxed;
+use crate::shim::{lock, Instant};
 use crate::sync::count;
 use crate::sync::gcstate::{CollectCallback, CollectInfo, CollectPhase};
 use crate::sync::heap::{dec_ref, Heap};
@@ -128,7 +128,10 @@ impl Heap {
     /// due (`sync::gcstate`). A world that cannot be stopped is not an error here: the next
     /// due collection tries again.
     pub(crate) fn collect_automatically(&self) {
-        let _ = self.collect_on_this_thread(0, DEFAULT_STOP_TIMEOUT);
+        // SAFETY: this handle keeps the heap alive.
+        if unsafe { self.state.as_ref() }.gc.is_due() {
+            let _ = self.collect_on_this_thread(0, DEFAULT_STOP_TIMEOUT);
+        }
     }
 
     /// A collection run by this thread, reported to the callbacks as of `generation`.
@@ -183,8 +186,12 @@ fn collect(
     run_callbacks(h, CollectPhase::Start, &info);
     let result = collect_claimed(heap, me, s, timeout, &mut info);
     let collected = *result.as_ref().unwrap_or(&0);
-    h.gc.collections[generation].fetch_add(1, Relaxed);
-    h.gc.collected[generation].fetch_add(collected as u64, Relaxed);
+    if result.is_ok() {
+        // A collection that could not stop the world did not run: not counted (its
+        // callbacks still see it stop, with nothing collected).
+        h.gc.collections[generation].fetch_add(1, Relaxed);
+        h.gc.collected[generation].fetch_add(collected as u64, Relaxed);
+    }
     info.collected = collected;
     info.duration = began.elapsed();
     run_callbacks(h, CollectPhase::Stop, &info);
@@ -213,9 +220,11 @@ fn run_callbacks(h: &HeapState, phase: CollectPhase, info: &CollectInfo) {
 }
 
 /// Runs `f` with `heap`'s world stopped, on this attached thread (the `gc` surface's walks of
-/// every object: `what` names the caller in panics). Waits for a collection another thread
-/// runs to end first (parking when it asks); inside this thread's own collection (from its
-/// finalizers or callbacks) stops the world it holds.
+/// every object: `what` names the caller in panics). Does not claim the collection: a
+/// collection running on another thread is waited for only while it holds the world stopped
+/// (this thread parks meanwhile), never while it runs user code, which may be waiting for this
+/// thread; the objects of its garbage are marked (`SharedHeader::is_garbage`) for the walk to
+/// skip. From this thread's own collection's user code it works the same way.
 ///
 /// # Panics
 /// On a thread inside `Heap::detached` (which must not wait for the world), or if the world
@@ -232,15 +241,8 @@ pub(crate) fn with_world_stopped<R>(
     // SAFETY: the attachment outlives this call.
     let s = unsafe { state.as_ref() };
     thread::outside_gates(|| {
-        let finish = loop {
-            thread::safepoint(heap, s);
-            match thread::claim_collection(heap, s) {
-                Ok(()) => break Some(Finish(heap)),
-                Err(NotStopped::Nested) => break None,
-                // Another thread's collection: this one parks at its safe points meanwhile.
-                Err(_) => std::thread::sleep(Duration::from_micros(100)),
-            }
-        };
+        thread::safepoint(heap, s);
+        // Detached from the other heaps while it waits for and holds this one's world.
         let others = thread::OthersDetached::new(heap);
         if let Err(NotStopped::Timeout(ids)) = stop(heap, s, DEFAULT_STOP_TIMEOUT) {
             panic!(
@@ -263,7 +265,6 @@ pub(crate) fn with_world_stopped<R>(
         let r = f(unsafe { heap.as_ref() });
         drop(restart);
         drop(others);
-        drop(finish);
         r
     })
 }
@@ -303,6 +304,7 @@ fn collect_claimed(
     // Pause 1.
     let dead = merge_queues(h);
     h.gc.young.store(0, Relaxed);
+    h.gc.scheduled.store(false, Relaxed);
     let (garbage, candidates) = match find_garbage(heap, 0, None) {
         Ok(g) => g,
         Err(p) => {
@@ -319,7 +321,10 @@ fn collect_claimed(
     };
     for &g in &garbage {
         // SAFETY: a candidate: allocated, and the world is stopped.
-        count::collector_hold(unsafe { g.as_ref() });
+        let o = unsafe { g.as_ref() };
+        count::collector_hold(o);
+        // Hidden from the `gc` surface's walks until it is given back or freed.
+        o.set_gc_bit(GC_GARBAGE, true);
     }
     // The set of garbage, for the weak phase: only built if some garbage is or has a weak
     // reference.
@@ -369,7 +374,9 @@ fn collect_claimed(
         match stopped {
             Ok(()) => {}
             Err(_) => {
-                // The check cannot run: everything is kept, as if resurrected.
+                // The check cannot run: everything is kept, as if resurrected. (A walk of
+                // the `gc` surface running meanwhile may still skip some: harmless.)
+                unmark(&garbage);
                 release_holds(&garbage);
                 return Ok(0);
             }
@@ -378,6 +385,7 @@ fn collect_claimed(
         let still = match find_garbage(heap, 1, Some(&garbage)) {
             Ok((g, _)) => g,
             Err(p) => {
+                unmark(&garbage);
                 thread::restart_the_world(heap);
                 info.second_pause = Some(asked.elapsed());
                 release_holds(&garbage);
@@ -399,10 +407,11 @@ fn collect_claimed(
             // SAFETY: held, so allocated; the world is stopped.
             unsafe { weak::clear_for_collection(g, me, &is_garbage, &mut calls) };
         }
+        let resurrected: Vec<_> = set.into_iter().filter(|o| !keep.contains(o)).collect();
+        unmark(&resurrected);
         thread::restart_the_world(heap);
         info.second_pause = Some(asked.elapsed());
         drop(others);
-        let resurrected: Vec<_> = set.into_iter().filter(|o| !keep.contains(o)).collect();
         release_holds(&resurrected);
         for (w, type_name) in calls {
             weak::call_back(w, type_name);
@@ -677,6 +686,15 @@ fn poison(garbage: &[NonNull<SharedHeader>]) {
     for &g in garbage {
         // SAFETY: held, so allocated; no other thread can reach it.
         unsafe { g.as_ref() }.set(Flags::VALUE_DROPPED);
+    }
+}
+
+/// Clears the garbage mark of objects that survive after all (with the world stopped, or
+/// before their holds are given back).
+fn unmark(objs: &[NonNull<SharedHeader>]) {
+    for &o in objs {
+        // SAFETY: held by the collector, so allocated.
+        unsafe { o.as_ref() }.set_gc_bit(GC_GARBAGE, false);
     }
 }
 

@@ -546,7 +546,7 @@ mod tests {
             flags: AtomicU8::new(0),
             in_slab: false,
             weakref: false,
-            frozen: AtomicU8::new(0),
+            gc_bits: AtomicU8::new(0),
         }
     }
 

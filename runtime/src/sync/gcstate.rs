@@ -81,6 +81,10 @@ pub(crate) struct GcState {
     pub(crate) young: AtomicIsize,
     /// How many tracked objects the last collection left alive.
     pub(crate) long_lived: AtomicUsize,
+    /// A collection was found due by a thread that could not run it (one exiting): every
+    /// thread attached then was asked, and a thread attaching later is asked too. Cleared by
+    /// the next collection.
+    pub(crate) scheduled: AtomicBool,
     /// The collection callbacks, with their ids; cloned out before they run.
     pub(crate) callbacks: Mutex<Vec<(u64, CollectCallback)>>,
     /// The id of the next callback added.
@@ -102,6 +106,7 @@ impl GcState {
             ],
             young: AtomicIsize::new(0),
             long_lived: AtomicUsize::new(0),
+            scheduled: AtomicBool::new(false),
             callbacks: Mutex::new(Vec::new()),
             next_callback: AtomicU64::new(0),
             collections: Default::default(),
@@ -113,6 +118,12 @@ impl GcState {
     pub(crate) fn flush(&self, n: i32) -> bool {
         let young = self.young.fetch_add(n as isize, Relaxed) + n as isize;
         n > 0 && self.due(young)
+    }
+
+    /// Whether a collection is due now (an automatic collection checks again once it runs:
+    /// one may have run since it was asked for).
+    pub(crate) fn is_due(&self) -> bool {
+        self.due(self.young.load(Relaxed))
     }
 
     /// Free-threaded CPython's `gc_should_collect`: past the threshold and past a quarter of

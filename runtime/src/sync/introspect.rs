@@ -9,13 +9,13 @@ use std::ptr::NonNull;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::object::header::Flags;
-use crate::object::shared::{Gc, SharedHeader};
+use crate::object::shared::{Gc, SharedHeader, GC_FROZEN};
 use crate::sync::collect::with_world_stopped;
 use crate::sync::count;
 use crate::sync::gcstate::CollectCallback;
 use crate::sync::heap::{inc_ref, Heap};
 use crate::sync::state::{vtable, HeapState};
-use crate::trace::Tracer;
+use crate::trace::{HeldGuard, Tracer};
 use crate::{GenerationStats, UnraisableKind};
 
 /// A type-erased handle to any object of a Shared heap: what [`Heap::get_objects`] and
@@ -45,9 +45,23 @@ fn any_handle(o: NonNull<SharedHeader>) -> AnyGc {
     unsafe { Gc::from_value_ptr(as_any(SharedHeader::value_ptr(o))) }
 }
 
-/// Whether `o` may be handed out: alive (a count above zero) and its value intact.
+/// Whether `o` may be handed out: alive (a count above zero), its value intact, and not
+/// garbage a collection holds (it would drop the value while the handle lives).
 fn usable(o: &SharedHeader) -> bool {
-    !o.has(Flags::VALUE_DROPPED) && count::stopped_count(o) > 0
+    !o.has(Flags::VALUE_DROPPED) && !o.is_garbage() && count::stopped_count(o) > 0
+}
+
+/// Lock guards kept while traced handles are turned into new handles; released last in,
+/// first out however they are left (a lock inside a value before the lock around it, also
+/// when a `Trace` panics).
+struct Guards(Vec<HeldGuard>);
+
+impl Drop for Guards {
+    fn drop(&mut self) {
+        while let Some(g) = self.0.pop() {
+            drop(g);
+        }
+    }
 }
 
 /// The handles `o`'s value holds to objects of `heap`, while `guards` keep the locks they sit
@@ -55,7 +69,7 @@ fn usable(o: &SharedHeader) -> bool {
 fn edges_of(
     heap: NonNull<HeapState>,
     o: NonNull<SharedHeader>,
-    guards: &mut Vec<crate::trace::HeldGuard>,
+    guards: &mut Guards,
 ) -> Vec<NonNull<SharedHeader>> {
     let mut found = Vec::new();
     // SAFETY: callers pass allocated objects.
@@ -64,7 +78,7 @@ fn edges_of(
         return found;
     }
     let vt = vtable(h);
-    let mut tracer = Tracer::shared(heap.cast(), &mut found, guards);
+    let mut tracer = Tracer::shared(heap.cast(), &mut found, &mut guards.0);
     // SAFETY: an allocated object whose value is not dropped: a live value of the vtable's
     // type.
     unsafe { (vt.trace)(SharedHeader::value_ptr(o), &mut tracer) };
@@ -191,7 +205,7 @@ impl Heap {
     /// `gc.get_referents(obj)`: handles to the objects of this heap that `obj`'s value holds
     /// handles to, in tracing order. A value behind a lock another thread holds is left out.
     pub fn get_referents<T: ?Sized>(&self, obj: &Gc<T>) -> Vec<AnyGc> {
-        let mut guards = Vec::new();
+        let mut guards = Guards(Vec::new());
         let found = edges_of(self.state, obj.header_ptr(), &mut guards);
         // The handles are made while the guards keep the locks their originals sit behind.
         let out = found
@@ -200,9 +214,7 @@ impl Heap {
             .filter(|&o| usable(unsafe { o.as_ref() }))
             .map(any_handle)
             .collect();
-        while let Some(g) = guards.pop() {
-            drop(g);
-        }
+        drop(guards);
         out
     }
 
@@ -226,14 +238,12 @@ impl Heap {
                     }
                 })
             };
-            let mut guards = Vec::new();
+            let mut guards = Guards(Vec::new());
             let out = objs
                 .into_iter()
                 .filter(|&o| edges_of(heap, o, &mut guards).contains(&target))
                 .collect::<Vec<_>>();
-            while let Some(g) = guards.pop() {
-                drop(g);
-            }
+            drop(guards);
             out.into_iter().map(any_handle).collect()
         })
     }
@@ -265,7 +275,7 @@ impl Heap {
                 h.for_each_object(|o| {
                     let r = o.as_ref();
                     if r.has(Flags::TRACKED) && usable(r) {
-                        r.frozen.store(1, Relaxed);
+                        r.set_gc_bit(GC_FROZEN, true);
                     }
                 })
             };
@@ -278,7 +288,7 @@ impl Heap {
     pub fn unfreeze(&self) {
         with_world_stopped(self.state, "unfreeze", |h| {
             // SAFETY: the world is stopped, as in `freeze`.
-            unsafe { h.for_each_object(|o| o.as_ref().frozen.store(0, Relaxed)) };
+            unsafe { h.for_each_object(|o| o.as_ref().set_gc_bit(GC_FROZEN, false)) };
         });
     }
 
@@ -308,6 +318,9 @@ impl Heap {
     /// If threads other than this one are attached to the heap: they must exit (be joined)
     /// first. Nothing is changed then.
     ///
+    /// # Panics
+    /// On a thread inside [`Heap::detached`], and as [`Heap::collect`].
+    ///
     /// ```
     /// use reap::sync::{Gc, Heap};
     /// use std::sync::Mutex;
@@ -330,11 +343,14 @@ impl Heap {
     pub fn shutdown(&self) -> Result<usize, ThreadsAttachedError> {
         let st = self.st();
         let (_, me) = crate::sync::thread::attach(self.state);
+        if me.is_none() {
+            panic!("reap: Heap::shutdown called on a thread inside Heap::detached (or exiting)");
+        }
         let others = {
             let table = crate::shim::lock(&st.threads);
             table
                 .values()
-                .filter(|slot| me.is_none_or(|m| !std::ptr::eq(slot.state(), m.as_ptr())))
+                .filter(|slot| me.is_some_and(|m| !std::ptr::eq(slot.state(), m.as_ptr())))
                 .count()
         };
         if others > 0 {

@@ -19,15 +19,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use hashbrown::HashMap;
-
 use crate::object::header::{Flags, ObjectLayout};
 use crate::object::shared::{Gc, SharedHeader, SHARED_HEADER_SIZE};
 #[cfg(not(reap_loom))]
 use crate::object::shared_slab::SharedSlab;
 use crate::object::vtable::{vtable_of_meta, vtable_of_shared, VTable};
 use crate::shim::{
-    self, lock, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Condvar, Mutex, Ordering::*,
+    self, lock, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Condvar, Mutex,
+    Ordering::*, PtrSet, ThreadTable,
 };
 use crate::sync::count;
 use crate::sync::gcstate::{GcState, FLUSH_EVERY};
@@ -44,8 +43,10 @@ pub type SharedUnraisableHook = Arc<dyn Fn(&Unraisable) + Send + Sync>;
 /// Number of weak-reference lock stripes.
 #[cfg(not(reap_loom))]
 const WEAK_STRIPES: usize = 64;
+/// One under loom: the stripe is chosen by address, which differs between executions (see
+/// `shim`'s module docs).
 #[cfg(reap_loom)]
-const WEAK_STRIPES: usize = 2;
+const WEAK_STRIPES: usize = 1;
 
 /// All of a Shared heap's state. Reached from every object's header.
 pub(crate) struct HeapState {
@@ -54,7 +55,7 @@ pub(crate) struct HeapState {
     /// The `Heap` handles.
     pub(crate) handles: AtomicUsize,
     /// Thread id → the thread's state and merge queue.
-    pub(crate) threads: Mutex<HashMap<u32, ThreadSlot>>,
+    pub(crate) threads: Mutex<ThreadTable<ThreadSlot>>,
     /// The unraisable hook (cloned out before it is called: no lock held while it runs).
     pub(crate) hook: Mutex<Option<SharedUnraisableHook>>,
     /// Weak-reference locks, striped by referent address (CPython 3.13t's `_PyWeakref_LOCK`).
@@ -108,7 +109,7 @@ pub(crate) struct StopState {
 /// See [`HeapState::outside_slabs`]: the headers of those objects.
 #[derive(Default)]
 pub(crate) struct OutsideSlabs {
-    pub(crate) objects: hashbrown::HashSet<SendPtr>,
+    pub(crate) objects: PtrSet<SendPtr>,
 }
 
 /// A header pointer that may sit in a heap-wide table.
@@ -151,7 +152,7 @@ impl HeapState {
         let state = Box::new(HeapState {
             refs: AtomicUsize::new(1),
             handles: AtomicUsize::new(1),
-            threads: Mutex::new(HashMap::new()),
+            threads: Mutex::new(ThreadTable::new()),
             hook: Mutex::new(None),
             weak_locks: (0..WEAK_STRIPES).map(|_| Mutex::new(())).collect(),
             release,
@@ -226,6 +227,8 @@ impl HeapState {
     }
 
     /// The weak-reference lock of the object with this header.
+    // One stripe under loom: the modulo is then 0, as meant.
+    #[cfg_attr(reap_loom, allow(clippy::modulo_one))]
     pub(crate) fn weak_lock(&self, obj: NonNull<SharedHeader>) -> &Mutex<()> {
         &self.weak_locks[(obj.as_ptr().addr() >> 5) % WEAK_STRIPES]
     }
@@ -280,9 +283,17 @@ pub(crate) unsafe fn release_refs(heap: NonNull<HeapState>, n: usize) {
         // The hook's captures are user code (as in `set_unraisable_hook`): dropped guarded,
         // after the state is gone. This may run on an exiting thread, where a panic aborts.
         let hook = lock(&state.hook).take();
+        // So are the collection callbacks' captures.
+        let callbacks =
+            std::mem::take(&mut *state.gc.callbacks.lock().unwrap_or_else(|e| e.into_inner()));
         drop(state);
         if let Some(p) = drop_guarded(hook) {
             drop_payload(p);
+        }
+        for (_, cb) in callbacks {
+            if let Some(p) = drop_guarded(cb) {
+                drop_payload(p);
+            }
         }
     }
 }
@@ -432,7 +443,7 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
             flags: AtomicU8::new(flags.bits()),
             in_slab,
             weakref,
-            frozen: AtomicU8::new(0),
+            gc_bits: AtomicU8::new(0),
         });
         value_ptr.write(value);
     }

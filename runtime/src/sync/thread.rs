@@ -21,7 +21,7 @@ use crate::shim::{lock, wait, wait_timeout, AtomicU8, AtomicUsize, Ordering::*};
 use crate::sync::count::{self, NO_OWNER};
 use crate::sync::state::{
     heap_of, release_refs, HeapState, StopState, ThreadSlot, ThreadState, ATTACHED, DETACHED,
-    PARKED, PENDING_QUEUE, PENDING_STOP,
+    PARKED, PENDING_GC, PENDING_QUEUE, PENDING_STOP,
 };
 
 /// Hands out thread ids: unique for the process's life, never 0 (merged) or `NO_OWNER`. A
@@ -425,7 +425,12 @@ fn attach_slow(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadState>>) 
             let h = unsafe { heap.as_ref() };
             let (slot, ptr) = ThreadSlot::new(ThreadState {
                 id,
-                pending: AtomicU8::new(0),
+                // A collection an exiting thread found due is asked of a new thread too.
+                pending: AtomicU8::new(if h.gc.scheduled.load(Relaxed) {
+                    PENDING_GC
+                } else {
+                    0
+                }),
                 status: AtomicU8::new(ATTACHED),
                 reserve: AtomicUsize::new(0),
                 allocs: std::sync::atomic::AtomicI32::new(0),
@@ -785,6 +790,14 @@ pub(crate) fn stop_the_world(
     // SAFETY: the collecting thread's attachment keeps the heap alive.
     let h = unsafe { heap.as_ref() };
     let mut g = lock(&h.stw.lock);
+    // One stopper at a time: a collection's pause and a walk of the `gc` surface (which does
+    // not claim the collection, so that it waits only for pauses, never for a collection's
+    // user code) exclude each other. This thread parks meanwhile, as the other stopper asks.
+    while h.stw.stopping.load(SeqCst) != 0 {
+        drop(g);
+        park(heap, me);
+        g = lock(&h.stw.lock);
+    }
     h.stw.stopping.store(1, SeqCst);
     for slot in lock(&h.threads).values() {
         let s = slot.state();
@@ -792,7 +805,7 @@ pub(crate) fn stop_the_world(
             s.pending.fetch_or(PENDING_STOP, SeqCst);
         }
     }
-    let start = std::time::Instant::now();
+    let start = crate::shim::Instant::now();
     loop {
         let running: Vec<u32> = lock(&h.threads)
             .values()
@@ -890,7 +903,20 @@ impl Drop for ThreadData {
                 // SAFETY: as above.
                 #[cfg(not(reap_loom))]
                 let slab = unsafe { state.as_ref() }.slab;
-                let slot = lock(&h.threads).remove(&id);
+                let mut table = lock(&h.threads);
+                // The thread's count of tracked allocations not yet reported: reported now. If
+                // that makes a collection due, every attached thread is asked for it (the
+                // first to reach a safe point that may run user code collects).
+                // SAFETY: as above.
+                let unreported = unsafe { state.as_ref() }.allocs.swap(0, Relaxed);
+                if h.gc.flush(unreported) {
+                    h.gc.scheduled.store(true, Relaxed);
+                    for other in table.values() {
+                        other.state().pending.fetch_or(PENDING_GC, Relaxed);
+                    }
+                }
+                let slot = table.remove(&id);
+                drop(table);
                 if let Some(mut slot) = slot {
                     merge_all(std::mem::take(&mut slot.queue));
                 }
