@@ -114,6 +114,138 @@ fn sync_rings(heap: &reap::sync::Heap, broken: bool) {
     }
 }
 
+/// Allocations made to build the live heap of `live-rings` (about half stay alive).
+const LIVE: usize = 120_000;
+
+/// A deterministic pseudo-random sequence (xorshift).
+fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+/// Defines the live heap's three tracked types of one mode, and the function that builds it
+/// (the handles it returns are the roots).
+macro_rules! live_heap {
+    ($build:ident, $heap:ty, $gc:ident, $cell:ident, $lock:ident,
+     $small:ident, $mid:ident, $big:ident) => {
+        live_heap!(@ty $small, $gc, $cell, 0);
+        live_heap!(@ty $mid, $gc, $cell, 4);
+        live_heap!(@ty $big, $gc, $cell, 12);
+
+        fn $build(heap: &$heap) -> Vec<Box<dyn std::any::Any>> {
+            let mut all: Vec<Option<Box<dyn std::any::Any>>> = (0..LIVE)
+                .map(|i| {
+                    Some(match i % 4 {
+                        0 => Box::new(heap.alloc($small { next: $cell::new(None), pad: [0; 0] }))
+                            as Box<dyn std::any::Any>,
+                        1 => Box::new(heap.alloc($mid { next: $cell::new(None), pad: [0; 4] })),
+                        2 => Box::new(heap.alloc($big { next: $cell::new(None), pad: [0; 12] })),
+                        _ => Box::new(heap.alloc([i as u64; 2])),
+                    })
+                })
+                .collect();
+            // About half freed, in a scattered order.
+            let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+            for _ in 0..LIVE / 2 {
+                all[(xorshift(&mut x) % LIVE as u64) as usize] = None;
+            }
+            // The rest in chains of 100 of one type: only the heads, and the untracked
+            // objects, are roots.
+            let mut roots = Vec::new();
+            let mut small: Option<($gc<$small>, usize)> = None;
+            let mut mid: Option<($gc<$mid>, usize)> = None;
+            let mut big: Option<($gc<$big>, usize)> = None;
+            for h in all.into_iter().flatten() {
+                let h = match h.downcast::<$gc<$small>>() {
+                    Ok(o) => {
+                        live_heap!(@link small, o, roots, $lock);
+                        continue;
+                    }
+                    Err(h) => h,
+                };
+                let h = match h.downcast::<$gc<$mid>>() {
+                    Ok(o) => {
+                        live_heap!(@link mid, o, roots, $lock);
+                        continue;
+                    }
+                    Err(h) => h,
+                };
+                match h.downcast::<$gc<$big>>() {
+                    Ok(o) => live_heap!(@link big, o, roots, $lock),
+                    Err(h) => roots.push(h),
+                }
+            }
+            roots
+        }
+    };
+    (@ty $name:ident, $gc:ident, $cell:ident, $n:expr) => {
+        #[allow(dead_code)]
+        #[derive(Trace)]
+        struct $name {
+            next: $cell<Option<$gc<$name>>>,
+            pad: [u64; $n],
+        }
+    };
+    (@link $chain:ident, $o:ident, $roots:ident, $lock:ident) => {{
+        let o = *$o;
+        match $chain.take() {
+            Some((prev, n)) if n < 100 => {
+                *prev.next.$lock() = Some(o.clone());
+                $chain = Some((o, n + 1));
+            }
+            _ => {
+                $roots.push(Box::new(o.clone()) as Box<dyn std::any::Any>);
+                $chain = Some((o, 1));
+            }
+        }
+    }};
+}
+
+/// `RefCell::borrow_mut` and `Mutex::lock`, under one name for the macro above.
+trait LockNext<T> {
+    fn lock_next(&self) -> impl std::ops::DerefMut<Target = T> + '_;
+}
+
+impl<T> LockNext<T> for std::cell::RefCell<T> {
+    fn lock_next(&self) -> impl std::ops::DerefMut<Target = T> + '_ {
+        self.borrow_mut()
+    }
+}
+
+impl<T> LockNext<T> for std::sync::Mutex<T> {
+    fn lock_next(&self) -> impl std::ops::DerefMut<Target = T> + '_ {
+        self.lock().unwrap()
+    }
+}
+
+use reap::sync::Gc as SyncGc;
+use reap::Gc as LocalGc;
+use std::cell::RefCell;
+use std::sync::Mutex;
+
+live_heap!(
+    local_live_heap,
+    reap::Heap,
+    LocalGc,
+    RefCell,
+    lock_next,
+    LocalSmall,
+    LocalMid,
+    LocalBig
+);
+live_heap!(
+    sync_live_heap,
+    reap::sync::Heap,
+    SyncGc,
+    Mutex,
+    lock_next,
+    SyncSmall,
+    SyncMid,
+    SyncBig
+);
+
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
     let n: u32 = std::env::args()
@@ -142,6 +274,28 @@ fn main() {
                 sync_rings(&heap, mode.ends_with("broken"));
                 black_box(heap.collect());
             }
+        }
+        "local-live-rings" | "local-live-rings-broken" => {
+            let heap = reap::Heap::new();
+            heap.disable();
+            let roots = local_live_heap(&heap);
+            heap.collect(2);
+            for _ in 0..n {
+                local_rings(&heap, mode.ends_with("broken"));
+                black_box(heap.collect(2));
+            }
+            drop(roots);
+        }
+        "sync-live-rings" | "sync-live-rings-broken" => {
+            let heap = reap::sync::Heap::new();
+            heap.disable();
+            let roots = sync_live_heap(&heap);
+            heap.collect();
+            for _ in 0..n {
+                sync_rings(&heap, mode.ends_with("broken"));
+                black_box(heap.collect());
+            }
+            drop(roots);
         }
         "sync-trees" => {
             let heap = reap::sync::Heap::new();

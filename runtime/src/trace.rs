@@ -257,6 +257,21 @@ impl<'a> Tracer<'a> {
     pub(crate) fn is_incomplete(&self) -> bool {
         self.incomplete
     }
+
+    /// Whether [`Tracer::mark_incomplete`] was called since the last call; resets it (a
+    /// tracer reused for the next value).
+    pub(crate) fn take_incomplete(&mut self) -> bool {
+        std::mem::take(&mut self.incomplete)
+    }
+
+    /// A Shared-mode snapshot's tracer: the edges it recorded (to be emptied before the next
+    /// value is traced). `None` in the other modes.
+    pub(crate) fn shared_edges(&mut self) -> Option<&mut Vec<NonNull<SharedHeader>>> {
+        match &mut self.mode {
+            Mode::Shared { edges, .. } => Some(edges),
+            _ => None,
+        }
+    }
 }
 
 /// A type whose values may hold [`Gc`] handles, and can list them.

@@ -58,6 +58,12 @@ struct ChunkHeader {
     next: *mut ChunkHeader,
     /// The size class of the chunk's blocks.
     class: usize,
+    /// The number a collection's walk gave the chunk's first block
+    /// ([`SharedSlab::walk_blocks`]), less the number of block sizes in front of it (so that a
+    /// block's number is this plus its offset in the chunk divided by the size; wrapping):
+    /// written and read only by the thread collecting the chunk's heap, while that heap's
+    /// world is stopped (no other code reads it).
+    slot_base: usize,
 }
 
 const _: () = assert!(std::mem::size_of::<ChunkHeader>() <= CHUNK_HEADER);
@@ -79,6 +85,19 @@ pub(crate) struct SharedSlab {
 unsafe impl Send for SharedSlab {}
 // SAFETY: other threads use only `remote` (through `free_remote`), which is atomic.
 unsafe impl Sync for SharedSlab {}
+
+/// `ceil(2^32 / size)` for each class's block size. For `offset = j * size` with
+/// `offset < CHUNK`: `offset * r = j * (2^32 + e)` with `0 <= e < size`, and `j * e < CHUNK`,
+/// far below `2^32`, so `(offset * r) >> 32 == j` exactly.
+const RECIPROCALS: [u64; CLASSES] = {
+    let mut r = [0; CLASSES];
+    let mut c = 0;
+    while c < CLASSES {
+        r[c] = (1u64 << 32).div_ceil(((c + 1) * GRAIN) as u64);
+        c += 1;
+    }
+    r
+};
 
 fn chunk_layout() -> Layout {
     Layout::from_size_align(CHUNK, CHUNK).expect("chunk layout")
@@ -129,6 +148,7 @@ impl SharedSlab {
                 slab: self,
                 next: self.chunks.get(),
                 class: c,
+                slot_base: 0,
             })
         };
         self.chunks.set(chunk.as_ptr().cast());
@@ -181,6 +201,99 @@ impl SharedSlab {
             }
             chunk = next;
         }
+    }
+
+    /// Calls `f` with every block of this slab that was ever handed out (in use, on a free
+    /// list or on the remote stack), chunk by chunk in block order: the first word of each is
+    /// initialised, and its number, counting from `next` in call order; each chunk records
+    /// the number of its first block, so that [`slot_of`](Self::slot_of) finds a block's
+    /// number from its address until the next walk. Returns the next free number. A
+    /// Shared-mode collection walks the slabs this way to find the heap's objects while the
+    /// world is stopped.
+    ///
+    /// # Safety
+    /// No thread allocates from or frees into this slab during the call (its owner is parked,
+    /// detached or gone, and no gated operation runs: the world is stopped), the owner's last
+    /// writes to it happened before the call, and no other thread walks it or calls
+    /// `slot_of` on its blocks meanwhile (one collection at a time per heap).
+    pub(crate) unsafe fn walk_blocks(
+        &self,
+        mut next: usize,
+        mut f: impl FnMut(NonNull<u8>, usize),
+    ) -> usize {
+        let mut chunk = self.chunks.get();
+        while let Some(c) = NonNull::new(chunk) {
+            // SAFETY: a chunk of this slab, with its header, written once when it was made.
+            let (class, following) = unsafe { ((*c.as_ptr()).class, (*c.as_ptr()).next) };
+            let size = (class + 1) * GRAIN;
+            let (first, usable) = Self::span(size);
+            // SAFETY: as above; only a walk writes this field and only `slot_of` reads it, both
+            // on the collecting thread (caller): no other thread accesses these bytes.
+            unsafe {
+                ptr::addr_of_mut!((*c.as_ptr()).slot_base).write(next.wrapping_sub(first / size))
+            };
+            let base = c.as_ptr().cast::<u8>();
+            // The current chunk of its class has an unused tail, from `bump` on.
+            let end = self.end[class].get();
+            let limit = if !end.is_null() && (end.addr() - 1) & !(CHUNK - 1) == base.addr() {
+                self.bump[class].get().addr() - base.addr()
+            } else {
+                usable
+            };
+            // The blocks past `limit` were never handed out: no object is there, and they get
+            // no number.
+            let mut at = first;
+            while at < limit {
+                // SAFETY: inside the chunk (`at < limit <= usable <= CHUNK`).
+                f(unsafe { NonNull::new_unchecked(base.add(at)) }, next);
+                at += size;
+                next += 1;
+            }
+            chunk = following;
+        }
+        next
+    }
+
+    /// How many blocks [`walk_blocks`](Self::walk_blocks) would number at most (every
+    /// block of every chunk): a capacity to reserve.
+    ///
+    /// # Safety
+    /// As for `walk_blocks`.
+    pub(crate) unsafe fn blocks_bound(&self) -> usize {
+        let mut n = 0;
+        let mut chunk = self.chunks.get();
+        while let Some(c) = NonNull::new(chunk) {
+            // SAFETY: a chunk of this slab, with its header, written once when it was made.
+            let (class, following) = unsafe { ((*c.as_ptr()).class, (*c.as_ptr()).next) };
+            let size = (class + 1) * GRAIN;
+            let (first, usable) = Self::span(size);
+            n += (usable - first) / size;
+            chunk = following;
+        }
+        n
+    }
+
+    /// The number the last [`walk_blocks`](Self::walk_blocks) of its slab gave `block` (the
+    /// chunk's first number plus the block's place in the chunk). Reads the chunk's header.
+    ///
+    /// # Safety
+    /// `block` is the start of a block a slab of a live heap handed out, and the caller is the
+    /// thread that walked that slab, in the same stop of the world (see `walk_blocks`).
+    #[inline]
+    pub(crate) unsafe fn slot_of(block: NonNull<u8>) -> usize {
+        let chunk = block
+            .as_ptr()
+            .map_addr(|a| a & !(CHUNK - 1))
+            .cast::<ChunkHeader>();
+        // SAFETY: the block's chunk starts at the rounded-down address (chunks are aligned to
+        // CHUNK) with its header; `class` was written once before any block was handed out,
+        // `slot_base` by this thread's walk (caller).
+        let (class, slot_base) = unsafe { ((*chunk).class, (*chunk).slot_base) };
+        // A multiple of the block size below CHUNK (blocks start at multiples of their size):
+        // multiplying by the rounded-up reciprocal and shifting divides it exactly (see
+        // `RECIPROCALS`).
+        let offset = (block.as_ptr().addr() - chunk.addr()) as u64;
+        slot_base.wrapping_add(((offset * RECIPROCALS[class]) >> 32) as usize)
     }
 
     /// Moves every block other threads freed onto this slab's free lists (owner only).
@@ -365,6 +478,39 @@ mod tests {
         let chunks_before = count_chunks(&slab);
         let _ = slab.alloc(class(l));
         assert_eq!(count_chunks(&slab), chunks_before);
+    }
+
+    #[test]
+    fn a_walk_numbers_blocks_in_order_and_slot_of_finds_the_numbers() {
+        let slab = SharedSlab::new();
+        let n = if cfg!(miri) { 40 } else { 6_000 };
+        let mut live = Vec::new();
+        for i in 0..n {
+            // Several classes (32 to 512 bytes), several chunks of some.
+            let l = layout(32 + (i % 5) * 120, 16);
+            live.push(slab.alloc(class(l)));
+        }
+        // SAFETY: no other thread uses the slab; this thread walks it.
+        let bound = unsafe { slab.blocks_bound() };
+        let mut walked = Vec::new();
+        // SAFETY: as above.
+        let end = unsafe {
+            slab.walk_blocks(7, |b, i| {
+                assert_eq!(i, 7 + walked.len());
+                walked.push(b)
+            })
+        };
+        assert_eq!(end, 7 + walked.len());
+        assert!(walked.len() <= bound);
+        for (i, &b) in walked.iter().enumerate() {
+            // SAFETY: a block of this slab, walked just now by this thread.
+            assert_eq!(unsafe { SharedSlab::slot_of(b) }, 7 + i);
+        }
+        let seen: std::collections::HashSet<_> = walked.iter().map(|b| b.as_ptr().addr()).collect();
+        assert!(
+            live.iter().all(|b| seen.contains(&b.as_ptr().addr())),
+            "the walk missed a block handed out"
+        );
     }
 
     /// The block at `addr` of one of `slab`'s chunks, with the chunk's provenance.

@@ -13,7 +13,7 @@
 //!    and the guards of the locks its handles sit behind kept until the verdict, so that the
 //!    threads that still run (detached ones, those that never attached) cannot move a handle
 //!    between the snapshot and the verdict.
-//! 4. **Trial deletion** on the snapshot (`reap_collector::find_unreachable`): what only
+//! 4. **Trial deletion** on the snapshot ([`Snapshot::unreachable`]): what only
 //!    other candidates reach is garbage. The guards are released.
 //! 5. **Hold the garbage** ([`count::collector_hold`]): one reference each, merged, so nothing
 //!    of it dies on the refcount path before reclaim, and every count change on it is atomic.
@@ -30,13 +30,11 @@
 //!    cleared, values dropped, the holds given back; an object whose count then reaches zero
 //!    is freed, one a `Drop` kept a handle to lives on as a zombie until that handle goes.
 
-use std::cell::Cell;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::time::Duration;
 
 use hashbrown::{HashMap, HashSet};
-use reap_collector::{find_unreachable, CollectorHeap, Mark};
 
 use crate::object::header::Flags;
 use crate::object::shared::{SharedHeader, GC_GARBAGE};
@@ -497,12 +495,8 @@ fn find_garbage(
     let mut guards = Vec::new();
     let result = catch_unwind(AssertUnwindSafe(|| {
         let snap = Snapshot::take(heap, held, among, &mut guards);
-        let unreachable = find_unreachable(&snap, &(0..snap.objs.len() as u32).collect::<Vec<_>>());
-        let garbage = unreachable
-            .into_iter()
-            .map(|i| snap.objs[i as usize])
-            .collect::<Vec<_>>();
-        (garbage, snap.objs.len())
+        let candidates = snap.objs.len();
+        (snap.unreachable(), candidates)
     }));
     // The verdict is in: the threads that run may move handles again. Released last in, first
     // out: a lock inside a value is released before the lock around it.
@@ -515,18 +509,57 @@ fn find_garbage(
 /// What [`find_garbage`] found: the garbage, and how many candidates there were.
 type Verdict = (Vec<NonNull<SharedHeader>>, usize);
 
-/// The object graph of a pause: candidates by index, their counts, their edges to other
-/// candidates (compressed rows), and the collector's scratch counts and marks.
+/// Not a candidate, in [`Index::slots`].
+const NO_INDEX: u32 = u32::MAX;
+
+/// A scratch count's mark in [`Snapshot::unreachable`]: found reachable.
+const REACHED: u32 = u32::MAX;
+
+/// The object graph of a pause: candidates by index, their edges to other candidates
+/// (compressed rows), and each one's count less the edges other candidates hold to it (trial
+/// deletion's step 2 runs as the edges are recorded: `gc_refs`).
 struct Snapshot {
     objs: Vec<NonNull<SharedHeader>>,
-    counts: Vec<usize>,
+    /// Candidate `i`'s count less the handles other candidates hold to it (never below
+    /// zero); [`Snapshot::unreachable`] marks it [`REACHED`].
+    scratch: Vec<u32>,
     /// `edges[start[i]..start[i + 1]]` are candidate `i`'s edges.
     start: Vec<u32>,
     edges: Vec<u32>,
-    /// Whether the candidate was traversed completely (a lock held elsewhere: not).
-    complete: Vec<bool>,
-    scratch: Vec<Cell<usize>>,
-    mark: Vec<Cell<Mark>>,
+    /// The candidates not traversed completely (a lock held elsewhere): reachable.
+    opaque: Vec<u32>,
+}
+
+/// From an object of the heap to its candidate index, if it is a candidate. Slab objects are
+/// found by their block's number (`SharedSlab::slot_of`, numbered by this pause's walk), the
+/// rest (objects from the global allocator, or every candidate of a resurrection check) in a
+/// map. Every answer is checked against the candidate list, so a wrong number could only lose
+/// an edge (keeping more), never name the wrong candidate.
+struct Index {
+    /// The candidate index of every slab block the walk numbered, [`NO_INDEX`] for blocks
+    /// that are not candidates. Empty unless the slabs were walked.
+    slots: Vec<u32>,
+    /// Whether the slabs were walked (`slots` holds every slab object of the heap).
+    walked: bool,
+    /// The other candidates.
+    other: HashMap<NonNull<SharedHeader>, u32>,
+}
+
+impl Index {
+    /// The candidate index of `o`, an object of the heap (allocated), if it is a candidate.
+    #[inline]
+    fn get(&self, o: NonNull<SharedHeader>, objs: &[NonNull<SharedHeader>]) -> Option<u32> {
+        // SAFETY: an object of the heap whose handle a candidate's value holds: allocated.
+        let i = if self.walked && unsafe { o.as_ref() }.in_slab {
+            // SAFETY: a slab object of the heap, which this thread walked in this pause
+            // (`Snapshot::take`).
+            let slot = unsafe { HeapState::slot_of(o) };
+            *self.slots.get(slot)?
+        } else {
+            *self.other.get(&o)?
+        };
+        (objs.get(i as usize) == Some(&o)).then_some(i)
+    }
 }
 
 impl Snapshot {
@@ -537,121 +570,151 @@ impl Snapshot {
         among: Option<&[NonNull<SharedHeader>]>,
         guards: &mut Vec<HeldGuard>,
     ) -> Snapshot {
-        let mut objs = Vec::new();
-        let mut counts = Vec::new();
-        let mut consider = |o: NonNull<SharedHeader>| {
+        // Room for every slab block up front: no reallocation (and copy) as the lists grow.
+        let bound = match among {
+            Some(list) => list.len(),
+            // SAFETY: the world is stopped, and this thread collects.
+            None => unsafe { heap.as_ref().slab_blocks_bound() },
+        };
+        let mut objs = Vec::with_capacity(bound);
+        let mut scratch = Vec::with_capacity(bound);
+        let mut index = Index {
+            slots: if among.is_none() {
+                vec![NO_INDEX; bound]
+            } else {
+                Vec::new()
+            },
+            walked: among.is_none(),
+            other: HashMap::new(),
+        };
+        // Makes `o` a candidate if it is one; returns its index.
+        let mut consider = |o: NonNull<SharedHeader>| -> Option<u32> {
             // SAFETY: an object of the heap (a block whose first word names it, or one of the
             // outside set, or held garbage): allocated, and the world is stopped.
             let h = unsafe { o.as_ref() };
             if !h.has(Flags::TRACKED) || h.has(Flags::VALUE_DROPPED) || h.is_frozen() {
-                return;
+                return None;
             }
             let n = count::stopped_count(h).saturating_sub(held);
             if n == 0 && held == 0 {
                 // Dead, its death pending or running somewhere: not a candidate (its value's
                 // handles count as references from outside).
-                return;
+                return None;
             }
             objs.push(o);
-            counts.push(n);
+            // No count comes near `REACHED` (`count::SHARED_MAX` + `LOCAL_MAX` is far below).
+            scratch.push(n.min(REACHED as usize - 1) as u32);
+            Some(objs.len() as u32 - 1)
         };
         match among {
-            Some(list) => list.iter().copied().for_each(&mut consider),
-            // SAFETY: the world is stopped.
-            None => unsafe { heap.as_ref().for_each_object(&mut consider) },
+            Some(list) => {
+                for &o in list {
+                    if let Some(i) = consider(o) {
+                        index.other.insert(o, i);
+                    }
+                }
+            }
+            None => {
+                let mut outside = Vec::new();
+                // SAFETY: the world is stopped, and this thread collects.
+                unsafe {
+                    heap.as_ref().walk_numbered(
+                        |o, slot| {
+                            if let Some(i) = consider(o) {
+                                index.slots[slot] = i;
+                            }
+                        },
+                        |o| outside.push(o),
+                    )
+                };
+                for o in outside {
+                    if let Some(i) = consider(o) {
+                        index.other.insert(o, i);
+                    }
+                }
+            }
         }
-        let index: HashMap<NonNull<SharedHeader>, u32> = objs
-            .iter()
-            .enumerate()
-            .map(|(i, &o)| (o, i as u32))
-            .collect();
-        let mut start = Vec::with_capacity(objs.len() + 1);
-        let mut edges = Vec::new();
-        let mut complete = Vec::with_capacity(objs.len());
+        let n = objs.len();
+        let mut start = Vec::with_capacity(n + 1);
+        let mut edges = Vec::with_capacity(n);
+        let mut opaque = Vec::new();
         let mut found = Vec::new();
-        for &o in &objs {
+        // Most traced objects keep one guard (their lock): room for one each.
+        guards.reserve(n);
+        let mut tracer = Tracer::shared(heap.cast(), &mut found, guards);
+        for (i, &o) in objs.iter().enumerate() {
             start.push(edges.len() as u32);
-            found.clear();
             // SAFETY: a candidate, allocated, its value live (not `VALUE_DROPPED`).
             let (vt, value) = unsafe { (vtable(o.as_ref()), SharedHeader::value_ptr(o)) };
-            let mut tracer = Tracer::shared(heap.cast(), &mut found, guards);
             // SAFETY: the value is a live value of the vtable's type.
             unsafe { (vt.trace)(value, &mut tracer) };
-            complete.push(!tracer.is_incomplete());
-            edges.extend(found.iter().filter_map(|t| index.get(t).copied()));
+            if tracer.take_incomplete() {
+                opaque.push(i as u32);
+            }
+            let Some(found) = tracer.shared_edges() else {
+                unreachable!("a shared tracer")
+            };
+            for &t in found.iter() {
+                if let Some(t) = index.get(t, &objs) {
+                    edges.push(t);
+                    let s = &mut scratch[t as usize];
+                    // Never below zero: an over-reporting hand-written `Trace` must not wrap
+                    // around into "reachable".
+                    *s = s.saturating_sub(1);
+                }
+            }
+            found.clear();
         }
         start.push(edges.len() as u32);
-        let n = objs.len();
         Snapshot {
             objs,
-            counts,
+            scratch,
             start,
             edges,
-            complete,
-            scratch: (0..n).map(|_| Cell::new(0)).collect(),
-            mark: (0..n).map(|_| Cell::new(Mark::Outside)).collect(),
+            opaque,
         }
     }
-}
 
-impl CollectorHeap for Snapshot {
-    type Object = u32;
-
-    fn strong_count(&self, o: u32) -> usize {
-        self.counts[o as usize]
-    }
-
-    fn scratch(&self, o: u32) -> usize {
-        self.scratch[o as usize].get()
-    }
-
-    fn set_scratch(&self, o: u32, value: usize) {
-        self.scratch[o as usize].set(value);
-    }
-
-    fn mark(&self, o: u32) -> Mark {
-        self.mark[o as usize].get()
-    }
-
-    fn set_mark(&self, o: u32, mark: Mark) {
-        self.mark[o as usize].set(mark);
-    }
-
-    fn visit_edges(&self, o: u32, visit: &mut dyn FnMut(u32)) -> bool {
-        for &t in self.edges_of(o) {
-            visit(t);
+    /// Trial deletion's step 3 and the partition: every candidate with a count left (held from
+    /// outside the candidates) or not traversed completely is reachable, and so is everything
+    /// it reaches; the rest is returned.
+    fn unreachable(mut self) -> Vec<NonNull<SharedHeader>> {
+        for &o in &self.opaque {
+            let s = &mut self.scratch[o as usize];
+            *s = (*s).max(1);
         }
-        self.complete[o as usize]
-    }
-
-    // The two hot passes, as plain loops over the edge array (no call per edge).
-    fn subtract_edges(&self, o: u32) -> bool {
-        for &t in self.edges_of(o) {
-            let t = t as usize;
-            if self.mark[t].get() == Mark::Candidate {
-                let s = &self.scratch[t];
-                s.set(s.get().saturating_sub(1));
+        let Snapshot {
+            objs,
+            mut scratch,
+            start,
+            edges,
+            ..
+        } = self;
+        // A candidate found reachable is set to `REACHED` as it is pushed, so each is expanded
+        // once; what stays 0 is garbage.
+        let mut stack = Vec::new();
+        for root in 0..objs.len() {
+            if scratch[root] == 0 || scratch[root] == REACHED {
+                continue;
+            }
+            scratch[root] = REACHED;
+            stack.push(root as u32);
+            while let Some(o) = stack.pop() {
+                let o = o as usize;
+                for &t in &edges[start[o] as usize..start[o + 1] as usize] {
+                    let s = &mut scratch[t as usize];
+                    if *s != REACHED {
+                        *s = REACHED;
+                        stack.push(t);
+                    }
+                }
             }
         }
-        self.complete[o as usize]
-    }
-
-    fn mark_edges(&self, o: u32, stack: &mut Vec<u32>) {
-        for &t in self.edges_of(o) {
-            let m = &self.mark[t as usize];
-            if m.get() == Mark::Candidate {
-                m.set(Mark::Reachable);
-                stack.push(t);
-            }
-        }
-    }
-}
-
-impl Snapshot {
-    /// Candidate `o`'s edges (indices of candidates).
-    fn edges_of(&self, o: u32) -> &[u32] {
-        let i = o as usize;
-        &self.edges[self.start[i] as usize..self.start[i + 1] as usize]
+        objs.into_iter()
+            .zip(scratch)
+            .filter(|&(_, s)| s == 0)
+            .map(|(o, _)| o)
+            .collect()
     }
 }
 

@@ -221,6 +221,87 @@ impl HeapState {
         }
     }
 
+    /// A bound on the number of blocks [`walk_numbered`](Self::walk_numbered) walks: a
+    /// capacity to reserve.
+    ///
+    /// # Safety
+    /// As for `walk_numbered`.
+    pub(crate) unsafe fn slab_blocks_bound(&self) -> usize {
+        #[cfg(not(reap_loom))]
+        {
+            let pool = lock(&self.slabs);
+            pool.all
+                .iter()
+                // SAFETY: as in `walk_numbered` (caller).
+                .map(|slab| unsafe { slab.as_ref().blocks_bound() })
+                .sum()
+        }
+        #[cfg(reap_loom)]
+        0
+    }
+
+    /// Walks every block of every slab of this heap, numbering them from 0 (below
+    /// [`slab_blocks_bound`](Self::slab_blocks_bound); until the next walk,
+    /// [`slot_of`](Self::slot_of) gives a block's number), and calls `block` with the header
+    /// and number of each that is an object of this heap (its first word names this heap; a
+    /// free block holds a link there, a weak-info block its vtable). Then calls `outside`
+    /// with every tracked object from the global allocator. Runs under the slab pool's and the outside set's locks: neither
+    /// callback takes them.
+    ///
+    /// # Safety
+    /// The world is stopped: no thread allocates or frees on this heap during the call, and
+    /// the caller is the thread collecting it.
+    pub(crate) unsafe fn walk_numbered(
+        &self,
+        mut block: impl FnMut(NonNull<SharedHeader>, usize),
+        mut outside: impl FnMut(NonNull<SharedHeader>),
+    ) {
+        #[cfg(not(reap_loom))]
+        {
+            let me = (self as *const HeapState).cast::<()>();
+            let pool = lock(&self.slabs);
+            let mut next = 0;
+            for slab in &pool.all {
+                // SAFETY: the world is stopped and this thread collects (caller), so the
+                // slab's owner (parked, detached or gone) does not use it, its last writes
+                // happened before the stop, and no other thread walks it; the slab lives as
+                // long as the heap.
+                next = unsafe {
+                    slab.as_ref().walk_blocks(next, |b, slot| {
+                        // The first word of a block ever handed out is initialised.
+                        if b.cast::<*const ()>().read() == me {
+                            block(b.cast(), slot);
+                        }
+                    })
+                };
+            }
+        }
+        #[cfg(reap_loom)]
+        let _ = &mut block;
+        for p in lock(&self.outside_slabs).objects.iter() {
+            outside(p.0);
+        }
+    }
+
+    /// The number [`walk_numbered`](Self::walk_numbered) gave the block of `obj`, an
+    /// object of this heap from a slab (`in_slab`).
+    ///
+    /// # Safety
+    /// The calling thread walked this heap with `walk_numbered` in this stop of the world.
+    #[inline]
+    pub(crate) unsafe fn slot_of(obj: NonNull<SharedHeader>) -> usize {
+        #[cfg(not(reap_loom))]
+        // SAFETY: a slab object's header starts its block (`object::shared_slab`), a block of a
+        // slab of this heap, which this thread walked in this stop (caller).
+        return unsafe { SharedSlab::slot_of(obj.cast()) };
+        // No slabs in loom builds: no object is `in_slab`.
+        #[cfg(reap_loom)]
+        {
+            let _ = obj;
+            usize::MAX
+        }
+    }
+
     /// Forgets a tracked object from the global allocator that is being freed.
     pub(crate) fn forget_outside_slabs(&self, obj: NonNull<SharedHeader>) {
         lock(&self.outside_slabs).objects.remove(&SendPtr(obj));
