@@ -148,7 +148,9 @@ impl Heap {
     /// Registers a collection callback (`gc.callbacks.append`): it runs on the collecting
     /// thread, with the world running, at the start and the stop of every collection. Returns
     /// an id for [`Heap::remove_collect_callback`]. A panic in it goes to the unraisable hook
-    /// and the collection goes on; a collection it asks for returns 0.
+    /// and the collection goes on; a collection it asks for returns 0. A callback that
+    /// captures a `Heap` handle keeps the heap alive (as an `Arc` cycle) until it is removed
+    /// or [`Heap::shutdown`] drops it.
     pub fn add_collect_callback(&self, cb: CollectCallback) -> u64 {
         let gc = &self.st().gc;
         let id = gc.next_callback.fetch_add(1, Relaxed);
