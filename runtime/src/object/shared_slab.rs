@@ -181,18 +181,8 @@ impl SharedSlab {
     pub(crate) unsafe fn for_each_block(&self, mut f: impl FnMut(NonNull<u8>)) {
         let mut chunk = self.chunks.get();
         while let Some(c) = NonNull::new(chunk) {
-            // SAFETY: a chunk of this slab, with its header, written once when it was made.
-            let (class, next) = unsafe { ((*c.as_ptr()).class, (*c.as_ptr()).next) };
-            let size = (class + 1) * GRAIN;
-            let (first, usable) = Self::span(size);
-            let base = c.as_ptr().cast::<u8>();
-            // The current chunk of its class has an unused tail, from `bump` on.
-            let end = self.end[class].get();
-            let limit = if !end.is_null() && (end.addr() - 1) & !(CHUNK - 1) == base.addr() {
-                self.bump[class].get().addr() - base.addr()
-            } else {
-                usable
-            };
+            // SAFETY: a chunk from this slab's list.
+            let (base, first, size, limit, next) = unsafe { self.chunk_blocks(c) };
             let mut at = first;
             while at < limit {
                 // SAFETY: inside the chunk (`at < limit <= usable <= CHUNK`).
@@ -201,6 +191,31 @@ impl SharedSlab {
             }
             chunk = next;
         }
+    }
+
+    /// The blocks of chunk `c` of this slab that were ever handed out: the chunk's base, the
+    /// offset of its first block, the block size, the offset past the last block handed out
+    /// (the current chunk of its class has an unused tail, from `bump` on), and the next
+    /// chunk.
+    ///
+    /// # Safety
+    /// `c` is a chunk of this slab (from its `chunks` list).
+    unsafe fn chunk_blocks(
+        &self,
+        c: NonNull<ChunkHeader>,
+    ) -> (*mut u8, usize, usize, usize, *mut ChunkHeader) {
+        // SAFETY: a chunk of this slab, with its header, written once when it was made.
+        let (class, next) = unsafe { ((*c.as_ptr()).class, (*c.as_ptr()).next) };
+        let size = (class + 1) * GRAIN;
+        let (first, usable) = Self::span(size);
+        let base = c.as_ptr().cast::<u8>();
+        let end = self.end[class].get();
+        let limit = if !end.is_null() && (end.addr() - 1) & !(CHUNK - 1) == base.addr() {
+            self.bump[class].get().addr() - base.addr()
+        } else {
+            usable
+        };
+        (base, first, size, limit, next)
     }
 
     /// Calls `f` with every block of this slab that was ever handed out (in use, on a free
@@ -223,22 +238,13 @@ impl SharedSlab {
     ) -> usize {
         let mut chunk = self.chunks.get();
         while let Some(c) = NonNull::new(chunk) {
-            // SAFETY: a chunk of this slab, with its header, written once when it was made.
-            let (class, following) = unsafe { ((*c.as_ptr()).class, (*c.as_ptr()).next) };
-            let size = (class + 1) * GRAIN;
-            let (first, usable) = Self::span(size);
-            // SAFETY: as above; only a walk writes this field and only `slot_of` reads it, both
-            // on the collecting thread (caller): no other thread accesses these bytes.
+            // SAFETY: a chunk from this slab's list.
+            let (base, first, size, limit, following) = unsafe { self.chunk_blocks(c) };
+            // SAFETY: a chunk of this slab; only a walk writes this field and only `slot_of`
+            // reads it, both on the collecting thread (caller): no other thread accesses these
+            // bytes.
             unsafe {
                 ptr::addr_of_mut!((*c.as_ptr()).slot_base).write(next.wrapping_sub(first / size))
-            };
-            let base = c.as_ptr().cast::<u8>();
-            // The current chunk of its class has an unused tail, from `bump` on.
-            let end = self.end[class].get();
-            let limit = if !end.is_null() && (end.addr() - 1) & !(CHUNK - 1) == base.addr() {
-                self.bump[class].get().addr() - base.addr()
-            } else {
-                usable
             };
             // The blocks past `limit` were never handed out: no object is there, and they get
             // no number.

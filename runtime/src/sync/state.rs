@@ -262,10 +262,10 @@ impl HeapState {
             let pool = lock(&self.slabs);
             let mut next = 0;
             for slab in &pool.all {
-                // SAFETY: the world is stopped and this thread collects (caller), so the
-                // slab's owner (parked, detached or gone) does not use it, its last writes
-                // happened before the stop, and no other thread walks it; the slab lives as
-                // long as the heap.
+                // The world is stopped and this thread collects (caller): the slab's owner
+                // (parked, detached or gone) does not use it, its last writes happened before
+                // the stop, and no other thread walks it.
+                // SAFETY: unused by others during the stop (above); lives as long as the heap.
                 next = unsafe {
                     slab.as_ref().walk_blocks(next, |b, slot| {
                         // The first word of a block ever handed out is initialised.
