@@ -34,14 +34,14 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 
 use crate::object::header::Flags;
 use crate::object::shared::{SharedHeader, GC_GARBAGE};
 use crate::shim::Ordering::Relaxed;
 use crate::shim::{lock, Instant};
 use crate::sync::count;
-use crate::sync::gcstate::{CollectCallback, CollectInfo, CollectPhase};
+use crate::sync::gcstate::{CollectCallback, CollectInfo, CollectPhase, Scratch};
 use crate::sync::heap::{dec_ref, Heap};
 use crate::sync::state::{vtable, HeapState, ThreadState};
 use crate::sync::thread::{self, NotStopped};
@@ -324,8 +324,7 @@ fn collect_claimed(
         // Hidden from the `gc` surface's walks until it is given back or freed.
         o.set_gc_bit(GC_GARBAGE, true);
     }
-    // The set of garbage, for the weak phase: only built if some garbage is or has a weak
-    // reference.
+    // Whether the weak phase has anything to do: some garbage is or has a weak reference.
     let weakly = garbage.iter().any(|g| {
         // SAFETY: held, so allocated.
         let o = unsafe { g.as_ref() };
@@ -334,12 +333,10 @@ fn collect_claimed(
                 & crate::object::header::META_WEAK_INFO
                 != 0
     });
-    let set: HashSet<NonNull<SharedHeader>> = if weakly {
-        garbage.iter().copied().collect()
-    } else {
-        HashSet::new()
-    };
-    let is_garbage = |o: NonNull<SharedHeader>| set.contains(&o);
+    // The garbage is exactly what carries `GC_GARBAGE` now (set above; the bit is only
+    // written with the world stopped or by this thread).
+    // SAFETY: a listed weak reference is allocated.
+    let is_garbage = |o: NonNull<SharedHeader>| unsafe { o.as_ref() }.is_garbage();
     let mut calls = Vec::new();
     for &g in garbage.iter().filter(|_| weakly) {
         // SAFETY: held, so allocated; the world is stopped.
@@ -379,7 +376,6 @@ fn collect_claimed(
                 return Ok(0);
             }
         }
-        let set: HashSet<NonNull<SharedHeader>> = garbage.iter().copied().collect();
         let still = match find_garbage(heap, 1, Some(&garbage)) {
             Ok((g, _)) => g,
             Err(p) => {
@@ -395,18 +391,17 @@ fn collect_claimed(
                 return Ok(0);
             }
         };
-        let keep: HashSet<NonNull<SharedHeader>> = still.iter().copied().collect();
+        // What survives loses its mark first: then `GC_GARBAGE` marks exactly `still`.
+        let resurrected = left_out(&garbage, &still);
+        unmark(&resurrected);
         poison(&still);
         // Weak references the finalizers made to what is still garbage: cleared now, while no
         // thread can upgrade them, their callbacks (those not garbage) run after the restart.
-        let is_garbage = |o: NonNull<SharedHeader>| keep.contains(&o);
         let mut calls = Vec::new();
         for &g in &still {
             // SAFETY: held, so allocated; the world is stopped.
             unsafe { weak::clear_for_collection(g, me, &is_garbage, &mut calls) };
         }
-        let resurrected: Vec<_> = set.into_iter().filter(|o| !keep.contains(o)).collect();
-        unmark(&resurrected);
         thread::restart_the_world(heap);
         info.second_pause = Some(asked.elapsed());
         drop(others);
@@ -492,17 +487,25 @@ fn find_garbage(
     held: usize,
     among: Option<&[NonNull<SharedHeader>]>,
 ) -> Result<Verdict, Box<dyn std::any::Any + Send>> {
-    let mut guards = Vec::new();
+    // SAFETY: the collecting thread's attachment keeps the heap alive.
+    let gc = unsafe { &heap.as_ref().gc };
+    // Taken out, not borrowed: a `Trace` that collects another heap finds none here.
+    let mut scratch = std::mem::take(&mut *gc.scratch.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut guards = std::mem::take(&mut scratch.guards);
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let snap = Snapshot::take(heap, held, among, &mut guards);
+        let snap = Snapshot::take(heap, held, among, &mut guards, &mut scratch);
         let candidates = snap.objs.len();
-        (snap.unreachable(), candidates)
+        (snap.unreachable(&mut scratch), candidates)
     }));
     // The verdict is in: the threads that run may move handles again. Released last in, first
     // out: a lock inside a value is released before the lock around it.
     while let Some(g) = guards.pop() {
         drop(g);
     }
+    scratch.guards = guards;
+    let used = result.as_ref().map_or(0, |&(_, n)| n);
+    let blocks = scratch.slots.len();
+    *gc.scratch.lock().unwrap_or_else(|e| e.into_inner()) = scratch.emptied(used, blocks);
     result
 }
 
@@ -569,6 +572,7 @@ impl Snapshot {
         held: usize,
         among: Option<&[NonNull<SharedHeader>]>,
         guards: &mut Vec<HeldGuard>,
+        mem: &mut Scratch,
     ) -> Snapshot {
         // Room for every slab block up front: no reallocation (and copy) as the lists grow.
         let bound = match among {
@@ -576,17 +580,19 @@ impl Snapshot {
             // SAFETY: the world is stopped, and this thread collects.
             None => unsafe { heap.as_ref().slab_blocks_bound() },
         };
-        let mut objs = Vec::with_capacity(bound);
-        let mut scratch = Vec::with_capacity(bound);
+        let mut objs = std::mem::take(&mut mem.objs);
+        let mut scratch = std::mem::take(&mut mem.counts);
+        objs.reserve(bound);
+        scratch.reserve(bound);
         let mut index = Index {
-            slots: if among.is_none() {
-                vec![NO_INDEX; bound]
-            } else {
-                Vec::new()
-            },
+            slots: std::mem::take(&mut mem.slots),
             walked: among.is_none(),
             other: HashMap::new(),
         };
+        if among.is_none() && index.slots.len() < bound {
+            // Entries left from earlier collections stay: `Index::get` checks every answer.
+            index.slots.resize(bound, NO_INDEX);
+        }
         // Makes `o` a candidate if it is one; returns its index.
         let mut consider = |o: NonNull<SharedHeader>| -> Option<u32> {
             // SAFETY: an object of the heap (a block whose first word names it, or one of the
@@ -608,6 +614,7 @@ impl Snapshot {
         };
         match among {
             Some(list) => {
+                index.other.reserve(list.len());
                 for &o in list {
                     if let Some(i) = consider(o) {
                         index.other.insert(o, i);
@@ -635,10 +642,12 @@ impl Snapshot {
             }
         }
         let n = objs.len();
-        let mut start = Vec::with_capacity(n + 1);
-        let mut edges = Vec::with_capacity(n);
-        let mut opaque = Vec::new();
-        let mut found = Vec::new();
+        let mut start = std::mem::take(&mut mem.start);
+        let mut edges = std::mem::take(&mut mem.edges);
+        let mut opaque = std::mem::take(&mut mem.opaque);
+        let mut found = std::mem::take(&mut mem.found);
+        start.reserve(n + 1);
+        edges.reserve(n);
         // Most traced objects keep one guard (their lock): room for one each.
         guards.reserve(n);
         let mut tracer = Tracer::shared(heap.cast(), &mut found, guards);
@@ -666,6 +675,8 @@ impl Snapshot {
             found.clear();
         }
         start.push(edges.len() as u32);
+        mem.found = found;
+        mem.slots = index.slots;
         Snapshot {
             objs,
             scratch,
@@ -678,7 +689,7 @@ impl Snapshot {
     /// Trial deletion's step 3 and the partition: every candidate with a count left (held from
     /// outside the candidates) or not traversed completely is reachable, and so is everything
     /// it reaches; the rest is returned.
-    fn unreachable(mut self) -> Vec<NonNull<SharedHeader>> {
+    fn unreachable(mut self, mem: &mut Scratch) -> Vec<NonNull<SharedHeader>> {
         for &o in &self.opaque {
             let s = &mut self.scratch[o as usize];
             *s = (*s).max(1);
@@ -688,11 +699,11 @@ impl Snapshot {
             mut scratch,
             start,
             edges,
-            ..
+            opaque,
         } = self;
         // A candidate found reachable is set to `REACHED` as it is pushed, so each is expanded
         // once; what stays 0 is garbage.
-        let mut stack = Vec::new();
+        let mut stack = std::mem::take(&mut mem.stack);
         for root in 0..objs.len() {
             if scratch[root] == 0 || scratch[root] == REACHED {
                 continue;
@@ -710,11 +721,16 @@ impl Snapshot {
                 }
             }
         }
-        objs.into_iter()
-            .zip(scratch)
-            .filter(|&(_, s)| s == 0)
-            .map(|(o, _)| o)
-            .collect()
+        let garbage = objs
+            .iter()
+            .zip(&scratch)
+            .filter(|&(_, &s)| s == 0)
+            .map(|(&o, _)| o)
+            .collect();
+        (
+            mem.objs, mem.counts, mem.start, mem.edges, mem.opaque, mem.stack,
+        ) = (objs, scratch, start, edges, opaque, stack);
+        garbage
     }
 }
 
@@ -750,6 +766,29 @@ fn poison(garbage: &[NonNull<SharedHeader>]) {
         // SAFETY: held, so allocated; no other thread can reach it.
         unsafe { g.as_ref() }.set(Flags::VALUE_DROPPED);
     }
+}
+
+/// The members of `all` not in `some`, a subsequence of `all` in the same order (what
+/// [`find_garbage`] over `all` returns).
+fn left_out(
+    all: &[NonNull<SharedHeader>],
+    some: &[NonNull<SharedHeader>],
+) -> Vec<NonNull<SharedHeader>> {
+    let mut rest = some.iter().peekable();
+    let out: Vec<_> = all
+        .iter()
+        .filter(|&&o| {
+            if rest.peek() == Some(&&o) {
+                rest.next();
+                false
+            } else {
+                true
+            }
+        })
+        .copied()
+        .collect();
+    assert!(rest.next().is_none(), "reap: a verdict out of order");
+    out
 }
 
 /// Clears the garbage mark of objects that survive after all (with the world stopped, or

@@ -12,8 +12,12 @@
 //! collection is enabled, the thread sets its `PENDING_GC` bit: its next safe point (its next
 //! allocation, or [`Heap::safepoint`](crate::sync::Heap::safepoint)) collects.
 
+use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Duration;
+
+use crate::object::shared::SharedHeader;
+use crate::trace::HeldGuard;
 
 // std's atomics and lock even in loom builds: these are settings and a heuristic count, not
 // part of any protocol a loom model checks (a stale read only moves a collection a little).
@@ -93,6 +97,58 @@ pub(crate) struct GcState {
     pub(crate) collections: [AtomicU64; 3],
     /// How many objects those collections collected.
     pub(crate) collected: [AtomicU64; 3],
+    /// The snapshot's memory, kept for the next collection (taken out while one runs).
+    pub(crate) scratch: Mutex<Scratch>,
+}
+
+/// The vectors a collection's snapshot (`sync::collect::Snapshot`) fills, kept by the heap
+/// between collections so that a collection neither allocates them afresh nor touches fresh
+/// pages (about 60 bytes a candidate; a heap that shrinks gives the excess back). The fields
+/// are `sync::collect`'s to interpret.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    pub(crate) objs: Vec<NonNull<SharedHeader>>,
+    pub(crate) counts: Vec<u32>,
+    pub(crate) start: Vec<u32>,
+    pub(crate) edges: Vec<u32>,
+    pub(crate) opaque: Vec<u32>,
+    /// Candidate index by slab block number. Not reset between collections: every lookup is
+    /// checked against `objs`, so a stale entry names no candidate.
+    pub(crate) slots: Vec<u32>,
+    pub(crate) found: Vec<NonNull<SharedHeader>>,
+    pub(crate) guards: Vec<HeldGuard>,
+    pub(crate) stack: Vec<u32>,
+}
+
+// SAFETY: a `Scratch` is stored in its heap's `GcState` only after `Scratch::emptied`: no
+// vector then holds a pointer or a guard (only `slots`' numbers), so only the allocations move
+// between threads, and allocations are not tied to a thread.
+unsafe impl Send for Scratch {}
+
+impl Scratch {
+    /// Empties every vector (keeping `slots`' numbers), giving back memory beyond four times
+    /// what `used` candidates (and `blocks` slab blocks) need.
+    pub(crate) fn emptied(mut self, used: usize, blocks: usize) -> Scratch {
+        fn empty<T>(v: &mut Vec<T>, keep: usize) {
+            v.clear();
+            if v.capacity() > keep.max(64) {
+                *v = Vec::new();
+            }
+        }
+        let keep = used.saturating_mul(4);
+        empty(&mut self.objs, keep);
+        empty(&mut self.counts, keep);
+        empty(&mut self.start, keep);
+        empty(&mut self.edges, keep.saturating_mul(2));
+        empty(&mut self.opaque, keep);
+        empty(&mut self.found, keep);
+        empty(&mut self.guards, keep);
+        empty(&mut self.stack, keep);
+        if self.slots.len() > blocks.saturating_mul(4).max(64) {
+            self.slots = Vec::new();
+        }
+        self
+    }
 }
 
 impl GcState {
@@ -111,6 +167,7 @@ impl GcState {
             next_callback: AtomicU64::new(0),
             collections: Default::default(),
             collected: Default::default(),
+            scratch: Mutex::new(Scratch::default()),
         }
     }
 
