@@ -846,3 +846,59 @@ fn collect_inside_detached() {
         assert_eq!(heap.collect(), 1);
     });
 }
+
+#[derive(Trace)]
+struct WeakMaker {
+    next: Mutex<Option<Gc<WeakMaker>>>,
+    #[reap(skip)]
+    made: Arc<Mutex<Vec<Weak<WeakMaker>>>>,
+    #[reap(skip)]
+    calls: Arc<AtomicUsize>,
+}
+
+impl Drop for WeakMaker {
+    fn drop(&mut self) {
+        // Reclaim drops this value: its garbage peer gets a weak reference with a callback,
+        // and the handle to it goes (only the collection's hold is left on the peer).
+        if let Some(n) = self.next.get_mut().unwrap().take() {
+            let calls = self.calls.clone();
+            self.made
+                .lock()
+                .unwrap()
+                .push(Weak::with_callback(&n, move |w: &Weak<WeakMaker>| {
+                    assert!(w.upgrade().is_none());
+                    calls.fetch_add(1, SeqCst);
+                }));
+        }
+    }
+}
+
+/// A `Drop` run by reclaim makes a weak reference with a callback to its garbage peer and
+/// keeps no handle: the peer is freed when the collection gives its hold back, and the callback
+/// runs then, once, seeing the reference cleared.
+#[test]
+fn weak_made_by_drop_during_reclaim_calls_back_when_hold_is_given_back() {
+    within("weak made during reclaim", || {
+        let heap = Heap::new();
+        let made: Arc<Mutex<Vec<Weak<WeakMaker>>>> = Arc::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mk = || {
+            heap.alloc(WeakMaker {
+                next: Mutex::new(None),
+                made: made.clone(),
+                calls: calls.clone(),
+            })
+        };
+        let (a, b) = (mk(), mk());
+        *a.next.lock().unwrap() = Some(b.clone());
+        *b.next.lock().unwrap() = Some(a.clone());
+        drop((a, b));
+        assert_eq!(heap.collect(), 2);
+        assert_eq!(calls.load(SeqCst), 2);
+        let made = std::mem::take(&mut *made.lock().unwrap());
+        assert_eq!(made.len(), 2);
+        assert!(made.iter().all(|w| w.upgrade().is_none()));
+        drop(made);
+        assert_eq!(heap.live_objects(), 0);
+    });
+}

@@ -42,7 +42,7 @@ use crate::shim::Ordering::Relaxed;
 use crate::shim::{lock, Instant};
 use crate::sync::count;
 use crate::sync::gcstate::{CollectCallback, CollectInfo, CollectPhase, Scratch};
-use crate::sync::heap::{dec_ref, Heap};
+use crate::sync::heap::{dec_ref, give_back_hold, Heap};
 use crate::sync::state::{vtable, HeapState, ThreadState};
 use crate::sync::thread::{self, NotStopped};
 use crate::sync::weak;
@@ -417,7 +417,7 @@ fn collect_claimed(
     // The garbage's frees are not the program's: the count of allocations net of frees
     // leaves them out (or they would push the next collection back by as many objects).
     let before = s.allocs.swap(0, Relaxed);
-    let n = reclaim(h, garbage);
+    let n = reclaim(h, me, s, garbage);
     let after = s.allocs.swap(0, Relaxed);
     h.gc.young
         .fetch_add(before as isize + n as isize + after as isize, Relaxed);
@@ -721,12 +721,12 @@ impl Snapshot {
                 }
             }
         }
-        let garbage = objs
-            .iter()
-            .zip(&scratch)
-            .filter(|&(_, &s)| s == 0)
-            .map(|(&o, _)| o)
-            .collect();
+        let mut garbage = Vec::with_capacity(scratch.iter().filter(|&&s| s == 0).count());
+        for (&o, &s) in objs.iter().zip(&scratch) {
+            if s == 0 {
+                garbage.push(o);
+            }
+        }
         (
             mem.objs, mem.counts, mem.start, mem.edges, mem.opaque, mem.stack,
         ) = (objs, scratch, start, edges, opaque, stack);
@@ -813,7 +813,7 @@ fn release_holds(objs: &[NonNull<SharedHeader>]) {
 /// value, then gives back the holds (freeing what that takes to zero; a weak reference a
 /// `Drop` made to garbage meanwhile is cleared when its referent is freed). Returns how many
 /// objects it reclaimed.
-fn reclaim(h: &HeapState, garbage: Vec<NonNull<SharedHeader>>) -> usize {
+fn reclaim(h: &HeapState, me: u32, s: &ThreadState, garbage: Vec<NonNull<SharedHeader>>) -> usize {
     for &g in &garbage {
         // SAFETY: held, so allocated.
         let o = unsafe { g.as_ref() };
@@ -829,8 +829,12 @@ fn reclaim(h: &HeapState, garbage: Vec<NonNull<SharedHeader>>) -> usize {
         }
     }
     let n = garbage.len();
-    // A count that reaches zero here runs the death, which finds the value dropped and only
-    // frees the memory.
-    release_holds(&garbage);
+    // A count that reaches zero here frees the object (its value is dropped); one a `Drop`
+    // kept a handle to lives on as a zombie until that handle goes.
+    for &g in &garbage {
+        // SAFETY: the collector's hold on final garbage (merged and marked `VALUE_DROPPED`),
+        // given back once, on this attached thread.
+        unsafe { give_back_hold(g, me, NonNull::from(s)) };
+    }
     n
 }

@@ -351,6 +351,39 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
     unsafe { free_object(obj, state, false) };
 }
 
+/// Gives back a collection's hold on an object of its final garbage, on the collecting thread
+/// `me` (attached, its state `state`) once every value of the garbage is dropped: the
+/// refcount path's decrement without its dispatch. A count that reaches zero frees the
+/// object at once (the value is dropped, so its death is only the memory, and no deep chain
+/// of deaths can follow: nothing else runs but callbacks of weak references made to it since
+/// the collection cleared the others).
+///
+/// # Safety
+/// `obj` is held by the collection (merged, `VALUE_DROPPED`), the hold given back once here;
+/// `state` is this thread's attachment to `obj`'s heap, and `me` its id there.
+pub(crate) unsafe fn give_back_hold(
+    obj: NonNull<SharedHeader>,
+    me: u32,
+    state: NonNull<ThreadState>,
+) {
+    // SAFETY: the collection's hold keeps the object allocated until it is given back here.
+    let h = unsafe { obj.as_ref() };
+    debug_assert!(h.has(Flags::VALUE_DROPPED));
+    match count::dec(h, me, h.counts.load(Relaxed)) {
+        Dec::Alive => {}
+        Dec::Dead => {
+            // Every other thread's use of the object happened before its last reference went.
+            fence(Acquire);
+            // SAFETY: dead, its value dropped, unreferenced; weak references made since the
+            // collection cleared the others are cleared by `free_object`.
+            unsafe { free_object(obj, Some(state), true) };
+        }
+        // SAFETY: the dropped reference now belongs to the queue entry (a merged object is
+        // not queued; this only keeps the decrement's contract).
+        Dec::Queue(owner) => unsafe { thread::queue(obj, owner) },
+    }
+}
+
 /// Frees a dead object whose value has been dropped: clears its weak references first if
 /// `clear_weak` (a zombie's, made after its collection cleared the others), frees its
 /// weak-info block and its memory, and gives its heap reference back (on a thread whose state
