@@ -317,22 +317,21 @@ fn collect_claimed(
             return Ok(0);
         }
     };
+    // One pass: the holds, the marks, and whether the weak phase and the finalizers have
+    // anything to do (some garbage is or has a weak reference; some has a finalizer not run).
+    let (mut weakly, mut finalizers) = (false, false);
     for &g in &garbage {
         // SAFETY: a candidate: allocated, and the world is stopped.
         let o = unsafe { g.as_ref() };
         count::collector_hold(o);
         // Hidden from the `gc` surface's walks until it is given back or freed.
         o.set_gc_bit(GC_GARBAGE, true);
-    }
-    // Whether the weak phase has anything to do: some garbage is or has a weak reference.
-    let weakly = garbage.iter().any(|g| {
-        // SAFETY: held, so allocated.
-        let o = unsafe { g.as_ref() };
-        o.weakref
+        weakly |= o.weakref
             || o.meta.load(crate::shim::Ordering::Relaxed).addr()
                 & crate::object::header::META_WEAK_INFO
-                != 0
-    });
+                != 0;
+        finalizers |= o.has(Flags::HAS_FINALIZER) && !o.has(Flags::FINALIZED);
+    }
     // The garbage is exactly what carries `GC_GARBAGE` now (set above; the bit is only
     // written with the world stopped or by this thread).
     // SAFETY: a listed weak reference is allocated.
@@ -360,7 +359,7 @@ fn collect_claimed(
     for (w, type_name) in calls {
         weak::call_back(w, type_name);
     }
-    let finalized = run_finalizers(h, &garbage);
+    let finalized = finalizers && run_finalizers(h, &garbage);
 
     // Pause 2, if a finalizer may have resurrected something.
     let garbage = if finalized {
