@@ -533,34 +533,61 @@ pub(crate) unsafe fn unlist(value: NonNull<u8>) {
 pub(crate) unsafe fn clear_and_call(obj: NonNull<SharedHeader>) {
     // SAFETY: dead but allocated.
     let h = unsafe { obj.as_ref() };
-    let heap = heap::heap_of(h);
     // SAFETY: the object keeps its heap alive.
-    let hs = unsafe { heap.as_ref() };
-    let me = thread::current_id();
-    let mut calls: SmallVec<[Gc<WeakRefObj>; 4]> = SmallVec::new();
-    {
+    let hs = unsafe { heap::heap_of(h).as_ref() };
+    let calls = {
         let _g = lock(hs.weak_lock(obj));
         // SAFETY: under the lock.
-        if let Some(info) = unsafe { info_of(h) } {
-            // SAFETY: under the lock; listed references are allocated.
-            unsafe {
-                let info = info.as_ref();
-                if let Some(w) = (*info.shared.get()).take() {
-                    old_ref(w).target.store(std::ptr::null_mut(), Release);
-                }
-                let list = std::mem::take(&mut *info.list.get());
-                for &w in list.iter().rev() {
-                    // A reference that is itself dying (count zero) gets no call. `w` is
-                    // touched only while its target is set: once it reads cleared, its own
-                    // death (on any thread) no longer waits for this lock and frees it.
-                    if count::try_inc(w.as_ref(), me) {
-                        calls.push(Gc::from_value_ptr(SharedHeader::value_ptr(w).cast()));
-                    }
-                    old_ref(w).target.store(std::ptr::null_mut(), Release);
-                }
+        let Some(info) = (unsafe { info_of(h) }) else {
+            return;
+        };
+        // SAFETY: under the lock; listed references are allocated.
+        unsafe {
+            let info = info.as_ref();
+            if let Some(w) = (*info.shared.get()).take() {
+                old_ref(w).target.store(std::ptr::null_mut(), Release);
             }
+            let list = &mut *info.list.get();
+            if list.is_empty() {
+                // The common case: no reference with a callback (the block's `Vec` never
+                // allocated, or was emptied by unlisting): nothing to take or call.
+                return;
+            }
+            take_calls(std::mem::take(list))
+        }
+    };
+    call_all(h, hs, calls);
+}
+
+/// [`clear_and_call`]'s clearing of the references with callbacks (`list`, just taken from a
+/// dead referent's block): each one's target is cleared, and those still alive are taken (one
+/// reference each), newest first.
+///
+/// # Safety
+/// The caller holds the referent's weak lock; the listed references are allocated.
+#[inline(never)]
+unsafe fn take_calls(list: Vec<NonNull<SharedHeader>>) -> SmallVec<[Gc<WeakRefObj>; 4]> {
+    let me = thread::current_id();
+    let mut calls: SmallVec<[Gc<WeakRefObj>; 4]> = SmallVec::new();
+    for &w in list.iter().rev() {
+        // A reference that is itself dying (count zero) gets no call. `w` is touched only
+        // while its target is set: once it reads cleared, its own death (on any thread) no
+        // longer waits for this lock and frees it.
+        // SAFETY: listed, under the lock (caller): allocated.
+        unsafe {
+            if count::try_inc(w.as_ref(), me) {
+                calls.push(Gc::from_value_ptr(SharedHeader::value_ptr(w).cast()));
+            }
+            old_ref(w).target.store(std::ptr::null_mut(), Release);
         }
     }
+    calls
+}
+
+/// Runs the callbacks [`take_calls`] took for the dead referent `h` (of heap `hs`), in order,
+/// with no lock held; a panic goes to the heap's hook.
+#[inline(never)]
+fn call_all(h: &SharedHeader, hs: &HeapState, calls: SmallVec<[Gc<WeakRefObj>; 4]>) {
     for w in calls {
         let cb = lock(&w.callback).take();
         if let Some(cb) = cb {
