@@ -328,17 +328,11 @@ impl<T: ?Sized> Weak<T> {
         let w = &*self.obj;
         let t = NonNull::new(w.target.load(Acquire))?;
         #[cfg(not(reap_loom))]
-        let took = if !w.target_slab.is_null() {
-            // SAFETY: `t` was read non-null from the target of a weak reference whose
-            // referent is in a slab.
-            match unsafe { owner_upgrade(w, t) } {
-                Some(took) => took,
-                // SAFETY: `t` was read non-null from `w.target`.
-                None => unsafe { upgrade_locked(w, t) },
-            }
-        } else {
+        // SAFETY: `t` was read non-null from `w.target`.
+        let took = match unsafe { owner_upgrade(w, t) } {
+            Some(took) => took,
             // SAFETY: as above.
-            unsafe { upgrade_locked(w, t) }
+            None => unsafe { upgrade_locked(w, t) },
         };
         #[cfg(reap_loom)]
         // SAFETY: as above.
@@ -398,13 +392,15 @@ unsafe fn upgrade_locked(w: &WeakRefObj, t: NonNull<SharedHeader>) -> bool {
 /// lock path.
 ///
 /// # Safety
-/// `t` was read non-null from `w.target`, and `w.target_slab` is not null.
+/// `t` was read non-null from `w.target`.
 #[cfg(not(reap_loom))]
 #[inline]
 unsafe fn owner_upgrade(w: &WeakRefObj, t: NonNull<SharedHeader>) -> Option<bool> {
-    let (me, state) = thread::cached_state(w.heap)?;
-    // SAFETY: the attachment outlives this call.
-    if unsafe { state.as_ref() }.slab.as_ptr().cast_const().cast() != w.target_slab {
+    // The cache's slab is this thread's on the heap it is attached to now (`usize::MAX`, which
+    // is no pointer's address, if none); a referent from the global allocator has a null
+    // `target_slab`, which matches no slab.
+    let (me, slab) = thread::cached_slab();
+    if slab != w.target_slab.addr() {
         return None;
     }
     // Only the `counts` field is touched until the owner is known: no reference to the whole
