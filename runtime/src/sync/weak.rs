@@ -9,6 +9,12 @@
 //!   callback-less reference is shared: `Weak::new` returns the live one if there is one
 //!   (`ref(o) is ref(o)`), and otherwise allocates and lists a new one in the same critical
 //!   section (the allocation runs no user code and takes no lock).
+//! - **The first reference, without the lock** (`Weak::new` on a referent with no block): the
+//!   new reference and a block already naming it as the shared one are made, the referent
+//!   marked, and the block installed by one compare-and-swap of `meta` (ARCHITECTURE, "The
+//!   first weak reference without the lock"). The loser of a race takes the lock path. Every
+//!   installation, locked or not, is that compare-and-swap, and after it the block is touched
+//!   only under the lock.
 //! - **Upgrade** (under the lock): re-read the target (a clear may have won), then try to add a
 //!   reference, which refuses a count of zero. An upgrade racing the last drop either wins
 //!   before the clear (the object lives on) or returns `None`.
@@ -140,6 +146,23 @@ unsafe fn info_or_make(h: &SharedHeader, state: Option<NonNull<ThreadState>>) ->
     if let Some(info) = unsafe { info_of(h) } {
         return info;
     }
+    let info = make_info(h, state, None);
+    // SAFETY: a block just made, published by nobody else.
+    match unsafe { install_info(h, info, state) } {
+        Ok(()) => info,
+        // A first weak reference made without the lock won (`Weak::new`'s fast path).
+        // SAFETY: the caller holds the lock.
+        Err(()) => unsafe { info_of(h) }.expect("reap: a weak-info block installed"),
+    }
+}
+
+/// A new weak-info block for `h` (not yet installed), in the memory of the calling thread,
+/// whose state on `h`'s heap is `state`, with `shared` as its shared reference.
+fn make_info(
+    h: &SharedHeader,
+    state: Option<NonNull<ThreadState>>,
+    shared: Option<NonNull<SharedHeader>>,
+) -> NonNull<WeakInfo> {
     let (base, in_slab) = heap::alloc_memory(INFO_LAYOUT, state);
     let ptr = base.cast::<WeakInfo>();
     // SAFETY: fresh memory of `WeakInfo`'s layout (value offset 0).
@@ -147,17 +170,44 @@ unsafe fn info_or_make(h: &SharedHeader, state: Option<NonNull<ThreadState>>) ->
         ptr.write(WeakInfo {
             vtable: heap::vtable(h),
             in_slab,
-            shared: UnsafeCell::new(None),
+            shared: UnsafeCell::new(shared),
             list: UnsafeCell::new(Vec::new()),
         })
     };
     // SAFETY: `alloc_memory` never returns null.
-    let ptr = unsafe { NonNull::new_unchecked(ptr) };
-    h.meta.store(
-        ptr.as_ptr().map_addr(|a| a | META_WEAK_INFO).cast(),
-        Release,
-    );
-    ptr
+    unsafe { NonNull::new_unchecked(ptr) }
+}
+
+/// Installs `info` as `h`'s weak-info block if `h` has none: one compare-and-swap of `meta`
+/// from the plain vtable to the tagged block, with `Release`, so that whoever finds the block
+/// (loading `meta` with `Acquire`) sees it whole. If another block won, `info` is freed
+/// (on a thread whose state on `h`'s heap is `state`) and `Err` returned.
+///
+/// # Safety
+/// `info` was made by [`make_info`] for `h` and nobody else can reach it.
+unsafe fn install_info(
+    h: &SharedHeader,
+    info: NonNull<WeakInfo>,
+    state: Option<NonNull<ThreadState>>,
+) -> Result<(), ()> {
+    // SAFETY: ours alone (caller).
+    let vt: *const VTable = unsafe { info.as_ref() }.vtable;
+    let tagged = info.as_ptr().map_addr(|a| a | META_WEAK_INFO).cast();
+    match h
+        .meta
+        .compare_exchange(vt.cast_mut().cast(), tagged, Release, Relaxed)
+    {
+        Ok(_) => Ok(()),
+        Err(_) => {
+            // SAFETY: never published: dropped and freed once, here.
+            unsafe {
+                let in_slab = info.as_ref().in_slab;
+                std::ptr::drop_in_place(info.as_ptr());
+                heap::free_memory(in_slab, info.as_ptr().cast(), INFO_LAYOUT, state);
+            }
+            Err(())
+        }
+    }
 }
 
 /// A weak reference to a Shared-mode object: it does not keep the object alive, and
@@ -221,6 +271,11 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
         let th = target.header_ptr();
         let h = target.header();
         let heap = heap::heap_of(h);
+        if h.meta.load(Relaxed).addr() & META_WEAK_INFO == 0 {
+            if let Some(w) = first_ref(h, me, state) {
+                return Weak::from_obj(w);
+            }
+        }
         // SAFETY: the target keeps its heap alive.
         let hs = unsafe { heap.as_ref() };
         // One critical section for the look-up and, if there is no live shared reference, the
@@ -417,6 +472,37 @@ unsafe fn owner_upgrade(w: &WeakRefObj, t: NonNull<SharedHeader>) -> Option<bool
     // change that, so the header is whole for the rest of the call.
     // SAFETY: as just said.
     Some(count::try_inc_owner(unsafe { t.as_ref() }, word))
+}
+
+/// [`Weak::new`]'s first weak reference to `h`, made without the lock (ARCHITECTURE, "Weak
+/// references"): the new reference and a block already naming it as the shared reference
+/// are made, the referent marked "maybe weakly referenced", and the block installed by one
+/// compare-and-swap of `meta`. Nothing written here is reachable by another thread before
+/// that publication, and after it this thread touches the block only under the lock, like
+/// everyone else. `None` if another thread installed a block first: the caller takes the
+/// lock path (the reference made here is dropped unlisted).
+#[inline(never)]
+fn first_ref(
+    h: &SharedHeader,
+    me: u32,
+    state: Option<NonNull<ThreadState>>,
+) -> Option<Gc<WeakRefObj>> {
+    let th = NonNull::from(h);
+    let fresh = new_ref_obj(heap::heap_of(h), me, state, th, None);
+    let info = make_info(h, state, Some(fresh.header_ptr()));
+    // Before the block is published: a thread that finds the shared reference through it may
+    // upgrade at once, and must find the referent marked.
+    count::set_maybe_weak(h);
+    // SAFETY: made just above, reachable by nobody else.
+    match unsafe { install_info(h, info, state) } {
+        Ok(()) => Some(fresh),
+        Err(()) => {
+            // Never listed: cleared, so that its death does not look for it in the block.
+            fresh.target.store(std::ptr::null_mut(), Relaxed);
+            drop(fresh);
+            None
+        }
+    }
 }
 
 /// The live shared weak reference of `h`, with one more reference, if any.
