@@ -272,7 +272,9 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
         let h = target.header();
         let heap = heap::heap_of(h);
         if h.meta.load(Relaxed).addr() & META_WEAK_INFO == 0 {
-            if let Some(w) = first_ref(h, me, state) {
+            // SAFETY: `th` is the target's header, which the caller's handle keeps alive;
+            // `state` is this thread's attachment.
+            if let Some(w) = unsafe { first_ref(th, me, state) } {
                 return Weak::from_obj(w);
             }
         }
@@ -474,20 +476,28 @@ unsafe fn owner_upgrade(w: &WeakRefObj, t: NonNull<SharedHeader>) -> Option<bool
     Some(count::try_inc_owner(unsafe { t.as_ref() }, word))
 }
 
-/// [`Weak::new`]'s first weak reference to `h`, made without the lock (ARCHITECTURE, "Weak
+/// [`Weak::new`]'s first weak reference to `th` (held by the caller), made without the lock (ARCHITECTURE, "Weak
 /// references"): the new reference and a block already naming it as the shared reference
 /// are made, the referent marked "maybe weakly referenced", and the block installed by one
 /// compare-and-swap of `meta`. Nothing written here is reachable by another thread before
 /// that publication, and after it this thread touches the block only under the lock, like
 /// everyone else. `None` if another thread installed a block first: the caller takes the
 /// lock path (the reference made here is dropped unlisted).
+///
+/// # Safety
+/// `th` is the header of an object the caller holds a strong reference to (the handle's
+/// pointer, whose provenance covers the slab chunk); `state` is this thread's attachment to
+/// its heap, if any.
 #[inline(never)]
-fn first_ref(
-    h: &SharedHeader,
+unsafe fn first_ref(
+    th: NonNull<SharedHeader>,
     me: u32,
     state: Option<NonNull<ThreadState>>,
 ) -> Option<Gc<WeakRefObj>> {
-    let th = NonNull::from(h);
+    // `th` is the handle's pointer, not one made from a reference to the header: its
+    // provenance covers the slab chunk, whose header `new_ref_obj` reads (`slab_of`).
+    // SAFETY: the caller's reference keeps the referent alive.
+    let h = unsafe { th.as_ref() };
     let fresh = new_ref_obj(heap::heap_of(h), me, state, th, None);
     let info = make_info(h, state, Some(fresh.header_ptr()));
     // Before the block is published: a thread that finds the shared reference through it may
