@@ -1,10 +1,11 @@
-//! loom models of weak references against the last strong drop (issue 12, models 1 and 6).
+//! loom models of weak references against the last strong drop (issue 12, models 1 and 6) and
+//! of two first weak references made at once (models 13 and 14).
 //! `RUSTFLAGS="--cfg reap_loom" cargo test -p reap --release --test loom_weak`
 #![cfg(reap_loom)]
 
 mod common;
 
-use common::{model, setup_obj};
+use common::{model, model_bounded, setup_obj};
 use loom::thread;
 use reap::sync::Weak;
 
@@ -58,4 +59,64 @@ fn first_weak_reference_against_owners_last_drop() {
         assert_eq!(counters.dropped(), 1);
         assert!(w.upgrade().is_none());
     });
+}
+
+/// Model 13: two threads make the object's first weak reference at once, each holding a
+/// strong handle: both take `Weak::new`'s lock-free path (the block installed by one
+/// compare-and-swap of the header's `meta`), and one of them loses and takes the lock path.
+/// Both must get the same shared reference (a callback-less reference is shared while it
+/// lives), and no block or reference may leak (loom's leak tracking). Bounded (4 preemptions):
+/// unbounded, the two allocations on each side multiply the interleavings past 80,000 at 6.
+#[test]
+fn two_first_weak_references_at_once() {
+    model_bounded("two_first_weak_references_at_once", Some(4), || {
+        let (heap, counters, obj) = setup_obj();
+        let c = obj.clone();
+        let t = thread::spawn(move || {
+            let w = Weak::new(&c);
+            assert_eq!(w.upgrade().map(|g| g.value), Some(7));
+            drop(c);
+            w
+        });
+        let w = Weak::new(&obj);
+        let other = t.join().unwrap();
+        assert!(Weak::ptr_eq(&w, &other), "two shared weak references");
+        drop(obj);
+        heap.safepoint();
+        assert_eq!(counters.dropped(), 1);
+        assert!(w.upgrade().is_none() && other.upgrade().is_none());
+    });
+}
+
+/// Model 14: a first weak reference without a callback (`Weak::new`'s lock-free install)
+/// against one with a callback (installing the block under the lock) on another thread. The
+/// callback runs once, after the object's death has cleared both references. Bounded as
+/// model 13.
+#[test]
+fn first_weak_reference_against_a_callback_reference() {
+    model_bounded(
+        "first_weak_reference_against_a_callback_reference",
+        Some(4),
+        || {
+            let (heap, counters, obj) = setup_obj();
+            let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let c = obj.clone();
+            let n = calls.clone();
+            let t = thread::spawn(move || {
+                let w = Weak::with_callback(&c, move |w| {
+                    assert!(w.upgrade().is_none(), "called back before the clear");
+                    n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                });
+                drop(c);
+                w
+            });
+            let w = Weak::new(&obj);
+            let cb = t.join().unwrap();
+            drop(obj);
+            heap.safepoint();
+            assert_eq!(counters.dropped(), 1);
+            assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1);
+            assert!(w.upgrade().is_none() && cb.upgrade().is_none());
+        },
+    );
 }

@@ -46,6 +46,11 @@ struct Hot {
     /// cache is cleared): the attachment keeps the heap, and so the state, alive.
     last_heap: Cell<*const HeapState>,
     last_state: Cell<*mut ThreadState>,
+    /// The address of `last_state`'s slab (`usize::MAX`, no slab's, when there is none): set
+    /// and cleared with it (by [`Hot::set_cache`]), so that the owner's weak upgrade compares
+    /// a referent's slab with this thread's in one load.
+    #[cfg_attr(reap_loom, allow(dead_code))]
+    last_slab: Cell<usize>,
     /// The gates this thread is inside, outermost first: each heap's once, with how many
     /// times over (`Gate::enter` nests on an entry of the same heap). At most `MAX_GATES`
     /// heaps are recorded; a deeper one is entered untracked.
@@ -66,10 +71,25 @@ impl Hot {
             deferred: Cell::new(std::ptr::null_mut()),
             last_heap: Cell::new(std::ptr::null()),
             last_state: Cell::new(std::ptr::null_mut()),
+            last_slab: Cell::new(usize::MAX),
             gates: [const { Cell::new(std::ptr::null()) }; MAX_GATES],
             gate_depths: [const { Cell::new(0) }; MAX_GATES],
             gates_len: Cell::new(0),
         }
+    }
+
+    /// Sets the one-entry attachment cache: `heap` and this thread's `state` there (both
+    /// null to clear it), and the state's slab.
+    fn set_cache(&self, heap: *const HeapState, state: *mut ThreadState) {
+        self.last_heap.set(heap);
+        self.last_state.set(state);
+        #[cfg(not(reap_loom))]
+        self.last_slab.set(if state.is_null() {
+            usize::MAX
+        } else {
+            // SAFETY: a cached state is this thread's attachment, alive while cached.
+            unsafe { (*state).slab.as_ptr().addr() }
+        });
     }
 }
 
@@ -380,20 +400,15 @@ pub(crate) fn attach(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadSta
     }
 }
 
-/// This thread's id and its state on `heap` if `heap` is the one it last attached to or found
-/// (the one-entry cache of [`attach`]); `None` otherwise, attaching nothing.
+/// This thread's id and the address of its slab on the heap it is attached to now, as its
+/// one-entry cache names them (`usize::MAX`, no slab's, when there is none): the owner's weak
+/// upgrade compares the slab with its referent's (a slab belongs to one heap, so a match
+/// names the heap too).
 #[cfg(not(reap_loom))]
 #[inline]
-pub(crate) fn cached_state(heap: NonNull<HeapState>) -> Option<(u32, NonNull<ThreadState>)> {
-    HOT.try_with(|hot| {
-        if hot.last_heap.get() == heap.as_ptr().cast_const() {
-            NonNull::new(hot.last_state.get()).map(|s| (hot.id.get(), s))
-        } else {
-            None
-        }
-    })
-    .ok()
-    .flatten()
+pub(crate) fn cached_slab() -> (u32, usize) {
+    HOT.try_with(|hot| (hot.id.get(), hot.last_slab.get()))
+        .unwrap_or((NO_OWNER, usize::MAX))
 }
 
 #[cold]
@@ -460,8 +475,7 @@ fn attach_slow(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadState>>) 
 /// id as an owner.
 fn cache_attachment(heap: NonNull<HeapState>, state: NonNull<ThreadState>) -> u32 {
     HOT.try_with(|hot| {
-        hot.last_heap.set(heap.as_ptr().cast_const());
-        hot.last_state.set(state.as_ptr());
+        hot.set_cache(heap.as_ptr().cast_const(), state.as_ptr());
         hot.id.get()
     })
     .unwrap_or(NO_OWNER)
@@ -540,8 +554,7 @@ impl OthersDetached {
                 let saved = (hot.id.get(), hot.last_heap.get(), hot.last_state.get());
                 if !others.is_empty() {
                     hot.id.set(NO_OWNER);
-                    hot.last_heap.set(std::ptr::null());
-                    hot.last_state.set(std::ptr::null_mut());
+                    hot.set_cache(std::ptr::null(), std::ptr::null_mut());
                 }
                 saved
             })
@@ -566,8 +579,7 @@ impl Drop for OthersDetached {
         let (id, heap, state) = self.saved;
         let _ = HOT.try_with(|hot| {
             hot.id.set(id);
-            hot.last_heap.set(heap);
-            hot.last_state.set(state);
+            hot.set_cache(heap, state);
         });
     }
 }
@@ -714,8 +726,7 @@ pub(crate) fn detached<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R 
             let (id, heap, state) = self.saved;
             let _ = HOT.try_with(|hot| {
                 hot.id.set(id);
-                hot.last_heap.set(heap);
-                hot.last_state.set(state);
+                hot.set_cache(heap, state);
             });
         }
     }
@@ -725,8 +736,7 @@ pub(crate) fn detached<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R 
             // No owner fast path and no cached attachment while detached: every operation
             // finds the thread detached and takes the gate.
             hot.id.set(NO_OWNER);
-            hot.last_heap.set(std::ptr::null());
-            hot.last_state.set(std::ptr::null_mut());
+            hot.set_cache(std::ptr::null(), std::ptr::null_mut());
             saved
         })
         .unwrap_or((NO_OWNER, std::ptr::null(), std::ptr::null_mut()));
@@ -887,8 +897,7 @@ impl Drop for ThreadData {
     fn drop(&mut self) {
         let _ = HOT.try_with(|hot| {
             hot.id.set(NO_OWNER);
-            hot.last_heap.set(std::ptr::null());
-            hot.last_state.set(std::ptr::null_mut());
+            hot.set_cache(std::ptr::null(), std::ptr::null_mut());
         });
         let id = self.id.get();
         let attached = std::mem::take(self.attached.get_mut());

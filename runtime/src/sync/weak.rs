@@ -9,6 +9,12 @@
 //!   callback-less reference is shared: `Weak::new` returns the live one if there is one
 //!   (`ref(o) is ref(o)`), and otherwise allocates and lists a new one in the same critical
 //!   section (the allocation runs no user code and takes no lock).
+//! - **The first reference, without the lock** (`Weak::new` on a referent with no block): the
+//!   new reference and a block already naming it as the shared one are made, the referent
+//!   marked, and the block installed by one compare-and-swap of `meta` (ARCHITECTURE, "The
+//!   first weak reference without the lock"). The loser of a race takes the lock path. Every
+//!   installation, locked or not, is that compare-and-swap, and after it the block is touched
+//!   only under the lock.
 //! - **Upgrade** (under the lock): re-read the target (a clear may have won), then try to add a
 //!   reference, which refuses a count of zero. An upgrade racing the last drop either wins
 //!   before the clear (the object lives on) or returns `None`.
@@ -140,6 +146,23 @@ unsafe fn info_or_make(h: &SharedHeader, state: Option<NonNull<ThreadState>>) ->
     if let Some(info) = unsafe { info_of(h) } {
         return info;
     }
+    let info = make_info(h, state, None);
+    // SAFETY: a block just made, published by nobody else.
+    match unsafe { install_info(h, info, state) } {
+        Ok(()) => info,
+        // A first weak reference made without the lock won (`Weak::new`'s fast path).
+        // SAFETY: the caller holds the lock.
+        Err(()) => unsafe { info_of(h) }.expect("reap: a weak-info block installed"),
+    }
+}
+
+/// A new weak-info block for `h` (not yet installed), in the memory of the calling thread,
+/// whose state on `h`'s heap is `state`, with `shared` as its shared reference.
+fn make_info(
+    h: &SharedHeader,
+    state: Option<NonNull<ThreadState>>,
+    shared: Option<NonNull<SharedHeader>>,
+) -> NonNull<WeakInfo> {
     let (base, in_slab) = heap::alloc_memory(INFO_LAYOUT, state);
     let ptr = base.cast::<WeakInfo>();
     // SAFETY: fresh memory of `WeakInfo`'s layout (value offset 0).
@@ -147,17 +170,44 @@ unsafe fn info_or_make(h: &SharedHeader, state: Option<NonNull<ThreadState>>) ->
         ptr.write(WeakInfo {
             vtable: heap::vtable(h),
             in_slab,
-            shared: UnsafeCell::new(None),
+            shared: UnsafeCell::new(shared),
             list: UnsafeCell::new(Vec::new()),
         })
     };
     // SAFETY: `alloc_memory` never returns null.
-    let ptr = unsafe { NonNull::new_unchecked(ptr) };
-    h.meta.store(
-        ptr.as_ptr().map_addr(|a| a | META_WEAK_INFO).cast(),
-        Release,
-    );
-    ptr
+    unsafe { NonNull::new_unchecked(ptr) }
+}
+
+/// Installs `info` as `h`'s weak-info block if `h` has none: one compare-and-swap of `meta`
+/// from the plain vtable to the tagged block, with `Release`, so that whoever finds the block
+/// (loading `meta` with `Acquire`) sees it whole. If another block won, `info` is freed
+/// (on a thread whose state on `h`'s heap is `state`) and `Err` returned.
+///
+/// # Safety
+/// `info` was made by [`make_info`] for `h` and nobody else can reach it.
+unsafe fn install_info(
+    h: &SharedHeader,
+    info: NonNull<WeakInfo>,
+    state: Option<NonNull<ThreadState>>,
+) -> Result<(), ()> {
+    // SAFETY: ours alone (caller).
+    let vt: *const VTable = unsafe { info.as_ref() }.vtable;
+    let tagged = info.as_ptr().map_addr(|a| a | META_WEAK_INFO).cast();
+    match h
+        .meta
+        .compare_exchange(vt.cast_mut().cast(), tagged, Release, Relaxed)
+    {
+        Ok(_) => Ok(()),
+        Err(_) => {
+            // SAFETY: never published: dropped and freed once, here.
+            unsafe {
+                let in_slab = info.as_ref().in_slab;
+                std::ptr::drop_in_place(info.as_ptr());
+                heap::free_memory(in_slab, info.as_ptr().cast(), INFO_LAYOUT, state);
+            }
+            Err(())
+        }
+    }
 }
 
 /// A weak reference to a Shared-mode object: it does not keep the object alive, and
@@ -221,6 +271,13 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
         let th = target.header_ptr();
         let h = target.header();
         let heap = heap::heap_of(h);
+        if h.meta.load(Relaxed).addr() & META_WEAK_INFO == 0 {
+            // SAFETY: `th` is the target's header, which the caller's handle keeps alive;
+            // `state` is this thread's attachment.
+            if let Some(w) = unsafe { first_ref(th, me, state) } {
+                return Weak::from_obj(w);
+            }
+        }
         // SAFETY: the target keeps its heap alive.
         let hs = unsafe { heap.as_ref() };
         // One critical section for the look-up and, if there is no live shared reference, the
@@ -328,17 +385,11 @@ impl<T: ?Sized> Weak<T> {
         let w = &*self.obj;
         let t = NonNull::new(w.target.load(Acquire))?;
         #[cfg(not(reap_loom))]
-        let took = if !w.target_slab.is_null() {
-            // SAFETY: `t` was read non-null from the target of a weak reference whose
-            // referent is in a slab.
-            match unsafe { owner_upgrade(w, t) } {
-                Some(took) => took,
-                // SAFETY: `t` was read non-null from `w.target`.
-                None => unsafe { upgrade_locked(w, t) },
-            }
-        } else {
+        // SAFETY: `t` was read non-null from `w.target`.
+        let took = match unsafe { owner_upgrade(w, t) } {
+            Some(took) => took,
             // SAFETY: as above.
-            unsafe { upgrade_locked(w, t) }
+            None => unsafe { upgrade_locked(w, t) },
         };
         #[cfg(reap_loom)]
         // SAFETY: as above.
@@ -398,13 +449,15 @@ unsafe fn upgrade_locked(w: &WeakRefObj, t: NonNull<SharedHeader>) -> bool {
 /// lock path.
 ///
 /// # Safety
-/// `t` was read non-null from `w.target`, and `w.target_slab` is not null.
+/// `t` was read non-null from `w.target`.
 #[cfg(not(reap_loom))]
 #[inline]
 unsafe fn owner_upgrade(w: &WeakRefObj, t: NonNull<SharedHeader>) -> Option<bool> {
-    let (me, state) = thread::cached_state(w.heap)?;
-    // SAFETY: the attachment outlives this call.
-    if unsafe { state.as_ref() }.slab.as_ptr().cast_const().cast() != w.target_slab {
+    // The cache's slab is this thread's on the heap it is attached to now (`usize::MAX`, which
+    // is no pointer's address, if none); a referent from the global allocator has a null
+    // `target_slab`, which matches no slab.
+    let (me, slab) = thread::cached_slab();
+    if slab != w.target_slab.addr() {
         return None;
     }
     // Only the `counts` field is touched until the owner is known: no reference to the whole
@@ -421,6 +474,45 @@ unsafe fn owner_upgrade(w: &WeakRefObj, t: NonNull<SharedHeader>) -> Option<bool
     // change that, so the header is whole for the rest of the call.
     // SAFETY: as just said.
     Some(count::try_inc_owner(unsafe { t.as_ref() }, word))
+}
+
+/// [`Weak::new`]'s first weak reference to `th` (held by the caller), made without the lock (ARCHITECTURE, "Weak
+/// references"): the new reference and a block already naming it as the shared reference
+/// are made, the referent marked "maybe weakly referenced", and the block installed by one
+/// compare-and-swap of `meta`. Nothing written here is reachable by another thread before
+/// that publication, and after it this thread touches the block only under the lock, like
+/// everyone else. `None` if another thread installed a block first: the caller takes the
+/// lock path (the reference made here is dropped unlisted).
+///
+/// # Safety
+/// `th` is the header of an object the caller holds a strong reference to (the handle's
+/// pointer, whose provenance covers the slab chunk); `state` is this thread's attachment to
+/// its heap, if any.
+#[inline(never)]
+unsafe fn first_ref(
+    th: NonNull<SharedHeader>,
+    me: u32,
+    state: Option<NonNull<ThreadState>>,
+) -> Option<Gc<WeakRefObj>> {
+    // `th` is the handle's pointer, not one made from a reference to the header: its
+    // provenance covers the slab chunk, whose header `new_ref_obj` reads (`slab_of`).
+    // SAFETY: the caller's reference keeps the referent alive.
+    let h = unsafe { th.as_ref() };
+    let fresh = new_ref_obj(heap::heap_of(h), me, state, th, None);
+    let info = make_info(h, state, Some(fresh.header_ptr()));
+    // Before the block is published: a thread that finds the shared reference through it may
+    // upgrade at once, and must find the referent marked.
+    count::set_maybe_weak(h);
+    // SAFETY: made just above, reachable by nobody else.
+    match unsafe { install_info(h, info, state) } {
+        Ok(()) => Some(fresh),
+        Err(()) => {
+            // Never listed: cleared, so that its death does not look for it in the block.
+            fresh.target.store(std::ptr::null_mut(), Relaxed);
+            drop(fresh);
+            None
+        }
+    }
 }
 
 /// The live shared weak reference of `h`, with one more reference, if any.
@@ -533,34 +625,61 @@ pub(crate) unsafe fn unlist(value: NonNull<u8>) {
 pub(crate) unsafe fn clear_and_call(obj: NonNull<SharedHeader>) {
     // SAFETY: dead but allocated.
     let h = unsafe { obj.as_ref() };
-    let heap = heap::heap_of(h);
     // SAFETY: the object keeps its heap alive.
-    let hs = unsafe { heap.as_ref() };
-    let me = thread::current_id();
-    let mut calls: SmallVec<[Gc<WeakRefObj>; 4]> = SmallVec::new();
-    {
+    let hs = unsafe { heap::heap_of(h).as_ref() };
+    let calls = {
         let _g = lock(hs.weak_lock(obj));
         // SAFETY: under the lock.
-        if let Some(info) = unsafe { info_of(h) } {
-            // SAFETY: under the lock; listed references are allocated.
-            unsafe {
-                let info = info.as_ref();
-                if let Some(w) = (*info.shared.get()).take() {
-                    old_ref(w).target.store(std::ptr::null_mut(), Release);
-                }
-                let list = std::mem::take(&mut *info.list.get());
-                for &w in list.iter().rev() {
-                    // A reference that is itself dying (count zero) gets no call. `w` is
-                    // touched only while its target is set: once it reads cleared, its own
-                    // death (on any thread) no longer waits for this lock and frees it.
-                    if count::try_inc(w.as_ref(), me) {
-                        calls.push(Gc::from_value_ptr(SharedHeader::value_ptr(w).cast()));
-                    }
-                    old_ref(w).target.store(std::ptr::null_mut(), Release);
-                }
+        let Some(info) = (unsafe { info_of(h) }) else {
+            return;
+        };
+        // SAFETY: under the lock; listed references are allocated.
+        unsafe {
+            let info = info.as_ref();
+            if let Some(w) = (*info.shared.get()).take() {
+                old_ref(w).target.store(std::ptr::null_mut(), Release);
             }
+            let list = &mut *info.list.get();
+            if list.is_empty() {
+                // The common case: no reference with a callback (the block's `Vec` never
+                // allocated, or was emptied by unlisting): nothing to take or call.
+                return;
+            }
+            take_calls(std::mem::take(list))
+        }
+    };
+    call_all(h, hs, calls);
+}
+
+/// [`clear_and_call`]'s clearing of the references with callbacks (`list`, just taken from a
+/// dead referent's block): each one's target is cleared, and those still alive are taken (one
+/// reference each), newest first.
+///
+/// # Safety
+/// The caller holds the referent's weak lock; the listed references are allocated.
+#[inline(never)]
+unsafe fn take_calls(list: Vec<NonNull<SharedHeader>>) -> SmallVec<[Gc<WeakRefObj>; 4]> {
+    let me = thread::current_id();
+    let mut calls: SmallVec<[Gc<WeakRefObj>; 4]> = SmallVec::new();
+    for &w in list.iter().rev() {
+        // A reference that is itself dying (count zero) gets no call. `w` is touched only
+        // while its target is set: once it reads cleared, its own death (on any thread) no
+        // longer waits for this lock and frees it.
+        // SAFETY: listed, under the lock (caller): allocated.
+        unsafe {
+            if count::try_inc(w.as_ref(), me) {
+                calls.push(Gc::from_value_ptr(SharedHeader::value_ptr(w).cast()));
+            }
+            old_ref(w).target.store(std::ptr::null_mut(), Release);
         }
     }
+    calls
+}
+
+/// Runs the callbacks [`take_calls`] took for the dead referent `h` (of heap `hs`), in order,
+/// with no lock held; a panic goes to the heap's hook.
+#[inline(never)]
+fn call_all(h: &SharedHeader, hs: &HeapState, calls: SmallVec<[Gc<WeakRefObj>; 4]>) {
     for w in calls {
         let cb = lock(&w.callback).take();
         if let Some(cb) = cb {
