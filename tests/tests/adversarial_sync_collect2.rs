@@ -422,6 +422,10 @@ fn resurrected_object_used_by_other_thread_during_pause_two() {
         });
         let used = Arc::new(AtomicUsize::new(0));
         let u = used.clone();
+        // The thread keeps its handle until the collection has returned: otherwise it could
+        // finish and drop it before pause 2, and the pair would rightly be garbage again.
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let h = heap.clone();
         let t = thread::spawn(move || {
             let got = rx.recv().unwrap();
             for _ in 0..reps(1000, 10) {
@@ -431,11 +435,13 @@ fn resurrected_object_used_by_other_thread_during_pause_two() {
                 assert_eq!(n.map(|n| n.id), Some(2));
                 u.fetch_add(1, SeqCst);
             }
+            h.detached(|| done_rx.recv().unwrap());
             // Break the cycle by hand.
             *got.next.lock().unwrap() = None;
         });
         drop((a, b));
         let n = heap.collect();
+        done_tx.send(()).unwrap();
         t.join().unwrap();
         assert_eq!(n, 0, "both resurrected (one reaches the other)");
         assert_eq!(heap.live_objects(), 0);
