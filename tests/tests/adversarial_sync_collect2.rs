@@ -610,6 +610,8 @@ fn panicking_trace_releases_outer_lock_before_held_inner_guard() {
             },
         });
         let theirs = obj.clone();
+        // A possible root (a reference dropped): the collection traces it.
+        drop(obj.clone());
         // Never attached: runs while the world is stopped.
         let t = thread::spawn(move || {
             let mut outer_was_free = false;
@@ -697,6 +699,8 @@ fn detached_section_inside_gated_death_bypasses_the_gate() {
                 m: Mutex::new(Vec::new()),
                 chan: Mutex::new(Some((traced_tx, done_rx))),
             });
+            // A possible root (a reference dropped): the collection traces it.
+            drop(w.clone());
             let h2 = h.clone();
             let mut w = Some(w);
             fin_with(

@@ -1449,6 +1449,8 @@ fn panicking_trace_in_get_referrers_restarts_the_world() {
         ));
         drop(g);
         let reports = hooked(&heap);
+        // A possible root (a reference dropped): the next collection traces it.
+        drop(bomb.clone());
         let (h, l) = (heap.clone(), log.clone());
         let other = heap.detached(|| {
             thread::spawn(move || {

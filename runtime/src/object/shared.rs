@@ -23,6 +23,11 @@ use crate::shim::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 pub(crate) const GC_FROZEN: u8 = 1;
 /// [`SharedHeader::gc_bits`]: garbage of the running collection.
 pub(crate) const GC_GARBAGE: u8 = 2;
+/// [`SharedHeader::gc_bits`]: a *possible root* (SEMANTICS 2.2): a reference to the object was
+/// dropped without its death since a collection last cleared the mark, so a set of objects
+/// that only the object reaches may have become garbage. A collection takes the marked objects
+/// and what they reach as its candidates (`sync::collect`).
+pub(crate) const GC_POSSIBLE: u8 = 4;
 
 /// Size of [`SharedHeader`]; the value starts this many bytes after the header.
 pub(crate) const SHARED_HEADER_SIZE: usize = std::mem::size_of::<SharedHeader>();
@@ -53,11 +58,14 @@ const _: () = assert!(SHARED_HEADER_SIZE == 32);
 /// - `weakref` says whether the value is a `sync::WeakRefObj` (whose death must unlist it from
 ///   its referent); written once, before the object is published. A byte here rather than a
 ///   type-id comparison on every death.
-/// - `gc_bits` holds [`GC_FROZEN`] (the object is in the permanent set, `sync::Heap::freeze`)
-///   and [`GC_GARBAGE`] (garbage of a running collection, held by it: the `gc` surface's walks
-///   skip it). Written only by the thread that holds the world stopped (`GC_GARBAGE` also by
-///   the collecting thread when it gives garbage back), read by such threads: relaxed accesses
-///   do.
+/// - `gc_bits` holds [`GC_FROZEN`] (the object is in the permanent set, `sync::Heap::freeze`),
+///   [`GC_GARBAGE`] (garbage of a running collection, held by it: the `gc` surface's walks
+///   skip it) and [`GC_POSSIBLE`]. With the world running, any thread that drops a reference
+///   sets `GC_POSSIBLE` (a read-modify-write, and only while it holds a reference: before a
+///   decrement that could let another thread free the object), and the collecting thread
+///   clears `GC_GARBAGE` of survivors with a read-modify-write too; every other write is made
+///   by the thread that holds the world stopped, when no thread drops a reference, and may be
+///   a plain load and store. Relaxed accesses do: the stop's handshake orders the two sides.
 #[repr(C)]
 pub(crate) struct SharedHeader {
     pub(crate) heap: NonNull<()>,
@@ -107,12 +115,45 @@ impl SharedHeader {
         self.gc_bits.load(Ordering::Relaxed) & GC_GARBAGE != 0
     }
 
-    /// Sets (`on`) or clears `bit` of `gc_bits` (see the invariants for who may).
+    /// Sets (`on`) or clears `bit` of `gc_bits` with the world stopped (see the invariants):
+    /// a plain load and store.
     #[inline]
-    pub(crate) fn set_gc_bit(&self, bit: u8, on: bool) {
+    pub(crate) fn set_gc_bit_stopped(&self, bit: u8, on: bool) {
         let old = self.gc_bits.load(Ordering::Relaxed);
         let new = if on { old | bit } else { old & !bit };
-        self.gc_bits.store(new, Ordering::Relaxed);
+        if new != old {
+            self.gc_bits.store(new, Ordering::Relaxed);
+        }
+    }
+
+    /// Sets (`on`) or clears `bit` of `gc_bits` while other threads may set [`GC_POSSIBLE`]:
+    /// a read-modify-write, so that their mark is not lost.
+    #[inline]
+    pub(crate) fn set_gc_bit(&self, bit: u8, on: bool) {
+        if on {
+            self.gc_bits.fetch_or(bit, Ordering::Relaxed);
+        } else {
+            self.gc_bits.fetch_and(!bit, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks the object a possible root ([`GC_POSSIBLE`]), as a reference to it is dropped
+    /// (or, on the owner's path, just was, with its count still above zero). The caller holds
+    /// a reference, or is the owner whose count keeps the object: the header is allocated.
+    /// Once marked, a load and a branch. Garbage of the running collection is not marked: it
+    /// is reclaimed, or survives and then loses the collector's reference, which marks it.
+    #[inline]
+    pub(crate) fn note_drop(&self) {
+        if self.gc_bits.load(Ordering::Relaxed) & (GC_POSSIBLE | GC_GARBAGE) == 0 {
+            self.mark_possible_root();
+        }
+    }
+
+    /// [`note_drop`](Self::note_drop)'s first time since the last collection.
+    #[cold]
+    #[inline(never)]
+    fn mark_possible_root(&self) {
+        self.gc_bits.fetch_or(GC_POSSIBLE, Ordering::Relaxed);
     }
 
     /// Sets flags. Only the thread running the object's death (or its allocation) writes

@@ -37,7 +37,7 @@ use std::time::Duration;
 use hashbrown::HashMap;
 
 use crate::object::header::Flags;
-use crate::object::shared::{SharedHeader, GC_GARBAGE};
+use crate::object::shared::{SharedHeader, GC_GARBAGE, GC_POSSIBLE};
 use crate::shim::Ordering::Relaxed;
 use crate::shim::{lock, Instant};
 use crate::sync::count;
@@ -303,7 +303,7 @@ fn collect_claimed(
     let dead = merge_queues(h);
     h.gc.young.store(0, Relaxed);
     h.gc.scheduled.store(false, Relaxed);
-    let (garbage, candidates) = match find_garbage(heap, 0, None) {
+    let (garbage, population) = match find_garbage(heap, 0, None) {
         Ok(g) => g,
         Err(p) => {
             thread::restart_the_world(heap);
@@ -325,7 +325,7 @@ fn collect_claimed(
         let o = unsafe { g.as_ref() };
         count::collector_hold(o);
         // Hidden from the `gc` surface's walks until it is given back or freed.
-        o.set_gc_bit(GC_GARBAGE, true);
+        o.set_gc_bit_stopped(GC_GARBAGE, true);
         weakly |= o.weakref
             || o.meta.load(crate::shim::Ordering::Relaxed).addr()
                 & crate::object::header::META_WEAK_INFO
@@ -352,7 +352,7 @@ fn collect_claimed(
     info.first_pause = asked.elapsed();
     drop(others);
     h.gc.long_lived
-        .store(candidates.saturating_sub(garbage.len()), Relaxed);
+        .store(population.saturating_sub(garbage.len()), Relaxed);
 
     // User code, on this thread only.
     settle_dead(dead);
@@ -476,11 +476,12 @@ fn settle_dead(dead: Vec<NonNull<SharedHeader>>) {
     }
 }
 
-/// Trial deletion while the world is stopped: over every tracked object of the heap (`among`
-/// = `None`), or over `among` (the resurrection check, `held` = 1: each has the collector's
-/// reference, not counted as one from outside). Returns what only other candidates reach,
-/// and how many candidates there were.
-/// A panicking traversal (a hand-written `Trace`) abandons it.
+/// Trial deletion while the world is stopped: over the possible roots of the heap and what
+/// they reach (`among` = `None`), or over `among` (the resurrection check, `held` = 1: each has
+/// the collector's reference, not counted as one from outside). Returns what only other
+/// candidates reach, and the number of tracked objects of the heap (walked; 0 for `among`).
+/// A panicking traversal (a hand-written `Trace`) abandons it; every tracked object is then
+/// marked a possible root again.
 fn find_garbage(
     heap: NonNull<HeapState>,
     held: usize,
@@ -491,10 +492,11 @@ fn find_garbage(
     // Taken out, not borrowed: a `Trace` that collects another heap finds none here.
     let mut scratch = std::mem::take(&mut *gc.scratch.lock().unwrap_or_else(|e| e.into_inner()));
     let mut guards = std::mem::take(&mut scratch.guards);
+    let mut used = 0;
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let snap = Snapshot::take(heap, held, among, &mut guards, &mut scratch);
-        let candidates = snap.objs.len();
-        (snap.unreachable(&mut scratch), candidates)
+        let (snap, population) = Snapshot::take(heap, held, among, &mut guards, &mut scratch);
+        used = snap.objs.len();
+        (snap.unreachable(&mut scratch), population)
     }));
     // The verdict is in: the threads that run may move handles again. Released last in, first
     // out: a lock inside a value is released before the lock around it.
@@ -502,13 +504,25 @@ fn find_garbage(
         drop(g);
     }
     scratch.guards = guards;
-    let used = result.as_ref().map_or(0, |&(_, n)| n);
+    if result.is_err() && among.is_none() {
+        // The walk cleared marks of objects whose reach was never decided: every tracked
+        // object is marked again (SEMANTICS 5.4: the heap stays as it was, or safer).
+        let mark = |o: NonNull<SharedHeader>| {
+            // SAFETY: an object of the heap: allocated.
+            let h = unsafe { o.as_ref() };
+            if h.has(Flags::TRACKED) {
+                h.set_gc_bit_stopped(GC_POSSIBLE, true);
+            }
+        };
+        // SAFETY: the world is stopped, and this thread collects.
+        unsafe { heap.as_ref().for_each_object(mark) };
+    }
     let blocks = scratch.slots.len();
     *gc.scratch.lock().unwrap_or_else(|e| e.into_inner()) = scratch.emptied(used, blocks);
     result
 }
 
-/// What [`find_garbage`] found: the garbage, and how many candidates there were.
+/// What [`find_garbage`] found: the garbage, and how many tracked objects the heap has.
 type Verdict = (Vec<NonNull<SharedHeader>>, usize);
 
 /// Not a candidate, in [`Index::slots`].
@@ -562,27 +576,94 @@ impl Index {
         };
         (objs.get(i as usize) == Some(&o)).then_some(i)
     }
+
+    /// The candidate index of `o`, an object of the heap (allocated), making it a candidate
+    /// first (if it is one, `Candidates::consider`) when it is not yet: discovery's step.
+    #[inline]
+    fn get_or_consider(&mut self, o: NonNull<SharedHeader>, c: &mut Candidates) -> Option<u32> {
+        // SAFETY: as in `get`.
+        if self.walked && unsafe { o.as_ref() }.in_slab {
+            // SAFETY: as in `get`.
+            let slot = unsafe { HeapState::slot_of(o) };
+            let entry = self.slots.get_mut(slot)?;
+            if c.objs.get(*entry as usize) == Some(&o) {
+                return Some(*entry);
+            }
+            let i = c.consider(o)?;
+            *entry = i;
+            Some(i)
+        } else {
+            if let Some(&i) = self.other.get(&o) {
+                if c.objs.get(i as usize) == Some(&o) {
+                    return Some(i);
+                }
+            }
+            let i = c.consider(o)?;
+            self.other.insert(o, i);
+            Some(i)
+        }
+    }
+}
+
+/// The candidates of a snapshot as they are found, and their scratch counts.
+struct Candidates {
+    objs: Vec<NonNull<SharedHeader>>,
+    scratch: Vec<u32>,
+    /// References of the collector's own in each count (1 in the resurrection check).
+    held: usize,
+}
+
+impl Candidates {
+    /// Makes `o` a candidate if it is one (tracked, value live, not frozen, alive); returns
+    /// its index.
+    #[inline]
+    fn consider(&mut self, o: NonNull<SharedHeader>) -> Option<u32> {
+        // SAFETY: an object of the heap (a block whose first word names it, one of the outside
+        // set, a target of a candidate's handle, or held garbage): allocated, and the world is
+        // stopped.
+        let h = unsafe { o.as_ref() };
+        if !h.has(Flags::TRACKED) || h.has(Flags::VALUE_DROPPED) || h.is_frozen() {
+            return None;
+        }
+        let n = count::stopped_count(h).saturating_sub(self.held);
+        if n == 0 && self.held == 0 {
+            // Dead, its death pending or running somewhere: not a candidate (its value's
+            // handles count as references from outside).
+            return None;
+        }
+        self.objs.push(o);
+        // No count comes near `REACHED` (`count::SHARED_MAX` + `LOCAL_MAX` is far below).
+        self.scratch.push(n.min(REACHED as usize - 1) as u32);
+        Some(self.objs.len() as u32 - 1)
+    }
 }
 
 impl Snapshot {
-    /// Finds the candidates and traces each once, keeping the lock guards in `guards`.
+    /// Finds the candidates and traces each once, keeping the lock guards in `guards`;
+    /// returns the snapshot and the number of tracked objects the walk saw.
+    ///
+    /// Without `among`, the candidates are *discovered* (SEMANTICS 2.2): the walk over every
+    /// block takes the possible roots (clearing their mark), and tracing adds every object a
+    /// candidate holds a handle to. What the roots do not reach keeps a reference from outside
+    /// the candidates or from a live thread, so it is not garbage, and is never traced.
     fn take(
         heap: NonNull<HeapState>,
         held: usize,
         among: Option<&[NonNull<SharedHeader>]>,
         guards: &mut Vec<HeldGuard>,
         mem: &mut Scratch,
-    ) -> Snapshot {
+    ) -> (Snapshot, usize) {
         // Room for every slab block up front: no reallocation (and copy) as the lists grow.
         let bound = match among {
             Some(list) => list.len(),
             // SAFETY: the world is stopped, and this thread collects.
             None => unsafe { heap.as_ref().slab_blocks_bound() },
         };
-        let mut objs = std::mem::take(&mut mem.objs);
-        let mut scratch = std::mem::take(&mut mem.counts);
-        objs.reserve(bound);
-        scratch.reserve(bound);
+        let mut found_so_far = Candidates {
+            objs: std::mem::take(&mut mem.objs),
+            scratch: std::mem::take(&mut mem.counts),
+            held,
+        };
         let mut index = Index {
             slots: std::mem::take(&mut mem.slots),
             walked: among.is_none(),
@@ -592,41 +673,44 @@ impl Snapshot {
             // Entries left from earlier collections stay: `Index::get` checks every answer.
             index.slots.resize(bound, NO_INDEX);
         }
-        // Makes `o` a candidate if it is one; returns its index.
-        let mut consider = |o: NonNull<SharedHeader>| -> Option<u32> {
-            // SAFETY: an object of the heap (a block whose first word names it, or one of the
-            // outside set, or held garbage): allocated, and the world is stopped.
-            let h = unsafe { o.as_ref() };
-            if !h.has(Flags::TRACKED) || h.has(Flags::VALUE_DROPPED) || h.is_frozen() {
-                return None;
-            }
-            let n = count::stopped_count(h).saturating_sub(held);
-            if n == 0 && held == 0 {
-                // Dead, its death pending or running somewhere: not a candidate (its value's
-                // handles count as references from outside).
-                return None;
-            }
-            objs.push(o);
-            // No count comes near `REACHED` (`count::SHARED_MAX` + `LOCAL_MAX` is far below).
-            scratch.push(n.min(REACHED as usize - 1) as u32);
-            Some(objs.len() as u32 - 1)
-        };
+        let mut population = 0;
+        if among.is_none() {
+            // As many as the last collection had (`Scratch::emptied` keeps the memory): the
+            // lists do not grow while the world is stopped, unless the heap did.
+            let last = mem.last_candidates;
+            found_so_far.objs.reserve(last);
+            found_so_far.scratch.reserve(last);
+        }
         match among {
             Some(list) => {
+                found_so_far.objs.reserve(list.len());
+                found_so_far.scratch.reserve(list.len());
                 index.other.reserve(list.len());
                 for &o in list {
-                    if let Some(i) = consider(o) {
+                    if let Some(i) = found_so_far.consider(o) {
                         index.other.insert(o, i);
                     }
                 }
             }
             None => {
                 let mut outside = Vec::new();
+                // Takes `o` if it is a possible root; counts the tracked objects.
+                let mut root = |o: NonNull<SharedHeader>| -> Option<u32> {
+                    // SAFETY: an object of the heap, allocated; the world is stopped.
+                    let h = unsafe { o.as_ref() };
+                    population += usize::from(h.has(Flags::TRACKED));
+                    let bits = h.gc_bits.load(Relaxed);
+                    if bits & GC_POSSIBLE == 0 {
+                        return None;
+                    }
+                    h.gc_bits.store(bits & !GC_POSSIBLE, Relaxed);
+                    found_so_far.consider(o)
+                };
                 // SAFETY: the world is stopped, and this thread collects.
                 unsafe {
                     heap.as_ref().walk_numbered(
                         |o, slot| {
-                            if let Some(i) = consider(o) {
+                            if let Some(i) = root(o) {
                                 index.slots[slot] = i;
                             }
                         },
@@ -634,23 +718,25 @@ impl Snapshot {
                     )
                 };
                 for o in outside {
-                    if let Some(i) = consider(o) {
+                    if let Some(i) = root(o) {
                         index.other.insert(o, i);
                     }
                 }
             }
         }
-        let n = objs.len();
+        let discover = among.is_none();
         let mut start = std::mem::take(&mut mem.start);
         let mut edges = std::mem::take(&mut mem.edges);
         let mut opaque = std::mem::take(&mut mem.opaque);
         let mut found = std::mem::take(&mut mem.found);
-        start.reserve(n + 1);
-        edges.reserve(n);
+        start.reserve(found_so_far.objs.len() + 1);
+        edges.reserve(found_so_far.objs.len());
         // Most traced objects keep one guard (their lock): room for one each.
-        guards.reserve(n);
+        guards.reserve(found_so_far.objs.len());
         let mut tracer = Tracer::shared(heap.cast(), &mut found, guards);
-        for (i, &o) in objs.iter().enumerate() {
+        // The list grows as tracing discovers candidates: each is traced once, in order.
+        let mut i = 0;
+        while let Some(&o) = found_so_far.objs.get(i) {
             start.push(edges.len() as u32);
             // SAFETY: a candidate, allocated, its value live (not `VALUE_DROPPED`).
             let (vt, value) = unsafe { (vtable(o.as_ref()), SharedHeader::value_ptr(o)) };
@@ -663,26 +749,38 @@ impl Snapshot {
                 unreachable!("a shared tracer")
             };
             for &t in found.iter() {
-                if let Some(t) = index.get(t, &objs) {
-                    edges.push(t);
-                    let s = &mut scratch[t as usize];
-                    // Never below zero: an over-reporting hand-written `Trace` must not wrap
-                    // around into "reachable".
-                    *s = s.saturating_sub(1);
-                }
+                let t = if discover {
+                    index.get_or_consider(t, &mut found_so_far)
+                } else {
+                    index.get(t, &found_so_far.objs)
+                };
+                let Some(t) = t else { continue };
+                edges.push(t);
+                let s = &mut found_so_far.scratch[t as usize];
+                // Never below zero: an over-reporting hand-written `Trace` must not wrap
+                // around into "reachable".
+                *s = s.saturating_sub(1);
             }
             found.clear();
+            i += 1;
         }
         start.push(edges.len() as u32);
         mem.found = found;
         mem.slots = index.slots;
-        Snapshot {
-            objs,
-            scratch,
-            start,
-            edges,
-            opaque,
+        let Candidates { objs, scratch, .. } = found_so_far;
+        if discover {
+            mem.last_candidates = objs.len();
         }
+        (
+            Snapshot {
+                objs,
+                scratch,
+                start,
+                edges,
+                opaque,
+            },
+            population,
+        )
     }
 
     /// Trial deletion's step 3 and the partition: every candidate with a count left (held from
@@ -692,6 +790,9 @@ impl Snapshot {
         for &o in &self.opaque {
             let s = &mut self.scratch[o as usize];
             *s = (*s).max(1);
+            // What is behind the lock is not traversed: a possible root again (SEMANTICS 5.3).
+            // SAFETY: a candidate, allocated; the world is stopped.
+            unsafe { self.objs[o as usize].as_ref() }.set_gc_bit_stopped(GC_POSSIBLE, true);
         }
         let Snapshot {
             objs,

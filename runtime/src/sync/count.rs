@@ -239,6 +239,8 @@ pub(crate) fn dec_fast(h: &SharedHeader, me: u32) -> Option<u64> {
         let l = h.local.load(Relaxed);
         if l > 1 {
             h.local.store(l - 1, Relaxed);
+            // The owner's count, still above zero, keeps the object (only the owner changes it).
+            h.note_drop();
             return None;
         }
     }
@@ -254,6 +256,8 @@ pub(crate) fn dec(h: &SharedHeader, me: u32, word: u64) -> Dec {
         if l == 0 {
             return merge_zero_local(h);
         }
+        // As in `dec_fast`.
+        h.note_drop();
         Dec::Alive
     } else {
         dec_shared(h, word)
@@ -263,15 +267,26 @@ pub(crate) fn dec(h: &SharedHeader, me: u32, word: u64) -> Dec {
 /// The owner's count reached zero (CPython's `_Py_MergeZeroLocalRefcount`). If the shared word
 /// is all zero (never shared, no weak reference, not queued) the object dies at once; otherwise
 /// ownership is given up (owner 0, state merged, in one step) and the shared count decides.
-#[cold]
+#[inline]
 pub(crate) fn merge_zero_local(h: &SharedHeader) -> Dec {
-    let mut word = load(h, Acquire);
+    let word = load(h, Acquire);
+    if shared_of(word) == 0 {
+        debug_assert!(
+            h.meta.load(Relaxed).addr() & crate::object::header::META_WEAK_INFO == 0,
+            "reap: a weakly referenced object took the fast death"
+        );
+        return Dec::Dead;
+    }
+    give_up_ownership(h, word)
+}
+
+/// [`merge_zero_local`] for an object other threads counted, queued or weakly reference
+/// (`word`: a load of `counts` whose shared half is not zero).
+#[cold]
+#[inline(never)]
+fn give_up_ownership(h: &SharedHeader, mut word: u64) -> Dec {
     loop {
         if shared_of(word) == 0 {
-            debug_assert!(
-                h.meta.load(Relaxed).addr() & crate::object::header::META_WEAK_INFO == 0,
-                "reap: a weakly referenced object took the fast death"
-            );
             return Dec::Dead;
         }
         // A queued object can get here too: the owner dropped references that other threads
@@ -283,6 +298,11 @@ pub(crate) fn merge_zero_local(h: &SharedHeader) -> Dec {
             "reap: queued object merged at zero (the queue's reference is lost)"
         );
         let new = pack(0, count_of(word), MERGED);
+        if count_of(new) > 0 {
+            // It lives on, held by other threads, one of which may drop the last reference as
+            // soon as this is published: marked first.
+            h.note_drop();
+        }
         match h.counts.compare_exchange_weak(word, new, AcqRel, Acquire) {
             Ok(_) => {
                 debug_assert!(count_of(new) >= 0, "reap: negative merged count");
@@ -302,6 +322,11 @@ pub(crate) fn merge_zero_local(h: &SharedHeader) -> Dec {
 /// a stale `word` only costs one failed CAS, which returns the current value.
 #[inline]
 fn dec_shared(h: &SharedHeader, mut word: u64) -> Dec {
+    if count_of(word) != 1 || state_of(word) != MERGED {
+        // Not (as far as this load tells) the last reference: marked while the reference still
+        // holds the object (another thread may drop the last one right after the decrement).
+        h.note_drop();
+    }
     loop {
         let count = count_of(word);
         let (new, then) = if count > 0 {

@@ -118,6 +118,8 @@ pub(crate) struct Scratch {
     pub(crate) found: Vec<NonNull<SharedHeader>>,
     pub(crate) guards: Vec<HeldGuard>,
     pub(crate) stack: Vec<u32>,
+    /// How many candidates the last collection discovered: the room the next one reserves.
+    pub(crate) last_candidates: usize,
 }
 
 // SAFETY: a `Scratch` is stored in its heap's `GcState` only after `Scratch::emptied`: no

@@ -325,6 +325,9 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
             // SAFETY: the object is alive (the temporary reference holds it).
             unsafe { heap.as_ref() }.report_panic(UnraisableKind::Finalizer, (vt.type_name)(), p);
         }
+        // Marked while the temporary reference still holds it: if the finalizer stored a
+        // reference, where it stored it may be garbage (SEMANTICS 2.2).
+        h.note_drop();
         if !count::resurrect_end(h, me) {
             // Resurrected: somebody stored a reference; it dies again when that goes.
             return;

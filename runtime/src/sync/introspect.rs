@@ -9,7 +9,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::object::header::Flags;
-use crate::object::shared::{Gc, SharedHeader, GC_FROZEN};
+use crate::object::shared::{Gc, SharedHeader, GC_FROZEN, GC_POSSIBLE};
 use crate::sync::collect::with_world_stopped;
 use crate::sync::count;
 use crate::sync::gcstate::CollectCallback;
@@ -277,7 +277,7 @@ impl Heap {
                 h.for_each_object(|o| {
                     let r = o.as_ref();
                     if r.has(Flags::TRACKED) && usable(r) {
-                        r.set_gc_bit(GC_FROZEN, true);
+                        r.set_gc_bit_stopped(GC_FROZEN, true);
                     }
                 })
             };
@@ -286,11 +286,20 @@ impl Heap {
     }
 
     /// `gc.unfreeze()`: empties the permanent set; its objects are examined by collections
-    /// again.
+    /// again (each is marked a possible root: references to it may have gone while it was
+    /// frozen, and the collections that skipped it kept no record).
     pub fn unfreeze(&self) {
         with_world_stopped(self.state, "unfreeze", |h| {
             // SAFETY: the world is stopped, as in `freeze`.
-            unsafe { h.for_each_object(|o| o.as_ref().set_gc_bit(GC_FROZEN, false)) };
+            unsafe {
+                h.for_each_object(|o| {
+                    let r = o.as_ref();
+                    if r.is_frozen() {
+                        r.set_gc_bit_stopped(GC_FROZEN, false);
+                        r.set_gc_bit_stopped(GC_POSSIBLE, true);
+                    }
+                })
+            };
         });
     }
 
