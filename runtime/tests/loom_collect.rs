@@ -138,6 +138,8 @@ fn stop_the_world_handshake() {
             })
         };
         let (a, b) = (probe(&heap), probe(&heap));
+        // Possible roots (a reference dropped), so that the pause traces them.
+        drop((a.clone(), b.clone()));
         let cycle_dropped = Arc::new(AtomicUsize::new(0));
         let cycle = node(&heap, &cycle_dropped);
         link(&cycle, &cycle);
