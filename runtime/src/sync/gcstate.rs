@@ -120,6 +120,11 @@ pub(crate) struct Scratch {
     pub(crate) stack: Vec<u32>,
     /// How many candidates the last collection discovered: the room the next one reserves.
     pub(crate) last_candidates: usize,
+    /// The most candidates a recent snapshot had: the largest use, losing an eighth at each
+    /// snapshot that uses less. What is kept follows it, so that a small snapshot (a
+    /// resurrection check, a collection with little to do) between large ones does not give
+    /// back the memory the next large one would allocate again.
+    peak: usize,
 }
 
 // SAFETY: a `Scratch` is stored in its heap's `GcState` only after `Scratch::emptied`: no
@@ -129,7 +134,8 @@ unsafe impl Send for Scratch {}
 
 impl Scratch {
     /// Empties every vector (keeping `slots`' numbers), giving back memory beyond four times
-    /// what `used` candidates (and `blocks` slab blocks) need.
+    /// what the recent peak of candidates (with `used` the latest) and `blocks` slab blocks
+    /// need.
     pub(crate) fn emptied(mut self, used: usize, blocks: usize) -> Scratch {
         fn empty<T>(v: &mut Vec<T>, keep: usize) {
             v.clear();
@@ -137,7 +143,8 @@ impl Scratch {
                 *v = Vec::new();
             }
         }
-        let keep = used.saturating_mul(4);
+        self.peak = used.max(self.peak - self.peak / 8);
+        let keep = self.peak.saturating_mul(4);
         empty(&mut self.objs, keep);
         empty(&mut self.counts, keep);
         empty(&mut self.start, keep);
@@ -196,5 +203,39 @@ impl GcState {
         let young = young as usize;
         young > threshold
             && (young > self.long_lived.load(Relaxed) / 4 || self.thresholds[1].load(Relaxed) == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Scratch;
+
+    fn with_capacity(n: usize) -> Scratch {
+        Scratch {
+            counts: Vec::with_capacity(n),
+            ..Scratch::default()
+        }
+    }
+
+    #[test]
+    fn a_small_snapshot_between_large_ones_keeps_the_memory() {
+        let s = with_capacity(10_000).emptied(10_000, 0);
+        assert!(s.counts.capacity() >= 10_000);
+        // A resurrection check over 100 objects: the large collection's room stays.
+        let s = s.emptied(100, 0);
+        assert!(s.counts.capacity() >= 10_000);
+    }
+
+    #[test]
+    fn memory_goes_back_once_the_snapshots_stay_small() {
+        let mut s = with_capacity(10_000).emptied(10_000, 0);
+        let mut rounds = 0;
+        while s.counts.capacity() > 0 {
+            s = s.emptied(100, 0);
+            rounds += 1;
+            assert!(rounds < 100, "never given back");
+        }
+        // The peak loses an eighth a round: below a quarter of 10,000 after about 11.
+        assert!((8..=16).contains(&rounds), "{rounds} rounds");
     }
 }
