@@ -3,7 +3,7 @@
 //! `sync::handle`).
 //!
 //! ```text
-//!  [pad][ SharedHeader: heap (8), counts (8), meta (8), local (4), flags (1), in_slab (1), weakref (1), gc_bits (1) ][ value ]
+//!  [pad][ SharedHeader: heap (8), counts (8), meta (8), local (4), flags (1), in_slab (1), gc_bits (1), possible (1) ][ value ]
 //! ```
 //!
 //! The last 16 bytes are Local mode's `Header` with atomics for cells (`meta`, then the count
@@ -23,11 +23,10 @@ use crate::shim::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
 pub(crate) const GC_FROZEN: u8 = 1;
 /// [`SharedHeader::gc_bits`]: garbage of the running collection.
 pub(crate) const GC_GARBAGE: u8 = 2;
-/// [`SharedHeader::gc_bits`]: a *possible root* (SEMANTICS 2.2): a reference to the object was
-/// dropped without its death since a collection last cleared the mark, so a set of objects
-/// that only the object reaches may have become garbage. A collection takes the marked objects
-/// and what they reach as its candidates (`sync::collect`).
-pub(crate) const GC_POSSIBLE: u8 = 4;
+/// [`SharedHeader::gc_bits`]: the value is a `sync::WeakRefObj` (whose death must unlist it
+/// from its referent). Set before the object is published, never changed: a bit here rather
+/// than a type-id comparison on every death.
+pub(crate) const GC_WEAKREF: u8 = 4;
 
 /// Size of [`SharedHeader`]; the value starts this many bytes after the header.
 pub(crate) const SHARED_HEADER_SIZE: usize = std::mem::size_of::<SharedHeader>();
@@ -55,17 +54,21 @@ const _: () = assert!(SHARED_HEADER_SIZE == 32);
 /// - `in_slab` says whether the object's memory came from a thread's slab
 ///   (`object::shared_slab`) or from the global allocator; written once, before the object
 ///   is published.
-/// - `weakref` says whether the value is a `sync::WeakRefObj` (whose death must unlist it from
-///   its referent); written once, before the object is published. A byte here rather than a
-///   type-id comparison on every death.
 /// - `gc_bits` holds [`GC_FROZEN`] (the object is in the permanent set, `sync::Heap::freeze`),
 ///   [`GC_GARBAGE`] (garbage of a running collection, held by it: the `gc` surface's walks
-///   skip it) and [`GC_POSSIBLE`]. With the world running, any thread that drops a reference
-///   sets `GC_POSSIBLE` (a read-modify-write, and only while it holds a reference: before a
-///   decrement that could let another thread free the object), and the collecting thread
-///   clears `GC_GARBAGE` of survivors with a read-modify-write too; every other write is made
-///   by the thread that holds the world stopped, when no thread drops a reference, and may be
-///   a plain load and store. Relaxed accesses do: the stop's handshake orders the two sides.
+///   skip it) and [`GC_WEAKREF`] (set before the object is published, never changed). Written
+///   by the thread that holds the world stopped (a plain load and store), or by the collecting
+///   thread with the world running (`GC_GARBAGE` cleared on survivors, a read-modify-write);
+///   read by those threads. Relaxed accesses do.
+/// - `possible` is 1 when the object is a *possible root* (SEMANTICS 8.5): a reference to it
+///   went without its death since a collection last cleared the mark, so a set of objects that
+///   only it reaches may have become garbage; a collection takes the marked objects and what
+///   they reach as its candidates (`sync::collect`). Any thread that drops a reference stores 1
+///   (a blind store: no load, no read-modify-write), while it still holds the object (before a
+///   decrement that could let another thread free it; the owner after its store, as its count
+///   still above zero keeps the object); the collecting thread stores 0 while the world is
+///   stopped, when no thread drops a reference (unattached ones wait at the gate). Relaxed
+///   accesses do: the stop's handshake orders the two sides.
 #[repr(C)]
 pub(crate) struct SharedHeader {
     pub(crate) heap: NonNull<()>,
@@ -74,8 +77,8 @@ pub(crate) struct SharedHeader {
     pub(crate) local: AtomicU32,
     pub(crate) flags: AtomicU8,
     pub(crate) in_slab: bool,
-    pub(crate) weakref: bool,
     pub(crate) gc_bits: AtomicU8,
+    pub(crate) possible: AtomicU8,
 }
 
 impl SharedHeader {
@@ -109,6 +112,12 @@ impl SharedHeader {
         self.gc_bits.load(Ordering::Relaxed) & GC_FROZEN != 0
     }
 
+    /// Whether the value is a `sync::WeakRefObj`.
+    #[inline]
+    pub(crate) fn is_weakref(&self) -> bool {
+        self.gc_bits.load(Ordering::Relaxed) & GC_WEAKREF != 0
+    }
+
     /// Whether the object is garbage of the running collection.
     #[inline]
     pub(crate) fn is_garbage(&self) -> bool {
@@ -126,8 +135,8 @@ impl SharedHeader {
         }
     }
 
-    /// Sets (`on`) or clears `bit` of `gc_bits` while other threads may set [`GC_POSSIBLE`]:
-    /// a read-modify-write, so that their mark is not lost.
+    /// Sets (`on`) or clears `bit` of `gc_bits` with the world running (the collecting thread
+    /// on objects it holds): a read-modify-write.
     #[inline]
     pub(crate) fn set_gc_bit(&self, bit: u8, on: bool) {
         if on {
@@ -137,23 +146,24 @@ impl SharedHeader {
         }
     }
 
-    /// Marks the object a possible root ([`GC_POSSIBLE`]), as a reference to it is dropped
-    /// (or, on the owner's path, just was, with its count still above zero). The caller holds
-    /// a reference, or is the owner whose count keeps the object: the header is allocated.
-    /// Once marked, a load and a branch. Garbage of the running collection is not marked: it
-    /// is reclaimed, or survives and then loses the collector's reference, which marks it.
+    /// Marks the object a possible root (`possible`), as a reference to it is dropped (or, on
+    /// the owner's path, just was, with its count still above zero). The caller holds a
+    /// reference, or is the owner whose count keeps the object: the header is allocated.
     #[inline]
     pub(crate) fn note_drop(&self) {
-        if self.gc_bits.load(Ordering::Relaxed) & (GC_POSSIBLE | GC_GARBAGE) == 0 {
-            self.mark_possible_root();
-        }
+        self.possible.store(1, Ordering::Relaxed);
     }
 
-    /// [`note_drop`](Self::note_drop)'s first time since the last collection.
-    #[cold]
-    #[inline(never)]
-    fn mark_possible_root(&self) {
-        self.gc_bits.fetch_or(GC_POSSIBLE, Ordering::Relaxed);
+    /// Whether the object is marked a possible root.
+    #[inline]
+    pub(crate) fn is_possible_root(&self) -> bool {
+        self.possible.load(Ordering::Relaxed) != 0
+    }
+
+    /// Sets or clears the possible-root mark with the world stopped.
+    #[inline]
+    pub(crate) fn set_possible_root_stopped(&self, on: bool) {
+        self.possible.store(u8::from(on), Ordering::Relaxed);
     }
 
     /// Sets flags. Only the thread running the object's death (or its allocation) writes

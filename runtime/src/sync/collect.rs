@@ -37,7 +37,7 @@ use std::time::Duration;
 use hashbrown::HashMap;
 
 use crate::object::header::Flags;
-use crate::object::shared::{SharedHeader, GC_GARBAGE, GC_POSSIBLE};
+use crate::object::shared::{SharedHeader, GC_GARBAGE};
 use crate::shim::Ordering::Relaxed;
 use crate::shim::{lock, Instant};
 use crate::sync::count;
@@ -326,7 +326,7 @@ fn collect_claimed(
         count::collector_hold(o);
         // Hidden from the `gc` surface's walks until it is given back or freed.
         o.set_gc_bit_stopped(GC_GARBAGE, true);
-        weakly |= o.weakref
+        weakly |= o.is_weakref()
             || o.meta.load(crate::shim::Ordering::Relaxed).addr()
                 & crate::object::header::META_WEAK_INFO
                 != 0;
@@ -341,7 +341,7 @@ fn collect_claimed(
         // SAFETY: held, so allocated; the world is stopped.
         unsafe { weak::clear_for_collection(g, me, &is_garbage, &mut calls) };
         // SAFETY: as above.
-        if unsafe { g.as_ref() }.weakref {
+        if unsafe { g.as_ref() }.is_weakref() {
             // A garbage weak reference: unlisted from its referent, so its callback never
             // runs (SEMANTICS 2.4).
             // SAFETY: a held weak-reference object whose value is not dropped.
@@ -511,7 +511,7 @@ fn find_garbage(
             // SAFETY: an object of the heap: allocated.
             let h = unsafe { o.as_ref() };
             if h.has(Flags::TRACKED) {
-                h.set_gc_bit_stopped(GC_POSSIBLE, true);
+                h.set_possible_root_stopped(true);
             }
         };
         // SAFETY: the world is stopped, and this thread collects.
@@ -675,11 +675,15 @@ impl Snapshot {
         }
         let mut population = 0;
         if among.is_none() {
-            // As many as the last collection had (`Scratch::emptied` keeps the memory): the
-            // lists do not grow while the world is stopped, unless the heap did.
-            let last = mem.last_candidates;
-            found_so_far.objs.reserve(last);
-            found_so_far.scratch.reserve(last);
+            // As many as the last collection had (`Scratch::emptied` keeps the memory), or
+            // for the heap's first, every block: the lists do not grow while the world is
+            // stopped, unless the heap did.
+            let room = match mem.last_candidates {
+                0 => bound,
+                last => last,
+            };
+            found_so_far.objs.reserve(room);
+            found_so_far.scratch.reserve(room);
         }
         match among {
             Some(list) => {
@@ -699,11 +703,10 @@ impl Snapshot {
                     // SAFETY: an object of the heap, allocated; the world is stopped.
                     let h = unsafe { o.as_ref() };
                     population += usize::from(h.has(Flags::TRACKED));
-                    let bits = h.gc_bits.load(Relaxed);
-                    if bits & GC_POSSIBLE == 0 {
+                    if !h.is_possible_root() {
                         return None;
                     }
-                    h.gc_bits.store(bits & !GC_POSSIBLE, Relaxed);
+                    h.set_possible_root_stopped(false);
                     found_so_far.consider(o)
                 };
                 // SAFETY: the world is stopped, and this thread collects.
@@ -792,7 +795,7 @@ impl Snapshot {
             *s = (*s).max(1);
             // What is behind the lock is not traversed: a possible root again (SEMANTICS 5.3).
             // SAFETY: a candidate, allocated; the world is stopped.
-            unsafe { self.objs[o as usize].as_ref() }.set_gc_bit_stopped(GC_POSSIBLE, true);
+            unsafe { self.objs[o as usize].as_ref() }.set_possible_root_stopped(true);
         }
         let Snapshot {
             objs,
@@ -924,7 +927,7 @@ fn reclaim(h: &HeapState, me: u32, s: &ThreadState, garbage: Vec<NonNull<SharedH
         // SAFETY: held, so allocated.
         let o = unsafe { g.as_ref() };
         let value = SharedHeader::value_ptr(g);
-        if o.weakref {
+        if o.is_weakref() {
             // SAFETY: a weak-reference object whose value is not dropped yet.
             unsafe { weak::unlist(value) };
         }

@@ -570,8 +570,8 @@ mod tests {
             local: AtomicU32::new(local),
             flags: AtomicU8::new(0),
             in_slab: false,
-            weakref: false,
             gc_bits: AtomicU8::new(0),
+            possible: AtomicU8::new(0),
         }
     }
 

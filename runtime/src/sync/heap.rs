@@ -339,7 +339,7 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
         unsafe { weak::clear_and_call(obj) };
     }
     let value = SharedHeader::value_ptr(obj);
-    if h.weakref {
+    if h.is_weakref() {
         // SAFETY: a dead weak-reference object, its value not yet dropped.
         unsafe { weak::unlist(value) };
     }

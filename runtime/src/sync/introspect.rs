@@ -9,7 +9,7 @@ use std::ptr::NonNull;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::object::header::Flags;
-use crate::object::shared::{Gc, SharedHeader, GC_FROZEN, GC_POSSIBLE};
+use crate::object::shared::{Gc, SharedHeader, GC_FROZEN};
 use crate::sync::collect::with_world_stopped;
 use crate::sync::count;
 use crate::sync::gcstate::CollectCallback;
@@ -296,7 +296,7 @@ impl Heap {
                     let r = o.as_ref();
                     if r.is_frozen() {
                         r.set_gc_bit_stopped(GC_FROZEN, false);
-                        r.set_gc_bit_stopped(GC_POSSIBLE, true);
+                        r.set_possible_root_stopped(true);
                     }
                 })
             };

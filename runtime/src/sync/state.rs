@@ -20,7 +20,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::object::header::{Flags, ObjectLayout};
-use crate::object::shared::{Gc, SharedHeader, SHARED_HEADER_SIZE};
+use crate::object::shared::{Gc, SharedHeader, GC_WEAKREF, SHARED_HEADER_SIZE};
 #[cfg(not(reap_loom))]
 use crate::object::shared_slab::SharedSlab;
 use crate::object::vtable::{vtable_of_meta, vtable_of_shared, VTable};
@@ -523,8 +523,8 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
             local: AtomicU32::new(local),
             flags: AtomicU8::new(flags.bits()),
             in_slab,
-            weakref,
-            gc_bits: AtomicU8::new(0),
+            gc_bits: AtomicU8::new(if weakref { GC_WEAKREF } else { 0 }),
+            possible: AtomicU8::new(0),
         });
         value_ptr.write(value);
     }
