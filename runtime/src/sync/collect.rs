@@ -674,21 +674,17 @@ impl Snapshot {
             index.slots.resize(bound, NO_INDEX);
         }
         let mut population = 0;
-        if among.is_none() {
-            // As many as the last collection had (`Scratch::emptied` keeps the memory), or
-            // for the heap's first, every block: the lists do not grow while the world is
-            // stopped, unless the heap did.
-            let room = match mem.last_candidates {
-                0 => bound,
-                last => last,
-            };
-            found_so_far.objs.reserve(room);
-            found_so_far.scratch.reserve(room);
-        }
+        // Room for as many candidates as the last collection had (`Scratch::emptied` keeps
+        // the memory), or for the heap's first, every block (the resurrection check: its
+        // list): the lists do not grow while the world is stopped, unless the heap did.
+        let room = match (among, mem.last_candidates) {
+            (Some(_), _) | (None, 0) => bound,
+            (None, last) => last,
+        };
+        found_so_far.objs.reserve(room);
+        found_so_far.scratch.reserve(room);
         match among {
             Some(list) => {
-                found_so_far.objs.reserve(list.len());
-                found_so_far.scratch.reserve(list.len());
                 index.other.reserve(list.len());
                 for &o in list {
                     if let Some(i) = found_so_far.consider(o) {
@@ -732,8 +728,9 @@ impl Snapshot {
         let mut edges = std::mem::take(&mut mem.edges);
         let mut opaque = std::mem::take(&mut mem.opaque);
         let mut found = std::mem::take(&mut mem.found);
-        start.reserve(found_so_far.objs.len() + 1);
-        edges.reserve(found_so_far.objs.len());
+        let room = room.max(found_so_far.objs.len());
+        start.reserve(room + 1);
+        edges.reserve(room);
         // Most traced objects keep one guard (their lock): room for one each.
         guards.reserve(found_so_far.objs.len());
         let mut tracer = Tracer::shared(heap.cast(), &mut found, guards);
