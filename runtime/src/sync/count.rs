@@ -283,7 +283,6 @@ pub(crate) fn merge_zero_local(h: &SharedHeader) -> Dec {
 /// [`merge_zero_local`] for an object other threads counted, queued or weakly reference
 /// (`word`: a load of `counts` whose shared half is not zero).
 #[cold]
-#[inline(never)]
 fn give_up_ownership(h: &SharedHeader, mut word: u64) -> Dec {
     loop {
         if shared_of(word) == 0 {
