@@ -120,6 +120,35 @@ fn automatic_collection_frees_cycles_nobody_collects() {
     assert_eq!(heap.live_objects(), 0);
 }
 
+/// The automatic trigger waits for a quarter of the long-lived objects' number in new ones
+/// (SEMANTICS 8.5a); frozen objects are not among them (CPython's permanent generation is not
+/// in `long_lived_total`), so a large frozen heap does not put collections off.
+#[test]
+fn frozen_objects_do_not_put_the_automatic_collection_off() {
+    let heap = Heap::new();
+    heap.set_threshold(1000, 10, 10);
+    heap.disable();
+    let kept: Vec<Gc<Node>> = (0..reps(40_000, 8_000)).map(|_| node(&heap)).collect();
+    heap.freeze();
+    // Sets the long-lived count: the frozen objects are not counted.
+    assert_eq!(heap.collect(), 0);
+    heap.enable();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let n = reps(3_000, 1_500);
+    for _ in 0..n {
+        self_cycle(&heap, &drops);
+    }
+    assert!(
+        heap.get_stats()[0].collections > 0,
+        "{n} new objects against a frozen heap: due past the threshold"
+    );
+    heap.unfreeze();
+    drop(kept);
+    heap.collect();
+    assert_eq!(drops.load(SeqCst), n);
+    assert_eq!(heap.live_objects(), 0);
+}
+
 #[test]
 fn disabled_heap_never_collects_automatically() {
     let heap = Heap::new();

@@ -698,7 +698,8 @@ impl Snapshot {
                 let mut root = |o: NonNull<SharedHeader>| -> Option<u32> {
                     // SAFETY: an object of the heap, allocated; the world is stopped.
                     let h = unsafe { o.as_ref() };
-                    population += usize::from(h.has(Flags::TRACKED));
+                    // The trigger's `long_lived` counts neither untracked nor frozen objects.
+                    population += usize::from(h.has(Flags::TRACKED) && !h.is_frozen());
                     if !h.is_possible_root() {
                         return None;
                     }
