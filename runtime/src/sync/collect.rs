@@ -8,8 +8,10 @@
 //!    point, detached ones are taken as they are, the gate closes to the rest.
 //! 2. **Merge every queue** ([`merge_queues`]): afterwards no count is split by a pending queue
 //!    entry. Objects whose count this takes to zero die after the restart.
-//! 3. **Snapshot** ([`Snapshot::take`]): every tracked object with a count above zero and a
-//!    live value is a candidate; each is traced once, its edges to other candidates recorded,
+//! 3. **Snapshot** ([`Snapshot::take`]): every possible root (an object a reference to which
+//!    went without its death since the last collection: `SharedHeader::note_drop`) with a count
+//!    above zero and a live value is a candidate, and so is every such object a candidate holds
+//!    a handle to; each is traced once, its edges to other candidates recorded,
 //!    and the guards of the locks its handles sit behind kept until the verdict, so that the
 //!    threads that still run (detached ones, those that never attached) cannot move a handle
 //!    between the snapshot and the verdict.
@@ -642,7 +644,7 @@ impl Snapshot {
     /// Finds the candidates and traces each once, keeping the lock guards in `guards`;
     /// returns the snapshot and the number of tracked objects the walk saw.
     ///
-    /// Without `among`, the candidates are *discovered* (SEMANTICS 2.2): the walk over every
+    /// Without `among`, the candidates are *discovered* (SEMANTICS 8.5): the walk over every
     /// block takes the possible roots (clearing their mark), and tracing adds every object a
     /// candidate holds a handle to. What the roots do not reach keeps a reference from outside
     /// the candidates or from a live thread, so it is not garbage, and is never traced.
@@ -653,7 +655,7 @@ impl Snapshot {
         guards: &mut Vec<HeldGuard>,
         mem: &mut Scratch,
     ) -> (Snapshot, usize) {
-        // Room for every slab block up front: no reallocation (and copy) as the lists grow.
+        // How many blocks the walk numbers (the index's length; the first collection's room).
         let bound = match among {
             Some(list) => list.len(),
             // SAFETY: the world is stopped, and this thread collects.
