@@ -119,6 +119,46 @@ fn a_drop_through_the_owners_queue_marks_a_possible_root() {
     });
 }
 
+/// Collects the heap when dropped (user code run by a death).
+#[derive(Trace)]
+struct CollectsOnDrop {
+    #[reap(skip)]
+    heap: Heap,
+}
+
+impl Drop for CollectsOnDrop {
+    fn drop(&mut self) {
+        self.heap.collect();
+    }
+}
+
+/// The owner drains its queue `[w, a]`: `w`'s death collects while `a`'s entry has left the
+/// queue but not been merged. That collection counts the entry's reference as one from outside
+/// (`a` survives) and clears `a`'s mark; the merge after it must mark `a` again, or the cycle
+/// it leaves is never collected. (Found by an adversarial review.)
+#[test]
+fn a_collection_during_a_queue_drain_leaves_the_rest_marked() {
+    within("drain interrupted", || {
+        let heap = Heap::new();
+        let traced = Arc::new(AtomicUsize::new(0));
+        let w = heap.alloc(CollectsOnDrop { heap: heap.clone() });
+        let a = quiet_cycle(&heap, &traced);
+        // A thread that never attached drops references this thread counted: both go to
+        // this thread's queue, in this order.
+        thread::spawn(move || {
+            drop(w);
+            drop(a);
+        })
+        .join()
+        .unwrap();
+        // The drain: `w` dies (its `Drop` collects: 0, `a` is held by the queue entry), then
+        // `a`'s entry is merged.
+        heap.safepoint();
+        assert_eq!(heap.collect(), 2, "the cycle the merge left is found");
+        assert_eq!(heap.live_objects(), 0);
+    });
+}
+
 #[test]
 fn a_foreign_drop_of_a_merged_object_marks_a_possible_root() {
     within("foreign drop", || {

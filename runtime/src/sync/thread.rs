@@ -621,7 +621,15 @@ fn drain(heap: NonNull<HeapState>, state: &ThreadState) {
 /// Merges queued objects (each entry holding one reference), running the deaths that result.
 fn merge_all(queue: Vec<NonNull<SharedHeader>>) {
     for obj in queue {
+        // Marked a possible root again before the entry's reference goes: the object was
+        // marked when it was queued, but a collection may have run since the entry left its
+        // slot (a death earlier in this list ran user code that collected, or parked), found
+        // the object held by this very reference (a count the queue still holds looks like
+        // one from outside) and cleared the mark. Never runs with the object's heap stopped
+        // (a safe point, a thread's exit inside the gate, or a decrement).
         // SAFETY: the queue entry holds a reference, so the object is allocated.
+        unsafe { obj.as_ref() }.note_drop();
+        // SAFETY: as above.
         let total = count::merge(unsafe { obj.as_ref() }, -1);
         if total == 0 {
             // SAFETY: the queue entry's reference kept the object, and so its heap, alive.
