@@ -281,3 +281,118 @@ fn a_panicking_trace_leaves_every_object_a_possible_root() {
         assert_eq!(heap.live_objects(), 0);
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Other ways a reference goes, each after a collection that cleared every mark (scenarios of the
+// adversarial review of possible roots).
+
+/// A 2-cycle built by dropping references; returns `a`, its one outside handle.
+fn dropped_cycle(heap: &Heap, traced: &Arc<AtomicUsize>) -> Gc<Counted> {
+    let a = counted(heap, traced, None);
+    let b = counted(heap, traced, Some(a.clone()));
+    *a.next.lock().unwrap() = Some(b);
+    a
+}
+
+#[test]
+fn a_cycle_closed_through_weak_upgrades_is_found() {
+    within("weak upgrades", || {
+        let heap = Heap::new();
+        let traced = Arc::new(AtomicUsize::new(0));
+        let b = counted(&heap, &traced, None);
+        let a = counted(&heap, &traced, Some(b));
+        let wa = reap::sync::Weak::new(&a);
+        let wb = reap::sync::Weak::new(a.next.lock().unwrap().as_ref().unwrap());
+        assert_eq!(heap.collect(), 0);
+        // Upgraded handles moved into the structure close the cycle; the drops that follow
+        // are the marks.
+        let b2 = wb.upgrade().unwrap();
+        *b2.next.lock().unwrap() = Some(wa.upgrade().unwrap());
+        drop((b2, a));
+        assert_eq!(heap.collect(), 2);
+        assert!(wa.upgrade().is_none());
+        drop((wa, wb));
+        assert_eq!(heap.live_objects(), 0);
+    });
+}
+
+#[test]
+fn a_cycle_whose_owner_exited_is_found_when_its_last_handle_goes() {
+    within("owner exited", || {
+        let heap = Heap::new();
+        let traced = Arc::new(AtomicUsize::new(0));
+        let (h, t) = (heap.clone(), traced.clone());
+        let (a, a2) = thread::spawn(move || {
+            let a = dropped_cycle(&h, &t);
+            let a2 = a.clone();
+            (a, a2)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(heap.collect(), 0);
+        drop(a2);
+        assert_eq!(heap.collect(), 0, "still held");
+        drop(a);
+        assert_eq!(heap.collect(), 2);
+        assert_eq!(heap.live_objects(), 0);
+    });
+}
+
+#[test]
+fn a_cycle_held_only_by_another_heaps_garbage_is_found_after_it() {
+    within("two heaps", || {
+        let (h1, h2) = (Heap::new(), Heap::new());
+        let traced = Arc::new(AtomicUsize::new(0));
+        let inner = dropped_cycle(&h2, &traced);
+        // A cycle of heap 1 holds heap 2's cycle through one of its nodes' payload.
+        let p = h1.alloc(Holder {
+            next: Mutex::new(None),
+            other: Mutex::new(Some(inner)),
+        });
+        let q = h1.alloc(Holder {
+            next: Mutex::new(Some(p.clone())),
+            other: Mutex::new(None),
+        });
+        *p.next.lock().unwrap() = Some(q);
+        assert_eq!(h2.collect(), 0, "held from heap 1");
+        drop(p);
+        assert_eq!(h2.collect(), 0, "heap 1's cycle still holds it");
+        assert_eq!(h1.collect(), 2);
+        // Heap 1's reclaim dropped the last outside handle: a mark on heap 2's side.
+        assert_eq!(h2.collect(), 2);
+        assert_eq!((h1.live_objects(), h2.live_objects()), (0, 0));
+    });
+}
+
+/// A node of heap 1 that may hold an object of another heap.
+#[derive(Trace)]
+struct Holder {
+    next: Mutex<Option<Gc<Holder>>>,
+    other: Mutex<Option<Gc<Counted>>>,
+}
+
+#[test]
+fn a_collection_that_could_not_stop_the_world_keeps_the_marks() {
+    within("abandoned", || {
+        let heap = Heap::new();
+        let traced = Arc::new(AtomicUsize::new(0));
+        drop(dropped_cycle(&heap, &traced));
+        let (ready_tx, ready_rx) = mpsc::channel::<()>();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let h = heap.clone();
+        let blocked = thread::spawn(move || {
+            // Attached (it allocated), then blocked outside `detached`: no safe point.
+            drop(h.alloc(1u8));
+            ready_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+        });
+        ready_rx.recv().unwrap();
+        assert!(heap
+            .try_collect(std::time::Duration::from_millis(20))
+            .is_err());
+        go_tx.send(()).unwrap();
+        blocked.join().unwrap();
+        assert_eq!(heap.collect(), 2);
+        assert_eq!(heap.live_objects(), 0);
+    });
+}
