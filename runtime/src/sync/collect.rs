@@ -564,17 +564,25 @@ struct Index {
 }
 
 impl Index {
+    /// The number the walk gave `o`'s block, if `o` (an object of the heap, allocated) is
+    /// found by it rather than in `other`.
+    #[inline]
+    fn slot(&self, o: NonNull<SharedHeader>) -> Option<usize> {
+        // SAFETY: an object of the heap whose handle a candidate's value holds (or a possible
+        // root, or one of the resurrection check's list): allocated.
+        (self.walked && unsafe { o.as_ref() }.in_slab).then(|| {
+            // SAFETY: a slab object of the heap, which this thread walked in this pause
+            // (`Snapshot::take`).
+            unsafe { HeapState::slot_of(o) }
+        })
+    }
+
     /// The candidate index of `o`, an object of the heap (allocated), if it is a candidate.
     #[inline]
     fn get(&self, o: NonNull<SharedHeader>, objs: &[NonNull<SharedHeader>]) -> Option<u32> {
-        // SAFETY: an object of the heap whose handle a candidate's value holds: allocated.
-        let i = if self.walked && unsafe { o.as_ref() }.in_slab {
-            // SAFETY: a slab object of the heap, which this thread walked in this pause
-            // (`Snapshot::take`).
-            let slot = unsafe { HeapState::slot_of(o) };
-            *self.slots.get(slot)?
-        } else {
-            *self.other.get(&o)?
+        let i = match self.slot(o) {
+            Some(slot) => *self.slots.get(slot)?,
+            None => *self.other.get(&o)?,
         };
         (objs.get(i as usize) == Some(&o)).then_some(i)
     }
@@ -583,27 +591,17 @@ impl Index {
     /// first (if it is one, `Candidates::consider`) when it is not yet: discovery's step.
     #[inline]
     fn get_or_consider(&mut self, o: NonNull<SharedHeader>, c: &mut Candidates) -> Option<u32> {
-        // SAFETY: as in `get`.
-        if self.walked && unsafe { o.as_ref() }.in_slab {
-            // SAFETY: as in `get`.
-            let slot = unsafe { HeapState::slot_of(o) };
-            let entry = self.slots.get_mut(slot)?;
-            if c.objs.get(*entry as usize) == Some(&o) {
-                return Some(*entry);
-            }
-            let i = c.consider(o)?;
-            *entry = i;
-            Some(i)
-        } else {
-            if let Some(&i) = self.other.get(&o) {
-                if c.objs.get(i as usize) == Some(&o) {
-                    return Some(i);
-                }
-            }
-            let i = c.consider(o)?;
-            self.other.insert(o, i);
-            Some(i)
+        let entry = match self.slot(o) {
+            Some(slot) => self.slots.get_mut(slot)?,
+            // A target that is no candidate keeps a `NO_INDEX` entry: checked like any other.
+            None => self.other.entry(o).or_insert(NO_INDEX),
+        };
+        if c.objs.get(*entry as usize) == Some(&o) {
+            return Some(*entry);
         }
+        let i = c.consider(o)?;
+        *entry = i;
+        Some(i)
     }
 }
 
@@ -676,12 +674,12 @@ impl Snapshot {
             index.slots.resize(bound, NO_INDEX);
         }
         let mut population = 0;
-        // Room for as many candidates as the last collection had (`Scratch::emptied` keeps
-        // the memory), or for the heap's first, every block (the resurrection check: its
-        // list): the lists do not grow while the world is stopped, unless the heap did.
-        let room = match (among, mem.last_candidates) {
+        // Room for as many candidates as recent snapshots had (`Scratch::emptied` keeps the
+        // memory), or for the heap's first, every block (the resurrection check: its list):
+        // the lists do not grow while the world is stopped, unless the heap did.
+        let room = match (among, mem.room()) {
             (Some(_), _) | (None, 0) => bound,
-            (None, last) => last,
+            (None, recent) => recent,
         };
         found_so_far.objs.reserve(room);
         found_so_far.scratch.reserve(room);
@@ -771,9 +769,6 @@ impl Snapshot {
         mem.found = found;
         mem.slots = index.slots;
         let Candidates { objs, scratch, .. } = found_so_far;
-        if discover {
-            mem.last_candidates = objs.len();
-        }
         (
             Snapshot {
                 objs,

@@ -118,12 +118,11 @@ pub(crate) struct Scratch {
     pub(crate) found: Vec<NonNull<SharedHeader>>,
     pub(crate) guards: Vec<HeldGuard>,
     pub(crate) stack: Vec<u32>,
-    /// How many candidates the last collection discovered: the room the next one reserves.
-    pub(crate) last_candidates: usize,
     /// The most candidates a recent snapshot had: the largest use, losing an eighth at each
     /// snapshot that uses less. What is kept follows it, so that a small snapshot (a
     /// resurrection check, a collection with little to do) between large ones does not give
-    /// back the memory the next large one would allocate again.
+    /// back the memory the next large one would allocate again. Also the room a collection
+    /// reserves ([`Scratch::room`]).
     peak: usize,
 }
 
@@ -133,6 +132,12 @@ pub(crate) struct Scratch {
 unsafe impl Send for Scratch {}
 
 impl Scratch {
+    /// The room for candidates a collection reserves up front: the recent peak, 0 before the
+    /// heap's first snapshot.
+    pub(crate) fn room(&self) -> usize {
+        self.peak
+    }
+
     /// Empties every vector (keeping `slots`' numbers), giving back memory beyond four times
     /// what the recent peak of candidates (with `used` the latest) and `blocks` slab blocks
     /// need.
