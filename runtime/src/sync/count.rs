@@ -412,13 +412,31 @@ pub(crate) fn stopped_count(h: &SharedHeader) -> usize {
 /// and merges the object (so that every later count change, on any thread, is an atomic one
 /// on the shared word, and none queues it to an owner): its owner is parked, detached (its
 /// handle operations then go through the gate, as a non-owner's) or gone.
+///
+/// No thread changes a count while the world is stopped (attached threads are parked, every
+/// other one takes the gate before it touches a count), so this is a load and a store, not a
+/// read-modify-write; the restart of the world publishes it.
 pub(crate) fn collector_hold(h: &SharedHeader) {
     let word = load(h, Relaxed);
-    if state_of(word) == MERGED {
-        inc_shared(h);
+    let local = if state_of(word) == MERGED {
+        debug_assert_eq!(
+            h.local.load(Relaxed),
+            0,
+            "reap: a merged object with a local count"
+        );
+        0
     } else {
-        merge(h, 1);
+        h.local.load(Relaxed)
+    };
+    let total = count_of(word) as i64 + local as i64 + 1;
+    if total > SHARED_MAX as i64 {
+        overflow();
     }
+    debug_assert!(total > 1, "reap: garbage held with no reference");
+    if local != 0 {
+        h.local.store(0, Relaxed);
+    }
+    h.counts.store(pack(0, total as i32, MERGED), Relaxed);
 }
 
 /// Adds a reference unless the object's count is zero (a weak upgrade, called under the
