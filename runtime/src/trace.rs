@@ -967,3 +967,46 @@ where
         A::Item::needs_trace()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::HeldGuard;
+    use std::cell::Cell;
+
+    /// A guard that counts its drops in a counter it borrows, padded to `N` words.
+    struct Counting<'a, const N: usize> {
+        drops: &'a Cell<u32>,
+        _pad: [usize; N],
+    }
+
+    impl<const N: usize> Drop for Counting<'_, N> {
+        fn drop(&mut self) {
+            self.drops.set(self.drops.get() + 1);
+        }
+    }
+
+    #[test]
+    fn a_small_guard_is_kept_inline_and_dropped_once() {
+        let drops = Cell::new(0);
+        let g = HeldGuard::new(Counting::<1> {
+            drops: &drops,
+            _pad: [7],
+        });
+        assert_eq!(drops.get(), 0, "kept, not dropped");
+        drop(g);
+        assert_eq!(drops.get(), 1);
+    }
+
+    #[test]
+    fn a_large_guard_is_boxed_and_dropped_once() {
+        // Five words: more than `HeldGuard`'s two inline words.
+        let drops = Cell::new(0);
+        let g = HeldGuard::new(Counting::<4> {
+            drops: &drops,
+            _pad: [1, 2, 3, 4],
+        });
+        assert_eq!(drops.get(), 0, "kept, not dropped");
+        drop(g);
+        assert_eq!(drops.get(), 1);
+    }
+}

@@ -84,7 +84,10 @@ impl std::error::Error for NotStoppedError {}
 impl Heap {
     /// Collects the heap's unreachable cycles (SEMANTICS 2), stopping every attached thread
     /// at its next safe point (see the [module docs](crate::sync)); returns how many objects
-    /// it freed. If a collection is running already (on another thread, or this one's, whose
+    /// it freed. It examines the possible roots and what they reach (SEMANTICS 8.5), which
+    /// finds every cycle whose last reference from outside was dropped; garbage made without a
+    /// dropped reference waits for an examination of the whole heap
+    /// ([`Heap::collect_exhaustive`]). If a collection is running already (on another thread, or this one's, whose
     /// finalizer asks), returns 0 at once.
     ///
     /// # Panics
@@ -121,7 +124,51 @@ impl Heap {
     /// within `timeout`. A thread inside [`Heap::detached`], or exiting, collects nothing
     /// (`Ok(0)`).
     pub fn try_collect(&self, timeout: Duration) -> Result<usize, NotStoppedError> {
-        self.collect_on_this_thread(2, timeout)
+        self.collect_on_this_thread(2, timeout, Scope::Discover)
+    }
+
+    /// [`Heap::collect`] examining every tracked object of the heap, not only the possible
+    /// roots and what they reach (SEMANTICS 8.5): it also finds garbage that no dropped
+    /// reference announced, such as a cycle closed by moving a handle into a traced place
+    /// through a path that holds no handle to its holder (an `Arc` shared with code outside the
+    /// heap), or one an earlier collection kept because a `Trace` hid an edge. Collections
+    /// examine the whole heap on their own too, each time the objects they leave alive have
+    /// doubled; [`Heap::shutdown`] uses this one.
+    ///
+    /// ```
+    /// use reap::sync::{Gc, Heap};
+    /// use reap::{Trace, Tracer};
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// // A node whose slot it shares with whoever else holds the `Arc`.
+    /// struct Node {
+    ///     slot: Arc<Mutex<Option<Gc<Node>>>>,
+    /// }
+    ///
+    /// // SAFETY: visits the handle in its slot, once, through the lock; nothing else.
+    /// unsafe impl Trace for Node {
+    ///     fn trace(&self, tracer: &mut Tracer<'_>) {
+    ///         self.slot.trace(tracer);
+    ///     }
+    /// }
+    ///
+    /// let heap = Heap::new();
+    /// let slot = Arc::new(Mutex::new(None));
+    /// let node = heap.alloc(Node { slot: slot.clone() });
+    /// // The only handle moved into the node's own slot: no reference was dropped.
+    /// *slot.lock().unwrap() = Some(node);
+    /// drop(slot);
+    /// assert_eq!(heap.collect(), 0, "no possible root leads to it");
+    /// assert_eq!(heap.collect_exhaustive(), 1);
+    /// ```
+    ///
+    /// # Panics
+    /// As [`Heap::collect`].
+    pub fn collect_exhaustive(&self) -> usize {
+        match self.collect_on_this_thread(2, DEFAULT_STOP_TIMEOUT, Scope::Everything) {
+            Ok(n) => n,
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// The automatic collection a safe point runs when this thread's allocations made one
@@ -130,7 +177,7 @@ impl Heap {
     pub(crate) fn collect_automatically(&self) {
         // SAFETY: this handle keeps the heap alive.
         if unsafe { self.state.as_ref() }.gc.is_due() {
-            let _ = self.collect_on_this_thread(0, DEFAULT_STOP_TIMEOUT);
+            let _ = self.collect_on_this_thread(0, DEFAULT_STOP_TIMEOUT, Scope::Discover);
         }
     }
 
@@ -139,6 +186,7 @@ impl Heap {
         &self,
         generation: usize,
         timeout: Duration,
+        scope: Scope,
     ) -> Result<usize, NotStoppedError> {
         let heap = self.state;
         let (me, state) = thread::attach(heap);
@@ -146,8 +194,18 @@ impl Heap {
         // SAFETY: the attachment outlives this call.
         let s = unsafe { state.as_ref() };
         thread::safepoint(heap, s);
-        thread::outside_gates(|| collect(heap, me, s, timeout, generation))
+        thread::outside_gates(|| collect(heap, me, s, timeout, generation, scope))
     }
+}
+
+/// Which objects a collection takes as candidates to begin with.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Scope {
+    /// The possible roots (SEMANTICS 8.5), or every tracked object when
+    /// `GcState::exhaustive_due` says so.
+    Discover,
+    /// Every tracked object.
+    Everything,
 }
 
 /// Ends a collection however it is left: gives up the claim.
@@ -167,6 +225,7 @@ fn collect(
     s: &ThreadState,
     timeout: Duration,
     generation: usize,
+    scope: Scope,
 ) -> Result<usize, NotStoppedError> {
     match thread::claim_collection(heap, s) {
         Ok(()) => {}
@@ -184,7 +243,7 @@ fn collect(
         ..CollectInfo::default()
     };
     run_callbacks(h, CollectPhase::Start, &info);
-    let result = collect_claimed(heap, me, s, timeout, &mut info);
+    let result = collect_claimed(heap, me, s, timeout, &mut info, scope);
     let collected = *result.as_ref().unwrap_or(&0);
     if result.is_ok() {
         // A collection that could not stop the world did not run: not counted (its
@@ -287,6 +346,7 @@ fn collect_claimed(
     s: &ThreadState,
     timeout: Duration,
     info: &mut CollectInfo,
+    scope: Scope,
 ) -> Result<usize, NotStoppedError> {
     // Detached from the other heaps this thread uses while it stops and holds this one.
     let others = thread::OthersDetached::new(heap);
@@ -305,7 +365,8 @@ fn collect_claimed(
     let dead = merge_queues(h);
     h.gc.young.store(0, Relaxed);
     h.gc.scheduled.store(false, Relaxed);
-    let (garbage, population) = match find_garbage(heap, 0, None) {
+    let everything = scope == Scope::Everything || h.gc.exhaustive_due();
+    let (garbage, population) = match find_garbage(heap, 0, None, everything) {
         Ok(g) => g,
         Err(p) => {
             thread::restart_the_world(heap);
@@ -353,8 +414,7 @@ fn collect_claimed(
     thread::restart_the_world(heap);
     info.first_pause = asked.elapsed();
     drop(others);
-    h.gc.long_lived
-        .store(population.saturating_sub(garbage.len()), Relaxed);
+    h.gc.note_survivors(population.saturating_sub(garbage.len()), everything);
 
     // User code, on this thread only.
     settle_dead(dead);
@@ -377,7 +437,7 @@ fn collect_claimed(
                 return Ok(0);
             }
         }
-        let still = match find_garbage(heap, 1, Some(&garbage)) {
+        let still = match find_garbage(heap, 1, Some(&garbage), false) {
             Ok((g, _)) => g,
             Err(p) => {
                 unmark(&garbage);
@@ -479,8 +539,9 @@ fn settle_dead(dead: Vec<NonNull<SharedHeader>>) {
 }
 
 /// Trial deletion while the world is stopped: over the possible roots of the heap and what
-/// they reach (`among` = `None`), or over `among` (the resurrection check, `held` = 1: each has
-/// the collector's reference, not counted as one from outside). Returns what only other
+/// they reach (`among` = `None`; every tracked object if `everything`), or over `among` (the
+/// resurrection check, `held` = 1: each has the collector's reference, not counted as one from
+/// outside). Returns what only other
 /// candidates reach, and the number of tracked objects of the heap (walked; 0 for `among`).
 /// A panicking traversal (a hand-written `Trace`) abandons it; every tracked object is then
 /// marked a possible root again.
@@ -488,6 +549,7 @@ fn find_garbage(
     heap: NonNull<HeapState>,
     held: usize,
     among: Option<&[NonNull<SharedHeader>]>,
+    everything: bool,
 ) -> Result<Verdict, Box<dyn std::any::Any + Send>> {
     // SAFETY: the collecting thread's attachment keeps the heap alive.
     let gc = unsafe { &heap.as_ref().gc };
@@ -496,7 +558,8 @@ fn find_garbage(
     let mut guards = std::mem::take(&mut scratch.guards);
     let mut used = 0;
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let (snap, population) = Snapshot::take(heap, held, among, &mut guards, &mut scratch);
+        let (snap, population) =
+            Snapshot::take(heap, held, among, everything, &mut guards, &mut scratch);
         used = snap.objs.len();
         (snap.unreachable(&mut scratch), population)
     }));
@@ -643,13 +706,15 @@ impl Snapshot {
     /// returns the snapshot and the number of tracked objects the walk saw.
     ///
     /// Without `among`, the candidates are *discovered* (SEMANTICS 8.5): the walk over every
-    /// block takes the possible roots (clearing their mark), and tracing adds every object a
-    /// candidate holds a handle to. What the roots do not reach keeps a reference from outside
-    /// the candidates or from a live thread, so it is not garbage, and is never traced.
+    /// block takes the possible roots (clearing their mark), or every tracked object if
+    /// `everything`, and tracing adds every object a candidate holds a handle to. What the
+    /// roots do not reach keeps a reference from outside the candidates or from a live
+    /// thread, so it is not garbage, and is never traced.
     fn take(
         heap: NonNull<HeapState>,
         held: usize,
         among: Option<&[NonNull<SharedHeader>]>,
+        everything: bool,
         guards: &mut Vec<HeldGuard>,
         mem: &mut Scratch,
     ) -> (Snapshot, usize) {
@@ -694,16 +759,18 @@ impl Snapshot {
             }
             None => {
                 let mut outside = Vec::new();
-                // Takes `o` if it is a possible root; counts the tracked objects.
+                // Takes `o` if it is a possible root (or if `everything`), clearing its mark;
+                // counts the tracked objects.
                 let mut root = |o: NonNull<SharedHeader>| -> Option<u32> {
                     // SAFETY: an object of the heap, allocated; the world is stopped.
                     let h = unsafe { o.as_ref() };
                     // The trigger's `long_lived` counts neither untracked nor frozen objects.
                     population += usize::from(h.has(Flags::TRACKED) && !h.is_frozen());
-                    if !h.is_possible_root() {
+                    if h.is_possible_root() {
+                        h.set_possible_root_stopped(false);
+                    } else if !everything {
                         return None;
                     }
-                    h.set_possible_root_stopped(false);
                     found_so_far.consider(o)
                 };
                 // SAFETY: the world is stopped, and this thread collects.

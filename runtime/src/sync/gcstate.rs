@@ -73,6 +73,11 @@ pub struct CollectInfo {
 /// A Shared-mode collection callback: runs on the collecting thread, with the world running.
 pub type CollectCallback = Arc<dyn Fn(CollectPhase, &CollectInfo) + Send + Sync>;
 
+/// Survivors beyond twice their low point that make a collection examine every tracked
+/// object ([`GcState::exhaustive_due`]): a small heap is not examined whole for every few
+/// objects it gains.
+pub(crate) const EXHAUSTIVE_SLACK: usize = 2000;
+
 /// The `gc` state of a Shared heap.
 pub(crate) struct GcState {
     /// Automatic collection is on (`gc.enable()`; on by default).
@@ -85,6 +90,11 @@ pub(crate) struct GcState {
     pub(crate) young: AtomicIsize,
     /// How many tracked objects the last collection left alive.
     pub(crate) long_lived: AtomicUsize,
+    /// The fewest tracked objects a collection left alive since the last one that examined
+    /// every tracked object (`usize::MAX` before the first collection): the base of the
+    /// exhaustive examination's trigger ([`GcState::exhaustive_due`]). Written by the
+    /// collecting thread only.
+    pub(crate) survivors_low: AtomicUsize,
     /// A collection was found due by a thread that could not run it (one exiting): every
     /// thread attached then was asked, and a thread attaching later is asked too. Cleared by
     /// the next collection.
@@ -176,6 +186,7 @@ impl GcState {
             ],
             young: AtomicIsize::new(0),
             long_lived: AtomicUsize::new(0),
+            survivors_low: AtomicUsize::new(usize::MAX),
             scheduled: AtomicBool::new(false),
             callbacks: Mutex::new(Vec::new()),
             next_callback: AtomicU64::new(0),
@@ -195,6 +206,30 @@ impl GcState {
     /// one may have run since it was asked for).
     pub(crate) fn is_due(&self) -> bool {
         self.due(self.young.load(Relaxed))
+    }
+
+    /// Whether the next collection examines every tracked object rather than what the
+    /// possible roots reach (SEMANTICS 8.5): the objects collections leave alive have more
+    /// than doubled (plus [`EXHAUSTIVE_SLACK`]) since their low point after the last such
+    /// examination. Garbage that no dropped reference announced (a handle moved into a traced
+    /// place by a path that holds no handle to its holder, an edge a `Trace` hid from an
+    /// earlier collection) counts among them, so it never grows past the rest of the heap; and
+    /// a heap that grows is examined whole at each doubling, a cost linear in its size.
+    pub(crate) fn exhaustive_due(&self) -> bool {
+        let low = self.survivors_low.load(Relaxed);
+        low != usize::MAX
+            && self.long_lived.load(Relaxed)
+                > low.saturating_mul(2).saturating_add(EXHAUSTIVE_SLACK)
+    }
+
+    /// Records what a collection left alive (`survivors`), and whether it examined every
+    /// tracked object (then the next trigger counts from it).
+    pub(crate) fn note_survivors(&self, survivors: usize, exhaustive: bool) {
+        self.long_lived.store(survivors, Relaxed);
+        let low = self.survivors_low.load(Relaxed);
+        if exhaustive || survivors < low {
+            self.survivors_low.store(survivors, Relaxed);
+        }
     }
 
     /// Free-threaded CPython's `gc_should_collect`: past the threshold and past a quarter of

@@ -322,7 +322,8 @@ impl Heap {
 
     /// Shuts the heap down (SEMANTICS 8.6): turns automatic collection off, drops the
     /// collection callbacks (none runs during shutdown), empties the permanent set, then
-    /// collects until a collection frees nothing (at most 100 rounds). Returns how many objects
+    /// collects until a collection frees nothing (at most 100 rounds, each examining every
+    /// tracked object: [`Heap::collect_exhaustive`]). Returns how many objects
     /// it freed; what is still alive is held from outside, and freed when its last handle goes.
     ///
     /// # Errors
@@ -376,7 +377,7 @@ impl Heap {
         self.unfreeze();
         let mut freed = 0;
         for _ in 0..100 {
-            let n = self.collect();
+            let n = self.collect_exhaustive();
             freed += n;
             if n == 0 {
                 break;

@@ -102,8 +102,6 @@ pub(crate) struct StopState {
     /// The state of the thread running it (its address; 0 when none): a collection asked
     /// for from its own user code (a finalizer, a callback) returns 0 at once.
     pub(crate) collector: usize,
-    /// How many collections have ended (a thread that waited for one knows it is over).
-    pub(crate) finished: u64,
 }
 
 /// See [`HeapState::outside_slabs`]: the headers of those objects.

@@ -877,7 +877,6 @@ pub(crate) fn finish_collection(heap: NonNull<HeapState>) {
 fn finish_locked(h: &HeapState, g: &mut StopState) {
     g.collecting = false;
     g.collector = 0;
-    g.finished += 1;
     h.stw.cv.notify_all();
 }
 
