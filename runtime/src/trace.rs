@@ -313,6 +313,13 @@ impl<'a> Tracer<'a> {
 /// of it panics, or gives `Reclaimed` through `Gc::try_deref`), but it is a bug in the `Trace`
 /// impl. `needs_trace` may return `false` only if values of the type can never hold a handle.
 ///
+/// Collections follow the handles that were dropped (SEMANTICS 2.2, 8.5). Garbage made without
+/// a dropped handle — a handle moved into a place `trace` visits through a path that holds no
+/// handle to its holder (an `Rc` or `Arc` the value shares with code outside the heap), or an
+/// edge `trace` hid from an earlier collection and shows again — is found by an exhaustive
+/// collection (`Heap::collect_exhaustive`, shutdown, and one on its own each time the heap's
+/// surviving objects double), not necessarily by the next `collect`.
+///
 /// In Shared mode (`reap::sync`), a collection stops only the threads attached to the heap;
 /// others (detached ones, those that never attached) keep running, and may move handles between
 /// values. So a Shared type's `trace` must report handles that cannot move until the collection

@@ -219,3 +219,68 @@ fn freezing_falls_back_to_gathering_and_still_collects() {
     heap.unfreeze();
     drop(frozen);
 }
+
+/// A node whose slot lives in an `Rc` shared with the test: a handle can be moved into it by
+/// code that holds no handle to the node.
+struct RcSlot {
+    slot: std::rc::Rc<RefCell<Option<Gc<RcSlot>>>>,
+}
+
+// SAFETY: visits the one handle it holds.
+unsafe impl Trace for RcSlot {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        self.slot.trace(tracer);
+    }
+}
+
+/// Moves the only handle of a new node into the node's own slot, after a full collection
+/// found it reachable (clearing its mark): garbage that no dropped reference announces.
+fn moved_self_cycle(heap: &Heap) {
+    let slot = std::rc::Rc::new(RefCell::new(None));
+    let x = heap.alloc(RcSlot { slot: slot.clone() });
+    drop(x.clone());
+    assert_eq!(heap.collect(2), 0);
+    *slot.borrow_mut() = Some(x);
+}
+
+#[test]
+fn a_handle_moved_into_its_own_node_through_an_rc_is_found_by_an_exhaustive_collection() {
+    let heap = Heap::new();
+    heap.disable();
+    moved_self_cycle(&heap);
+    assert_eq!(heap.collect(2), 0, "no possible root leads to it");
+    assert_eq!(heap.collect_exhaustive(), 1);
+    assert_eq!(heap.live_objects(), 0);
+}
+
+#[test]
+fn shutdown_frees_a_cycle_closed_by_a_move() {
+    let heap = Heap::new();
+    heap.disable();
+    moved_self_cycle(&heap);
+    heap.shutdown();
+    assert_eq!(heap.live_objects(), 0);
+}
+
+/// Full collections examine every object of the generations once those have more than doubled
+/// (plus 2,000) since the low point of what full collections left alive.
+#[test]
+fn a_full_collection_examines_everything_once_the_heap_doubles() {
+    let heap = Heap::new();
+    heap.disable();
+    moved_self_cycle(&heap);
+    // One survivor: the low point.
+    assert_eq!(heap.collect(2), 0);
+    let before = traced();
+    let live: Vec<_> = (0..2_100).map(|_| node(&heap, None)).collect();
+    // 2,101 objects listed, past 2 × 1 + 2,000: this full collection examines everything.
+    assert_eq!(heap.collect(2), 1);
+    assert!(traced() - before >= 2_100, "every node traced");
+    // The low point is now 2,100: the next one looks at the possible roots only.
+    let before = traced();
+    assert_eq!(heap.collect(2), 0);
+    assert_eq!(traced(), before, "nothing traced");
+    drop(live);
+    assert_eq!(heap.collect(2), 0);
+    assert_eq!(heap.live_objects(), 0);
+}

@@ -234,7 +234,12 @@ impl CollectionPhases for HeapInner {
     /// would have to tell its objects from the generations' while discovering, so it gathers
     /// instead (walking the generations, not the permanent set).
     fn take_possible_roots(&self, young: usize) -> Option<Vec<NonNull<Header>>> {
-        if !self.lists[3].is_empty() {
+        // An examination of everything is due, or asked for: gather (and no shortcut in
+        // `count_if_no_possible_root`).
+        let exhaustive = self.exhaustive_due();
+        self.possible_roots.force_exhaustive.set(false);
+        self.possible_roots.exhaustive_now.set(exhaustive);
+        if exhaustive || !self.lists[3].is_empty() {
             return None;
         }
         // Generation 0's objects are all roots or walked: when they and the record make up a
@@ -276,6 +281,10 @@ impl CollectionPhases for HeapInner {
     }
 
     fn count_if_no_possible_root(&self, g: usize) -> Option<usize> {
+        if self.possible_roots.exhaustive_now.get() {
+            // An examination of everything looks past the marks.
+            return None;
+        }
         let mut n = 0;
         // Walked by hand rather than with `Links::objects`: this is the walk before every young
         // collection, and the iterator cost one more instruction per object here (cachegrind,
@@ -565,6 +574,9 @@ impl CollectionPhases for HeapInner {
     }
 
     fn collection_done(&self, info: &CollectionInfo, survivors: usize) {
+        if info.generation == 2 {
+            self.note_full_survivors(survivors);
+        }
         if self.gcmod.debug.get().contains(DebugFlags::STATS) {
             eprintln!(
                 "reap: gc: generation {}: {} collected, 0 uncollectable, {survivors} survivors, {:.3} ms",

@@ -277,6 +277,49 @@ impl Heap {
         collect(self.inner, g)
     }
 
+    /// A full collection ([`Heap::collect`]`(2)`) that examines every object of the
+    /// generations, not only the possible roots and what they reach (SEMANTICS 8.5): it also
+    /// finds garbage that no dropped reference announced, such as a cycle closed by moving a
+    /// handle into a traced place through a path that holds no handle to its holder (an `Rc`
+    /// shared with code outside the heap), or one an earlier collection kept because a
+    /// `Trace` hid an edge. Full collections examine everything on their own too, each time
+    /// the objects of the generations have doubled since what full collections last left
+    /// alive; [`Heap::shutdown`] and the heap's drop use this one.
+    ///
+    /// ```
+    /// use reap::{Gc, Heap, Trace, Tracer};
+    /// use std::cell::RefCell;
+    /// use std::rc::Rc;
+    ///
+    /// // A node whose slot it shares with whoever else holds the `Rc`.
+    /// struct Node {
+    ///     slot: Rc<RefCell<Option<Gc<Node>>>>,
+    /// }
+    ///
+    /// // SAFETY: visits the handle in its slot, once; nothing else.
+    /// unsafe impl Trace for Node {
+    ///     fn trace(&self, tracer: &mut Tracer<'_>) {
+    ///         self.slot.trace(tracer);
+    ///     }
+    /// }
+    ///
+    /// let heap = Heap::new();
+    /// heap.disable();
+    /// let slot = Rc::new(RefCell::new(None));
+    /// let node = heap.alloc(Node { slot: slot.clone() });
+    /// drop(node.clone());
+    /// assert_eq!(heap.collect(2), 0); // reachable (through `node`): its mark is cleared
+    /// // The only handle moved into the node's own slot: no reference was dropped.
+    /// *slot.borrow_mut() = Some(node);
+    /// drop(slot);
+    /// assert_eq!(heap.collect(2), 0, "no possible root leads to it");
+    /// assert_eq!(heap.collect_exhaustive(), 1);
+    /// ```
+    pub fn collect_exhaustive(&self) -> usize {
+        self.inner().possible_roots.force_exhaustive.set(true);
+        collect(self.inner, 2)
+    }
+
     /// Enables automatic collection (`gc.enable()`).
     pub fn enable(&self) {
         self.inner().gens.set_enabled(true);
@@ -743,6 +786,7 @@ impl HeapInner {
             let saved = std::mem::take(&mut *self.gcmod.garbage.borrow_mut());
             drop(saved);
             let finalized_before = self.finalizers_run.get();
+            self.possible_roots.force_exhaustive.set(true);
             let collected = collect(ptr, 2);
             // A round whose finalizers all resurrected their objects collects nothing, yet may
             // have released other objects into new garbage: go on while finalizers run (each

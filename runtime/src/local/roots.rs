@@ -25,7 +25,9 @@
 
 use std::ptr::NonNull;
 
-use crate::local::state::{dealloc_object, heap_of, HeapInner, PossibleRoots, MIN_LIMIT};
+use crate::local::state::{
+    dealloc_object, heap_of, HeapInner, PossibleRoots, EXHAUSTIVE_SLACK, MIN_LIMIT,
+};
 use crate::object::header::{Flags, Header, Root};
 use crate::object::slab::Slabs;
 
@@ -104,6 +106,32 @@ impl HeapInner {
         {
             h.root.set(r | Root::BUFFERED);
             self.possible_roots.push(o, &self.slabs);
+        }
+    }
+}
+
+impl HeapInner {
+    /// Whether the next full collection examines every object of the generations rather than
+    /// what the possible roots reach (SEMANTICS 8.5): the listed objects have more than doubled
+    /// (plus [`EXHAUSTIVE_SLACK`]) since the low point of what full collections left alive
+    /// after the last such examination. Garbage no dropped reference announced (a handle moved
+    /// into a traced place through a path that holds no handle to its holder, an edge a
+    /// `Trace` hid from an earlier collection) is counted there, so it never grows past the
+    /// rest of the heap.
+    pub(crate) fn exhaustive_due(&self) -> bool {
+        let r = &self.possible_roots;
+        let low = r.survivors_low.get();
+        r.force_exhaustive.get()
+            || (low != usize::MAX
+                && self.listed.get() > low.saturating_mul(2).saturating_add(EXHAUSTIVE_SLACK))
+    }
+
+    /// A full collection ended with `survivors` alive: the trigger's low point follows them,
+    /// and restarts from them after an examination of everything.
+    pub(crate) fn note_full_survivors(&self, survivors: usize) {
+        let r = &self.possible_roots;
+        if r.exhaustive_now.replace(false) || survivors < r.survivors_low.get() {
+            r.survivors_low.set(survivors);
         }
     }
 }

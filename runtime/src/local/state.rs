@@ -317,6 +317,15 @@ pub(crate) struct PossibleRoots {
     pub(crate) entries: RefCell<Vec<NonNull<Header>>>,
     /// The length at which the next push sweeps.
     pub(crate) limit: Cell<usize>,
+    /// The fewest objects a full collection left alive since the last one that examined every
+    /// object of the generations (`usize::MAX` before the first full collection): the base of
+    /// the exhaustive examination's trigger (`HeapInner::exhaustive_due`).
+    pub(crate) survivors_low: Cell<usize>,
+    /// The next full collection examines every object of the generations, whatever the
+    /// trigger says (`Heap::collect_exhaustive`, shutdown).
+    pub(crate) force_exhaustive: Cell<bool>,
+    /// The running full collection examines every object of the generations.
+    pub(crate) exhaustive_now: Cell<bool>,
 }
 
 impl Default for PossibleRoots {
@@ -324,9 +333,16 @@ impl Default for PossibleRoots {
         PossibleRoots {
             entries: RefCell::new(Vec::new()),
             limit: Cell::new(MIN_LIMIT),
+            survivors_low: Cell::new(usize::MAX),
+            force_exhaustive: Cell::new(false),
+            exhaustive_now: Cell::new(false),
         }
     }
 }
+
+/// Objects beyond twice the low point of full collections' survivors that make the next full
+/// collection examine everything (`HeapInner::exhaustive_due`), as in Shared mode.
+pub(crate) const EXHAUSTIVE_SLACK: usize = 2000;
 
 /// A registration the heap keeps, type-erased, for shutdown and bookkeeping.
 pub(crate) trait Registered {
