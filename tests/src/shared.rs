@@ -215,3 +215,45 @@ pub fn within<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'sta
         }
     }
 }
+
+/// A node that counts its traversals in a counter of its test (the possible-roots tests: which
+/// objects a collection traced).
+pub struct Counted {
+    /// The one handle it holds.
+    pub next: Mutex<Option<Gc<Counted>>>,
+    /// Its test's traversal counter.
+    pub traced: Arc<AtomicUsize>,
+}
+
+// SAFETY: visits the one handle it holds (through its lock); counting touches no runtime state.
+unsafe impl Trace for Counted {
+    fn trace(&self, tracer: &mut reap::Tracer<'_>) {
+        self.traced.fetch_add(1, SeqCst);
+        self.next.trace(tracer);
+    }
+}
+
+/// A new [`Counted`] holding `next`.
+pub fn counted(heap: &Heap, traced: &Arc<AtomicUsize>, next: Option<Gc<Counted>>) -> Gc<Counted> {
+    heap.alloc(Counted {
+        next: Mutex::new(next),
+        traced: traced.clone(),
+    })
+}
+
+/// A 2-cycle `a <-> b` of [`Counted`] built without dropping a reference (nothing in it is a
+/// possible root); returns `a`, the only handle from outside.
+pub fn quiet_cycle(heap: &Heap, traced: &Arc<AtomicUsize>) -> Gc<Counted> {
+    let b = counted(heap, traced, None);
+    let a = counted(heap, traced, Some(b));
+    let a2 = a.clone();
+    *a.next
+        .lock()
+        .unwrap()
+        .as_ref()
+        .unwrap()
+        .next
+        .lock()
+        .unwrap() = Some(a2);
+    a
+}

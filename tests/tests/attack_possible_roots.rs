@@ -14,7 +14,9 @@ use std::thread;
 
 use reap::sync::{CollectPhase, Gc, Heap, Weak};
 use reap::{Trace, Tracer};
-use reap_tests::shared::{fin, hooked, reps, set_fin, within, Fin, Log};
+use reap_tests::shared::{
+    counted, fin, hooked, quiet_cycle, reps, set_fin, within, Counted, Fin, Log,
+};
 
 /// Collects until a round frees nothing; returns the total.
 fn collect_all(heap: &Heap) -> usize {
@@ -32,44 +34,6 @@ fn collect_all(heap: &Heap) -> usize {
 // ---------------------------------------------------------------------------------------------
 // Nodes.
 
-/// A node that counts its traversals.
-struct Counted {
-    next: Mutex<Option<Gc<Counted>>>,
-    traced: Arc<AtomicUsize>,
-}
-
-// SAFETY: visits the one handle it holds (through its lock).
-unsafe impl Trace for Counted {
-    fn trace(&self, tracer: &mut Tracer<'_>) {
-        self.traced.fetch_add(1, SeqCst);
-        self.next.trace(tracer);
-    }
-}
-
-fn counted(heap: &Heap, traced: &Arc<AtomicUsize>, next: Option<Gc<Counted>>) -> Gc<Counted> {
-    heap.alloc(Counted {
-        next: Mutex::new(next),
-        traced: traced.clone(),
-    })
-}
-
-/// A 2-cycle `a <-> b` built without dropping a reference; returns `a`, its only outside
-/// handle.
-fn quiet_cycle(heap: &Heap, traced: &Arc<AtomicUsize>) -> Gc<Counted> {
-    let b = counted(heap, traced, None);
-    let a = counted(heap, traced, Some(b));
-    let a2 = a.clone();
-    *a.next
-        .lock()
-        .unwrap()
-        .as_ref()
-        .unwrap()
-        .next
-        .lock()
-        .unwrap() = Some(a2);
-    a
-}
-
 /// A node whose slot lives in an `Arc` (as `sync_possible_roots`' `Shared`): code that holds the
 /// `Arc` can move a handle into the node without holding a handle to it.
 struct ArcSlot {
@@ -81,6 +45,14 @@ unsafe impl Trace for ArcSlot {
     fn trace(&self, tracer: &mut Tracer<'_>) {
         self.slot.trace(tracer);
     }
+}
+
+/// A new `ArcSlot` whose only handle is moved into its own slot (no clone, no drop, no count
+/// change): garbage that no dropped reference announces.
+fn moved_self_cycle(heap: &Heap) {
+    let slot = Arc::new(Mutex::new(None));
+    let x = heap.alloc(ArcSlot { slot: slot.clone() });
+    *slot.lock().unwrap() = Some(x);
 }
 
 /// A child whose back pointer to its parent is set once, through an `Arc<OnceLock>` the
@@ -170,11 +142,7 @@ fn on_drop(heap: &Heap, f: impl FnOnce() + Send + 'static) -> Gc<OnDrop> {
 fn a_handle_moved_into_its_own_node_through_an_arc_is_found_by_an_exhaustive_collection() {
     within("moved self-cycle", || {
         let heap = Heap::new();
-        let slot = Arc::new(Mutex::new(None));
-        let x = heap.alloc(ArcSlot { slot: slot.clone() });
-        // x is moved into x's own slot: no clone, no drop, no count change.
-        *slot.lock().unwrap() = Some(x);
-        drop(slot);
+        moved_self_cycle(&heap);
         assert_eq!(heap.live_objects(), 1);
         assert_eq!(collect_all(&heap), 0, "no possible root leads to it");
         assert_eq!(heap.collect_exhaustive(), 1);
@@ -187,10 +155,7 @@ fn a_handle_moved_into_its_own_node_through_an_arc_is_found_by_an_exhaustive_col
 fn shutdown_frees_a_cycle_closed_by_a_move() {
     within("moved self-cycle at shutdown", || {
         let heap = Heap::new();
-        let slot = Arc::new(Mutex::new(None));
-        let x = heap.alloc(ArcSlot { slot: slot.clone() });
-        *slot.lock().unwrap() = Some(x);
-        drop(slot);
+        moved_self_cycle(&heap);
         let freed = heap.shutdown().unwrap();
         assert_eq!((freed, heap.live_objects()), (1, 0));
     });
@@ -281,10 +246,7 @@ fn a_collection_examines_the_whole_heap_once_the_survivors_double() {
     within("exhaustive by growth", || {
         let heap = Heap::new();
         heap.disable();
-        let slot = Arc::new(Mutex::new(None));
-        let x = heap.alloc(ArcSlot { slot: slot.clone() });
-        *slot.lock().unwrap() = Some(x);
-        drop(slot);
+        moved_self_cycle(&heap);
         // One survivor: the low point.
         assert_eq!(heap.collect(), 0);
         let traced = Arc::new(AtomicUsize::new(0));

@@ -11,28 +11,7 @@ use std::thread;
 
 use reap::sync::{Gc, Heap};
 use reap::{Trace, Tracer};
-use reap_tests::shared::{fin, hooked, set_fin, within, Log};
-
-/// A node that counts its traversals in a counter of its test.
-struct Counted {
-    next: Mutex<Option<Gc<Counted>>>,
-    traced: Arc<AtomicUsize>,
-}
-
-// SAFETY: visits the one handle it holds (through its lock); counting touches no runtime state.
-unsafe impl Trace for Counted {
-    fn trace(&self, tracer: &mut Tracer<'_>) {
-        self.traced.fetch_add(1, SeqCst);
-        self.next.trace(tracer);
-    }
-}
-
-fn counted(heap: &Heap, traced: &Arc<AtomicUsize>, next: Option<Gc<Counted>>) -> Gc<Counted> {
-    heap.alloc(Counted {
-        next: Mutex::new(next),
-        traced: traced.clone(),
-    })
-}
+use reap_tests::shared::{counted, fin, hooked, quiet_cycle, set_fin, within, Counted, Log};
 
 /// A live chain of `len` nodes built by moving handles (no reference is dropped, so nothing in
 /// it is a possible root); returns its head.
@@ -42,23 +21,6 @@ fn chain(heap: &Heap, traced: &Arc<AtomicUsize>, len: usize) -> Gc<Counted> {
         head = counted(heap, traced, Some(head));
     }
     head
-}
-
-/// A 2-cycle `a <-> b` built without dropping a reference (nothing in it is a possible root);
-/// returns `a`, the only handle from outside.
-fn quiet_cycle(heap: &Heap, traced: &Arc<AtomicUsize>) -> Gc<Counted> {
-    let b = counted(heap, traced, None);
-    let a = counted(heap, traced, Some(b));
-    let a2 = a.clone();
-    *a.next
-        .lock()
-        .unwrap()
-        .as_ref()
-        .unwrap()
-        .next
-        .lock()
-        .unwrap() = Some(a2);
-    a
 }
 
 #[test]
