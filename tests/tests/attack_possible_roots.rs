@@ -835,3 +835,28 @@ fn chaos_collectors_freeze_and_drops() {
         assert_eq!(heap.live_objects(), 0);
     });
 }
+
+/// `threshold2 = 0` turns the automatic exhaustive examination off; `collect_exhaustive` still
+/// finds the garbage.
+#[test]
+fn threshold2_zero_turns_the_exhaustive_trigger_off() {
+    within("exhaustive trigger off", || {
+        let heap = Heap::new();
+        heap.disable();
+        heap.set_threshold(2000, 10, 0);
+        moved_self_cycle(&heap);
+        assert_eq!(heap.collect(), 0);
+        let traced = Arc::new(AtomicUsize::new(0));
+        let live: Vec<_> = (0..2_100).map(|_| counted(&heap, &traced, None)).collect();
+        assert_eq!(heap.collect(), 0);
+        assert_eq!(
+            heap.collect(),
+            0,
+            "past the doubling, but the trigger is off"
+        );
+        assert_eq!(traced.load(SeqCst), 0);
+        assert_eq!(heap.collect_exhaustive(), 1);
+        drop(live);
+        assert_eq!(heap.live_objects(), 0);
+    });
+}

@@ -82,8 +82,8 @@ pub(crate) const EXHAUSTIVE_SLACK: usize = 2000;
 pub(crate) struct GcState {
     /// Automatic collection is on (`gc.enable()`; on by default).
     pub(crate) enabled: AtomicBool,
-    /// `gc.set_threshold`: the first triggers automatic collection; the other two are kept for
-    /// `get_threshold` only (one generation).
+    /// `gc.set_threshold`: the first triggers automatic collection; the second at 0 turns off
+    /// its quarter rule, the third at 0 the exhaustive examination's trigger (one generation).
     pub(crate) thresholds: [AtomicUsize; 3],
     /// Tracked objects allocated less those freed since the last collection, as flushed by the
     /// threads (may go below zero: a collection's frees are counted after it reset this).
@@ -215,9 +215,11 @@ impl GcState {
     /// place by a path that holds no handle to its holder, an edge a `Trace` hid from an
     /// earlier collection) counts among them, so it never grows past the rest of the heap; and
     /// a heap that grows is examined whole at each doubling, a cost linear in its size.
+    /// `threshold2 = 0` turns this trigger off (an explicit `collect_exhaustive` still works).
     pub(crate) fn exhaustive_due(&self) -> bool {
         let low = self.survivors_low.load(Relaxed);
         low != usize::MAX
+            && self.thresholds[2].load(Relaxed) != 0
             && self.long_lived.load(Relaxed)
                 > low.saturating_mul(2).saturating_add(EXHAUSTIVE_SLACK)
     }

@@ -104,8 +104,11 @@ impl Heap {
     /// `gc.set_threshold(t0, t1, t2)`. Shared mode has one generation (as free-threaded
     /// CPython): a collection runs when the tracked objects allocated less those freed since
     /// the last one pass `t0` and a quarter of what the last one left alive (the quarter rule
-    /// is off when `t1` is 0); `t0 = 0` turns automatic collection off. `t1` and `t2` are
-    /// kept for [`Heap::get_threshold`].
+    /// is off when `t1` is 0); `t0 = 0` turns automatic collection off. A collection examines
+    /// the whole heap, not only what the possible roots reach, when the objects collections
+    /// leave alive have doubled since their low point (see [`Heap::collect_exhaustive`]);
+    /// `t2 = 0` turns that off. Other values of `t1` and `t2` are only kept for
+    /// [`Heap::get_threshold`].
     ///
     /// ```
     /// use reap::sync::Heap;
