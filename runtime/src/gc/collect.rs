@@ -575,7 +575,10 @@ impl CollectionPhases for HeapInner {
 
     fn collection_done(&self, info: &CollectionInfo, survivors: usize) {
         if info.generation == 2 {
-            self.note_full_survivors(survivors);
+            // The listed objects, not the collector's survivors: counted as the trigger counts
+            // them (the permanent set included), and whole after an abandoned collection
+            // (which reports none).
+            self.note_full_survivors(self.listed.get());
         }
         if self.gcmod.debug.get().contains(DebugFlags::STATS) {
             eprintln!(

@@ -126,8 +126,9 @@ impl HeapInner {
                 && self.listed.get() > low.saturating_mul(2).saturating_add(EXHAUSTIVE_SLACK))
     }
 
-    /// A full collection ended with `survivors` alive: the trigger's low point follows them,
-    /// and restarts from them after an examination of everything.
+    /// A full collection ended with `survivors` listed (the permanent set included, as
+    /// [`HeapInner::exhaustive_due`] counts them): the trigger's low point follows them, and
+    /// restarts from them after an examination of everything.
     pub(crate) fn note_full_survivors(&self, survivors: usize) {
         let r = &self.possible_roots;
         if r.exhaustive_now.replace(false) || survivors < r.survivors_low.get() {

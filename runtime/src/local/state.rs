@@ -317,8 +317,8 @@ pub(crate) struct PossibleRoots {
     pub(crate) entries: RefCell<Vec<NonNull<Header>>>,
     /// The length at which the next push sweeps.
     pub(crate) limit: Cell<usize>,
-    /// The fewest objects a full collection left alive since the last one that examined every
-    /// object of the generations (`usize::MAX` before the first full collection): the base of
+    /// The fewest objects a full collection left listed (the permanent set included) since the
+    /// last one that examined every object of the generations (`usize::MAX` before the first full collection): the base of
     /// the exhaustive examination's trigger (`HeapInner::exhaustive_due`).
     pub(crate) survivors_low: Cell<usize>,
     /// The next full collection examines every object of the generations, whatever the
