@@ -278,13 +278,14 @@ impl Heap {
     }
 
     /// A full collection ([`Heap::collect`]`(2)`) that examines every object of the
-    /// generations, not only the possible roots and what they reach (SEMANTICS 8.5): it also
+    /// generations, not only the possible roots and what they reach (SEMANTICS 2.2): it also
     /// finds garbage that no dropped reference announced, such as a cycle closed by moving a
     /// handle into a traced place through a path that holds no handle to its holder (an `Rc`
     /// shared with code outside the heap), or one an earlier collection kept because a
-    /// `Trace` hid an edge. Full collections examine everything on their own too, each time
-    /// the objects of the generations have doubled since what full collections last left
-    /// alive; [`Heap::shutdown`] and the heap's drop use this one.
+    /// `Trace` hid an edge. A full collection examines everything on its own too when the
+    /// listed objects (the generations and the permanent set) exceed twice the fewest that
+    /// full collections left since the last such examination, plus 2,000; [`Heap::shutdown`]
+    /// and the heap's drop use this one.
     ///
     /// ```
     /// use reap::{Gc, Heap, Trace, Tracer};

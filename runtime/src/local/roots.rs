@@ -112,9 +112,9 @@ impl HeapInner {
 
 impl HeapInner {
     /// Whether the next full collection examines every object of the generations rather than
-    /// what the possible roots reach (SEMANTICS 8.5): the listed objects have more than doubled
-    /// (plus [`EXHAUSTIVE_SLACK`]) since the low point of what full collections left alive
-    /// after the last such examination. Garbage no dropped reference announced (a handle moved
+    /// what the possible roots reach (SEMANTICS 2.2): the listed objects (the generations and
+    /// the permanent set) exceed twice the fewest that full collections left listed since the
+    /// last such examination, plus [`EXHAUSTIVE_SLACK`]. Garbage no dropped reference announced (a handle moved
     /// into a traced place through a path that holds no handle to its holder, an edge a
     /// `Trace` hid from an earlier collection) is counted there, so it never grows past the
     /// rest of the heap.

@@ -131,9 +131,11 @@ impl Heap {
     /// roots and what they reach (SEMANTICS 8.5): it also finds garbage that no dropped
     /// reference announced, such as a cycle closed by moving a handle into a traced place
     /// through a path that holds no handle to its holder (an `Arc` shared with code outside the
-    /// heap), or one an earlier collection kept because a `Trace` hid an edge. Collections
-    /// examine the whole heap on their own too, each time the objects they leave alive have
-    /// doubled; [`Heap::shutdown`] uses this one.
+    /// heap), or one an earlier collection kept because a `Trace` hid an edge. A collection
+    /// examines the whole heap on its own too when the tracked objects the last one left alive
+    /// exceed twice the fewest any collection left since the last such examination, plus
+    /// 2,000 (unless `threshold2` is 0: [`Heap::set_threshold`]); [`Heap::shutdown`] uses this
+    /// one.
     ///
     /// ```
     /// use reap::sync::{Gc, Heap};
