@@ -39,7 +39,7 @@ use std::time::Duration;
 use hashbrown::HashMap;
 
 use crate::object::header::Flags;
-use crate::object::shared::{SharedHeader, GC_GARBAGE};
+use crate::object::shared::{SharedHeader, GC_GARBAGE, GC_WEAKREF};
 use crate::shim::Ordering::Relaxed;
 use crate::shim::{lock, Instant};
 use crate::sync::count;
@@ -387,13 +387,16 @@ fn collect_claimed(
         // SAFETY: a candidate: allocated, and the world is stopped.
         let o = unsafe { g.as_ref() };
         count::collector_hold(o);
-        // Hidden from the `gc` surface's walks until it is given back or freed.
-        o.set_gc_bit_stopped(GC_GARBAGE, true);
-        weakly |= o.is_weakref()
-            || o.meta.load(crate::shim::Ordering::Relaxed).addr()
-                & crate::object::header::META_WEAK_INFO
-                != 0;
-        finalizers |= o.has(Flags::HAS_FINALIZER) && !o.has(Flags::FINALIZED);
+        // One load each of `gc_bits` and the flags: the world is stopped, and only this
+        // thread writes them now.
+        let bits = o.gc_bits.load(Relaxed);
+        // Hidden from the `gc` surface's walks until it is given back or freed. (A plain
+        // store, as `set_gc_bit_stopped`'s: no garbage has the bit yet.)
+        o.gc_bits.store(bits | GC_GARBAGE, Relaxed);
+        weakly |= bits & GC_WEAKREF != 0
+            || o.meta.load(Relaxed).addr() & crate::object::header::META_WEAK_INFO != 0;
+        let flags = Flags::from_bits_retain(o.flags.load(Relaxed));
+        finalizers |= flags.contains(Flags::HAS_FINALIZER) && !flags.contains(Flags::FINALIZED);
     }
     // The garbage is exactly what carries `GC_GARBAGE` now (set above; the bit is only
     // written with the world stopped or by this thread).
