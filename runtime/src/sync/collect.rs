@@ -599,23 +599,24 @@ const NO_INDEX: u32 = u32::MAX;
 /// A scratch count's mark in [`Snapshot::unreachable`]: found reachable.
 const REACHED: u32 = u32::MAX;
 
-/// A candidate of a snapshot: the object, and its scratch count, side by side (the lookup of
-/// an edge's target checks the one and decrements the other).
+/// A candidate of a snapshot: the object, its scratch count and where its edges start, side by
+/// side (the lookup of an edge's target checks the object and decrements the count).
 #[derive(Clone, Copy)]
 pub(crate) struct Candidate {
     obj: NonNull<SharedHeader>,
     /// The candidate's count less the handles other candidates hold to it (never below
     /// zero); [`Snapshot::unreachable`] marks it [`REACHED`].
     count: u32,
+    /// The candidate's edges are `edges[start..]`, up to the next candidate's `start` (the
+    /// last one's, to the end). Set as it is traced.
+    start: u32,
 }
 
 /// The object graph of a pause: candidates by index (each with its count less the edges other
 /// candidates hold to it: trial deletion's step 2 runs as the edges are recorded, `gc_refs`),
-/// and their edges to other candidates (compressed rows).
+/// and their edges to other candidates (compressed rows: [`Candidate::start`]).
 struct Snapshot {
     cands: Vec<Candidate>,
-    /// `edges[start[i]..start[i + 1]]` are candidate `i`'s edges.
-    start: Vec<u32>,
     edges: Vec<u32>,
     /// The candidates not traversed completely (a lock held elsewhere): reachable.
     opaque: Vec<u32>,
@@ -726,6 +727,7 @@ impl Candidates {
             obj: o,
             // No count comes near `REACHED` (`count::SHARED_MAX` + `LOCAL_MAX` is far below).
             count: n.min(REACHED as usize - 1) as u32,
+            start: 0,
         });
         Some(self.cands.len() as u32 - 1)
     }
@@ -820,20 +822,19 @@ impl Snapshot {
             }
         }
         let discover = among.is_none();
-        let mut start = std::mem::take(&mut mem.start);
         let mut edges = std::mem::take(&mut mem.edges);
         let mut opaque = std::mem::take(&mut mem.opaque);
         let mut found = std::mem::take(&mut mem.found);
         let room = room.max(found_so_far.cands.len());
-        start.reserve(room + 1);
         edges.reserve(room);
         // Most traced objects keep one guard (their lock): room for one each.
         guards.reserve(found_so_far.cands.len());
         let mut tracer = Tracer::shared(heap.cast(), &mut found, guards);
         // The list grows as tracing discovers candidates: each is traced once, in order.
         let mut i = 0;
-        while let Some(&Candidate { obj: o, .. }) = found_so_far.cands.get(i) {
-            start.push(edges.len() as u32);
+        while let Some(c) = found_so_far.cands.get_mut(i) {
+            c.start = edges.len() as u32;
+            let o = c.obj;
             // SAFETY: a candidate, allocated, its value live (not `VALUE_DROPPED`).
             let (vt, value) = unsafe { (vtable(o.as_ref()), SharedHeader::value_ptr(o)) };
             // SAFETY: the value is a live value of the vtable's type.
@@ -859,13 +860,11 @@ impl Snapshot {
             found.clear();
             i += 1;
         }
-        start.push(edges.len() as u32);
         mem.found = found;
         mem.slots = index.slots;
         (
             Snapshot {
                 cands: found_so_far.cands,
-                start,
                 edges,
                 opaque,
             },
@@ -886,7 +885,6 @@ impl Snapshot {
         }
         let Snapshot {
             mut cands,
-            start,
             edges,
             opaque,
         } = self;
@@ -905,7 +903,8 @@ impl Snapshot {
             stack.push(root as u32);
             while let Some(o) = stack.pop() {
                 let o = o as usize;
-                for &t in &edges[start[o] as usize..start[o + 1] as usize] {
+                let end = cands.get(o + 1).map_or(edges.len(), |c| c.start as usize);
+                for &t in &edges[cands[o].start as usize..end] {
                     let s = &mut cands[t as usize].count;
                     if *s != REACHED {
                         *s = REACHED;
@@ -921,8 +920,7 @@ impl Snapshot {
                 garbage.push(c.obj);
             }
         }
-        (mem.cands, mem.start, mem.edges, mem.opaque, mem.stack) =
-            (cands, start, edges, opaque, stack);
+        (mem.cands, mem.edges, mem.opaque, mem.stack) = (cands, edges, opaque, stack);
         garbage
     }
 }

@@ -119,7 +119,6 @@ pub(crate) struct GcState {
 #[derive(Default)]
 pub(crate) struct Scratch {
     pub(crate) cands: Vec<Candidate>,
-    pub(crate) start: Vec<u32>,
     pub(crate) edges: Vec<u32>,
     pub(crate) opaque: Vec<u32>,
     /// Candidate index by slab block number. Not reset between collections: every lookup is
@@ -161,7 +160,6 @@ impl Scratch {
         self.peak = used.max(self.peak - self.peak / 8);
         let keep = self.peak.saturating_mul(4);
         empty(&mut self.cands, keep);
-        empty(&mut self.start, keep);
         empty(&mut self.edges, keep.saturating_mul(2));
         empty(&mut self.opaque, keep);
         empty(&mut self.found, keep);
