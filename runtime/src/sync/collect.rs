@@ -568,9 +568,7 @@ fn find_garbage(
     }));
     // The verdict is in: the threads that run may move handles again. Released last in, first
     // out: a lock inside a value is released before the lock around it.
-    while let Some(g) = guards.pop() {
-        drop(g);
-    }
+    guards.drain(..).rev().for_each(drop);
     scratch.guards = guards;
     if result.is_err() && among.is_none() {
         // The walk cleared marks of objects whose reach was never decided: every tracked
