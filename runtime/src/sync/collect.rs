@@ -39,7 +39,7 @@ use std::time::Duration;
 use hashbrown::HashMap;
 
 use crate::object::header::Flags;
-use crate::object::shared::{SharedHeader, GC_GARBAGE};
+use crate::object::shared::{SharedHeader, GC_GARBAGE, GC_WEAKREF};
 use crate::shim::Ordering::Relaxed;
 use crate::shim::{lock, Instant};
 use crate::sync::count;
@@ -389,13 +389,16 @@ fn collect_claimed(
         // SAFETY: a candidate: allocated, and the world is stopped.
         let o = unsafe { g.as_ref() };
         count::collector_hold(o);
-        // Hidden from the `gc` surface's walks until it is given back or freed.
-        o.set_gc_bit_stopped(GC_GARBAGE, true);
-        weakly |= o.is_weakref()
-            || o.meta.load(crate::shim::Ordering::Relaxed).addr()
-                & crate::object::header::META_WEAK_INFO
-                != 0;
-        finalizers |= o.has(Flags::HAS_FINALIZER) && !o.has(Flags::FINALIZED);
+        // One load each of `gc_bits` and the flags: the world is stopped, and only this
+        // thread writes them now.
+        let bits = o.gc_bits.load(Relaxed);
+        // Hidden from the `gc` surface's walks until it is given back or freed. (A plain
+        // store, as `set_gc_bit_stopped`'s: no garbage has the bit yet.)
+        o.gc_bits.store(bits | GC_GARBAGE, Relaxed);
+        weakly |= bits & GC_WEAKREF != 0
+            || o.meta.load(Relaxed).addr() & crate::object::header::META_WEAK_INFO != 0;
+        let flags = Flags::from_bits_retain(o.flags.load(Relaxed));
+        finalizers |= flags.contains(Flags::HAS_FINALIZER) && !flags.contains(Flags::FINALIZED);
     }
     // The garbage is exactly what carries `GC_GARBAGE` now (set above; the bit is only
     // written with the world stopped or by this thread).
@@ -562,14 +565,12 @@ fn find_garbage(
     let result = catch_unwind(AssertUnwindSafe(|| {
         let (snap, population) =
             Snapshot::take(heap, held, among, everything, &mut guards, &mut scratch);
-        used = snap.objs.len();
+        used = snap.cands.len();
         (snap.unreachable(&mut scratch), population)
     }));
     // The verdict is in: the threads that run may move handles again. Released last in, first
     // out: a lock inside a value is released before the lock around it.
-    while let Some(g) = guards.pop() {
-        drop(g);
-    }
+    guards.drain(..).rev().for_each(drop);
     scratch.guards = guards;
     if result.is_err() && among.is_none() {
         // The walk cleared marks of objects whose reach was never decided: every tracked
@@ -598,16 +599,24 @@ const NO_INDEX: u32 = u32::MAX;
 /// A scratch count's mark in [`Snapshot::unreachable`]: found reachable.
 const REACHED: u32 = u32::MAX;
 
-/// The object graph of a pause: candidates by index, their edges to other candidates
-/// (compressed rows), and each one's count less the edges other candidates hold to it (trial
-/// deletion's step 2 runs as the edges are recorded: `gc_refs`).
-struct Snapshot {
-    objs: Vec<NonNull<SharedHeader>>,
-    /// Candidate `i`'s count less the handles other candidates hold to it (never below
+/// A candidate of a snapshot: the object, its scratch count and where its edges start, side by
+/// side (the lookup of an edge's target checks the object and decrements the count).
+#[derive(Clone, Copy)]
+pub(crate) struct Candidate {
+    obj: NonNull<SharedHeader>,
+    /// The candidate's count less the handles other candidates hold to it (never below
     /// zero); [`Snapshot::unreachable`] marks it [`REACHED`].
-    scratch: Vec<u32>,
-    /// `edges[start[i]..start[i + 1]]` are candidate `i`'s edges.
-    start: Vec<u32>,
+    count: u32,
+    /// The candidate's edges are `edges[start..]`, up to the next candidate's `start` (the
+    /// last one's, to the end). Set as it is traced.
+    start: u32,
+}
+
+/// The object graph of a pause: candidates by index (each with its count less the edges other
+/// candidates hold to it: trial deletion's step 2 runs as the edges are recorded, `gc_refs`),
+/// and their edges to other candidates (compressed rows: [`Candidate::start`]).
+struct Snapshot {
+    cands: Vec<Candidate>,
     edges: Vec<u32>,
     /// The candidates not traversed completely (a lock held elsewhere): reachable.
     opaque: Vec<u32>,
@@ -630,50 +639,65 @@ struct Index {
 
 impl Index {
     /// The number the walk gave `o`'s block, if `o` (an object of the heap, allocated) is
-    /// found by it rather than in `other`.
+    /// found by it rather than in `other` (a slab object, and the slabs were walked: `walked`,
+    /// which the caller may already know).
     #[inline]
-    fn slot(&self, o: NonNull<SharedHeader>) -> Option<usize> {
+    fn slot(&self, o: NonNull<SharedHeader>, walked: bool) -> Option<usize> {
         // SAFETY: an object of the heap whose handle a candidate's value holds (or a possible
         // root, or one of the resurrection check's list): allocated.
-        (self.walked && unsafe { o.as_ref() }.in_slab).then(|| {
+        (walked && unsafe { o.as_ref() }.in_slab).then(|| {
             // SAFETY: a slab object of the heap, which this thread walked in this pause
             // (`Snapshot::take`).
             unsafe { HeapState::slot_of(o) }
         })
     }
 
-    /// The candidate index of `o`, an object of the heap (allocated), if it is a candidate.
+    /// The candidate of `o`, an object of the heap (allocated), if it is one: its index and
+    /// entry.
     #[inline]
-    fn get(&self, o: NonNull<SharedHeader>, objs: &[NonNull<SharedHeader>]) -> Option<u32> {
-        let i = match self.slot(o) {
+    fn get<'c>(
+        &self,
+        o: NonNull<SharedHeader>,
+        cands: &'c mut [Candidate],
+    ) -> Option<(u32, &'c mut Candidate)> {
+        let i = match self.slot(o, self.walked) {
             Some(slot) => *self.slots.get(slot)?,
             None => *self.other.get(&o)?,
         };
-        (objs.get(i as usize) == Some(&o)).then_some(i)
+        match cands.get_mut(i as usize) {
+            Some(c) if c.obj == o => Some((i, c)),
+            _ => None,
+        }
     }
 
-    /// The candidate index of `o`, an object of the heap (allocated), making it a candidate
-    /// first (if it is one, `Candidates::consider`) when it is not yet: discovery's step.
+    /// The candidate of `o`, an object of the heap (allocated), making it a candidate first
+    /// (if it is one, `Candidates::consider`) when it is not yet: discovery's step (the slabs
+    /// were walked). Its index and entry.
     #[inline]
-    fn get_or_consider(&mut self, o: NonNull<SharedHeader>, c: &mut Candidates) -> Option<u32> {
-        let entry = match self.slot(o) {
+    fn get_or_consider<'c>(
+        &mut self,
+        o: NonNull<SharedHeader>,
+        c: &'c mut Candidates,
+    ) -> Option<(u32, &'c mut Candidate)> {
+        debug_assert!(self.walked, "reap: discovery without a walk");
+        let entry = match self.slot(o, true) {
             Some(slot) => self.slots.get_mut(slot)?,
             // A target that is no candidate keeps a `NO_INDEX` entry: checked like any other.
             None => self.other.entry(o).or_insert(NO_INDEX),
         };
-        if c.objs.get(*entry as usize) == Some(&o) {
-            return Some(*entry);
+        let i = *entry;
+        if c.cands.get(i as usize).is_some_and(|k| k.obj == o) {
+            return Some((i, &mut c.cands[i as usize]));
         }
         let i = c.consider(o)?;
         *entry = i;
-        Some(i)
+        Some((i, &mut c.cands[i as usize]))
     }
 }
 
-/// The candidates of a snapshot as they are found, and their scratch counts.
+/// The candidates of a snapshot as they are found, with their scratch counts.
 struct Candidates {
-    objs: Vec<NonNull<SharedHeader>>,
-    scratch: Vec<u32>,
+    cands: Vec<Candidate>,
     /// References of the collector's own in each count (1 in the resurrection check).
     held: usize,
 }
@@ -687,7 +711,10 @@ impl Candidates {
         // set, a target of a candidate's handle, or held garbage): allocated, and the world is
         // stopped.
         let h = unsafe { o.as_ref() };
-        if !h.has(Flags::TRACKED) || h.has(Flags::VALUE_DROPPED) || h.is_frozen() {
+        // One load of the flags for both tests (the world is stopped: nothing writes them).
+        let flags = Flags::from_bits_retain(h.flags.load(crate::shim::Ordering::Relaxed));
+        if !flags.contains(Flags::TRACKED) || flags.contains(Flags::VALUE_DROPPED) || h.is_frozen()
+        {
             return None;
         }
         let n = count::stopped_count(h).saturating_sub(self.held);
@@ -696,10 +723,13 @@ impl Candidates {
             // handles count as references from outside).
             return None;
         }
-        self.objs.push(o);
-        // No count comes near `REACHED` (`count::SHARED_MAX` + `LOCAL_MAX` is far below).
-        self.scratch.push(n.min(REACHED as usize - 1) as u32);
-        Some(self.objs.len() as u32 - 1)
+        self.cands.push(Candidate {
+            obj: o,
+            // No count comes near `REACHED` (`count::SHARED_MAX` + `LOCAL_MAX` is far below).
+            count: n.min(REACHED as usize - 1) as u32,
+            start: 0,
+        });
+        Some(self.cands.len() as u32 - 1)
     }
 }
 
@@ -727,8 +757,7 @@ impl Snapshot {
             None => unsafe { heap.as_ref().slab_blocks_bound() },
         };
         let mut found_so_far = Candidates {
-            objs: std::mem::take(&mut mem.objs),
-            scratch: std::mem::take(&mut mem.counts),
+            cands: std::mem::take(&mut mem.cands),
             held,
         };
         let mut index = Index {
@@ -748,8 +777,7 @@ impl Snapshot {
             (Some(_), _) | (None, 0) => bound,
             (None, recent) => recent,
         };
-        found_so_far.objs.reserve(room);
-        found_so_far.scratch.reserve(room);
+        found_so_far.cands.reserve(room);
         match among {
             Some(list) => {
                 index.other.reserve(list.len());
@@ -794,20 +822,19 @@ impl Snapshot {
             }
         }
         let discover = among.is_none();
-        let mut start = std::mem::take(&mut mem.start);
         let mut edges = std::mem::take(&mut mem.edges);
         let mut opaque = std::mem::take(&mut mem.opaque);
         let mut found = std::mem::take(&mut mem.found);
-        let room = room.max(found_so_far.objs.len());
-        start.reserve(room + 1);
+        let room = room.max(found_so_far.cands.len());
         edges.reserve(room);
         // Most traced objects keep one guard (their lock): room for one each.
-        guards.reserve(found_so_far.objs.len());
+        guards.reserve(found_so_far.cands.len());
         let mut tracer = Tracer::shared(heap.cast(), &mut found, guards);
         // The list grows as tracing discovers candidates: each is traced once, in order.
         let mut i = 0;
-        while let Some(&o) = found_so_far.objs.get(i) {
-            start.push(edges.len() as u32);
+        while let Some(c) = found_so_far.cands.get_mut(i) {
+            c.start = edges.len() as u32;
+            let o = c.obj;
             // SAFETY: a candidate, allocated, its value live (not `VALUE_DROPPED`).
             let (vt, value) = unsafe { (vtable(o.as_ref()), SharedHeader::value_ptr(o)) };
             // SAFETY: the value is a live value of the vtable's type.
@@ -822,27 +849,22 @@ impl Snapshot {
                 let t = if discover {
                     index.get_or_consider(t, &mut found_so_far)
                 } else {
-                    index.get(t, &found_so_far.objs)
+                    index.get(t, &mut found_so_far.cands)
                 };
-                let Some(t) = t else { continue };
-                edges.push(t);
-                let s = &mut found_so_far.scratch[t as usize];
+                let Some((t, c)) = t else { continue };
                 // Never below zero: an over-reporting hand-written `Trace` must not wrap
                 // around into "reachable".
-                *s = s.saturating_sub(1);
+                c.count = c.count.saturating_sub(1);
+                edges.push(t);
             }
             found.clear();
             i += 1;
         }
-        start.push(edges.len() as u32);
         mem.found = found;
         mem.slots = index.slots;
-        let Candidates { objs, scratch, .. } = found_so_far;
         (
             Snapshot {
-                objs,
-                scratch,
-                start,
+                cands: found_so_far.cands,
                 edges,
                 opaque,
             },
@@ -855,48 +877,50 @@ impl Snapshot {
     /// it reaches; the rest is returned.
     fn unreachable(mut self, mem: &mut Scratch) -> Vec<NonNull<SharedHeader>> {
         for &o in &self.opaque {
-            let s = &mut self.scratch[o as usize];
-            *s = (*s).max(1);
+            let c = &mut self.cands[o as usize];
+            c.count = c.count.max(1);
             // What is behind the lock is not traversed: a possible root again (SEMANTICS 5.3).
             // SAFETY: a candidate, allocated; the world is stopped.
-            unsafe { self.objs[o as usize].as_ref() }.set_possible_root_stopped(true);
+            unsafe { c.obj.as_ref() }.set_possible_root_stopped(true);
         }
         let Snapshot {
-            objs,
-            mut scratch,
-            start,
+            mut cands,
             edges,
             opaque,
         } = self;
         // A candidate found reachable is set to `REACHED` as it is pushed, so each is expanded
         // once; what stays 0 is garbage.
         let mut stack = std::mem::take(&mut mem.stack);
-        for root in 0..objs.len() {
-            if scratch[root] == 0 || scratch[root] == REACHED {
+        // How many candidates are marked `REACHED`: the rest is the garbage.
+        let mut reached = 0;
+        for root in 0..cands.len() {
+            let s = &mut cands[root].count;
+            if *s == 0 || *s == REACHED {
                 continue;
             }
-            scratch[root] = REACHED;
+            *s = REACHED;
+            reached += 1;
             stack.push(root as u32);
             while let Some(o) = stack.pop() {
                 let o = o as usize;
-                for &t in &edges[start[o] as usize..start[o + 1] as usize] {
-                    let s = &mut scratch[t as usize];
+                let end = cands.get(o + 1).map_or(edges.len(), |c| c.start as usize);
+                for &t in &edges[cands[o].start as usize..end] {
+                    let s = &mut cands[t as usize].count;
                     if *s != REACHED {
                         *s = REACHED;
+                        reached += 1;
                         stack.push(t);
                     }
                 }
             }
         }
-        let mut garbage = Vec::with_capacity(scratch.iter().filter(|&&s| s == 0).count());
-        for (&o, &s) in objs.iter().zip(&scratch) {
-            if s == 0 {
-                garbage.push(o);
+        let mut garbage = Vec::with_capacity(cands.len() - reached);
+        for c in &cands {
+            if c.count == 0 {
+                garbage.push(c.obj);
             }
         }
-        (
-            mem.objs, mem.counts, mem.start, mem.edges, mem.opaque, mem.stack,
-        ) = (objs, scratch, start, edges, opaque, stack);
+        (mem.cands, mem.edges, mem.opaque, mem.stack) = (cands, edges, opaque, stack);
         garbage
     }
 }

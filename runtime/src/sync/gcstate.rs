@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::object::shared::SharedHeader;
+use crate::sync::collect::Candidate;
 use crate::trace::HeldGuard;
 
 // std's atomics and lock even in loom builds: these are settings and a heuristic count, not
@@ -117,9 +118,7 @@ pub(crate) struct GcState {
 /// are `sync::collect`'s to interpret.
 #[derive(Default)]
 pub(crate) struct Scratch {
-    pub(crate) objs: Vec<NonNull<SharedHeader>>,
-    pub(crate) counts: Vec<u32>,
-    pub(crate) start: Vec<u32>,
+    pub(crate) cands: Vec<Candidate>,
     pub(crate) edges: Vec<u32>,
     pub(crate) opaque: Vec<u32>,
     /// Candidate index by slab block number. Not reset between collections: every lookup is
@@ -160,9 +159,7 @@ impl Scratch {
         }
         self.peak = used.max(self.peak - self.peak / 8);
         let keep = self.peak.saturating_mul(4);
-        empty(&mut self.objs, keep);
-        empty(&mut self.counts, keep);
-        empty(&mut self.start, keep);
+        empty(&mut self.cands, keep);
         empty(&mut self.edges, keep.saturating_mul(2));
         empty(&mut self.opaque, keep);
         empty(&mut self.found, keep);
@@ -254,7 +251,7 @@ mod tests {
 
     fn with_capacity(n: usize) -> Scratch {
         Scratch {
-            counts: Vec::with_capacity(n),
+            cands: Vec::with_capacity(n),
             ..Scratch::default()
         }
     }
@@ -262,17 +259,17 @@ mod tests {
     #[test]
     fn a_small_snapshot_between_large_ones_keeps_the_memory() {
         let s = with_capacity(10_000).emptied(10_000, 0);
-        assert!(s.counts.capacity() >= 10_000);
+        assert!(s.cands.capacity() >= 10_000);
         // A resurrection check over 100 objects: the large collection's room stays.
         let s = s.emptied(100, 0);
-        assert!(s.counts.capacity() >= 10_000);
+        assert!(s.cands.capacity() >= 10_000);
     }
 
     #[test]
     fn memory_goes_back_once_the_snapshots_stay_small() {
         let mut s = with_capacity(10_000).emptied(10_000, 0);
         let mut rounds = 0;
-        while s.counts.capacity() > 0 {
+        while s.cands.capacity() > 0 {
             s = s.emptied(100, 0);
             rounds += 1;
             assert!(rounds < 100, "never given back");
