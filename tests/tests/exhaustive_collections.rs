@@ -1047,7 +1047,6 @@ mod shared {
     /// trigger's low point: the collection after next examines the whole heap, which did not
     /// grow.
     #[test]
-    #[ignore = "bug (minor): resurrected garbage is left out of the survivors fed to note_survivors (sync/collect.rs collect_claimed), lowering the low point"]
     fn resurrected_garbage_counts_among_the_survivors() {
         within("shared resurrection and the low point", || {
             let c = Ctx::new();

@@ -419,7 +419,9 @@ fn collect_claimed(
     thread::restart_the_world(heap);
     info.first_pause = asked.elapsed();
     drop(others);
-    h.gc.note_survivors(population.saturating_sub(garbage.len()), everything);
+    // What this collection leaves alive (`GcState::note_survivors`): counted once the
+    // resurrection check has decided (a resurrected object survives).
+    let survived = |freed: usize| population.saturating_sub(freed);
 
     // User code, on this thread only.
     settle_dead(dead);
@@ -439,6 +441,7 @@ fn collect_claimed(
                 // the `gc` surface running meanwhile may still skip some: harmless.)
                 unmark(&garbage);
                 release_holds(&garbage);
+                h.gc.note_survivors(survived(0), everything);
                 return Ok(0);
             }
         }
@@ -449,6 +452,7 @@ fn collect_claimed(
                 thread::restart_the_world(heap);
                 info.second_pause = Some(asked.elapsed());
                 release_holds(&garbage);
+                h.gc.note_survivors(survived(0), everything);
                 h.report_panic(
                     UnraisableKind::Drop,
                     "reap::Trace (collection abandoned)",
@@ -483,6 +487,7 @@ fn collect_claimed(
     // The garbage's frees are not the program's: the count of allocations net of frees
     // leaves them out (or they would push the next collection back by as many objects).
     let before = s.allocs.swap(0, Relaxed);
+    h.gc.note_survivors(survived(garbage.len()), everything);
     let n = reclaim(h, me, s, garbage);
     let after = s.allocs.swap(0, Relaxed);
     h.gc.young
@@ -771,10 +776,12 @@ impl Snapshot {
         }
         let mut population = 0;
         // Room for as many candidates as recent snapshots had (`Scratch::emptied` keeps the
-        // memory), or for the heap's first, every block (the resurrection check: its list):
-        // the lists do not grow while the world is stopped, unless the heap did.
+        // memory), or for every block (the heap's first collection, an exhaustive one; the
+        // resurrection check: its list): the lists do not grow while the world is stopped,
+        // unless the heap did.
         let room = match (among, mem.room()) {
             (Some(_), _) | (None, 0) => bound,
+            (None, _) if everything => bound,
             (None, recent) => recent,
         };
         found_so_far.cands.reserve(room);
