@@ -43,7 +43,7 @@ use crate::object::shared::{SharedHeader, GC_GARBAGE, GC_WEAKREF};
 use crate::shim::Ordering::Relaxed;
 use crate::shim::{lock, Instant};
 use crate::sync::count;
-use crate::sync::gcstate::{CollectCallback, CollectInfo, CollectPhase, Scratch};
+use crate::sync::gcstate::{Candidate, CollectCallback, CollectInfo, CollectPhase, Scratch};
 use crate::sync::heap::{dec_ref, give_back_hold, Heap};
 use crate::sync::state::{vtable, HeapState, ThreadState};
 use crate::sync::thread::{self, NotStopped};
@@ -603,19 +603,6 @@ const NO_INDEX: u32 = u32::MAX;
 
 /// A scratch count's mark in [`Snapshot::unreachable`]: found reachable.
 const REACHED: u32 = u32::MAX;
-
-/// A candidate of a snapshot: the object, its scratch count and where its edges start, side by
-/// side (the lookup of an edge's target checks the object and decrements the count).
-#[derive(Clone, Copy)]
-pub(crate) struct Candidate {
-    obj: NonNull<SharedHeader>,
-    /// The candidate's count less the handles other candidates hold to it (never below
-    /// zero); [`Snapshot::unreachable`] marks it [`REACHED`].
-    count: u32,
-    /// The candidate's edges are `edges[start..]`, up to the next candidate's `start` (the
-    /// last one's, to the end). Set as it is traced.
-    start: u32,
-}
 
 /// The object graph of a pause: candidates by index (each with its count less the edges other
 /// candidates hold to it: trial deletion's step 2 runs as the edges are recorded, `gc_refs`),

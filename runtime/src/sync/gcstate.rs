@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::object::shared::SharedHeader;
-use crate::sync::collect::Candidate;
 use crate::trace::HeldGuard;
 
 // std's atomics and lock even in loom builds: these are settings and a heuristic count, not
@@ -110,6 +109,20 @@ pub(crate) struct GcState {
     pub(crate) collected: [AtomicU64; 3],
     /// The snapshot's memory, kept for the next collection (taken out while one runs).
     pub(crate) scratch: Mutex<Scratch>,
+}
+
+/// A candidate of a collection's snapshot (`sync::collect::Snapshot`): the object, its scratch
+/// count and where its edges start, side by side (the lookup of an edge's target checks the
+/// object and decrements the count). Its fields are `sync::collect`'s to interpret.
+#[derive(Clone, Copy)]
+pub(crate) struct Candidate {
+    pub(crate) obj: NonNull<SharedHeader>,
+    /// The candidate's count less the handles other candidates hold to it (never below
+    /// zero); trial deletion marks it `REACHED` (`sync::collect`).
+    pub(crate) count: u32,
+    /// The candidate's edges are `edges[start..]`, up to the next candidate's `start` (the
+    /// last one's, to the end). Set as it is traced.
+    pub(crate) start: u32,
 }
 
 /// The vectors a collection's snapshot (`sync::collect::Snapshot`) fills, kept by the heap
