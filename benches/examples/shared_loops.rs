@@ -15,7 +15,9 @@
 //!   they die on the refcount path): the difference between the two is the collection's cost;
 //! - `upgrade`: `N` × 100,000 upgrades of a weak reference to a live object, each result dropped;
 //! - `weak-create`: `N` × 10,000 rounds of an object allocated, a weak reference made to it, and
-//!   both dropped.
+//!   both dropped;
+//! - `foreign` (`sync-` or `arc-`): `N` × 100,000 clones and drops of a handle whose allocating
+//!   thread has exited (Shared mode: on an attached thread); also prints the time a pair.
 //!
 //! Divide the instruction count by the work done (131,071 × `N` nodes, and so on).
 
@@ -246,6 +248,20 @@ live_heap!(
     SyncBig
 );
 
+/// `n` × 100,000 clones and drops of `h`, timed (the time goes to stderr: cachegrind counts
+/// the instructions, a plain run the nanoseconds a pair).
+fn foreign_churn<H: Clone>(h: &H, n: u32) {
+    let h = black_box(h);
+    let start = std::time::Instant::now();
+    for _ in 0..n * 100_000 {
+        let x = h.clone();
+        black_box(&x);
+        drop(x);
+    }
+    let ns = start.elapsed().as_nanos() as f64 / (f64::from(n) * 100_000.0);
+    eprintln!("{ns:.2} ns a clone + drop");
+}
+
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
     let n: u32 = std::env::args()
@@ -297,6 +313,21 @@ fn main() {
             }
             drop(roots);
         }
+        "sync-foreign" => {
+            // Allocated by a thread that has exited (the object is merged), then cloned and
+            // dropped by this attached thread: every operation is on the shared count.
+            let heap = reap::sync::Heap::new();
+            let h = heap.clone();
+            let o = std::thread::spawn(move || h.alloc(5_u64)).join().unwrap();
+            heap.safepoint();
+            foreign_churn(&o, n);
+        }
+        "arc-foreign" => {
+            let o = std::thread::spawn(|| std::sync::Arc::new(5_u64))
+                .join()
+                .unwrap();
+            foreign_churn(&o, n);
+        }
         "sync-trees" => {
             let heap = reap::sync::Heap::new();
             heap.disable();
@@ -339,6 +370,7 @@ fn main() {
         _ => {
             eprintln!(
                 "usage: shared_loops (sync|local)-(trees|rings|rings-broken|upgrade|weak-create) [N]\n\
+                 or (sync|arc)-foreign [N]\n\
                  (see the module docs)"
             );
             std::process::exit(2);

@@ -1,4 +1,5 @@
-//! loom models of biased counting (issue 12, models 2, 3 and 8).
+//! loom models of biased counting (issue 12, models 2, 3 and 8; model 15, a merged object's
+//! one-step decrement).
 //! `RUSTFLAGS="--cfg reap_loom" cargo test -p reap --release --test loom_counting`
 //! (three-thread models with `LOOM_MAX_PREEMPTIONS=2`).
 #![cfg(reap_loom)]
@@ -159,5 +160,36 @@ fn foreign_overflow_withdraws_its_increment() {
         heap.safepoint();
         assert_eq!(counters.dropped(), 1);
         assert_eq!(heap.live_objects(), 0);
+    });
+}
+
+/// Model 15: a merged object's last two references dropped on two threads at once, one of
+/// them after a weak upgrade (a merged decrement is one `fetch_sub`, a merged upgrade a
+/// compare-and-swap that refuses zero): the count reaches zero once, one destructor, one
+/// free, and the upgrade sees the value only while it is alive.
+#[test]
+fn merged_last_drops_on_two_threads() {
+    model("merged_last_drops_on_two_threads", || {
+        let (heap, counters, obj) = setup_obj();
+        let w = Weak::new(&obj);
+        // Clones made in a detached section are counted as another thread's would be, in
+        // the shared count; the owner's drop of its one local reference then merges the
+        // object: its whole count, two, in the shared word.
+        let (c, d) = heap.detached(|| (obj.clone(), obj.clone()));
+        drop(obj);
+        assert_eq!(Gc::strong_count(&c), 2, "merged with the two references left");
+        let h = heap.clone();
+        let t = thread::spawn(move || {
+            h.safepoint();
+            drop(c);
+        });
+        if let Some(g) = w.upgrade() {
+            assert_eq!(g.value, 7);
+        }
+        drop(d);
+        t.join().unwrap();
+        heap.safepoint();
+        assert_eq!(counters.dropped(), 1);
+        assert!(w.upgrade().is_none());
     });
 }

@@ -30,7 +30,7 @@
 //! - a count that would overflow aborts (panics in a loom build, so models can reach it).
 
 use crate::object::shared::SharedHeader;
-use crate::shim::Ordering::{AcqRel, Acquire, Relaxed};
+use crate::shim::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 /// Shift of the shared count in the shared word.
 pub(crate) const SHIFT: u32 = 2;
@@ -321,17 +321,19 @@ fn give_up_ownership(h: &SharedHeader, mut word: u64) -> Dec {
 /// a stale `word` only costs one failed CAS, which returns the current value.
 #[inline]
 fn dec_shared(h: &SharedHeader, mut word: u64) -> Dec {
-    if count_of(word) != 1 || state_of(word) != MERGED {
-        // Not (as far as this load tells) the last reference: marked while the reference still
-        // holds the object (another thread may drop the last one right after the decrement).
-        h.note_drop();
+    if state_of(word) == MERGED {
+        return dec_merged(h, word);
     }
+    // Unmerged, so not the last reference: marked while the reference still holds the object
+    // (another thread may drop the last one right after the decrement).
+    h.note_drop();
     loop {
         let count = count_of(word);
         let (new, then) = if count > 0 {
             // The common case, in every state: one less (the count is the word's top field,
             // so subtracting one unit from the word touches nothing else). Zero is the death
-            // only for a merged object; unmerged, the owner's count holds the rest.
+            // only for a merged object (the owner may merge while this loop retries);
+            // unmerged, the owner's count holds the rest.
             let dead = count == 1 && state_of(word) == MERGED;
             (word - SHARED_ONE, if dead { Dec::Dead } else { Dec::Alive })
         } else {
@@ -341,6 +343,60 @@ fn dec_shared(h: &SharedHeader, mut word: u64) -> Dec {
             Ok(_) => return then,
             Err(w) => word = w,
         }
+    }
+}
+
+/// A non-owner's decrement in one atomic step, for the common cases: a merged object (as
+/// [`dec_merged`]) and an unmerged one whose shared count is above zero (one
+/// compare-and-swap from `word`, the caller's load of `counts`). `Err(current word)` when
+/// neither applies or the compare-and-swap lost a race: the caller finishes with [`dec`].
+#[inline]
+pub(crate) fn dec_foreign_fast(h: &SharedHeader, word: u64) -> Result<Dec, u64> {
+    if state_of(word) == MERGED {
+        return Ok(dec_merged(h, word));
+    }
+    if count_of(word) <= 0 {
+        return Err(word);
+    }
+    // As in `dec_shared`: unmerged, so not the last reference.
+    h.note_drop();
+    // Unmerged and above zero, and unchanged since: one less, and the owner's count holds the
+    // object.
+    match h
+        .counts
+        .compare_exchange(word, word - SHARED_ONE, Release, Relaxed)
+    {
+        Ok(_) => Ok(Dec::Alive),
+        Err(w) => Err(w),
+    }
+}
+
+/// [`dec_shared`] of a merged object (`word`, the caller's load of `counts`, says merged): one
+/// `fetch_sub`, as `Arc`'s drop.
+///
+/// A compare-and-swap is not needed here, because a merged object stays merged while anyone
+/// holds a reference. Owner 0 and `MERGED` are left only by [`resurrect_start`], on an object
+/// whose count has reached zero: the caller's reference rules that out until this decrement.
+/// Its count is the whole count, at least 1 (the caller's reference) until this decrement, so
+/// the subtraction never goes below zero or queues. The old count 1 means this was the last
+/// reference. The caller's death path then pairs this `Release` with an `Acquire` fence
+/// (`heap::destroy`, `heap::give_back_hold`, after [`resurrect_end`]).
+#[inline]
+fn dec_merged(h: &SharedHeader, word: u64) -> Dec {
+    if count_of(word) != 1 {
+        // Not (as far as this load tells) the last reference: marked while the reference
+        // still holds the object (as in `dec_shared`).
+        h.note_drop();
+    }
+    let old = checked(h.counts.fetch_sub(SHARED_ONE, Release));
+    debug_assert!(
+        state_of(old) == MERGED && count_of(old) >= 1,
+        "reap: merged decrement of {old:#x}"
+    );
+    if count_of(old) == 1 {
+        Dec::Dead
+    } else {
+        Dec::Alive
     }
 }
 

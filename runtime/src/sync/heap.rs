@@ -235,37 +235,84 @@ pub(crate) unsafe fn dec_ref(obj: NonNull<SharedHeader>) {
     let (me, cur) = thread::hot();
     // SAFETY: the caller's reference keeps the object allocated.
     if let Some(word) = count::dec_fast(unsafe { obj.as_ref() }, me) {
-        // SAFETY: the caller's reference, not yet dropped.
-        unsafe { dec_ref_slow(obj, me, cur, word) }
+        if count::owner_of(word) == me {
+            // SAFETY: the caller's reference, not yet dropped.
+            unsafe { dec_ref_owner(obj, me, word) }
+        } else {
+            // SAFETY: as above.
+            unsafe { dec_ref_foreign(obj, me, cur, word) }
+        }
     }
 }
 
-/// [`dec_ref`] past its inlined common case (`word`: its load of `counts`; `cur`: the heap
+/// [`dec_ref`] of the owner's last local reference (`word`: its load of `counts`, naming this
+/// thread `me` as the owner).
+///
+/// # Safety
+/// As [`dec_ref`].
+#[inline(never)]
+unsafe fn dec_ref_owner(obj: NonNull<SharedHeader>, me: u32, word: u64) {
+    // SAFETY: the caller's reference keeps the object allocated.
+    let h = unsafe { obj.as_ref() };
+    // SAFETY: the caller's reference.
+    unsafe { settle(obj, count::dec(h, me, word)) }
+}
+
+/// [`dec_ref`] by a thread other than the owner (`word`: its load of `counts`; `cur`: the heap
 /// this thread's cache says it is attached to).
 ///
 /// # Safety
 /// As [`dec_ref`].
 #[inline(never)]
-unsafe fn dec_ref_slow(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapState, word: u64) {
+unsafe fn dec_ref_foreign(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapState, word: u64) {
     // SAFETY: the caller's reference keeps the object allocated.
     let h = unsafe { obj.as_ref() };
-    // The owner (only ever an attached thread: see `thread::hot`) or a thread attached to the
-    // object's heap changes the counts directly; any other takes the gate.
-    if count::owner_of(word) == me || h.heap.as_ptr().cast_const().cast() == cur {
+    if h.heap.as_ptr().cast_const().cast() != cur {
+        // Not attached to the object's heap (as far as the cache says): the gate.
         // SAFETY: the caller's reference.
-        unsafe { settle(obj, count::dec(h, me, word)) }
-    } else {
-        // The closure captures the pointer, not `h`: the death it may run frees the object,
-        // which a reference held across the call must not cover.
-        thread::with_access(heap_of(h), move |me| {
-            // SAFETY: the caller's reference keeps the object allocated until it is dropped
-            // here.
-            let h = unsafe { obj.as_ref() };
-            let word = h.counts.load(Relaxed);
-            // SAFETY: as above.
-            unsafe { settle(obj, count::dec(h, me, word)) }
-        });
+        return unsafe { dec_ref_gated(obj) };
     }
+    // The common case, in one atomic operation (`Arc`'s drop), kept free of anything that
+    // would need a stack frame.
+    match count::dec_foreign_fast(h, word) {
+        // SAFETY: the caller's reference.
+        Ok(then) => unsafe { settle(obj, then) },
+        // SAFETY: as above.
+        Err(word) => unsafe { dec_ref_foreign_slow(obj, me, word) },
+    }
+}
+
+/// [`dec_ref_foreign`] past its one atomic step (a race, or a shared count at zero or below).
+///
+/// # Safety
+/// As [`dec_ref`]; this thread is attached to `obj`'s heap, as `me`.
+#[inline(never)]
+unsafe fn dec_ref_foreign_slow(obj: NonNull<SharedHeader>, me: u32, word: u64) {
+    // SAFETY: the caller's reference keeps the object allocated.
+    let h = unsafe { obj.as_ref() };
+    // SAFETY: the caller's reference.
+    unsafe { settle(obj, count::dec(h, me, word)) }
+}
+
+/// [`dec_ref`] on a thread the cache does not name as attached to `obj`'s heap: the
+/// decrement runs inside [`thread::with_access`] (directly if the thread is attached after
+/// all, otherwise through the heap's gate).
+///
+/// # Safety
+/// As [`dec_ref`].
+#[inline(never)]
+unsafe fn dec_ref_gated(obj: NonNull<SharedHeader>) {
+    // SAFETY: the caller's reference keeps the object allocated.
+    let heap = heap_of(unsafe { obj.as_ref() });
+    // The closure captures the pointer, not a reference to the header: the death it may run
+    // frees the object, which a reference held across the call must not cover.
+    thread::with_access(heap, move |me| {
+        // SAFETY: the caller's reference keeps the object allocated until it is dropped here.
+        let h = unsafe { obj.as_ref() };
+        let word = h.counts.load(Relaxed);
+        // SAFETY: as above.
+        unsafe { settle(obj, count::dec(h, me, word)) }
+    });
 }
 
 /// Does what a decrement of `obj` left to do.
