@@ -177,7 +177,11 @@ fn merged_last_drops_on_two_threads() {
         // object: its whole count, two, in the shared word.
         let (c, d) = heap.detached(|| (obj.clone(), obj.clone()));
         drop(obj);
-        assert_eq!(Gc::strong_count(&c), 2, "merged with the two references left");
+        assert_eq!(
+            Gc::strong_count(&c),
+            2,
+            "merged with the two references left"
+        );
         let h = heap.clone();
         let t = thread::spawn(move || {
             h.safepoint();

@@ -235,23 +235,24 @@ pub(crate) unsafe fn dec_ref(obj: NonNull<SharedHeader>) {
     let (me, cur) = thread::hot();
     // SAFETY: the caller's reference keeps the object allocated.
     if let Some(word) = count::dec_fast(unsafe { obj.as_ref() }, me) {
-        if count::owner_of(word) == me {
-            // SAFETY: the caller's reference, not yet dropped.
-            unsafe { dec_ref_owner(obj, me, word) }
-        } else {
-            // SAFETY: as above.
-            unsafe { dec_ref_foreign(obj, me, cur, word) }
-        }
+        // SAFETY: the caller's reference, not yet dropped.
+        unsafe { dec_ref_slow(obj, me, cur, word) }
     }
 }
 
-/// [`dec_ref`] of the owner's last local reference (`word`: its load of `counts`, naming this
-/// thread `me` as the owner).
+/// [`dec_ref`] past its inlined common case (`word`: its load of `counts`; `cur`: the heap
+/// this thread's cache says it is attached to): the owner's last local reference, handled
+/// here (the fast death needs no stack frame), or another thread's drop, handed on. One
+/// out-of-line call at every drop site, which keeps them small.
 ///
 /// # Safety
 /// As [`dec_ref`].
 #[inline(never)]
-unsafe fn dec_ref_owner(obj: NonNull<SharedHeader>, me: u32, word: u64) {
+unsafe fn dec_ref_slow(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapState, word: u64) {
+    if count::owner_of(word) != me {
+        // SAFETY: the caller's reference, not yet dropped.
+        return unsafe { dec_ref_foreign(obj, me, cur, word) };
+    }
     // SAFETY: the caller's reference keeps the object allocated.
     let h = unsafe { obj.as_ref() };
     // SAFETY: the caller's reference.
