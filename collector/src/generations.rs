@@ -251,6 +251,28 @@ impl Generations {
     }
 }
 
+/// Objects beyond twice their low point that make a collection exhaustive
+/// ([`exhaustive_due`]): a small heap is not examined whole for every few objects it gains.
+pub const EXHAUSTIVE_SLACK: usize = 2000;
+
+/// The exhaustive-collection trigger both of `reap`'s modes use: whether `alive` objects
+/// (those collections left alive, as the mode counts them) exceed twice `low` (their fewest
+/// since the last collection that examined every object, `usize::MAX` before the first)
+/// plus [`EXHAUSTIVE_SLACK`]. Garbage that no dropped reference announced is among `alive`,
+/// so it never grows past the rest of the heap; and a growing heap is examined whole once
+/// each time it doubles, a cost linear in its size.
+///
+/// ```
+/// use reap_collector::{exhaustive_due, EXHAUSTIVE_SLACK};
+///
+/// assert!(!exhaustive_due(10_000, usize::MAX));
+/// assert!(!exhaustive_due(2 * 1000 + EXHAUSTIVE_SLACK, 1000));
+/// assert!(exhaustive_due(2 * 1000 + EXHAUSTIVE_SLACK + 1, 1000));
+/// ```
+pub fn exhaustive_due(alive: usize, low: usize) -> bool {
+    low != usize::MAX && alive > low.saturating_mul(2).saturating_add(EXHAUSTIVE_SLACK)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

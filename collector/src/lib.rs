@@ -27,7 +27,7 @@ mod generations;
 mod phases;
 mod trial;
 
-pub use generations::{GenerationStats, Generations};
+pub use generations::{exhaustive_due, GenerationStats, Generations, EXHAUSTIVE_SLACK};
 pub use phases::{
     collect, CallbackPhase, CollectionInfo, CollectionPhases, Partition, DISCOVERY_RATIO,
 };

@@ -25,9 +25,7 @@
 
 use std::ptr::NonNull;
 
-use crate::local::state::{
-    dealloc_object, heap_of, HeapInner, PossibleRoots, EXHAUSTIVE_SLACK, MIN_LIMIT,
-};
+use crate::local::state::{dealloc_object, heap_of, HeapInner, PossibleRoots, MIN_LIMIT};
 use crate::object::header::{Flags, Header, Root};
 use crate::object::slab::Slabs;
 
@@ -112,18 +110,14 @@ impl HeapInner {
 
 impl HeapInner {
     /// Whether the next full collection examines every object of the generations rather than
-    /// what the possible roots reach (SEMANTICS 2.2): the listed objects (the generations and
-    /// the permanent set) exceed twice the fewest that full collections left listed since the
-    /// last such examination, plus [`EXHAUSTIVE_SLACK`]. Garbage no dropped reference announced (a handle moved
-    /// into a traced place through a path that holds no handle to its holder, an edge a
-    /// `Trace` hid from an earlier collection) is counted there, so it never grows past the
-    /// rest of the heap.
+    /// what the possible roots reach (SEMANTICS 2.2): asked for, or
+    /// [`reap_collector::exhaustive_due`] over the listed objects (the generations and the
+    /// permanent set) and the fewest that full collections left listed since the last such
+    /// examination (the rule and its reasons are there).
     pub(crate) fn exhaustive_due(&self) -> bool {
         let r = &self.possible_roots;
-        let low = r.survivors_low.get();
         r.force_exhaustive.get()
-            || (low != usize::MAX
-                && self.listed.get() > low.saturating_mul(2).saturating_add(EXHAUSTIVE_SLACK))
+            || reap_collector::exhaustive_due(self.listed.get(), r.survivors_low.get())
     }
 
     /// A full collection ended with `survivors` listed (the permanent set included, as

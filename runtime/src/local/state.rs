@@ -340,10 +340,6 @@ impl Default for PossibleRoots {
     }
 }
 
-/// Objects beyond twice the low point of full collections' survivors that make the next full
-/// collection examine everything (`HeapInner::exhaustive_due`), as in Shared mode.
-pub(crate) const EXHAUSTIVE_SLACK: usize = 2000;
-
 /// A registration the heap keeps, type-erased, for shutdown and bookkeeping.
 pub(crate) trait Registered {
     /// Runs it if still pending (at heap shutdown), reporting a panic.

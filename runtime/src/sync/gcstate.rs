@@ -73,11 +73,6 @@ pub struct CollectInfo {
 /// A Shared-mode collection callback: runs on the collecting thread, with the world running.
 pub type CollectCallback = Arc<dyn Fn(CollectPhase, &CollectInfo) + Send + Sync>;
 
-/// Survivors beyond twice their low point that make a collection examine every tracked
-/// object ([`GcState::exhaustive_due`]): a small heap is not examined whole for every few
-/// objects it gains.
-pub(crate) const EXHAUSTIVE_SLACK: usize = 2000;
-
 /// The `gc` state of a Shared heap.
 pub(crate) struct GcState {
     /// Automatic collection is on (`gc.enable()`; on by default).
@@ -219,19 +214,16 @@ impl GcState {
     }
 
     /// Whether the next collection examines every tracked object rather than what the
-    /// possible roots reach (SEMANTICS 8.5): the objects collections leave alive have more
-    /// than doubled (plus [`EXHAUSTIVE_SLACK`]) since their low point after the last such
-    /// examination. Garbage that no dropped reference announced (a handle moved into a traced
-    /// place by a path that holds no handle to its holder, an edge a `Trace` hid from an
-    /// earlier collection) counts among them, so it never grows past the rest of the heap; and
-    /// a heap that grows is examined whole at each doubling, a cost linear in its size.
-    /// `threshold2 = 0` turns this trigger off (an explicit `collect_exhaustive` still works).
+    /// possible roots reach (SEMANTICS 8.5): [`reap_collector::exhaustive_due`] over the
+    /// objects the last collection left alive and their low point since the last such
+    /// examination (the rule and its reasons are there). `threshold2 = 0` turns this trigger
+    /// off (an explicit `collect_exhaustive` still works).
     pub(crate) fn exhaustive_due(&self) -> bool {
-        let low = self.survivors_low.load(Relaxed);
-        low != usize::MAX
-            && self.thresholds[2].load(Relaxed) != 0
-            && self.long_lived.load(Relaxed)
-                > low.saturating_mul(2).saturating_add(EXHAUSTIVE_SLACK)
+        self.thresholds[2].load(Relaxed) != 0
+            && reap_collector::exhaustive_due(
+                self.long_lived.load(Relaxed),
+                self.survivors_low.load(Relaxed),
+            )
     }
 
     /// Records what a collection left alive (`survivors`), and whether it examined every
