@@ -39,7 +39,8 @@ struct Hot {
     id: Cell<u32>,
     /// The trashcan: nested deaths on this thread ...
     depth: Cell<u32>,
-    /// ... and the outermost death's list of deferred ones (on its stack), or null.
+    /// ... and the list of deferred deaths, made by the first deferral and freed by the
+    /// outermost death once it has run them (null when there is none).
     deferred: Cell<*mut Vec<NonNull<SharedHeader>>>,
     /// The last heap `attach` returned a state for, and that state (null when none). Valid
     /// while the thread is attached to that heap, which is until its exit begins (when the
@@ -671,38 +672,78 @@ pub(crate) unsafe fn queue(obj: NonNull<SharedHeader>, owner: u32) {
 
 /// Runs `death` now, or defers it if this thread is already `TRASHCAN_DEPTH` deaths deep; the
 /// outermost death on the thread runs the deferred ones. Bounded stack for any chain, at any
-/// point of the thread's life (its exit included: the trashcan has no destructor).
+/// point of the thread's life (its exit included: the trashcan has no destructor). The list
+/// of deferred deaths is allocated by the first deferral and freed by the outermost death
+/// once it has run them all, so a death that defers nothing (nearly all) costs two stores and
+/// a load here.
 pub(crate) fn with_trashcan(obj: NonNull<SharedHeader>, death: unsafe fn(NonNull<SharedHeader>)) {
-    let Ok((depth, deferred)) = HOT.try_with(|hot| (hot.depth.get(), hot.deferred.get())) else {
+    let Ok(depth) = HOT.try_with(|hot| hot.depth.get()) else {
         // Only in loom builds, whose thread-locals are all destroyed at thread exit (std's
         // `HOT` has no destructor): no trashcan there.
         // SAFETY: the caller hands over a dead object whose death has not begun.
         return unsafe { death(obj) };
     };
     if depth >= TRASHCAN_DEPTH {
-        // SAFETY: an outermost death is running on this thread (depth > 0), and its list
-        // lives on its stack until it has run every deferred death; nothing else borrows it.
-        unsafe { (*deferred).push(obj) };
-        return;
+        return defer(obj, death);
     }
     let _ = HOT.try_with(|hot| hot.depth.set(depth + 1));
+    // SAFETY: the caller hands over a dead object whose death has not begun.
+    unsafe { death(obj) };
     if depth == 0 {
-        let mut deferred: Vec<NonNull<SharedHeader>> = Vec::new();
-        let list: *mut Vec<NonNull<SharedHeader>> = &mut deferred;
-        let _ = HOT.try_with(|hot| hot.deferred.set(list));
-        // SAFETY: the caller hands over a dead object whose death has not begun.
-        unsafe { death(obj) };
-        // SAFETY: `list` is only used through this pointer while it is published.
-        while let Some(o) = unsafe { (*list).pop() } {
-            // SAFETY: deferred objects are dead, their deaths not begun.
-            unsafe { death(o) };
+        let list = HOT
+            .try_with(|hot| hot.deferred.get())
+            .unwrap_or(std::ptr::null_mut());
+        if !list.is_null() {
+            // SAFETY: the list is the one `defer` published, and this is the outermost death.
+            unsafe { run_deferred(list, death) };
         }
-        let _ = HOT.try_with(|hot| hot.deferred.set(std::ptr::null_mut()));
-    } else {
-        // SAFETY: as above.
-        unsafe { death(obj) };
     }
     let _ = HOT.try_with(|hot| hot.depth.set(depth));
+}
+
+/// Defers the death of `obj` to the outermost death running on this thread, into the list
+/// published in `HOT.deferred` (made now if this is the first deferral). The outermost death
+/// runs it with its own `death` (the only one there is, `heap::destroy`); this one is for a
+/// thread-local that is gone (never, as the caller just read it; kept for totality).
+#[cold]
+#[inline(never)]
+fn defer(obj: NonNull<SharedHeader>, death: unsafe fn(NonNull<SharedHeader>)) {
+    let pushed = HOT.try_with(|hot| {
+        let mut list = hot.deferred.get();
+        if list.is_null() {
+            list = Box::into_raw(Box::<Vec<NonNull<SharedHeader>>>::default());
+            hot.deferred.set(list);
+        }
+        // SAFETY: the list is live while published (only the outermost death frees it, after
+        // unpublishing it), and nothing else borrows it during this push.
+        unsafe { (*list).push(obj) };
+    });
+    if pushed.is_err() {
+        // SAFETY: the caller hands over a dead object whose death has not begun.
+        unsafe { death(obj) };
+    }
+}
+
+/// The outermost death runs the deferred deaths (which may defer more into the same list),
+/// then unpublishes and frees the list.
+///
+/// # Safety
+/// `list` is the published list (`defer`'s), the caller the outermost death on this thread.
+#[cold]
+#[inline(never)]
+unsafe fn run_deferred(
+    list: *mut Vec<NonNull<SharedHeader>>,
+    death: unsafe fn(NonNull<SharedHeader>),
+) {
+    // SAFETY: the list stays published and live until the loop ends; each `pop` borrows it
+    // for the call only, and the deaths it runs push through the same pointer.
+    while let Some(o) = unsafe { (*list).pop() } {
+        // SAFETY: deferred objects are dead, their deaths not begun.
+        unsafe { death(o) };
+    }
+    let _ = HOT.try_with(|hot| hot.deferred.set(std::ptr::null_mut()));
+    // SAFETY: made by `Box::into_raw` in `defer`, unpublished just above.
+    drop(unsafe { Box::from_raw(list) });
 }
 
 /// Runs `f` detached from `heap` (after merging this thread's queue, and again after): a
