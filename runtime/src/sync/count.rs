@@ -251,17 +251,23 @@ pub(crate) fn dec_fast(h: &SharedHeader, me: u32) -> Option<u64> {
 #[inline]
 pub(crate) fn dec(h: &SharedHeader, me: u32, word: u64) -> Dec {
     if owner_of(word) == me {
-        let l = h.local.load(Relaxed) - 1;
-        h.local.store(l, Relaxed);
-        if l == 0 {
-            return merge_zero_local(h);
-        }
-        // As in `dec_fast`.
-        h.note_drop();
-        Dec::Alive
+        dec_owner(h)
     } else {
         dec_shared(h, word)
     }
+}
+
+/// [`dec`] by the object's owner (the caller has just read `counts` naming it).
+#[inline]
+pub(crate) fn dec_owner(h: &SharedHeader) -> Dec {
+    let l = h.local.load(Relaxed) - 1;
+    h.local.store(l, Relaxed);
+    if l == 0 {
+        return merge_zero_local(h);
+    }
+    // As in `dec_fast`.
+    h.note_drop();
+    Dec::Alive
 }
 
 /// The owner's count reached zero (CPython's `_Py_MergeZeroLocalRefcount`). If the shared word

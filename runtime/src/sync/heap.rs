@@ -236,27 +236,29 @@ pub(crate) unsafe fn dec_ref(obj: NonNull<SharedHeader>) {
     // SAFETY: the caller's reference keeps the object allocated.
     if let Some(word) = count::dec_fast(unsafe { obj.as_ref() }, me) {
         // SAFETY: the caller's reference, not yet dropped.
-        unsafe { dec_ref_slow(obj, me, cur, word) }
+        // Past the inlined common case: two out-of-line paths, each kept free of a stack
+        // frame in its own common case.
+        if count::owner_of(word) == me {
+            // SAFETY: the caller's reference, not yet dropped.
+            unsafe { dec_ref_owner(obj) }
+        } else {
+            // SAFETY: as above.
+            unsafe { dec_ref_foreign(obj, me, cur, word) }
+        }
     }
 }
 
-/// [`dec_ref`] past its inlined common case (`word`: its load of `counts`; `cur`: the heap
-/// this thread's cache says it is attached to): the owner's last local reference, handled
-/// here (the fast death needs no stack frame), or another thread's drop, handed on. One
-/// out-of-line call at every drop site, which keeps them small.
+/// [`dec_ref`] of the owner's last local reference (the caller's load of `counts` named this
+/// thread), out of line, with no stack frame on the way to the fast death.
 ///
 /// # Safety
 /// As [`dec_ref`].
 #[inline(never)]
-unsafe fn dec_ref_slow(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapState, word: u64) {
-    if count::owner_of(word) != me {
-        // SAFETY: the caller's reference, not yet dropped.
-        return unsafe { dec_ref_foreign(obj, me, cur, word) };
-    }
+unsafe fn dec_ref_owner(obj: NonNull<SharedHeader>) {
     // SAFETY: the caller's reference keeps the object allocated.
     let h = unsafe { obj.as_ref() };
     // SAFETY: the caller's reference.
-    unsafe { settle(obj, count::dec(h, me, word)) }
+    unsafe { settle(obj, count::dec_owner(h)) }
 }
 
 /// [`dec_ref`] by a thread other than the owner (`word`: its load of `counts`; `cur`: the heap
