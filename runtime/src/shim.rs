@@ -1,4 +1,4 @@
-//! The one place Shared mode gets its atomics, locks, fences and raw allocation from: std's
+//! The one place Shared mode gets its atomics, locks and raw allocation from: std's
 //! normally, loom's when built with `--cfg reap_loom` (the project's own cfg name, so that a
 //! workspace-wide `--cfg loom` does not switch other crates' code paths). Everything the
 //! Shared-mode protocol reads or writes across threads goes through here, so loom sees and
@@ -35,13 +35,13 @@
 
 #[cfg(not(reap_loom))]
 pub(crate) use std::sync::atomic::{
-    fence, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+    AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 #[cfg(not(reap_loom))]
 pub(crate) use std::sync::{Condvar, Mutex, MutexGuard};
 
 #[cfg(reap_loom)]
-pub(crate) use loom::sync::atomic::{fence, AtomicPtr, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicPtr, Ordering};
 #[cfg(reap_loom)]
 pub(crate) use seq_cst::{AtomicU32, AtomicU64, AtomicU8, AtomicUsize};
 

@@ -385,8 +385,10 @@ pub(crate) fn dec_foreign_fast(h: &SharedHeader, word: u64) -> Result<Dec, u64> 
 /// whose count has reached zero: the caller's reference rules that out until this decrement.
 /// Its count is the whole count, at least 1 (the caller's reference) until this decrement, so
 /// the subtraction never goes below zero or queues. The old count 1 means this was the last
-/// reference. The caller's death path then pairs this `Release` with an `Acquire` fence
-/// (`heap::destroy`, `heap::give_back_hold`, after [`resurrect_end`]).
+/// reference. The caller's death path then pairs this `Release` with an acquire load of
+/// `counts` (`heap::destroy`, `heap::give_back_hold`, after [`resurrect_end`]): every
+/// decrement is a read-modify-write of `counts`, so the load synchronises with all of them (a
+/// fence would too, but ThreadSanitizer does not model fences).
 #[inline]
 fn dec_merged(h: &SharedHeader, word: u64) -> Dec {
     if count_of(word) != 1 {

@@ -6,7 +6,7 @@ use std::ptr::NonNull;
 
 use crate::object::header::{Flags, META_WEAK_INFO};
 use crate::object::shared::{Gc, SharedHeader};
-use crate::shim::{fence, lock, Ordering::*};
+use crate::shim::{lock, Ordering::*};
 use crate::sync::count::{self, Dec, NO_OWNER};
 use crate::sync::state::{
     alloc_on, count_tracked, free_memory, give_back_object_ref, heap_of, release_refs, vtable,
@@ -352,10 +352,13 @@ pub(crate) unsafe fn release(obj: NonNull<SharedHeader>) {
 /// # Safety
 /// As [`release`].
 unsafe fn destroy(obj: NonNull<SharedHeader>) {
-    // Every other thread's use of the object happened before its last reference went.
-    fence(Acquire);
     // SAFETY: a dead object is allocated until this function frees it.
     let h = unsafe { obj.as_ref() };
+    // Every other thread's use of the object happened before its last reference went: an
+    // acquire load of `counts`, which every decrement changed by a read-modify-write (a
+    // release), rather than a fence, which ThreadSanitizer does not model (as std's `Arc`
+    // under it).
+    let _ = h.counts.load(Acquire);
     let heap = heap_of(h);
     let vt = vtable(h);
     // An attached thread's state (its slab, its reserve); a thread inside the gate has none.
@@ -382,7 +385,8 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
             // Resurrected: somebody stored a reference; it dies again when that goes.
             return;
         }
-        fence(Acquire);
+        // As at the top: whatever the finalizer's reference met happened before this.
+        let _ = h.counts.load(Acquire);
     }
     if h.meta.load(Relaxed).addr() & META_WEAK_INFO != 0 {
         // SAFETY: dead, with weak references: they are cleared and called back here.
@@ -428,8 +432,9 @@ pub(crate) unsafe fn give_back_hold(
     match count::dec(h, me, h.counts.load(Relaxed)) {
         Dec::Alive => {}
         Dec::Dead => {
-            // Every other thread's use of the object happened before its last reference went.
-            fence(Acquire);
+            // Every other thread's use of the object happened before its last reference went
+            // (an acquire load rather than a fence, as in `destroy`).
+            let _ = h.counts.load(Acquire);
             // SAFETY: dead, its value dropped, unreferenced; weak references made since the
             // collection cleared the others are cleared by `free_object`.
             unsafe { free_object(obj, Some(state), true) };
