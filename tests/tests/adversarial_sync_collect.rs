@@ -1319,7 +1319,7 @@ fn collection_while_owner_drains_its_queue() {
 // Found by Miri.
 
 /// Found (Miri, under Stacked Borrows and Tree Borrows; UB): the last drop, on a thread never attached to the heap, of
-/// an object whose owner has exited. `heap::dec_ref_slow` (heap.rs:233-238) passes
+/// an object whose owner has exited. `heap::dec_ref_slow` (heap.rs:233-238 then; now `dec_ref_gated`) passed
 /// `thread::with_access` a closure that captures `h: &SharedHeader` (from `obj.as_ref()`);
 /// closure captures are function arguments of `with_access`/`gated`, so Miri protects that
 /// shared reference for the whole call, and inside it `settle` -> `queue` (owner gone) ->
