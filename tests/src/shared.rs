@@ -257,3 +257,19 @@ pub fn quiet_cycle(heap: &Heap, traced: &Arc<AtomicUsize>) -> Gc<Counted> {
         .unwrap() = Some(a2);
     a
 }
+
+/// Gives up the calling thread's (the owner's) only local reference to `g` after another
+/// thread took one: the object's count is then merged (owner 0), its whole count, 1, in the
+/// shared word, and whichever thread drops the returned handle runs the death there, at once.
+/// `g` must be the object's only handle.
+pub fn merged<T: ?Sized + Send + Sync + 'static>(g: Gc<T>) -> Gc<T> {
+    let (g, c) = std::thread::spawn(move || {
+        let c = g.clone();
+        (g, c)
+    })
+    .join()
+    .unwrap();
+    drop(g);
+    assert_eq!(Gc::strong_count(&c), 1, "merged with the one handle left");
+    c
+}

@@ -25,7 +25,7 @@ use std::thread;
 
 use reap::sync::{Finalize, Gc, Heap, Weak};
 use reap::{Trace, UnraisableKind};
-use reap_tests::shared::{chain, fin, fin_with, hooked, reps, Fin, FinHook, Log, Reports};
+use reap_tests::shared::{chain, fin, fin_with, hooked, merged, reps, Fin, FinHook, Log, Reports};
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers.
@@ -51,20 +51,6 @@ fn same_stripe_pair(heap: &Heap, log: &Arc<Log>) -> (Gc<Fin>, Gc<Fin>, usize) {
         seen.insert(stripe(&g), g);
     }
     unreachable!("1000 objects over 64 stripes always collide")
-}
-
-/// Gives up the calling thread's (the owner's) only local reference to `g` after another
-/// thread took one: the object's count is then merged, and whichever thread drops the returned
-/// handle last runs the death there, at once.
-fn merged<T: ?Sized + Send + Sync + 'static>(g: Gc<T>) -> Gc<T> {
-    let (g, c) = thread::spawn(move || {
-        let c = g.clone();
-        (g, c)
-    })
-    .join()
-    .unwrap();
-    drop(g);
-    c
 }
 
 /// Runs `body` in a child process (this test binary, re-run on test `name` only) and asserts

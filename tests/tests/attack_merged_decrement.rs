@@ -24,7 +24,7 @@ use std::thread;
 
 use reap::sync::{Gc, Heap, Weak};
 use reap::Trace;
-use reap_tests::shared::{fin_with, reps, set_fin, within, Fin, Log};
+use reap_tests::shared::{fin_with, merged, reps, set_fin, within, Fin, Log};
 
 /// `heap.live_objects()` once the threads that used the heap have finished leaving it. A
 /// thread `thread::scope` has joined may still be running its thread-local destructors, where
@@ -107,20 +107,6 @@ fn probe(heap: &Heap, id: usize, drops: &Arc<AtomicUsize>) -> Gc<Probe> {
         next: Mutex::new(None),
         on_drop: Mutex::new(None),
     })
-}
-
-/// Gives up the calling thread's (the owner's) only local reference to `g` after another
-/// thread took one: `g`'s count is merged (owner 0), its whole count, 1, in the shared word.
-fn merged<T: ?Sized + Send + Sync + 'static>(g: Gc<T>) -> Gc<T> {
-    let (g, c) = thread::spawn(move || {
-        let c = g.clone();
-        (g, c)
-    })
-    .join()
-    .unwrap();
-    drop(g);
-    assert_eq!(Gc::strong_count(&c), 1);
-    c
 }
 
 /// How a worker thread meets the heap.
