@@ -28,9 +28,9 @@ use reap_tests::shared::{fin_with, merged, reps, set_fin, within, Fin, Log};
 
 /// `heap.live_objects()` once the threads that used the heap have finished leaving it. A
 /// thread `thread::scope` has joined may still be running its thread-local destructors, where
-/// it leaves the heap's table and gives back its heap references in two steps, between which
-/// `live_objects` counts one too many; so this waits (up to a few seconds) for the count to
-/// reach 0 and returns the last value read.
+/// it leaves the heap and merges what other threads queued to it, which may free objects
+/// (the count is exact at each step of the leaving, but those frees happen meanwhile); so
+/// this waits (up to a few seconds) for the count to reach 0 and returns the last value read.
 fn settled_live(heap: &Heap) -> usize {
     let start = std::time::Instant::now();
     loop {

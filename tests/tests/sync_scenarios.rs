@@ -1369,6 +1369,59 @@ fn reserves_balance_when_thousands_of_objects_die_on_another_thread() {
     assert_eq!(heap.attached_threads(), 0);
 }
 
+/// Reads its heap's `live_objects` when dropped.
+struct CountsOnDrop {
+    heap: Heap,
+    seen: Arc<Mutex<Option<usize>>>,
+}
+
+// SAFETY: no handles.
+unsafe impl Trace for CountsOnDrop {
+    fn trace(&self, _: &mut reap::Tracer<'_>) {}
+}
+
+impl Drop for CountsOnDrop {
+    fn drop(&mut self) {
+        *self.seen.lock().unwrap() = Some(self.heap.live_objects());
+    }
+}
+
+/// `live_objects` read while a thread is leaving the heap at its exit: the leaving thread's
+/// merge of the objects queued to it runs their deaths after it left the heap's table and
+/// before it gave back its attachment's reference, and a `Drop` there reads the count. It
+/// sees the objects alive (the dying one, whose memory is not yet freed, and one kept), not
+/// the leaving thread's reserve and attachment (before, it read about a thousand more).
+/// Then, after the join, the kept one alone.
+#[test]
+fn live_objects_exact_while_a_thread_leaves_the_heap() {
+    let heap = Heap::new();
+    let seen = Arc::new(Mutex::new(None));
+    let kept = heap.alloc(0_u32);
+    let (to_main, from_owner) = mpsc::channel();
+    let (to_owner, from_main) = mpsc::channel::<()>();
+    let (h, s) = (heap.clone(), seen.clone());
+    let owner = thread::spawn(move || {
+        let o = h.alloc(CountsOnDrop {
+            heap: h.clone(),
+            seen: s,
+        });
+        to_main.send(o).unwrap();
+        // Returns without a safe point once the handle is dropped over there: the drop is
+        // queued here, and merged by this thread's exit.
+        from_main.recv().unwrap();
+    });
+    let o = from_owner.recv().unwrap();
+    drop(o);
+    to_owner.send(()).unwrap();
+    owner.join().unwrap();
+    assert_eq!(*seen.lock().unwrap(), Some(2));
+    assert_eq!(heap.live_objects(), 1);
+    drop(kept);
+    assert_eq!(heap.live_objects(), 0);
+    // This thread, which allocated `kept`, is attached; the owner has left.
+    assert_eq!(heap.attached_threads(), 1);
+}
+
 /// An object held in a `thread_local!` touched before the thread attached (so its destructor
 /// runs after the thread left the heap's table): its death runs during the thread's exit with
 /// no thread state. Its finalizer resurrects it into a global and allocates a new object there;

@@ -124,6 +124,22 @@ impl SharedSlab {
         }
     }
 
+    /// A block of size class `c` without a call: the head of the free list, or else (when no
+    /// other thread has freed blocks into the slab meanwhile, which [`alloc`](Self::alloc)
+    /// takes first) one from the unused space of the class's chunk. `None` when neither has
+    /// one: the allocation fast path, which leaves on `None` before taking anything else,
+    /// then goes the whole way. Only the owner thread calls this.
+    #[inline]
+    pub(crate) fn pop(&self, c: usize) -> Option<NonNull<u8>> {
+        if let Some(block) = pop_free(&self.free[c]) {
+            return Some(block);
+        }
+        if !self.remote.load(Relaxed).is_null() {
+            return None;
+        }
+        take_from_bump(&self.bump[c], &self.end[c], (c + 1) * GRAIN)
+    }
+
     #[inline(never)]
     fn alloc_slow(&self, c: usize) -> NonNull<u8> {
         if !self.remote.load(Relaxed).is_null() {

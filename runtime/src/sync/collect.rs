@@ -488,7 +488,7 @@ fn collect_claimed(
     // leaves them out (or they would push the next collection back by as many objects).
     let before = s.allocs.swap(0, Relaxed);
     h.gc.note_survivors(survived(garbage.len()), everything);
-    let n = reclaim(h, me, s, garbage);
+    let n = reclaim(h, s, garbage);
     let after = s.allocs.swap(0, Relaxed);
     h.gc.young
         .fetch_add(before as isize + n as isize + after as isize, Relaxed);
@@ -1004,7 +1004,7 @@ fn release_holds(objs: &[NonNull<SharedHeader>]) {
 /// value, then gives back the holds (freeing what that takes to zero; a weak reference a
 /// `Drop` made to garbage meanwhile is cleared when its referent is freed). Returns how many
 /// objects it reclaimed.
-fn reclaim(h: &HeapState, me: u32, s: &ThreadState, garbage: Vec<NonNull<SharedHeader>>) -> usize {
+fn reclaim(h: &HeapState, s: &ThreadState, garbage: Vec<NonNull<SharedHeader>>) -> usize {
     for &g in &garbage {
         // SAFETY: held, so allocated.
         let o = unsafe { g.as_ref() };
@@ -1025,7 +1025,7 @@ fn reclaim(h: &HeapState, me: u32, s: &ThreadState, garbage: Vec<NonNull<SharedH
     for &g in &garbage {
         // SAFETY: the collector's hold on final garbage (merged and marked `VALUE_DROPPED`),
         // given back once, on this attached thread.
-        unsafe { give_back_hold(g, me, NonNull::from(s)) };
+        unsafe { give_back_hold(g, NonNull::from(s)) };
     }
     n
 }

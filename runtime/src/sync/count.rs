@@ -408,6 +408,20 @@ fn dec_merged(h: &SharedHeader, word: u64) -> Dec {
     }
 }
 
+/// The decrement that gives back a collection's hold on an object of its final garbage
+/// (`heap::give_back_hold`): [`dec_merged`] without the dispatch. [`collector_hold`] merged
+/// the object, and the hold keeps it merged until this decrement (see [`dec_merged`]), on any
+/// thread and whatever a `Drop` did meanwhile.
+#[inline]
+pub(crate) fn dec_hold(h: &SharedHeader) -> Dec {
+    let word = load(h, Relaxed);
+    debug_assert!(
+        state_of(word) == MERGED && owner_of(word) == 0,
+        "reap: a held object not merged: {word:#x}"
+    );
+    dec_merged(h, word)
+}
+
 /// [`dec_shared`]'s step for a shared count of zero or less (never merged: a merged count is
 /// the whole count, above zero while the caller holds a reference): the new word and what the
 /// caller must do once it is published.

@@ -6,12 +6,16 @@ use std::ptr::NonNull;
 
 use crate::object::header::{Flags, META_WEAK_INFO};
 use crate::object::shared::{Gc, SharedHeader};
+#[cfg(not(reap_loom))]
+use crate::object::vtable::vtable_of_shared;
 use crate::shim::{lock, Ordering::*};
 use crate::sync::count::{self, Dec, NO_OWNER};
 use crate::sync::state::{
     alloc_on, count_tracked, free_memory, give_back_object_ref, heap_of, release_refs, vtable,
     HeapState, SharedUnraisableHook, ThreadState, PENDING_GC,
 };
+#[cfg(not(reap_loom))]
+use crate::sync::state::{init_object, take_fast};
 use crate::sync::{thread, weak};
 use crate::trace::Trace;
 use crate::unraisable::{drop_guarded, drop_payload};
@@ -94,7 +98,36 @@ impl Heap {
     /// If the type has a Shared finalizer (`#[reap(sync_finalize)]`) and the value wants it
     /// ([`Finalize::wants_finalizer`](crate::sync::Finalize::wants_finalizer)), the object
     /// runs it once before it dies.
+    #[inline]
     pub fn alloc<T: Trace + Send + Sync>(&self, value: T) -> Gc<T> {
+        // The common case, with no call (so no stack frame): a type with no finalizer, on a
+        // thread attached to this heap with nothing pending, whose slab, reserve and
+        // allocation count each have room (`state::take_fast`).
+        #[cfg(not(reap_loom))]
+        if T::sync_finalizer().is_none() {
+            if let Some((me, s)) = thread::cached(self.state) {
+                // SAFETY: the attachment outlives this call.
+                let st = unsafe { s.as_ref() };
+                if st.pending.load(Acquire) == 0 {
+                    let layout = vtable_of_shared::<T>().shared_layout;
+                    if let Some(base) = take_fast(st, layout, T::needs_trace()) {
+                        // SAFETY: a fresh slab block of `T`'s class, with its heap reference
+                        // taken from the reserve; this handle keeps the heap alive.
+                        return unsafe {
+                            init_object(self.state, me, base.as_ptr(), true, value, false, false)
+                        };
+                    }
+                }
+            }
+        }
+        self.alloc_slow(value)
+    }
+
+    /// [`Heap::alloc`] past its fast path: attaches, runs the safe point's pending work, and
+    /// allocates on the whole path (which refills the slab, the reserve, and flushes the
+    /// allocation count), or through the gate on a detached thread.
+    #[inline(never)]
+    fn alloc_slow<T: Trace + Send + Sync>(&self, value: T) -> Gc<T> {
         let finalized = T::sync_finalizer().is_some() && value.wants_finalizer();
         let (me, state) = thread::attach(self.state);
         let Some(s) = state else {
@@ -198,8 +231,12 @@ impl Heap {
         lock(&self.st().threads).len()
     }
 
-    /// How many of this heap's objects are alive. Exact when no other thread allocates or
-    /// frees meanwhile.
+    /// How many of this heap's objects are alive. Exact when no other thread changes the
+    /// heap meanwhile: allocates or frees, clones or drops a `Heap`, or runs a handle
+    /// operation without being attached (inside the heap's gate). Threads that attach or exit
+    /// meanwhile are accounted for at every step (though an exiting thread's merges may free
+    /// objects), so the count is exact right after `std::thread::scope` returns, while the
+    /// joined threads may still be running their thread-local destructors.
     pub fn live_objects(&self) -> usize {
         let st = self.st();
         let table = lock(&st.threads);
@@ -210,8 +247,10 @@ impl Heap {
         // Read-modify-writes read the latest value, whatever this thread has seen of others'.
         let refs = st.refs.fetch_add(0, AcqRel);
         let handles = st.handles.fetch_add(0, AcqRel);
+        // Changed only under the table's lock, which this thread holds.
+        let leaving = st.leaving.load(Relaxed);
         // A stale reserve read can only make the sum too large: never below zero.
-        refs.saturating_sub(handles + table.len() + reserves)
+        refs.saturating_sub(handles + table.len() + leaving + reserves)
     }
 }
 
@@ -409,39 +448,31 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
 }
 
 /// Gives back a collection's hold on an object of its final garbage, on the collecting thread
-/// `me` (attached, its state `state`) once every value of the garbage is dropped: the
-/// refcount path's decrement without its dispatch. A count that reaches zero frees the
+/// (attached, its state `state`) once every value of the garbage is dropped: the refcount
+/// path's decrement without its dispatch (a merged decrement, as the hold keeps the object
+/// merged). A count that reaches zero frees the
 /// object at once (the value is dropped, so its death is only the memory, and no deep chain
 /// of deaths can follow: nothing else runs but callbacks of weak references made to it since
 /// the collection cleared the others).
 ///
 /// # Safety
 /// `obj` is held by the collection (merged, `VALUE_DROPPED`), the hold given back once here;
-/// `state` is this thread's attachment to `obj`'s heap, and `me` its id there.
+/// `state` is this thread's attachment to `obj`'s heap.
 // Inlined into reclaim's loop: called once an object, out of line it saved and restored its
 // registers each time (about 17 instructions an object).
 #[inline(always)]
-pub(crate) unsafe fn give_back_hold(
-    obj: NonNull<SharedHeader>,
-    me: u32,
-    state: NonNull<ThreadState>,
-) {
+pub(crate) unsafe fn give_back_hold(obj: NonNull<SharedHeader>, state: NonNull<ThreadState>) {
     // SAFETY: the collection's hold keeps the object allocated until it is given back here.
     let h = unsafe { obj.as_ref() };
     debug_assert!(h.has(Flags::VALUE_DROPPED));
-    match count::dec(h, me, h.counts.load(Relaxed)) {
-        Dec::Alive => {}
-        Dec::Dead => {
-            // Every other thread's use of the object happened before its last reference went
-            // (an acquire load rather than a fence, as in `destroy`).
-            let _ = h.counts.load(Acquire);
-            // SAFETY: dead, its value dropped, unreferenced; weak references made since the
-            // collection cleared the others are cleared by `free_object`.
-            unsafe { free_object(obj, Some(state), true) };
-        }
-        // SAFETY: the dropped reference now belongs to the queue entry (a merged object is
-        // not queued; this only keeps the decrement's contract).
-        Dec::Queue(owner) => unsafe { thread::queue(obj, owner) },
+    // Merged (the hold merged it, and keeps it so): one `fetch_sub`, whoever else holds it.
+    if count::dec_hold(h) == Dec::Dead {
+        // Every other thread's use of the object happened before its last reference went
+        // (an acquire load rather than a fence, as in `destroy`).
+        let _ = h.counts.load(Acquire);
+        // SAFETY: dead, its value dropped, unreferenced; weak references made since the
+        // collection cleared the others are cleared by `free_object`.
+        unsafe { free_object(obj, Some(state), true) };
     }
 }
 

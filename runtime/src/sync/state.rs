@@ -6,14 +6,18 @@
 //! death routine reaches `thread` as a function pointer, [`HeapState::release`].
 //!
 //! **Lifetime.** The state is freed when its reference count `refs` reaches zero. `refs`
-//! counts the `Heap` handles, the attached threads, and one per live object, so an object
+//! counts the `Heap` handles, the attached threads, the threads inside the heap's gate
+//! without an attachment, and one per live object, so an object
 //! can always reach its heap (the heap of the thread that drops it last may have been dropped
 //! long ago). Counting one per object with an atomic on every allocation and free would make
 //! two threads that allocate contend on one cache line, so each attached thread keeps a
 //! *reserve* of references it took in advance: an allocation takes one from the reserve
 //! (refilling it 1024 at a time), a free gives one back (returning the surplus past 2048). So
-//! at every moment `refs = handles + attached threads + Σ reserves + live objects`, and a heap
-//! with a live object is never freed. A thread returns its reserve when it exits.
+//! at every moment `refs = handles + attached threads + leaving threads + gated threads +
+//! Σ reserves + live objects`, and a heap with a live object is never freed. A thread that
+//! exits returns its reserve as it leaves the thread table, under the table's lock, and its
+//! attachment's reference last (it is counted in `leaving` meanwhile, also under that lock):
+//! so `Heap::live_objects`, which reads under the same lock, stays exact while threads exit.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
@@ -54,6 +58,9 @@ pub(crate) struct HeapState {
     pub(crate) refs: AtomicUsize,
     /// The `Heap` handles.
     pub(crate) handles: AtomicUsize,
+    /// Threads that have left `threads` at exit and still hold their attachment's reference
+    /// (changed only under the `threads` lock; see the module docs).
+    pub(crate) leaving: AtomicUsize,
     /// Thread id → the thread's state and merge queue.
     pub(crate) threads: Mutex<ThreadTable<ThreadSlot>>,
     /// The unraisable hook (cloned out before it is called: no lock held while it runs).
@@ -150,6 +157,7 @@ impl HeapState {
         let state = Box::new(HeapState {
             refs: AtomicUsize::new(1),
             handles: AtomicUsize::new(1),
+            leaving: AtomicUsize::new(0),
             threads: Mutex::new(ThreadTable::new()),
             hook: Mutex::new(None),
             weak_locks: (0..WEAK_STRIPES).map(|_| Mutex::new(())).collect(),
@@ -351,28 +359,59 @@ pub(crate) unsafe fn release_refs(heap: NonNull<HeapState>, n: usize) {
     let old = unsafe { heap.as_ref() }.refs.fetch_sub(n, Release);
     debug_assert!(old >= n, "reap: heap reference count underflow");
     if old == n {
-        // An acquire load rather than a fence (as std's `Arc` under ThreadSanitizer, which does
-        // not model fences): every other release of a reference happens before the free.
-        // SAFETY: still allocated (this thread released the last reference, nobody frees it
-        // but this thread).
-        let _ = unsafe { heap.as_ref() }.refs.load(Acquire);
-        // SAFETY: that was the last reference: no handle, attached thread or object is left,
-        // so nothing else can reach the state. It was made by `Box::new` in `Heap::new`.
-        let state = unsafe { Box::from_raw(heap.as_ptr()) };
-        // The hook's captures are user code (as in `set_unraisable_hook`): dropped guarded,
-        // after the state is gone. This may run on an exiting thread, where a panic aborts.
-        let hook = lock(&state.hook).take();
-        // So are the collection callbacks' captures.
-        let callbacks =
-            std::mem::take(&mut *state.gc.callbacks.lock().unwrap_or_else(|e| e.into_inner()));
-        drop(state);
-        if let Some(p) = drop_guarded(hook) {
+        // SAFETY: that was the last reference.
+        unsafe { free_state(heap) };
+    }
+}
+
+/// Gives back the attachment's reference of a thread that left the thread table at exit (and
+/// was counted in `leaving` since): both change under the table's lock, so that
+/// `Heap::live_objects` never sees the one without the other. The last reference frees the
+/// heap, after the lock is released.
+///
+/// # Safety
+/// The caller is that thread, owns that reference, and does not use the heap afterwards.
+pub(crate) unsafe fn release_leaving(heap: NonNull<HeapState>) {
+    // SAFETY: the caller's reference keeps the heap alive until the subtraction.
+    let h = unsafe { heap.as_ref() };
+    let table = lock(&h.threads);
+    h.leaving.fetch_sub(1, Relaxed);
+    let old = h.refs.fetch_sub(1, Release);
+    // The guard's release writes into the state: before any free.
+    drop(table);
+    debug_assert!(old >= 1, "reap: heap reference count underflow");
+    if old == 1 {
+        // SAFETY: that was the last reference: nobody else can reach the lock just released.
+        unsafe { free_state(heap) };
+    }
+}
+
+/// Frees a heap's state once its last reference is gone.
+///
+/// # Safety
+/// The caller released the last reference, and nothing uses the state afterwards.
+unsafe fn free_state(heap: NonNull<HeapState>) {
+    // An acquire load rather than a fence (as std's `Arc` under ThreadSanitizer, which does
+    // not model fences): every other release of a reference happens before the free.
+    // SAFETY: still allocated (this thread released the last reference, nobody frees it
+    // but this thread).
+    let _ = unsafe { heap.as_ref() }.refs.load(Acquire);
+    // SAFETY: that was the last reference: no handle, attached thread or object is left,
+    // so nothing else can reach the state. It was made by `Box::new` in `Heap::new`.
+    let state = unsafe { Box::from_raw(heap.as_ptr()) };
+    // The hook's captures are user code (as in `set_unraisable_hook`): dropped guarded,
+    // after the state is gone. This may run on an exiting thread, where a panic aborts.
+    let hook = lock(&state.hook).take();
+    // So are the collection callbacks' captures.
+    let callbacks =
+        std::mem::take(&mut *state.gc.callbacks.lock().unwrap_or_else(|e| e.into_inner()));
+    drop(state);
+    if let Some(p) = drop_guarded(hook) {
+        drop_payload(p);
+    }
+    for (_, cb) in callbacks {
+        if let Some(p) = drop_guarded(cb) {
             drop_payload(p);
-        }
-        for (_, cb) in callbacks {
-            if let Some(p) = drop_guarded(cb) {
-                drop_payload(p);
-            }
         }
     }
 }
@@ -478,6 +517,17 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
 ) -> Gc<T> {
     let vt = vtable_of_shared::<T>();
     let layout = vt.shared_layout;
+    #[cfg(not(reap_loom))]
+    if let Some(s) = state {
+        // SAFETY: the attachment outlives this call.
+        if let Some(base) = take_fast(unsafe { s.as_ref() }, layout, T::needs_trace()) {
+            // SAFETY: a fresh slab block of `T`'s class, with its heap reference taken from
+            // the reserve.
+            return unsafe {
+                init_object(heap, me, base.as_ptr(), true, value, finalized, weakref)
+            };
+        }
+    }
     let (base, in_slab) = alloc_memory(layout, state);
     // One heap reference for the new object, from the thread's reserve.
     match state {
@@ -497,6 +547,66 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
         // SAFETY: as above.
         None => _ = unsafe { heap.as_ref() }.refs.fetch_add(1, Relaxed),
     }
+    // SAFETY: fresh memory of `T`'s layout, with the heap reference just taken.
+    let gc = unsafe { init_object(heap, me, base, in_slab, value, finalized, weakref) };
+    if T::needs_trace() {
+        if !in_slab {
+            // SAFETY: the caller keeps the heap alive; the header is the new object's.
+            unsafe { register_outside_slabs(heap, gc.header_ptr()) };
+        }
+        // SAFETY: the caller keeps the heap alive, and the thread's attachment its state.
+        unsafe { count_tracked(heap, state, 1) };
+    }
+    gc
+}
+
+/// [`alloc_on`]'s common case, all or nothing and with no call: a block of `layout`'s size
+/// class from the head of this thread's slab free list, one heap reference from its reserve,
+/// and (for a `tracked` object) one more allocation on its count short of a flush. `None`,
+/// with nothing taken, when any of them would need more (a refill, a flush, a new chunk, no
+/// size class): the caller then takes the whole path ([`alloc_on`]).
+#[cfg(not(reap_loom))]
+#[inline(always)]
+pub(crate) fn take_fast(
+    s: &ThreadState,
+    layout: ObjectLayout,
+    tracked: bool,
+) -> Option<NonNull<u8>> {
+    let c = layout.class? as usize;
+    let r = s.reserve.load(Relaxed);
+    let a = s.allocs.load(Relaxed) + 1;
+    if r == 0 || (tracked && a == FLUSH_EVERY) {
+        return None;
+    }
+    // SAFETY: the attachment (and so the slab, which this thread owns) outlives the call.
+    let block = unsafe { s.slab.as_ref() }.pop(c)?;
+    s.reserve.store(r - 1, Relaxed);
+    if tracked {
+        s.allocs.store(a, Relaxed);
+    }
+    Some(block)
+}
+
+/// Writes a new object's header and value into `base` (the start of its allocation, from a
+/// slab if `in_slab`): owned by thread `me` (merged if `NO_OWNER`), with one reference, held
+/// by the handle returned.
+///
+/// # Safety
+/// `base` is fresh memory of `T`'s shared layout, unused by anything else; the caller took
+/// the object's heap reference of `heap` (alive); `weakref` is true exactly when `T` is
+/// `sync::WeakRefObj`.
+#[inline(always)]
+pub(crate) unsafe fn init_object<T: Trace + Send + Sync>(
+    heap: NonNull<HeapState>,
+    me: u32,
+    base: *mut u8,
+    in_slab: bool,
+    value: T,
+    finalized: bool,
+    weakref: bool,
+) -> Gc<T> {
+    let vt = vtable_of_shared::<T>();
+    let layout = vt.shared_layout;
     let (counts, local) = count::initial(me);
     // SAFETY: the value offset is within the allocation and leaves room for the header in
     // front of it (ObjectLayout's rule).
@@ -525,17 +635,9 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
             possible: AtomicU8::new(0),
         });
         value_ptr.write(value);
+        // A live object with one reference, given to the handle.
+        Gc::from_value_ptr(NonNull::new_unchecked(value_ptr))
     }
-    if flags.contains(Flags::TRACKED) {
-        if !in_slab {
-            // SAFETY: the caller keeps the heap alive; `header` is the new object's.
-            unsafe { register_outside_slabs(heap, NonNull::new_unchecked(header)) };
-        }
-        // SAFETY: the caller keeps the heap alive, and the thread's attachment its state.
-        unsafe { count_tracked(heap, state, 1) };
-    }
-    // SAFETY: a live object with one reference, given to the handle.
-    unsafe { Gc::from_value_ptr(NonNull::new_unchecked(value_ptr)) }
 }
 
 /// Counts a tracked object allocated (`n` = 1) or freed (-1) for the automatic trigger: on

@@ -20,8 +20,8 @@ use crate::object::shared::SharedHeader;
 use crate::shim::{lock, wait, wait_timeout, AtomicU8, AtomicUsize, Ordering::*};
 use crate::sync::count::{self, NO_OWNER};
 use crate::sync::state::{
-    heap_of, release_refs, HeapState, StopState, ThreadSlot, ThreadState, ATTACHED, DETACHED,
-    PARKED, PENDING_GC, PENDING_QUEUE, PENDING_STOP,
+    heap_of, release_leaving, release_refs, HeapState, StopState, ThreadSlot, ThreadState,
+    ATTACHED, DETACHED, PARKED, PENDING_GC, PENDING_QUEUE, PENDING_STOP,
 };
 
 /// Hands out thread ids: unique for the process's life, never 0 (merged) or `NO_OWNER`. A
@@ -180,7 +180,15 @@ pub(crate) fn current(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadSt
 /// it reads counts no thread is changing. Re-entrant (a death inside the gate runs more
 /// operations on the same heap).
 pub(crate) fn gated<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R {
-    let _gate = Gate::enter(heap);
+    let _gate = Gate::enter(heap, true);
+    f()
+}
+
+/// [`gated`] for a thread whose own reference of the heap (its attachment's, at exit) keeps
+/// the heap alive until after the gate is left: the gate takes no reference of its own, so
+/// that the heap's reference count stays what `Heap::live_objects` accounts for.
+fn gated_on_own_ref<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R {
+    let _gate = Gate::enter(heap, false);
     f()
 }
 
@@ -192,6 +200,8 @@ struct Gate {
     outermost: bool,
     /// Whether the entry is recorded in `Hot.gates` (all but past `MAX_GATES`).
     tracked: bool,
+    /// Whether the (outermost) entry holds a reference of the heap of its own.
+    own_ref: bool,
 }
 
 impl Hot {
@@ -224,7 +234,9 @@ impl Hot {
 }
 
 impl Gate {
-    fn enter(heap: NonNull<HeapState>) -> Gate {
+    /// Enters `heap`'s gate; the outermost entry takes a reference of the heap if `own_ref`
+    /// (else the caller's keeps it alive until the gate is left).
+    fn enter(heap: NonNull<HeapState>, own_ref: bool) -> Gate {
         let p = heap.as_ptr().cast_const();
         let nested = HOT
             .try_with(|hot| match hot.gate_index(p) {
@@ -240,19 +252,23 @@ impl Gate {
                 heap,
                 outermost: false,
                 tracked: true,
+                own_ref: false,
             };
         }
         // SAFETY: the caller keeps the heap alive until here.
         let h = unsafe { heap.as_ref() };
         // The gate holds a reference of the heap: the operation inside may drop the last
         // object, handle or attachment (the heap would be freed under the gate's release).
-        h.refs.fetch_add(1, Relaxed);
+        if own_ref {
+            h.refs.fetch_add(1, Relaxed);
+        }
         gate_acquire(h);
         let tracked = HOT.try_with(|hot| hot.push_gate(p, 1)).unwrap_or(false);
         Gate {
             heap,
             outermost: true,
             tracked,
+            own_ref,
         }
     }
 }
@@ -275,11 +291,13 @@ impl Drop for Gate {
                 }
             });
         }
-        // SAFETY: the gate's reference keeps the heap alive until it is given back right
-        // after.
+        // SAFETY: the gate's reference (or the caller's) keeps the heap alive until it is
+        // given back right after.
         gate_release(unsafe { self.heap.as_ref() });
-        // SAFETY: the reference `enter` took, not used after.
-        unsafe { release_refs(self.heap, 1) };
+        if self.own_ref {
+            // SAFETY: the reference `enter` took, not used after.
+            unsafe { release_refs(self.heap, 1) };
+        }
     }
 }
 
@@ -388,17 +406,26 @@ fn ensure_id() -> u32 {
 /// caller.
 #[inline]
 pub(crate) fn attach(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadState>>) {
-    let cached = HOT.try_with(|hot| {
-        if hot.last_heap.get() == heap.as_ptr().cast_const() {
-            (hot.id.get(), NonNull::new(hot.last_state.get()))
-        } else {
-            (NO_OWNER, None)
-        }
-    });
-    match cached {
-        Ok((id, Some(state))) => (id, Some(state)),
-        _ => attach_slow(heap),
+    match cached(heap) {
+        Some((id, state)) => (id, Some(state)),
+        None => attach_slow(heap),
     }
+}
+
+/// This thread's id and its state on `heap`, if the one-entry cache names `heap` (the thread
+/// is attached there and using it); `None` otherwise, for [`attach`] to find out. No call:
+/// the allocation fast path's look-up.
+#[inline(always)]
+pub(crate) fn cached(heap: NonNull<HeapState>) -> Option<(u32, NonNull<ThreadState>)> {
+    HOT.try_with(|hot| {
+        if hot.last_heap.get() == heap.as_ptr().cast_const() {
+            NonNull::new(hot.last_state.get()).map(|state| (hot.id.get(), state))
+        } else {
+            None
+        }
+    })
+    .ok()
+    .flatten()
 }
 
 /// This thread's id and the address of its slab on the heap it is attached to now, as its
@@ -453,9 +480,14 @@ fn attach_slow(heap: NonNull<HeapState>) -> (u32, Option<NonNull<ThreadState>>) 
                 #[cfg(not(reap_loom))]
                 slab: h.take_slab(),
             });
-            // The attachment holds one reference of the heap until the thread exits.
-            h.refs.fetch_add(1, Relaxed);
-            lock(&h.threads).insert(id, slot);
+            // The attachment holds one reference of the heap until the thread exits, taken
+            // under the table's lock with the insertion (`Heap::live_objects` reads both
+            // under it).
+            {
+                let mut table = lock(&h.threads);
+                h.refs.fetch_add(1, Relaxed);
+                table.insert(id, slot);
+            }
             let pushed = THREAD.try_with(|t| t.attached.borrow_mut().push((heap, ptr)));
             debug_assert!(pushed.is_ok());
             // A thread that attaches while a collection holds the world stopped waits for
@@ -954,7 +986,8 @@ impl Drop for ThreadData {
             let h = unsafe { heap.as_ref() };
             // SAFETY: the state lives in the table until removed here.
             leave_attached(h, unsafe { state.as_ref() });
-            let reserve = gated(heap, || {
+            // Inside the gate on the attachment's reference (see `release_leaving`).
+            gated_on_own_ref(heap, || {
                 // SAFETY: as above.
                 let reserve = unsafe { state.as_ref() }.reserve.load(Relaxed);
                 // SAFETY: as above.
@@ -973,6 +1006,11 @@ impl Drop for ThreadData {
                     }
                 }
                 let slot = table.remove(&id);
+                // The reserve goes back with the leaving, under the lock (the attachment's
+                // reference keeps the heap alive); the attachment's reference is counted in
+                // `leaving` until it goes back too (`release_leaving`).
+                h.refs.fetch_sub(reserve, Release);
+                h.leaving.fetch_add(1, Relaxed);
                 drop(table);
                 if let Some(mut slot) = slot {
                     merge_all(std::mem::take(&mut slot.queue));
@@ -982,11 +1020,10 @@ impl Drop for ThreadData {
                 // threads do.)
                 #[cfg(not(reap_loom))]
                 h.give_back_slab(slab);
-                reserve
             });
-            // The attachment's reference and the unused reserve go back to the heap.
-            // SAFETY: the caller's references are exactly these.
-            unsafe { release_refs(heap, reserve + 1) };
+            // The attachment's reference goes back to the heap.
+            // SAFETY: this thread left the table above, and the reference is its own.
+            unsafe { release_leaving(heap) };
         }
     }
 }
