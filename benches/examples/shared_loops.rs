@@ -17,7 +17,9 @@
 //! - `weak-create`: `N` × 10,000 rounds of an object allocated, a weak reference made to it, and
 //!   both dropped;
 //! - `foreign` (`sync-` or `arc-`): `N` × 100,000 clones and drops of a handle whose allocating
-//!   thread has exited (Shared mode: on an attached thread); also prints the time a pair.
+//!   thread has exited (Shared mode: on an attached thread); also prints the time a pair;
+//! - `owner` (`sync-`, `local-` or `arc-`): `N` × 100,000 clones and drops of a handle by the
+//!   thread that allocated it; also prints the time a pair.
 //!
 //! Divide the instruction count by the work done (131,071 × `N` nodes, and so on).
 
@@ -250,6 +252,7 @@ live_heap!(
 
 /// `n` × 100,000 clones and drops of `h`, timed (the time goes to stderr: cachegrind counts
 /// the instructions, a plain run the nanoseconds a pair).
+/// `n` × 100,000 clones and drops of `h`, timed (the `foreign` and `owner` modes).
 fn foreign_churn<H: Clone>(h: &H, n: u32) {
     let h = black_box(h);
     let start = std::time::Instant::now();
@@ -322,6 +325,20 @@ fn main() {
             heap.safepoint();
             foreign_churn(&o, n);
         }
+        "sync-owner" => {
+            let heap = reap::sync::Heap::new();
+            let o = heap.alloc(5_u64);
+            foreign_churn(&o, n);
+        }
+        "local-owner" => {
+            let heap = reap::Heap::new();
+            let o = heap.alloc(5_u64);
+            foreign_churn(&o, n);
+        }
+        "arc-owner" => {
+            let o = std::sync::Arc::new(5_u64);
+            foreign_churn(&o, n);
+        }
         "arc-foreign" => {
             let o = std::thread::spawn(|| std::sync::Arc::new(5_u64))
                 .join()
@@ -370,7 +387,7 @@ fn main() {
         _ => {
             eprintln!(
                 "usage: shared_loops (sync|local)-(trees|rings|rings-broken|upgrade|weak-create) [N]\n\
-                 or (sync|arc)-foreign [N]\n\
+                 or (sync|arc)-foreign [N], (sync|local|arc)-owner [N]\n\
                  (see the module docs)"
             );
             std::process::exit(2);
