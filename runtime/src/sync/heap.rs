@@ -12,7 +12,7 @@ use crate::shim::{lock, Ordering::*};
 use crate::sync::count::{self, Dec, NO_OWNER};
 use crate::sync::state::{
     alloc_on, count_tracked, free_memory, give_back_object_ref, heap_of, release_refs, vtable,
-    HeapState, SharedUnraisableHook, ThreadState, PENDING_GC,
+    HeapState, SharedUnraisableHook, ThreadState, LEAVING_SHIFT, PENDING_GC, REFS_MASK,
 };
 #[cfg(not(reap_loom))]
 use crate::sync::state::{init_object, take_fast};
@@ -245,10 +245,14 @@ impl Heap {
             .map(|s| s.state().reserve.load(Relaxed))
             .sum();
         // Read-modify-writes read the latest value, whatever this thread has seen of others'.
-        let refs = st.refs.fetch_add(0, AcqRel);
+        let word = st.refs.fetch_add(0, AcqRel);
+        // The references, and how many of them are threads' that left the table (their
+        // leaving mark and their reference go in one subtraction).
+        let (refs, leaving) = (
+            (word & REFS_MASK) as usize,
+            (word >> LEAVING_SHIFT) as usize,
+        );
         let handles = st.handles.fetch_add(0, AcqRel);
-        // Changed only under the table's lock, which this thread holds.
-        let leaving = st.leaving.load(Relaxed);
         // A stale reserve read can only make the sum too large: never below zero.
         refs.saturating_sub(handles + table.len() + leaving + reserves)
     }

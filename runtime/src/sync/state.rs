@@ -6,18 +6,21 @@
 //! death routine reaches `thread` as a function pointer, [`HeapState::release`].
 //!
 //! **Lifetime.** The state is freed when its reference count `refs` reaches zero. `refs`
-//! counts the `Heap` handles, the attached threads, the threads inside the heap's gate
-//! without an attachment, and one per live object, so an object
+//! counts the `Heap` handles, the attached threads, the outermost entries into the heap's gate
+//! (but for an exiting thread's, which borrows its attachment's), and one per live object, so an object
 //! can always reach its heap (the heap of the thread that drops it last may have been dropped
 //! long ago). Counting one per object with an atomic on every allocation and free would make
 //! two threads that allocate contend on one cache line, so each attached thread keeps a
 //! *reserve* of references it took in advance: an allocation takes one from the reserve
 //! (refilling it 1024 at a time), a free gives one back (returning the surplus past 2048). So
-//! at every moment `refs = handles + attached threads + leaving threads + gated threads +
+//! at every moment `refs = handles + attached threads + leaving threads + gate entries +
 //! Σ reserves + live objects`, and a heap with a live object is never freed. A thread that
-//! exits returns its reserve as it leaves the thread table, under the table's lock, and its
-//! attachment's reference last (it is counted in `leaving` meanwhile, also under that lock):
-//! so `Heap::live_objects`, which reads under the same lock, stays exact while threads exit.
+//! exits returns its reserve as it leaves the thread table, under the table's lock, and marks
+//! its attachment's reference as a leaving thread's in the same word (`LEAVING_ONE`, the high
+//! bits of `refs`); it gives back both, the reference and the mark, with one subtraction once
+//! it is done with the heap (after its last unlock: a reference is never given back while
+//! this thread still touches the state). So `Heap::live_objects`, which reads `refs` once
+//! under the table's lock, stays exact while threads exit.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
@@ -54,13 +57,13 @@ const WEAK_STRIPES: usize = 1;
 
 /// All of a Shared heap's state. Reached from every object's header.
 pub(crate) struct HeapState {
-    /// See the module docs: handles + attached threads + reserves + live objects.
-    pub(crate) refs: AtomicUsize,
+    /// See the module docs: in its low bits ([`REFS_MASK`]) the references (handles +
+    /// attached threads + leaving threads + gate entries + reserves + live objects); from bit
+    /// [`LEAVING_SHIFT`] up ([`LEAVING_ONE`] each) how many of those references are leaving
+    /// threads'.
+    pub(crate) refs: AtomicU64,
     /// The `Heap` handles.
     pub(crate) handles: AtomicUsize,
-    /// Threads that have left `threads` at exit and still hold their attachment's reference
-    /// (changed only under the `threads` lock; see the module docs).
-    pub(crate) leaving: AtomicUsize,
     /// Thread id → the thread's state and merge queue.
     pub(crate) threads: Mutex<ThreadTable<ThreadSlot>>,
     /// The unraisable hook (cloned out before it is called: no lock held while it runs).
@@ -155,9 +158,8 @@ impl HeapState {
     /// [`release_refs`] frees it.
     pub(crate) fn new_leaked(release: unsafe fn(NonNull<SharedHeader>)) -> NonNull<HeapState> {
         let state = Box::new(HeapState {
-            refs: AtomicUsize::new(1),
+            refs: AtomicU64::new(1),
             handles: AtomicUsize::new(1),
-            leaving: AtomicUsize::new(0),
             threads: Mutex::new(ThreadTable::new()),
             hook: Mutex::new(None),
             weak_locks: (0..WEAK_STRIPES).map(|_| Mutex::new(())).collect(),
@@ -355,33 +357,43 @@ impl HeapState {
 /// # Safety
 /// The caller owns `n` of the heap's references and does not use the heap afterwards.
 pub(crate) unsafe fn release_refs(heap: NonNull<HeapState>, n: usize) {
+    let n = n as u64;
     // SAFETY: the caller's references keep the heap alive until this subtraction.
     let old = unsafe { heap.as_ref() }.refs.fetch_sub(n, Release);
-    debug_assert!(old >= n, "reap: heap reference count underflow");
+    debug_assert!(old & REFS_MASK >= n, "reap: heap reference count underflow");
     if old == n {
         // SAFETY: that was the last reference.
         unsafe { free_state(heap) };
     }
 }
 
-/// Gives back the attachment's reference of a thread that left the thread table at exit (and
-/// was counted in `leaving` since): both change under the table's lock, so that
-/// `Heap::live_objects` never sees the one without the other. The last reference frees the
-/// heap, after the lock is released.
+/// One leaving thread in [`HeapState::refs`]' high bits: a thread that left the thread table
+/// at exit and still holds its attachment's reference (counted in the low bits as well).
+pub(crate) const LEAVING_ONE: u64 = 1 << LEAVING_SHIFT;
+/// Where [`HeapState::refs`]' count of leaving threads starts.
+pub(crate) const LEAVING_SHIFT: u32 = 48;
+/// The references in [`HeapState::refs`] (its low bits; far more than any process can hold:
+/// each is an object, a handle, a thread or a reserve slot).
+pub(crate) const REFS_MASK: u64 = LEAVING_ONE - 1;
+
+/// Gives back the attachment's reference of a thread that left the thread table at exit,
+/// with its leaving mark, in one subtraction (so that `Heap::live_objects` never sees the one
+/// without the other). The last reference frees the heap.
 ///
 /// # Safety
-/// The caller is that thread, owns that reference, and does not use the heap afterwards.
+/// The caller is that thread, after its last use of the heap; it owns that reference and
+/// marked it leaving (`LEAVING_ONE`).
 pub(crate) unsafe fn release_leaving(heap: NonNull<HeapState>) {
     // SAFETY: the caller's reference keeps the heap alive until the subtraction.
-    let h = unsafe { heap.as_ref() };
-    let table = lock(&h.threads);
-    h.leaving.fetch_sub(1, Relaxed);
-    let old = h.refs.fetch_sub(1, Release);
-    // The guard's release writes into the state: before any free.
-    drop(table);
-    debug_assert!(old >= 1, "reap: heap reference count underflow");
-    if old == 1 {
-        // SAFETY: that was the last reference: nobody else can reach the lock just released.
+    let old = unsafe { heap.as_ref() }
+        .refs
+        .fetch_sub(1 + LEAVING_ONE, Release);
+    debug_assert!(
+        old >= LEAVING_ONE && old & REFS_MASK >= 1,
+        "reap: heap reference count underflow"
+    );
+    if old == 1 + LEAVING_ONE {
+        // SAFETY: that was the last reference.
         unsafe { free_state(heap) };
     }
 }
@@ -539,7 +551,7 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
                 // SAFETY: the caller keeps the heap alive.
                 unsafe { heap.as_ref() }
                     .refs
-                    .fetch_add(RESERVE_BATCH, Relaxed);
+                    .fetch_add(RESERVE_BATCH as u64, Relaxed);
                 r = RESERVE_BATCH;
             }
             s.reserve.store(r - 1, Relaxed);

@@ -21,7 +21,7 @@ use crate::shim::{lock, wait, wait_timeout, AtomicU8, AtomicUsize, Ordering::*};
 use crate::sync::count::{self, NO_OWNER};
 use crate::sync::state::{
     heap_of, release_leaving, release_refs, HeapState, StopState, ThreadSlot, ThreadState,
-    ATTACHED, DETACHED, PARKED, PENDING_GC, PENDING_QUEUE, PENDING_STOP,
+    ATTACHED, DETACHED, LEAVING_ONE, PARKED, PENDING_GC, PENDING_QUEUE, PENDING_STOP,
 };
 
 /// Hands out thread ids: unique for the process's life, never 0 (merged) or `NO_OWNER`. A
@@ -1007,10 +1007,10 @@ impl Drop for ThreadData {
                 }
                 let slot = table.remove(&id);
                 // The reserve goes back with the leaving, under the lock (the attachment's
-                // reference keeps the heap alive); the attachment's reference is counted in
-                // `leaving` until it goes back too (`release_leaving`).
-                h.refs.fetch_sub(reserve, Release);
-                h.leaving.fetch_add(1, Relaxed);
+                // reference keeps the heap alive), and the attachment's reference is marked a
+                // leaving thread's until it goes back with its mark (`release_leaving`).
+                h.refs.fetch_sub(reserve as u64, Release);
+                h.refs.fetch_add(LEAVING_ONE, Relaxed);
                 drop(table);
                 if let Some(mut slot) = slot {
                     merge_all(std::mem::take(&mut slot.queue));
