@@ -454,10 +454,9 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
 /// Gives back a collection's hold on an object of its final garbage, on the collecting thread
 /// (attached, its state `state`) once every value of the garbage is dropped: the refcount
 /// path's decrement without its dispatch (a merged decrement, as the hold keeps the object
-/// merged). A count that reaches zero frees the
-/// object at once (the value is dropped, so its death is only the memory, and no deep chain
-/// of deaths can follow: nothing else runs but callbacks of weak references made to it since
-/// the collection cleared the others).
+/// merged). A count that reaches zero frees the object at once (the value is dropped, so its
+/// death is only the memory, and no deep chain of deaths can follow: nothing else runs but
+/// callbacks of weak references made to it since the collection cleared the others).
 ///
 /// # Safety
 /// `obj` is held by the collection (merged, `VALUE_DROPPED`), the hold given back once here;

@@ -6,10 +6,10 @@
 //! death routine reaches `thread` as a function pointer, [`HeapState::release`].
 //!
 //! **Lifetime.** The state is freed when its reference count `refs` reaches zero. `refs`
-//! counts the `Heap` handles, the attached threads, the outermost entries into the heap's gate
-//! (but for an exiting thread's, which borrows its attachment's), and one per live object, so an object
-//! can always reach its heap (the heap of the thread that drops it last may have been dropped
-//! long ago). Counting one per object with an atomic on every allocation and free would make
+//! counts the `Heap` handles, the attached threads, the outermost entries into the heap's
+//! gate (but for an exiting thread's, which borrows its attachment's), and one per live
+//! object, so an object can always reach its heap (the heap of the thread that drops it last
+//! may have been dropped long ago). Counting one per object with an atomic on every allocation and free would make
 //! two threads that allocate contend on one cache line, so each attached thread keeps a
 //! *reserve* of references it took in advance: an allocation takes one from the reserve
 //! (refilling it 1024 at a time), a free gives one back (returning the surplus past 2048). So
