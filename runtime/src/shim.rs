@@ -110,6 +110,36 @@ mod seq_cst {
 #[cfg(reap_loom)]
 pub(crate) use loom::sync::{Condvar, Mutex, MutexGuard};
 
+/// A cell of plain data that threads share under a lock (a weak-info block's lists): a
+/// `std::cell::UnsafeCell` reached only through [`with`](UnsafeCell::with) and
+/// [`with_mut`](UnsafeCell::with_mut), so that loom builds can swap in
+/// `loom::cell::UnsafeCell`, which checks that every access happens after the last
+/// conflicting one (tokio's shape).
+#[cfg(not(reap_loom))]
+pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(reap_loom))]
+impl<T> UnsafeCell<T> {
+    pub(crate) fn new(value: T) -> UnsafeCell<T> {
+        UnsafeCell(std::cell::UnsafeCell::new(value))
+    }
+
+    /// Runs `f` with a pointer for reading the contents.
+    #[inline(always)]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    /// Runs `f` with a pointer for writing the contents.
+    #[inline(always)]
+    pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
+#[cfg(reap_loom)]
+pub(crate) use loom::cell::UnsafeCell;
+
 /// A heap's thread table: thread id → value (see the module docs for the loom variant).
 #[cfg(not(reap_loom))]
 pub(crate) type ThreadTable<V> = hashbrown::HashMap<u32, V>;

@@ -39,7 +39,6 @@
 //! written only under the lock; the referent's memory stays allocated while listed references
 //! can reach it (its death clears them under the lock before freeing it).
 
-use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -53,7 +52,7 @@ use crate::object::shared::{Gc, SharedHeader};
 #[cfg(not(reap_loom))]
 use crate::object::shared_slab::SharedSlab;
 use crate::object::vtable::VTable;
-use crate::shim::{lock, AtomicPtr, Mutex, Ordering::*};
+use crate::shim::{lock, AtomicPtr, AtomicUsize, Mutex, Ordering::*, UnsafeCell};
 use crate::sync::count::{self, NO_OWNER};
 use crate::sync::state::{self as heap, alloc_on, HeapState, ThreadState};
 use crate::sync::thread;
@@ -74,6 +73,27 @@ struct WeakInfo {
     shared: UnsafeCell<Option<NonNull<SharedHeader>>>,
     /// Under the referent's weak lock: the other references, oldest first.
     list: UnsafeCell<Vec<NonNull<SharedHeader>>>,
+    /// How many references the block lists (`shared` and `list` together), stored with
+    /// `Release` under the lock by every change of them: the referent's death reads it with
+    /// `Acquire` and, at zero, skips its clearing and its lock ([`clear_and_call`]).
+    listed: AtomicUsize,
+}
+
+impl WeakInfo {
+    /// Stores the count of listed references after a change of the lists.
+    ///
+    /// # Safety
+    /// The caller holds the referent's weak lock (or the world is stopped).
+    unsafe fn recount(&self) {
+        let n = self.shared.with(|s| {
+            // SAFETY: under the lock (caller).
+            usize::from(unsafe { (*s).is_some() })
+        }) + self.list.with(|l| {
+            // SAFETY: as above.
+            unsafe { (*l).len() }
+        });
+        self.listed.store(n, Release);
+    }
 }
 
 /// The callback of a weak reference, type-erased: gets the weak-reference object.
@@ -172,6 +192,7 @@ fn make_info(
             in_slab,
             shared: UnsafeCell::new(shared),
             list: UnsafeCell::new(Vec::new()),
+            listed: AtomicUsize::new(usize::from(shared.is_some())),
         })
     };
     // SAFETY: `alloc_memory` never returns null.
@@ -296,12 +317,14 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
         unsafe {
             let info = info_or_make(h, state).as_ref();
             count::set_maybe_weak(h);
-            if let Some(old) = (*info.shared.get()).replace(fresh.header_ptr()) {
+            let replaced = info.shared.with_mut(|s| (*s).replace(fresh.header_ptr()));
+            if let Some(old) = replaced {
                 // A dying shared reference (count zero, its drop still to come): it is
                 // unlisted by being replaced, so its target is cleared now: its drop must not
                 // look for a block the referent may have freed by then.
                 old_ref(old).target.store(std::ptr::null_mut(), Release);
             }
+            info.recount();
         }
         Weak::from_obj(fresh)
     }
@@ -362,7 +385,8 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
         unsafe {
             let info = info_or_make(h, state).as_ref();
             count::set_maybe_weak(h);
-            (*info.list.get()).push(fresh.header_ptr());
+            info.list.with_mut(|l| (*l).push(fresh.header_ptr()));
+            info.recount();
         }
         Weak::from_obj(fresh)
     }
@@ -524,7 +548,7 @@ unsafe fn shared_live(h: &SharedHeader, me: u32) -> Option<Gc<WeakRefObj>> {
     let info = unsafe { info_of(h)?.as_ref() };
     // SAFETY: under the lock; a listed reference is allocated (it unlists itself under the
     // lock before it is freed).
-    let w = unsafe { *info.shared.get() }?;
+    let w = info.shared.with(|s| unsafe { *s })?;
     // SAFETY: as above.
     if count::try_inc(unsafe { w.as_ref() }, me) {
         // SAFETY: the reference just taken; its value is a WeakRefObj.
@@ -605,14 +629,18 @@ pub(crate) unsafe fn unlist(value: NonNull<u8>) {
     unsafe {
         if let Some(info) = info_of(t.as_ref()) {
             let info = info.as_ref();
-            let shared = &mut *info.shared.get();
-            if *shared == Some(me) {
-                *shared = None;
-            }
-            let list = &mut *info.list.get();
-            if let Some(i) = list.iter().position(|&w| w == me) {
-                list.remove(i);
-            }
+            info.shared.with_mut(|s| {
+                if *s == Some(me) {
+                    *s = None;
+                }
+            });
+            info.list.with_mut(|l| {
+                if let Some(i) = (*l).iter().position(|&w| w == me) {
+                    (*l).remove(i);
+                }
+            });
+            // The last unlisting's `Release` is what lets the referent's death skip its lock.
+            info.recount();
         }
     }
 }
@@ -625,6 +653,19 @@ pub(crate) unsafe fn unlist(value: NonNull<u8>) {
 pub(crate) unsafe fn clear_and_call(obj: NonNull<SharedHeader>) {
     // SAFETY: dead but allocated.
     let h = unsafe { obj.as_ref() };
+    // Nothing listed (every weak reference died first and unlisted itself): nothing to clear,
+    // and nothing can touch the block any more, so no lock. A reference touches the block
+    // only while its target is set, and every one was cleared in the critical section whose
+    // `Release` store this `Acquire` load reads; no new one can be made (that takes a strong
+    // reference), and no collection can run while this death does. The block's free
+    // (`free_info`) then happens after those sections' writes.
+    // SAFETY: the death is running: `meta` no longer changes.
+    if let Some(info) = unsafe { info_of(h) } {
+        // SAFETY: an installed block lives until the death frees it.
+        if unsafe { info.as_ref() }.listed.load(Acquire) == 0 {
+            return;
+        }
+    }
     // SAFETY: the object keeps its heap alive.
     let hs = unsafe { heap::heap_of(h).as_ref() };
     let calls = {
@@ -636,16 +677,17 @@ pub(crate) unsafe fn clear_and_call(obj: NonNull<SharedHeader>) {
         // SAFETY: under the lock; listed references are allocated.
         unsafe {
             let info = info.as_ref();
-            if let Some(w) = (*info.shared.get()).take() {
+            if let Some(w) = info.shared.with_mut(|s| (*s).take()) {
                 old_ref(w).target.store(std::ptr::null_mut(), Release);
             }
-            let list = &mut *info.list.get();
+            let list = info.list.with_mut(|l| std::mem::take(&mut *l));
+            info.listed.store(0, Release);
             if list.is_empty() {
-                // The common case: no reference with a callback (the block's `Vec` never
-                // allocated, or was emptied by unlisting): nothing to take or call.
+                // No reference with a callback (the block's `Vec` never allocated, or was
+                // emptied by unlisting): nothing to take or call.
                 return;
             }
-            take_calls(std::mem::take(list))
+            take_calls(list)
         }
     };
     call_all(h, hs, calls);
@@ -724,10 +766,11 @@ pub(crate) unsafe fn clear_for_collection(
     unsafe {
         let Some(info) = info_of(h) else { return };
         let info = info.as_ref();
-        if let Some(w) = (*info.shared.get()).take() {
+        if let Some(w) = info.shared.with_mut(|s| (*s).take()) {
             old_ref(w).target.store(std::ptr::null_mut(), Release);
         }
-        let list = std::mem::take(&mut *info.list.get());
+        let list = info.list.with_mut(|l| std::mem::take(&mut *l));
+        info.listed.store(0, Release);
         for &w in list.iter().rev() {
             if !is_garbage(w) && count::try_inc(w.as_ref(), me) {
                 calls.push((
@@ -763,7 +806,14 @@ pub(crate) unsafe fn free_info(h: &SharedHeader, state: Option<NonNull<ThreadSta
     if let Some(info) = unsafe { info_of(h) } {
         // SAFETY: made by `info_or_make`, dropped and freed once here.
         unsafe {
-            let in_slab = info.as_ref().in_slab;
+            let block = info.as_ref();
+            // The drop below writes the lists: declared as writes through their cells (no code
+            // in std builds), which loom builds check against every other access (the last
+            // unlisting's above all, which the death may not have locked against:
+            // `clear_and_call`).
+            block.list.with_mut(|_| ());
+            block.shared.with_mut(|_| ());
+            let in_slab = block.in_slab;
             std::ptr::drop_in_place(info.as_ptr());
             heap::free_memory(in_slab, info.as_ptr().cast(), INFO_LAYOUT, state);
         }
