@@ -31,7 +31,9 @@
 //!   takes the lock path.
 //! - **Death of the referent**: under the lock, every reference's target is cleared and the
 //!   block emptied, and the references with a callback that are still alive are taken (one
-//!   reference each); then, with the lock released, their callbacks run newest first.
+//!   reference each); then, with the lock released, their callbacks run newest first. A
+//!   referent whose references all died first (the block's `listed` count, read with
+//!   `Acquire`, is 0) skips this and its lock.
 //! - **Death of a weak reference**: under its target's lock, if its target is still set, it
 //!   unlists itself.
 //!
