@@ -6,9 +6,9 @@
 
 mod common;
 
-use common::{model, model_bounded, setup, setup_obj};
+use common::{model, model_bounded, setup, setup_obj, Obj};
 use loom::thread;
-use reap::sync::Weak;
+use reap::sync::{Gc, Weak};
 
 /// Model 1: an upgrade on one thread races the last strong drop on the owner. The upgrade
 /// sees the object whole or gets `None`; the object is dropped once and freed (loom's leak
@@ -122,67 +122,58 @@ fn first_weak_reference_against_a_callback_reference() {
     );
 }
 
-/// Model 18: a weak reference's last handle dropped on one thread (its death unlists it from
-/// the referent's block) while the referent's last handle goes on another (its death clears
-/// the block, or skips the clearing and its lock when it reads that nothing is listed). Both
-/// objects are made merged (detached, through the gate), so each dies on the thread that
-/// drops it, at the same time as the other. loom checks every access to the block's lists
-/// (loom cells) against the others, and its leak tracking that the object, the reference and
-/// the block are all freed; the weak reference reads cleared once the value is dropped.
+/// Models 18 and 19: the weak reference `make` gives (made detached, as the object is) has its
+/// last handle dropped on one thread (its death unlists it from the referent's block) while the
+/// referent's last handle goes on another (its death clears the block, or skips the clearing
+/// and its lock when it reads that nothing is listed). Both objects are merged from birth
+/// (made through the gate), so each dies on the thread that drops it, at the same time as the
+/// other. loom checks every access to the block's lists (loom cells) against the others, and
+/// its leak tracking that the object, the reference and the block are all freed; the weak
+/// reference reads cleared once the value is dropped.
+fn weak_death_against_referent_death(make: impl FnOnce(&Gc<Obj>) -> Weak<Obj>) {
+    let (heap, counters) = setup();
+    let obj = heap.detached(|| common::obj(&heap, &counters));
+    let w = heap.detached(|| make(&obj));
+    let cs = counters.clone();
+    let t = thread::spawn(move || {
+        // Once the value is dropped (a `SeqCst` read of the death's count), the reference
+        // reads cleared: a death clears before it drops (SEMANTICS 3.1).
+        if cs.dropped() == 1 {
+            assert!(
+                !w.is_alive(),
+                "value dropped before its weak reference was cleared"
+            );
+        }
+        drop(w);
+    });
+    drop(obj);
+    t.join().unwrap();
+    assert_eq!(counters.dropped(), 1);
+}
+
+/// Model 18: [`weak_death_against_referent_death`] with the shared callback-less reference.
 #[test]
 fn weak_reference_dies_against_its_referents_death() {
     model("weak_reference_dies_against_its_referents_death", || {
-        let (heap, counters) = setup();
-        let obj = heap.detached(|| common::obj(&heap, &counters));
-        let w = heap.detached(|| Weak::new(&obj));
-        let cs = counters.clone();
-        let t = thread::spawn(move || {
-            // Once the value is dropped (a `SeqCst` read of the death's count), the reference
-            // reads cleared: a death clears before it drops (SEMANTICS 3.1).
-            if cs.dropped() == 1 {
-                assert!(
-                    !w.is_alive(),
-                    "value dropped before its weak reference was cleared"
-                );
-            }
-            drop(w);
-        });
-        drop(obj);
-        t.join().unwrap();
-        assert_eq!(counters.dropped(), 1);
+        weak_death_against_referent_death(Weak::new);
     });
 }
 
-/// Model 19: model 18 with a callback: it runs at most once, after the clear, and only if the
-/// object died while the weak reference was alive; whatever the order, everything is freed.
+/// Model 19: [`weak_death_against_referent_death`] with a callback: it runs at most once,
+/// after the clear, and only if the object died while the weak reference was alive.
 #[test]
 fn weak_reference_with_callback_dies_against_its_referents_death() {
     model(
         "weak_reference_with_callback_dies_against_its_referents_death",
         || {
-            let (heap, counters) = setup();
-            let obj = heap.detached(|| common::obj(&heap, &counters));
             let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let n = calls.clone();
-            let w = heap.detached(|| {
-                Weak::with_callback(&obj, move |w| {
+            weak_death_against_referent_death(move |obj| {
+                Weak::with_callback(obj, move |w| {
                     assert!(w.upgrade().is_none(), "called back before the clear");
                     n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 })
             });
-            let cs = counters.clone();
-            let t = thread::spawn(move || {
-                if cs.dropped() == 1 {
-                    assert!(
-                        !w.is_alive(),
-                        "value dropped before its weak reference was cleared"
-                    );
-                }
-                drop(w);
-            });
-            drop(obj);
-            t.join().unwrap();
-            assert_eq!(counters.dropped(), 1);
             assert!(calls.load(std::sync::atomic::Ordering::Relaxed) <= 1);
         },
     );
