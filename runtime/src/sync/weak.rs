@@ -77,24 +77,29 @@ struct WeakInfo {
     list: UnsafeCell<Vec<NonNull<SharedHeader>>>,
     /// How many references the block lists (`shared` and `list` together), stored with
     /// `Release` under the lock by every change of them: the referent's death reads it with
-    /// `Acquire` and, at zero, skips its clearing and its lock ([`clear_and_call`]).
+    /// `Acquire` and, at zero, skips its clearing and its lock ([`clear_and_call`]). So the
+    /// store is the last touch of the block by whoever makes it (see [`WeakInfo::listed_now`]).
     listed: AtomicUsize,
 }
 
 impl WeakInfo {
-    /// Stores the count of listed references after a change of the lists.
+    /// The count of listed references, for the caller to store in `listed` after a change of
+    /// the lists (`info.listed.store(info.listed_now(), Release)`). It returns before that
+    /// store: once the last unlisting has stored 0, the referent's death may free the block
+    /// without the lock, so no reference to the whole block (as this method's `&self`, which
+    /// covers its plain fields until the method returns) may still be live then; only the
+    /// atomic's own, as in `Arc`'s drop.
     ///
     /// # Safety
     /// The caller holds the referent's weak lock (or the world is stopped).
-    unsafe fn recount(&self) {
-        let n = self.shared.with(|s| {
+    unsafe fn listed_now(&self) -> usize {
+        self.shared.with(|s| {
             // SAFETY: under the lock (caller).
             usize::from(unsafe { (*s).is_some() })
         }) + self.list.with(|l| {
             // SAFETY: as above.
             unsafe { (*l).len() }
-        });
-        self.listed.store(n, Release);
+        })
     }
 }
 
@@ -326,7 +331,7 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
                 // look for a block the referent may have freed by then.
                 old_ref(old).target.store(std::ptr::null_mut(), Release);
             }
-            info.recount();
+            info.listed.store(info.listed_now(), Release);
         }
         Weak::from_obj(fresh)
     }
@@ -388,7 +393,7 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
             let info = info_or_make(h, state).as_ref();
             count::set_maybe_weak(h);
             info.list.with_mut(|l| (*l).push(fresh.header_ptr()));
-            info.recount();
+            info.listed.store(info.listed_now(), Release);
         }
         Weak::from_obj(fresh)
     }
@@ -642,7 +647,7 @@ pub(crate) unsafe fn unlist(value: NonNull<u8>) {
                 }
             });
             // The last unlisting's `Release` is what lets the referent's death skip its lock.
-            info.recount();
+            info.listed.store(info.listed_now(), Release);
         }
     }
 }
