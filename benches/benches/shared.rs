@@ -24,6 +24,10 @@
 //!   and the same number split across two threads (`*/2threads`), both on fresh scoped
 //!   threads; for `sync::Gc` both threads allocate from one shared heap. Throughput ratio =
 //!   time(1thread) / time(2threads); 2.0 is perfect scaling.
+//! - `collect_rings`: one full collection of `RINGS` garbage rings of 4 nodes (each node one
+//!   handle behind its mode's cell: `RefCell` in Local mode, `Mutex` in Shared mode), built
+//!   untimed before each collection on a heap whose automatic collection is off: issue 13's
+//!   "collection in Shared mode with one thread" target, in time.
 
 use std::hint::black_box;
 use std::rc::Rc;
@@ -299,12 +303,68 @@ fn two_threads_trees(c: &mut Criterion) {
     g.finish();
 }
 
+/// Garbage rings of 4 nodes per collection of `collect_rings` (40,000 objects).
+const RINGS: usize = 10_000;
+
+#[derive(reap::Trace)]
+struct LocalRing {
+    next: std::cell::RefCell<Option<reap::Gc<LocalRing>>>,
+}
+
+#[derive(reap::Trace)]
+struct SyncRing {
+    next: std::sync::Mutex<Option<reap::sync::Gc<SyncRing>>>,
+}
+
+/// Builds `RINGS` garbage rings of 4 nodes of type `$ty` on `$heap`, each node holding the one
+/// before it in a cell made by `$new` (the first node's, reached by `$link`, is set to the
+/// last node after the loop).
+macro_rules! rings {
+    ($heap:expr, $ty:ident, $new:path, $link:ident) => {
+        for _ in 0..RINGS {
+            let first = $heap.alloc($ty { next: $new(None) });
+            let mut last = first.clone();
+            for _ in 0..3 {
+                last = $heap.alloc($ty {
+                    next: $new(Some(last)),
+                });
+            }
+            *first.next.$link().unwrap_or_else(|_| unreachable!()) = Some(last);
+        }
+    };
+}
+
+fn collect_rings(c: &mut Criterion) {
+    let mut g = c.benchmark_group("collect_rings");
+    g.sample_size(20);
+    let local = reap::Heap::new();
+    local.disable();
+    g.bench_function("local", |b| {
+        b.iter_batched(
+            || rings!(local, LocalRing, std::cell::RefCell::new, try_borrow_mut),
+            |()| assert_eq!(local.collect(2), 4 * RINGS),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    let sync = reap::sync::Heap::new();
+    sync.disable();
+    g.bench_function("sync", |b| {
+        b.iter_batched(
+            || rings!(sync, SyncRing, std::sync::Mutex::new, lock),
+            |()| assert_eq!(sync.collect(), 4 * RINGS),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     clone_drop,
     clone_drop_foreign,
     binary_trees,
     weak,
-    two_threads_trees
+    two_threads_trees,
+    collect_rings
 );
 criterion_main!(benches);

@@ -1,5 +1,5 @@
 //! loom models of Shared-mode cycle collection (issue 13, item 5: models 9 to 12 of the loom
-//! table in docs/ARCHITECTURE.md).
+//! table in docs/ARCHITECTURE.md; and model 20, the hold's give-back).
 //! `RUSTFLAGS="--cfg reap_loom" cargo test -p reap --release --test loom_collect`
 //!
 //! A thread attached to the heap stays attached until its thread-local destructor runs, which
@@ -451,6 +451,92 @@ fn finalizer_resurrects_into_structure_another_thread_reads() {
             assert_eq!(first + second, 1, "freed once");
             assert_eq!(counters.finalized(), 1, "finalized once");
             assert_eq!(counters.dropped(), 1);
+        },
+    );
+}
+
+/// A node of a garbage cycle whose `Drop` (run by the collection's reclaim) hands a clone of
+/// its link, another node of the same garbage, to an outside slot: that node outlives its
+/// value (a zombie) for as long as the clone does.
+#[derive(Trace)]
+struct Leaky {
+    next: std::sync::Mutex<Option<Gc<Leaky>>>,
+    #[reap(skip)]
+    out: Arc<Mutex<Option<Gc<Leaky>>>>,
+    #[reap(skip)]
+    dropped: Arc<AtomicUsize>,
+}
+
+impl Drop for Leaky {
+    fn drop(&mut self) {
+        let before = self.dropped.fetch_add(1, SeqCst);
+        assert!(before < 2, "a node dropped twice");
+        if before == 0 {
+            // The first node dropped leaks its link (the other, its value not dropped yet).
+            *self.out.lock().unwrap() = self.next.get_mut().unwrap().clone();
+        }
+    }
+}
+
+/// Model 20: the collection's hold given back while another thread drops a zombie's last
+/// handle. A 2-cycle is garbage; the first of its `Drop`s run by the reclaim hands a clone of
+/// the other node to a slot, which a thread that never attached takes, makes a weak reference
+/// to (inside the gate), drops, and upgrades the weak reference once (a zombie's value is
+/// dropped, so the upgrade may only see it alive or refuse it).
+///
+/// The hold's give-back (`count::dec_hold`) frees an object with no read-modify-write when its
+/// load sees the hold as the last reference and no weak reference: whichever of the two
+/// threads goes last must free the zombie, once, and a weak reference made by the other thread
+/// must send the give-back down the counted path.
+///
+/// Invariants: both values are dropped once; the collection returns 2; the zombie is freed
+/// once, after the last of its handles (loom's leak tracking; a double free or a free under
+/// the other thread's handle fails the model's own checks or loom's); no deadlock. Two
+/// threads, at a preemption bound of 4 (99,211 executions; exhaustively it runs for more than
+/// twenty minutes). Taking the fast path with a weak reference still there, or with a count
+/// of 2, fails it (loom reports the freed object's use).
+#[test]
+fn hold_given_back_against_a_zombies_last_handle_on_another_thread() {
+    model_bounded(
+        "hold_given_back_against_a_zombies_last_handle_on_another_thread",
+        Some(4),
+        || {
+            let heap = Heap::new();
+            let out = Arc::new(Mutex::new(None));
+            let dropped = Arc::new(AtomicUsize::new(0));
+            let make = || {
+                heap.alloc(Leaky {
+                    next: std::sync::Mutex::new(None),
+                    out: out.clone(),
+                    dropped: dropped.clone(),
+                })
+            };
+            let (a, b) = (make(), make());
+            *a.next.lock().unwrap() = Some(b.clone());
+            *b.next.lock().unwrap() = Some(a.clone());
+            drop((a, b));
+            let o1 = out.clone();
+            let other = thread::spawn(move || {
+                let got = o1.lock().unwrap().take();
+                if let Some(zombie) = got {
+                    let w = Weak::new(&zombie);
+                    drop(zombie);
+                    if let Some(again) = w.upgrade() {
+                        assert!(Gc::strong_count(&again) >= 1);
+                    }
+                    drop(w);
+                    true
+                } else {
+                    false
+                }
+            });
+            assert_eq!(heap.collect(), 2);
+            assert_eq!(dropped.load(SeqCst), 2, "both values dropped once");
+            let took = other.join().unwrap();
+            // What the other thread did not take is dropped here.
+            let left = out.lock().unwrap().take();
+            assert!(took != left.is_some(), "the clone taken once");
+            drop(left);
         },
     );
 }

@@ -808,6 +808,77 @@ fn drop_of_garbage_keeps_zombie_and_weak_to_peer() {
     });
 }
 
+/// A node of a garbage 2-cycle whose `Drop` (run by the reclaim) sends a clone of its peer to
+/// another thread.
+struct Sender {
+    next: Mutex<Option<Gc<Sender>>>,
+    tx: Mutex<Option<mpsc::Sender<Gc<Sender>>>>,
+    dropped: Arc<AtomicUsize>,
+}
+
+// SAFETY: visits the handle it owns.
+unsafe impl Trace for Sender {
+    fn trace(&self, t: &mut Tracer<'_>) {
+        self.next.trace(t);
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.dropped.fetch_add(1, SeqCst);
+        if let Some(tx) = self.tx.get_mut().unwrap().take() {
+            let peer = self.next.get_mut().unwrap().clone();
+            let _ = tx.send(peer.unwrap());
+        }
+    }
+}
+
+/// The collection gives back its hold on a zombie (a garbage object a `Drop` handed to another
+/// thread) while that thread, never attached, makes a weak reference to it, drops it and
+/// upgrades: the hold's give-back decides the death with a plain load only when it is the last
+/// reference and no weak reference exists, so whichever goes last frees the zombie, once.
+#[test]
+fn zombie_sent_to_another_thread_races_the_holds_give_back() {
+    within("zombie races the hold", || {
+        let heap = Heap::new();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let reps = if cfg!(miri) { 12 } else { 300 };
+        for _ in 0..reps {
+            let (tx, rx) = mpsc::channel::<Gc<Sender>>();
+            let taker = thread::spawn(move || {
+                let mut took = 0;
+                for zombie in rx {
+                    let w = Weak::new(&zombie);
+                    drop(zombie);
+                    // Upgrades while the collector may be giving back its hold.
+                    for _ in 0..4 {
+                        drop(w.upgrade());
+                    }
+                    took += 1;
+                }
+                took
+            });
+            let mk = |tx: Option<mpsc::Sender<Gc<Sender>>>| {
+                heap.alloc(Sender {
+                    next: Mutex::new(None),
+                    tx: Mutex::new(tx),
+                    dropped: dropped.clone(),
+                })
+            };
+            // Each node sends its peer: the first one dropped sends a node whose value is not
+            // dropped yet, the second one a node already dropped.
+            let (a, b) = (mk(Some(tx.clone())), mk(Some(tx)));
+            *a.next.lock().unwrap() = Some(b.clone());
+            *b.next.lock().unwrap() = Some(a.clone());
+            drop((a, b));
+            assert_eq!(heap.collect(), 2);
+            assert_eq!(taker.join().unwrap(), 2, "each node sent its peer once");
+        }
+        assert_eq!(dropped.load(SeqCst), 2 * reps);
+        assert_eq!(heap.live_objects(), 0, "every zombie freed");
+    });
+}
+
 /// A finalizer makes a weak reference with a callback to its garbage peer and keeps it outside
 /// the garbage: pause 2 clears it, the callback runs once, after the restart.
 #[test]

@@ -164,6 +164,20 @@ pub(crate) fn inc(h: &SharedHeader, me: u32) {
     }
 }
 
+/// [`inc`] if `me` owns the object (returns whether it did): the handle's clone tries it
+/// before it looks at the object's heap.
+#[inline]
+pub(crate) fn inc_if_owner(h: &SharedHeader, me: u32) -> bool {
+    let word = load(h, Relaxed);
+    if owner_of(word) != me {
+        return false;
+    }
+    let l = h.local.load(Relaxed);
+    debug_assert!(l > 0, "reap: owner increment of a dead object");
+    inc_local(h, word, l);
+    true
+}
+
 /// The owner's increment of its count `l` (just read from `local`; `word` is the caller's load
 /// of `counts`): a plain store, or a spill at [`LOCAL_MAX`].
 #[inline]
@@ -193,7 +207,7 @@ fn inc_local(h: &SharedHeader, word: u64, l: u32) {
 /// (about 268 million) threads at once (Linux caps thread ids below 2^22, `PID_MAX_LIMIT`, and
 /// each thread needs a stack); `Arc` makes the same argument with `isize::MAX` of headroom.
 #[inline]
-fn inc_shared(h: &SharedHeader) {
+pub(crate) fn inc_shared(h: &SharedHeader) {
     let old = checked(h.counts.fetch_add(SHARED_ONE, Relaxed));
     if count_of(old) >= SHARED_MAX {
         overflow_inc(h);
@@ -412,13 +426,29 @@ fn dec_merged(h: &SharedHeader, word: u64) -> Dec {
 /// (`heap::give_back_hold`): [`dec_merged`] without the dispatch. [`collector_hold`] merged
 /// the object, and the hold keeps it merged until this decrement (see [`dec_merged`]), on any
 /// thread and whatever a `Drop` did meanwhile.
+///
+/// Most garbage is given back as its only reference (the values that held it were dropped
+/// first) with no weak reference to it. Then no other thread can take a reference any more:
+/// a strong one needs a handle to clone, a weak upgrade needs a weak reference, and both are
+/// gone. So a load that sees the hold alone and no weak-information block decides the death
+/// with no read-modify-write, as `Arc::get_mut` decides uniqueness. The load is `Acquire`:
+/// every other thread's last use of the object happened before the decrement that left only
+/// the hold (all of them read-modify-writes of `counts`, `Release`), and a weak reference
+/// some thread made meanwhile (its block published before that decrement) is seen too.
 #[inline]
 pub(crate) fn dec_hold(h: &SharedHeader) -> Dec {
-    let word = load(h, Relaxed);
+    let word = load(h, Acquire);
     debug_assert!(
         state_of(word) == MERGED && owner_of(word) == 0,
         "reap: a held object not merged: {word:#x}"
     );
+    if word == pack(0, 1, MERGED)
+        && h.meta.load(Relaxed).addr() & crate::object::header::META_WEAK_INFO == 0
+    {
+        // The hold is the last reference and nothing can add one: the count is left at 1
+        // (the object is freed next, and nothing reads its header again).
+        return Dec::Dead;
+    }
     dec_merged(h, word)
 }
 

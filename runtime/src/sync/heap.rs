@@ -262,8 +262,14 @@ impl Heap {
 #[inline]
 pub(crate) fn inc_ref(h: &SharedHeader) {
     let (me, cur) = thread::hot();
+    // The owner first, with no heap check (as `count::dec_fast`): an object names only the
+    // thread that allocated it, which stays attached to that heap until its exit, and whose
+    // id is `NO_OWNER` (named by no object) while it is detached from any heap.
+    if count::inc_if_owner(h, me) {
+        return;
+    }
     if h.heap.as_ptr().cast_const().cast() == cur {
-        count::inc(h, me);
+        count::inc_shared(h);
     } else {
         thread::with_access(h.heap.cast(), |me| count::inc(h, me));
     }
