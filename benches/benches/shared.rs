@@ -27,7 +27,8 @@
 //! - `collect_rings`: one full collection of `RINGS` garbage rings of 4 nodes (each node one
 //!   handle behind its mode's cell: `RefCell` in Local mode, `Mutex` in Shared mode), built
 //!   untimed before each collection on a heap whose automatic collection is off: issue 13's
-//!   "collection in Shared mode with one thread" target, in time.
+//!   "collection in Shared mode with one thread" target, in time. `sync_oncelock` links the
+//!   Shared nodes through a `OnceLock` instead, which tracing reads without a lock.
 
 use std::hint::black_box;
 use std::rc::Rc;
@@ -316,6 +317,14 @@ struct SyncRing {
     next: std::sync::Mutex<Option<reap::sync::Gc<SyncRing>>>,
 }
 
+/// A Shared ring node whose link needs no lock to read (`OnceLock::get`): tracing it takes
+/// none, so `collect_rings/sync_oncelock` measures the collector without `Mutex`'s two
+/// locked instructions a node (its `try_lock` and its release after the verdict).
+#[derive(reap::Trace)]
+struct OnceRing {
+    next: std::sync::OnceLock<reap::sync::Gc<OnceRing>>,
+}
+
 /// Builds `RINGS` garbage rings of 4 nodes of type `$ty` on `$heap`, each node holding the one
 /// before it in a cell made by `$new` (the first node's, reached by `$link`, is set to the
 /// last node after the loop).
@@ -351,6 +360,28 @@ fn collect_rings(c: &mut Criterion) {
     g.bench_function("sync", |b| {
         b.iter_batched(
             || rings!(sync, SyncRing, std::sync::Mutex::new, lock),
+            |()| assert_eq!(sync.collect(), 4 * RINGS),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("sync_oncelock", |b| {
+        b.iter_batched(
+            || {
+                for _ in 0..RINGS {
+                    let first = sync.alloc(OnceRing {
+                        next: std::sync::OnceLock::new(),
+                    });
+                    let mut last = first.clone();
+                    for _ in 0..3 {
+                        let n = sync.alloc(OnceRing {
+                            next: std::sync::OnceLock::new(),
+                        });
+                        let _ = n.next.set(last);
+                        last = n;
+                    }
+                    let _ = first.next.set(last);
+                }
+            },
             |()| assert_eq!(sync.collect(), 4 * RINGS),
             criterion::BatchSize::PerIteration,
         )

@@ -487,14 +487,17 @@ impl Drop for Leaky {
 /// The hold's give-back (`count::dec_hold`) frees an object with no read-modify-write when its
 /// load sees the hold as the last reference and no weak reference: whichever of the two
 /// threads goes last must free the zombie, once, and a weak reference made by the other thread
-/// must send the give-back down the counted path.
+/// must send the give-back down the counted path. The reclaim's own drops of handles to the
+/// garbage (the `Drop`'s link, as its fields drop) are deferred to the give-back
+/// (`GC_RECLAIM`); the other thread's are not.
 ///
 /// Invariants: both values are dropped once; the collection returns 2; the zombie is freed
 /// once, after the last of its handles (loom's leak tracking; a double free or a free under
 /// the other thread's handle fails the model's own checks or loom's); no deadlock. Two
-/// threads, at a preemption bound of 4 (99,211 executions; exhaustively it runs for more than
+/// threads, at a preemption bound of 4 (109,655 executions; exhaustively it runs for more than
 /// twenty minutes). Taking the fast path with a weak reference still there, or with a count
-/// of 2, fails it (loom reports the freed object's use).
+/// of 2, fails it (loom reports the freed object's use), and so does deferring the other
+/// thread's drop too (a leak).
 #[test]
 fn hold_given_back_against_a_zombies_last_handle_on_another_thread() {
     model_bounded(

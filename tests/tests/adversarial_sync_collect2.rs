@@ -879,6 +879,59 @@ fn zombie_sent_to_another_thread_races_the_holds_give_back() {
     });
 }
 
+/// A garbage node that counts its links' references as its `Drop` lets them go.
+struct Counter {
+    links: Mutex<Vec<Gc<Counter>>>,
+    seen: Arc<Mutex<Vec<usize>>>,
+}
+
+// SAFETY: visits the handles it owns.
+unsafe impl Trace for Counter {
+    fn trace(&self, t: &mut Tracer<'_>) {
+        self.links.trace(t);
+    }
+}
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        let mut links = std::mem::take(self.links.get_mut().unwrap());
+        while let Some(l) = links.pop() {
+            if let Some(other) = links.last() {
+                drop(l);
+                self.seen.lock().unwrap().push(Gc::strong_count(other));
+            }
+        }
+    }
+}
+
+/// `Gc::strong_count` read by a `Drop` during the reclaim counts the references the reclaim
+/// has dropped so far as gone, although their decrements are deferred to the hold's give-back
+/// (the count the reader sees is the collection's hold and the one handle left).
+#[test]
+fn strong_count_in_a_reclaims_drop_leaves_out_its_deferred_drops() {
+    within("strong count in reclaim", || {
+        let heap = Heap::new();
+        let seen: Arc<Mutex<Vec<usize>>> = Arc::default();
+        let mk = || {
+            heap.alloc(Counter {
+                links: Mutex::new(Vec::new()),
+                seen: seen.clone(),
+            })
+        };
+        let (x, y) = (mk(), mk());
+        // x holds y twice, y holds x once.
+        x.links.lock().unwrap().extend([y.clone(), y.clone()]);
+        y.links.lock().unwrap().push(x.clone());
+        assert_eq!(Gc::strong_count(&y), 3);
+        drop((x, y));
+        assert_eq!(heap.collect(), 2);
+        // x's `Drop` let one of its two handles to y go, then read y's count: the hold and the
+        // other handle.
+        assert_eq!(*seen.lock().unwrap(), vec![2]);
+        assert_eq!(heap.live_objects(), 0);
+    });
+}
+
 /// A finalizer makes a weak reference with a callback to its garbage peer and keeps it outside
 /// the garbage: pause 2 clears it, the callback runs once, after the restart.
 #[test]

@@ -27,6 +27,13 @@ pub(crate) const GC_GARBAGE: u8 = 2;
 /// from its referent). Set before the object is published, never changed: a bit here rather
 /// than a type-id comparison on every death.
 pub(crate) const GC_WEAKREF: u8 = 4;
+/// [`SharedHeader::gc_bits`]: final garbage of the collection whose reclaim is dropping values
+/// now. Set by the collecting thread as it marks the object `VALUE_DROPPED`, cleared as it
+/// gives back its hold. While the bit is set and `GcState::reclaimer` names this thread, its
+/// drops of handles to the object are counted in `local` (a merged object's is otherwise 0)
+/// instead of `counts`, and the give-back subtracts them with its own reference: the edges
+/// between garbage objects cost no read-modify-write each.
+pub(crate) const GC_RECLAIM: u8 = 8;
 
 /// Size of [`SharedHeader`]; the value starts this many bytes after the header.
 pub(crate) const SHARED_HEADER_SIZE: usize = std::mem::size_of::<SharedHeader>();
@@ -46,7 +53,10 @@ const _: () = assert!(SHARED_HEADER_SIZE == 32);
 ///   atomic operation, so "owner 0 ⇔ merged" holds at every instant.
 /// - `local` is the owner thread's count; only the owner reads or writes it (relaxed loads and
 ///   stores, no read-modify-write), except the merge that moves it into `counts`, which runs on
-///   the owner or, once the owner has exited, on the thread that found it gone.
+///   the owner or, once the owner has exited, on the thread that found it gone. A merged
+///   object's is 0, except while a reclaim drops the values of its garbage ([`GC_RECLAIM`]):
+///   then it counts the collecting thread's deferred drops, which the hold's give-back
+///   subtracts from `counts` (and zeroes) before it gives back the hold.
 /// - `meta` is the `&'static VTable` (low bit clear) or, once a weak reference was made to the
 ///   object, its weak-info block (low bit set, written under the referent's weak lock).
 /// - `flags` holds `Flags::HAS_FINALIZER`, `FINALIZED` and `VALUE_DROPPED`, written only by the
@@ -56,7 +66,9 @@ const _: () = assert!(SHARED_HEADER_SIZE == 32);
 ///   is published.
 /// - `gc_bits` holds [`GC_FROZEN`] (the object is in the permanent set, `sync::Heap::freeze`),
 ///   [`GC_GARBAGE`] (garbage of a running collection, held by it: the `gc` surface's walks
-///   skip it) and [`GC_WEAKREF`] (set before the object is published, never changed). Written
+///   skip it), [`GC_WEAKREF`] (set before the object is published, never changed) and
+///   [`GC_RECLAIM`] (final garbage whose values are being dropped: a plain load and store by
+///   the collecting thread, which holds the object, with the world running). Written
 ///   by the thread that holds the world stopped (a plain load and store), or by the collecting
 ///   thread with the world running (`GC_GARBAGE` cleared on survivors, a read-modify-write);
 ///   read by those threads. Relaxed accesses do.

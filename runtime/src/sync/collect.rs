@@ -39,7 +39,7 @@ use std::time::Duration;
 use hashbrown::HashMap;
 
 use crate::object::header::Flags;
-use crate::object::shared::{SharedHeader, GC_GARBAGE, GC_WEAKREF};
+use crate::object::shared::{SharedHeader, GC_GARBAGE, GC_RECLAIM, GC_WEAKREF};
 use crate::shim::Ordering::Relaxed;
 use crate::shim::{lock, Instant};
 use crate::sync::count;
@@ -384,6 +384,11 @@ fn collect_claimed(
     };
     // One pass: the holds, the marks, and whether the weak phase and the finalizers have
     // anything to do (some garbage is or has a weak reference; some has a finalizer not run).
+    // The garbage is poisoned in the same pass, on the guess that no finalizer is owed (the
+    // common case, where this is the final garbage; [`poison`]'s comment says why it must be
+    // done before any value is dropped): a second pass over memory the snapshot has evicted
+    // from the caches costs about as much as this one. If some finalizer is owed after all,
+    // the poison is taken off again before the world restarts ([`unpoison`]).
     let (mut weakly, mut finalizers) = (false, false);
     for &g in &garbage {
         // SAFETY: a candidate: allocated, and the world is stopped.
@@ -394,11 +399,18 @@ fn collect_claimed(
         let bits = o.gc_bits.load(Relaxed);
         // Hidden from the `gc` surface's walks until it is given back or freed. (A plain
         // store, as `set_gc_bit_stopped`'s: no garbage has the bit yet.)
-        o.gc_bits.store(bits | GC_GARBAGE, Relaxed);
+        o.gc_bits.store(bits | GC_GARBAGE | GC_RECLAIM, Relaxed);
         weakly |= bits & GC_WEAKREF != 0
             || o.meta.load(Relaxed).addr() & crate::object::header::META_WEAK_INFO != 0;
-        let flags = Flags::from_bits_retain(o.flags.load(Relaxed));
+        let flags = o.flags.load(Relaxed);
+        o.flags.store(flags | Flags::VALUE_DROPPED.bits(), Relaxed);
+        let flags = Flags::from_bits_retain(flags);
         finalizers |= flags.contains(Flags::HAS_FINALIZER) && !flags.contains(Flags::FINALIZED);
+    }
+    if finalizers {
+        // The finalizers run on values whole, and what they resurrect must not stay poisoned:
+        // pause 2 poisons what is still garbage.
+        unpoison(&garbage);
     }
     // The garbage is exactly what carries `GC_GARBAGE` now (set above; the bit is only
     // written with the world stopped or by this thread).
@@ -481,14 +493,14 @@ fn collect_claimed(
         }
         still
     } else {
-        poison(&garbage);
+        // Poisoned in pause 1.
         garbage
     };
     // The garbage's frees are not the program's: the count of allocations net of frees
     // leaves them out (or they would push the next collection back by as many objects).
     let before = s.allocs.swap(0, Relaxed);
     h.gc.note_survivors(survived(garbage.len()), everything);
-    let n = reclaim(h, s, garbage);
+    let n = reclaim(h, me, s, garbage);
     let after = s.allocs.swap(0, Relaxed);
     h.gc.young
         .fetch_add(before as isize + n as isize + after as isize, Relaxed);
@@ -945,11 +957,32 @@ fn run_finalizers(h: &HeapState, garbage: &[NonNull<SharedHeader>]) -> bool {
 
 /// Marks every object of the final garbage `VALUE_DROPPED` before any of their values is
 /// dropped: from now on a handle to one (a `Drop` may hand one out) panics on use rather
-/// than reach a value that is, or is about to be, dropped.
+/// than reach a value that is, or is about to be, dropped. Marks it [`GC_RECLAIM`] too: the
+/// reclaim's own drops of handles to it are deferred to its hold's give-back.
 fn poison(garbage: &[NonNull<SharedHeader>]) {
     for &g in garbage {
         // SAFETY: held, so allocated; no other thread can reach it.
-        unsafe { g.as_ref() }.set(Flags::VALUE_DROPPED);
+        let o = unsafe { g.as_ref() };
+        o.set(Flags::VALUE_DROPPED);
+        // A plain load and store: `gc_bits` is written only by this thread while the world
+        // runs (and by a thread holding it stopped, which this attached thread would be
+        // parked for).
+        o.gc_bits
+            .store(o.gc_bits.load(Relaxed) | GC_RECLAIM, Relaxed);
+    }
+}
+
+/// Undoes pause 1's [`poison`] of `garbage` when a finalizer is owed (the world stopped).
+fn unpoison(garbage: &[NonNull<SharedHeader>]) {
+    for &g in garbage {
+        // SAFETY: held, so allocated; the world is stopped.
+        let o = unsafe { g.as_ref() };
+        o.flags.store(
+            o.flags.load(Relaxed) & !Flags::VALUE_DROPPED.bits(),
+            Relaxed,
+        );
+        o.gc_bits
+            .store(o.gc_bits.load(Relaxed) & !GC_RECLAIM, Relaxed);
     }
 }
 
@@ -999,12 +1032,20 @@ fn release_holds(objs: &[NonNull<SharedHeader>]) {
     }
 }
 
-/// Reclaims the final garbage (world running, on the collecting thread; its weak references
-/// were cleared while the world was stopped): unlists garbage weak references, drops every
-/// value, then gives back the holds (freeing what that takes to zero; a weak reference a
-/// `Drop` made to garbage meanwhile is cleared when its referent is freed). Returns how many
-/// objects it reclaimed.
-fn reclaim(h: &HeapState, s: &ThreadState, garbage: Vec<NonNull<SharedHeader>>) -> usize {
+/// Reclaims the final garbage (world running, on the collecting thread `me`; its weak
+/// references were cleared while the world was stopped): unlists garbage weak references,
+/// drops every value, then gives back the holds (freeing what that takes to zero; a weak
+/// reference a `Drop` made to garbage meanwhile is cleared when its referent is freed).
+/// Returns how many objects it reclaimed.
+///
+/// While the values are dropped, this thread's drops of handles to the garbage (the edges
+/// between garbage objects, mostly) are deferred ([`GC_RECLAIM`], `GcState::reclaimer`): each
+/// give-back subtracts them with the hold. The deferral ends before the first give-back,
+/// whose death may run user code (a weak reference's callback) that drops handles too.
+fn reclaim(h: &HeapState, me: u32, s: &ThreadState, garbage: Vec<NonNull<SharedHeader>>) -> usize {
+    // A nested reclaim on this thread (a `Drop` collecting another heap) names its own heap's
+    // state; this heap's collection is not re-entered (one at a time).
+    h.gc.reclaimer.store(me, Relaxed);
     for &g in &garbage {
         // SAFETY: held, so allocated.
         let o = unsafe { g.as_ref() };
@@ -1019,6 +1060,7 @@ fn reclaim(h: &HeapState, s: &ThreadState, garbage: Vec<NonNull<SharedHeader>>) 
             h.report_panic(UnraisableKind::Drop, (vt.type_name)(), p);
         }
     }
+    h.gc.reclaimer.store(0, Relaxed);
     let n = garbage.len();
     // A count that reaches zero here frees the object (its value is dropped); one a `Drop`
     // kept a handle to lives on as a zombie until that handle goes.

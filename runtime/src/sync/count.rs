@@ -423,9 +423,11 @@ fn dec_merged(h: &SharedHeader, word: u64) -> Dec {
 }
 
 /// The decrement that gives back a collection's hold on an object of its final garbage
-/// (`heap::give_back_hold`): [`dec_merged`] without the dispatch. [`collector_hold`] merged
-/// the object, and the hold keeps it merged until this decrement (see [`dec_merged`]), on any
-/// thread and whatever a `Drop` did meanwhile.
+/// (`heap::give_back_hold`), with the `deferred` references the reclaiming thread dropped
+/// meanwhile (counted in `local`, now zeroed; see `object::shared::GC_RECLAIM`): one
+/// subtraction of them all, else [`dec_merged`]'s. [`collector_hold`] merged the object, and
+/// the hold keeps it merged until this decrement (see [`dec_merged`]), on any thread and
+/// whatever a `Drop` did meanwhile.
 ///
 /// Most garbage is given back as its only reference (the values that held it were dropped
 /// first) with no weak reference to it. Then no other thread can take a reference any more:
@@ -436,20 +438,32 @@ fn dec_merged(h: &SharedHeader, word: u64) -> Dec {
 /// the hold (all of them read-modify-writes of `counts`, `Release`), and a weak reference
 /// some thread made meanwhile (its block published before that decrement) is seen too.
 #[inline]
-pub(crate) fn dec_hold(h: &SharedHeader) -> Dec {
+pub(crate) fn dec_hold(h: &SharedHeader, deferred: u32) -> Dec {
     let word = load(h, Acquire);
+    // The hold and the deferred drops: references the count still holds.
+    let mine = 1 + deferred as i32;
     debug_assert!(
-        state_of(word) == MERGED && owner_of(word) == 0,
-        "reap: a held object not merged: {word:#x}"
+        state_of(word) == MERGED && owner_of(word) == 0 && count_of(word) >= mine,
+        "reap: a held object not merged, or below its hold: {word:#x}"
     );
-    if word == pack(0, 1, MERGED)
+    if word == pack(0, mine, MERGED)
         && h.meta.load(Relaxed).addr() & crate::object::header::META_WEAK_INFO == 0
     {
-        // The hold is the last reference and nothing can add one: the count is left at 1
-        // (the object is freed next, and nothing reads its header again).
+        // These are the last references and nothing can add one: the count is left as it
+        // is (the object is freed next, and nothing reads its header again).
         return Dec::Dead;
     }
-    dec_merged(h, word)
+    if mine == 1 {
+        return dec_merged(h, word);
+    }
+    let old = checked(h.counts.fetch_sub(mine as u64 * SHARED_ONE, Release));
+    if count_of(old) == mine {
+        Dec::Dead
+    } else {
+        // Still referenced: a zombie (its value dropped, so never a candidate again: no
+        // possible-root mark).
+        Dec::Alive
+    }
 }
 
 /// [`dec_shared`]'s step for a shared count of zero or less (never merged: a merged count is
@@ -673,6 +687,10 @@ pub(crate) fn strong_count(h: &SharedHeader) -> usize {
         let mut n = count_of(word) as i64;
         if state_of(word) != MERGED {
             n += local as i64;
+        } else {
+            // A merged object's `local` is 0, or the drops a reclaim deferred, which the
+            // count still holds.
+            n -= local as i64;
         }
         if state_of(word) == QUEUED {
             n -= 1;

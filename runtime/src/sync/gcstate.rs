@@ -104,6 +104,13 @@ pub(crate) struct GcState {
     pub(crate) collected: [AtomicU64; 3],
     /// The snapshot's memory, kept for the next collection (taken out while one runs).
     pub(crate) scratch: Mutex<Scratch>,
+    /// The id of the thread dropping the values of a collection's final garbage right now
+    /// (`sync::collect::reclaim`), 0 otherwise: its drops of handles to that garbage
+    /// ([`GC_RECLAIM`](crate::object::shared::GC_RECLAIM)) are deferred to the hold's
+    /// give-back (`heap::give_back_hold`). Written and compared by that thread only; another
+    /// thread reads 0 or an id not its own (a thread reads its own last write, or a later
+    /// one), so a std atomic even under loom.
+    pub(crate) reclaimer: std::sync::atomic::AtomicU32,
 }
 
 /// A candidate of a collection's snapshot (`sync::collect::Snapshot`): the object, its scratch
@@ -198,6 +205,7 @@ impl GcState {
             collections: Default::default(),
             collected: Default::default(),
             scratch: Mutex::new(Scratch::default()),
+            reclaimer: std::sync::atomic::AtomicU32::new(0),
         }
     }
 

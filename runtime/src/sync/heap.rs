@@ -5,7 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
 use crate::object::header::{Flags, META_WEAK_INFO};
-use crate::object::shared::{Gc, SharedHeader};
+use crate::object::shared::{Gc, SharedHeader, GC_RECLAIM};
 #[cfg(not(reap_loom))]
 use crate::object::vtable::vtable_of_shared;
 use crate::shim::{lock, Ordering::*};
@@ -324,6 +324,10 @@ unsafe fn dec_ref_foreign(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapS
         // SAFETY: the caller's reference.
         return unsafe { dec_ref_gated(obj) };
     }
+    if h.gc_bits.load(Relaxed) & GC_RECLAIM != 0 {
+        // SAFETY: the caller's reference; `cur` is the object's heap (checked above).
+        return unsafe { dec_ref_reclaiming(obj, me, &*cur) };
+    }
     // The common case, in one atomic operation (`Arc`'s drop), kept free of anything that
     // would need a stack frame.
     match count::dec_foreign_fast(h, word) {
@@ -332,6 +336,30 @@ unsafe fn dec_ref_foreign(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapS
         // SAFETY: as above.
         Err(word) => unsafe { dec_ref_foreign_slow(obj, me, word) },
     }
+}
+
+/// [`dec_ref_foreign`] of an object of a collection's final garbage whose values are being
+/// dropped ([`GC_RECLAIM`]): on the thread dropping them, the reference is counted in the
+/// object's `local` (0 for a merged object otherwise), which the hold's give-back subtracts;
+/// on any other thread (a `Drop` handed it a clone), the usual merged decrement.
+///
+/// # Safety
+/// As [`dec_ref`]; `heap` is the object's heap, this thread attached to it as `me`.
+#[cold]
+#[inline(never)]
+unsafe fn dec_ref_reclaiming(obj: NonNull<SharedHeader>, me: u32, heap: &HeapState) {
+    // SAFETY: the caller's reference keeps the object allocated.
+    let h = unsafe { obj.as_ref() };
+    if heap.gc.reclaimer.load(Relaxed) == me {
+        // The collection's hold keeps the object (and merged) until its give-back, which
+        // this thread runs after the last value is dropped: a plain increment of a field only
+        // this thread writes now.
+        h.local.store(h.local.load(Relaxed) + 1, Relaxed);
+        return;
+    }
+    let word = h.counts.load(Relaxed);
+    // SAFETY: the caller's reference.
+    unsafe { settle(obj, count::dec(h, me, word)) }
 }
 
 /// [`dec_ref_foreign`] past its one atomic step (a race, or a shared count at zero or below).
@@ -474,8 +502,17 @@ pub(crate) unsafe fn give_back_hold(obj: NonNull<SharedHeader>, state: NonNull<T
     // SAFETY: the collection's hold keeps the object allocated until it is given back here.
     let h = unsafe { obj.as_ref() };
     debug_assert!(h.has(Flags::VALUE_DROPPED));
+    // This thread's drops deferred by the reclaim go back with the hold, and the deferral
+    // ends for this object. Plain stores: this thread alone writes both fields now, and they
+    // come before the decrement that may let another thread free the object.
+    let deferred = h.local.load(Relaxed);
+    if deferred != 0 {
+        h.local.store(0, Relaxed);
+    }
+    h.gc_bits
+        .store(h.gc_bits.load(Relaxed) & !GC_RECLAIM, Relaxed);
     // Merged (the hold merged it, and keeps it so): one `fetch_sub`, whoever else holds it.
-    if count::dec_hold(h) == Dec::Dead {
+    if count::dec_hold(h, deferred) == Dec::Dead {
         // Every other thread's use of the object happened before its last reference went
         // (an acquire load rather than a fence, as in `destroy`).
         let _ = h.counts.load(Acquire);
