@@ -1044,8 +1044,12 @@ fn release_holds(objs: &[NonNull<SharedHeader>]) {
 /// whose death may run user code (a weak reference's callback) that drops handles too.
 fn reclaim(h: &HeapState, me: u32, s: &ThreadState, garbage: Vec<NonNull<SharedHeader>>) -> usize {
     // A nested reclaim on this thread (a `Drop` collecting another heap) names its own heap's
-    // state; this heap's collection is not re-entered (one at a time).
-    h.gc.reclaimer.store(me, Relaxed);
+    // state; this heap's collection is not re-entered (one at a time). A thread collecting
+    // inside another heap's detached section has the id `NO_OWNER`, which every thread in such
+    // a section shares: it defers nothing (a review found that another detached thread's drops
+    // were taken as its own: a leak, and a free not ordered after that thread's reads).
+    h.gc.reclaimer
+        .store(if me == count::NO_OWNER { 0 } else { me }, Relaxed);
     for &g in &garbage {
         // SAFETY: held, so allocated.
         let o = unsafe { g.as_ref() };

@@ -105,7 +105,8 @@ pub(crate) struct GcState {
     /// The snapshot's memory, kept for the next collection (taken out while one runs).
     pub(crate) scratch: Mutex<Scratch>,
     /// The id of the thread dropping the values of a collection's final garbage right now
-    /// (`sync::collect::reclaim`), 0 otherwise: its drops of handles to that garbage
+    /// (`sync::collect::reclaim`), 0 otherwise (and when that thread's id is `NO_OWNER`, which
+    /// all threads in a detached section share): its drops of handles to that garbage
     /// ([`GC_RECLAIM`](crate::object::shared::GC_RECLAIM)) are deferred to the hold's
     /// give-back (`heap::give_back_hold`). Written and compared by that thread only; another
     /// thread reads 0 or an id not its own (a thread reads its own last write, or a later

@@ -350,7 +350,10 @@ unsafe fn dec_ref_foreign(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapS
 unsafe fn dec_ref_reclaiming(obj: NonNull<SharedHeader>, me: u32, heap: &HeapState) {
     // SAFETY: the caller's reference keeps the object allocated.
     let h = unsafe { obj.as_ref() };
+    // `reclaimer` is never `NO_OWNER` (`collect::reclaim`), the id every thread in a detached
+    // section has: only the reclaiming thread itself matches.
     if heap.gc.reclaimer.load(Relaxed) == me {
+        debug_assert_ne!(me, NO_OWNER);
         // The collection's hold keeps the object (and merged) until its give-back, which
         // this thread runs after the last value is dropped: a plain increment of a field only
         // this thread writes now.
