@@ -24,7 +24,9 @@
 //! - a merged object's shared count is its whole count, and the operation that takes it to 0
 //!   starts the death; nothing writes to the header after publishing a merged count (the
 //!   owner's `local` is zeroed *before* the merge is published), since another thread may
-//!   then free the object at any moment;
+//!   then free the object at any moment, except a collection on the final garbage it holds
+//!   (its marks, and the reclaim's deferred drops in `local`): the hold keeps the object
+//!   until its give-back, whose decrement comes after those writes;
 //! - an object is queued at most once (`QUEUED` is left only by the merge);
 //! - a weak upgrade is a try-increment that refuses a merged zero ([`try_inc`]);
 //! - a count that would overflow aborts (panics in a loom build, so models can reach it).
