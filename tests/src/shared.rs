@@ -195,6 +195,20 @@ pub fn hooked(heap: &Heap) -> Reports {
 pub const WATCHDOG: std::time::Duration =
     std::time::Duration::from_secs(if cfg!(miri) { 3600 } else { 30 });
 
+/// `heap.live_objects()` once the threads that used the heap have finished leaving it (their
+/// exits may merge and free objects): waits up to five seconds for 0, and returns the last read.
+pub fn settled_live(heap: &Heap) -> usize {
+    let start = std::time::Instant::now();
+    loop {
+        heap.safepoint();
+        let live = heap.live_objects();
+        if live == 0 || start.elapsed() > std::time::Duration::from_secs(5) {
+            return live;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// Runs `f` on a fresh thread and returns its result; fails the test if it has not finished
 /// within [`WATCHDOG`] (the thread is then left behind, blocked).
 pub fn within<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {

@@ -24,24 +24,7 @@ use std::thread;
 
 use reap::sync::{Gc, Heap, Weak};
 use reap::Trace;
-use reap_tests::shared::{fin_with, merged, reps, set_fin, within, Fin, Log};
-
-/// `heap.live_objects()` once the threads that used the heap have finished leaving it. A
-/// thread `thread::scope` has joined may still be running its thread-local destructors, where
-/// it leaves the heap and merges what other threads queued to it, which may free objects
-/// (the count is exact at each step of the leaving, but those frees happen meanwhile); so
-/// this waits (up to a few seconds) for the count to reach 0 and returns the last value read.
-fn settled_live(heap: &Heap) -> usize {
-    let start = std::time::Instant::now();
-    loop {
-        heap.safepoint();
-        let live = heap.live_objects();
-        if live == 0 || start.elapsed() > std::time::Duration::from_secs(5) {
-            return live;
-        }
-        thread::yield_now();
-    }
-}
+use reap_tests::shared::{fin_with, merged, reps, set_fin, settled_live, within, Fin, Log};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.

@@ -22,21 +22,7 @@ use std::thread;
 
 use reap::sync::{Gc, Heap, Weak};
 use reap::{Trace, Tracer};
-use reap_tests::shared::{fin_with, set_fin, within, Fin, Log};
-
-/// `heap.live_objects()` once the threads that used the heap have finished leaving it (their
-/// exits may merge and free objects): waits up to a few seconds for 0, returns the last read.
-fn settled_live(heap: &Heap) -> usize {
-    let start = std::time::Instant::now();
-    loop {
-        heap.safepoint();
-        let live = heap.live_objects();
-        if live == 0 || start.elapsed() > std::time::Duration::from_secs(5) {
-            return live;
-        }
-        thread::yield_now();
-    }
-}
+use reap_tests::shared::{fin_with, set_fin, settled_live, within, Fin, Log};
 
 /// What a [`Node`]'s `Drop` runs, given the handles the node held (before they are dropped).
 type Action = Box<dyn FnOnce(&[Gc<Node>]) + Send>;

@@ -11,22 +11,9 @@ use std::thread;
 
 use reap::sync::{Finalize, Gc, Heap, Weak};
 use reap::Trace;
+use reap_tests::shared::settled_live;
 
 const N: usize = if cfg!(miri) { 6 } else { 2000 };
-
-/// `heap.live_objects()` once the threads that used the heap have finished leaving it (their
-/// exits may merge and free objects): waits up to a few seconds for 0, returns the last read.
-fn settled_live(heap: &Heap) -> usize {
-    let start = std::time::Instant::now();
-    loop {
-        heap.safepoint();
-        let live = heap.live_objects();
-        if live == 0 || start.elapsed() > std::time::Duration::from_secs(5) {
-            return live;
-        }
-        thread::yield_now();
-    }
-}
 
 /// Weak reference and referent, both made detached (block from the global allocator), last
 /// handles dropped at once on two threads.
