@@ -12,7 +12,10 @@
 //!   the foreign path: a foreign clone + drop that never takes the shared count below zero
 //!   neither looks at the owner nor queues to it. `sync_owner_exited` is on a thread attached
 //!   to the heap (an interpreter's threads are); `sync_owner_exited_unattached` on one that is
-//!   not, whose operations go through the heap's gate (issue 13's stop-the-world).
+//!   not, whose operations go through the heap's gate (issue 13's stop-the-world);
+//!   `sync_merged` on an object made in a detached section, merged (owned by no thread), whose
+//!   drop is one `fetch_sub` with no load before it (an unmerged object's is a
+//!   compare-and-swap from a load).
 //! - `binary_trees`: build and drop one complete binary tree of depth 16 (131,071 nodes, each
 //!   two `Option<Handle<Node>>`), GCBench's shape as in `refcount.rs`. Local mode is measured
 //!   with its cycle collector on (the default) and off (Shared mode collects cycles only when
@@ -86,6 +89,9 @@ fn clone_drop_foreign(c: &mut Criterion) {
     g.bench_function("sync_owner_exited_unattached", |b| b.iter(|| churn(&sync)));
     sync_heap.safepoint();
     g.bench_function("sync_owner_exited", |b| b.iter(|| churn(&sync)));
+    // Made in a detached section: merged, owned by no thread (each drop one `fetch_sub`).
+    let merged = sync_heap.detached(|| sync_heap.alloc(5_u64));
+    g.bench_function("sync_merged", |b| b.iter(|| churn(&merged)));
     let arc = on_other_thread(|| Arc::new(5_u64));
     g.bench_function("arc", |b| b.iter(|| churn(&arc)));
     let dumpster = on_other_thread(|| dumpster::sync::Gc::new(5_u64));

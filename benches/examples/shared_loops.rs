@@ -316,9 +316,18 @@ fn main() {
             }
             drop(roots);
         }
+        "sync-foreign-merged" => {
+            // Allocated in a detached section (merged, owned by no thread), then cloned and
+            // dropped by this attached thread: each operation one `fetch_add` / `fetch_sub`.
+            let heap = reap::sync::Heap::new();
+            heap.safepoint();
+            let o = heap.detached(|| heap.alloc(5_u64));
+            foreign_churn(&o, n);
+        }
         "sync-foreign" => {
-            // Allocated by a thread that has exited (the object is merged), then cloned and
-            // dropped by this attached thread: every operation is on the shared count.
+            // Allocated by a thread that has exited (the object keeps its id, unmerged), then
+            // cloned and dropped by this attached thread: every operation is on the shared
+            // count, the drop a compare-and-swap.
             let heap = reap::sync::Heap::new();
             let h = heap.clone();
             let o = std::thread::spawn(move || h.alloc(5_u64)).join().unwrap();

@@ -49,8 +49,8 @@ fn clone_drop_three_threads_and_upgrade() {
 /// and its own, taking its local count to zero, while the foreign thread drops the handle the
 /// owner had counted. Either the foreign drop comes first (the shared word is then zero and
 /// the owner frees at once) or the owner merges and the foreign drop of the merged count
-/// frees. "owner 0 ⇔ merged" is checked by the runtime at every load of the counts (debug
-/// assertions); one deallocation.
+/// frees. "merged ⇒ owner 0" is checked by the runtime at every acquire load of the counts
+/// (debug assertions); one deallocation.
 #[test]
 fn owner_zero_against_foreign_decrement() {
     model("owner_zero_against_foreign_decrement", || {

@@ -3,7 +3,7 @@
 //! `sync::handle`).
 //!
 //! ```text
-//!  [pad][ SharedHeader: heap (8), counts (8), meta (8), local (4), flags (1), in_slab (1), gc_bits (1), possible (1) ][ value ]
+//!  [pad][ SharedHeader: heap (8), counts (4), owner (4), meta (8), local (4), flags (1), in_slab (1), gc_bits (1), possible (1) ][ value ]
 //! ```
 //!
 //! The last 16 bytes are Local mode's `Header` with atomics for cells (`meta`, then the count
@@ -17,7 +17,7 @@ use std::ptr::NonNull;
 
 use crate::object::handle::raw_handle_methods;
 use crate::object::header::Flags;
-use crate::shim::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use crate::shim::{AtomicPtr, AtomicU32, AtomicU8, Ordering};
 
 /// [`SharedHeader::gc_bits`]: in the permanent set.
 pub(crate) const GC_FROZEN: u8 = 1;
@@ -46,11 +46,15 @@ const _: () = assert!(SHARED_HEADER_SIZE == 32);
 /// Invariants (the counting protocol is `sync::count`'s; see docs/ARCHITECTURE.md):
 /// - `heap` points at the object's heap state, which outlives the object (each live object
 ///   holds one of the heap's references, `sync::heap`).
-/// - `counts` packs the shared word (high 32 bits: a signed count of references other threads
-///   took or dropped, shifted left by 2, and a 2-bit state) and the owner thread's id (low 32
-///   bits; 0 once merged). The count on top lets a foreign increment be one `fetch_add` (a
-///   carry out of a negative count leaves the word). Owner and state change together in one
-///   atomic operation, so "owner 0 ⇔ merged" holds at every instant.
+/// - `counts` is the shared word: a signed count of references other threads took or
+///   dropped, shifted left by 2, and a 2-bit state. The count on top lets a foreign increment
+///   be one `fetch_add` and a foreign decrement one `fetch_sub` (a carry out of a negative
+///   count leaves the word).
+/// - `owner` is the owner thread's id, 0 once merged: a merge stores 0 here before it
+///   publishes the merged state, so "merged ⇒ owner 0" holds at every instant, and a thread
+///   finds its own id here only while it owns the object unmerged. Apart from `counts` so
+///   that the ownership test does not load the bytes the thread's last atomic operation on
+///   `counts` wrote (on x86 that load waits for the locked instruction to drain).
 /// - `local` is the owner thread's count; only the owner reads or writes it (relaxed loads and
 ///   stores, no read-modify-write), except the merge that moves it into `counts`, which runs on
 ///   the owner or, once the owner has exited, on the thread that found it gone. A merged
@@ -84,7 +88,8 @@ const _: () = assert!(SHARED_HEADER_SIZE == 32);
 #[repr(C)]
 pub(crate) struct SharedHeader {
     pub(crate) heap: NonNull<()>,
-    pub(crate) counts: AtomicU64,
+    pub(crate) counts: AtomicU32,
+    pub(crate) owner: AtomicU32,
     pub(crate) meta: AtomicPtr<()>,
     pub(crate) local: AtomicU32,
     pub(crate) flags: AtomicU8,
@@ -164,6 +169,18 @@ impl SharedHeader {
     #[inline]
     pub(crate) fn note_drop(&self) {
         self.possible.store(1, Ordering::Relaxed);
+    }
+
+    /// [`note_drop`](Self::note_drop) before a read-modify-write: a store only when the mark
+    /// is not set already, as a store just before a locked instruction makes it wait for the
+    /// store to drain. A load that finds the mark set finds one no collection has cleared
+    /// since: the stop's handshake orders the collector's clearing before this thread's next
+    /// access, as it does for the store.
+    #[inline]
+    pub(crate) fn note_drop_before_rmw(&self) {
+        if self.possible.load(Ordering::Relaxed) == 0 {
+            self.possible.store(1, Ordering::Relaxed);
+        }
     }
 
     /// Whether the object is marked a possible root.

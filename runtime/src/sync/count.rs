@@ -4,29 +4,44 @@
 //! says what the caller must do next (nothing, queue the object to its owner, or run its
 //! death), and `sync::heap` / `sync::thread` do it.
 //!
-//! The words (see [`SharedHeader`]): `local` (the owner's count) and `counts` = the shared word
-//! (high half: a signed count of other threads' references shifted left by [`SHIFT`], and a state
-//! in its low two bits) and the owner id (low half):
+//! The fields (see [`SharedHeader`]): `owner` (the owner thread's id, 0 once the object is
+//! merged), `local` (the owner's count) and `counts`, the shared word: a signed count of other
+//! threads' references shifted left by [`SHIFT`], and a state in its low two bits:
 //!
 //! ```text
-//!  63                                34 33   32 31                                 0
-//! [ shared count (signed, 30 bits)     | state | owner id (0 once merged)           ]
+//!  31                                       2 1     0
+//! [ shared count (signed, 30 bits)           | state ]
 //! ```
 //!
-//! The shared count is the top of the word so that a foreign increment can be one `fetch_add`:
-//! adding to a negative count carries out of bit 63 and is lost, never reaching the state or
-//! the owner (see [`inc_shared`]). The object's true count is `local + shared count`, minus one
-//! while it is [`QUEUED`] (the queue holds the reference whose drop would have taken the shared
-//! count below zero).
+//! The shared count is the top of the word so that a foreign increment can be one `fetch_add`
+//! and a merged object's decrement one `fetch_sub`: adding to a negative count carries out of
+//! bit 31 and is lost, never reaching the state (see [`inc_shared`]). The object's true count is
+//! `local + shared count`, minus one while it is [`QUEUED`] (the queue holds the reference
+//! whose drop would have taken the shared count below zero).
+//!
+//! The owner id has a word of its own, apart from the shared count, so that deciding who owns
+//! the object never reads the word the last atomic operation wrote: on x86 a load of the
+//! bytes a locked instruction just wrote waits for it to drain (about as long as the locked
+//! instruction itself), and a load of other bytes does not.
 //!
 //! Invariants, asserted in debug builds:
-//! - owner 0 ⇔ state [`MERGED`] (they change together, in one atomic operation on `counts`);
+//! - merged ⇒ `owner` 0: a thread that merges stores 0 into `owner` *before* it publishes the
+//!   merged state; so `owner` names thread `t` only while `t` owns the object unmerged, and
+//!   only `t` ever writes its own id there (at the allocation, or the resurrection, of an
+//!   object nobody else can reach). Thread `t` reading its own id in `owner` is thus the
+//!   whole ownership test, with no ordering needed; `owner` 0 with an unmerged state is a
+//!   merge in progress on some thread;
 //! - a merged object's shared count is its whole count, and the operation that takes it to 0
 //!   starts the death; nothing writes to the header after publishing a merged count (the
-//!   owner's `local` is zeroed *before* the merge is published), since another thread may
-//!   then free the object at any moment, except a collection on the final garbage it holds
-//!   (its marks, and the reclaim's deferred drops in `local`): the hold keeps the object
-//!   until its give-back, whose decrement comes after those writes;
+//!   owner's `local` and `owner` are zeroed *before* the merge is published), since another
+//!   thread may then free the object at any moment, except a collection on the final garbage
+//!   it holds (its marks, and the reclaim's deferred drops in `local`): the hold keeps the
+//!   object until its give-back, whose decrement comes after those writes;
+//! - a negative shared count is queued (the decrement that takes it below zero queues the
+//!   object in the same compare-and-swap);
+//! - `owner` 0 on an unmerged object (a merge announced, not yet published) only while the
+//!   object is queued or every reference to it is counted in the shared count, so that a
+//!   decrement that reads the 0 can be one `fetch_sub` ([`dec_disowned`]);
 //! - an object is queued at most once (`QUEUED` is left only by the merge);
 //! - a weak upgrade is a try-increment that refuses a merged zero ([`try_inc`]);
 //! - a count that would overflow aborts (panics in a loom build, so models can reach it).
@@ -47,15 +62,13 @@ pub(crate) const QUEUED: u32 = 2;
 /// Owner gone (owner 0): the shared count is the whole count.
 pub(crate) const MERGED: u32 = 3;
 
-/// Where the shared word starts in `counts` (it is the high half).
-const SHARED_AT: u32 = 32;
-/// One reference of the shared count, as a `counts` word: what a foreign increment adds.
-const SHARED_ONE: u64 = 1 << (SHARED_AT + SHIFT);
+/// One reference of the shared count, as a shared word: what a foreign increment adds.
+const SHARED_ONE: u32 = 1 << SHIFT;
 
 /// The largest count either half may reach before the protocol aborts. Small in loom builds
 /// so that a model can spill and overflow in a few steps. The shared count's field holds
-/// −2^29 ..= 2^29 − 1: the headroom above `SHARED_MAX` is what lets [`inc_shared`] check after
-/// its `fetch_add` rather than before.
+/// −2^29 ..= 2^29 − 1: the headroom beyond `±SHARED_MAX` is what lets [`inc_shared`] and
+/// [`dec_shared`] check after their read-modify-write rather than before.
 #[cfg(not(reap_loom))]
 pub(crate) const SHARED_MAX: i32 = 1 << 28;
 #[cfg(reap_loom)]
@@ -69,56 +82,52 @@ pub(crate) const LOCAL_MAX: u32 = 3;
 /// The owner id of a thread that has none (not yet attached, or exited): never an object's owner.
 pub(crate) const NO_OWNER: u32 = u32::MAX;
 
-/// The owner half of `counts` (the low 32 bits).
+/// The state of a shared word (its low two bits).
 #[inline]
-pub(crate) fn owner_of(word: u64) -> u32 {
-    word as u32
+pub(crate) fn state_of(word: u32) -> u32 {
+    word & STATE_MASK
 }
 
-/// The shared word of `counts` (the high 32 bits).
+/// The signed shared count of a shared word (the top 30 bits, sign-extended).
 #[inline]
-fn shared_of(word: u64) -> u32 {
-    (word >> SHARED_AT) as u32
+pub(crate) fn count_of(word: u32) -> i32 {
+    (word as i32) >> SHIFT
 }
 
-/// The state of a `counts` word (the low two bits of its shared word).
+/// A shared word: `count << SHIFT | state`.
 #[inline]
-pub(crate) fn state_of(word: u64) -> u32 {
-    shared_of(word) & STATE_MASK
-}
-
-/// The signed shared count of a `counts` word (the top 30 bits, sign-extended).
-#[inline]
-pub(crate) fn count_of(word: u64) -> i32 {
-    (shared_of(word) as i32) >> SHIFT
-}
-
-/// A `counts` word: the shared word (`count << SHIFT | state`) in the high half, the owner in
-/// the low half.
-#[inline]
-pub(crate) fn pack(owner: u32, count: i32, state: u32) -> u64 {
+pub(crate) fn pack(count: i32, state: u32) -> u32 {
     debug_assert!(state <= STATE_MASK);
-    debug_assert!(
-        (owner == 0) == (state == MERGED),
-        "reap: owner 0 ⇔ merged broken (owner {owner}, state {state})"
-    );
-    (((((count << SHIFT) as u32) | state) as u64) << SHARED_AT) | owner as u64
+    ((count << SHIFT) as u32) | state
 }
 
-/// Checks (in debug builds) the invariant "owner 0 ⇔ merged" on a `counts` word just read.
+/// Loads the shared word. An `Acquire` load that sees the object merged has synchronised with
+/// the merge, which zeroed `owner` first: checked in debug builds ("merged ⇒ owner 0").
 #[inline]
-fn checked(word: u64) -> u64 {
-    debug_assert!(
-        (owner_of(word) == 0) == (state_of(word) == MERGED),
-        "reap: owner 0 ⇔ merged broken ({word:#x})"
-    );
+fn load(h: &SharedHeader, order: crate::shim::Ordering) -> u32 {
+    let word = h.counts.load(order);
+    #[cfg(debug_assertions)]
+    if matches!(order, Acquire) && state_of(word) == MERGED {
+        debug_assert_eq!(
+            h.owner.load(Relaxed),
+            0,
+            "reap: merged ⇒ owner 0 broken ({word:#x})"
+        );
+    }
     word
 }
 
-/// Loads `counts`, checking (in debug builds) the invariant "owner 0 ⇔ merged" on what it read.
+/// Whether thread `me` owns the object (unmerged): the one load that decides between the
+/// owner's plain paths and everyone else's atomic ones (module invariants).
 #[inline]
-fn load(h: &SharedHeader, order: crate::shim::Ordering) -> u64 {
-    checked(h.counts.load(order))
+pub(crate) fn owned_by(h: &SharedHeader, me: u32) -> bool {
+    h.owner.load(Relaxed) == me
+}
+
+/// Stores "merged" into `owner` before a merge is published (module invariants).
+#[inline]
+fn disown(h: &SharedHeader) {
+    h.owner.store(0, Relaxed);
 }
 
 /// What a decrement leaves the caller to do.
@@ -134,12 +143,13 @@ pub(crate) enum Dec {
     Queue(u32),
 }
 
-/// The counts of a new object owned by thread `owner` (or merged, with owner 0).
-pub(crate) fn initial(owner: u32) -> (u64, u32) {
+/// The initial `(owner, counts, local)` of a new object owned by thread `owner` (or merged,
+/// with owner 0).
+pub(crate) fn initial(owner: u32) -> (u32, u32, u32) {
     if owner == 0 || owner == NO_OWNER {
-        (pack(0, 1, MERGED), 0)
+        (0, pack(1, MERGED), 0)
     } else {
-        (pack(owner, 0, INIT), 1)
+        (owner, pack(0, INIT), 1)
     }
 }
 
@@ -156,12 +166,7 @@ fn overflow() -> ! {
 /// Adds one reference, by thread `me`.
 #[inline]
 pub(crate) fn inc(h: &SharedHeader, me: u32) {
-    let word = load(h, Relaxed);
-    if owner_of(word) == me {
-        let l = h.local.load(Relaxed);
-        debug_assert!(l > 0, "reap: owner increment of a dead object");
-        inc_local(h, word, l);
-    } else {
+    if !inc_if_owner(h, me) {
         inc_shared(h);
     }
 }
@@ -170,47 +175,48 @@ pub(crate) fn inc(h: &SharedHeader, me: u32) {
 /// before it looks at the object's heap.
 #[inline]
 pub(crate) fn inc_if_owner(h: &SharedHeader, me: u32) -> bool {
-    let word = load(h, Relaxed);
-    if owner_of(word) != me {
+    if !owned_by(h, me) {
         return false;
     }
     let l = h.local.load(Relaxed);
     debug_assert!(l > 0, "reap: owner increment of a dead object");
-    inc_local(h, word, l);
+    inc_local(h, l);
     true
 }
 
-/// The owner's increment of its count `l` (just read from `local`; `word` is the caller's load
-/// of `counts`): a plain store, or a spill at [`LOCAL_MAX`].
+/// The owner's increment of its count `l` (just read from `local`): a plain store, or a spill
+/// at [`LOCAL_MAX`].
 #[inline]
-fn inc_local(h: &SharedHeader, word: u64, l: u32) {
+fn inc_local(h: &SharedHeader, l: u32) {
     if l < LOCAL_MAX {
         h.local.store(l + 1, Relaxed);
     } else {
-        spill(h, word);
+        spill(h);
     }
 }
 
-/// A non-owner's increment of the shared count: one `fetch_add` on the whole word, as `Arc`'s.
+/// A non-owner's increment of the shared count: one `fetch_add` on the shared word, as `Arc`'s.
 ///
-/// The shared count is the top 30 bits of `counts`, so the addition never reaches the state or
-/// the owner: while the object is queued the count may be negative, and adding one to −1 carries
-/// out of bit 63, where it is lost (the count becomes 0, the low 34 bits are untouched).
+/// The shared count is the top 30 bits of the word, so the addition never reaches the state:
+/// while the object is queued the count may be negative, and adding one to −1 carries out of
+/// bit 31, where it is lost (the count becomes 0, the state bits are untouched).
 ///
 /// The overflow check reads the *old* count, after the addition. Why the count cannot wrap
 /// past 2^29 − 1 (into negative) before some increment sees the limit: every other operation
 /// that raises the count ([`spill`], [`merge`], [`try_inc`]) is a CAS that refuses to publish
-/// more than [`SHARED_MAX`], and decrements only lower it; so the count exceeds `SHARED_MAX` only
-/// through increments here whose old count was already `>= SHARED_MAX`, and each of those is
-/// followed on its thread by [`overflow_inc`], which withdraws it and never returns (abort; a
-/// panic in loom builds). A thread thus has at most one such increment outstanding, and the
-/// count never exceeds `SHARED_MAX + T`, with `T` the number of threads alive at once. Wrapping
-/// needs `T >= 2^29 − 2^28 = 2^28`: the bound relied on is that a process never runs 2^28
-/// (about 268 million) threads at once (Linux caps thread ids below 2^22, `PID_MAX_LIMIT`, and
-/// each thread needs a stack); `Arc` makes the same argument with `isize::MAX` of headroom.
+/// more than [`SHARED_MAX`], the one that may raise it in a decrement's repair ([`dec_shared`])
+/// undoes that decrement's own subtraction, and decrements only lower it; so the count exceeds
+/// `SHARED_MAX` only through increments here whose old count was already `>= SHARED_MAX`, and
+/// each of those is followed on its thread by [`overflow_inc`], which withdraws it and never
+/// returns (abort; a panic in loom builds). A thread thus has at most one such increment
+/// outstanding, and the count never exceeds `SHARED_MAX + T`, with `T` the number of threads
+/// alive at once. Wrapping needs `T >= 2^29 − 2^28 = 2^28`: the bound relied on is that a
+/// process never runs 2^28 (about 268 million) threads at once (Linux caps thread ids below
+/// 2^22, `PID_MAX_LIMIT`, and each thread needs a stack); `Arc` makes the same argument with
+/// `isize::MAX` of headroom. The same holds below `-SHARED_MAX` for [`dec_shared`].
 #[inline]
 pub(crate) fn inc_shared(h: &SharedHeader) {
-    let old = checked(h.counts.fetch_add(SHARED_ONE, Relaxed));
+    let old = h.counts.fetch_add(SHARED_ONE, Relaxed);
     if count_of(old) >= SHARED_MAX {
         overflow_inc(h);
     }
@@ -226,16 +232,17 @@ fn overflow_inc(h: &SharedHeader) -> ! {
 }
 
 /// The owner's count is at [`LOCAL_MAX`]: move half of it into the shared count (the total is
-/// unchanged), then add the new reference locally. `word` is the caller's load of `counts`.
+/// unchanged), then add the new reference locally.
 #[cold]
-fn spill(h: &SharedHeader, mut word: u64) {
+fn spill(h: &SharedHeader) {
     let half = LOCAL_MAX / 2;
+    let mut word = load(h, Relaxed);
     loop {
         let count = count_of(word) + half as i32;
         if count > SHARED_MAX {
             overflow();
         }
-        let new = pack(owner_of(word), count, state_of(word));
+        let new = pack(count, state_of(word));
         match h.counts.compare_exchange_weak(word, new, Relaxed, Relaxed) {
             Ok(_) => break,
             Err(w) => word = w,
@@ -245,35 +252,45 @@ fn spill(h: &SharedHeader, mut word: u64) {
     h.local.store(l - half + 1, Relaxed);
 }
 
-/// The common decrement, inlined at every drop: the owner's, leaving its count above zero (a
-/// load and a store). `None` when done; otherwise `Some(word)`, this load of `counts`, for
-/// [`dec`] to finish with.
-#[inline]
-pub(crate) fn dec_fast(h: &SharedHeader, me: u32) -> Option<u64> {
-    let word = load(h, Relaxed);
-    if owner_of(word) == me {
-        let l = h.local.load(Relaxed);
-        if l > 1 {
-            h.local.store(l - 1, Relaxed);
-            // The owner's count, still above zero, keeps the object (only the owner changes it).
-            h.note_drop();
-            return None;
-        }
-    }
-    Some(word)
+/// Who must finish a decrement that [`dec_fast`] did not.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Rest {
+    /// Done: the owner's count is still above zero.
+    Done,
+    /// The owner's last local reference: [`dec_owner`].
+    Owner,
+    /// Another thread's reference: [`dec_shared`] (or the gate, when not attached).
+    Foreign,
 }
 
-/// Drops one reference, by thread `me` (`word`: the caller's load of `counts`).
+/// The common decrement, inlined at every drop: the owner's, leaving its count above zero (a
+/// load and a store).
 #[inline]
-pub(crate) fn dec(h: &SharedHeader, me: u32, word: u64) -> Dec {
-    if owner_of(word) == me {
+pub(crate) fn dec_fast(h: &SharedHeader, me: u32) -> Rest {
+    if !owned_by(h, me) {
+        return Rest::Foreign;
+    }
+    let l = h.local.load(Relaxed);
+    if l > 1 {
+        h.local.store(l - 1, Relaxed);
+        // The owner's count, still above zero, keeps the object (only the owner changes it).
+        h.note_drop();
+        return Rest::Done;
+    }
+    Rest::Owner
+}
+
+/// Drops one reference, by thread `me`.
+#[inline]
+pub(crate) fn dec(h: &SharedHeader, me: u32) -> Dec {
+    if owned_by(h, me) {
         dec_owner(h)
     } else {
-        dec_shared(h, word)
+        dec_shared(h)
     }
 }
 
-/// [`dec`] by the object's owner (the caller has just read `counts` naming it).
+/// [`dec`] by the object's owner (the caller has just read `owner` naming it).
 #[inline]
 pub(crate) fn dec_owner(h: &SharedHeader) -> Dec {
     let l = h.local.load(Relaxed) - 1;
@@ -288,11 +305,11 @@ pub(crate) fn dec_owner(h: &SharedHeader) -> Dec {
 
 /// The owner's count reached zero (CPython's `_Py_MergeZeroLocalRefcount`). If the shared word
 /// is all zero (never shared, no weak reference, not queued) the object dies at once; otherwise
-/// ownership is given up (owner 0, state merged, in one step) and the shared count decides.
+/// ownership is given up (owner 0, then state merged) and the shared count decides.
 #[inline]
 pub(crate) fn merge_zero_local(h: &SharedHeader) -> Dec {
     let word = load(h, Acquire);
-    if shared_of(word) == 0 {
+    if word == 0 {
         debug_assert!(
             h.meta.load(Relaxed).addr() & crate::object::header::META_WEAK_INFO == 0,
             "reap: a weakly referenced object took the fast death"
@@ -303,11 +320,14 @@ pub(crate) fn merge_zero_local(h: &SharedHeader) -> Dec {
 }
 
 /// [`merge_zero_local`] for an object other threads counted, queued or weakly reference
-/// (`word`: a load of `counts` whose shared half is not zero).
+/// (`word`: a load of the shared word, not zero).
 #[cold]
-fn give_up_ownership(h: &SharedHeader, mut word: u64) -> Dec {
+fn give_up_ownership(h: &SharedHeader, mut word: u32) -> Dec {
+    // Before the merge is published (module invariants). Another thread reading 0 here only
+    // learns that it is not the owner, which it was not.
+    disown(h);
     loop {
-        if shared_of(word) == 0 {
+        if word == 0 {
             return Dec::Dead;
         }
         // A queued object can get here too: the owner dropped references that other threads
@@ -318,7 +338,11 @@ fn give_up_ownership(h: &SharedHeader, mut word: u64) -> Dec {
             state_of(word) != QUEUED || count_of(word) >= 1,
             "reap: queued object merged at zero (the queue's reference is lost)"
         );
-        let new = pack(0, count_of(word), MERGED);
+        debug_assert!(
+            count_of(word) >= 0,
+            "reap: negative count at the owner's merge"
+        );
+        let new = pack(count_of(word), MERGED);
         if count_of(new) > 0 {
             // It lives on, held by other threads, one of which may drop the last reference as
             // soon as this is published: marked first.
@@ -326,7 +350,6 @@ fn give_up_ownership(h: &SharedHeader, mut word: u64) -> Dec {
         }
         match h.counts.compare_exchange_weak(word, new, AcqRel, Acquire) {
             Ok(_) => {
-                debug_assert!(count_of(new) >= 0, "reap: negative merged count");
                 return if count_of(new) == 0 {
                     Dec::Dead
                 } else {
@@ -338,28 +361,74 @@ fn give_up_ownership(h: &SharedHeader, mut word: u64) -> Dec {
     }
 }
 
-/// A non-owner's decrement (CPython's `_Py_DecRefShared`). `word` is the caller's load of
-/// `counts` (which found another owner): the CAS loop starts from it rather than reloading, and
-/// a stale `word` only costs one failed CAS, which returns the current value.
+/// A non-owner's decrement (CPython's `_Py_DecRefShared`). `owner` decides the way, with no
+/// load of the shared word before the read-modify-write when it is 0 (module docs: a load of
+/// the word the caller's last atomic operation wrote would wait for it).
 #[inline]
-fn dec_shared(h: &SharedHeader, mut word: u64) -> Dec {
-    if state_of(word) == MERGED {
-        return dec_merged(h, word);
+pub(crate) fn dec_shared(h: &SharedHeader) -> Dec {
+    // Marked while the reference still holds the object (another thread may drop the last
+    // one right after the decrement). A collection skips a dead object whatever its mark.
+    h.note_drop_before_rmw();
+    if h.owner.load(Relaxed) == 0 {
+        dec_disowned(h)
+    } else {
+        dec_owned_elsewhere(h)
     }
-    // Unmerged, so not the last reference: marked while the reference still holds the object
-    // (another thread may drop the last one right after the decrement).
-    h.note_drop();
+}
+
+/// [`dec_shared`] of an object with `owner` 0: one `fetch_sub`, as `Arc`'s drop.
+///
+/// `owner` 0 means merged, or a merge in progress on another thread (which zeroed `owner`
+/// first). A merge runs only on a queued object (a queue's drain, or a thread merging for an
+/// owner that exited), on an object the world holds stopped (a collection's hold), or when the
+/// owner's local count reached zero; then every reference left is counted in the shared count
+/// (no handle the owner counted is alive, and none was dropped by another thread unqueued), so
+/// the caller's makes it at least 1. The finalizer's end ([`resurrect_end`]) marks the object
+/// queued before it merges. So
+/// the old word is merged, queued, or above zero, and in each the subtraction is the whole
+/// decrement: nothing to queue. A merged object stays merged while anyone holds a reference
+/// (owner 0 and `MERGED` are left only by [`resurrect_start`], on an object whose count has
+/// reached zero), and its old count 1 means this was the last reference.
+///
+/// The decrement is `Release`: the death path pairs it with an acquire load of `counts`
+/// (`heap::destroy`, `heap::give_back_hold`, after [`resurrect_end`]); every decrement is a
+/// read-modify-write of `counts`, so the load synchronises with all of them (a fence would
+/// too, but ThreadSanitizer does not model fences).
+#[inline]
+fn dec_disowned(h: &SharedHeader) -> Dec {
+    let old = h.counts.fetch_sub(SHARED_ONE, Release);
+    debug_assert!(
+        count_of(old) >= 1 || state_of(old) == QUEUED,
+        "reap: a disowned object's decrement from {old:#x}"
+    );
+    if count_of(old) == 1 && state_of(old) == MERGED {
+        Dec::Dead
+    } else {
+        if count_of(old) <= -SHARED_MAX {
+            h.counts.fetch_add(SHARED_ONE, Relaxed);
+            overflow();
+        }
+        Dec::Alive
+    }
+}
+
+/// [`dec_shared`] of an object another thread owns (as far as `owner` said): a CAS loop, as
+/// a decrement of an unqueued zero count must queue the object in the same atomic step (a
+/// `fetch_sub` followed by a second step to mark it queued would leave a moment where the
+/// owner's spill or its merge at zero could count the dropped reference wrongly).
+#[inline(never)]
+fn dec_owned_elsewhere(h: &SharedHeader) -> Dec {
+    let mut word = load(h, Relaxed);
     loop {
         let count = count_of(word);
         let (new, then) = if count > 0 {
-            // The common case, in every state: one less (the count is the word's top field,
-            // so subtracting one unit from the word touches nothing else). Zero is the death
-            // only for a merged object (the owner may merge while this loop retries);
-            // unmerged, the owner's count holds the rest.
+            // The common case, in every state: one less. Zero is the death only for a merged
+            // object (the owner may merge while this loop retries); unmerged, the owner's
+            // count holds the rest.
             let dead = count == 1 && state_of(word) == MERGED;
             (word - SHARED_ONE, if dead { Dec::Dead } else { Dec::Alive })
         } else {
-            dec_shared_at_most_zero(word)
+            dec_shared_at_most_zero(h, word)
         };
         match h.counts.compare_exchange_weak(word, new, AcqRel, Relaxed) {
             Ok(_) => return then,
@@ -368,68 +437,35 @@ fn dec_shared(h: &SharedHeader, mut word: u64) -> Dec {
     }
 }
 
-/// A non-owner's decrement in one atomic step, for the common cases: a merged object (as
-/// [`dec_merged`]) and an unmerged one whose shared count is above zero (one
-/// compare-and-swap from `word`, the caller's load of `counts`). `Err(current word)` when
-/// neither applies or the compare-and-swap lost a race: the caller finishes with [`dec`].
-#[inline]
-pub(crate) fn dec_foreign_fast(h: &SharedHeader, word: u64) -> Result<Dec, u64> {
-    if state_of(word) == MERGED {
-        return Ok(dec_merged(h, word));
-    }
-    if count_of(word) <= 0 {
-        return Err(word);
-    }
-    // As in `dec_shared`: unmerged, so not the last reference.
-    h.note_drop();
-    // Unmerged and above zero, and unchanged since: one less, and the owner's count holds the
-    // object.
-    match h
-        .counts
-        .compare_exchange(word, word - SHARED_ONE, Release, Relaxed)
-    {
-        Ok(_) => Ok(Dec::Alive),
-        Err(w) => Err(w),
-    }
-}
-
-/// [`dec_shared`] of a merged object (`word`, the caller's load of `counts`, says merged): one
-/// `fetch_sub`, as `Arc`'s drop.
-///
-/// A compare-and-swap is not needed here, because a merged object stays merged while anyone
-/// holds a reference. Owner 0 and `MERGED` are left only by [`resurrect_start`], on an object
-/// whose count has reached zero: the caller's reference rules that out until this decrement.
-/// Its count is the whole count, at least 1 (the caller's reference) until this decrement, so
-/// the subtraction never goes below zero or queues. The old count 1 means this was the last
-/// reference. The caller's death path then pairs this `Release` with an acquire load of
-/// `counts` (`heap::destroy`, `heap::give_back_hold`, after [`resurrect_end`]): every
-/// decrement is a read-modify-write of `counts`, so the load synchronises with all of them (a
-/// fence would too, but ThreadSanitizer does not model fences).
-#[inline]
-fn dec_merged(h: &SharedHeader, word: u64) -> Dec {
-    if count_of(word) != 1 {
-        // Not (as far as this load tells) the last reference: marked while the reference
-        // still holds the object (as in `dec_shared`).
-        h.note_drop();
-    }
-    let old = checked(h.counts.fetch_sub(SHARED_ONE, Release));
-    debug_assert!(
-        state_of(old) == MERGED && count_of(old) >= 1,
-        "reap: merged decrement of {old:#x}"
-    );
-    if count_of(old) == 1 {
-        Dec::Dead
+/// [`dec_owned_elsewhere`]'s step for a shared count of zero or less (never merged: a merged
+/// count is the whole count, above zero while the caller holds a reference): the new word and
+/// what the caller must do once it is published.
+#[cold]
+fn dec_shared_at_most_zero(h: &SharedHeader, word: u32) -> (u32, Dec) {
+    let (count, state) = (count_of(word), state_of(word));
+    debug_assert!(state != MERGED, "reap: drop of a dead object");
+    if count == 0 && state != QUEUED {
+        // The reference dropped was counted by the owner: hand it to the owner's queue rather
+        // than take the shared count below zero while it may still reach zero unmerged. The
+        // owner's count holds that reference, so it is not merging (module invariants): its
+        // id is still in `owner` if the compare-and-swap succeeds.
+        let owner = h.owner.load(Relaxed);
+        debug_assert!(owner != 0, "reap: queued to no owner");
+        (pack(0, QUEUED), Dec::Queue(owner))
     } else {
-        Dec::Alive
+        if count <= -SHARED_MAX {
+            overflow();
+        }
+        (pack(count - 1, state), Dec::Alive)
     }
 }
 
 /// The decrement that gives back a collection's hold on an object of its final garbage
 /// (`heap::give_back_hold`), with the `deferred` references the reclaiming thread dropped
 /// meanwhile (counted in `local`, now zeroed; see `object::shared::GC_RECLAIM`): one
-/// subtraction of them all, else [`dec_merged`]'s. [`collector_hold`] merged the object, and
-/// the hold keeps it merged until this decrement (see [`dec_merged`]), on any thread and
-/// whatever a `Drop` did meanwhile.
+/// subtraction of them all, or none. [`collector_hold`] merged the object, and the hold keeps
+/// it merged until this decrement (see [`dec_shared`]), on any thread and whatever a `Drop`
+/// did meanwhile.
 ///
 /// Most garbage is given back as its only reference (the values that held it were dropped
 /// first) with no weak reference to it. Then no other thread can take a reference any more:
@@ -445,20 +481,17 @@ pub(crate) fn dec_hold(h: &SharedHeader, deferred: u32) -> Dec {
     // The hold and the deferred drops: references the count still holds.
     let mine = 1 + deferred as i32;
     debug_assert!(
-        state_of(word) == MERGED && owner_of(word) == 0 && count_of(word) >= mine,
+        state_of(word) == MERGED && count_of(word) >= mine,
         "reap: a held object not merged, or below its hold: {word:#x}"
     );
-    if word == pack(0, mine, MERGED)
+    if word == pack(mine, MERGED)
         && h.meta.load(Relaxed).addr() & crate::object::header::META_WEAK_INFO == 0
     {
         // These are the last references and nothing can add one: the count is left as it
         // is (the object is freed next, and nothing reads its header again).
         return Dec::Dead;
     }
-    if mine == 1 {
-        return dec_merged(h, word);
-    }
-    let old = checked(h.counts.fetch_sub(mine as u64 * SHARED_ONE, Release));
+    let old = h.counts.fetch_sub(mine as u32 * SHARED_ONE, Release);
     if count_of(old) == mine {
         Dec::Dead
     } else {
@@ -468,37 +501,20 @@ pub(crate) fn dec_hold(h: &SharedHeader, deferred: u32) -> Dec {
     }
 }
 
-/// [`dec_shared`]'s step for a shared count of zero or less (never merged: a merged count is
-/// the whole count, above zero while the caller holds a reference): the new word and what the
-/// caller must do once it is published.
-#[cold]
-fn dec_shared_at_most_zero(word: u64) -> (u64, Dec) {
-    let (owner, count, state) = (owner_of(word), count_of(word), state_of(word));
-    debug_assert!(state != MERGED, "reap: drop of a dead object");
-    if count == 0 && state != QUEUED {
-        // The reference dropped was counted by the owner: hand it to the owner's queue rather
-        // than take the shared count below zero while it may still reach zero unmerged.
-        (pack(owner, 0, QUEUED), Dec::Queue(owner))
-    } else {
-        if count <= -SHARED_MAX {
-            overflow();
-        }
-        (pack(owner, count - 1, state), Dec::Alive)
-    }
-}
-
 /// Merges the owner's count into the shared one, adding `extra` (−1 for a queued object, whose
 /// queue entry held a reference), and gives up ownership; returns the object's count. Run by
 /// the owner, or by another thread once the owner has exited (CPython's
-/// `_Py_ExplicitMergeRefcount`). `local` is zeroed before the merged count is published.
+/// `_Py_ExplicitMergeRefcount`). `local` and `owner` are zeroed before the merged count is
+/// published.
 ///
 /// A queued object may already be merged when its queue entry is drained (its owner's local
 /// count reached zero meanwhile, see [`merge_zero_local`]); its `local` is then 0 and the merge
 /// only drops the queue's reference. The caller holds that reference, so the header is still
-/// allocated for the store to `local`.
+/// allocated for the stores to `local` and `owner`.
 pub(crate) fn merge(h: &SharedHeader, extra: i32) -> i32 {
     let local = h.local.load(Relaxed);
     h.local.store(0, Relaxed);
+    disown(h);
     let mut word = load(h, Relaxed);
     loop {
         debug_assert!(
@@ -510,7 +526,7 @@ pub(crate) fn merge(h: &SharedHeader, extra: i32) -> i32 {
             overflow();
         }
         debug_assert!(total >= 0, "reap: negative count at merge");
-        let new = pack(0, total as i32, MERGED);
+        let new = pack(total as i32, MERGED);
         match h.counts.compare_exchange_weak(word, new, AcqRel, Relaxed) {
             Ok(_) => return total as i32,
             Err(w) => word = w,
@@ -524,7 +540,7 @@ pub(crate) fn merge(h: &SharedHeader, extra: i32) -> i32 {
 /// object is kept.
 pub(crate) fn stopped_count(h: &SharedHeader) -> usize {
     let word = load(h, Acquire);
-    let local = if owner_of(word) == 0 {
+    let local = if state_of(word) == MERGED {
         0
     } else {
         h.local.load(Relaxed) as i64
@@ -538,8 +554,8 @@ pub(crate) fn stopped_count(h: &SharedHeader) -> usize {
 /// handle operations then go through the gate, as a non-owner's) or gone.
 ///
 /// No thread changes a count while the world is stopped (attached threads are parked, every
-/// other one takes the gate before it touches a count), so this is a load and a store, not a
-/// read-modify-write; the restart of the world publishes it.
+/// other one takes the gate before it touches a count), so this is loads and stores, not a
+/// read-modify-write; the restart of the world publishes them.
 pub(crate) fn collector_hold(h: &SharedHeader) {
     let word = load(h, Relaxed);
     let local = if state_of(word) == MERGED {
@@ -560,19 +576,20 @@ pub(crate) fn collector_hold(h: &SharedHeader) {
     if local != 0 {
         h.local.store(0, Relaxed);
     }
-    h.counts.store(pack(0, total as i32, MERGED), Relaxed);
+    disown(h);
+    h.counts.store(pack(total as i32, MERGED), Relaxed);
 }
 
 /// Adds a reference unless the object's count is zero (a weak upgrade, called under the
 /// referent's weak lock, which keeps its memory allocated): CPython's `_Py_TryIncref`.
 #[inline]
 pub(crate) fn try_inc(h: &SharedHeader, me: u32) -> bool {
-    let mut word = load(h, Relaxed);
-    if owner_of(word) == me {
-        return try_inc_owner(h, word);
+    if owned_by(h, me) {
+        return try_inc_owner(h);
     }
+    let mut word = load(h, Relaxed);
     loop {
-        if shared_of(word) == 0 || shared_of(word) == MERGED {
+        if word == 0 || word == MERGED {
             // Never marked for weak references (so no weak reference existed when its last
             // local reference went), or merged at zero: dead or dying.
             return false;
@@ -580,7 +597,7 @@ pub(crate) fn try_inc(h: &SharedHeader, me: u32) -> bool {
         if count_of(word) >= SHARED_MAX {
             overflow();
         }
-        let new = pack(owner_of(word), count_of(word) + 1, state_of(word));
+        let new = pack(count_of(word) + 1, state_of(word));
         match h.counts.compare_exchange_weak(word, new, Acquire, Relaxed) {
             Ok(_) => return true,
             Err(w) => word = w,
@@ -588,16 +605,16 @@ pub(crate) fn try_inc(h: &SharedHeader, me: u32) -> bool {
     }
 }
 
-/// [`try_inc`] by the object's owner (`word` is its load of `counts`, which names it): the
-/// owner's count goes up unless it is zero, which means the object is dying on this thread
-/// (the death in progress is further up this stack).
+/// [`try_inc`] by the object's owner (the caller has read `owner` naming it): the owner's
+/// count goes up unless it is zero, which means the object is dying on this thread (the death
+/// in progress is further up this stack).
 #[inline]
-pub(crate) fn try_inc_owner(h: &SharedHeader, word: u64) -> bool {
+pub(crate) fn try_inc_owner(h: &SharedHeader) -> bool {
     let l = h.local.load(Relaxed);
     if l == 0 {
         return false;
     }
-    inc_local(h, word, l);
+    inc_local(h, l);
     true
 }
 
@@ -607,7 +624,7 @@ pub(crate) fn try_inc_owner(h: &SharedHeader, word: u64) -> bool {
 pub(crate) fn set_maybe_weak(h: &SharedHeader) {
     let mut word = load(h, Relaxed);
     while state_of(word) == INIT {
-        let new = pack(owner_of(word), count_of(word), MAYBE_WEAK);
+        let new = pack(count_of(word), MAYBE_WEAK);
         match h.counts.compare_exchange_weak(word, new, Relaxed, Relaxed) {
             Ok(_) => return,
             Err(w) => word = w,
@@ -620,8 +637,7 @@ pub(crate) fn set_maybe_weak(h: &SharedHeader) {
 pub(crate) fn set_maybe_weak_unpublished(h: &SharedHeader) {
     let word = load(h, Relaxed);
     if state_of(word) == INIT {
-        h.counts
-            .store(pack(owner_of(word), count_of(word), MAYBE_WEAK), Relaxed);
+        h.counts.store(pack(count_of(word), MAYBE_WEAK), Relaxed);
     }
 }
 
@@ -636,36 +652,68 @@ pub(crate) fn resurrect_start(h: &SharedHeader, me: u32) {
         // A thread whose exit has begun has no owner id: the reference goes into a merged
         // count, where other threads' upgrades can see it (documented in SEMANTICS 8.3).
         h.local.store(0, Relaxed);
-        h.counts.store(pack(0, 1, MERGED), Relaxed);
+        disown(h);
+        h.counts.store(pack(1, MERGED), Relaxed);
     } else {
         h.local.store(1, Relaxed);
-        h.counts.store(pack(me, 0, INIT), Relaxed);
+        h.counts.store(pack(0, INIT), Relaxed);
+        h.owner.store(me, Relaxed);
     }
 }
 
 /// Drops the finalizer's temporary reference (CPython 3.13t's `_PyObject_ResurrectEnd`) on
 /// thread `me`, which called [`resurrect_start`]: `true` if the object is dead after all
 /// (nobody took a reference meanwhile), `false` if it was resurrected. A resurrected object is
-/// merged (its whole count in the shared word), so that other threads' upgrades see it alive.
+/// merged (its whole count in the shared word), so that other threads' upgrades see it alive
+/// and its last drop on any thread is its death.
 pub(crate) fn resurrect_end(h: &SharedHeader, me: u32) -> bool {
     let word = load(h, Acquire);
-    if owner_of(word) != me {
+    if !owned_by(h, me) {
         // Merged meanwhile (started merged, or a safe point in the finalizer drained a queue
         // entry for it): the temporary reference is in the merged count.
-        return match dec_shared(h, word) {
+        return match dec_shared(h) {
             Dec::Dead => true,
             Dec::Alive => false,
             Dec::Queue(_) => unreachable!("reap: merged object queued"),
         };
     }
-    if h.local.load(Relaxed) == 1 && shared_of(word) == 0 {
+    if h.local.load(Relaxed) == 1 && word == 0 {
         // Only the temporary reference, and no other thread counted or queued one: dead. (A
         // concurrent foreign increment needs a handle, which only this thread could have
         // given out, and it would have counted it.)
         h.local.store(0, Relaxed);
         return true;
     }
-    merge(h, -1) == 0
+    let extra = mark_queued(h);
+    merge(h, extra) == 0
+}
+
+/// Marks an object this thread owns `QUEUED` before [`resurrect_end`] merges it, unless it is
+/// queued already; returns what the merge must add (−2: this mark's reference and the
+/// temporary one; −1: the temporary one, the queue entry's being dropped by its drain).
+///
+/// The merge stores `owner` 0 before it publishes the merged count, and a thread that reads
+/// that 0 decrements with one `fetch_sub` ([`dec_disowned`]), which is right only if the old
+/// word is merged, queued or above zero; but a handle the finalizer gave another thread is
+/// counted in `local`, and its drop at a shared count of zero must queue. Marked queued first
+/// (holding one reference in the shared count, as a queue entry does, so the total is
+/// unchanged), every decrement on another thread is right whichever way it goes.
+fn mark_queued(h: &SharedHeader) -> i32 {
+    let mut word = load(h, Relaxed);
+    loop {
+        if state_of(word) == QUEUED {
+            return -1;
+        }
+        debug_assert!(state_of(word) != MERGED, "reap: the owner's object merged");
+        if count_of(word) >= SHARED_MAX {
+            overflow();
+        }
+        let new = pack(count_of(word) + 1, QUEUED);
+        match h.counts.compare_exchange_weak(word, new, Relaxed, Relaxed) {
+            Ok(_) => return -2,
+            Err(w) => word = w,
+        }
+    }
 }
 
 /// The count of an object the caller holds a reference to: exact when no other thread changes
@@ -704,13 +752,14 @@ pub(crate) fn strong_count(h: &SharedHeader) -> usize {
 #[cfg(all(test, not(reap_loom)))]
 mod tests {
     use super::*;
-    use crate::shim::{AtomicPtr, AtomicU32, AtomicU64, AtomicU8};
+    use crate::shim::{AtomicPtr, AtomicU32, AtomicU8};
     use std::ptr::NonNull;
 
-    fn header(counts: u64, local: u32) -> SharedHeader {
+    fn header(owner: u32, counts: u32, local: u32) -> SharedHeader {
         SharedHeader {
             heap: NonNull::dangling(),
-            counts: AtomicU64::new(counts),
+            counts: AtomicU32::new(counts),
+            owner: AtomicU32::new(owner),
             meta: AtomicPtr::new(std::ptr::null_mut()),
             local: AtomicU32::new(local),
             flags: AtomicU8::new(0),
@@ -722,35 +771,75 @@ mod tests {
 
     #[test]
     fn pack_round_trips() {
-        for (owner, count, state) in [
-            (7, 0, INIT),
-            (7, -1, QUEUED),
-            (NO_OWNER - 1, SHARED_MAX, MAYBE_WEAK),
-            (1, -SHARED_MAX, QUEUED),
-            (0, 5, MERGED),
+        for (count, state) in [
+            (0, INIT),
+            (-1, QUEUED),
+            (SHARED_MAX, MAYBE_WEAK),
+            (-SHARED_MAX, QUEUED),
+            (5, MERGED),
         ] {
-            let w = pack(owner, count, state);
-            assert_eq!(
-                (owner_of(w), count_of(w), state_of(w)),
-                (owner, count, state)
-            );
+            let w = pack(count, state);
+            assert_eq!((count_of(w), state_of(w)), (count, state));
         }
     }
 
     /// The foreign `fetch_add` on a negative count carries out of the top of the word: the
-    /// state and the owner are untouched (the bug the CAS loop once worked around).
+    /// state is untouched (the bug the CAS loop once worked around).
     #[test]
-    fn foreign_increment_of_a_negative_count_keeps_the_owner() {
+    fn foreign_increment_of_a_negative_count_keeps_the_state() {
         let owner = 0x7FFF_FFFF;
-        let h = header(pack(owner, -2, QUEUED), 3);
+        let h = header(owner, pack(-2, QUEUED), 3);
         inc(&h, 9);
-        assert_eq!(h.counts.load(Relaxed), pack(owner, -1, QUEUED));
+        assert_eq!(h.counts.load(Relaxed), pack(-1, QUEUED));
         inc(&h, 9);
-        assert_eq!(h.counts.load(Relaxed), pack(owner, 0, QUEUED));
+        assert_eq!(h.counts.load(Relaxed), pack(0, QUEUED));
         inc(&h, 9);
-        assert_eq!(h.counts.load(Relaxed), pack(owner, 1, QUEUED));
-        assert_eq!(dec(&h, 9, h.counts.load(Relaxed)), Dec::Alive);
-        assert_eq!(h.counts.load(Relaxed), pack(owner, 0, QUEUED));
+        assert_eq!(h.counts.load(Relaxed), pack(1, QUEUED));
+        assert_eq!(dec(&h, 9), Dec::Alive);
+        assert_eq!(h.counts.load(Relaxed), pack(0, QUEUED));
+        assert_eq!(dec(&h, 9), Dec::Alive);
+        assert_eq!(h.counts.load(Relaxed), pack(-1, QUEUED));
         assert_eq!(h.local.load(Relaxed), 3);
+        assert_eq!(h.owner.load(Relaxed), owner);
+    }
+
+    /// A foreign decrement of an unqueued zero count queues the object to its owner, keeping
+    /// the count at zero (the queue entry holds the reference), whatever the state's
+    /// weak-reference mark; a second one while queued goes below zero.
+    #[test]
+    fn foreign_decrement_at_zero_queues_once() {
+        for state in [INIT, MAYBE_WEAK] {
+            let h = header(7, pack(0, state), 2);
+            assert_eq!(dec(&h, 9), Dec::Queue(7));
+            assert_eq!(h.counts.load(Relaxed), pack(0, QUEUED));
+            assert_eq!(dec(&h, 9), Dec::Alive);
+            assert_eq!(h.counts.load(Relaxed), pack(-1, QUEUED));
+            // The owner drains the queue: its count of 2 held both dropped references.
+            assert_eq!(merge(&h, -1), 0);
+            assert_eq!(h.owner.load(Relaxed), 0);
+            assert_eq!(state_of(h.counts.load(Relaxed)), MERGED);
+        }
+    }
+
+    /// A merged object's decrements: the one that takes the count from 1 is the death.
+    #[test]
+    fn merged_decrements_find_the_last_reference() {
+        let h = header(0, pack(2, MERGED), 0);
+        assert_eq!(dec(&h, 9), Dec::Alive);
+        assert_eq!(dec(&h, 9), Dec::Dead);
+    }
+
+    /// The owner's last local drop gives up ownership: `owner` is 0 once merged, and a thread
+    /// that was the owner is no longer one.
+    #[test]
+    fn the_owners_last_drop_disowns_before_merging() {
+        let h = header(7, pack(1, MAYBE_WEAK), 1);
+        assert_eq!(dec_fast(&h, 7), Rest::Owner);
+        assert_eq!(dec_owner(&h), Dec::Alive);
+        assert_eq!(h.owner.load(Relaxed), 0);
+        assert_eq!(h.counts.load(Relaxed), pack(1, MERGED));
+        assert!(!owned_by(&h, 7));
+        assert_eq!(dec_fast(&h, 7), Rest::Foreign);
+        assert_eq!(dec(&h, 7), Dec::Dead);
     }
 }

@@ -9,7 +9,7 @@ use crate::object::shared::{Gc, SharedHeader, GC_RECLAIM};
 #[cfg(not(reap_loom))]
 use crate::object::vtable::vtable_of_shared;
 use crate::shim::{lock, Ordering::*};
-use crate::sync::count::{self, Dec, NO_OWNER};
+use crate::sync::count::{self, Dec, Rest, NO_OWNER};
 use crate::sync::state::{
     alloc_on, count_tracked, free_memory, give_back_object_ref, heap_of, release_refs, vtable,
     HeapState, SharedUnraisableHook, ThreadState, LEAVING_SHIFT, PENDING_GC, REFS_MASK,
@@ -283,21 +283,18 @@ pub(crate) fn inc_ref(h: &SharedHeader) {
 pub(crate) unsafe fn dec_ref(obj: NonNull<SharedHeader>) {
     let (me, cur) = thread::hot();
     // SAFETY: the caller's reference keeps the object allocated.
-    if let Some(word) = count::dec_fast(unsafe { obj.as_ref() }, me) {
+    // Past the inlined common case: two out-of-line paths, each kept free of a stack frame in
+    // its own common case.
+    match count::dec_fast(unsafe { obj.as_ref() }, me) {
+        Rest::Done => {}
         // SAFETY: the caller's reference, not yet dropped.
-        // Past the inlined common case: two out-of-line paths, each kept free of a stack
-        // frame in its own common case.
-        if count::owner_of(word) == me {
-            // SAFETY: the caller's reference, not yet dropped.
-            unsafe { dec_ref_owner(obj) }
-        } else {
-            // SAFETY: as above.
-            unsafe { dec_ref_foreign(obj, me, cur, word) }
-        }
+        Rest::Owner => unsafe { dec_ref_owner(obj) },
+        // SAFETY: as above.
+        Rest::Foreign => unsafe { dec_ref_foreign(obj, me, cur) },
     }
 }
 
-/// [`dec_ref`] of the owner's last local reference (the caller's load of `counts` named this
+/// [`dec_ref`] of the owner's last local reference (the caller's load of `owner` named this
 /// thread), out of line, with no stack frame on the way to the fast death.
 ///
 /// # Safety
@@ -310,13 +307,13 @@ unsafe fn dec_ref_owner(obj: NonNull<SharedHeader>) {
     unsafe { settle(obj, count::dec_owner(h)) }
 }
 
-/// [`dec_ref`] by a thread other than the owner (`word`: its load of `counts`; `cur`: the heap
-/// this thread's cache says it is attached to).
+/// [`dec_ref`] by a thread other than the owner (`cur`: the heap this thread's cache says it
+/// is attached to).
 ///
 /// # Safety
 /// As [`dec_ref`].
 #[inline(never)]
-unsafe fn dec_ref_foreign(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapState, word: u64) {
+unsafe fn dec_ref_foreign(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapState) {
     // SAFETY: the caller's reference keeps the object allocated.
     let h = unsafe { obj.as_ref() };
     if h.heap.as_ptr().cast_const().cast() != cur {
@@ -328,14 +325,9 @@ unsafe fn dec_ref_foreign(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapS
         // SAFETY: the caller's reference; `cur` is the object's heap (checked above).
         return unsafe { dec_ref_reclaiming(obj, me, &*cur) };
     }
-    // The common case, in one atomic operation (`Arc`'s drop), kept free of anything that
-    // would need a stack frame.
-    match count::dec_foreign_fast(h, word) {
-        // SAFETY: the caller's reference.
-        Ok(then) => unsafe { settle(obj, then) },
-        // SAFETY: as above.
-        Err(word) => unsafe { dec_ref_foreign_slow(obj, me, word) },
-    }
+    // The common case, in one atomic operation (`Arc`'s drop).
+    // SAFETY: the caller's reference.
+    unsafe { settle(obj, count::dec_shared(h)) }
 }
 
 /// [`dec_ref_foreign`] of an object of a collection's final garbage whose values are being
@@ -360,21 +352,8 @@ unsafe fn dec_ref_reclaiming(obj: NonNull<SharedHeader>, me: u32, heap: &HeapSta
         h.local.store(h.local.load(Relaxed) + 1, Relaxed);
         return;
     }
-    let word = h.counts.load(Relaxed);
     // SAFETY: the caller's reference.
-    unsafe { settle(obj, count::dec(h, me, word)) }
-}
-
-/// [`dec_ref_foreign`] past its one atomic step (a race, or a shared count at zero or below).
-///
-/// # Safety
-/// As [`dec_ref`]; this thread is attached to `obj`'s heap, as `me`.
-#[inline(never)]
-unsafe fn dec_ref_foreign_slow(obj: NonNull<SharedHeader>, me: u32, word: u64) {
-    // SAFETY: the caller's reference keeps the object allocated.
-    let h = unsafe { obj.as_ref() };
-    // SAFETY: the caller's reference.
-    unsafe { settle(obj, count::dec(h, me, word)) }
+    unsafe { settle(obj, count::dec(h, me)) }
 }
 
 /// [`dec_ref`] on a thread the cache does not name as attached to `obj`'s heap: the
@@ -392,9 +371,8 @@ unsafe fn dec_ref_gated(obj: NonNull<SharedHeader>) {
     thread::with_access(heap, move |me| {
         // SAFETY: the caller's reference keeps the object allocated until it is dropped here.
         let h = unsafe { obj.as_ref() };
-        let word = h.counts.load(Relaxed);
         // SAFETY: as above.
-        unsafe { settle(obj, count::dec(h, me, word)) }
+        unsafe { settle(obj, count::dec(h, me)) }
     });
 }
 

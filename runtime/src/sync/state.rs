@@ -619,7 +619,7 @@ pub(crate) unsafe fn init_object<T: Trace + Send + Sync>(
 ) -> Gc<T> {
     let vt = vtable_of_shared::<T>();
     let layout = vt.shared_layout;
-    let (counts, local) = count::initial(me);
+    let (owner, counts, local) = count::initial(me);
     // SAFETY: the value offset is within the allocation and leaves room for the header in
     // front of it (ObjectLayout's rule).
     let value_ptr = unsafe { base.add(layout.value_offset) }.cast::<T>();
@@ -638,7 +638,8 @@ pub(crate) unsafe fn init_object<T: Trace + Send + Sync>(
     unsafe {
         header.write(SharedHeader {
             heap: heap.cast(),
-            counts: AtomicU64::new(counts),
+            counts: AtomicU32::new(counts),
+            owner: AtomicU32::new(owner),
             meta: AtomicPtr::new((vt as *const VTable).cast_mut().cast()),
             local: AtomicU32::new(local),
             flags: AtomicU8::new(flags.bits()),

@@ -20,10 +20,11 @@
 //!   before the clear (the object lives on) or returns `None`.
 //! - **Upgrade by the referent's owner** (no lock): when the referent came from a slab, and
 //!   that slab (noted in the weak reference at its making: a chunk's slab never changes) is the
-//!   calling thread's now, the thread loads the referent's `counts` without the lock. The block may have died and been reused meanwhile, but the load is defined: slab
-//!   chunks stay allocated while their heap lives, and the `counts` bytes of a block of this
+//!   calling thread's now, the thread loads the referent's `owner` without the lock. The
+//!   block may have died and been reused meanwhile, but the load is defined: slab chunks stay
+//!   allocated while their heap lives, and the `owner` bytes of a block of this
 //!   thread's slab are written non-atomically only by this thread (when it allocates the
-//!   block; `object::shared_slab`'s invariant). If the word names this thread as owner, the
+//!   block; `object::shared_slab`'s invariant). If the field names this thread, the
 //!   block still holds the referent, alive and unmerged: an object this thread allocated
 //!   there after the referent's death would mean the clear, which precedes the free, happened
 //!   before the target was read non-null. And an unmerged object can die only through its
@@ -68,9 +69,13 @@ use crate::UnraisableKind;
 struct WeakInfo {
     vtable: &'static VTable,
     /// Whether the block's memory came from a slab (written once, at its making). Second,
-    /// where a header keeps `counts`: in a slab block those bytes are written only when the
-    /// block is allocated (`object::shared_slab`'s invariant), as this field is.
+    /// where a header keeps `counts` and `owner`: in a slab block those bytes are written only
+    /// when the block is allocated (`object::shared_slab`'s invariant), as this field is.
     in_slab: bool,
+    /// Always 0, where a header keeps `owner`: the owner upgrade may load those bytes from a
+    /// block that has become a weak-information block (module docs), and finds them
+    /// initialised and naming no thread.
+    no_owner: u32,
     /// Under the referent's weak lock: the callback-less shared reference, if one is listed.
     shared: UnsafeCell<Option<NonNull<SharedHeader>>>,
     /// Under the referent's weak lock: the other references, oldest first.
@@ -197,6 +202,7 @@ fn make_info(
         ptr.write(WeakInfo {
             vtable: heap::vtable(h),
             in_slab,
+            no_owner: 0,
             shared: UnsafeCell::new(shared),
             list: UnsafeCell::new(Vec::new()),
             listed: AtomicUsize::new(usize::from(shared.is_some())),
@@ -491,20 +497,20 @@ unsafe fn owner_upgrade(w: &WeakRefObj, t: NonNull<SharedHeader>) -> Option<bool
     if slab != w.target_slab.addr() {
         return None;
     }
-    // Only the `counts` field is touched until the owner is known: no reference to the whole
+    // Only the `owner` field is touched until the owner is known: no reference to the whole
     // header, whose other words a free may be writing.
     // SAFETY: the block is in this thread's slab, whose chunks stay allocated while the heap
-    // lives; its `counts` bytes are written non-atomically only by this thread
-    // (`object::shared_slab`'s invariant), so an atomic load of them races with nothing.
-    let counts = unsafe { &*std::ptr::addr_of!((*t.as_ptr()).counts) };
-    let word = counts.load(Relaxed);
-    if count::owner_of(word) != me {
+    // lives; its `owner` bytes (in the second word) are written non-atomically only by this
+    // thread (`object::shared_slab`'s invariant), so an atomic load of them races with
+    // nothing.
+    let owner = unsafe { &*std::ptr::addr_of!((*t.as_ptr()).owner) };
+    if owner.load(Relaxed) != me {
         return None;
     }
     // The block holds the referent, alive and unmerged (module docs): only this thread can
     // change that, so the header is whole for the rest of the call.
     // SAFETY: as just said.
-    Some(count::try_inc_owner(unsafe { t.as_ref() }, word))
+    Some(count::try_inc_owner(unsafe { t.as_ref() }))
 }
 
 /// [`Weak::new`]'s first weak reference to `th` (held by the caller), made without the lock (ARCHITECTURE, "Weak
