@@ -124,10 +124,14 @@ pub(crate) fn owned_by(h: &SharedHeader, me: u32) -> bool {
     h.owner.load(Relaxed) == me
 }
 
-/// Stores "merged" into `owner` before a merge is published (module invariants).
+/// Stores "merged" into `owner` before a merge is published (module invariants). `Release`,
+/// paired with the `Acquire` loads of `owner` on the foreign decrement's paths: a thread that
+/// reads the 0 then sees what came before it (the `QUEUED` mark of [`mark_queued`], a queue
+/// entry's state), so its read-modify-write of `counts` is ordered after them. (On x86 both
+/// are plain moves.)
 #[inline]
 fn disown(h: &SharedHeader) {
-    h.owner.store(0, Relaxed);
+    h.owner.store(0, Release);
 }
 
 /// What a decrement leaves the caller to do.
@@ -369,7 +373,8 @@ pub(crate) fn dec_shared(h: &SharedHeader) -> Dec {
     // Marked while the reference still holds the object (another thread may drop the last
     // one right after the decrement). A collection skips a dead object whatever its mark.
     h.note_drop_before_rmw();
-    if h.owner.load(Relaxed) == 0 {
+    // `Acquire`: see `disown`.
+    if h.owner.load(Acquire) == 0 {
         dec_disowned(h)
     } else {
         dec_owned_elsewhere(h)
@@ -428,7 +433,14 @@ fn dec_owned_elsewhere(h: &SharedHeader) -> Dec {
             let dead = count == 1 && state_of(word) == MERGED;
             (word - SHARED_ONE, if dead { Dec::Dead } else { Dec::Alive })
         } else {
-            dec_shared_at_most_zero(h, word)
+            match dec_shared_at_most_zero(h, word) {
+                Some(step) => step,
+                None => {
+                    // A merge ran since `word` was read: read the word again.
+                    word = load(h, Relaxed);
+                    continue;
+                }
+            }
         };
         match h.counts.compare_exchange_weak(word, new, AcqRel, Relaxed) {
             Ok(_) => return then,
@@ -439,9 +451,10 @@ fn dec_owned_elsewhere(h: &SharedHeader) -> Dec {
 
 /// [`dec_owned_elsewhere`]'s step for a shared count of zero or less (never merged: a merged
 /// count is the whole count, above zero while the caller holds a reference): the new word and
-/// what the caller must do once it is published.
+/// what the caller must do once it is published, or `None` if `owner` says a merge ran since
+/// `word` was read (the caller reads the word again).
 #[cold]
-fn dec_shared_at_most_zero(h: &SharedHeader, word: u32) -> (u32, Dec) {
+fn dec_shared_at_most_zero(h: &SharedHeader, word: u32) -> Option<(u32, Dec)> {
     let (count, state) = (count_of(word), state_of(word));
     debug_assert!(state != MERGED, "reap: drop of a dead object");
     if count == 0 && state != QUEUED {
@@ -449,14 +462,18 @@ fn dec_shared_at_most_zero(h: &SharedHeader, word: u32) -> (u32, Dec) {
         // than take the shared count below zero while it may still reach zero unmerged. The
         // owner's count holds that reference, so it is not merging (module invariants): its
         // id is still in `owner` if the compare-and-swap succeeds.
-        let owner = h.owner.load(Relaxed);
-        debug_assert!(owner != 0, "reap: queued to no owner");
-        (pack(0, QUEUED), Dec::Queue(owner))
+        // `Acquire` (see `disown`): a 0 here means a merge (of an object marked queued
+        // first) ran since `word` was read, and this thread now sees its writes.
+        let owner = h.owner.load(Acquire);
+        if owner == 0 {
+            return None;
+        }
+        Some((pack(0, QUEUED), Dec::Queue(owner)))
     } else {
         if count <= -SHARED_MAX {
             overflow();
         }
-        (pack(count - 1, state), Dec::Alive)
+        Some((pack(count - 1, state), Dec::Alive))
     }
 }
 
