@@ -48,8 +48,8 @@ const _: () = assert!(SHARED_HEADER_SIZE == 32);
 ///   holds one of the heap's references, `sync::heap`).
 /// - `counts` is the shared word: a signed count of references other threads took or
 ///   dropped, shifted left by 2, and a 2-bit state. The count on top lets a foreign increment
-///   be one `fetch_add` and a foreign decrement one `fetch_sub` (a carry out of a negative
-///   count leaves the word).
+///   be one `fetch_add` and a merged object's decrement one `fetch_sub` (a carry out of a
+///   negative count leaves the word).
 /// - `owner` is the owner thread's id, 0 once merged: a merge stores 0 here before it
 ///   publishes the merged state, so "merged ⇒ owner 0" holds at every instant, and a thread
 ///   finds its own id here only while it owns the object unmerged. Apart from `counts` so

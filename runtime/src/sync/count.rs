@@ -207,9 +207,8 @@ fn inc_local(h: &SharedHeader, l: u32) {
 ///
 /// The overflow check reads the *old* count, after the addition. Why the count cannot wrap
 /// past 2^29 − 1 (into negative) before some increment sees the limit: every other operation
-/// that raises the count ([`spill`], [`merge`], [`try_inc`]) is a CAS that refuses to publish
-/// more than [`SHARED_MAX`], the one that may raise it in a decrement's repair ([`dec_shared`])
-/// undoes that decrement's own subtraction, and decrements only lower it; so the count exceeds
+/// that raises the count ([`spill`], [`merge`], [`try_inc`], [`mark_queued`]) is a CAS that
+/// refuses to publish more than [`SHARED_MAX`], and decrements only lower it; so the count exceeds
 /// `SHARED_MAX` only through increments here whose old count was already `>= SHARED_MAX`, and
 /// each of those is followed on its thread by [`overflow_inc`], which withdraws it and never
 /// returns (abort; a panic in loom builds). A thread thus has at most one such increment
@@ -217,7 +216,8 @@ fn inc_local(h: &SharedHeader, l: u32) {
 /// alive at once. Wrapping needs `T >= 2^29 − 2^28 = 2^28`: the bound relied on is that a
 /// process never runs 2^28 (about 268 million) threads at once (Linux caps thread ids below
 /// 2^22, `PID_MAX_LIMIT`, and each thread needs a stack); `Arc` makes the same argument with
-/// `isize::MAX` of headroom. The same holds below `-SHARED_MAX` for [`dec_shared`].
+/// `isize::MAX` of headroom. The same holds below `-SHARED_MAX` for the merged decrement's
+/// `fetch_sub` ([`dec_disowned`]), which checks after it too.
 #[inline]
 pub(crate) fn inc_shared(h: &SharedHeader) {
     let old = h.counts.fetch_add(SHARED_ONE, Relaxed);

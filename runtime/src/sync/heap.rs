@@ -325,7 +325,8 @@ unsafe fn dec_ref_foreign(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapS
         // SAFETY: the caller's reference; `cur` is the object's heap (checked above).
         return unsafe { dec_ref_reclaiming(obj, me, &*cur) };
     }
-    // The common case, in one atomic operation (`Arc`'s drop).
+    // One `fetch_sub` for a merged object (`Arc`'s drop), a compare-and-swap from a load for
+    // one another thread owns.
     // SAFETY: the caller's reference.
     unsafe { settle(obj, count::dec_shared(h)) }
 }
