@@ -407,14 +407,21 @@ fn dec_disowned(h: &SharedHeader) -> Dec {
         "reap: a disowned object's decrement from {old:#x}"
     );
     if count_of(old) == 1 && state_of(old) == MERGED {
-        Dec::Dead
-    } else {
-        if count_of(old) <= -SHARED_MAX {
-            h.counts.fetch_add(SHARED_ONE, Relaxed);
-            overflow();
-        }
-        Dec::Alive
+        return Dec::Dead;
     }
+    if count_of(old) <= -SHARED_MAX {
+        overflow_dec(h);
+    }
+    Dec::Alive
+}
+
+/// [`dec_disowned`]'s decrement found a queued count at `-SHARED_MAX`: withdraw it, as
+/// [`overflow_inc`] does for an increment, and abort.
+#[cold]
+#[inline(never)]
+fn overflow_dec(h: &SharedHeader) -> ! {
+    h.counts.fetch_add(SHARED_ONE, Relaxed);
+    overflow();
 }
 
 /// [`dec_shared`] of an object another thread owns (as far as `owner` said): a CAS loop, as

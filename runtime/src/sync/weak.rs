@@ -498,11 +498,11 @@ unsafe fn owner_upgrade(w: &WeakRefObj, t: NonNull<SharedHeader>) -> Option<bool
         return None;
     }
     // Only the `owner` field is touched until the owner is known: no reference to the whole
-    // header, whose other words a free may be writing.
-    // SAFETY: the block is in this thread's slab, whose chunks stay allocated while the heap
-    // lives; its `owner` bytes (in the second word) are written non-atomically only by this
-    // thread (`object::shared_slab`'s invariant), so an atomic load of them races with
-    // nothing.
+    // header, whose other words a free may be writing. The block is in this thread's slab,
+    // whose chunks stay allocated while the heap lives; its `owner` bytes (in the second
+    // word) are written non-atomically only by this thread, when it allocates the block, and
+    // otherwise only atomically (`object::shared_slab`'s invariant).
+    // SAFETY: allocated memory, which an atomic load reads without a race (above).
     let owner = unsafe { &*std::ptr::addr_of!((*t.as_ptr()).owner) };
     if owner.load(Relaxed) != me {
         return None;
