@@ -13,6 +13,7 @@
 //! - `rings`: `N` rounds of 10,000 rings of 4 nodes built, dropped and collected by one full
 //!   collection; `rings-broken`: the same rings, each broken by hand before it is dropped (so
 //!   they die on the refcount path): the difference between the two is the collection's cost;
+//!   `sync-once-rings`: the Shared rings linked through a `OnceLock` (traced without a lock);
 //! - `upgrade`: `N` × 100,000 upgrades of a weak reference to a live object, each result dropped;
 //! - `weak-create`: `N` × 10,000 rounds of an object allocated, a weak reference made to it, and
 //!   both dropped;
@@ -115,6 +116,30 @@ fn sync_rings(heap: &reap::sync::Heap, broken: bool) {
         if broken {
             first.next.lock().unwrap().take();
         }
+    }
+}
+
+/// A Shared ring node whose link tracing reads without a lock (`OnceLock::get`).
+#[derive(Trace)]
+struct OnceRing {
+    next: std::sync::OnceLock<reap::sync::Gc<OnceRing>>,
+}
+
+/// `RINGS` garbage rings of 4 `OnceRing` nodes (criterion's `collect_rings/sync_oncelock`).
+fn sync_once_rings(heap: &reap::sync::Heap) {
+    for _ in 0..RINGS {
+        let first = heap.alloc(OnceRing {
+            next: std::sync::OnceLock::new(),
+        });
+        let mut last = first.clone();
+        for _ in 0..3 {
+            let n = heap.alloc(OnceRing {
+                next: std::sync::OnceLock::new(),
+            });
+            let _ = n.next.set(last);
+            last = n;
+        }
+        let _ = first.next.set(last);
     }
 }
 
@@ -291,6 +316,14 @@ fn main() {
             heap.disable();
             for _ in 0..n {
                 sync_rings(&heap, mode.ends_with("broken"));
+                black_box(heap.collect());
+            }
+        }
+        "sync-once-rings" => {
+            let heap = reap::sync::Heap::new();
+            heap.disable();
+            for _ in 0..n {
+                sync_once_rings(&heap);
                 black_box(heap.collect());
             }
         }

@@ -57,6 +57,9 @@ enum Mode<'a> {
         heap: NonNull<()>,
         edges: &'a mut Vec<NonNull<SharedHeader>>,
         guards: &'a mut Vec<HeldGuard>,
+        /// `sync::Mutex` acquisitions are held off (the collection's snapshot, see
+        /// [`Tracer::snapshot`]): such a lock is read, not taken.
+        frozen: bool,
     },
 }
 
@@ -142,7 +145,8 @@ impl<'a> Tracer<'a> {
         }
     }
 
-    /// A tracer for a Shared-mode collection's snapshot (see [`Mode::Shared`]).
+    /// A tracer that records the edges of one Shared-mode object to objects of `heap`,
+    /// keeping the guards of the locks it takes (introspection: see [`Mode::Shared`]).
     pub(crate) fn shared(
         heap: NonNull<()>,
         edges: &'a mut Vec<NonNull<SharedHeader>>,
@@ -153,10 +157,42 @@ impl<'a> Tracer<'a> {
                 heap,
                 edges,
                 guards,
+                frozen: false,
             },
             key: 0,
             incomplete: false,
         }
+    }
+
+    /// [`Tracer::shared`] for a Shared-mode collection's snapshot, during which no thread
+    /// acquires a `sync::Mutex`: their `Trace` reads the lock's state instead of taking it.
+    ///
+    /// # Safety
+    /// For as long as the tracer lives, this thread holds a raise of `sync::mutex`'s frozen
+    /// count (a `sync::mutex::Freeze`), and the world of `heap` is stopped.
+    pub(crate) unsafe fn snapshot(
+        heap: NonNull<()>,
+        edges: &'a mut Vec<NonNull<SharedHeader>>,
+        guards: &'a mut Vec<HeldGuard>,
+    ) -> Self {
+        Tracer {
+            mode: Mode::Shared {
+                heap,
+                edges,
+                guards,
+                frozen: true,
+            },
+            key: 0,
+            incomplete: false,
+        }
+    }
+
+    /// Whether `sync::Mutex` acquisitions are held off while this tracer runs
+    /// ([`Tracer::snapshot`]): a lock seen unlocked then stays unlocked, and its value
+    /// unchanged, until the tracer's owner lowers the frozen count.
+    #[inline]
+    pub(crate) fn locks_frozen(&self) -> bool {
+        matches!(self.mode, Mode::Shared { frozen: true, .. })
     }
 
     /// A tracer for trial deletion's step 3 in the heap whose `Header::candidate_key` is `key`.

@@ -579,6 +579,9 @@ fn find_garbage(
     let mut scratch = std::mem::take(&mut *gc.scratch.lock().unwrap_or_else(|e| e.into_inner()));
     let mut guards = std::mem::take(&mut scratch.guards);
     let mut used = 0;
+    // No thread takes a `sync::Mutex` until the verdict is in: the snapshot reads their states
+    // instead of taking them (`sync::mutex`; the world is stopped, as `Freeze` requires).
+    let freeze = crate::sync::mutex::Freeze::raise();
     let result = catch_unwind(AssertUnwindSafe(|| {
         let (snap, population) =
             Snapshot::take(heap, held, among, everything, &mut guards, &mut scratch);
@@ -588,6 +591,7 @@ fn find_garbage(
     // The verdict is in: the threads that run may move handles again. Released last in, first
     // out: a lock inside a value is released before the lock around it.
     guards.drain(..).rev().for_each(drop);
+    drop(freeze);
     scratch.guards = guards;
     if result.is_err() && among.is_none() {
         // The walk cleared marks of objects whose reach was never decided: every tracked
@@ -835,7 +839,8 @@ impl Snapshot {
         edges.reserve(room);
         // Most traced objects keep one guard (their lock): room for one each.
         guards.reserve(found_so_far.cands.len());
-        let mut tracer = Tracer::shared(heap.cast(), &mut found, guards);
+        // SAFETY: `find_garbage` holds a `Freeze` across this call, with the world stopped.
+        let mut tracer = unsafe { Tracer::snapshot(heap.cast(), &mut found, guards) };
         // The list grows as tracing discovers candidates: each is traced once, in order.
         let mut i = 0;
         while let Some(c) = found_so_far.cands.get_mut(i) {

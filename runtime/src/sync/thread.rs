@@ -836,6 +836,31 @@ pub(crate) fn detached<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R 
     r
 }
 
+/// Runs `f` (a wait for a `sync::Mutex` another thread holds) detached from every heap this
+/// thread is attached to and outside every gate it is inside: no collection waits for a thread
+/// that waits for a lock, whose holder may be parked for that very collection. On its way back
+/// the thread waits where the world is stopped. `f` touches no object.
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    /// Re-enters the gates, then (when dropped after it) the attachments, however `f` is left.
+    struct Retake(Option<LeftGates>);
+    impl Drop for Retake {
+        fn drop(&mut self) {
+            if let Some(gates) = self.0.take() {
+                retake_gates(gates);
+            }
+        }
+    }
+    // Declared in this order so that an unwinding `f` re-attaches before it retakes the gates.
+    let gates = Retake(Some(leave_gates()));
+    // No heap is kept: a dangling pointer names none of this thread's attachments.
+    let detached = OthersDetached::new(NonNull::dangling());
+    let r = f();
+    // Attached again first, then inside the gates, as `detached` does.
+    drop(detached);
+    drop(gates);
+    r
+}
+
 /// Why a collection could not stop the world.
 #[derive(Debug)]
 pub(crate) enum NotStopped {
