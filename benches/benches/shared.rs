@@ -30,8 +30,9 @@
 //! - `collect_rings`: one full collection of `RINGS` garbage rings of 4 nodes (each node one
 //!   handle behind its mode's cell: `RefCell` in Local mode, `Mutex` in Shared mode), built
 //!   untimed before each collection on a heap whose automatic collection is off: issue 13's
-//!   "collection in Shared mode with one thread" target, in time. `sync_oncelock` links the
-//!   Shared nodes through a `OnceLock` instead, which tracing reads without a lock.
+//!   "collection in Shared mode with one thread" target, in time. `sync_reap_mutex` links the
+//!   Shared nodes through `reap::sync::Mutex` (its state read, not taken, by the snapshot),
+//!   `sync_oncelock` through a `OnceLock`, which tracing reads without a lock.
 
 use std::hint::black_box;
 use std::rc::Rc;
@@ -331,6 +332,13 @@ struct OnceRing {
     next: std::sync::OnceLock<reap::sync::Gc<OnceRing>>,
 }
 
+/// A Shared ring node linked through reap's own lock, which the snapshot reads without
+/// taking (`collect_rings/sync_reap_mutex`).
+#[derive(reap::Trace)]
+struct ReapRing {
+    next: reap::sync::Mutex<Option<reap::sync::Gc<ReapRing>>>,
+}
+
 /// Builds `RINGS` garbage rings of 4 nodes of type `$ty` on `$heap`, each node holding the one
 /// before it in a cell made by `$new` (the first node's, reached by `$link`, is set to the
 /// last node after the loop).
@@ -366,6 +374,26 @@ fn collect_rings(c: &mut Criterion) {
     g.bench_function("sync", |b| {
         b.iter_batched(
             || rings!(sync, SyncRing, std::sync::Mutex::new, lock),
+            |()| assert_eq!(sync.collect(), 4 * RINGS),
+            criterion::BatchSize::PerIteration,
+        )
+    });
+    g.bench_function("sync_reap_mutex", |b| {
+        b.iter_batched(
+            || {
+                for _ in 0..RINGS {
+                    let first = sync.alloc(ReapRing {
+                        next: reap::sync::Mutex::new(None),
+                    });
+                    let mut last = first.clone();
+                    for _ in 0..3 {
+                        last = sync.alloc(ReapRing {
+                            next: reap::sync::Mutex::new(Some(last)),
+                        });
+                    }
+                    *first.next.lock() = Some(last);
+                }
+            },
             |()| assert_eq!(sync.collect(), 4 * RINGS),
             criterion::BatchSize::PerIteration,
         )

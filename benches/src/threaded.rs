@@ -15,6 +15,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
+
+// Objects' mutable fields use reap's lock, which a collection reads without taking.
+use reap::sync::Mutex as ReapMutex;
 use std::time::{Duration, Instant};
 
 use reap::sync::{Finalize, Gc, Heap, Weak};
@@ -218,14 +221,14 @@ fn trees(heap: &Heap, p: &Params, tally: &Arc<Tally>) {
 
 #[derive(Trace)]
 struct Node {
-    prev: Mutex<Option<Gc<Node>>>,
-    next: Mutex<Option<Gc<Node>>>,
+    prev: ReapMutex<Option<Gc<Node>>>,
+    next: ReapMutex<Option<Gc<Node>>>,
 }
 
 fn node(a: &mut Alloc) -> Gc<Node> {
     a.new_obj(Node {
-        prev: Mutex::new(None),
-        next: Mutex::new(None),
+        prev: ReapMutex::new(None),
+        next: ReapMutex::new(None),
     })
 }
 
@@ -234,12 +237,12 @@ fn make_ring(a: &mut Alloc, len: usize) {
     let mut prev = first.clone();
     for _ in 1..len {
         let n = node(a);
-        *n.prev.lock().unwrap() = Some(prev.clone());
-        *prev.next.lock().unwrap() = Some(n.clone());
+        *n.prev.lock() = Some(prev.clone());
+        *prev.next.lock() = Some(n.clone());
         prev = n;
     }
-    *prev.next.lock().unwrap() = Some(first.clone());
-    *first.prev.lock().unwrap() = Some(prev);
+    *prev.next.lock() = Some(first.clone());
+    *first.prev.lock() = Some(prev);
 }
 
 fn rings(heap: &Heap, p: &Params, tally: &Arc<Tally>) {
@@ -261,7 +264,7 @@ fn rings(heap: &Heap, p: &Params, tally: &Arc<Tally>) {
 
 #[derive(Trace)]
 struct Vertex {
-    edges: Mutex<Vec<Gc<Vertex>>>,
+    edges: ReapMutex<Vec<Gc<Vertex>>>,
 }
 
 /// A vertex has at most this many edges; adding one more rewires one of them.
@@ -284,7 +287,7 @@ fn graph_step(a: &mut Alloc, slots: &Slots, rng: &mut XorShift) {
     match rng.below(10) {
         0..=3 => {
             let v = a.new_obj(Vertex {
-                edges: Mutex::new(Vec::new()),
+                edges: ReapMutex::new(Vec::new()),
             });
             let old = slots[rng.below(slots.len())].lock().unwrap().replace(v);
             drop(old);
@@ -293,7 +296,7 @@ fn graph_step(a: &mut Alloc, slots: &Slots, rng: &mut XorShift) {
             let (from, to) = (get(rng.below(slots.len())), get(rng.below(slots.len())));
             if let (Some(from), Some(to)) = (from, to) {
                 let old = {
-                    let mut e = from.edges.lock().unwrap();
+                    let mut e = from.edges.lock();
                     if e.len() < EDGES_MAX {
                         e.push(to);
                         None
@@ -308,7 +311,7 @@ fn graph_step(a: &mut Alloc, slots: &Slots, rng: &mut XorShift) {
         7 => {
             if let Some(from) = get(rng.below(slots.len())) {
                 let old = {
-                    let mut e = from.edges.lock().unwrap();
+                    let mut e = from.edges.lock();
                     (!e.is_empty()).then(|| {
                         let k = rng.below(e.len());
                         e.swap_remove(k)
@@ -348,7 +351,7 @@ fn mutator(heap: &Heap, p: &Params, tally: &Arc<Tally>) {
 #[reap(sync_finalize)]
 struct Parcel {
     tree: Option<Gc<TreeNode>>,
-    other: Mutex<Option<Gc<Parcel>>>,
+    other: ReapMutex<Option<Gc<Parcel>>>,
     #[reap(skip)]
     tally: Arc<Tally>,
 }
@@ -364,7 +367,7 @@ fn parcel(a: &mut Alloc, tally: &Arc<Tally>, depth: u32) -> Gc<Parcel> {
     Tally::add(&tally.finalizable, 1);
     a.new_obj(Parcel {
         tree,
-        other: Mutex::new(None),
+        other: ReapMutex::new(None),
         tally: tally.clone(),
     })
 }
@@ -426,7 +429,7 @@ fn handoff(heap: &Heap, p: &Params, tally: &Arc<Tally>) {
 /// A cached value: sometimes a self-cycle (only a collection frees it).
 #[derive(Trace)]
 struct Value {
-    me: Mutex<Option<Gc<Value>>>,
+    me: ReapMutex<Option<Gc<Value>>>,
 }
 
 /// The weak-value cache all threads share: key to a weak reference whose callback removes the
@@ -463,10 +466,10 @@ fn cache_step(
         Some(v) => v,
         None => {
             let v = a.new_obj(Value {
-                me: Mutex::new(None),
+                me: ReapMutex::new(None),
             });
             if rng.below(2) == 0 {
-                *v.me.lock().unwrap() = Some(v.clone());
+                *v.me.lock() = Some(v.clone());
             }
             let (c, t) = (cache.clone(), tally.clone());
             Tally::add(&tally.weak_callbacks_made, 1);
@@ -543,11 +546,11 @@ fn fin(a: &mut Alloc, tally: &Arc<Tally>, cyclic: bool) {
     Tally::add(&tally.finalizable, 1);
     let f = a.new_obj(Parcel {
         tree: None,
-        other: Mutex::new(None),
+        other: ReapMutex::new(None),
         tally: tally.clone(),
     });
     if cyclic {
-        *f.other.lock().unwrap() = Some(f.clone());
+        *f.other.lock() = Some(f.clone());
     }
 }
 
@@ -561,7 +564,7 @@ fn mix(heap: &Heap, p: &Params, tally: &Arc<Tally>) {
                 let mut cur = head.clone();
                 for _ in 1..200 {
                     let n = node(&mut a);
-                    *cur.next.lock().unwrap() = Some(n.clone());
+                    *cur.next.lock() = Some(n.clone());
                     cur = n;
                 }
                 head
@@ -601,7 +604,7 @@ fn mix(heap: &Heap, p: &Params, tally: &Arc<Tally>) {
                 }
             }));
             if step % 2 == 0 {
-                *n.next.lock().unwrap() = Some(n.clone());
+                *n.next.lock() = Some(n.clone());
             }
             drop(n);
             // Objects with finalizers, now and then in a cycle.

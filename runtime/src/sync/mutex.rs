@@ -16,7 +16,7 @@ use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 
-use crate::shim::Ordering::{Relaxed, Release, SeqCst};
+use crate::shim::Ordering::{Relaxed, SeqCst};
 use crate::shim::{AtomicU32, AtomicUsize, Condvar, Mutex as RawMutex, MutexGuard as RawGuard};
 use crate::trace::{Trace, Tracer};
 
@@ -327,10 +327,11 @@ impl<T: ?Sized> Mutex<T> {
         });
     }
 
-    /// Sets [`PARKED`] over the state `from`.
+    /// Sets [`PARKED`] over the state `from` (sequentially consistent as every write of the
+    /// state word: see [`Mutex::release`]).
     fn cas_parked(&self, from: u32) -> bool {
         self.state
-            .compare_exchange(from, from | PARKED, Relaxed, Relaxed)
+            .compare_exchange(from, from | PARKED, SeqCst, Relaxed)
             .is_ok()
     }
 
@@ -348,9 +349,17 @@ impl<T: ?Sized> Mutex<T> {
     }
 
     /// Releases the lock, waking its sleepers if any.
+    ///
+    /// `SeqCst` (the same instruction as `Release` on x86, where a swap is locked anyway),
+    /// so that every write of the state word is sequentially consistent: a snapshot's `SeqCst`
+    /// load then cannot read a release older than an acquisition that precedes it in the
+    /// single total order. C11 forbids that read already when the release happens before the
+    /// acquisition (here it always does: the acquirer read it, or a later write), but loom
+    /// 0.7 allows it for a store that is not `SeqCst` itself (see `shim`'s module docs), and
+    /// reported a race that cannot happen.
     #[inline]
     fn release(&self) {
-        if self.state.swap(0, Release) & PARKED != 0 {
+        if self.state.swap(0, SeqCst) & PARKED != 0 {
             self.wake();
         }
     }
