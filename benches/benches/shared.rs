@@ -33,6 +33,8 @@
 //!   "collection in Shared mode with one thread" target, in time. `sync_reap_mutex` links the
 //!   Shared nodes through `reap::sync::Mutex` (its state read, not taken, by the snapshot),
 //!   `sync_oncelock` through a `OnceLock`, which tracing reads without a lock.
+//! - `mutex_lock_unlock`: 1000 uncontended lock + unlock pairs of `reap::sync::Mutex` against
+//!   `std::sync::Mutex` (the price of the snapshot's frozen-count check on the mutator).
 
 use std::hint::black_box;
 use std::rc::Rc;
@@ -423,6 +425,27 @@ fn collect_rings(c: &mut Criterion) {
     g.finish();
 }
 
+fn mutex_lock_unlock(c: &mut Criterion) {
+    let mut g = c.benchmark_group("mutex_lock_unlock");
+    let reap_m = reap::sync::Mutex::new(0_u64);
+    g.bench_function("reap", |b| {
+        b.iter(|| {
+            for _ in 0..N {
+                *black_box(&reap_m).lock() += 1;
+            }
+        })
+    });
+    let std_m = std::sync::Mutex::new(0_u64);
+    g.bench_function("std", |b| {
+        b.iter(|| {
+            for _ in 0..N {
+                *black_box(&std_m).lock().unwrap() += 1;
+            }
+        })
+    });
+    g.finish();
+}
+
 criterion_group!(
     benches,
     clone_drop,
@@ -430,6 +453,7 @@ criterion_group!(
     binary_trees,
     weak,
     two_threads_trees,
-    collect_rings
+    collect_rings,
+    mutex_lock_unlock
 );
 criterion_main!(benches);
