@@ -349,6 +349,14 @@ impl<'a> Tracer<'a> {
 /// of it panics, or gives `Reclaimed` through `Gc::try_deref`), but it is a bug in the `Trace`
 /// impl. `needs_trace` may return `false` only if values of the type can never hold a handle.
 ///
+/// Each handle is reported by one value at most: values that share a container (an `Rc` or
+/// `Arc` several of them hold) must not all visit what is in it, at most one of them. Reported
+/// twice, a handle's reference is subtracted twice, and the collector can reclaim an object
+/// still referenced from outside (undefined behaviour if another thread is reading it). This
+/// holds whatever the container: the shared `RwLock`, `OnceLock` and `sync::Mutex` are read
+/// by every holder's traversal (a shared `std::sync::Mutex` happens to be spared, as the
+/// second traversal finds it taken by the first and is marked incomplete).
+///
 /// Collections follow the handles that were dropped (SEMANTICS 2.2, 8.5). Garbage made without
 /// a dropped handle — a handle moved into a place `trace` visits through a path that holds no
 /// handle to its holder (an `Rc` or `Arc` the value shares with code outside the heap), or an

@@ -142,10 +142,15 @@ fn wait_thawed() -> bool {
         return false;
     }
     let g = globals();
-    let mut l = raw_lock(&g.thaw_lock);
-    while g.frozen.load(SeqCst) != 0 {
-        l = g.thaw.wait(l).unwrap_or_else(|e| e.into_inner());
-    }
+    // Detached meanwhile, as a thread waiting for a holder: snapshots of several heaps may
+    // follow each other, and a collection of a heap this thread is attached to must not wait
+    // for it until they all end.
+    crate::sync::thread::blocking(|| {
+        let mut l = raw_lock(&g.thaw_lock);
+        while g.frozen.load(SeqCst) != 0 {
+            l = g.thaw.wait(l).unwrap_or_else(|e| e.into_inner());
+        }
+    });
     true
 }
 

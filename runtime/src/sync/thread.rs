@@ -58,6 +58,10 @@ struct Hot {
     gates: [Cell<*const HeapState>; MAX_GATES],
     gate_depths: [Cell<u32>; MAX_GATES],
     gates_len: Cell<usize>,
+    /// How many heaps' worlds this thread holds stopped (between [`stop_the_world`]'s success
+    /// and [`restart_the_world`]): [`blocking`] then detaches from nothing, since re-attaching
+    /// would park it on its own stop.
+    stops_held: Cell<u32>,
 }
 
 /// How many heaps' gates a thread's [`Hot`] records at once (gates nest when a gated death's
@@ -76,6 +80,7 @@ impl Hot {
             gates: [const { Cell::new(std::ptr::null()) }; MAX_GATES],
             gate_depths: [const { Cell::new(0) }; MAX_GATES],
             gates_len: Cell::new(0),
+            stops_held: Cell::new(0),
         }
     }
 
@@ -840,7 +845,17 @@ pub(crate) fn detached<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R 
 /// thread is attached to and outside every gate it is inside: no collection waits for a thread
 /// that waits for a lock, whose holder may be parked for that very collection. On its way back
 /// the thread waits where the world is stopped. `f` touches no object.
+///
+/// A thread that holds some heap's world stopped (a `gc` walk whose `Trace` waits for a lock,
+/// against the trait's contract) just waits: it would otherwise detach from that heap and, on
+/// its way back, park for its own stop.
 pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    if HOT
+        .try_with(|hot| hot.stops_held.get() != 0)
+        .unwrap_or(false)
+    {
+        return f();
+    }
     /// Re-enters the gates, then (when dropped after it) the attachments, however `f` is left.
     struct Retake(Option<LeftGates>);
     impl Drop for Retake {
@@ -930,6 +945,7 @@ pub(crate) fn stop_the_world(
             .map(|s| s.id)
             .collect();
         if running.is_empty() && h.stw.passive.load(SeqCst) == 0 {
+            let _ = HOT.try_with(|hot| hot.stops_held.set(hot.stops_held.get() + 1));
             return Ok(());
         }
         let waited = start.elapsed();
@@ -946,6 +962,7 @@ pub(crate) fn stop_the_world(
 
 /// Restarts the world a [`stop_the_world`] stopped: parked threads resume, the gate opens.
 pub(crate) fn restart_the_world(heap: NonNull<HeapState>) {
+    let _ = HOT.try_with(|hot| hot.stops_held.set(hot.stops_held.get().saturating_sub(1)));
     // SAFETY: the collecting thread's attachment keeps the heap alive.
     let h = unsafe { heap.as_ref() };
     let _g = lock(&h.stw.lock);
