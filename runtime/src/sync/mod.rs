@@ -20,14 +20,16 @@
 //! - [`Heap::collect`] collects cycles by stopping the world (CPython 3.13t's free-threaded
 //!   collector): every attached thread parks at its next safe point (allocation,
 //!   [`Heap::safepoint`], entering or leaving [`Heap::detached`]). An attached thread that
-//!   blocks (a join, a channel, a lock another thread holds) does it inside
+//!   blocks (a join, a channel, a `std` lock another thread holds) does it inside
 //!   [`Heap::detached`], or collections cannot stop it ([`Heap::try_collect`] reports it).
+//! - An object's mutable fields go behind [`Mutex`], reap's lock: a collection reads its state
+//!   instead of taking it, and a thread waiting for it is detached meanwhile on its own.
+//!   (`std::sync::Mutex` and `RwLock` are traced too, through `try_lock`.)
 //!
 //! ```
-//! use reap::sync::{Finalize, Gc, Heap, Weak};
+//! use reap::sync::{Finalize, Gc, Heap, Mutex, Weak};
 //! use reap::Trace;
 //! use std::sync::atomic::{AtomicUsize, Ordering};
-//! use std::sync::Mutex;
 //!
 //! static DELS: AtomicUsize = AtomicUsize::new(0);
 //!
@@ -53,12 +55,12 @@
 //!         let (heap, root) = (heap.clone(), root.clone());
 //!         std::thread::spawn(move || {
 //!             let child = heap.alloc(Node { name: format!("child {i}"), children: Mutex::new(vec![]) });
-//!             root.children.lock().unwrap().push(child);
+//!             root.children.lock().push(child);
 //!         })
 //!     })
 //!     .collect();
 //! workers.into_iter().for_each(|t| t.join().unwrap());
-//! assert_eq!(root.children.lock().unwrap().len(), 4);
+//! assert_eq!(root.children.lock().len(), 4);
 //! drop(root);
 //! // The workers dropped their clones of `root`, which this thread owns: those drops wait in
 //! // this thread's merge queue until its next safe point (an allocation, or this call).
