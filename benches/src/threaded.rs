@@ -271,11 +271,11 @@ struct Vertex {
 const EDGES_MAX: usize = 8;
 
 /// The graph all threads mutate: its roots, in slots.
-type Slots = Vec<Mutex<Option<Gc<Vertex>>>>;
+type Slots = Vec<ReapMutex<Option<Gc<Vertex>>>>;
 
 fn slots(size: f64) -> Slots {
     (0..scaled(20_000, size))
-        .map(|_| Mutex::new(None))
+        .map(|_| ReapMutex::new(None))
         .collect()
 }
 
@@ -283,13 +283,13 @@ fn slots(size: f64) -> Slots {
 /// remove an edge, or empty a slot. No lock is held across an allocation (a safe point) or a
 /// drop (which may free a whole subgraph), and never two at once.
 fn graph_step(a: &mut Alloc, slots: &Slots, rng: &mut XorShift) {
-    let get = |i: usize| slots[i].lock().unwrap().clone();
+    let get = |i: usize| slots[i].lock().clone();
     match rng.below(10) {
         0..=3 => {
             let v = a.new_obj(Vertex {
                 edges: ReapMutex::new(Vec::new()),
             });
-            let old = slots[rng.below(slots.len())].lock().unwrap().replace(v);
+            let old = slots[rng.below(slots.len())].lock().replace(v);
             drop(old);
         }
         4..=6 => {
@@ -321,7 +321,7 @@ fn graph_step(a: &mut Alloc, slots: &Slots, rng: &mut XorShift) {
             }
         }
         _ => {
-            let old = slots[rng.below(slots.len())].lock().unwrap().take();
+            let old = slots[rng.below(slots.len())].lock().take();
             drop(old);
         }
     }
@@ -434,7 +434,7 @@ struct Value {
 
 /// The weak-value cache all threads share: key to a weak reference whose callback removes the
 /// entry when the value dies.
-type Cache = Mutex<HashMap<u64, Weak<Value>>>;
+type Cache = ReapMutex<HashMap<u64, Weak<Value>>>;
 
 /// A thread's side of the cache: the values it keeps using (the most recent ones) and the weak
 /// references it took out of the cache while they may still be alive (kept until their referent
@@ -461,7 +461,7 @@ fn cache_step(
     tally: &Arc<Tally>,
 ) {
     let key = rng.below(CACHE_KEYS) as u64;
-    let hit = cache.lock().unwrap().get(&key).and_then(Weak::upgrade);
+    let hit = cache.lock().get(&key).and_then(Weak::upgrade);
     let value = match hit {
         Some(v) => v,
         None => {
@@ -479,7 +479,7 @@ fn cache_step(
                     Tally::add(&t.weak_violations, 1);
                 }
                 let removed = {
-                    let mut m = c.lock().unwrap();
+                    let mut m = c.lock();
                     match m.get(&key) {
                         Some(x) if Weak::ptr_eq(x, w) => m.remove(&key),
                         _ => None,
@@ -487,7 +487,7 @@ fn cache_step(
                 };
                 drop(removed);
             });
-            let old = cache.lock().unwrap().insert(key, w);
+            let old = cache.lock().insert(key, w);
             user.retired.extend(old);
             v
         }
@@ -506,7 +506,7 @@ fn cache_step(
 /// The end of a cache's life: every value was let go and collected, so every weak reference
 /// left in it, or taken out of it (`retired`), must be dead; then they go.
 fn retire_cache(cache: &Cache, retired: Mutex<Vec<Weak<Value>>>, tally: &Tally) {
-    let left = std::mem::take(&mut *cache.lock().unwrap());
+    let left = std::mem::take(&mut *cache.lock());
     let retired = retired.into_inner().unwrap();
     let alive = left
         .values()
