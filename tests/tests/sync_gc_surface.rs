@@ -226,6 +226,7 @@ fn gccallback_test_collect() {
         assert!(stop.time_to_safepoint <= stop.first_pause);
         assert!(stop.first_pause <= stop.duration);
         assert_eq!(stop.second_pause, None, "no finalizer ran: one pause");
+        assert_eq!(stop.second_time_to_safepoint, None);
     }
 }
 
@@ -244,6 +245,10 @@ fn finalizer_makes_a_second_pause() {
     let stop = &calls[1].1;
     let second = stop.second_pause.expect("a finalizer ran: two pauses");
     assert!(stop.first_pause + second <= stop.duration);
+    let tts = stop
+        .second_time_to_safepoint
+        .expect("the second pause's stop");
+    assert!(tts <= second);
     assert_eq!(log.fin(), 1);
 }
 

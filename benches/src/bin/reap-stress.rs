@@ -711,6 +711,7 @@ fn run_threaded_one(
             s.pauses.push(info.first_pause);
             s.pauses.extend(info.second_pause);
             s.to_safepoint.push(info.time_to_safepoint);
+            s.to_safepoint.extend(info.second_time_to_safepoint);
             s.collections.push(info.duration);
             if info.generation == 0 {
                 s.automatic += 1;
@@ -769,7 +770,7 @@ fn fmt_percentiles(sorted: &[Duration]) -> String {
 fn print_threaded_report(outcomes: &[ThreadedOutcome], threads: usize) {
     println!(
         "{threads} mutator thread(s) on one shared heap per workload; collections automatic/explicit; \
-         pause: each stop of the world; to safepoint: from asking the threads to stop until all had"
+         pause: each stop of the world; to safepoint: each stop, from asking the threads to stop until all had"
     );
     println!(
         "{:<12} {:>8} {:>10} {:>10} {:>11} {:>10} {:>10} | {:>9} {:>9} {:>9} {:>9} | {:>9} {:>9} {:>9} {:>9}",

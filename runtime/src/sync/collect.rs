@@ -445,7 +445,8 @@ fn collect_claimed(
     // Pause 2, if a finalizer may have resurrected something.
     let garbage = if finalized {
         let others = thread::OthersDetached::new(heap);
-        let (stopped, asked, _) = timed_stop(heap, s, timeout);
+        let (stopped, asked, to_safepoint) = timed_stop(heap, s, timeout);
+        info.second_time_to_safepoint = Some(to_safepoint);
         match stopped {
             Ok(()) => {}
             Err(_) => {

@@ -68,6 +68,8 @@ pub struct CollectInfo {
     pub first_pause: Duration,
     /// The second pause (the resurrection check), if a finalizer ran.
     pub second_pause: Option<Duration>,
+    /// The second pause's time to safe point, if there was one.
+    pub second_time_to_safepoint: Option<Duration>,
 }
 
 /// A Shared-mode collection callback: runs on the collecting thread, with the world running.
