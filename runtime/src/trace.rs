@@ -152,12 +152,22 @@ impl<'a> Tracer<'a> {
         edges: &'a mut Vec<NonNull<SharedHeader>>,
         guards: &'a mut Vec<HeldGuard>,
     ) -> Self {
+        Self::shared_mode(heap, edges, guards, false)
+    }
+
+    /// A [`Mode::Shared`] tracer, its locks frozen or not.
+    fn shared_mode(
+        heap: NonNull<()>,
+        edges: &'a mut Vec<NonNull<SharedHeader>>,
+        guards: &'a mut Vec<HeldGuard>,
+        frozen: bool,
+    ) -> Self {
         Tracer {
             mode: Mode::Shared {
                 heap,
                 edges,
                 guards,
-                frozen: false,
+                frozen,
             },
             key: 0,
             incomplete: false,
@@ -175,16 +185,7 @@ impl<'a> Tracer<'a> {
         edges: &'a mut Vec<NonNull<SharedHeader>>,
         guards: &'a mut Vec<HeldGuard>,
     ) -> Self {
-        Tracer {
-            mode: Mode::Shared {
-                heap,
-                edges,
-                guards,
-                frozen: true,
-            },
-            key: 0,
-            incomplete: false,
-        }
+        Self::shared_mode(heap, edges, guards, true)
     }
 
     /// Whether `sync::Mutex` acquisitions are held off while this tracer runs
