@@ -17,7 +17,7 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 
 use crate::shim::Ordering::{Relaxed, SeqCst};
-use crate::shim::{AtomicU32, AtomicUsize, Condvar, Mutex as RawMutex, MutexGuard as RawGuard};
+use crate::shim::{lock as raw_lock, wait, AtomicU32, AtomicUsize, Condvar, Mutex as RawMutex};
 use crate::trace::{Trace, Tracer};
 
 /// The state word's bit for "held".
@@ -103,11 +103,6 @@ loom::thread_local! {
     static FREEZING: std::cell::Cell<u32> = std::cell::Cell::new(0);
 }
 
-/// Locks a runtime-internal mutex, ignoring poison (they guard no data).
-fn raw_lock(m: &RawMutex<()>) -> RawGuard<'_, ()> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// One raise of the frozen count, held by a collection's snapshot (with its world stopped)
 /// until its verdict is in: no `sync::Mutex` is acquired meanwhile. Not `Send`: it is lowered
 /// on the thread that raised it.
@@ -148,7 +143,7 @@ fn wait_thawed() -> bool {
     crate::sync::thread::blocking(|| {
         let mut l = raw_lock(&g.thaw_lock);
         while g.frozen.load(SeqCst) != 0 {
-            l = g.thaw.wait(l).unwrap_or_else(|e| e.into_inner());
+            l = wait(&g.thaw, l);
         }
     });
     true
@@ -325,7 +320,7 @@ impl<T: ?Sized> Mutex<T> {
                 // `PARKED` after this point takes the bucket's lock to wake the sleepers, so
                 // it waits until this thread sleeps.
                 if s & PARKED != 0 || self.cas_parked(s) {
-                    drop(b.cv.wait(g).unwrap_or_else(|e| e.into_inner()));
+                    drop(wait(&b.cv, g));
                     return;
                 }
             }
@@ -446,10 +441,9 @@ impl<T: ?Sized + std::fmt::Display> std::fmt::Display for MutexGuard<'_, T> {
     }
 }
 
-// SAFETY: the lock owns its value, and `trace` visits exactly the handles it holds: in a
-// collection's snapshot (locks frozen) by reading the value of a lock no thread holds, which
-// none can take until the verdict; elsewhere under `try_lock`. A lock held is not traversed;
-// the tracer is told, and the collector keeps the object.
+// SAFETY: the lock owns its value; `trace` visits exactly its handles, in a snapshot (locks
+// frozen) by reading a lock no thread holds or can take until the verdict, elsewhere under
+// `try_lock`. A held lock is not traversed: the tracer is told, the object kept.
 unsafe impl<T: Trace> Trace for Mutex<T> {
     fn trace(&self, tracer: &mut Tracer<'_>) {
         if !T::needs_trace() {

@@ -856,24 +856,13 @@ pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
     {
         return f();
     }
-    /// Re-enters the gates, then (when dropped after it) the attachments, however `f` is left.
-    struct Retake(Option<LeftGates>);
-    impl Drop for Retake {
-        fn drop(&mut self) {
-            if let Some(gates) = self.0.take() {
-                retake_gates(gates);
-            }
-        }
-    }
-    // Declared in this order so that an unwinding `f` re-attaches before it retakes the gates.
-    let gates = Retake(Some(leave_gates()));
-    // No heap is kept: a dangling pointer names none of this thread's attachments.
-    let detached = OthersDetached::new(NonNull::dangling());
-    let r = f();
-    // Attached again first, then inside the gates, as `detached` does.
-    drop(detached);
-    drop(gates);
-    r
+    // Outside the gates, then detached (a dangling pointer names none of this thread's
+    // attachments, so none is kept); on the way back, however `f` is left, attached again
+    // first, then inside the gates, as `detached` does.
+    outside_gates(|| {
+        let _detached = OthersDetached::new(NonNull::dangling());
+        f()
+    })
 }
 
 /// Why a collection could not stop the world.
