@@ -14,6 +14,8 @@
 //!   collection; `rings-broken`: the same rings, each broken by hand before it is dropped (so
 //!   they die on the refcount path): the difference between the two is the collection's cost;
 //!   `sync-once-rings`: the Shared rings linked through a `OnceLock` (traced without a lock);
+//!   `sync-mutex-rings` (and `-broken`): linked through `reap::sync::Mutex`; `local-rings` and
+//!   `sync-mutex-rings` print the median and fastest collection time;
 //! - `upgrade`: `N` × 100,000 upgrades of a weak reference to a live object, each result dropped;
 //! - `weak-create`: `N` × 10,000 rounds of an object allocated, a weak reference made to it, and
 //!   both dropped;
@@ -115,6 +117,33 @@ fn sync_rings(heap: &reap::sync::Heap, broken: bool) {
         *first.next.lock().unwrap() = Some(last);
         if broken {
             first.next.lock().unwrap().take();
+        }
+    }
+}
+
+/// A Shared ring node linked through `reap::sync::Mutex` (read, not taken, by the snapshot).
+#[derive(Trace)]
+struct ReapRing {
+    next: reap::sync::Mutex<Option<reap::sync::Gc<ReapRing>>>,
+}
+
+/// One round of `RINGS` rings of 4 `ReapRing` nodes (criterion's
+/// `collect_rings/sync_reap_mutex`); broken by hand if `broken`.
+fn sync_mutex_rings(heap: &reap::sync::Heap, broken: bool) {
+    for _ in 0..RINGS {
+        let first = heap.alloc(ReapRing {
+            next: reap::sync::Mutex::new(None),
+        });
+        let mut last = first.clone();
+        for _ in 0..3 {
+            let n = heap.alloc(ReapRing {
+                next: reap::sync::Mutex::new(Some(last)),
+            });
+            last = n;
+        }
+        *first.next.lock() = Some(last);
+        if broken {
+            first.next.lock().take();
         }
     }
 }
@@ -290,6 +319,14 @@ fn foreign_churn<H: Clone>(h: &H, n: u32) {
     eprintln!("{ns:.2} ns a clone + drop");
 }
 
+/// Prints the median and the fastest of the collections' times (the `rings` modes).
+fn report_collections(mut times: Vec<std::time::Duration>) {
+    times.sort();
+    if let (Some(min), Some(mid)) = (times.first(), times.get(times.len() / 2)) {
+        eprintln!("collection: median {mid:.2?}, fastest {min:.2?}");
+    }
+}
+
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
     let n: u32 = std::env::args()
@@ -306,10 +343,14 @@ fn main() {
         "local-rings" | "local-rings-broken" => {
             let heap = reap::Heap::new();
             heap.disable();
+            let mut times = Vec::new();
             for _ in 0..n {
                 local_rings(&heap, mode.ends_with("broken"));
+                let start = std::time::Instant::now();
                 black_box(heap.collect(2));
+                times.push(start.elapsed());
             }
+            report_collections(times);
         }
         "sync-rings" | "sync-rings-broken" => {
             let heap = reap::sync::Heap::new();
@@ -318,6 +359,18 @@ fn main() {
                 sync_rings(&heap, mode.ends_with("broken"));
                 black_box(heap.collect());
             }
+        }
+        "sync-mutex-rings" | "sync-mutex-rings-broken" => {
+            let heap = reap::sync::Heap::new();
+            heap.disable();
+            let mut times = Vec::new();
+            for _ in 0..n {
+                sync_mutex_rings(&heap, mode.ends_with("broken"));
+                let start = std::time::Instant::now();
+                black_box(heap.collect());
+                times.push(start.elapsed());
+            }
+            report_collections(times);
         }
         "sync-once-rings" => {
             let heap = reap::sync::Heap::new();
@@ -332,10 +385,14 @@ fn main() {
             heap.disable();
             let roots = local_live_heap(&heap);
             heap.collect(2);
+            let mut times = Vec::new();
             for _ in 0..n {
                 local_rings(&heap, mode.ends_with("broken"));
+                let start = std::time::Instant::now();
                 black_box(heap.collect(2));
+                times.push(start.elapsed());
             }
+            report_collections(times);
             drop(roots);
         }
         "sync-live-rings" | "sync-live-rings-broken" => {
