@@ -718,3 +718,40 @@ fn collect_from_a_finalizer_during_collection_returns_zero() {
     assert_eq!(log.events(), ["nested collect 0"]);
     assert_eq!(heap.live_objects(), 0);
 }
+
+/// A chain made on a scoped thread and dropped by the caller as soon as the scope returns,
+/// while the thread may still be running its thread-local destructors (where it leaves the
+/// heap): after one collection nothing is left. The collection merges the head (queued to the
+/// exiting owner) and runs its death, which drops the next node, owned by the exiting thread,
+/// and so on down the chain: once the owner's exit has begun, each of those drops is merged by
+/// the dropping thread, not queued to the exiting one (whose queue this collection has already
+/// drained: each later collection used to free one more node).
+#[test]
+fn chain_dropped_as_owner_exits_freed_by_one_collection() {
+    #[derive(Trace)]
+    struct Node {
+        next: Option<Gc<Node>>,
+    }
+    for round in 0..40 {
+        let heap = Heap::new();
+        let out = std::sync::Mutex::new(None);
+        heap.detached(|| {
+            std::thread::scope(|s| {
+                s.spawn(|| {
+                    let mut head = None;
+                    for _ in 0..200 {
+                        head = Some(heap.alloc(Node { next: head.take() }));
+                    }
+                    *out.lock().unwrap() = head;
+                });
+            });
+        });
+        drop(out.lock().unwrap().take());
+        assert_eq!(heap.collect(), 0, "no cycles");
+        assert_eq!(
+            heap.live_objects(),
+            0,
+            "round {round}: the whole chain is freed by one collection"
+        );
+    }
+}

@@ -478,6 +478,11 @@ pub(crate) struct ThreadSlot {
     /// Objects other threads queued to this one: each holds one reference, merged by the
     /// owner at its next safe point.
     pub(crate) queue: Vec<NonNull<SharedHeader>>,
+    /// Set (under the table's lock) when the thread's exit begins, after it gave up its id:
+    /// from then on it touches no local count, and a thread that would queue an object to it
+    /// merges the object itself ([`crate::sync::thread::queue`]). What was queued before is
+    /// merged by the exiting thread when it leaves the table.
+    pub(crate) leaving: bool,
 }
 
 // SAFETY: the queued pointers are objects of the heap, each kept allocated by the reference
@@ -493,6 +498,7 @@ impl ThreadSlot {
             ThreadSlot {
                 state: ptr,
                 queue: Vec::new(),
+                leaving: false,
             },
             ptr,
         )

@@ -679,8 +679,8 @@ fn merge_all(queue: Vec<NonNull<SharedHeader>>) {
 }
 
 /// Hands `obj` (whose owner is `owner`, and whose counts now say `QUEUED`) to its owner's
-/// merge queue; if the owner has exited, merges it here instead (CPython's
-/// `_Py_brc_queue_object`). Runs the death if that merge reaches zero.
+/// merge queue; if the owner has exited, or its exit has begun, merges it here instead
+/// (CPython's `_Py_brc_queue_object`). Runs the death if that merge reaches zero.
 ///
 /// # Safety
 /// The caller's dropped reference now belongs to the queue entry: `obj` is allocated.
@@ -692,14 +692,18 @@ pub(crate) unsafe fn queue(obj: NonNull<SharedHeader>, owner: u32) {
     let merge_here = {
         let mut table = lock(&h.threads);
         match table.get_mut(&owner) {
-            Some(slot) => {
+            Some(slot) if !slot.leaving => {
                 slot.queue.push(obj);
                 slot.state().pending.fetch_or(PENDING_QUEUE, Release);
                 false
             }
-            // The owner has exited: its last writes to the object's local count happened
-            // before it left the table, under this lock.
-            None => true,
+            // The owner has exited, or is exiting: it touches no local count any more (it gave
+            // up its id before it marked its slot leaving), and its last writes to the
+            // object's local count happened before it marked the slot or left the table,
+            // under this lock. Queued to it now, the object would wait for its leaving, which
+            // may come after a collection this thread runs has drained every queue (each
+            // death of a chain the owner made would then wait for the next drain).
+            _ => true,
         }
     };
     if merge_here {
@@ -1001,10 +1005,10 @@ pub(crate) fn outside_gates<R>(f: impl FnOnce() -> R) -> R {
 
 impl Drop for ThreadData {
     /// Thread exit: the thread gives up its id (from now on it owns nothing, so its handles'
-    /// drops go the shared way), then leaves each heap's table, merging what was queued to it.
-    /// Objects it still owns stay with its id; whoever queues one next finds it gone and
-    /// merges it. The leaving happens detached and inside the gate, so not while a collection
-    /// holds the world stopped.
+    /// drops go the shared way) and marks its slot in each heap's table leaving, then leaves
+    /// each table, merging what was queued to it. Objects it still owns stay with its id;
+    /// whoever queues one next finds the slot leaving or gone and merges it. The leaving
+    /// happens detached and inside the gate, so not while a collection holds the world stopped.
     fn drop(&mut self) {
         let _ = HOT.try_with(|hot| {
             hot.id.set(NO_OWNER);
@@ -1012,6 +1016,15 @@ impl Drop for ThreadData {
         });
         let id = self.id.get();
         let attached = std::mem::take(self.attached.get_mut());
+        // Marked before anything else of the exit (a death it runs may drop handles to objects
+        // this thread owns on another heap), under the lock that `queue` reads the mark under.
+        for &(heap, _) in &attached {
+            // SAFETY: the attachment holds a reference of the heap until released below.
+            let h = unsafe { heap.as_ref() };
+            if let Some(slot) = lock(&h.threads).get_mut(&id) {
+                slot.leaving = true;
+            }
+        }
         for (heap, state) in attached {
             // SAFETY: the attachment holds a reference of the heap until released below.
             let h = unsafe { heap.as_ref() };
