@@ -721,25 +721,27 @@ fn collect_from_a_finalizer_during_collection_returns_zero() {
 
 /// A chain made on a scoped thread and dropped by the caller as soon as the scope returns,
 /// while the thread may still be running its thread-local destructors (where it leaves the
-/// heap): after one collection nothing is left. The collection merges the head (queued to the
-/// exiting owner) and runs its death, which drops the next node, owned by the exiting thread,
-/// and so on down the chain: once the owner's exit has begun, each of those drops is merged by
-/// the dropping thread, not queued to the exiting one (whose queue this collection has already
-/// drained: each later collection used to free one more node).
+/// heap): after one collection nothing is left. Before either fix, the collection merged the
+/// head (queued to the exiting owner) and ran its death after the pause; that dropped the
+/// next node, owned by the exiting thread, and queued it there, where it waited for the exit
+/// (each later collection freed one more node). Now a drop queued to a thread whose exit has
+/// begun is merged by the dropping thread, and a queued drop the pause's merge takes to zero
+/// makes the object garbage of that collection, with all it alone reaches.
 #[test]
 fn chain_dropped_as_owner_exits_freed_by_one_collection() {
+    const LINKS: usize = reps(200, 20);
     #[derive(Trace)]
     struct Node {
         next: Option<Gc<Node>>,
     }
-    for round in 0..40 {
+    for round in 0..reps(40, 2) {
         let heap = Heap::new();
         let out = std::sync::Mutex::new(None);
         heap.detached(|| {
             std::thread::scope(|s| {
                 s.spawn(|| {
                     let mut head = None;
-                    for _ in 0..200 {
+                    for _ in 0..LINKS {
                         head = Some(heap.alloc(Node { next: head.take() }));
                     }
                     *out.lock().unwrap() = head;
@@ -747,11 +749,100 @@ fn chain_dropped_as_owner_exits_freed_by_one_collection() {
             });
         });
         drop(out.lock().unwrap().take());
-        assert_eq!(heap.collect(), 0, "no cycles");
+        // `LINKS` if the head's drop was queued to the thread before its exit began (the pause's
+        // merge takes it to zero: garbage of the collection, with the chain), else 0 (the
+        // drop merged at once, and the chain died on the refcount path).
+        let freed = heap.collect();
+        assert!(
+            freed == 0 || freed == LINKS,
+            "round {round}: collected {freed}"
+        );
         assert_eq!(
             heap.live_objects(),
             0,
             "round {round}: the whole chain is freed by one collection"
         );
     }
+}
+
+/// A drop queued to an owner that is blocked (detached) takes the object's count to zero when
+/// a collection merges the queue in its first pause: the object is garbage of that collection,
+/// with what only it reaches, here a 2-cycle (CPython 3.13t's `merge_queued_objects` hands
+/// tracked objects whose merged count is zero to the collection as garbage). It dies in the
+/// collection's order: weak references cleared, the finalizers, then the drops.
+#[test]
+fn queued_drop_merged_to_zero_in_a_pause_is_garbage_of_that_collection() {
+    let heap = Heap::new();
+    let log = Arc::new(Log::default());
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (tx, rx) = mpsc::channel();
+    let (h, l) = (heap.clone(), log.clone());
+    let owner = thread::spawn(move || {
+        // `holder` → a ↔ b, all owned by this thread, which then blocks detached.
+        let (a, b) = (instance(&h, "a", &l), instance(&h, "b", &l));
+        *a.a.lock().unwrap() = Some(b.clone());
+        *b.a.lock().unwrap() = Some(a.clone());
+        let holder = instance(&h, "holder", &l);
+        *holder.a.lock().unwrap() = Some(a);
+        let w = Weak::new(&holder);
+        drop(b);
+        // Sent from inside the detached section: the drop below cannot be merged by a safe
+        // point of this thread before the collection.
+        h.detached(|| {
+            tx.send((holder, w)).unwrap();
+            go_rx.recv().unwrap()
+        });
+    });
+    let (holder, w) = rx.recv().unwrap();
+    // The last reference, dropped here: queued to the blocked owner.
+    drop(holder);
+    assert!(w.upgrade().is_some(), "queued, not merged yet");
+    assert_eq!(
+        heap.collect(),
+        3,
+        "the holder and the cycle it alone reached"
+    );
+    assert!(w.upgrade().is_none());
+    let mut dels = log.events();
+    dels.sort();
+    assert_eq!(dels, ["del a", "del b", "del holder"]);
+    // The weak reference is an object too, the owner's: its drop here waits in the owner's
+    // queue until the owner comes back from its detached section.
+    drop(w);
+    go_tx.send(()).unwrap();
+    owner.join().unwrap();
+    assert_eq!(heap.live_objects(), 0);
+}
+
+/// The same, but the object the merge takes to zero cannot be traversed (its lock is held by a
+/// guard that was forgotten): the collection keeps it and what it reaches, and it dies by its
+/// count after the restart, once; the cycle it held is found by the next collection.
+#[test]
+fn queued_drop_merged_to_zero_behind_a_held_lock_dies_by_its_count() {
+    let heap = Heap::new();
+    let log = Arc::new(Log::default());
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (tx, rx) = mpsc::channel();
+    let (h, l) = (heap.clone(), log.clone());
+    let owner = thread::spawn(move || {
+        let (a, b) = (instance(&h, "a", &l), instance(&h, "b", &l));
+        *a.a.lock().unwrap() = Some(b.clone());
+        *b.a.lock().unwrap() = Some(a.clone());
+        let holder = instance(&h, "holder", &l);
+        *holder.a.lock().unwrap() = Some(a);
+        std::mem::forget(holder.a.lock().unwrap());
+        drop(b);
+        h.detached(|| {
+            tx.send(holder).unwrap();
+            go_rx.recv().unwrap()
+        });
+    });
+    drop(rx.recv().unwrap());
+    assert_eq!(heap.collect(), 0, "the holder is kept: its lock is held");
+    assert_eq!(log.events(), ["del holder"], "and dies by its count");
+    assert_eq!(heap.collect(), 2, "the cycle it held");
+    assert_eq!(count(&log, "del a") + count(&log, "del b"), 2);
+    go_tx.send(()).unwrap();
+    owner.join().unwrap();
+    assert_eq!(heap.live_objects(), 0);
 }
