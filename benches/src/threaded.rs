@@ -133,17 +133,24 @@ fn collects_now(step: usize, i: usize, threads: usize, every: usize) -> bool {
 /// Runs `body(i)` for `i` in `0..threads`, each on a thread of its own; the calling thread
 /// waits for them detached from `heap` (a blocked attached thread would hold up collections).
 ///
-/// The scope returns once every `body` has returned, while the workers may still be running
-/// their thread-local destructors, where they leave the heap: the caller's checks right after
-/// (`settle`) see their objects as the runtime must leave them, whatever point of its exit each
-/// worker has reached. (The workloads used to join each worker, exit included, to work around
-/// a runtime bug this found: see `docs/PERFORMANCE.md`, threaded workloads.)
+/// Each worker is joined with its handle, which waits for its thread-local destructors, where
+/// it leaves the heap, as joining a thread does in CPython: the checks that follow see a heap
+/// no thread is still leaving. (A scope's own wait returns before those destructors run; the
+/// runtime's behaviour then is checked by `tests/tests/sync_exit.rs` and
+/// `sync_collect.rs::chain_dropped_as_owner_exits_freed_by_one_collection`.)
 fn on_threads(heap: &Heap, threads: usize, body: impl Fn(usize) + Sync) {
     heap.detached(|| {
         std::thread::scope(|s| {
-            for i in 0..threads {
-                let body = &body;
-                s.spawn(move || body(i));
+            let workers: Vec<_> = (0..threads)
+                .map(|i| {
+                    let body = &body;
+                    s.spawn(move || body(i))
+                })
+                .collect();
+            for w in workers {
+                if let Err(p) = w.join() {
+                    std::panic::resume_unwind(p);
+                }
             }
         })
     });

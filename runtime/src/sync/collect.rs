@@ -364,18 +364,16 @@ fn collect_claimed(
     let h = unsafe { heap.as_ref() };
 
     // Pause 1.
-    let (dead, zero) = merge_queues(h);
+    let dead = merge_queues(h);
     h.gc.young.store(0, Relaxed);
     h.gc.scheduled.store(false, Relaxed);
     let everything = scope == Scope::Everything || h.gc.exhaustive_due();
-    let (garbage, population) = match find_garbage(heap, 0, Some(&zero), None, everything) {
+    let (garbage, population) = match find_garbage(heap, 0, None, everything) {
         Ok(g) => g,
         Err(p) => {
             thread::restart_the_world(heap);
             info.first_pause = asked.elapsed();
             settle_dead(dead);
-            // Not decided on: they die by their counts, as the rest.
-            settle_dead(zero);
             h.report_panic(
                 UnraisableKind::Drop,
                 "reap::Trace (collection abandoned)",
@@ -409,15 +407,6 @@ fn collect_claimed(
         let flags = Flags::from_bits_retain(flags);
         finalizers |= flags.contains(Flags::HAS_FINALIZER) && !flags.contains(Flags::FINALIZED);
     }
-    // An object the merge took to zero that the verdict keeps (its traversal was incomplete: a
-    // lock held by a guard that was forgotten) is no garbage; it dies by its count after the
-    // restart, as the rest of the merge's dead.
-    let mut dead = dead;
-    // SAFETY: the merge's dead are allocated (their death has not run); the world is stopped.
-    dead.extend(
-        zero.into_iter()
-            .filter(|o| !unsafe { o.as_ref() }.is_garbage()),
-    );
     if finalizers {
         // The finalizers run on values whole, and what they resurrect must not stay poisoned:
         // pause 2 poisons what is still garbage.
@@ -469,7 +458,7 @@ fn collect_claimed(
                 return Ok(0);
             }
         }
-        let still = match find_garbage(heap, 1, None, Some(&garbage), false) {
+        let still = match find_garbage(heap, 1, Some(&garbage), false) {
             Ok((g, _)) => g,
             Err(p) => {
                 unmark(&garbage);
@@ -540,8 +529,8 @@ fn stop(heap: NonNull<HeapState>, s: &ThreadState, timeout: Duration) -> Result<
 
 /// Merges every thread's queue (pause 1): returns the objects whose count reached zero, to
 /// die once the world runs again.
-fn merge_queues(h: &HeapState) -> (Vec<NonNull<SharedHeader>>, Vec<NonNull<SharedHeader>>) {
-    let (mut dead, mut zero) = (Vec::new(), Vec::new());
+fn merge_queues(h: &HeapState) -> Vec<NonNull<SharedHeader>> {
+    let mut dead = Vec::new();
     let mut table = lock(&h.threads);
     for slot in table.values_mut() {
         // The collection starts the count of allocations afresh (every thread is stopped).
@@ -554,31 +543,14 @@ fn merge_queues(h: &HeapState) -> (Vec<NonNull<SharedHeader>>, Vec<NonNull<Share
             // SAFETY: the queue entry's reference keeps the object allocated; its owner is
             // parked, detached or gone, so nothing else touches its `local` count.
             if count::merge(unsafe { obj.as_ref() }, -1) == 0 {
-                // SAFETY: as above; the world is stopped.
-                if garbage_at_zero(unsafe { obj.as_ref() }) {
-                    zero.push(obj);
-                } else {
-                    dead.push(obj);
-                }
+                dead.push(obj);
             }
         }
     }
-    (dead, zero)
+    dead
 }
 
-/// Whether an object a pause's merge took to zero is garbage of this collection rather than
-/// a death to run after the restart: a tracked object whose value is live and which is not
-/// frozen (what could be a candidate, had it a count), as CPython 3.13t's
-/// `merge_queued_objects` hands every tracked object whose merged count is zero to the
-/// collection. What it alone reaches is then found garbage by the same collection, where its
-/// death after the restart would only let the next collection find it.
-fn garbage_at_zero(h: &SharedHeader) -> bool {
-    let flags = Flags::from_bits_retain(h.flags.load(Relaxed));
-    flags.contains(Flags::TRACKED) && !flags.contains(Flags::VALUE_DROPPED) && !h.is_frozen()
-}
-
-/// Runs the deaths of objects whose count a merge of the pause took to zero (and that are not
-/// this collection's garbage: [`garbage_at_zero`]).
+/// Runs the deaths of objects whose count a merge of the pause took to zero.
 fn settle_dead(dead: Vec<NonNull<SharedHeader>>) {
     for obj in dead {
         // SAFETY: dead (count zero) and its death not begun; its heap is alive.
@@ -592,15 +564,13 @@ fn settle_dead(dead: Vec<NonNull<SharedHeader>>) {
 /// Trial deletion while the world is stopped: over the possible roots of the heap and what
 /// they reach (`among` = `None`; every tracked object if `everything`), or over `among` (the
 /// resurrection check, `held` = 1: each has the collector's reference, not counted as one from
-/// outside). `zero` (with `among` = `None`) are objects the pause's merge took to zero
-/// ([`garbage_at_zero`]): candidates with no reference, so garbage. Returns what only other
+/// outside). Returns what only other
 /// candidates reach, and the number of tracked objects of the heap (walked; 0 for `among`).
 /// A panicking traversal (a hand-written `Trace`) abandons it; every tracked object is then
 /// marked a possible root again.
 fn find_garbage(
     heap: NonNull<HeapState>,
     held: usize,
-    zero: Option<&[NonNull<SharedHeader>]>,
     among: Option<&[NonNull<SharedHeader>]>,
     everything: bool,
 ) -> Result<Verdict, Box<dyn std::any::Any + Send>> {
@@ -614,15 +584,8 @@ fn find_garbage(
     // instead of taking them (`sync::mutex`; the world is stopped, as `Freeze` requires).
     let freeze = crate::sync::mutex::Freeze::raise();
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let (snap, population) = Snapshot::take(
-            heap,
-            held,
-            zero,
-            among,
-            everything,
-            &mut guards,
-            &mut scratch,
-        );
+        let (snap, population) =
+            Snapshot::take(heap, held, among, everything, &mut guards, &mut scratch);
         used = snap.cands.len();
         (snap.unreachable(&mut scratch), population)
     }));
@@ -791,7 +754,6 @@ impl Snapshot {
     fn take(
         heap: NonNull<HeapState>,
         held: usize,
-        zero: Option<&[NonNull<SharedHeader>]>,
         among: Option<&[NonNull<SharedHeader>]>,
         everything: bool,
         guards: &mut Vec<HeldGuard>,
@@ -866,24 +828,6 @@ impl Snapshot {
                 for o in outside {
                     if let Some(i) = root(o) {
                         index.other.insert(o, i);
-                    }
-                }
-                // Dead at the merge: `consider` refused them (no count), and nothing holds a
-                // handle to them, so nothing else made them candidates either.
-                for &o in zero.unwrap_or_default() {
-                    found_so_far.cands.push(Candidate {
-                        obj: o,
-                        count: 0,
-                        start: 0,
-                    });
-                    let i = found_so_far.cands.len() as u32 - 1;
-                    match index.slot(o, true) {
-                        Some(slot) => {
-                            if let Some(e) = index.slots.get_mut(slot) {
-                                *e = i;
-                            }
-                        }
-                        None => _ = index.other.insert(o, i),
                     }
                 }
             }

@@ -596,9 +596,7 @@ pub(crate) fn collector_hold(h: &SharedHeader) {
     if total > SHARED_MAX as i64 {
         overflow();
     }
-    // 1 for an object the pause's merge took to zero (garbage with no reference at all:
-    // `sync::collect::garbage_at_zero`); every other candidate has a reference.
-    debug_assert!(total >= 1, "reap: garbage held with a negative count");
+    debug_assert!(total > 1, "reap: garbage held with no reference");
     if local != 0 {
         h.local.store(0, Relaxed);
     }

@@ -1,0 +1,136 @@
+//! Thread exit against drops and collections (issue 12): a thread whose exit has begun marks
+//! its slots leaving, and a drop that would queue to it merges instead (ARCHITECTURE,
+//! "Counting"). From the fourteenth session's adversarial review.
+
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::{mpsc, Arc, Barrier, Mutex};
+use std::thread;
+
+use reap::sync::{Gc, Heap};
+use reap::Trace;
+use reap_tests::shared::{hooked, reps, settled_live, Log};
+
+#[derive(Trace)]
+struct Leaf {
+    slot: Mutex<Option<Gc<Leaf>>>,
+    #[reap(skip)]
+    log: Arc<Log>,
+}
+
+impl Drop for Leaf {
+    fn drop(&mut self) {
+        self.log.drops.fetch_add(1, SeqCst);
+    }
+}
+
+/// A node of heap 1 holding a leaf of heap 2 and the next node.
+#[derive(Trace)]
+struct Node {
+    next: Option<Gc<Node>>,
+    other: Gc<Leaf>,
+    #[reap(skip)]
+    log: Arc<Log>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.log.drops.fetch_add(1, SeqCst);
+    }
+}
+
+fn cross_chain(h1: &Heap, h2: &Heap, n: usize, log: &Arc<Log>) -> Gc<Node> {
+    let mut head = None;
+    for _ in 0..n {
+        let other = h2.alloc(Leaf {
+            slot: Mutex::new(None),
+            log: log.clone(),
+        });
+        head = Some(h1.alloc(Node {
+            next: head.take(),
+            other,
+            log: log.clone(),
+        }));
+    }
+    head.unwrap()
+}
+
+/// The owner's exit merges (on heap 1) a drop queued to it before; the deaths drop handles to
+/// objects it owns on heap 2, whose slot is leaving: merged there and then. Everything dies,
+/// once.
+#[test]
+fn exit_merges_queue_whose_deaths_drop_objects_owned_on_another_heap() {
+    let (h1, h2) = (Heap::new(), Heap::new());
+    let (r1, r2) = (hooked(&h1), hooked(&h2));
+    let log = Log::new();
+    const N: usize = reps(50, 4);
+    let (tx, rx) = mpsc::channel();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let (a, b, l) = (h1.clone(), h2.clone(), log.clone());
+    let t = thread::spawn(move || {
+        let head = cross_chain(&a, &b, N, &l);
+        tx.send(head).unwrap();
+        // Blocks attached (no collection runs meanwhile): no safe point merges the drop.
+        go_rx.recv().unwrap();
+    });
+    let head = rx.recv().unwrap();
+    drop(head); // queued to the owner on heap 1
+    go_tx.send(()).unwrap();
+    t.join().unwrap();
+    assert_eq!(log.drops(), 2 * N);
+    assert_eq!(settled_live(&h1), 0);
+    assert_eq!(settled_live(&h2), 0);
+    assert!(r1.lock().unwrap().is_empty() && r2.lock().unwrap().is_empty());
+}
+
+/// Rounds of: a scoped thread builds a cross-heap chain and exits while this thread drops the
+/// chain and collects both heaps (and a third thread, attached to heap 2 only, collects it).
+/// After the rounds and one collection each, nothing is left; each value dropped once.
+#[test]
+fn exit_races_drops_and_collections_on_two_heaps() {
+    let (h1, h2) = (Heap::new(), Heap::new());
+    let log = Log::new();
+    const N: usize = reps(60, 3);
+    let rounds = reps(40, 2);
+    let mut expected = 0;
+    for _ in 0..rounds {
+        let out = Mutex::new(None);
+        let barrier = Arc::new(Barrier::new(2));
+        let (b, c) = (barrier.clone(), h2.clone());
+        let collector = thread::spawn(move || {
+            b.wait();
+            c.collect();
+        });
+        h1.detached(|| {
+            h2.detached(|| {
+                thread::scope(|s| {
+                    s.spawn(|| {
+                        let head = cross_chain(&h1, &h2, N, &log);
+                        // a cycle on heap 2 held by the head's leaf
+                        let leaf = h2.alloc(Leaf {
+                            slot: Mutex::new(None),
+                            log: log.clone(),
+                        });
+                        *leaf.slot.lock().unwrap() = Some(leaf.clone());
+                        *head.other.slot.lock().unwrap() = Some(leaf);
+                        *out.lock().unwrap() = Some(head);
+                    });
+                });
+            })
+        });
+        expected += 2 * N + 1;
+        let head = out.lock().unwrap().take();
+        h1.detached(|| h2.detached(|| barrier.wait()));
+        drop(head);
+        h1.collect();
+        h2.collect();
+        h1.detached(|| h2.detached(|| collector.join().unwrap()));
+    }
+    h1.collect();
+    h2.collect();
+    let (l1, l2) = (settled_live(&h1), settled_live(&h2));
+    if l2 != 0 {
+        h2.collect();
+    }
+    assert_eq!((l1, l2), (0, 0), "after one collection each");
+    assert_eq!(log.drops(), expected);
+}
