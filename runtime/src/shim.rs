@@ -215,6 +215,11 @@ impl Instant {
     pub(crate) fn elapsed(&self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
+
+    /// Always zero.
+    pub(crate) fn duration_since(&self, _earlier: Instant) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// Allocates a block for a Shared-mode object or side block; loom's version tracks it, so a

@@ -371,8 +371,8 @@ fn collect_claimed(
     let (garbage, population) = match find_garbage(heap, 0, None, everything) {
         Ok(g) => g,
         Err(p) => {
-            thread::restart_the_world(heap);
-            info.first_pause = asked.elapsed();
+            let released = thread::restart_the_world(heap);
+            info.first_pause = released.duration_since(asked);
             settle_dead(dead);
             h.report_panic(
                 UnraisableKind::Drop,
@@ -428,8 +428,8 @@ fn collect_claimed(
             unsafe { weak::unlist(SharedHeader::value_ptr(g)) };
         }
     }
-    thread::restart_the_world(heap);
-    info.first_pause = asked.elapsed();
+    let released = thread::restart_the_world(heap);
+    info.first_pause = released.duration_since(asked);
     drop(others);
     // What this collection leaves alive (`GcState::note_survivors`): counted once the
     // resurrection check has decided (a resurrected object survives).
@@ -462,8 +462,8 @@ fn collect_claimed(
             Ok((g, _)) => g,
             Err(p) => {
                 unmark(&garbage);
-                thread::restart_the_world(heap);
-                info.second_pause = Some(asked.elapsed());
+                let released = thread::restart_the_world(heap);
+                info.second_pause = Some(released.duration_since(asked));
                 release_holds(&garbage);
                 h.gc.note_survivors(survived(0), everything);
                 h.report_panic(
@@ -485,8 +485,8 @@ fn collect_claimed(
             // SAFETY: held, so allocated; the world is stopped.
             unsafe { weak::clear_for_collection(g, me, &is_garbage, &mut calls) };
         }
-        thread::restart_the_world(heap);
-        info.second_pause = Some(asked.elapsed());
+        let released = thread::restart_the_world(heap);
+        info.second_pause = Some(released.duration_since(asked));
         drop(others);
         release_holds(&resurrected);
         for (w, type_name) in calls {

@@ -954,12 +954,16 @@ pub(crate) fn stop_the_world(
 }
 
 /// Restarts the world a [`stop_the_world`] stopped: parked threads resume, the gate opens.
-pub(crate) fn restart_the_world(heap: NonNull<HeapState>) {
+/// Returns when the world was released: the pause ends there. The unlock that follows wakes the
+/// parked threads, and on a machine with few processors one of them may take this thread's
+/// processor for milliseconds (the scheduler's wake-up preemption), while the world runs.
+pub(crate) fn restart_the_world(heap: NonNull<HeapState>) -> crate::shim::Instant {
     let _ = HOT.try_with(|hot| hot.stops_held.set(hot.stops_held.get().saturating_sub(1)));
     // SAFETY: the collecting thread's attachment keeps the heap alive.
     let h = unsafe { heap.as_ref() };
     let _g = lock(&h.stw.lock);
     restart_locked(h);
+    crate::shim::Instant::now()
 }
 
 fn restart_locked(h: &HeapState) {
