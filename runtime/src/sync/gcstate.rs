@@ -64,9 +64,11 @@ pub struct CollectInfo {
     /// The first pause's time to safe point: from asking the threads to stop until the last
     /// one stopped.
     pub time_to_safepoint: Duration,
-    /// The first pause: from asking the threads to stop until the world ran again.
+    /// The first pause: from asking the threads to stop until the world was released (the
+    /// parked threads told to run; the collecting thread's own wait for its processor after
+    /// that, when a woken thread takes it, is not part of the pause).
     pub first_pause: Duration,
-    /// The second pause (the resurrection check), if a finalizer ran.
+    /// The second pause (the resurrection check), if a finalizer ran, measured as the first.
     pub second_pause: Option<Duration>,
     /// The second pause's time to safe point, if there was one.
     pub second_time_to_safepoint: Option<Duration>,
