@@ -13,6 +13,8 @@
 //!   neither looks at the owner nor queues to it. `sync_owner_exited` is on a thread attached
 //!   to the heap (an interpreter's threads are); `sync_owner_exited_unattached` on one that is
 //!   not, whose operations go through the heap's gate (issue 13's stop-the-world);
+//!   `sync_owner_exited_collected` after a collection, whose walk merges the objects of
+//!   threads that left the heap (as CPython 3.13t's collector does);
 //!   `sync_merged` on an object made in a detached section, merged (owned by no thread), whose
 //!   drop is one `fetch_sub` with no load before it (an unmerged object's is a
 //!   compare-and-swap from a load).
@@ -92,6 +94,9 @@ fn clone_drop_foreign(c: &mut Criterion) {
     g.bench_function("sync_owner_exited_unattached", |b| b.iter(|| churn(&sync)));
     sync_heap.safepoint();
     g.bench_function("sync_owner_exited", |b| b.iter(|| churn(&sync)));
+    // A collection after the owner's exit merges its objects: each drop one `fetch_sub`.
+    sync_heap.collect();
+    g.bench_function("sync_owner_exited_collected", |b| b.iter(|| churn(&sync)));
     // Made in a detached section: merged, owned by no thread (each drop one `fetch_sub`).
     let merged = sync_heap.detached(|| sync_heap.alloc(5_u64));
     g.bench_function("sync_merged", |b| b.iter(|| churn(&merged)));

@@ -414,7 +414,7 @@ fn main() {
             let o = heap.detached(|| heap.alloc(5_u64));
             foreign_churn(&o, n);
         }
-        "sync-foreign" => {
+        "sync-foreign" | "sync-foreign-collected" => {
             // Allocated by a thread that has exited (the object keeps its id, unmerged), then
             // cloned and dropped by this attached thread: every operation is on the shared
             // count, the drop a compare-and-swap.
@@ -422,6 +422,10 @@ fn main() {
             let h = heap.clone();
             let o = std::thread::spawn(move || h.alloc(5_u64)).join().unwrap();
             heap.safepoint();
+            if mode.ends_with("collected") {
+                // The collection merges the exited owner's objects.
+                heap.collect();
+            }
             foreign_churn(&o, n);
         }
         "sync-owner" => {

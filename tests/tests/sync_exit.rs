@@ -134,3 +134,90 @@ fn exit_races_drops_and_collections_on_two_heaps() {
     assert_eq!((l1, l2), (0, 0), "after one collection each");
     assert_eq!(log.drops(), expected);
 }
+
+/// Objects whose owner thread exited are merged by the next collection (issue 12: CPython
+/// 3.13t's `gc_restore_tid` merges an abandoned segment's objects), and nothing of their
+/// lifetimes changes: workers build chains, finalizable objects with weak references (with
+/// callbacks), and cycles, hand some out and exit; one collection frees the cycles (their
+/// finalizers run) and merges the rest; then threads clone, upgrade and drop the survivors,
+/// and the last drops, on any thread, run each finalizer, callback and drop once.
+#[test]
+fn orphans_merged_by_a_collection_die_once_on_any_thread() {
+    use reap::sync::Weak;
+    use reap_tests::shared::{chain, fin};
+
+    let heap = Heap::new();
+    let reports = hooked(&heap);
+    let log = Log::new();
+    const WORKERS: usize = 3;
+    const N: usize = reps(40, 3);
+    let mut kept = Vec::new();
+    for w in 0..WORKERS {
+        let (h, l) = (heap.clone(), log.clone());
+        kept.push(
+            thread::spawn(move || {
+                let links = chain(&h, N, &l);
+                let fins: Vec<_> = (0..N as u32)
+                    .map(|i| fin(&h, 100 * w as u32 + i, &l))
+                    .collect();
+                let weaks: Vec<_> = fins
+                    .iter()
+                    .map(|f| {
+                        let l = l.clone();
+                        Weak::with_callback(f, move |_| {
+                            l.cbs.fetch_add(1, SeqCst);
+                        })
+                    })
+                    .collect();
+                // A garbage cycle of two finalizable objects, left behind.
+                let (a, b) = (fin(&h, 9000, &l), fin(&h, 9001, &l));
+                *a.next.lock().unwrap() = Some(b.clone());
+                *b.next.lock().unwrap() = Some(a);
+                (links, fins, weaks)
+            })
+            .join()
+            .unwrap(),
+        );
+    }
+    // The workers are gone: one collection frees their cycles and merges the rest.
+    let freed = heap.collect();
+    assert_eq!(freed, 2 * WORKERS);
+    assert_eq!(log.fin(), 2 * WORKERS);
+    assert_eq!(log.drops(), 2 * WORKERS);
+    assert_eq!(log.cbs(), 0);
+    let kept = Arc::new(kept);
+    thread::scope(|s| {
+        for _ in 0..3 {
+            let kept = kept.clone();
+            s.spawn(move || {
+                for (links, fins, weaks) in kept.iter() {
+                    let l2 = links.clone();
+                    for (f, w) in fins.iter().zip(weaks) {
+                        let g = w.upgrade().expect("alive");
+                        assert!(Gc::ptr_eq(&g, f));
+                        let copies: Vec<_> = (0..5).map(|_| g.clone()).collect();
+                        drop(copies);
+                    }
+                    drop(l2);
+                }
+            });
+        }
+    });
+    // The last handles go on other threads, one worker's each.
+    let kept = Arc::into_inner(kept).unwrap();
+    let weaks: Vec<_> = kept
+        .into_iter()
+        .map(|(links, fins, weaks)| {
+            thread::spawn(move || drop((links, fins))).join().unwrap();
+            weaks
+        })
+        .collect();
+    heap.safepoint();
+    assert_eq!(log.fin(), 2 * WORKERS + N * WORKERS);
+    assert_eq!(log.cbs(), N * WORKERS);
+    assert_eq!(log.drops(), 2 * WORKERS + 2 * N * WORKERS);
+    assert!(weaks.iter().flatten().all(|w| w.upgrade().is_none()));
+    drop(weaks);
+    assert_eq!(settled_live(&heap), 0);
+    assert!(reports.lock().unwrap().is_empty());
+}

@@ -368,9 +368,14 @@ fn collect_claimed(
     h.gc.young.store(0, Relaxed);
     h.gc.scheduled.store(false, Relaxed);
     let everything = scope == Scope::Everything || h.gc.exhaustive_due();
-    let (garbage, population) = match find_garbage(heap, 0, None, everything) {
+    let mut orphans = Orphans::take(h);
+    let (garbage, population) = match find_garbage(heap, 0, None, everything, orphans.as_mut()) {
         Ok(g) => g,
         Err(p) => {
+            // The walk may have stopped short of some orphans: the next collection's.
+            if let Some(o) = orphans {
+                o.give_back(h);
+            }
             let released = thread::restart_the_world(heap);
             info.first_pause = released.duration_since(asked);
             settle_dead(dead);
@@ -458,7 +463,7 @@ fn collect_claimed(
                 return Ok(0);
             }
         }
-        let still = match find_garbage(heap, 1, Some(&garbage), false) {
+        let still = match find_garbage(heap, 1, Some(&garbage), false, None) {
             Ok((g, _)) => g,
             Err(p) => {
                 unmark(&garbage);
@@ -566,6 +571,7 @@ fn settle_dead(dead: Vec<NonNull<SharedHeader>>) {
 /// resurrection check, `held` = 1: each has the collector's reference, not counted as one from
 /// outside). Returns what only other
 /// candidates reach, and the number of tracked objects of the heap (walked; 0 for `among`).
+/// The walk over every block also merges the `orphans` it meets.
 /// A panicking traversal (a hand-written `Trace`) abandons it; every tracked object is then
 /// marked a possible root again.
 fn find_garbage(
@@ -573,6 +579,7 @@ fn find_garbage(
     held: usize,
     among: Option<&[NonNull<SharedHeader>]>,
     everything: bool,
+    orphans: Option<&mut Orphans>,
 ) -> Result<Verdict, Box<dyn std::any::Any + Send>> {
     // SAFETY: the collecting thread's attachment keeps the heap alive.
     let gc = unsafe { &heap.as_ref().gc };
@@ -584,8 +591,15 @@ fn find_garbage(
     // instead of taking them (`sync::mutex`; the world is stopped, as `Freeze` requires).
     let freeze = crate::sync::mutex::Freeze::raise();
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let (snap, population) =
-            Snapshot::take(heap, held, among, everything, &mut guards, &mut scratch);
+        let (snap, population) = Snapshot::take(
+            heap,
+            held,
+            among,
+            everything,
+            orphans,
+            &mut guards,
+            &mut scratch,
+        );
         used = snap.cands.len();
         (snap.unreachable(&mut scratch), population)
     }));
@@ -610,6 +624,64 @@ fn find_garbage(
     let blocks = scratch.slots.len();
     *gc.scratch.lock().unwrap_or_else(|e| e.into_inner()) = scratch.emptied(used, blocks);
     result
+}
+
+/// The threads that left the heap since the last collection's walk, whose objects that walk
+/// merges (CPython 3.13t's `gc_restore_tid`, for the objects of an abandoned segment): until
+/// then every other thread's drop of one is a compare-and-swap from a load, and afterwards
+/// one `fetch_sub`, as for any merged object (`count::merge_orphan`). A pool of workers that
+/// allocate and exit leaves its objects to the threads that outlive it; the first collection
+/// after an exit gives them the cheaper path.
+///
+/// The walk meets every object of the slabs and every tracked one from the global
+/// allocator: an untracked object too large for a slab stays unmerged (its drops stay
+/// correct, only slower). A walk that stops short (a panicking `Trace`) gives the ids back
+/// for the next one. Ids are never reused, so an id that left names no live thread.
+struct Orphans {
+    /// Sorted, for a binary search.
+    ids: Vec<u32>,
+    /// The last owner looked up, and whether it is among `ids`: the blocks of one slab mostly
+    /// share their owner.
+    last: (u32, bool),
+}
+
+impl Orphans {
+    /// The ids that left `h` since the last walk, taken (with the world stopped: no thread
+    /// leaves meanwhile); `None` if there are none.
+    fn take(h: &HeapState) -> Option<Orphans> {
+        let mut ids = std::mem::take(&mut *h.left.lock().unwrap_or_else(|e| e.into_inner()));
+        if ids.is_empty() {
+            return None;
+        }
+        ids.sort_unstable();
+        Some(Orphans {
+            ids,
+            last: (0, false),
+        })
+    }
+
+    /// Puts the ids back for the next walk.
+    fn give_back(self, h: &HeapState) {
+        h.left
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(self.ids);
+    }
+
+    /// Merges `o` (an object of the heap, allocated, the world stopped) if its owner left.
+    #[inline]
+    fn adopt(&mut self, o: &SharedHeader) {
+        let owner = o.owner.load(Relaxed);
+        if owner == 0 {
+            return;
+        }
+        if owner != self.last.0 {
+            self.last = (owner, self.ids.binary_search(&owner).is_ok());
+        }
+        if self.last.1 {
+            count::merge_orphan(o);
+        }
+    }
 }
 
 /// What [`find_garbage`] found: the garbage, and how many tracked objects the heap has.
@@ -751,11 +823,13 @@ impl Snapshot {
     /// `everything`, and tracing adds every object a candidate holds a handle to. What the
     /// roots do not reach keeps a reference from outside the candidates or from a live
     /// thread, so it is not garbage, and is never traced.
+    #[allow(clippy::too_many_arguments)]
     fn take(
         heap: NonNull<HeapState>,
         held: usize,
         among: Option<&[NonNull<SharedHeader>]>,
         everything: bool,
+        mut orphans: Option<&mut Orphans>,
         guards: &mut Vec<HeldGuard>,
         mem: &mut Scratch,
     ) -> (Snapshot, usize) {
@@ -805,6 +879,9 @@ impl Snapshot {
                 let mut root = |o: NonNull<SharedHeader>| -> Option<u32> {
                     // SAFETY: an object of the heap, allocated; the world is stopped.
                     let h = unsafe { o.as_ref() };
+                    if let Some(orphans) = orphans.as_deref_mut() {
+                        orphans.adopt(h);
+                    }
                     // The trigger's `long_lived` counts neither untracked nor frozen objects.
                     population += usize::from(h.has(Flags::TRACKED) && !h.is_frozen());
                     if h.is_possible_root() {
@@ -1092,6 +1169,57 @@ mod tests {
         (0..n)
             .map(|i| NonNull::new(base.as_ptr().wrapping_add(i)).unwrap())
             .collect()
+    }
+
+    /// Whether `g`'s object is merged (owned by no thread).
+    #[cfg(not(reap_loom))]
+    fn merged<T: ?Sized>(g: &crate::sync::Gc<T>) -> bool {
+        let h = g.header();
+        h.owner.load(Relaxed) == 0 && count::state_of(h.counts.load(Relaxed)) == count::MERGED
+    }
+
+    /// The objects of a thread that exited keep its id until the next collection, whose walk
+    /// merges them (`Orphans`), tracked or not, cycle members or not; a live thread's stay
+    /// its own; and the counts stay whole: every object dies once, by its last drop.
+    #[cfg(not(reap_loom))]
+    #[test]
+    fn a_collection_merges_the_objects_of_threads_that_left() {
+        use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+        use std::sync::Arc;
+
+        struct Counted(Arc<AtomicUsize>);
+        impl Drop for Counted {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, SeqCst);
+            }
+        }
+        // SAFETY: no handles inside.
+        unsafe impl crate::Trace for Counted {
+            fn trace(&self, _: &mut crate::Tracer<'_>) {}
+        }
+
+        let heap = crate::sync::Heap::new();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mine = heap.alloc(5_u64);
+        let (h, d) = (heap.clone(), drops.clone());
+        let (plain, tracked) = std::thread::spawn(move || (h.alloc(7_u64), h.alloc(Counted(d))))
+            .join()
+            .unwrap();
+        let extra = tracked.clone();
+        assert!(!merged(&plain) && !merged(&tracked) && !merged(&mine));
+        assert_eq!(heap.collect(), 0);
+        assert!(merged(&plain) && merged(&tracked), "orphans merged");
+        assert!(!merged(&mine), "a live thread's object stays its own");
+        assert_eq!(crate::sync::Gc::strong_count(&tracked), 2);
+        // Their last drops, here and on another thread, are the merged path's.
+        drop(extra);
+        std::thread::spawn(move || drop(tracked)).join().unwrap();
+        assert_eq!(drops.load(SeqCst), 1);
+        assert_eq!(*plain, 7);
+        drop((plain, mine));
+        assert_eq!(heap.live_objects(), 0);
+        // The list was taken: the next collection walks without it.
+        assert!(heap.st().left.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -484,6 +484,28 @@ fn dec_shared_at_most_zero(h: &SharedHeader, word: u32) -> Option<(u32, Dec)> {
     }
 }
 
+/// Merges an object whose owner thread has left the heap, with the world stopped (a
+/// collection's walk; CPython 3.13t's `gc_restore_tid` merges the objects of a segment whose
+/// thread is gone). Until then every other thread's decrement of it is the unmerged
+/// compare-and-swap from a load; afterwards it is the merged `fetch_sub` ([`dec_disowned`]).
+/// Returns whether it merged.
+///
+/// Left alone: a merged object; a queued one (its queue entry merges it: an exiting thread
+/// merges its queue, and what is queued to it later is merged by the thread queueing it, so
+/// none is expected); one whose `local` is 0, which can only be an object whose death is
+/// running (its owner's count reached zero on an unshared object, `merge_zero_local`).
+/// Otherwise the owner's count holds at least one reference and the shared count is not
+/// negative (negative is queued), so the merged count is above zero: nothing dies here.
+pub(crate) fn merge_orphan(h: &SharedHeader) -> bool {
+    let word = load(h, Relaxed);
+    if matches!(state_of(word), QUEUED | MERGED) || h.local.load(Relaxed) == 0 {
+        return false;
+    }
+    let total = merge(h, 0);
+    debug_assert!(total >= 1, "reap: an orphan merged to {total}");
+    true
+}
+
 /// The decrement that gives back a collection's hold on an object of its final garbage
 /// (`heap::give_back_hold`), with the `deferred` references the reclaiming thread dropped
 /// meanwhile (counted in `local`, now zeroed; see `object::shared::GC_RECLAIM`): one
@@ -850,6 +872,30 @@ mod tests {
     fn merged_decrements_find_the_last_reference() {
         let h = header(0, pack(2, MERGED), 0);
         assert_eq!(dec(&h, 9), Dec::Alive);
+        assert_eq!(dec(&h, 9), Dec::Dead);
+    }
+
+    /// An orphan (its owner gone) is merged with its whole count; a queued, merged or dying
+    /// one is left alone.
+    #[test]
+    fn an_orphan_merges_with_its_whole_count() {
+        for state in [INIT, MAYBE_WEAK] {
+            let h = header(7, pack(2, state), 3);
+            assert!(merge_orphan(&h));
+            assert_eq!(h.owner.load(Relaxed), 0);
+            assert_eq!(h.local.load(Relaxed), 0);
+            assert_eq!(h.counts.load(Relaxed), pack(5, MERGED));
+            assert!(!merge_orphan(&h), "merged twice");
+        }
+        let queued = header(7, pack(0, QUEUED), 2);
+        assert!(!merge_orphan(&queued));
+        assert_eq!(queued.counts.load(Relaxed), pack(0, QUEUED));
+        let dying = header(7, pack(0, INIT), 0);
+        assert!(!merge_orphan(&dying));
+        assert_eq!(dying.owner.load(Relaxed), 7);
+        // Merged, the next foreign decrement is the merged one.
+        let h = header(7, pack(0, INIT), 1);
+        assert!(merge_orphan(&h));
         assert_eq!(dec(&h, 9), Dec::Dead);
     }
 

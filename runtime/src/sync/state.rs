@@ -66,6 +66,12 @@ pub(crate) struct HeapState {
     pub(crate) handles: AtomicUsize,
     /// Thread id → the thread's state and merge queue.
     pub(crate) threads: Mutex<ThreadTable<ThreadSlot>>,
+    /// The ids of the threads that left [`threads`](Self::threads) since the last
+    /// collection's walk: objects they allocated or resurrected may still name them as
+    /// owner, unmerged, and the walk merges them (`sync::collect`, orphans). A std lock even
+    /// under loom: a leaf, held for one push (by an exiting thread, inside the gate) or one
+    /// take (with the world stopped), never across a scheduling point.
+    pub(crate) left: std::sync::Mutex<Vec<u32>>,
     /// The unraisable hook (cloned out before it is called: no lock held while it runs).
     pub(crate) hook: Mutex<Option<SharedUnraisableHook>>,
     /// Weak-reference locks, striped by referent address (CPython 3.13t's `_PyWeakref_LOCK`).
@@ -161,6 +167,7 @@ impl HeapState {
             refs: AtomicU64::new(1),
             handles: AtomicUsize::new(1),
             threads: Mutex::new(ThreadTable::new()),
+            left: std::sync::Mutex::new(Vec::new()),
             hook: Mutex::new(None),
             weak_locks: (0..WEAK_STRIPES).map(|_| Mutex::new(())).collect(),
             release,

@@ -1010,8 +1010,9 @@ pub(crate) fn outside_gates<R>(f: impl FnOnce() -> R) -> R {
 impl Drop for ThreadData {
     /// Thread exit: the thread gives up its id (from now on it owns nothing, so its handles'
     /// drops go the shared way) and marks its slot in each heap's table leaving, then leaves
-    /// each table, merging what was queued to it. Objects it still owns stay with its id;
-    /// whoever queues one next finds the slot leaving or gone and merges it. The leaving
+    /// each table, merging what was queued to it. Objects it still owns stay with its id
+    /// until the heap's next collection merges them (its id is listed in `HeapState::left`);
+    /// meanwhile whoever queues one finds the slot leaving or gone and merges it. The leaving
     /// happens detached and inside the gate, so not while a collection holds the world stopped.
     fn drop(&mut self) {
         let _ = HOT.try_with(|hot| {
@@ -1054,6 +1055,10 @@ impl Drop for ThreadData {
                     }
                 }
                 let slot = table.remove(&id);
+                if slot.is_some() {
+                    // Objects this thread owns keep its id until a collection merges them.
+                    h.left.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+                }
                 // The reserve goes back with the leaving, under the lock (the attachment's
                 // reference keeps the heap alive), and the attachment's reference is marked a
                 // leaving thread's until it goes back with its mark (`release_leaving`).
