@@ -496,13 +496,23 @@ fn dec_shared_at_most_zero(h: &SharedHeader, word: u32) -> Option<(u32, Dec)> {
 /// running (its owner's count reached zero on an unshared object, `merge_zero_local`).
 /// Otherwise the owner's count holds at least one reference and the shared count is not
 /// negative (negative is queued), so the merged count is above zero: nothing dies here.
+///
+/// Loads and stores, as [`collector_hold`]'s, for the same reason: no thread changes a count
+/// while the world is stopped, and the restart publishes the stores.
 pub(crate) fn merge_orphan(h: &SharedHeader) -> bool {
     let word = load(h, Relaxed);
-    if matches!(state_of(word), QUEUED | MERGED) || h.local.load(Relaxed) == 0 {
+    let local = h.local.load(Relaxed);
+    if matches!(state_of(word), QUEUED | MERGED) || local == 0 {
         return false;
     }
-    let total = merge(h, 0);
+    let total = count_of(word) as i64 + local as i64;
     debug_assert!(total >= 1, "reap: an orphan merged to {total}");
+    if total > SHARED_MAX as i64 {
+        overflow();
+    }
+    h.local.store(0, Relaxed);
+    disown(h);
+    h.counts.store(pack(total as i32, MERGED), Relaxed);
     true
 }
 
