@@ -1,5 +1,6 @@
-//! loom model of a finalizer that resurrects its object by publishing it to another thread
-//! (issue 12, model 7).
+//! loom models of a finalizer that resurrects its object by publishing it to another thread
+//! (issue 12, model 7), and of one run on a thread with no owner id against upgrades (model
+//! 24).
 //! `RUSTFLAGS="--cfg reap_loom" cargo test -p reap --release --test loom_finalizer`
 #![cfg(reap_loom)]
 
@@ -39,6 +40,74 @@ fn finalizer_publishes_object_to_another_thread() {
             t.join().unwrap();
             let left = slot.lock().unwrap().take();
             drop(left);
+            heap.safepoint();
+            assert_eq!(counters.finalized(), 1);
+            assert_eq!(counters.dropped(), 1);
+        },
+    );
+}
+
+/// An object whose finalizer only counts (it does not resurrect the object).
+#[derive(reap::Trace)]
+#[reap(sync_finalize)]
+struct Quiet {
+    #[reap(skip)]
+    counters: Arc<common::Counters>,
+}
+
+impl reap::sync::Finalize for Quiet {
+    fn finalize(this: &reap::sync::Gc<Self>) {
+        let before = this
+            .counters
+            .finalized
+            .fetch_add(1, loom::sync::atomic::Ordering::SeqCst);
+        assert_eq!(before, 0, "finalized twice");
+    }
+}
+
+impl Drop for Quiet {
+    fn drop(&mut self) {
+        let before = self
+            .counters
+            .dropped
+            .fetch_add(1, loom::sync::atomic::Ordering::SeqCst);
+        assert_eq!(before, 0, "dropped twice");
+    }
+}
+
+/// Model 24: the last reference dropped inside `Heap::detached` (a thread with no owner id on
+/// the heap; fifteenth session), whose finalizer does not resurrect the object, against
+/// another thread's two weak upgrades: once one has returned `None`, the next does too
+/// (SEMANTICS 8.3: the finalizer's temporary reference is held as `count::RESURRECTING`; it
+/// used to go into a merged count, where this upgrade took it); finalized once, dropped and
+/// freed once. Preemption bound 4 (65,180 executions; unbounded it ran past ten minutes).
+#[test]
+fn finalizer_without_owner_id_against_upgrades() {
+    model_bounded(
+        "finalizer_without_owner_id_against_upgrades",
+        Some(4),
+        || {
+            let (heap, counters) = setup();
+            // Made inside a detached section: merged, so the drop below is the death.
+            let obj = heap.detached(|| {
+                heap.alloc(Quiet {
+                    counters: counters.clone(),
+                })
+            });
+            let w = reap::sync::Weak::new(&obj);
+            let t = thread::spawn(move || {
+                let first = w.upgrade();
+                let failed = first.is_none();
+                drop(first);
+                let second = w.upgrade();
+                assert!(
+                    !(failed && second.is_some()),
+                    "an upgrade returned the object after one returned None"
+                );
+                drop(second);
+            });
+            heap.detached(|| drop(obj));
+            t.join().unwrap();
             heap.safepoint();
             assert_eq!(counters.finalized(), 1);
             assert_eq!(counters.dropped(), 1);

@@ -221,3 +221,81 @@ fn orphans_merged_by_a_collection_die_once_on_any_thread() {
     assert_eq!(settled_live(&heap), 0);
     assert!(reports.lock().unwrap().is_empty());
 }
+
+/// A finalizer run on the refcount path by a thread with no owner id on the heap (here:
+/// inside `Heap::detached`, and during the thread's exit) hides its object from other
+/// threads' weak upgrades, as on an owner thread (SEMANTICS 8.3): the upgrade another thread
+/// tries meanwhile returns `None`, while one on the finalizer's own thread returns the object
+/// (dropped at once, it does not resurrect it); storing a clone resurrects the object, which
+/// other threads can then upgrade, and which dies once, at its last drop.
+#[test]
+fn finalizer_on_a_thread_without_owner_id_hides_its_object_from_upgrades() {
+    use reap::sync::Weak;
+    use reap_tests::shared::{fin, merged, set_fin, Fin};
+
+    for resurrect in [false, true] {
+        for during_exit in [false, true] {
+            let heap = Heap::new();
+            let log = Log::new();
+            let g = fin(&heap, 1, &log);
+            let w = Arc::new(Weak::new(&g));
+            let kept: Arc<Mutex<Option<Gc<Fin>>>> = Arc::default();
+            let seen: Arc<Mutex<Vec<bool>>> = Arc::default();
+            let (w2, kept2, seen2) = (w.clone(), kept.clone(), seen.clone());
+            set_fin(&g, move |this| {
+                let w3 = w2.clone();
+                let other = thread::spawn(move || w3.upgrade().is_some())
+                    .join()
+                    .unwrap();
+                let own = w2.upgrade().is_some();
+                seen2.lock().unwrap().extend([other, own]);
+                if resurrect {
+                    *kept2.lock().unwrap() = Some(this.clone());
+                }
+            });
+            // Merged, so that the last drop is the death wherever it happens.
+            let c = merged(g);
+            let h = heap.clone();
+            if during_exit {
+                // Dropped by a thread-local's destructor after the thread gave up its id: the
+                // thread-local is made before the thread first uses the heap, so that it is
+                // destroyed after the runtime's (destructors run newest first).
+                thread_local!(static LAST: std::cell::RefCell<Option<Gc<Fin>>> =
+                    const { std::cell::RefCell::new(None) });
+                thread::spawn(move || {
+                    LAST.with(|_| ());
+                    h.safepoint();
+                    LAST.with(|l| *l.borrow_mut() = Some(c));
+                })
+                .join()
+                .unwrap();
+            } else {
+                thread::spawn(move || h.detached(|| drop(c)))
+                    .join()
+                    .unwrap();
+            }
+            assert_eq!(log.fin(), 1);
+            assert_eq!(
+                *seen.lock().unwrap(),
+                [false, true],
+                "resurrect {resurrect} exit {during_exit}"
+            );
+            let back = kept.lock().unwrap().take();
+            assert_eq!(back.is_some(), resurrect);
+            if let Some(back) = back {
+                assert_eq!(log.drops(), 0);
+                let w3 = w.clone();
+                let up = thread::spawn(move || w3.upgrade().is_some())
+                    .join()
+                    .unwrap();
+                assert!(up, "a resurrected object is upgradable");
+                thread::spawn(move || drop(back)).join().unwrap();
+            }
+            heap.safepoint();
+            assert_eq!(log.drops(), 1);
+            assert!(w.upgrade().is_none());
+            drop(w);
+            assert_eq!(settled_live(&heap), 0);
+        }
+    }
+}

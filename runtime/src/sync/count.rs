@@ -28,7 +28,8 @@
 //! - merged ⇒ `owner` 0: a thread that merges stores 0 into `owner` *before* it publishes the
 //!   merged state; so `owner` names thread `t` only while `t` owns the object unmerged, and
 //!   only `t` ever writes its own id there (at the allocation, or the resurrection, of an
-//!   object nobody else can reach). Thread `t` reading its own id in `owner` is thus the
+//!   object nobody else can reach; a resurrection by a thread with no owner id writes
+//!   [`RESURRECTING`], which no thread has). Thread `t` reading its own id in `owner` is thus the
 //!   whole ownership test, with no ordering needed; `owner` 0 with an unmerged state is a
 //!   merge in progress on some thread;
 //! - a merged object's shared count is its whole count, and the operation that takes it to 0
@@ -81,6 +82,14 @@ pub(crate) const LOCAL_MAX: u32 = 3;
 
 /// The owner id of a thread that has none (not yet attached, or exited): never an object's owner.
 pub(crate) const NO_OWNER: u32 = u32::MAX;
+
+/// The owner of an object whose finalizer runs on a thread with no owner id on its heap (one
+/// not attached to it, inside `Heap::detached`, or whose exit has begun): no thread has this
+/// id, so every thread's operations on the object are foreign ones, while the finalizer's
+/// temporary reference sits in `local`, unseen by other threads' upgrades as an owner's is
+/// ([`resurrect_start`]); the finalizer's own thread's upgrades succeed
+/// ([`try_inc_finalizing`]).
+pub(crate) const RESURRECTING: u32 = u32::MAX - 1;
 
 /// The state of a shared word (its low two bits).
 #[inline]
@@ -661,6 +670,31 @@ pub(crate) fn try_inc(h: &SharedHeader, me: u32) -> bool {
     }
 }
 
+/// [`try_inc`] by the thread that runs the object's finalizer with no owner id on its heap (the
+/// object held as [`RESURRECTING`]): the finalizer's own thread's upgrade succeeds, as an
+/// owner's does (CPython's `_Py_TryIncrefFast`), here by one more reference in the shared
+/// count, from zero too. Not in `local`: a handle counted there, dropped on another thread
+/// at a shared count of zero, would be merged by that thread (`RESURRECTING` has no queue)
+/// while this one may write `local` again. Once the count is above zero, other threads'
+/// upgrades may take the object too: the finalizer's upgrade resurrected it (SEMANTICS 8.3).
+pub(crate) fn try_inc_finalizing(h: &SharedHeader) -> bool {
+    let mut word = load(h, Relaxed);
+    loop {
+        if word == MERGED {
+            // Merged at zero (never, while the temporary reference is counted): dying.
+            return false;
+        }
+        if count_of(word) >= SHARED_MAX {
+            overflow();
+        }
+        let new = pack(count_of(word) + 1, state_of(word));
+        match h.counts.compare_exchange_weak(word, new, Acquire, Relaxed) {
+            Ok(_) => return true,
+            Err(w) => word = w,
+        }
+    }
+}
+
 /// [`try_inc`] by the object's owner (the caller has read `owner` naming it): the owner's
 /// count goes up unless it is zero, which means the object is dying on this thread (the death
 /// in progress is further up this stack).
@@ -703,18 +737,18 @@ pub(crate) fn set_maybe_weak_unpublished(h: &SharedHeader) {
 /// zero: once an upgrade has returned `None`, none returns the object again. The finalizer's
 /// own thread may still upgrade (its owner path), and any reference it stores or hands on
 /// resurrects the object.
+///
+/// A thread with no owner id (`me` = [`NO_OWNER`]) holds the reference as
+/// [`RESURRECTING`], an owner no thread is: other threads' upgrades still refuse the object,
+/// while the finalizer's own thread's succeed ([`try_inc_finalizing`], for the object it
+/// records as finalizing); its other operations on the object are foreign ones.
+/// Until the fifteenth session the reference went into a merged count there, where every
+/// thread's upgrade could take it.
 pub(crate) fn resurrect_start(h: &SharedHeader, me: u32) {
-    if me == NO_OWNER {
-        // A thread whose exit has begun has no owner id: the reference goes into a merged
-        // count, where other threads' upgrades can see it (documented in SEMANTICS 8.3).
-        h.local.store(0, Relaxed);
-        disown(h);
-        h.counts.store(pack(1, MERGED), Relaxed);
-    } else {
-        h.local.store(1, Relaxed);
-        h.counts.store(pack(0, INIT), Relaxed);
-        h.owner.store(me, Relaxed);
-    }
+    let owner = if me == NO_OWNER { RESURRECTING } else { me };
+    h.local.store(1, Relaxed);
+    h.counts.store(pack(0, INIT), Relaxed);
+    h.owner.store(owner, Relaxed);
 }
 
 /// Drops the finalizer's temporary reference (CPython 3.13t's `_PyObject_ResurrectEnd`) on
@@ -723,6 +757,7 @@ pub(crate) fn resurrect_start(h: &SharedHeader, me: u32) {
 /// merged (its whole count in the shared word), so that other threads' upgrades see it alive
 /// and its last drop on any thread is its death.
 pub(crate) fn resurrect_end(h: &SharedHeader, me: u32) -> bool {
+    let me = if me == NO_OWNER { RESURRECTING } else { me };
     let word = load(h, Acquire);
     if !owned_by(h, me) {
         // Merged meanwhile (started merged, or a safe point in the finalizer drained a queue
@@ -736,7 +771,8 @@ pub(crate) fn resurrect_end(h: &SharedHeader, me: u32) -> bool {
     if h.local.load(Relaxed) == 1 && word == 0 {
         // Only the temporary reference, and no other thread counted or queued one: dead. (A
         // concurrent foreign increment needs a handle, which only this thread could have
-        // given out, and it would have counted it.)
+        // given out, and it would have counted it: in `local` as the owner, in the shared
+        // word as `RESURRECTING`'s thread, whose every increment is a foreign one.)
         h.local.store(0, Relaxed);
         return true;
     }

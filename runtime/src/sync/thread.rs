@@ -62,6 +62,10 @@ struct Hot {
     /// and [`restart_the_world`]): [`blocking`] then detaches from nothing, since re-attaching
     /// would park it on its own stop.
     stops_held: Cell<u32>,
+    /// The object whose finalizer this thread runs on the refcount path with no owner id on
+    /// its heap (held as `count::RESURRECTING`), null if none: this thread's weak upgrades of
+    /// it succeed, as the finalizer's thread's do elsewhere.
+    finalizing: Cell<*const SharedHeader>,
 }
 
 /// How many heaps' gates a thread's [`Hot`] records at once (gates nest when a gated death's
@@ -81,6 +85,7 @@ impl Hot {
             gate_depths: [const { Cell::new(0) }; MAX_GATES],
             gates_len: Cell::new(0),
             stops_held: Cell::new(0),
+            finalizing: Cell::new(std::ptr::null()),
         }
     }
 
@@ -110,6 +115,20 @@ std::thread_local! {
 loom::thread_local! {
     static HOT: Hot = Hot::new();
     static THREAD: ThreadData = ThreadData::default();
+}
+
+/// Records `obj` (null for none) as the object whose finalizer this thread runs with no owner
+/// id ([`Hot::finalizing`]); returns the one recorded before, to be put back (finalizers
+/// nest).
+pub(crate) fn set_finalizing(obj: *const SharedHeader) -> *const SharedHeader {
+    HOT.try_with(|h| h.finalizing.replace(obj))
+        .unwrap_or(std::ptr::null())
+}
+
+/// Whether this thread runs `obj`'s finalizer with no owner id ([`set_finalizing`]): its weak
+/// upgrades of `obj` then resurrect it (`count::try_inc_finalizing`).
+pub(crate) fn finalizes(obj: *const SharedHeader) -> bool {
+    HOT.try_with(|h| h.finalizing.get() == obj).unwrap_or(false)
 }
 
 /// This thread's id as an owner (`NO_OWNER` if it has none: it owns nothing).
@@ -393,7 +412,7 @@ fn ensure_id() -> u32 {
                 return id;
             }
             let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if id == NO_OWNER || id == 0 {
+            if id == NO_OWNER || id == count::RESURRECTING || id == 0 {
                 // Four billion threads: give up, as on a count overflow.
                 std::process::abort();
             }

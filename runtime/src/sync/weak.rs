@@ -476,7 +476,13 @@ unsafe fn upgrade_locked(w: &WeakRefObj, t: NonNull<SharedHeader>) -> bool {
         }
         // SAFETY: still listed, under the lock: the referent is allocated (its death clears
         // this reference under the same lock before freeing it).
-        count::try_inc(unsafe { t.as_ref() }, me)
+        let h = unsafe { t.as_ref() };
+        if thread::finalizes(t.as_ptr()) {
+            // The finalizer of `t`, run here with no owner id: its upgrade resurrects it.
+            count::try_inc_finalizing(h)
+        } else {
+            count::try_inc(h, me)
+        }
     })
 }
 
