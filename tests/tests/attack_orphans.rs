@@ -348,11 +348,12 @@ impl Drop for Bomb {
     }
 }
 
-/// 4. A collection whose `Trace` panics after its walk merged the orphans gives the ids back;
-///    the next collection walks them again (each object already merged is left alone). Then
-///    the orphans' handles go on other threads, and the cycle is collected once disarmed.
+/// 4. A collection whose `Trace` panics after the orphans were merged (the merge's walk runs
+///    before the snapshot, and no user code runs in it) is abandoned; the next collection
+///    finds them merged. Then the orphans' handles go on other threads, and the cycle is
+///    collected once disarmed.
 #[test]
-fn panicking_trace_gives_back_ids_of_merged_orphans() {
+fn panicking_trace_after_the_orphans_merged() {
     let heap = Heap::new();
     let reports = hooked(&heap);
     let log = Log::new();

@@ -368,14 +368,10 @@ fn collect_claimed(
     h.gc.young.store(0, Relaxed);
     h.gc.scheduled.store(false, Relaxed);
     let everything = scope == Scope::Everything || h.gc.exhaustive_due();
-    let mut orphans = Orphans::take(h);
-    let (garbage, population) = match find_garbage(heap, 0, None, everything, orphans.as_mut()) {
+    merge_orphans(heap);
+    let (garbage, population) = match find_garbage(heap, 0, None, everything) {
         Ok(g) => g,
         Err(p) => {
-            // The walk may have stopped short of some orphans: the next collection's.
-            if let Some(o) = orphans {
-                o.give_back(h);
-            }
             let released = thread::restart_the_world(heap);
             info.first_pause = released.duration_since(asked);
             settle_dead(dead);
@@ -463,7 +459,7 @@ fn collect_claimed(
                 return Ok(0);
             }
         }
-        let still = match find_garbage(heap, 1, Some(&garbage), false, None) {
+        let still = match find_garbage(heap, 1, Some(&garbage), false) {
             Ok((g, _)) => g,
             Err(p) => {
                 unmark(&garbage);
@@ -571,7 +567,6 @@ fn settle_dead(dead: Vec<NonNull<SharedHeader>>) {
 /// resurrection check, `held` = 1: each has the collector's reference, not counted as one from
 /// outside). Returns what only other
 /// candidates reach, and the number of tracked objects of the heap (walked; 0 for `among`).
-/// The walk over every block also merges the `orphans` it meets.
 /// A panicking traversal (a hand-written `Trace`) abandons it; every tracked object is then
 /// marked a possible root again.
 fn find_garbage(
@@ -579,7 +574,6 @@ fn find_garbage(
     held: usize,
     among: Option<&[NonNull<SharedHeader>]>,
     everything: bool,
-    orphans: Option<&mut Orphans>,
 ) -> Result<Verdict, Box<dyn std::any::Any + Send>> {
     // SAFETY: the collecting thread's attachment keeps the heap alive.
     let gc = unsafe { &heap.as_ref().gc };
@@ -591,15 +585,8 @@ fn find_garbage(
     // instead of taking them (`sync::mutex`; the world is stopped, as `Freeze` requires).
     let freeze = crate::sync::mutex::Freeze::raise();
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let (snap, population) = Snapshot::take(
-            heap,
-            held,
-            among,
-            everything,
-            orphans,
-            &mut guards,
-            &mut scratch,
-        );
+        let (snap, population) =
+            Snapshot::take(heap, held, among, everything, &mut guards, &mut scratch);
         used = snap.cands.len();
         (snap.unreachable(&mut scratch), population)
     }));
@@ -626,17 +613,31 @@ fn find_garbage(
     result
 }
 
-/// The threads that left the heap since the last collection's walk, whose objects that walk
-/// merges (CPython 3.13t's `gc_restore_tid`, for the objects of an abandoned segment): until
-/// then every other thread's drop of one is a compare-and-swap from a load, and afterwards
-/// one `fetch_sub`, as for any merged object (`count::merge_orphan`). A pool of workers that
-/// allocate and exit leaves its objects to the threads that outlive it; the first collection
-/// after an exit gives them the cheaper path.
+/// Merges the objects of the threads that left the heap since the last collection (pause 1,
+/// before the snapshot; CPython 3.13t's `gc_restore_tid` does it for the objects of an
+/// abandoned segment): until then every other thread's drop of one is a compare-and-swap
+/// from a load, and afterwards one `fetch_sub`, as for any merged object
+/// (`count::merge_orphan`). A pool of workers that allocate and exit leaves its objects to the
+/// threads that outlive it; the first collection after an exit gives them the cheaper path.
+/// A walk of its own, only in a collection that follows an exit, so that the snapshot's walk
+/// keeps its cost.
 ///
 /// The walk meets every object of the slabs and every tracked one from the global
 /// allocator: an untracked object too large for a slab stays unmerged (its drops stay
-/// correct, only slower). A walk that stops short (a panicking `Trace`) gives the ids back
-/// for the next one. Ids are never reused, so an id that left names no live thread.
+/// correct, only slower). Ids are never reused, so an id that left names no live thread.
+fn merge_orphans(heap: NonNull<HeapState>) {
+    // SAFETY: the collecting thread's attachment keeps the heap alive.
+    let h = unsafe { heap.as_ref() };
+    let Some(mut orphans) = Orphans::take(h) else {
+        return;
+    };
+    // SAFETY: an object of the heap, allocated; the world is stopped.
+    let adopt = |o: NonNull<SharedHeader>| orphans.adopt(unsafe { o.as_ref() });
+    // SAFETY: the world is stopped, and this thread collects.
+    unsafe { h.for_each_object(adopt) };
+}
+
+/// The ids [`merge_orphans`] looks for.
 struct Orphans {
     /// Sorted, for a binary search.
     ids: Vec<u32>,
@@ -658,14 +659,6 @@ impl Orphans {
             ids,
             last: (0, false),
         })
-    }
-
-    /// Puts the ids back for the next walk.
-    fn give_back(self, h: &HeapState) {
-        h.left
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(self.ids);
     }
 
     /// Merges `o` (an object of the heap, allocated, the world stopped) if its owner left.
@@ -823,13 +816,11 @@ impl Snapshot {
     /// `everything`, and tracing adds every object a candidate holds a handle to. What the
     /// roots do not reach keeps a reference from outside the candidates or from a live
     /// thread, so it is not garbage, and is never traced.
-    #[allow(clippy::too_many_arguments)]
     fn take(
         heap: NonNull<HeapState>,
         held: usize,
         among: Option<&[NonNull<SharedHeader>]>,
         everything: bool,
-        mut orphans: Option<&mut Orphans>,
         guards: &mut Vec<HeldGuard>,
         mem: &mut Scratch,
     ) -> (Snapshot, usize) {
@@ -879,9 +870,6 @@ impl Snapshot {
                 let mut root = |o: NonNull<SharedHeader>| -> Option<u32> {
                     // SAFETY: an object of the heap, allocated; the world is stopped.
                     let h = unsafe { o.as_ref() };
-                    if let Some(orphans) = orphans.as_deref_mut() {
-                        orphans.adopt(h);
-                    }
                     // The trigger's `long_lived` counts neither untracked nor frozen objects.
                     population += usize::from(h.has(Flags::TRACKED) && !h.is_frozen());
                     if h.is_possible_root() {
