@@ -47,6 +47,7 @@
 //! - a weak upgrade is a try-increment that refuses a merged zero ([`try_inc`]);
 //! - a count that would overflow aborts (panics in a loom build, so models can reach it).
 
+use crate::object::header::Flags;
 use crate::object::shared::SharedHeader;
 use crate::shim::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
@@ -712,6 +713,16 @@ pub(crate) fn try_inc_owner(h: &SharedHeader) -> bool {
 /// that the owner's last drop merges instead of freeing at once; called under the referent's
 /// weak lock when a weak reference is made.
 pub(crate) fn set_maybe_weak(h: &SharedHeader) {
+    if h.has(Flags::FINALIZED) {
+        // Finalized: merged for good (a resurrected object is merged at its finalizer's end,
+        // a collection's garbage by its hold), where the mark means nothing, or inside its
+        // finalizer on the refcount path, where the shared word must stay 0 so that other
+        // threads' upgrades keep refusing the object (SEMANTICS 8.3; the review of the
+        // fifteenth session found a weak reference made by the finalizer turning it into 1,
+        // which `try_inc` took). The finalizer's end needs no mark: it merges, or it finds
+        // the object dead and its death clears the weak references through `meta`.
+        return;
+    }
     let mut word = load(h, Relaxed);
     while state_of(word) == INIT {
         let new = pack(count_of(word), MAYBE_WEAK);

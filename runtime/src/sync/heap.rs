@@ -432,15 +432,15 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
         h.set(Flags::FINALIZED);
         count::resurrect_start(h, me);
         // With no owner id, the finalizer's own upgrades are told apart from other threads'.
-        let outer = (me == count::NO_OWNER).then(|| thread::set_finalizing(obj.as_ptr()));
+        let recorded = me == count::NO_OWNER && thread::begin_finalizing(obj.as_ptr());
         let value = SharedHeader::value_ptr(obj);
         // SAFETY: the object is whole, and the temporary reference is the finalizer's.
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| unsafe { (vt.finalize_shared)(value) })) {
             // SAFETY: the object is alive (the temporary reference holds it).
             unsafe { heap.as_ref() }.report_panic(UnraisableKind::Finalizer, (vt.type_name)(), p);
         }
-        if let Some(outer) = outer {
-            thread::set_finalizing(outer);
+        if recorded {
+            thread::end_finalizing();
         }
         // Marked while the temporary reference still holds it: if the finalizer stored a
         // reference, where it stored it may be garbage (SEMANTICS 2.2).

@@ -62,11 +62,17 @@ struct Hot {
     /// and [`restart_the_world`]): [`blocking`] then detaches from nothing, since re-attaching
     /// would park it on its own stop.
     stops_held: Cell<u32>,
-    /// The object whose finalizer this thread runs on the refcount path with no owner id on
-    /// its heap (held as `count::RESURRECTING`), null if none: this thread's weak upgrades of
-    /// it succeed, as the finalizer's thread's do elsewhere.
-    finalizing: Cell<*const SharedHeader>,
+    /// The objects whose finalizers this thread runs on the refcount path with no owner id
+    /// on their heap (each held as `count::RESURRECTING`), innermost last (finalizers nest: a
+    /// finalizer's drop may run another's): this thread's weak upgrades of them succeed, as
+    /// the finalizer's thread's do elsewhere. Deeper than [`MAX_FINALIZING`], the outer ones
+    /// are not recorded (their upgrades from inner finalizers are refused).
+    finalizing: [Cell<*const SharedHeader>; MAX_FINALIZING],
+    finalizing_len: Cell<usize>,
 }
+
+/// How many nested finalizers of objects held as `count::RESURRECTING` a thread records.
+const MAX_FINALIZING: usize = 8;
 
 /// How many heaps' gates a thread's [`Hot`] records at once (gates nest when a gated death's
 /// user code touches another heap's objects).
@@ -85,7 +91,8 @@ impl Hot {
             gate_depths: [const { Cell::new(0) }; MAX_GATES],
             gates_len: Cell::new(0),
             stops_held: Cell::new(0),
-            finalizing: Cell::new(std::ptr::null()),
+            finalizing: [const { Cell::new(std::ptr::null()) }; MAX_FINALIZING],
+            finalizing_len: Cell::new(0),
         }
     }
 
@@ -117,18 +124,36 @@ loom::thread_local! {
     static THREAD: ThreadData = ThreadData::default();
 }
 
-/// Records `obj` (null for none) as the object whose finalizer this thread runs with no owner
-/// id ([`Hot::finalizing`]); returns the one recorded before, to be put back (finalizers
-/// nest).
-pub(crate) fn set_finalizing(obj: *const SharedHeader) -> *const SharedHeader {
-    HOT.try_with(|h| h.finalizing.replace(obj))
-        .unwrap_or(std::ptr::null())
+/// Records `obj` as an object whose finalizer this thread runs with no owner id
+/// ([`Hot::finalizing`]) until [`end_finalizing`]; `false` if there is no room (not recorded,
+/// and `end_finalizing` is not to be called).
+pub(crate) fn begin_finalizing(obj: *const SharedHeader) -> bool {
+    HOT.try_with(|h| {
+        let n = h.finalizing_len.get();
+        if n == MAX_FINALIZING {
+            return false;
+        }
+        h.finalizing[n].set(obj);
+        h.finalizing_len.set(n + 1);
+        true
+    })
+    .unwrap_or(false)
 }
 
-/// Whether this thread runs `obj`'s finalizer with no owner id ([`set_finalizing`]): its weak
-/// upgrades of `obj` then resurrect it (`count::try_inc_finalizing`).
+/// Ends the innermost record of [`begin_finalizing`].
+pub(crate) fn end_finalizing() {
+    let _ = HOT.try_with(|h| {
+        let n = h.finalizing_len.get();
+        debug_assert!(n > 0, "reap: a finalizing record ended twice");
+        h.finalizing_len.set(n.saturating_sub(1));
+    });
+}
+
+/// Whether this thread runs `obj`'s finalizer with no owner id ([`begin_finalizing`]): its
+/// weak upgrades of `obj` then resurrect it (`count::try_inc_finalizing`).
 pub(crate) fn finalizes(obj: *const SharedHeader) -> bool {
-    HOT.try_with(|h| h.finalizing.get() == obj).unwrap_or(false)
+    HOT.try_with(|h| (0..h.finalizing_len.get()).any(|i| h.finalizing[i].get() == obj))
+        .unwrap_or(false)
 }
 
 /// This thread's id as an owner (`NO_OWNER` if it has none: it owns nothing).
@@ -812,8 +837,12 @@ unsafe fn run_deferred(
 /// world is stopped.
 pub(crate) fn detached<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R {
     let (_, state) = attach(heap);
-    // Already detached (a nested section), or exiting: nothing to leave.
-    let Some(state) = state else { return f() };
+    // Already detached (a nested section), or exiting: no attachment to leave, but the gates
+    // this thread is inside (a gated death's user code that detaches) are left for the
+    // section, as below, so that no collection waits for it.
+    let Some(state) = state else {
+        return outside_gates(f);
+    };
     // SAFETY: the attachment outlives this call.
     let s = unsafe { state.as_ref() };
     safepoint(heap, s);
