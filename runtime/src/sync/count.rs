@@ -653,11 +653,18 @@ pub(crate) fn try_inc(h: &SharedHeader, me: u32) -> bool {
     if owned_by(h, me) {
         return try_inc_owner(h);
     }
+    // An all-zero word: never marked for weak references (so no weak reference existed when
+    // its last local reference went), dead or dying.
+    inc_shared_unless(h, true)
+}
+
+/// One more reference in the shared count by a compare-and-swap, unless the word is a merged
+/// zero (dead or dying) or, if `refuse_zero`, all zero: the weak upgrades' increment.
+#[inline]
+fn inc_shared_unless(h: &SharedHeader, refuse_zero: bool) -> bool {
     let mut word = load(h, Relaxed);
     loop {
-        if word == 0 || word == MERGED {
-            // Never marked for weak references (so no weak reference existed when its last
-            // local reference went), or merged at zero: dead or dying.
+        if word == MERGED || (refuse_zero && word == 0) {
             return false;
         }
         if count_of(word) >= SHARED_MAX {
@@ -679,21 +686,8 @@ pub(crate) fn try_inc(h: &SharedHeader, me: u32) -> bool {
 /// while this one may write `local` again. Once the count is above zero, other threads'
 /// upgrades may take the object too: the finalizer's upgrade resurrected it (SEMANTICS 8.3).
 pub(crate) fn try_inc_finalizing(h: &SharedHeader) -> bool {
-    let mut word = load(h, Relaxed);
-    loop {
-        if word == MERGED {
-            // Merged at zero (never, while the temporary reference is counted): dying.
-            return false;
-        }
-        if count_of(word) >= SHARED_MAX {
-            overflow();
-        }
-        let new = pack(count_of(word) + 1, state_of(word));
-        match h.counts.compare_exchange_weak(word, new, Acquire, Relaxed) {
-            Ok(_) => return true,
-            Err(w) => word = w,
-        }
-    }
+    // A merged zero never comes while the temporary reference is counted.
+    inc_shared_unless(h, false)
 }
 
 /// [`try_inc`] by the object's owner (the caller has read `owner` naming it): the owner's
