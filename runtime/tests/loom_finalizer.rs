@@ -1,6 +1,7 @@
 //! loom models of a finalizer that resurrects its object by publishing it to another thread
-//! (issue 12, model 7), and of one run on a thread with no owner id against upgrades (model
-//! 24).
+//! (issue 12, model 7), of one run on a thread with no owner id against upgrades (model 24),
+//! and of the owner's last drop of a weakly referenced object with a finalizer against an
+//! upgrade (model 25).
 //! `RUSTFLAGS="--cfg reap_loom" cargo test -p reap --release --test loom_finalizer`
 #![cfg(reap_loom)]
 
@@ -107,6 +108,50 @@ fn finalizer_without_owner_id_against_upgrades() {
                 drop(second);
             });
             heap.detached(|| drop(obj));
+            t.join().unwrap();
+            heap.safepoint();
+            assert_eq!(counters.finalized(), 1);
+            assert_eq!(counters.dropped(), 1);
+        },
+    );
+}
+
+/// Model 25: the owner drops the last reference to a weakly referenced object with a
+/// finalizer while another thread upgrades twice (sixteenth session). A referent's mark is its
+/// tagged `meta`, not a state of the shared word, so an unmerged object's word is all zero
+/// both while it lives and while its finalizer runs on the refcount path; the upgrade tells
+/// them apart by `FINALIZED`, which the death sets under the referent's weak lock. Asserted:
+/// an upgrade that returns the object does so before the finalizer began (the object is
+/// then held, so the finalizer has not run while it is); once one returned `None`, the next
+/// does too; finalized once, dropped and freed once. Without the lock, the upgrade's
+/// compare-and-swap from a zero read before the death succeeds on the finalizer's zero.
+#[test]
+fn owners_last_drop_with_finalizer_against_upgrades() {
+    model_bounded(
+        "owners_last_drop_with_finalizer_against_upgrades",
+        Some(4),
+        || {
+            let (heap, counters) = setup();
+            let obj = heap.alloc(Quiet {
+                counters: counters.clone(),
+            });
+            let w = reap::sync::Weak::new(&obj);
+            let c = counters.clone();
+            let t = thread::spawn(move || {
+                let first = w.upgrade();
+                if first.is_some() {
+                    assert_eq!(c.finalized(), 0, "upgraded an object in its finalizer");
+                }
+                let failed = first.is_none();
+                drop(first);
+                let second = w.upgrade();
+                assert!(
+                    !(failed && second.is_some()),
+                    "an upgrade returned the object after one returned None"
+                );
+                drop(second);
+            });
+            drop(obj);
             t.join().unwrap();
             heap.safepoint();
             assert_eq!(counters.finalized(), 1);

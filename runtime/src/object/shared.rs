@@ -129,6 +129,13 @@ impl SharedHeader {
         self.gc_bits.load(Ordering::Relaxed) & GC_FROZEN != 0
     }
 
+    /// Whether the object has a weak-information block (its `meta` tagged): whether a weak
+    /// reference to it was ever made. A `Relaxed` load: see the callers for what orders it.
+    #[inline]
+    pub(crate) fn has_weak_info(&self) -> bool {
+        self.meta.load(Ordering::Relaxed).addr() & crate::object::header::META_WEAK_INFO != 0
+    }
+
     /// Whether the value is a `sync::WeakRefObj`.
     #[inline]
     pub(crate) fn is_weakref(&self) -> bool {

@@ -55,9 +55,13 @@ use crate::shim::Ordering::{AcqRel, Acquire, Relaxed, Release};
 pub(crate) const SHIFT: u32 = 2;
 /// The state bits of the shared word.
 const STATE_MASK: u32 = 0b11;
-/// Never shared, no weak reference: when the owner's count reaches zero the object dies at once.
+/// Not queued, not merged: when the owner's count reaches zero with a shared count of zero
+/// the object dies at once, unless a weak reference to it was ever made (its `meta` tagged).
 pub(crate) const INIT: u32 = 0;
-/// A weak reference may exist: the owner's last drop must merge (a racing upgrade may win).
+/// A weak-reference object (set when it is made, by a plain store): as `INIT`, but the
+/// owner's last drop always merges, since other threads try-increment it under its
+/// referent's weak lock (a racing one may win). A referent needs no such state: its tagged
+/// `meta` is its mark ([`merge_zero_local`]).
 pub(crate) const MAYBE_WEAK: u32 = 1;
 /// In the owner's merge queue (holding one reference).
 pub(crate) const QUEUED: u32 = 2;
@@ -318,32 +322,46 @@ pub(crate) fn dec_owner(h: &SharedHeader) -> Dec {
 }
 
 /// The owner's count reached zero (CPython's `_Py_MergeZeroLocalRefcount`). If the shared word
-/// is all zero (never shared, no weak reference, not queued) the object dies at once; otherwise
-/// ownership is given up (owner 0, then state merged) and the shared count decides.
+/// is all zero (no other thread's reference counted, not queued, not a weak-reference object)
+/// and no weak reference to the object was ever made, it dies at once; otherwise ownership is
+/// given up (owner 0, then state merged) and the shared count decides, against any upgrade
+/// racing it.
+///
+/// The weak reference's mark is the referent's tagged `meta` (CPython 3.13t marks the shared
+/// word instead, `_PyObject_SetMaybeWeakref`: one compare-and-swap more for every first weak
+/// reference). The `Relaxed` load of `meta` sees the tag of any weak reference made so far:
+/// one made by this thread comes before in program order; one made on another thread was
+/// made with a strong reference there, and that reference's way back to this thread orders
+/// the tag before this load: a foreign reference's drop is a `Release` read-modify-write of
+/// the shared word, which the `Acquire` load here reads (or it queued the object, and the word
+/// is not zero); a borrowed one (a scoped thread's) ended with a join or another
+/// synchronisation before this thread could drop its last reference.
 #[inline]
 pub(crate) fn merge_zero_local(h: &SharedHeader) -> Dec {
     let word = load(h, Acquire);
-    if word == 0 {
-        debug_assert!(
-            h.meta.load(Relaxed).addr() & crate::object::header::META_WEAK_INFO == 0,
-            "reap: a weakly referenced object took the fast death"
-        );
+    if word == 0 && !h.has_weak_info() {
         return Dec::Dead;
     }
     give_up_ownership(h, word)
 }
 
 /// [`merge_zero_local`] for an object other threads counted, queued or weakly reference
-/// (`word`: a load of the shared word, not zero).
-#[cold]
+/// (`word`: a load of the shared word, zero only if the object has weak references).
+///
+/// With weak references a zero is published merged too (the death), so that an upgrade
+/// racing it either wins first (its compare-and-swap makes the word nonzero, and this one
+/// fails) or refuses the merged zero: taking the death on a zero without the
+/// compare-and-swap let an upgrade take the dying object (loom model 25).
+///
+/// Inlined: out of line (as the compiler left it once the zero test moved into the loop), its
+/// call and the stack frame it gave the owner's last drop cost the weak-create round about
+/// 10% (sixteenth session).
+#[inline(always)]
 fn give_up_ownership(h: &SharedHeader, mut word: u32) -> Dec {
     // Before the merge is published (module invariants). Another thread reading 0 here only
     // learns that it is not the owner, which it was not.
     disown(h);
     loop {
-        if word == 0 {
-            return Dec::Dead;
-        }
         // A queued object can get here too: the owner dropped references that other threads
         // had counted (their increments are in the shared count), so its local count reached
         // zero with the queue's reference still outstanding. Merging now is right; the queue
@@ -370,7 +388,14 @@ fn give_up_ownership(h: &SharedHeader, mut word: u32) -> Dec {
                     Dec::Alive
                 };
             }
-            Err(w) => word = w,
+            Err(w) => {
+                word = w;
+                if word == 0 && !h.has_weak_info() {
+                    // The other threads' references went meanwhile, and no weak reference
+                    // exists: nobody can take a new one.
+                    return Dec::Dead;
+                }
+            }
         }
     }
 }
@@ -648,23 +673,31 @@ pub(crate) fn collector_hold(h: &SharedHeader) {
 
 /// Adds a reference unless the object's count is zero (a weak upgrade, called under the
 /// referent's weak lock, which keeps its memory allocated): CPython's `_Py_TryIncref`.
+///
+/// A merged zero is dead or dying. An all-zero word is an object alive in its owner's count
+/// (a weakly referenced one never takes the owner's fast death, [`merge_zero_local`]: its
+/// owner's last drop merges, and a compare-and-swap here that wins keeps it alive), or one
+/// whose finalizer runs on the refcount path ([`resurrect_start`]), told apart by `FINALIZED`
+/// and refused (SEMANTICS 8.3). `FINALIZED` is set, and the word goes from a merged zero back
+/// to all zero, under the referent's weak lock when it has weak references (`heap::destroy`),
+/// and this runs under that lock: so the compare-and-swap below cannot succeed on the
+/// finalizer's zero after a load that saw the zero of the living object.
 #[inline]
 pub(crate) fn try_inc(h: &SharedHeader, me: u32) -> bool {
     if owned_by(h, me) {
         return try_inc_owner(h);
     }
-    // An all-zero word: never marked for weak references (so no weak reference existed when
-    // its last local reference went), dead or dying.
     inc_shared_unless(h, true)
 }
 
 /// One more reference in the shared count by a compare-and-swap, unless the word is a merged
-/// zero (dead or dying) or, if `refuse_zero`, all zero: the weak upgrades' increment.
+/// zero (dead or dying) or, if `refuse_finalizing`, all zero on a finalized object (inside its
+/// finalizer on the refcount path): the weak upgrades' increment.
 #[inline]
-fn inc_shared_unless(h: &SharedHeader, refuse_zero: bool) -> bool {
+fn inc_shared_unless(h: &SharedHeader, refuse_finalizing: bool) -> bool {
     let mut word = load(h, Relaxed);
     loop {
-        if word == MERGED || (refuse_zero && word == 0) {
+        if word == MERGED || (refuse_finalizing && word == 0 && h.has(Flags::FINALIZED)) {
             return false;
         }
         if count_of(word) >= SHARED_MAX {
@@ -703,32 +736,8 @@ pub(crate) fn try_inc_owner(h: &SharedHeader) -> bool {
     true
 }
 
-/// Marks the object as possibly weakly referenced (CPython's `_PyObject_SetMaybeWeakref`), so
-/// that the owner's last drop merges instead of freeing at once; called under the referent's
-/// weak lock when a weak reference is made.
-pub(crate) fn set_maybe_weak(h: &SharedHeader) {
-    if h.has(Flags::FINALIZED) {
-        // Finalized: merged for good (a resurrected object is merged at its finalizer's end,
-        // a collection's garbage by its hold), where the mark means nothing, or inside its
-        // finalizer on the refcount path, where the shared word must stay 0 so that other
-        // threads' upgrades keep refusing the object (SEMANTICS 8.3; the review of the
-        // fifteenth session found a weak reference made by the finalizer turning it into 1,
-        // which `try_inc` took). The finalizer's end needs no mark: it merges, or it finds
-        // the object dead and its death clears the weak references through `meta`.
-        return;
-    }
-    let mut word = load(h, Relaxed);
-    while state_of(word) == INIT {
-        let new = pack(count_of(word), MAYBE_WEAK);
-        match h.counts.compare_exchange_weak(word, new, Relaxed, Relaxed) {
-            Ok(_) => return,
-            Err(w) => word = w,
-        }
-    }
-}
-
-/// [`set_maybe_weak`] for an object no other thread can reach yet (just allocated, not yet
-/// published): a plain store, as no other thread can change its counts meanwhile.
+/// Marks a weak-reference object [`MAYBE_WEAK`] when it is made (no other thread can reach it
+/// yet): a plain store, as no other thread can change its counts meanwhile.
 pub(crate) fn set_maybe_weak_unpublished(h: &SharedHeader) {
     let word = load(h, Relaxed);
     if state_of(word) == INIT {
@@ -737,9 +746,11 @@ pub(crate) fn set_maybe_weak_unpublished(h: &SharedHeader) {
 }
 
 /// Gives a dead object one temporary reference owned by thread `me` for its finalizer
-/// (CPython 3.13t's `_PyObject_ResurrectStart`). The shared word is left all zero, so weak
-/// upgrades on other threads keep refusing the object, as they did since its count reached
-/// zero: once an upgrade has returned `None`, none returns the object again. The finalizer's
+/// (CPython 3.13t's `_PyObject_ResurrectStart`), once it is marked `FINALIZED` (both under its
+/// weak lock if it has weak references: `heap::destroy`). The shared word is left all zero,
+/// which with `FINALIZED` makes weak upgrades on other threads keep refusing the object
+/// ([`try_inc`]), as they did since its count reached zero: once an upgrade has returned
+/// `None`, none returns the object again. The finalizer's
 /// own thread may still upgrade (its owner path), and any reference it stores or hands on
 /// resurrects the object.
 ///
@@ -849,6 +860,7 @@ pub(crate) fn strong_count(h: &SharedHeader) -> usize {
 #[cfg(all(test, not(reap_loom)))]
 mod tests {
     use super::*;
+    use crate::object::header::META_WEAK_INFO as META_TAG;
     use crate::shim::{AtomicPtr, AtomicU32, AtomicU8};
     use std::ptr::NonNull;
 
@@ -948,6 +960,40 @@ mod tests {
         let h = header(7, pack(0, INIT), 1);
         assert!(merge_orphan(&h));
         assert_eq!(dec(&h, 9), Dec::Dead);
+    }
+
+    /// A weakly referenced object's mark is its tagged `meta`: with a shared word of zero, the
+    /// owner's last drop publishes a merged zero (the death) instead of taking the fast death,
+    /// so that an upgrade racing it refuses; before that, an upgrade from another thread
+    /// succeeds on the all-zero word, unless the object is in its finalizer (`FINALIZED`).
+    #[test]
+    fn a_weakly_referenced_object_merges_at_its_owners_last_drop() {
+        let tagged = || AtomicPtr::new(std::ptr::without_provenance_mut(META_TAG));
+        let mut h = header(7, pack(0, INIT), 1);
+        h.meta = tagged();
+        assert!(try_inc(&h, 9), "a living object's upgrade refused");
+        assert_eq!(h.counts.load(Relaxed), pack(1, INIT));
+        assert_eq!(dec(&h, 9), Dec::Alive);
+        assert_eq!(dec(&h, 7), Dec::Dead);
+        assert_eq!(
+            h.counts.load(Relaxed),
+            pack(0, MERGED),
+            "the death not published"
+        );
+        assert_eq!(h.owner.load(Relaxed), 0);
+        assert!(!try_inc(&h, 9), "a dead object upgraded");
+        // Its finalizer on the refcount path: all zero again, refused by `FINALIZED`.
+        h.set(Flags::FINALIZED);
+        resurrect_start(&h, 7);
+        assert!(
+            !try_inc(&h, 9),
+            "an object in its finalizer upgraded from another thread"
+        );
+        assert!(try_inc(&h, 7), "the finalizer's own thread refused");
+        // Untagged, the same drop is the fast death, leaving the word as it was.
+        let plain = header(7, pack(0, INIT), 1);
+        assert_eq!(dec(&plain, 7), Dec::Dead);
+        assert_eq!(plain.counts.load(Relaxed), 0);
     }
 
     /// The owner's last local drop gives up ownership: `owner` is 0 once merged, and a thread

@@ -429,8 +429,18 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
         return unsafe { free_object(obj, state, true) };
     }
     if h.has(Flags::HAS_FINALIZER) && !h.has(Flags::FINALIZED) {
+        // With weak references, under the weak lock, where other threads' upgrades run: the
+        // word goes from the merged zero of the death back to the all zero of an owned
+        // object, which an upgrade tells from a living object's zero by `FINALIZED`
+        // (`count::try_inc`). Without, no other thread can reach the object. No user code
+        // runs inside.
+        let guard = h.has_weak_info().then(|| {
+            // SAFETY: the object keeps its heap alive.
+            lock(unsafe { heap.as_ref() }.weak_lock(obj))
+        });
         h.set(Flags::FINALIZED);
         count::resurrect_start(h, me);
+        drop(guard);
         // With no owner id, the finalizer's own upgrades are told apart from other threads'.
         let recorded = me == count::NO_OWNER && thread::begin_finalizing(obj.as_ptr());
         let value = SharedHeader::value_ptr(obj);

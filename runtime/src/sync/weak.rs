@@ -4,14 +4,14 @@
 //! `_PyWeakref_LOCK`).
 //!
 //! - **Create** (under the lock): make the referent's block if it has none (its `meta` then
-//!   points at the block, tagged), mark its counts "maybe weakly referenced" (so that its
-//!   owner's last drop merges instead of freeing at once), and list the reference. The
+//!   points at the block, tagged, which is also the mark that makes its owner's last drop
+//!   merge instead of freeing at once: `count::merge_zero_local`), and list the reference. The
 //!   callback-less reference is shared: `Weak::new` returns the live one if there is one
 //!   (`ref(o) is ref(o)`), and otherwise allocates and lists a new one in the same critical
 //!   section (the allocation runs no user code and takes no lock).
 //! - **The first reference, without the lock** (`Weak::new` on a referent with no block): the
-//!   new reference and a block already naming it as the shared one are made, the referent
-//!   marked, and the block installed by one compare-and-swap of `meta` (ARCHITECTURE, "The
+//!   new reference and a block already naming it as the shared one are made, and the block
+//!   installed by one compare-and-swap of `meta` (ARCHITECTURE, "The
 //!   first weak reference without the lock"). The loser of a race takes the lock path. Every
 //!   installation, locked or not, is that compare-and-swap, and after it the block is touched
 //!   only under the lock.
@@ -329,7 +329,6 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
         // SAFETY: under the lock.
         unsafe {
             let info = info_or_make(h, state).as_ref();
-            count::set_maybe_weak(h);
             let replaced = info.shared.with_mut(|s| (*s).replace(fresh.header_ptr()));
             if let Some(old) = replaced {
                 // A dying shared reference (count zero, its drop still to come): it is
@@ -397,7 +396,6 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
         // SAFETY: under the lock.
         unsafe {
             let info = info_or_make(h, state).as_ref();
-            count::set_maybe_weak(h);
             info.list.with_mut(|l| (*l).push(fresh.header_ptr()));
             info.listed.store(info.listed_now(), Release);
         }
@@ -519,10 +517,10 @@ unsafe fn owner_upgrade(w: &WeakRefObj, t: NonNull<SharedHeader>) -> Option<bool
     Some(count::try_inc_owner(unsafe { t.as_ref() }))
 }
 
-/// [`Weak::new`]'s first weak reference to `th` (held by the caller), made without the lock (ARCHITECTURE, "Weak
-/// references"): the new reference and a block already naming it as the shared reference
-/// are made, the referent marked "maybe weakly referenced", and the block installed by one
-/// compare-and-swap of `meta`. Nothing written here is reachable by another thread before
+/// [`Weak::new`]'s first weak reference to `th` (held by the caller), made without the lock
+/// (ARCHITECTURE, "Weak references"): the new reference and a block already naming it as the
+/// shared reference are made, and the block installed by one compare-and-swap of `meta`
+/// (which also marks the referent weakly referenced: `count::merge_zero_local`). Nothing written here is reachable by another thread before
 /// that publication, and after it this thread touches the block only under the lock, like
 /// everyone else. `None` if another thread installed a block first: the caller takes the
 /// lock path (the reference made here is dropped unlisted).
@@ -543,9 +541,6 @@ unsafe fn first_ref(
     let h = unsafe { th.as_ref() };
     let fresh = new_ref_obj(heap::heap_of(h), me, state, th, None);
     let info = make_info(h, state, Some(fresh.header_ptr()));
-    // Before the block is published: a thread that finds the shared reference through it may
-    // upgrade at once, and must find the referent marked.
-    count::set_maybe_weak(h);
     // SAFETY: made just above, reachable by nobody else.
     match unsafe { install_info(h, info, state) } {
         Ok(()) => Some(fresh),
