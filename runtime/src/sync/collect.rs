@@ -1210,6 +1210,40 @@ mod tests {
         assert!(heap.st().left.lock().unwrap().is_empty());
     }
 
+    /// The list of threads that left holds at most `LEFT_MAX` ids (4 in unit tests): the
+    /// objects of the threads past it stay unmerged after a collection, and every object
+    /// still dies once, by its last drop, on any thread.
+    #[cfg(not(reap_loom))]
+    #[test]
+    fn the_list_of_threads_that_left_is_bounded() {
+        use crate::sync::state::LEFT_MAX;
+
+        let heap = crate::sync::Heap::new();
+        heap.disable();
+        let objs: Vec<_> = (0..LEFT_MAX + 2)
+            .map(|i| {
+                let h = heap.clone();
+                std::thread::spawn(move || h.alloc(i)).join().unwrap()
+            })
+            .collect();
+        assert_eq!(heap.st().left.lock().unwrap().len(), LEFT_MAX);
+        assert_eq!(heap.collect(), 0);
+        let merged_now = objs.iter().filter(|g| merged(g)).count();
+        assert_eq!(
+            merged_now, LEFT_MAX,
+            "the listed threads' objects merged, no others"
+        );
+        assert!(heap.st().left.lock().unwrap().is_empty());
+        // Merged or not, each dies once by its last drop, here or on another thread.
+        let (here, there): (Vec<_>, Vec<_>) = objs.into_iter().partition(|g| **g % 2 == 0);
+        for (i, g) in here.iter().enumerate() {
+            assert_eq!(**g, 2 * i);
+        }
+        drop(here);
+        std::thread::spawn(move || drop(there)).join().unwrap();
+        assert_eq!(heap.live_objects(), 0);
+    }
+
     #[test]
     fn left_out_is_the_ordered_difference() {
         let all = ptrs(6);

@@ -55,6 +55,10 @@ const WEAK_STRIPES: usize = 64;
 #[cfg(reap_loom)]
 const WEAK_STRIPES: usize = 1;
 
+/// The most thread ids [`HeapState::left`] holds between two collections (256 KiB of them; 4
+/// in the unit tests, which exercise the limit).
+pub(crate) const LEFT_MAX: usize = if cfg!(test) { 4 } else { 1 << 16 };
+
 /// All of a Shared heap's state. Reached from every object's header.
 pub(crate) struct HeapState {
     /// See the module docs: in its low bits ([`REFS_MASK`]) the references (handles +
@@ -70,7 +74,10 @@ pub(crate) struct HeapState {
     /// collection's walk: objects they allocated or resurrected may still name them as
     /// owner, unmerged, and the walk merges them (`sync::collect`, orphans). A std lock even
     /// under loom: a leaf, held for one push (by an exiting thread, inside the gate) or one
-    /// take (with the world stopped), never across a scheduling point.
+    /// take (with the world stopped), never across a scheduling point. At most [`LEFT_MAX`]
+    /// ids: the objects of a thread that found it full stay unmerged, their drops correct and
+    /// only slower, so that a heap whose collections are disabled does not grow with every
+    /// thread that exits.
     pub(crate) left: std::sync::Mutex<Vec<u32>>,
     /// The unraisable hook (cloned out before it is called: no lock held while it runs).
     pub(crate) hook: Mutex<Option<SharedUnraisableHook>>,

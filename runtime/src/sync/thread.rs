@@ -1104,8 +1104,12 @@ impl Drop for ThreadData {
                 }
                 let slot = table.remove(&id);
                 if slot.is_some() {
-                    // Objects this thread owns keep its id until a collection merges them.
-                    h.left.lock().unwrap_or_else(|e| e.into_inner()).push(id);
+                    // Objects this thread owns keep its id until a collection merges them
+                    // (unless the list is full: then they stay unmerged).
+                    let mut left = h.left.lock().unwrap_or_else(|e| e.into_inner());
+                    if left.len() < crate::sync::state::LEFT_MAX {
+                        left.push(id);
+                    }
                 }
                 // The reserve goes back with the leaving, under the lock (the attachment's
                 // reference keeps the heap alive), and the attachment's reference is marked a
