@@ -1,12 +1,12 @@
-//! loom models of weak references against the last strong drop (issue 12, models 1 and 6), of
-//! two first weak references made at once (models 13 and 14), and of a weak reference dying
-//! while its referent dies on another thread (models 18 and 19).
+//! loom models of weak references against the last strong drop (issue 12, models 1, 6 and
+//! 26), of two first weak references made at once (models 13 and 14), and of a weak reference
+//! dying while its referent dies on another thread (models 18 and 19).
 //! `RUSTFLAGS="--cfg reap_loom" cargo test -p reap --release --test loom_weak`
 #![cfg(reap_loom)]
 
 mod common;
 
-use common::{model, model_bounded, setup, setup_obj, Obj};
+use common::{model, model_bounded, setup, setup_obj, Obj, Quiet};
 use loom::thread;
 use reap::sync::{Gc, Weak};
 
@@ -177,4 +177,44 @@ fn weak_reference_with_callback_dies_against_its_referents_death() {
             assert!(calls.load(std::sync::atomic::Ordering::Relaxed) <= 1);
         },
     );
+}
+
+/// Model 26 (written by the sixteenth session's review): a foreign thread makes the first weak
+/// reference through a clone, drops the clone and upgrades twice, against the owner's last
+/// drop of an object with a finalizer. The referent's mark is its tagged `meta`, which the
+/// owner's fast-death test reads `Relaxed` after an `Acquire` load of the shared word: it must
+/// see the tag whenever the word it read is the foreign drop's. Asserted: an upgrade that
+/// returns the object does so before the finalizer began; once one returned `None`, the next
+/// does too; finalized once, dropped and freed once. Exhaustive.
+#[test]
+fn foreign_weak_then_drop_against_owners_last_drop() {
+    model("foreign_weak_then_drop_against_owners_last_drop", || {
+        let (heap, counters) = setup();
+        let obj = heap.alloc(Quiet {
+            counters: counters.clone(),
+        });
+        let c = obj.clone();
+        let cs = counters.clone();
+        let t = thread::spawn(move || {
+            let w = Weak::new(&c);
+            drop(c);
+            let first = w.upgrade();
+            if first.is_some() {
+                assert_eq!(cs.finalized(), 0, "upgraded an object in its finalizer");
+            }
+            let failed = first.is_none();
+            drop(first);
+            let second = w.upgrade();
+            assert!(
+                !(failed && second.is_some()),
+                "an upgrade returned the object after one returned None"
+            );
+            drop(second);
+        });
+        drop(obj);
+        t.join().unwrap();
+        heap.safepoint();
+        assert_eq!(counters.finalized(), 1);
+        assert_eq!(counters.dropped(), 1);
+    });
 }

@@ -34,6 +34,14 @@ pub(crate) const GC_WEAKREF: u8 = 4;
 /// instead of `counts`, and the give-back subtracts them with its own reference: the edges
 /// between garbage objects cost no read-modify-write each.
 pub(crate) const GC_RECLAIM: u8 = 8;
+/// [`SharedHeader::gc_bits`]: the object's finalizer runs on the refcount path, from the
+/// temporary reference of `count::resurrect_start` until `count::resurrect_end` decides
+/// (cleared there, before it publishes a resurrected count; left set on an object that dies).
+/// Other threads' weak upgrades refuse the object while it is set (SEMANTICS 8.3), whatever
+/// the finalizer does with its count meanwhile. Written by the thread running the death (a
+/// read-modify-write), under the referent's weak lock when it has weak references, where
+/// upgrades read it.
+pub(crate) const GC_FINALIZING: u8 = 16;
 
 /// Size of [`SharedHeader`]; the value starts this many bytes after the header.
 pub(crate) const SHARED_HEADER_SIZE: usize = std::mem::size_of::<SharedHeader>();
@@ -72,7 +80,9 @@ const _: () = assert!(SHARED_HEADER_SIZE == 32);
 ///   [`GC_GARBAGE`] (garbage of a running collection, held by it: the `gc` surface's walks
 ///   skip it), [`GC_WEAKREF`] (set before the object is published, never changed) and
 ///   [`GC_RECLAIM`] (final garbage whose values are being dropped: a plain load and store by
-///   the collecting thread, which holds the object, with the world running). Written
+///   the collecting thread, which holds the object, with the world running) and
+///   [`GC_FINALIZING`] (a refcount-path finalizer runs: a read-modify-write by the dying
+///   thread, never while the world is stopped). Otherwise written
 ///   by the thread that holds the world stopped (a plain load and store), or by the collecting
 ///   thread with the world running (`GC_GARBAGE` cleared on survivors, a read-modify-write);
 ///   read by those threads. Relaxed accesses do.
@@ -140,6 +150,12 @@ impl SharedHeader {
     #[inline]
     pub(crate) fn is_weakref(&self) -> bool {
         self.gc_bits.load(Ordering::Relaxed) & GC_WEAKREF != 0
+    }
+
+    /// Whether the object's finalizer runs on the refcount path ([`GC_FINALIZING`]).
+    #[inline]
+    pub(crate) fn is_finalizing(&self) -> bool {
+        self.gc_bits.load(Ordering::Relaxed) & GC_FINALIZING != 0
     }
 
     /// Whether the object is garbage of the running collection.

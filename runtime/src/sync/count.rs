@@ -47,8 +47,7 @@
 //! - a weak upgrade is a try-increment that refuses a merged zero ([`try_inc`]);
 //! - a count that would overflow aborts (panics in a loom build, so models can reach it).
 
-use crate::object::header::Flags;
-use crate::object::shared::SharedHeader;
+use crate::object::shared::{SharedHeader, GC_FINALIZING};
 use crate::shim::Ordering::{AcqRel, Acquire, Relaxed, Release};
 
 /// Shift of the shared count in the shared word.
@@ -674,14 +673,18 @@ pub(crate) fn collector_hold(h: &SharedHeader) {
 /// Adds a reference unless the object's count is zero (a weak upgrade, called under the
 /// referent's weak lock, which keeps its memory allocated): CPython's `_Py_TryIncref`.
 ///
-/// A merged zero is dead or dying. An all-zero word is an object alive in its owner's count
-/// (a weakly referenced one never takes the owner's fast death, [`merge_zero_local`]: its
-/// owner's last drop merges, and a compare-and-swap here that wins keeps it alive), or one
-/// whose finalizer runs on the refcount path ([`resurrect_start`]), told apart by `FINALIZED`
-/// and refused (SEMANTICS 8.3). `FINALIZED` is set, and the word goes from a merged zero back
-/// to all zero, under the referent's weak lock when it has weak references (`heap::destroy`),
-/// and this runs under that lock: so the compare-and-swap below cannot succeed on the
-/// finalizer's zero after a load that saw the zero of the living object.
+/// A merged zero is dead or dying. An object whose finalizer runs on the refcount path
+/// ([`GC_FINALIZING`], from [`resurrect_start`] to [`resurrect_end`]) is refused whatever its
+/// count (SEMANTICS 8.3): the finalizer's clones, a drop of one queued to its own thread or
+/// merged by a safe point, change the word without resurrecting the object. Any other word
+/// is a living object, an all-zero one too: its count is in its owner's `local` (a weakly
+/// referenced object never takes the owner's fast death, [`merge_zero_local`]: its owner's
+/// last drop merges, and a compare-and-swap here that wins keeps it alive). The mark is set,
+/// and the word goes from a merged zero back to all zero, under the referent's weak lock when
+/// it has weak references (`heap::destroy`), and this runs under that lock: so the
+/// compare-and-swap below cannot succeed on the finalizer's zero after a load that saw the
+/// zero of the living object; and [`resurrect_end`] clears the mark and publishes its verdict
+/// under the lock too.
 #[inline]
 pub(crate) fn try_inc(h: &SharedHeader, me: u32) -> bool {
     if owned_by(h, me) {
@@ -691,13 +694,16 @@ pub(crate) fn try_inc(h: &SharedHeader, me: u32) -> bool {
 }
 
 /// One more reference in the shared count by a compare-and-swap, unless the word is a merged
-/// zero (dead or dying) or, if `refuse_finalizing`, all zero on a finalized object (inside its
-/// finalizer on the refcount path): the weak upgrades' increment.
+/// zero (dead or dying) or, if `refuse_finalizing`, the object's finalizer runs on the
+/// refcount path: the weak upgrades' increment.
 #[inline]
 fn inc_shared_unless(h: &SharedHeader, refuse_finalizing: bool) -> bool {
+    if refuse_finalizing && h.is_finalizing() {
+        return false;
+    }
     let mut word = load(h, Relaxed);
     loop {
-        if word == MERGED || (refuse_finalizing && word == 0 && h.has(Flags::FINALIZED)) {
+        if word == MERGED {
             return false;
         }
         if count_of(word) >= SHARED_MAX {
@@ -746,13 +752,16 @@ pub(crate) fn set_maybe_weak_unpublished(h: &SharedHeader) {
 }
 
 /// Gives a dead object one temporary reference owned by thread `me` for its finalizer
-/// (CPython 3.13t's `_PyObject_ResurrectStart`), once it is marked `FINALIZED` (both under its
-/// weak lock if it has weak references: `heap::destroy`). The shared word is left all zero,
-/// which with `FINALIZED` makes weak upgrades on other threads keep refusing the object
-/// ([`try_inc`]), as they did since its count reached zero: once an upgrade has returned
-/// `None`, none returns the object again. The finalizer's
+/// (CPython 3.13t's `_PyObject_ResurrectStart`), and marks it [`GC_FINALIZING`] (under its
+/// weak lock if it has weak references: `heap::destroy`). The shared word is left all zero;
+/// the mark makes weak upgrades on other threads keep refusing the object ([`try_inc`]) until
+/// [`resurrect_end`], as they did since its count reached zero: once an upgrade has returned
+/// `None`, none returns the object again unless the finalizer resurrected it. The finalizer's
 /// own thread may still upgrade (its owner path), and any reference it stores or hands on
-/// resurrects the object.
+/// resurrects the object (seen by other threads' upgrades once the finalizer has returned).
+/// Until the sixteenth session the refusal rested on the all-zero word, which the
+/// finalizer's own clones could change (a review found a clone dropped inside
+/// `Heap::detached`, or one made on a thread with no owner id, letting other threads in).
 ///
 /// A thread with no owner id (`me` = [`NO_OWNER`]) holds the reference as
 /// [`RESURRECTING`], an owner no thread is: other threads' upgrades still refuse the object,
@@ -761,6 +770,7 @@ pub(crate) fn set_maybe_weak_unpublished(h: &SharedHeader) {
 /// Until the fifteenth session the reference went into a merged count there, where every
 /// thread's upgrade could take it.
 pub(crate) fn resurrect_start(h: &SharedHeader, me: u32) {
+    h.set_gc_bit(GC_FINALIZING, true);
     let owner = if me == NO_OWNER { RESURRECTING } else { me };
     h.local.store(1, Relaxed);
     h.counts.store(pack(0, INIT), Relaxed);
@@ -777,7 +787,9 @@ pub(crate) fn resurrect_end(h: &SharedHeader, me: u32) -> bool {
     let word = load(h, Acquire);
     if !owned_by(h, me) {
         // Merged meanwhile (started merged, or a safe point in the finalizer drained a queue
-        // entry for it): the temporary reference is in the merged count.
+        // entry for it): the temporary reference is in the merged count. The mark goes
+        // first: after the decrement another thread may free the object.
+        h.set_gc_bit(GC_FINALIZING, false);
         return match dec_shared(h) {
             Dec::Dead => true,
             Dec::Alive => false,
@@ -792,6 +804,9 @@ pub(crate) fn resurrect_end(h: &SharedHeader, me: u32) -> bool {
         h.local.store(0, Relaxed);
         return true;
     }
+    // Resurrected, or dead after all by a decrement the merge settles: the mark goes before
+    // anything is published (another thread may then free the object).
+    h.set_gc_bit(GC_FINALIZING, false);
     let extra = mark_queued(h);
     merge(h, extra) == 0
 }
@@ -860,6 +875,7 @@ pub(crate) fn strong_count(h: &SharedHeader) -> usize {
 #[cfg(all(test, not(reap_loom)))]
 mod tests {
     use super::*;
+    use crate::object::header::Flags;
     use crate::object::header::META_WEAK_INFO as META_TAG;
     use crate::shim::{AtomicPtr, AtomicU32, AtomicU8};
     use std::ptr::NonNull;

@@ -431,9 +431,9 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
     if h.has(Flags::HAS_FINALIZER) && !h.has(Flags::FINALIZED) {
         // With weak references, under the weak lock, where other threads' upgrades run: the
         // word goes from the merged zero of the death back to the all zero of an owned
-        // object, which an upgrade tells from a living object's zero by `FINALIZED`
-        // (`count::try_inc`). Without, no other thread can reach the object. No user code
-        // runs inside.
+        // object, which an upgrade tells from a living object's zero by the mark
+        // `resurrect_start` sets (`count::try_inc`). Without, no other thread can reach the
+        // object. No user code runs inside.
         let guard = h.has_weak_info().then(|| {
             // SAFETY: the object keeps its heap alive.
             lock(unsafe { heap.as_ref() }.weak_lock(obj))
@@ -455,7 +455,18 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
         // Marked while the temporary reference still holds it: if the finalizer stored a
         // reference, where it stored it may be garbage (SEMANTICS 2.2).
         h.note_drop();
-        if !count::resurrect_end(h, me) {
+        // The verdict under the weak lock too (the finalizer may have made the first weak
+        // reference): an upgrade sees the mark or the published verdict, never the mark
+        // cleared before the count it would take is settled.
+        let guard = h.has_weak_info().then(|| {
+            // SAFETY: this thread's attachment, or its gate entry on a thread with none, keeps
+            // the heap alive while the death runs, even once a resurrected object may be freed
+            // by another thread (before the guard is dropped).
+            lock(unsafe { heap.as_ref() }.weak_lock(obj))
+        });
+        let dead = count::resurrect_end(h, me);
+        drop(guard);
+        if !dead {
             // Resurrected: somebody stored a reference; it dies again when that goes.
             return;
         }

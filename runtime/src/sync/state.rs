@@ -125,6 +125,9 @@ pub(crate) struct StopState {
     /// The state of the thread running it (its address; 0 when none): a collection asked
     /// for from its own user code (a finalizer, a callback) returns 0 at once.
     pub(crate) collector: usize,
+    /// Another thread asked for an explicit collection while this one ran (it was answered
+    /// 0 at once): the collector runs one more before it ends (`sync::collect`).
+    pub(crate) asked_again: bool,
 }
 
 /// See [`HeapState::outside_slabs`]: the headers of those objects.

@@ -934,6 +934,7 @@ pub(crate) enum NotStopped {
 pub(crate) fn claim_collection(
     heap: NonNull<HeapState>,
     me: &ThreadState,
+    explicit: bool,
 ) -> Result<(), NotStopped> {
     // SAFETY: the collecting thread's attachment keeps the heap alive.
     let h = unsafe { heap.as_ref() };
@@ -942,11 +943,23 @@ pub(crate) fn claim_collection(
         if g.collector == (me as *const ThreadState).addr() {
             return Err(NotStopped::Nested);
         }
+        // Served by one more collection of the running collector (`take_asked_again`).
+        g.asked_again |= explicit;
         return Err(NotStopped::Busy);
     }
     g.collecting = true;
     g.collector = (me as *const ThreadState).addr();
+    // Every earlier request is served by this collection, whose snapshot comes after it.
+    g.asked_again = false;
     Ok(())
+}
+
+/// Whether another thread asked for an explicit collection while this thread's (claimed)
+/// ran; the request is taken.
+pub(crate) fn take_asked_again(heap: NonNull<HeapState>) -> bool {
+    // SAFETY: the collecting thread's attachment keeps the heap alive.
+    let h = unsafe { heap.as_ref() };
+    std::mem::take(&mut lock(&h.stw.lock).asked_again)
 }
 
 /// Stops the world of `heap` for the collection this thread (`me`) claimed: asks every other

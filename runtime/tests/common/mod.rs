@@ -120,3 +120,25 @@ pub fn model_bounded(name: &str, bound: Option<usize>, f: impl Fn() + Sync + Sen
     assert!(n > 0, "{name}: no execution explored");
     println!("loom model {name}: {n} executions");
 }
+
+/// An object whose finalizer only counts (it does not resurrect the object).
+#[derive(Trace)]
+#[reap(sync_finalize)]
+pub struct Quiet {
+    #[reap(skip)]
+    pub counters: Arc<Counters>,
+}
+
+impl Finalize for Quiet {
+    fn finalize(this: &Gc<Self>) {
+        let before = this.counters.finalized.fetch_add(1, SeqCst);
+        assert_eq!(before, 0, "finalized twice");
+    }
+}
+
+impl Drop for Quiet {
+    fn drop(&mut self) {
+        let before = self.counters.dropped.fetch_add(1, SeqCst);
+        assert_eq!(before, 0, "dropped twice");
+    }
+}
