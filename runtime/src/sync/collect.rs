@@ -243,16 +243,16 @@ fn collect(
     // one more, which sees what they dropped before asking, so that threads that collect
     // often do not let garbage pile up between the collections that get to run (SEMANTICS
     // 8.5). One at most, so that this call ends; requests made during it are answered by
-    // nothing more, as CPython answers every second request. Its count is added to this
-    // call's: every object a collection frees is in the count some `collect` returns.
-    // Not this caller's request: given up sooner if the world does not stop (a thread that
-    // asked may have gone on to block while attached, which is the program's error, but
-    // should not cost this caller a full timeout).
+    // nothing more, as CPython answers every second request.
     match result {
         Ok(n) if thread::take_asked_again(heap) => {
+            // Not this caller's request: given up sooner if the world does not stop (a thread
+            // that asked may have gone on to block while attached, which is the program's
+            // error, but should not cost this caller a full timeout).
             let wait = timeout.min(ASKED_AGAIN_TIMEOUT);
-            // Counted as this call's generation: the count of an explicit one is returned,
-            // an automatic one's goes to generation 0's statistics with the first one's.
+            // Counted as this call's generation, its count added to this call's: an explicit
+            // call returns it (every object an explicit collection frees is in the count some
+            // `collect` returns), an automatic one's goes to generation 0's statistics.
             let more = collect_reported(heap, me, s, wait, generation, Scope::Discover);
             Ok(n + more.unwrap_or(0))
         }

@@ -114,7 +114,7 @@ impl Heap {
                         // SAFETY: a fresh slab block of `T`'s class, with its heap reference
                         // taken from the reserve; this handle keeps the heap alive.
                         return unsafe {
-                            init_object(self.state, me, base.as_ptr(), true, value, false, false)
+                            init_object(self.state, me, base.as_ptr(), true, || value, false, false)
                         };
                     }
                 }
@@ -139,7 +139,7 @@ impl Heap {
             self.run_pending(st);
         }
         // SAFETY: this handle keeps the heap alive.
-        unsafe { alloc_on(self.state, me, state, value, finalized, false) }
+        unsafe { alloc_on(self.state, me, state, || value, finalized, false) }
     }
 
     /// A safe point with work to do (this thread's state `s`): merges the queue, parks if a
@@ -161,7 +161,7 @@ impl Heap {
     fn alloc_unattached<T: Trace + Send + Sync>(&self, value: T, finalized: bool) -> Gc<T> {
         thread::gated(self.state, || {
             // SAFETY: this handle keeps the heap alive.
-            unsafe { alloc_on(self.state, NO_OWNER, None, value, finalized, false) }
+            unsafe { alloc_on(self.state, NO_OWNER, None, || value, finalized, false) }
         })
     }
 

@@ -535,8 +535,12 @@ impl Drop for ThreadSlot {
     }
 }
 
-/// Allocates `value` on `heap`, owned by thread `me` (or merged, if `me` is `NO_OWNER`);
-/// `finalized` if it has a finalizer to run, `weakref` if it is a `sync::WeakRefObj`.
+/// Allocates the value `make` returns on `heap`, owned by thread `me` (or merged, if `me` is
+/// `NO_OWNER`); `finalized` if it has a finalizer to run, `weakref` if it is a
+/// `sync::WeakRefObj`. The value is made where it is written, so that a value built by the
+/// caller's fields goes straight into the block (`weak::new_ref_obj`: built beforehand, its
+/// copy from the stack was a store-forwarding stall, about a tenth of a weak-create round).
+/// `make` runs no user code (the callers' closures only move or build plain fields).
 ///
 /// # Safety
 /// Something keeps `heap` alive for the call; `state` is thread `me`'s state on it; `weakref`
@@ -546,7 +550,7 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
     heap: NonNull<HeapState>,
     me: u32,
     state: Option<NonNull<ThreadState>>,
-    value: T,
+    make: impl FnOnce() -> T,
     finalized: bool,
     weakref: bool,
 ) -> Gc<T> {
@@ -558,9 +562,7 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
         if let Some(base) = take_fast(unsafe { s.as_ref() }, layout, T::needs_trace()) {
             // SAFETY: a fresh slab block of `T`'s class, with its heap reference taken from
             // the reserve.
-            return unsafe {
-                init_object(heap, me, base.as_ptr(), true, value, finalized, weakref)
-            };
+            return unsafe { init_object(heap, me, base.as_ptr(), true, make, finalized, weakref) };
         }
     }
     let (base, in_slab) = alloc_memory(layout, state);
@@ -583,7 +585,7 @@ pub(crate) unsafe fn alloc_on<T: Trace + Send + Sync>(
         None => _ = unsafe { heap.as_ref() }.refs.fetch_add(1, Relaxed),
     }
     // SAFETY: fresh memory of `T`'s layout, with the heap reference just taken.
-    let gc = unsafe { init_object(heap, me, base, in_slab, value, finalized, weakref) };
+    let gc = unsafe { init_object(heap, me, base, in_slab, make, finalized, weakref) };
     if T::needs_trace() {
         if !in_slab {
             // SAFETY: the caller keeps the heap alive; the header is the new object's.
@@ -622,8 +624,8 @@ pub(crate) fn take_fast(
     Some(block)
 }
 
-/// Writes a new object's header and value into `base` (the start of its allocation, from a
-/// slab if `in_slab`): owned by thread `me` (merged if `NO_OWNER`), with one reference, held
+/// Writes a new object's header and value (made by `make`, which runs no user code) into
+/// `base` (the start of its allocation, from a slab if `in_slab`): owned by thread `me` (merged if `NO_OWNER`), with one reference, held
 /// by the handle returned.
 ///
 /// # Safety
@@ -636,7 +638,7 @@ pub(crate) unsafe fn init_object<T: Trace + Send + Sync>(
     me: u32,
     base: *mut u8,
     in_slab: bool,
-    value: T,
+    make: impl FnOnce() -> T,
     finalized: bool,
     weakref: bool,
 ) -> Gc<T> {
@@ -670,7 +672,7 @@ pub(crate) unsafe fn init_object<T: Trace + Send + Sync>(
             gc_bits: AtomicU8::new(if weakref { GC_WEAKREF } else { 0 }),
             possible: AtomicU8::new(0),
         });
-        value_ptr.write(value);
+        value_ptr.write(make());
         // A live object with one reference, given to the handle.
         Gc::from_value_ptr(NonNull::new_unchecked(value_ptr))
     }

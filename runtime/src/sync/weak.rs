@@ -601,14 +601,16 @@ fn new_ref_obj(
     target: NonNull<SharedHeader>,
     callback: Option<Callback>,
 ) -> Gc<WeakRefObj> {
-    let obj = WeakRefObj {
+    let target_slab = slab_of(target);
+    // Built where it is written (`alloc_on`).
+    let make = move || WeakRefObj {
         heap,
         target: AtomicPtr::new(target.as_ptr()),
-        target_slab: slab_of(target),
+        target_slab,
         callback: Mutex::new(callback),
     };
     // SAFETY: the caller's target keeps the heap alive; `state` is this thread's.
-    let obj = unsafe { alloc_on(heap, me, state, obj, false, true) };
+    let obj = unsafe { alloc_on(heap, me, state, make, false, true) };
     // Weak-reference objects are try-incremented from any thread (the shared reference by
     // `Weak::new`, those with callbacks by their referent's death): like their referents, they
     // must never read "dying" while alive (CPython's `init_weakref` marks both). No other
