@@ -76,8 +76,9 @@ fn die(heap: &Heap, g: Gc<Fin>, how: Where) {
     heap.detached(|| t.join().unwrap());
 }
 
-/// 1. The finalizer makes a weak reference with a callback to `this` (`set_maybe_weak` on a
-///    shared word 0 gives `MAYBE_WEAK` with count 0, which `try_inc` does not refuse). Another
+/// 1. The finalizer makes a weak reference with a callback to `this` (in the fifteenth session
+///    marking the referent on a shared word 0 gave `MAYBE_WEAK` with count 0, which `try_inc`
+///    did not refuse; since the sixteenth, `GC_FINALIZING` is refused). Another
 ///    thread's upgrade returned None before; does it return the object after, with no strong
 ///    reference stored or handed out? (SEMANTICS 8.3)
 fn weak_made_in_finalizer(how: Where, callback: bool) -> (bool, bool) {

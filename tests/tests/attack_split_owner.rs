@@ -36,8 +36,8 @@ impl Finalize for Pub {
     fn finalize(this: &Gc<Self>) {
         assert_eq!(this.c.fin.fetch_add(1, SeqCst), 0, "finalized twice");
         if this.make_weak {
-            // A weak reference made by the finalizer (set_maybe_weak on the resurrected
-            // object's shared word).
+            // A weak reference made by the finalizer (until the sixteenth session it also
+            // marked the resurrected object's shared word `MAYBE_WEAK`).
             this.weak_keep.lock().unwrap().push(Weak::new(this));
         }
         if let Some(tx) = this.out.lock().unwrap().take() {
