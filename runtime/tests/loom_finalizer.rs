@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{model, model_bounded, setup, Publisher, Quiet};
+use common::{model, model_bounded, setup, upgrade_twice, Publisher, Quiet};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
@@ -69,15 +69,7 @@ fn finalizer_without_owner_id_against_upgrades() {
             });
             let w = reap::sync::Weak::new(&obj);
             let t = thread::spawn(move || {
-                let first = w.upgrade();
-                let failed = first.is_none();
-                drop(first);
-                let second = w.upgrade();
-                assert!(
-                    !(failed && second.is_some()),
-                    "an upgrade returned the object after one returned None"
-                );
-                drop(second);
+                upgrade_twice(&w, None);
             });
             heap.detached(|| drop(obj));
             t.join().unwrap();
@@ -92,7 +84,8 @@ fn finalizer_without_owner_id_against_upgrades() {
 /// finalizer while another thread upgrades twice (sixteenth session). A referent's mark is its
 /// tagged `meta`, not a state of the shared word, so an unmerged object's word is all zero
 /// both while it lives and while its finalizer runs on the refcount path; the upgrade tells
-/// them apart by `FINALIZED`, which the death sets under the referent's weak lock. Asserted:
+/// them apart by the mark `GC_FINALIZING`, which the death sets under the referent's weak
+/// lock. Asserted:
 /// an upgrade that returns the object does so before the finalizer began (the object is
 /// then held, so the finalizer has not run while it is); once one returned `None`, the next
 /// does too; finalized once, dropped and freed once. Without the lock, the upgrade's
@@ -108,18 +101,7 @@ fn owners_last_drop_with_finalizer_against_upgrades() {
         let w = reap::sync::Weak::new(&obj);
         let c = counters.clone();
         let t = thread::spawn(move || {
-            let first = w.upgrade();
-            if first.is_some() {
-                assert_eq!(c.finalized(), 0, "upgraded an object in its finalizer");
-            }
-            let failed = first.is_none();
-            drop(first);
-            let second = w.upgrade();
-            assert!(
-                !(failed && second.is_some()),
-                "an upgrade returned the object after one returned None"
-            );
-            drop(second);
+            upgrade_twice(&w, Some(&c));
         });
         drop(obj);
         t.join().unwrap();

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{model, model_bounded, setup, setup_obj, Obj, Quiet};
+use common::{model, model_bounded, setup, setup_obj, upgrade_twice, Obj, Quiet};
 use loom::thread;
 use reap::sync::{Gc, Weak};
 
@@ -198,18 +198,7 @@ fn foreign_weak_then_drop_against_owners_last_drop() {
         let t = thread::spawn(move || {
             let w = Weak::new(&c);
             drop(c);
-            let first = w.upgrade();
-            if first.is_some() {
-                assert_eq!(cs.finalized(), 0, "upgraded an object in its finalizer");
-            }
-            let failed = first.is_none();
-            drop(first);
-            let second = w.upgrade();
-            assert!(
-                !(failed && second.is_some()),
-                "an upgrade returned the object after one returned None"
-            );
-            drop(second);
+            upgrade_twice(&w, Some(&cs));
         });
         drop(obj);
         t.join().unwrap();

@@ -142,3 +142,22 @@ impl Drop for Quiet {
         assert_eq!(before, 0, "dropped twice");
     }
 }
+
+/// Two upgrades of `w` on the calling thread, while the object's last reference goes on
+/// another (models 24 to 26): once one returned `None`, the next must too (SEMANTICS 8.3);
+/// and, given the object's `counters`, one that returns the object does so before its
+/// finalizer began (the handle then holds it, so the finalizer cannot start while it lives).
+pub fn upgrade_twice(w: &reap::sync::Weak<Quiet>, counters: Option<&Counters>) {
+    let first = w.upgrade();
+    if let (Some(c), Some(_)) = (counters, &first) {
+        assert_eq!(c.finalized(), 0, "upgraded an object in its finalizer");
+    }
+    let failed = first.is_none();
+    drop(first);
+    let second = w.upgrade();
+    assert!(
+        !(failed && second.is_some()),
+        "an upgrade returned the object after one returned None"
+    );
+    drop(second);
+}
