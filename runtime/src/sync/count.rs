@@ -462,8 +462,30 @@ fn overflow_dec(h: &SharedHeader) -> ! {
 /// a decrement of an unqueued zero count must queue the object in the same atomic step (a
 /// `fetch_sub` followed by a second step to mark it queued would leave a moment where the
 /// owner's spill or its merge at zero could count the dropped reference wrongly).
-#[inline(never)]
+///
+/// Its first try, on a count above zero, is inlined into the caller; the rest (a count of zero
+/// or less, a retry) is [`dec_owned_elsewhere_loop`], out of line: the common foreign drop
+/// then saves a call and the loop's register saves.
+#[inline]
 fn dec_owned_elsewhere(h: &SharedHeader) -> Dec {
+    let word = load(h, Relaxed);
+    let count = count_of(word);
+    if count > 0 {
+        // As in the loop below.
+        let dead = count == 1 && state_of(word) == MERGED;
+        if h.counts
+            .compare_exchange_weak(word, word - SHARED_ONE, AcqRel, Relaxed)
+            .is_ok()
+        {
+            return if dead { Dec::Dead } else { Dec::Alive };
+        }
+    }
+    dec_owned_elsewhere_loop(h)
+}
+
+/// [`dec_owned_elsewhere`] past its first try.
+#[inline(never)]
+fn dec_owned_elsewhere_loop(h: &SharedHeader) -> Dec {
     let mut word = load(h, Relaxed);
     loop {
         let count = count_of(word);
