@@ -229,7 +229,7 @@ fn collect(
     generation: usize,
     scope: Scope,
 ) -> Result<usize, NotStoppedError> {
-    match thread::claim_collection(heap, s, generation != 0) {
+    match thread::claim_collection(heap, s, generation != 0, scope == Scope::Everything) {
         Ok(()) => {}
         // Another thread collects (CPython's answer to a second collection: 0 at once, never a
         // wait, which could deadlock with user code the running collection waits for; an
@@ -245,18 +245,26 @@ fn collect(
     // 8.5). One at most, so that this call ends; requests made during it are answered by
     // nothing more, as CPython answers every second request.
     match result {
-        Ok(n) if thread::take_asked_again(heap) => {
-            // Not this caller's request: given up sooner if the world does not stop (a thread
-            // that asked may have gone on to block while attached, which is the program's
-            // error, but should not cost this caller a full timeout).
-            let wait = timeout.min(ASKED_AGAIN_TIMEOUT);
-            // Counted as this call's generation, its count added to this call's: an explicit
-            // call returns it (every object an explicit collection frees is in the count some
-            // `collect` returns), an automatic one's goes to generation 0's statistics.
-            let more = collect_reported(heap, me, s, wait, generation, Scope::Discover);
-            Ok(n + more.unwrap_or(0))
-        }
-        other => other,
+        Ok(n) => match thread::take_asked_again(heap) {
+            None => Ok(n),
+            Some(exhaustive) => {
+                // Not this caller's request: given up sooner if the world does not stop (a thread
+                // that asked may have gone on to block while attached, which is the program's
+                // error, but should not cost this caller a full timeout).
+                let wait = timeout.min(ASKED_AGAIN_TIMEOUT);
+                // Counted as this call's generation, its count added to this call's (which an
+                // automatic collection returns to nobody: the statistics have it); exhaustive if
+                // one of the requests was.
+                let scope = if exhaustive {
+                    Scope::Everything
+                } else {
+                    Scope::Discover
+                };
+                let more = collect_reported(heap, me, s, wait, generation, scope);
+                Ok(n + more.unwrap_or(0))
+            }
+        },
+        Err(e) => Err(e),
     }
 }
 

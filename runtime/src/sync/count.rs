@@ -830,7 +830,18 @@ pub(crate) fn resurrect_end(h: &SharedHeader, me: u32) -> bool {
     // anything is published (another thread may then free the object).
     h.set_gc_bit(GC_FINALIZING, false);
     let extra = mark_queued(h);
-    merge(h, extra) == 0
+    let total = merge(h, extra);
+    if extra == -1 && total == 1 {
+        // Queued before (a handle the finalizer lent was dropped on another thread at a shared
+        // count of zero), and the queue entry's is the only reference left: not resurrected,
+        // dead once this thread's queue is drained. The mark goes back meanwhile, so that
+        // other threads' upgrades keep refusing the object (the caller holds its weak lock if
+        // it has weak references); writing it is safe, as nothing but this thread's drain
+        // (at its next safe point, or a collection's while it is parked) can end it. Until
+        // the sixteenth session's second review this left it upgradable in between.
+        h.set_gc_bit(GC_FINALIZING, true);
+    }
+    total == 0
 }
 
 /// Marks an object this thread owns `QUEUED` before [`resurrect_end`] merges it, unless it is

@@ -442,7 +442,10 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
         count::resurrect_start(h, me);
         drop(guard);
         // With no owner id, the finalizer's own upgrades are told apart from other threads'.
-        let recorded = me == count::NO_OWNER && thread::begin_finalizing(obj.as_ptr());
+        // Recorded whatever this thread's id: its upgrades of the object succeed though the
+        // finalizing mark refuses other threads', also once the object is merged in mid-
+        // finalizer or inside a `Heap::detached` section (sixteenth session's review).
+        let recorded = thread::begin_finalizing(obj.as_ptr());
         let value = SharedHeader::value_ptr(obj);
         // SAFETY: the object is whole, and the temporary reference is the finalizer's.
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| unsafe { (vt.finalize_shared)(value) })) {

@@ -128,6 +128,8 @@ pub(crate) struct StopState {
     /// Another thread asked for an explicit collection while this one ran (it was answered
     /// 0 at once): the collector runs one more before it ends (`sync::collect`).
     pub(crate) asked_again: bool,
+    /// ... and one of those requests was for an exhaustive collection: the one more is.
+    pub(crate) asked_exhaustive: bool,
 }
 
 /// See [`HeapState::outside_slabs`]: the headers of those objects.

@@ -149,8 +149,9 @@ pub(crate) fn end_finalizing() {
     });
 }
 
-/// Whether this thread runs `obj`'s finalizer with no owner id ([`begin_finalizing`]): its
-/// weak upgrades of `obj` then resurrect it (`count::try_inc_finalizing`).
+/// Whether this thread runs `obj`'s finalizer on the refcount path ([`begin_finalizing`]):
+/// its weak upgrades of `obj` then resurrect it (`count::try_inc_finalizing`), whatever its
+/// id and the object's state.
 pub(crate) fn finalizes(obj: *const SharedHeader) -> bool {
     HOT.try_with(|h| (0..h.finalizing_len.get()).any(|i| h.finalizing[i].get() == obj))
         .unwrap_or(false)
@@ -935,6 +936,7 @@ pub(crate) fn claim_collection(
     heap: NonNull<HeapState>,
     me: &ThreadState,
     explicit: bool,
+    exhaustive: bool,
 ) -> Result<(), NotStopped> {
     // SAFETY: the collecting thread's attachment keeps the heap alive.
     let h = unsafe { heap.as_ref() };
@@ -944,22 +946,29 @@ pub(crate) fn claim_collection(
             return Err(NotStopped::Nested);
         }
         // Served by one more collection of the running collector (`take_asked_again`).
-        g.asked_again |= explicit;
+        if explicit {
+            g.asked_again = true;
+            g.asked_exhaustive |= exhaustive;
+        }
         return Err(NotStopped::Busy);
     }
     g.collecting = true;
     g.collector = (me as *const ThreadState).addr();
-    // Every earlier request is served by this collection, whose snapshot comes after it.
+    // Every earlier request is served by this collection, whose snapshot comes after it (an
+    // exhaustive one by an exhaustive collection only).
     g.asked_again = false;
+    g.asked_exhaustive &= !exhaustive;
     Ok(())
 }
 
 /// Whether another thread asked for an explicit collection while this thread's (claimed)
-/// ran; the request is taken.
-pub(crate) fn take_asked_again(heap: NonNull<HeapState>) -> bool {
+/// ran, and if so whether an exhaustive one; the request is taken.
+pub(crate) fn take_asked_again(heap: NonNull<HeapState>) -> Option<bool> {
     // SAFETY: the collecting thread's attachment keeps the heap alive.
     let h = unsafe { heap.as_ref() };
-    std::mem::take(&mut lock(&h.stw.lock).asked_again)
+    let mut g = lock(&h.stw.lock);
+    let exhaustive = std::mem::take(&mut g.asked_exhaustive);
+    std::mem::take(&mut g.asked_again).then_some(exhaustive)
 }
 
 /// Stops the world of `heap` for the collection this thread (`me`) claimed: asks every other

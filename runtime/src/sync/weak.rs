@@ -475,12 +475,10 @@ unsafe fn upgrade_locked(w: &WeakRefObj, t: NonNull<SharedHeader>) -> bool {
         // SAFETY: still listed, under the lock: the referent is allocated (its death clears
         // this reference under the same lock before freeing it).
         let h = unsafe { t.as_ref() };
-        if thread::finalizes(t.as_ptr()) {
-            // The finalizer of `t`, run here with no owner id: its upgrade resurrects it.
-            count::try_inc_finalizing(h)
-        } else {
-            count::try_inc(h, me)
-        }
+        // The finalizer of `t` runs on this thread: its upgrade resurrects the object, though
+        // other threads' are refused (on the owner's path `try_inc` takes it already; with no
+        // owner id, or once the object was merged in mid-finalizer, this does).
+        count::try_inc(h, me) || (thread::finalizes(t.as_ptr()) && count::try_inc_finalizing(h))
     })
 }
 
