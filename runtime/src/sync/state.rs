@@ -627,8 +627,8 @@ pub(crate) fn take_fast(
 }
 
 /// Writes a new object's header and value (made by `make`, which runs no user code) into
-/// `base` (the start of its allocation, from a slab if `in_slab`): owned by thread `me` (merged if `NO_OWNER`), with one reference, held
-/// by the handle returned.
+/// `base` (the start of its allocation, from a slab if `in_slab`): owned by thread `me`
+/// (merged if `NO_OWNER`), with one reference, held by the handle returned.
 ///
 /// # Safety
 /// `base` is fresh memory of `T`'s shared layout, unused by anything else; the caller took

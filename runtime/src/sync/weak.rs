@@ -518,10 +518,11 @@ unsafe fn owner_upgrade(w: &WeakRefObj, t: NonNull<SharedHeader>) -> Option<bool
 /// [`Weak::new`]'s first weak reference to `th` (held by the caller), made without the lock
 /// (ARCHITECTURE, "Weak references"): the new reference and a block already naming it as the
 /// shared reference are made, and the block installed by one compare-and-swap of `meta`
-/// (which also marks the referent weakly referenced: `count::merge_zero_local`). Nothing written here is reachable by another thread before
-/// that publication, and after it this thread touches the block only under the lock, like
-/// everyone else. `None` if another thread installed a block first: the caller takes the
-/// lock path (the reference made here is dropped unlisted).
+/// (which also marks the referent weakly referenced: `count::merge_zero_local`). Nothing
+/// written here is reachable by another thread before that publication, and after it this
+/// thread touches the block only under the lock, like everyone else. `None` if another thread
+/// installed a block first: the caller takes the lock path (the reference made here is
+/// dropped unlisted).
 ///
 /// # Safety
 /// `th` is the header of an object the caller holds a strong reference to (the handle's
