@@ -445,8 +445,7 @@ fn collect_claimed(
         // Hidden from the `gc` surface's walks until it is given back or freed. (A plain
         // store, as `set_gc_bit_stopped`'s: no garbage has the bit yet.)
         o.gc_bits.store(bits | GC_GARBAGE | GC_RECLAIM, Relaxed);
-        weakly |= bits & GC_WEAKREF != 0
-            || o.meta.load(Relaxed).addr() & crate::object::header::META_WEAK_INFO != 0;
+        weakly |= bits & GC_WEAKREF != 0 || o.has_weak_info();
         let flags = o.flags.load(Relaxed);
         o.flags.store(flags | Flags::VALUE_DROPPED.bits(), Relaxed);
         let flags = Flags::from_bits_retain(flags);

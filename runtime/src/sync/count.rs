@@ -469,32 +469,22 @@ fn overflow_dec(h: &SharedHeader) -> ! {
 #[inline]
 fn dec_owned_elsewhere(h: &SharedHeader) -> Dec {
     let word = load(h, Relaxed);
-    let count = count_of(word);
-    if count > 0 {
-        // As in the loop below.
-        let dead = count == 1 && state_of(word) == MERGED;
-        if h.counts
-            .compare_exchange_weak(word, word - SHARED_ONE, AcqRel, Relaxed)
-            .is_ok()
-        {
-            return if dead { Dec::Dead } else { Dec::Alive };
+    if count_of(word) > 0 {
+        let (new, then) = one_less(word);
+        match h.counts.compare_exchange_weak(word, new, AcqRel, Relaxed) {
+            Ok(_) => return then,
+            Err(w) => return dec_owned_elsewhere_loop(h, w),
         }
     }
-    dec_owned_elsewhere_loop(h)
+    dec_owned_elsewhere_loop(h, word)
 }
 
-/// [`dec_owned_elsewhere`] past its first try.
+/// [`dec_owned_elsewhere`] past its first try, from `word` (the shared word as last read).
 #[inline(never)]
-fn dec_owned_elsewhere_loop(h: &SharedHeader) -> Dec {
-    let mut word = load(h, Relaxed);
+fn dec_owned_elsewhere_loop(h: &SharedHeader, mut word: u32) -> Dec {
     loop {
-        let count = count_of(word);
-        let (new, then) = if count > 0 {
-            // The common case, in every state: one less. Zero is the death only for a merged
-            // object (the owner may merge while this loop retries); unmerged, the owner's
-            // count holds the rest.
-            let dead = count == 1 && state_of(word) == MERGED;
-            (word - SHARED_ONE, if dead { Dec::Dead } else { Dec::Alive })
+        let (new, then) = if count_of(word) > 0 {
+            one_less(word)
         } else {
             match dec_shared_at_most_zero(h, word) {
                 Some(step) => step,
@@ -510,6 +500,15 @@ fn dec_owned_elsewhere_loop(h: &SharedHeader) -> Dec {
             Err(w) => word = w,
         }
     }
+}
+
+/// [`dec_owned_elsewhere`]'s step for a shared count above zero, the common case in every
+/// state: one less. Zero is the death only for a merged object (the owner may merge while the
+/// loop retries); unmerged, the owner's count holds the rest.
+#[inline]
+fn one_less(word: u32) -> (u32, Dec) {
+    let dead = count_of(word) == 1 && state_of(word) == MERGED;
+    (word - SHARED_ONE, if dead { Dec::Dead } else { Dec::Alive })
 }
 
 /// [`dec_owned_elsewhere`]'s step for a shared count of zero or less (never merged: a merged
@@ -596,9 +595,7 @@ pub(crate) fn dec_hold(h: &SharedHeader, deferred: u32) -> Dec {
         state_of(word) == MERGED && count_of(word) >= mine,
         "reap: a held object not merged, or below its hold: {word:#x}"
     );
-    if word == pack(mine, MERGED)
-        && h.meta.load(Relaxed).addr() & crate::object::header::META_WEAK_INFO == 0
-    {
+    if word == pack(mine, MERGED) && !h.has_weak_info() {
         // These are the last references and nothing can add one: the count is left as it
         // is (the object is freed next, and nothing reads its header again).
         return Dec::Dead;

@@ -4,7 +4,7 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
-use crate::object::header::{Flags, META_WEAK_INFO};
+use crate::object::header::Flags;
 use crate::object::shared::{Gc, SharedHeader, GC_RECLAIM};
 #[cfg(not(reap_loom))]
 use crate::object::vtable::vtable_of_shared;
@@ -434,23 +434,22 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
         // object, which an upgrade tells from a living object's zero by the mark
         // `resurrect_start` sets (`count::try_inc`). Without, no other thread can reach the
         // object. No user code runs inside.
-        let guard = h.has_weak_info().then(|| {
-            // SAFETY: the object keeps its heap alive.
-            lock(unsafe { heap.as_ref() }.weak_lock(obj))
-        });
+        // SAFETY: this thread's attachment, or its gate entry on a thread with none, keeps the
+        // heap alive while the death runs, even once a resurrected object may be freed by
+        // another thread (before the guards below are dropped).
+        let hs = unsafe { heap.as_ref() };
+        let guard = weak_guard(h, hs, obj);
         h.set(Flags::FINALIZED);
         count::resurrect_start(h, me);
         drop(guard);
-        // With no owner id, the finalizer's own upgrades are told apart from other threads'.
         // Recorded whatever this thread's id: its upgrades of the object succeed though the
-        // finalizing mark refuses other threads', also once the object is merged in mid-
-        // finalizer or inside a `Heap::detached` section (sixteenth session's review).
+        // finalizing mark refuses other threads', also with no owner id, once the object is
+        // merged in mid-finalizer, or inside a `Heap::detached` section.
         let recorded = thread::begin_finalizing(obj.as_ptr());
         let value = SharedHeader::value_ptr(obj);
         // SAFETY: the object is whole, and the temporary reference is the finalizer's.
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| unsafe { (vt.finalize_shared)(value) })) {
-            // SAFETY: the object is alive (the temporary reference holds it).
-            unsafe { heap.as_ref() }.report_panic(UnraisableKind::Finalizer, (vt.type_name)(), p);
+            hs.report_panic(UnraisableKind::Finalizer, (vt.type_name)(), p);
         }
         if recorded {
             thread::end_finalizing();
@@ -461,12 +460,7 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
         // The verdict under the weak lock too (the finalizer may have made the first weak
         // reference): an upgrade sees the mark or the published verdict, never the mark
         // cleared before the count it would take is settled.
-        let guard = h.has_weak_info().then(|| {
-            // SAFETY: this thread's attachment, or its gate entry on a thread with none, keeps
-            // the heap alive while the death runs, even once a resurrected object may be freed
-            // by another thread (before the guard is dropped).
-            lock(unsafe { heap.as_ref() }.weak_lock(obj))
-        });
+        let guard = weak_guard(h, hs, obj);
         let dead = count::resurrect_end(h, me);
         drop(guard);
         if !dead {
@@ -476,7 +470,7 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
         // As at the top: whatever the finalizer's reference met happened before this.
         let _ = h.counts.load(Acquire);
     }
-    if h.meta.load(Relaxed).addr() & META_WEAK_INFO != 0 {
+    if h.has_weak_info() {
         // SAFETY: dead, with weak references: they are cleared and called back here.
         unsafe { weak::clear_and_call(obj) };
     }
@@ -494,6 +488,17 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
     }
     // SAFETY: dead, dropped, unreferenced; its weak references were cleared above.
     unsafe { free_object(obj, state, false) };
+}
+
+/// The weak lock of the dying object `obj` (header `h`, heap `hs`), taken if it has weak
+/// references: `destroy`'s steps into and out of the finalizer run under it, where other
+/// threads' upgrades do.
+fn weak_guard<'h>(
+    h: &SharedHeader,
+    hs: &'h HeapState,
+    obj: NonNull<SharedHeader>,
+) -> Option<crate::shim::MutexGuard<'h, ()>> {
+    h.has_weak_info().then(|| lock(hs.weak_lock(obj)))
 }
 
 /// Gives back a collection's hold on an object of its final garbage, on the collecting thread
@@ -551,7 +556,7 @@ pub(crate) unsafe fn free_object(
     // SAFETY: allocated until freed below.
     let h = unsafe { obj.as_ref() };
     let heap = heap_of(h);
-    if clear_weak && h.meta.load(Relaxed).addr() & META_WEAK_INFO != 0 {
+    if clear_weak && h.has_weak_info() {
         // A weak reference made to a zombie: cleared (its callbacks run) now.
         // SAFETY: dead, with weak references.
         unsafe { weak::clear_and_call(obj) };

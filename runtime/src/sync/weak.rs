@@ -305,7 +305,7 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
         let th = target.header_ptr();
         let h = target.header();
         let heap = heap::heap_of(h);
-        if h.meta.load(Relaxed).addr() & META_WEAK_INFO == 0 {
+        if !h.has_weak_info() {
             // SAFETY: `th` is the target's header, which the caller's handle keeps alive;
             // `state` is this thread's attachment.
             if let Some(w) = unsafe { first_ref(th, me, state) } {
