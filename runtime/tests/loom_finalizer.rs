@@ -13,9 +13,8 @@ use loom::thread;
 
 /// Model 7: the finalizer stores a handle where another thread takes it, clones and drops it.
 /// The finalizer runs once, and the object is dropped and freed once, after the last drop.
-/// Preemption bound 5 (129,050 executions; 119,234 before the sixteenth session; exhaustive
-/// it runs past ten minutes since the end of the finalizer marks its object queued before it
-/// merges it: bound 6 explored 397,809 then).
+/// Preemption bound 5 (119,234 executions; exhaustive it runs past ten minutes since the end
+/// of the finalizer marks its object queued before it merges it: bound 6 explores 397,809).
 #[test]
 fn finalizer_publishes_object_to_another_thread() {
     model_bounded(
