@@ -47,10 +47,15 @@ impl Upgrader {
             let mut kept = Vec::new();
             while let Ok(true) = req_rx.recv() {
                 let g = w.upgrade();
-                ans_tx.send(g.is_some()).unwrap();
+                let got = g.is_some();
+                // Dropped before the answer, so that the asking thread's next step (a
+                // collection, say) never races this thread's handle.
                 if keep {
                     kept.extend(g);
+                } else {
+                    drop(g);
                 }
+                ans_tx.send(got).unwrap();
             }
             drop(kept);
         });
