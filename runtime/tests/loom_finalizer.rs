@@ -1,13 +1,14 @@
 //! loom models of a finalizer that resurrects its object by publishing it to another thread
 //! (issue 12, model 7), of one run on a thread with no owner id against upgrades (model 24),
-//! and of the owner's last drop of a weakly referenced object with a finalizer against an
-//! upgrade (model 25).
+//! of the owner's last drop of a weakly referenced object with a finalizer against an
+//! upgrade (model 25), and of a finalizer that lends its object to a thread that clones it
+//! and upgrades (model 27).
 //! `RUSTFLAGS="--cfg reap_loom" cargo test -p reap --release --test loom_finalizer`
 #![cfg(reap_loom)]
 
 mod common;
 
-use common::{model, model_bounded, setup, upgrade_twice, Publisher, Quiet};
+use common::{model, model_bounded, setup, upgrade_twice, Lender, Publisher, Quiet};
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 
@@ -109,4 +110,55 @@ fn owners_last_drop_with_finalizer_against_upgrades() {
         assert_eq!(counters.finalized(), 1);
         assert_eq!(counters.dropped(), 1);
     });
+}
+
+/// Model 27: the owner drops the last reference to a weakly referenced [`Lender`], whose
+/// finalizer stores a clone in a slot and then takes back and drops whatever the slot holds;
+/// another thread takes the handle from the slot if it is there, clones it (which lifts the
+/// finalizing mark: seventeenth session, `heap::inc_foreign`), upgrades, drops both, puts the
+/// handle back and upgrades again. Asserted: an upgrade made while the thread holds a clone
+/// returns the object (SEMANTICS 8.3, as on the free-threaded build); an upgrade that
+/// returns the object finds it undropped; finalized once, dropped and freed once. The
+/// dangerous case is the second upgrade after the finalizer took the handle back and found
+/// its object dead with the mark lifted and an all-zero word: `resurrect_end` sets the mark
+/// again there, or that upgrade would take a freed object.
+/// Without that, this model ends in a segmentation fault at preemption bound 6.
+/// Exhaustive (1,124,349 executions, about 80 s).
+#[test]
+fn finalizer_lends_object_to_a_thread_that_clones_and_upgrades() {
+    model(
+        "finalizer_lends_object_to_a_thread_that_clones_and_upgrades",
+        || {
+            let (heap, counters) = setup();
+            let slot = Arc::new(Mutex::new(None));
+            let obj = heap.alloc(Lender {
+                counters: counters.clone(),
+                slot: slot.clone(),
+            });
+            let w = reap::sync::Weak::new(&obj);
+            let (s, c) = (slot.clone(), counters.clone());
+            let t = thread::spawn(move || {
+                let taken = s.lock().unwrap().take();
+                if let Some(g) = taken {
+                    let again = g.clone();
+                    let up = w.upgrade();
+                    assert!(up.is_some(), "a thread holding a clone could not upgrade");
+                    drop(up);
+                    drop(again);
+                    *s.lock().unwrap() = Some(g);
+                    if let Some(late) = w.upgrade() {
+                        assert_eq!(c.dropped(), 0, "upgraded a dropped object");
+                        drop(late);
+                    }
+                }
+            });
+            drop(obj);
+            t.join().unwrap();
+            let left = slot.lock().unwrap().take();
+            drop(left);
+            heap.safepoint();
+            assert_eq!(counters.finalized(), 1);
+            assert_eq!(counters.dropped(), 1);
+        },
+    );
 }

@@ -1246,3 +1246,156 @@ fn asked_again_exhaustive_request() {
          for; a later collect_exhaustive freed {later}"
     );
 }
+
+// Seventeenth session: a handle the finalizer hands out, cloned on another thread. The
+// eight-thread stress test (`sync_stress.rs`) once found a worker holding a clone of a
+// resurrecting object whose shared weak reference did not upgrade: the worker had taken the
+// handle the finalizer stored before the finalizer returned, and the mark refused every
+// thread's upgrade until then. On the free-threaded build that clone is an increment of the
+// shared count, which makes upgrades succeed at once; here, since then, such a clone lifts
+// the mark (`heap::inc_foreign`).
+
+/// What the other thread of tests 20 and 21 saw, in order.
+type Seen = Arc<Mutex<Vec<(&'static str, bool)>>>;
+
+/// 20. The owner's finalizer stores a clone of its object where another thread takes it, and
+///     waits for that thread. There, before any clone, the handle was only moved: the weak
+///     reference still refuses (as on the free-threaded build, where a moved reference is no
+///     increment). After a clone on that thread, its upgrades of the old weak reference and
+///     of one made from the clone return the object, during the finalizer. Once everything
+///     is dropped, the object dies once more (no second finalizer) and is dropped once.
+#[test]
+fn a_lent_handle_cloned_on_another_thread_upgrades_there_during_the_finalizer() {
+    let (seen, fins, drops) = within("lent_handle_cloned_upgrades", || {
+        let heap = Heap::new();
+        let reports = hooked(&heap);
+        let log = Log::new();
+        let x = fin(&heap, 20, &log);
+        let w = Weak::new(&x);
+        let slot: Arc<Mutex<Option<Gc<Fin>>>> = Arc::default();
+        let seen: Seen = Arc::default();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let (s2, seen2, w2) = (slot.clone(), seen.clone(), w.clone());
+        let other = thread::spawn(move || {
+            go_rx.recv().unwrap();
+            let g = s2
+                .lock()
+                .unwrap()
+                .take()
+                .expect("the finalizer stored its object");
+            seen2
+                .lock()
+                .unwrap()
+                .push(("moved only", w2.upgrade().is_some()));
+            let c = g.clone();
+            let up = w2.upgrade();
+            let same = up.as_ref().is_some_and(|u| Gc::ptr_eq(u, &c));
+            seen2.lock().unwrap().push(("after a clone", same));
+            let fresh = Weak::new(&c);
+            let up2 = fresh.upgrade();
+            seen2
+                .lock()
+                .unwrap()
+                .push(("a weak reference made here", up2.is_some()));
+            drop((up, up2, fresh, c, g));
+            done_tx.send(()).unwrap();
+        });
+        let done_rx = Mutex::new(done_rx);
+        let s3 = slot.clone();
+        set_fin(&x, move |this| {
+            *s3.lock().unwrap() = Some(this.clone());
+            go_tx.send(()).unwrap();
+            done_rx.lock().unwrap().recv().unwrap();
+        });
+        drop(x);
+        heap.detached(|| other.join().unwrap());
+        heap.safepoint();
+        assert!(w.upgrade().is_none(), "every handle is gone");
+        drop(w);
+        no_reports(&reports);
+        assert_eq!(settled_live(&heap), 0);
+        let s = seen.lock().unwrap().clone();
+        (s, log.fin(), log.drops())
+    });
+    assert_eq!((fins, drops), (1, 1));
+    assert_eq!(
+        seen,
+        vec![
+            ("moved only", false),
+            ("after a clone", true),
+            ("a weak reference made here", true)
+        ],
+        "SEMANTICS 8.3: a thread holding a clone of a handle the finalizer stored upgrades \
+         its weak references during the finalizer; a moved handle alone does not"
+    );
+}
+
+/// 21. As 20, but the other thread gives the handle back: it clones it (lifting the mark),
+///     upgrades, drops what it made and sends the stored handle back to the finalizer,
+///     which drops it. Once lifted, the mark stays lifted until the finalizer returns (the
+///     finalizer stored a reference, so SEMANTICS 8.3 lets upgrades take the object): an
+///     upgrade on a third thread then returns it, and drops it at once. Nothing is stored
+///     any more when the finalizer returns: the object is dead (`resurrect_end`'s fast
+///     verdict, which sets the mark again, as the word is all zero), and an upgrade after
+///     the finalizer returns `None`.
+#[test]
+fn a_lent_handle_cloned_elsewhere_and_given_back_leaves_the_object_dead() {
+    let (seen, fins, drops, after) = within("lent_handle_given_back", || {
+        let heap = Heap::new();
+        let reports = hooked(&heap);
+        let log = Log::new();
+        let x = fin(&heap, 21, &log);
+        let w = Weak::new(&x);
+        let up = Upgrader::new(w.clone(), false);
+        let seen: Seen = Arc::default();
+        let (lend_tx, lend_rx) = mpsc::channel::<Gc<Fin>>();
+        let (back_tx, back_rx) = mpsc::channel::<Gc<Fin>>();
+        let (seen2, w2) = (seen.clone(), w.clone());
+        let other = thread::spawn(move || {
+            let g = lend_rx.recv().unwrap();
+            let c = g.clone();
+            let u = w2.upgrade();
+            seen2.lock().unwrap().push(("after a clone", u.is_some()));
+            drop((u, c));
+            back_tx.send(g).unwrap();
+        });
+        let (lend_tx, back_rx) = (Mutex::new(lend_tx), Mutex::new(back_rx));
+        let (seen3, up2) = (seen.clone(), up.clone());
+        set_fin(&x, move |this| {
+            lend_tx.lock().unwrap().send(this.clone()).unwrap();
+            let g = back_rx.lock().unwrap().recv().unwrap();
+            drop(g);
+            // The other thread's clone lifted the mark; its handles are gone and the
+            // temporary reference is the only one left: this upgrade takes the object and
+            // drops it on its thread, resurrecting nothing.
+            seen3
+                .lock()
+                .unwrap()
+                .push(("in the finalizer, given back", up2.ask()));
+        });
+        drop(x);
+        let after = up.ask();
+        up.finish(&heap);
+        heap.detached(|| other.join().unwrap());
+        heap.safepoint();
+        assert!(w.upgrade().is_none());
+        drop(w);
+        no_reports(&reports);
+        assert_eq!(settled_live(&heap), 0);
+        let s = seen.lock().unwrap().clone();
+        (s, log.fin(), log.drops(), after)
+    });
+    assert_eq!((fins, drops), (1, 1));
+    assert_eq!(
+        seen,
+        vec![
+            ("after a clone", true),
+            ("in the finalizer, given back", true)
+        ]
+    );
+    assert!(
+        !after,
+        "the object died after its finalizer, yet an upgrade returned it: {seen:?}"
+    );
+}

@@ -180,8 +180,9 @@ fn overflow() -> ! {
     std::process::abort();
 }
 
-/// Adds one reference, by thread `me`.
-#[inline]
+/// Adds one reference, by thread `me` (the handles' clone is `heap::inc_ref`, which also
+/// lifts a finalizing mark; this is the count's half alone, for the unit tests).
+#[cfg(all(test, not(reap_loom)))]
 pub(crate) fn inc(h: &SharedHeader, me: u32) {
     if !inc_if_owner(h, me) {
         inc_shared(h);
@@ -823,7 +824,14 @@ pub(crate) fn resurrect_end(h: &SharedHeader, me: u32) -> bool {
         // Only the temporary reference, and no other thread counted or queued one: dead. (A
         // concurrent foreign increment needs a handle, which only this thread could have
         // given out, and it would have counted it: in `local` as the owner, in the shared
-        // word as `RESURRECTING`'s thread, whose every increment is a foreign one.)
+        // word as `RESURRECTING`'s thread, whose every increment is a foreign one.) The mark
+        // stays, or is set again if another thread's clone lifted it (`heap::inc_foreign`: a
+        // handle the finalizer lent, cloned, the clone dropped and the handle given back to
+        // be dropped here): the all-zero word now looks like a living object's, and the
+        // mark is what keeps upgrades off it until its weak references are cleared.
+        if !h.is_finalizing() {
+            h.set_gc_bit(GC_FINALIZING, true);
+        }
         h.local.store(0, Relaxed);
         return true;
     }

@@ -5,7 +5,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
 use crate::object::header::Flags;
-use crate::object::shared::{Gc, SharedHeader, GC_RECLAIM};
+use crate::object::shared::{Gc, SharedHeader, GC_FINALIZING, GC_RECLAIM};
 #[cfg(not(reap_loom))]
 use crate::object::vtable::vtable_of_shared;
 use crate::shim::{lock, Ordering::*};
@@ -269,9 +269,45 @@ pub(crate) fn inc_ref(h: &SharedHeader) {
         return;
     }
     if h.heap.as_ptr().cast_const().cast() == cur {
-        count::inc_shared(h);
+        inc_foreign(h);
     } else {
-        thread::with_access(h.heap.cast(), |me| count::inc(h, me));
+        thread::with_access(h.heap.cast(), |me| {
+            if !count::inc_if_owner(h, me) {
+                inc_foreign(h);
+            }
+        });
+    }
+}
+
+/// A clone by a thread that does not own the object: one more reference in the shared count,
+/// and, if the object's finalizer runs on the refcount path meanwhile (its mark set), the end
+/// of the refusal of other threads' upgrades, unless this thread may be the finalizer's.
+///
+/// A thread other than the finalizer's holds a handle to a finalizing object only because the
+/// finalizer handed one out (stored it where this thread took it): the object is resurrected,
+/// and on the free-threaded build this clone, an increment of the shared count, makes its
+/// weak upgrades succeed at once (SEMANTICS 8.3), this thread's own included. The finalizer's
+/// own clones (the shared count's too, with no owner id or inside `Heap::detached`) must not:
+/// they resurrect nothing unless stored.
+#[inline]
+fn inc_foreign(h: &SharedHeader) {
+    count::inc_shared(h);
+    if h.is_finalizing() {
+        cloned_while_finalizing(h);
+    }
+}
+
+/// [`inc_foreign`]'s rare case: the object's finalizer runs on the refcount path.
+///
+/// Lifting the mark outside the weak lock is safe: this thread holds a counted handle, so
+/// the object cannot be found dead until that reference goes, after this; and once the
+/// finalizer has returned, `count::resurrect_end` (under the lock, where upgrades run) sets
+/// the mark again before it leaves a dead object's word looking alive.
+#[cold]
+#[inline(never)]
+fn cloned_while_finalizing(h: &SharedHeader) {
+    if !thread::may_finalize(h) {
+        h.set_gc_bit(GC_FINALIZING, false);
     }
 }
 

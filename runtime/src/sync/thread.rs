@@ -62,16 +62,20 @@ struct Hot {
     /// and [`restart_the_world`]): [`blocking`] then detaches from nothing, since re-attaching
     /// would park it on its own stop.
     stops_held: Cell<u32>,
-    /// The objects whose finalizers this thread runs on the refcount path with no owner id
-    /// on their heap (each held as `count::RESURRECTING`), innermost last (finalizers nest: a
-    /// finalizer's drop may run another's): this thread's weak upgrades of them succeed, as
-    /// the finalizer's thread's do elsewhere. Deeper than [`MAX_FINALIZING`], the outer ones
-    /// are not recorded (their upgrades from inner finalizers are refused).
+    /// The objects whose finalizers this thread runs on the refcount path, innermost last
+    /// (finalizers nest: a finalizer's drop may run another's): this thread's weak upgrades of
+    /// them succeed where its id does not own them (no owner id, inside `Heap::detached`,
+    /// merged mid-finalizer), and its clones of them leave their finalizing mark alone.
+    /// Deeper than [`MAX_FINALIZING`], the inner ones are only counted, in
+    /// `finalizing_unrecorded` (their own upgrades are refused there).
     finalizing: [Cell<*const SharedHeader>; MAX_FINALIZING],
     finalizing_len: Cell<usize>,
+    /// How many finalizers run here, innermost, past the [`MAX_FINALIZING`] recorded ones:
+    /// while any does, [`may_finalize`] answers yes for every object.
+    finalizing_unrecorded: Cell<u32>,
 }
 
-/// How many nested finalizers of objects held as `count::RESURRECTING` a thread records.
+/// How many nested refcount-path finalizers a thread records.
 const MAX_FINALIZING: usize = 8;
 
 /// How many heaps' gates a thread's [`Hot`] records at once (gates nest when a gated death's
@@ -93,6 +97,7 @@ impl Hot {
             stops_held: Cell::new(0),
             finalizing: [const { Cell::new(std::ptr::null()) }; MAX_FINALIZING],
             finalizing_len: Cell::new(0),
+            finalizing_unrecorded: Cell::new(0),
         }
     }
 
@@ -124,37 +129,58 @@ loom::thread_local! {
     static THREAD: ThreadData = ThreadData::default();
 }
 
-/// Records `obj` as an object whose finalizer this thread runs with no owner id
-/// ([`Hot::finalizing`]) until [`end_finalizing`]; `false` if there is no room (not recorded,
-/// and `end_finalizing` is not to be called).
+/// Records `obj` as an object whose finalizer this thread runs on the refcount path
+/// ([`Hot::finalizing`]) until [`end_finalizing`]; past [`MAX_FINALIZING`] nested ones, only
+/// counts it. `false` if it could do neither (the thread's locals are gone), when
+/// `end_finalizing` is not to be called.
 pub(crate) fn begin_finalizing(obj: *const SharedHeader) -> bool {
     HOT.try_with(|h| {
         let n = h.finalizing_len.get();
         if n == MAX_FINALIZING {
-            return false;
+            h.finalizing_unrecorded
+                .set(h.finalizing_unrecorded.get().saturating_add(1));
+        } else {
+            h.finalizing[n].set(obj);
+            h.finalizing_len.set(n + 1);
         }
-        h.finalizing[n].set(obj);
-        h.finalizing_len.set(n + 1);
         true
     })
     .unwrap_or(false)
 }
 
-/// Ends the innermost record of [`begin_finalizing`].
+/// Ends the innermost record of [`begin_finalizing`] (finalizers nest, so records end in the
+/// reverse order of their beginnings: the counted ones first).
 pub(crate) fn end_finalizing() {
     let _ = HOT.try_with(|h| {
+        let u = h.finalizing_unrecorded.get();
+        if u > 0 {
+            h.finalizing_unrecorded.set(u - 1);
+            return;
+        }
         let n = h.finalizing_len.get();
         debug_assert!(n > 0, "reap: a finalizing record ended twice");
         h.finalizing_len.set(n.saturating_sub(1));
     });
 }
 
-/// Whether this thread runs `obj`'s finalizer on the refcount path ([`begin_finalizing`]):
-/// its weak upgrades of `obj` then resurrect it (`count::try_inc_finalizing`), whatever its
-/// id and the object's state.
+/// Whether this thread runs `obj`'s finalizer on the refcount path ([`begin_finalizing`],
+/// one of the recorded ones): its weak upgrades of `obj` then resurrect it
+/// (`count::try_inc_finalizing`), whatever its id and the object's state.
 pub(crate) fn finalizes(obj: *const SharedHeader) -> bool {
     HOT.try_with(|h| (0..h.finalizing_len.get()).any(|i| h.finalizing[i].get() == obj))
         .unwrap_or(false)
+}
+
+/// Whether this thread may run `obj`'s finalizer on the refcount path: [`finalizes`], or any
+/// finalizer past the recorded ones runs here (which object's is not known), or the thread's
+/// locals are gone. A clone by a thread that surely does not lifts the finalizing mark
+/// (`heap::inc_foreign`); one by a thread that may must not.
+pub(crate) fn may_finalize(obj: *const SharedHeader) -> bool {
+    HOT.try_with(|h| {
+        h.finalizing_unrecorded.get() > 0
+            || (0..h.finalizing_len.get()).any(|i| h.finalizing[i].get() == obj)
+    })
+    .unwrap_or(true)
 }
 
 /// This thread's id as an owner (`NO_OWNER` if it has none: it owns nothing).

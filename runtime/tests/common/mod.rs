@@ -161,3 +161,32 @@ pub fn upgrade_twice(w: &reap::sync::Weak<Quiet>, counters: Option<&Counters>) {
     );
     drop(second);
 }
+
+/// An object with a finalizer that lends its handle: it stores a clone into `slot`, then
+/// takes back whatever `slot` holds and drops it (model 27). Whether the object is
+/// resurrected depends on whether another thread took the handle meanwhile and kept it.
+#[derive(Trace)]
+#[reap(sync_finalize)]
+pub struct Lender {
+    #[reap(skip)]
+    pub counters: Arc<Counters>,
+    #[reap(skip)]
+    pub slot: Arc<Mutex<Option<Gc<Lender>>>>,
+}
+
+impl Finalize for Lender {
+    fn finalize(this: &Gc<Self>) {
+        let before = this.counters.finalized.fetch_add(1, SeqCst);
+        assert_eq!(before, 0, "finalized twice");
+        *this.slot.lock().unwrap() = Some(this.clone());
+        let back = this.slot.lock().unwrap().take();
+        drop(back);
+    }
+}
+
+impl Drop for Lender {
+    fn drop(&mut self) {
+        let before = self.counters.dropped.fetch_add(1, SeqCst);
+        assert_eq!(before, 0, "dropped twice");
+    }
+}
