@@ -5,9 +5,10 @@
 //! hang.
 
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
 
-use reap::sync::{Finalize, Gc, Heap};
+use reap::sync::{Finalize, Gc, Heap, Weak};
 use reap::{Trace, UnraisableKind};
 
 /// `native`, or `miri` under Miri (which is slow).
@@ -286,4 +287,59 @@ pub fn merged<T: ?Sized + Send + Sync + 'static>(g: Gc<T>) -> Gc<T> {
     drop(g);
     assert_eq!(Gc::strong_count(&c), 1, "merged with the one handle left");
     c
+}
+
+/// A thread (never attached to any heap) that upgrades a weak reference when asked and
+/// answers whether it got the object; what it gets is dropped at once (on that thread), or
+/// kept until `finish` with `keep`.
+pub struct Upgrader {
+    req: Mutex<Option<mpsc::Sender<bool>>>,
+    ans: Mutex<mpsc::Receiver<bool>>,
+    t: Mutex<Option<thread::JoinHandle<()>>>,
+}
+
+impl Upgrader {
+    pub fn new(w: Weak<Fin>, keep: bool) -> Arc<Upgrader> {
+        let (req_tx, req_rx) = mpsc::channel::<bool>();
+        let (ans_tx, ans_rx) = mpsc::channel::<bool>();
+        let t = thread::spawn(move || {
+            let mut kept = Vec::new();
+            while let Ok(true) = req_rx.recv() {
+                let g = w.upgrade();
+                let got = g.is_some();
+                // Dropped before the answer, so that the asking thread's next step (a
+                // collection, say) never races this thread's handle.
+                if keep {
+                    kept.extend(g);
+                } else {
+                    drop(g);
+                }
+                ans_tx.send(got).unwrap();
+            }
+            drop(kept);
+        });
+        Arc::new(Upgrader {
+            req: Mutex::new(Some(req_tx)),
+            ans: Mutex::new(ans_rx),
+            t: Mutex::new(Some(t)),
+        })
+    }
+    /// One upgrade on the other thread: whether it returned the object. Blocks the caller
+    /// (attached or not) for a moment; no collection runs meanwhile in these tests.
+    pub fn ask(&self) -> bool {
+        self.req
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .send(true)
+            .unwrap();
+        self.ans.lock().unwrap().recv().unwrap()
+    }
+    /// Ends the thread (dropping what it kept there), joined inside `heap.detached`.
+    pub fn finish(&self, heap: &Heap) {
+        drop(self.req.lock().unwrap().take());
+        let t = self.t.lock().unwrap().take().unwrap();
+        heap.detached(|| t.join().unwrap());
+    }
 }

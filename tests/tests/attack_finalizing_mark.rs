@@ -28,62 +28,9 @@ use std::time::{Duration, Instant};
 
 use reap::sync::{CollectPhase, Gc, Heap, Weak};
 use reap::{Trace, UnraisableKind};
-use reap_tests::shared::{fin, hooked, merged, reps, set_fin, settled_live, within, Fin, Log};
-
-/// Another thread (never attached to any heap) that upgrades a weak reference when asked and
-/// answers whether it got the object; what it gets is dropped at once (on that thread), or
-/// kept until `finish` with `keep`.
-struct Upgrader {
-    req: Mutex<Option<mpsc::Sender<bool>>>,
-    ans: Mutex<mpsc::Receiver<bool>>,
-    t: Mutex<Option<thread::JoinHandle<()>>>,
-}
-
-impl Upgrader {
-    fn new(w: Weak<Fin>, keep: bool) -> Arc<Upgrader> {
-        let (req_tx, req_rx) = mpsc::channel::<bool>();
-        let (ans_tx, ans_rx) = mpsc::channel::<bool>();
-        let t = thread::spawn(move || {
-            let mut kept = Vec::new();
-            while let Ok(true) = req_rx.recv() {
-                let g = w.upgrade();
-                let got = g.is_some();
-                // Dropped before the answer, so that the asking thread's next step (a
-                // collection, say) never races this thread's handle.
-                if keep {
-                    kept.extend(g);
-                } else {
-                    drop(g);
-                }
-                ans_tx.send(got).unwrap();
-            }
-            drop(kept);
-        });
-        Arc::new(Upgrader {
-            req: Mutex::new(Some(req_tx)),
-            ans: Mutex::new(ans_rx),
-            t: Mutex::new(Some(t)),
-        })
-    }
-    /// One upgrade on the other thread: whether it returned the object. Blocks the caller
-    /// (attached or not) for a moment; no collection runs meanwhile in these tests.
-    fn ask(&self) -> bool {
-        self.req
-            .lock()
-            .unwrap()
-            .as_ref()
-            .unwrap()
-            .send(true)
-            .unwrap();
-        self.ans.lock().unwrap().recv().unwrap()
-    }
-    /// Ends the thread (dropping what it kept there), joined inside `heap.detached`.
-    fn finish(&self, heap: &Heap) {
-        drop(self.req.lock().unwrap().take());
-        let t = self.t.lock().unwrap().take().unwrap();
-        heap.detached(|| t.join().unwrap());
-    }
-}
+use reap_tests::shared::{
+    fin, hooked, merged, reps, set_fin, settled_live, within, Fin, Log, Upgrader,
+};
 
 /// Answers, pushed by user code.
 type Answers = Arc<Mutex<Vec<(&'static str, bool)>>>;

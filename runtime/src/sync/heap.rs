@@ -493,10 +493,15 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
         // Marked while the temporary reference still holds it: if the finalizer stored a
         // reference, where it stored it may be garbage (SEMANTICS 2.2).
         h.note_drop();
-        // The verdict under the weak lock too (the finalizer may have made the first weak
-        // reference): an upgrade sees the mark or the published verdict, never the mark
-        // cleared before the count it would take is settled.
-        let guard = weak_guard(h, hs, obj);
+        // The verdict under the weak lock, whether or not the object has weak references
+        // now: an upgrade sees the mark or the published verdict, never the mark cleared (or
+        // lifted by another thread's clone, `inc_foreign`) while the count it would take is
+        // being settled. Not only if it has weak references: a thread holding a handle the
+        // finalizer gave out may make the first one after any check made here, and upgrade
+        // through it between the verdict's read of an all-zero word and its setting of the
+        // mark again (a use after free the seventeenth session's review found, loom model
+        // 28). One uncontended lock more per refcount-path finalizer.
+        let guard = lock(hs.weak_lock(obj));
         let dead = count::resurrect_end(h, me);
         drop(guard);
         if !dead {

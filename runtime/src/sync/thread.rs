@@ -66,8 +66,8 @@ struct Hot {
     /// (finalizers nest: a finalizer's drop may run another's): this thread's weak upgrades of
     /// them succeed where its id does not own them (no owner id, inside `Heap::detached`,
     /// merged mid-finalizer), and its clones of them leave their finalizing mark alone.
-    /// Deeper than [`MAX_FINALIZING`], the inner ones are only counted, in
-    /// `finalizing_unrecorded` (their own upgrades are refused there).
+    /// Deeper than [`MAX_FINALIZING`] (which the trashcan keeps them from being), the inner
+    /// ones would only be counted, in `finalizing_unrecorded`.
     finalizing: [Cell<*const SharedHeader>; MAX_FINALIZING],
     finalizing_len: Cell<usize>,
     /// How many finalizers run here, innermost, past the [`MAX_FINALIZING`] recorded ones:
@@ -75,8 +75,10 @@ struct Hot {
     finalizing_unrecorded: Cell<u32>,
 }
 
-/// How many nested refcount-path finalizers a thread records.
-const MAX_FINALIZING: usize = 8;
+/// How many nested refcount-path finalizers a thread records: as many as it runs nested
+/// deaths (each finalizer runs inside one, and the trashcan defers deaths past
+/// [`TRASHCAN_DEPTH`]), so none goes unrecorded; `finalizing_unrecorded` stays as a guard.
+const MAX_FINALIZING: usize = TRASHCAN_DEPTH as usize;
 
 /// How many heaps' gates a thread's [`Hot`] records at once (gates nest when a gated death's
 /// user code touches another heap's objects).
