@@ -343,3 +343,23 @@ impl Upgrader {
         heap.detached(|| t.join().unwrap());
     }
 }
+
+/// What a test saw, in order: a label and a yes or no (an upgrade's success, say).
+pub type Seen = Arc<Mutex<Vec<(&'static str, bool)>>>;
+
+/// Records one thing seen.
+pub fn see(s: &Seen, what: &'static str, v: bool) {
+    s.lock().unwrap().push((what, v));
+}
+
+/// Asserts that the unraisable hook `hooked` installed got no report.
+pub fn no_reports(r: &Reports) {
+    let r = r.lock().unwrap();
+    assert!(r.is_empty(), "{r:?}");
+}
+
+/// The end of a test: no report, and nothing left alive on the heap once it settles.
+pub fn ends_clean(heap: &Heap, reports: &Reports) {
+    no_reports(reports);
+    assert_eq!(settled_live(heap), 0);
+}

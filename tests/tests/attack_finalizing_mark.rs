@@ -29,20 +29,9 @@ use std::time::{Duration, Instant};
 use reap::sync::{CollectPhase, Gc, Heap, Weak};
 use reap::{Trace, UnraisableKind};
 use reap_tests::shared::{
-    fin, hooked, merged, reps, set_fin, settled_live, within, Fin, Log, Upgrader,
+    ends_clean, fin, hooked, merged, no_reports, reps, see, set_fin, settled_live, within, Fin,
+    Log, Seen, Upgrader,
 };
-
-/// Answers, pushed by user code.
-type Answers = Arc<Mutex<Vec<(&'static str, bool)>>>;
-
-fn push(a: &Answers, what: &'static str, v: bool) {
-    a.lock().unwrap().push((what, v));
-}
-
-fn no_reports(r: &reap_tests::shared::Reports) {
-    let r = r.lock().unwrap();
-    assert!(r.is_empty(), "{r:?}");
-}
 
 /// 1. The owner's finalizer (attached thread, owner path: the temporary reference in
 ///    `local`) lends a clone to another thread, which drops it while the finalizer runs (a
@@ -62,25 +51,24 @@ fn lent_clone_dropped_elsewhere_is_no_resurrection() {
         let x = fin(&heap, 1, &log);
         let w = Weak::new(&x);
         let up = Upgrader::new(w.clone(), false);
-        let answers: Answers = Arc::default();
+        let answers: Seen = Arc::default();
         let (a2, up2) = (answers.clone(), up.clone());
         set_fin(&x, move |this| {
-            push(&a2, "in fin, before the clone", up2.ask());
+            see(&a2, "in fin, before the clone", up2.ask());
             let c = this.clone();
             thread::spawn(move || drop(c)).join().unwrap();
-            push(&a2, "in fin, clone dropped elsewhere", up2.ask());
+            see(&a2, "in fin, clone dropped elsewhere", up2.ask());
         });
         drop(x);
         // The finalizer has returned; this thread has passed no safe point since.
-        push(&answers, "after the finalizer", up.ask());
+        see(&answers, "after the finalizer", up.ask());
         heap.safepoint();
-        push(&answers, "after a safe point", up.ask());
+        see(&answers, "after a safe point", up.ask());
         up.finish(&heap);
         heap.safepoint();
         assert!(w.upgrade().is_none());
         drop(w);
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
         let a = answers.lock().unwrap().clone();
         (a, log.fin(), log.drops())
     });
@@ -149,8 +137,7 @@ fn lent_clone_dropped_elsewhere_storm() {
                 bad.push((round, n));
             }
         }
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
         bad
     });
     assert!(
@@ -174,24 +161,23 @@ fn own_upgrade_after_a_merge_inside_the_finalizer() {
         let x = fin(&heap, 1, &log);
         let w = Weak::new(&x);
         let up = Upgrader::new(w.clone(), false);
-        let answers: Answers = Arc::default();
+        let answers: Seen = Arc::default();
         let (a2, up2, w2, h2) = (answers.clone(), up.clone(), w.clone(), heap.clone());
         set_fin(&x, move |this| {
-            push(&a2, "own, before", w2.upgrade().is_some());
+            see(&a2, "own, before", w2.upgrade().is_some());
             let c = this.clone();
             thread::spawn(move || drop(c)).join().unwrap();
             h2.safepoint();
-            push(&a2, "other, after merge", up2.ask());
-            push(&a2, "own, after merge", w2.upgrade().is_some());
+            see(&a2, "other, after merge", up2.ask());
+            see(&a2, "own, after merge", w2.upgrade().is_some());
         });
         drop(x);
         heap.safepoint();
-        push(&answers, "other, after fin", up.ask());
+        see(&answers, "other, after fin", up.ask());
         up.finish(&heap);
         assert!(w.upgrade().is_none());
         drop(w);
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
         let a = answers.lock().unwrap().clone();
         (a, log.fin(), log.drops())
     });
@@ -223,11 +209,11 @@ fn own_upgrade_inside_detached_in_an_owner_path_finalizer() {
         let log = Log::new();
         let x = fin(&heap, 1, &log);
         let w = Weak::new(&x);
-        let answers: Answers = Arc::default();
+        let answers: Seen = Arc::default();
         let (a2, w2, h2) = (answers.clone(), w.clone(), heap.clone());
         set_fin(&x, move |_this| {
-            push(&a2, "attached", w2.upgrade().is_some());
-            push(&a2, "detached", h2.detached(|| w2.upgrade().is_some()));
+            see(&a2, "attached", w2.upgrade().is_some());
+            see(&a2, "detached", h2.detached(|| w2.upgrade().is_some()));
         });
         drop(x);
         heap.safepoint();
@@ -259,31 +245,30 @@ fn unattached_finalizer_attaches_midway() {
         let x = merged(fin(&heap, 1, &log));
         let w = Weak::new(&x);
         let up = Upgrader::new(w.clone(), false);
-        let answers: Answers = Arc::default();
+        let answers: Seen = Arc::default();
         let (a2, up2, w2, h2) = (answers.clone(), up.clone(), w.clone(), heap.clone());
         set_fin(&x, move |this| {
-            push(&a2, "own, unattached", w2.upgrade().is_some());
-            push(&a2, "other, unattached", up2.ask());
+            see(&a2, "own, unattached", w2.upgrade().is_some());
+            see(&a2, "other, unattached", up2.ask());
             let junk = h2.alloc(7u32);
             drop(junk);
-            push(&a2, "own, attached", w2.upgrade().is_some());
+            see(&a2, "own, attached", w2.upgrade().is_some());
             let c = this.clone();
-            push(&a2, "other, attached, clone held", up2.ask());
+            see(&a2, "other, attached, clone held", up2.ask());
             drop(c);
             h2.safepoint();
-            push(&a2, "other, attached, clone dropped", up2.ask());
+            see(&a2, "other, attached, clone dropped", up2.ask());
             let g = w2.upgrade();
-            push(&a2, "own, attached again", g.is_some());
+            see(&a2, "own, attached again", g.is_some());
             drop(g);
         });
         heap.detached(|| thread::spawn(move || drop(x)).join().unwrap());
-        push(&answers, "other, after", up.ask());
+        see(&answers, "other, after", up.ask());
         up.finish(&heap);
         heap.safepoint();
         assert!(w.upgrade().is_none());
         drop(w);
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
         let a = answers.lock().unwrap().clone();
         (a, log.fin(), log.drops())
     });
@@ -311,7 +296,7 @@ fn panicking_finalizer_with_clone_and_callback() {
             };
             let w = Weak::new(&x);
             let up = Upgrader::new(w.clone(), true);
-            let answers: Answers = Arc::default();
+            let answers: Seen = Arc::default();
             let cbs = Arc::new(AtomicUsize::new(0));
             let keep_cb = Arc::new(Mutex::new(None));
             let (a2, up2, cb2, kc) = (answers.clone(), up.clone(), cbs.clone(), keep_cb.clone());
@@ -322,7 +307,7 @@ fn panicking_finalizer_with_clone_and_callback() {
                     cb3.fetch_add(1, SeqCst);
                 });
                 *kc.lock().unwrap() = Some(wc);
-                push(&a2, "in fin", up2.ask());
+                see(&a2, "in fin", up2.ask());
                 panic!("finalizer panics");
             });
             match round % 4 {
@@ -330,7 +315,7 @@ fn panicking_finalizer_with_clone_and_callback() {
                 _ => heap.detached(|| thread::spawn(move || drop(x)).join().unwrap()),
             }
             heap.safepoint();
-            push(&answers, "after", up.ask());
+            see(&answers, "after", up.ask());
             up.finish(&heap);
             heap.safepoint();
             assert!(w.upgrade().is_none());
@@ -370,14 +355,14 @@ fn resurrect_then_second_death() {
             };
             let w = Weak::new(&x);
             let up = Upgrader::new(w.clone(), false);
-            let answers: Answers = Arc::default();
+            let answers: Seen = Arc::default();
             let slot: Arc<Mutex<Option<Gc<Fin>>>> = Arc::default();
             let (a2, up2, s2, w2) = (answers.clone(), up.clone(), slot.clone(), w.clone());
             set_fin(&x, move |this| {
-                push(&a2, "other, before store", up2.ask());
+                see(&a2, "other, before store", up2.ask());
                 *s2.lock().unwrap() = Some(this.clone());
-                push(&a2, "other, after store", up2.ask());
-                push(&a2, "own, after store", w2.upgrade().is_some());
+                see(&a2, "other, after store", up2.ask());
+                see(&a2, "own, after store", w2.upgrade().is_some());
             });
             match how {
                 0 => drop(x),
@@ -387,12 +372,12 @@ fn resurrect_then_second_death() {
                 }
                 _ => heap.detached(|| thread::spawn(move || drop(x)).join().unwrap()),
             }
-            push(&answers, "other, after fin", up.ask());
+            see(&answers, "other, after fin", up.ask());
             assert_eq!(log.drops(), 0);
             let g = slot.lock().unwrap().take().unwrap();
             heap.detached(|| thread::spawn(move || drop(g)).join().unwrap());
             heap.safepoint();
-            push(&answers, "other, after second death", up.ask());
+            see(&answers, "other, after second death", up.ask());
             up.finish(&heap);
             assert!(w.upgrade().is_none());
             assert_eq!((log.fin(), log.drops()), (1, 1), "round {round}");
@@ -404,8 +389,7 @@ fn resurrect_then_second_death() {
                 answers.lock().unwrap()
             );
         }
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
     });
 }
 
@@ -431,7 +415,7 @@ fn finalizer_that_collects() {
                 *a.next.lock().unwrap() = Some(b.clone());
                 *b.next.lock().unwrap() = Some(a.clone());
             }
-            let answers: Answers = Arc::default();
+            let answers: Seen = Arc::default();
             let cbs = Arc::new(AtomicUsize::new(0));
             let collected = Arc::new(AtomicUsize::new(0));
             let (a2, up2, h2, cb2, col2) = (
@@ -449,9 +433,9 @@ fn finalizer_that_collects() {
                         cb3.fetch_add(1, SeqCst);
                     }));
                 }
-                push(&a2, "before collect", up2.ask());
+                see(&a2, "before collect", up2.ask());
                 col2.store(h2.collect(), SeqCst);
-                push(&a2, "after collect", up2.ask());
+                see(&a2, "after collect", up2.ask());
                 // The weak references are dropped here (before the death): no callback.
                 drop(ws);
             });
@@ -462,7 +446,7 @@ fn finalizer_that_collects() {
                 drop(x);
             }
             heap.safepoint();
-            push(&answers, "after", up.ask());
+            see(&answers, "after", up.ask());
             up.finish(&heap);
             assert!(w.upgrade().is_none());
             assert_eq!((log.fin(), log.drops()), (1, 1), "round {round}");
@@ -472,8 +456,7 @@ fn finalizer_that_collects() {
             let a = answers.lock().unwrap().clone();
             assert!(a.iter().all(|&(_, v)| !v), "round {round}: {a:?}");
         }
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
     });
 }
 
@@ -491,24 +474,24 @@ fn frozen_object_finalizer() {
         let w = Weak::new(&x);
         heap.freeze();
         let up = Upgrader::new(w.clone(), false);
-        let answers: Answers = Arc::default();
+        let answers: Seen = Arc::default();
         let slot: Arc<Mutex<Option<Gc<Fin>>>> = Arc::default();
         let (a2, up2, s2) = (answers.clone(), up.clone(), slot.clone());
         set_fin(&x, move |this| {
-            push(&a2, "in fin", up2.ask());
+            see(&a2, "in fin", up2.ask());
             *s2.lock().unwrap() = Some(this.clone());
         });
         drop(x);
-        push(&answers, "after fin", up.ask());
+        see(&answers, "after fin", up.ask());
         let g = slot.lock().unwrap().take().unwrap();
         // A self-cycle through its own slot, frozen object: the collection skips it.
         *g.next.lock().unwrap() = Some(g.clone());
         drop(g);
         assert_eq!(heap.collect(), 0);
-        push(&answers, "frozen cycle", up.ask());
+        see(&answers, "frozen cycle", up.ask());
         heap.unfreeze();
         assert_eq!(heap.collect(), 1);
-        push(&answers, "collected", up.ask());
+        see(&answers, "collected", up.ask());
         up.finish(&heap);
         assert_eq!((log.fin(), log.drops()), (1, 1));
         let got: Vec<bool> = answers.lock().unwrap().iter().map(|&(_, v)| v).collect();
@@ -519,8 +502,7 @@ fn frozen_object_finalizer() {
             answers.lock().unwrap()
         );
         drop(w);
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
     });
 }
 
@@ -579,8 +561,7 @@ fn collected_cycles_with_clone_dropping_finalizers() {
             assert!(wa.upgrade().is_none());
             assert_eq!((log.fin(), log.drops()), (2, 2), "round {round}");
         }
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
     });
 }
 
@@ -642,8 +623,7 @@ fn finalizer_in_thread_local_destructor() {
                 "round {round}"
             );
         }
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
     });
 }
 
@@ -702,8 +682,7 @@ fn nested_unattached_finalizers_upgrade_each_other() {
             ]
         );
         drop((wo, wi));
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
     });
 }
 
@@ -911,8 +890,7 @@ fn asked_again_asker_blocks_attached() {
         assert_eq!(heap.collect(), 2);
         assert!(w1.upgrade().is_none() && w2.upgrade().is_none());
         drop((w1, w2));
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
     });
 }
 
@@ -973,8 +951,7 @@ fn asked_again_extra_round_times_out_quickly() {
         assert_eq!(mine + later, 2, "mine {mine} later {later}");
         assert!(w1.upgrade().is_none() && w2.upgrade().is_none());
         drop((w1, w2));
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
     });
 }
 
@@ -1061,8 +1038,7 @@ fn asked_again_from_user_code_on_other_threads() {
             .map(|g| after[g].collected - before[g].collected)
             .sum();
         heap.remove_collect_callback(cb);
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
         // Every cycle (id >= 10_000) was freed by some collection: sum of returns equals
         // the collections' statistics.
         assert_eq!(returned as u64, stats_collected, "returns vs stats");
@@ -1202,9 +1178,6 @@ fn asked_again_exhaustive_request() {
 // shared count, which makes upgrades succeed at once; here, since then, such a clone lifts
 // the mark (`heap::inc_foreign`).
 
-/// What the other thread of tests 20 and 21 saw, in order.
-type Seen = Arc<Mutex<Vec<(&'static str, bool)>>>;
-
 /// 20. The owner's finalizer stores a clone of its object where another thread takes it, and
 ///     waits for that thread. There, before any clone, the handle was only moved: the weak
 ///     reference still refuses (as on the free-threaded build, where a moved reference is no
@@ -1260,8 +1233,7 @@ fn a_lent_handle_cloned_on_another_thread_upgrades_there_during_the_finalizer() 
         heap.safepoint();
         assert!(w.upgrade().is_none(), "every handle is gone");
         drop(w);
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
         let s = seen.lock().unwrap().clone();
         (s, log.fin(), log.drops())
     });
@@ -1328,8 +1300,7 @@ fn a_lent_handle_cloned_elsewhere_and_given_back_leaves_the_object_dead() {
         heap.safepoint();
         assert!(w.upgrade().is_none());
         drop(w);
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
         let s = seen.lock().unwrap().clone();
         (s, log.fin(), log.drops(), after)
     });

@@ -29,20 +29,9 @@ use std::time::{Duration, Instant};
 
 use reap::sync::{Gc, Heap, Weak};
 use reap_tests::shared::{
-    fin, hooked, merged, reps, set_fin, settled_live, within, Fin, Log, Upgrader,
+    ends_clean, fin, hooked, merged, reps, see, set_fin, settled_live, within, Fin, Log, Seen,
+    Upgrader,
 };
-
-fn no_reports(r: &reap_tests::shared::Reports) {
-    let r = r.lock().unwrap();
-    assert!(r.is_empty(), "{r:?}");
-}
-
-/// What tests saw, in order.
-type Seen = Arc<Mutex<Vec<(&'static str, bool)>>>;
-
-fn see(s: &Seen, what: &'static str, v: bool) {
-    s.lock().unwrap().push((what, v));
-}
 
 /// The scenario of the nested-finalizer tests: thread T drops the head of a chain of `depth`
 /// objects with finalizers, each of which drops the next inside its finalizer (so `depth`
@@ -105,8 +94,7 @@ fn clone_inside_nested_finalizers(depth: usize) -> (Vec<(&'static str, bool)>, u
         drop(wa);
         assert_eq!(chain_log.fin(), depth, "every link finalized once");
         assert_eq!(chain_log.drops(), depth, "every link dropped once");
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
         let s = seen.lock().unwrap().clone();
         (s, log.fin(), log.drops())
     })
@@ -220,8 +208,7 @@ fn finalizers_own_clones_on_a_thread_with_no_owner_id_never_lift() {
         heap.safepoint();
         assert!(w.upgrade().is_none());
         drop(w);
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
         let a = answers.lock().unwrap().clone();
         (a, log.fin(), log.drops(), inner_log.fin())
     });
@@ -292,8 +279,7 @@ fn clone_by_a_thread_attached_to_another_heap_lifts_the_mark() {
         heap.safepoint();
         assert!(w.upgrade().is_none());
         drop(w);
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
         let s = seen.lock().unwrap().clone();
         (s, log.fin(), log.drops(), after)
     });
@@ -352,8 +338,7 @@ fn lifted_mark_then_queued_drop_is_no_resurrection() {
         heap.safepoint();
         assert!(w.upgrade().is_none());
         drop(w);
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
         let s = seen.lock().unwrap().clone();
         (s, log.fin(), log.drops())
     });
@@ -411,8 +396,7 @@ fn lifted_mark_then_resurrection_by_upgrade_then_second_death() {
             w.upgrade().is_some(),
         );
         drop(w);
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
         let s = seen.lock().unwrap().clone();
         (s, log.fin(), log.drops())
     });
@@ -481,8 +465,7 @@ fn collection_while_the_mark_is_lifted_then_cycle_garbage() {
             w.upgrade().is_some(),
         );
         drop(w);
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
         let s = seen.lock().unwrap().clone();
         (s, log.fin(), log.drops(), freed.load(SeqCst))
     });
@@ -573,8 +556,7 @@ fn lend_and_take_back_storm() {
             assert!(w.upgrade().is_none(), "round {round}");
             assert_eq!((log.fin(), log.drops()), (1, 1), "round {round}");
         }
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
         eprintln!("lend_and_take_back_storm: the other thread took the handle {took} times");
     });
 }
@@ -640,8 +622,7 @@ fn first_weak_made_from_a_foreign_clone_after_the_finalizer_storm() {
             heap.safepoint();
             assert_eq!((log.fin(), log.drops()), (1, 1), "round {round}");
         }
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
         eprintln!(
             "first_weak_after_finalizer_storm: {rounds_with_weak} rounds, \
              {some} upgrades returned the object (each then resurrected it)"
@@ -683,8 +664,7 @@ fn scoped_thread_clone_of_the_temporary_reference() {
         up.finish(&heap);
         assert!(wc.upgrade().is_none());
         drop((w, wc));
-        no_reports(&reports);
-        assert_eq!(settled_live(&heap), 0);
+        ends_clean(&heap, &reports);
         let s = seen.lock().unwrap().clone();
         (s, log.fin(), log.drops(), log.cbs())
     });
