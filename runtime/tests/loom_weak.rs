@@ -7,6 +7,7 @@
 mod common;
 
 use common::{model, model_bounded, setup, setup_obj, upgrade_twice, Obj, Quiet};
+use loom::sync::atomic::Ordering::SeqCst;
 use loom::thread;
 use reap::sync::{Gc, Weak};
 
@@ -206,4 +207,53 @@ fn foreign_weak_then_drop_against_owners_last_drop() {
         assert_eq!(counters.finalized(), 1);
         assert_eq!(counters.dropped(), 1);
     });
+}
+
+/// Model 29 (seventeenth session): the owner's last drop of an object whose only weak
+/// reference dies on another thread meanwhile. The other thread makes the weak reference from
+/// a clone (counted in the shared word), drops the clone and says so; the owner then drops its
+/// last reference while the other thread upgrades, drops the weak reference (its death
+/// unlists it) and uses and drops what the upgrade returned. The owner's last drop takes the
+/// fast death if no weak reference is listed and the word is zero (`count::merge_zero_local`):
+/// it must load the listed count before the word, or it can read the zero word before the
+/// upgrade and the zero count after the unlisting, and free the object the other thread
+/// holds. Asserted: an upgrade that returns the object finds it undropped while it holds it,
+/// its value whole; dropped and freed once. With the word loaded only before the count, loom
+/// finds a use of the freed object at preemption bound 2. Preemption bound 5 (205,031
+/// executions, 19 s; the owner's wait for the other thread's signal makes it grow fast:
+/// unbounded it ran past ten minutes).
+#[test]
+fn weak_reference_dies_on_another_thread_against_owners_last_drop() {
+    model_bounded(
+        "weak_reference_dies_on_another_thread_against_owners_last_drop",
+        Some(5),
+        || {
+            let (heap, counters, obj) = setup_obj();
+            // Cloned with no owner id: counted in the shared word, so that the other thread's
+            // drop of it takes the word back to zero (an owner's clone dropped there would
+            // queue the object).
+            let c = heap.detached(|| obj.clone());
+            let ready = loom::sync::Arc::new(loom::sync::atomic::AtomicBool::new(false));
+            let (cs, r) = (counters.clone(), ready.clone());
+            let t = thread::spawn(move || {
+                let w = Weak::new(&c);
+                drop(c);
+                r.store(true, SeqCst);
+                let g = w.upgrade();
+                drop(w);
+                if let Some(g) = g {
+                    assert_eq!(cs.dropped(), 0, "an upgraded object was dropped while held");
+                    assert_eq!(g.value, 7);
+                    drop(g);
+                }
+            });
+            while !ready.load(SeqCst) {
+                thread::yield_now();
+            }
+            drop(obj);
+            t.join().unwrap();
+            heap.safepoint();
+            assert_eq!(counters.dropped(), 1);
+        },
+    );
 }

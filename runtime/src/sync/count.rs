@@ -302,19 +302,20 @@ pub(crate) fn dec_fast(h: &SharedHeader, me: u32) -> Rest {
 #[inline]
 pub(crate) fn dec(h: &SharedHeader, me: u32) -> Dec {
     if owned_by(h, me) {
-        dec_owner(h)
+        dec_owner(h, |_| false)
     } else {
         dec_shared(h)
     }
 }
 
-/// [`dec`] by the object's owner (the caller has just read `owner` naming it).
+/// [`dec`] by the object's owner (the caller has just read `owner` naming it);
+/// `none_listed` as [`merge_zero_local`]'s.
 #[inline]
-pub(crate) fn dec_owner(h: &SharedHeader) -> Dec {
+pub(crate) fn dec_owner(h: &SharedHeader, none_listed: fn(&SharedHeader) -> bool) -> Dec {
     let l = h.local.load(Relaxed) - 1;
     h.local.store(l, Relaxed);
     if l == 0 {
-        return merge_zero_local(h);
+        return merge_zero_local(h, none_listed);
     }
     // As in `dec_fast`.
     h.note_drop();
@@ -323,7 +324,7 @@ pub(crate) fn dec_owner(h: &SharedHeader) -> Dec {
 
 /// The owner's count reached zero (CPython's `_Py_MergeZeroLocalRefcount`). If the shared word
 /// is all zero (no other thread's reference counted, not queued, not a weak-reference object)
-/// and no weak reference to the object was ever made, it dies at once; otherwise ownership is
+/// and no weak reference to the object is listed, it dies at once; otherwise ownership is
 /// given up (owner 0, then state merged) and the shared count decides, against any upgrade
 /// racing it.
 ///
@@ -336,10 +337,21 @@ pub(crate) fn dec_owner(h: &SharedHeader) -> Dec {
 /// the shared word, which the `Acquire` load here reads (or it queued the object, and the word
 /// is not zero); a borrowed one (a scoped thread's) ended with a join or another
 /// synchronisation before this thread could drop its last reference.
+///
+/// A weakly referenced object whose weak references have all died takes the fast death too
+/// (seventeenth session): `none_listed` (`sync::weak::none_listed`, passed in so that this
+/// module stays free of the weak module) loads the block's count of listed references with
+/// `Acquire`, and the word is loaded again after it. An upgrade needs a listed weak
+/// reference; one that succeeded through a reference unlisted since happened before that
+/// unlisting's `Release` store of the count, so the second load sees its increment (or
+/// later values: the word is zero again only if that reference was dropped too); and no new
+/// weak reference can be made, as that takes a strong reference, which a zero word and this
+/// owner's last drop leave to nobody. Loading the word only before the count would miss an
+/// upgrade made between the two loads through a reference unlisted right after it.
 #[inline]
-pub(crate) fn merge_zero_local(h: &SharedHeader) -> Dec {
+pub(crate) fn merge_zero_local(h: &SharedHeader, none_listed: fn(&SharedHeader) -> bool) -> Dec {
     let word = load(h, Acquire);
-    if word == 0 && !h.has_weak_info() {
+    if word == 0 && (!h.has_weak_info() || (none_listed(h) && load(h, Acquire) == 0)) {
         return Dec::Dead;
     }
     give_up_ownership(h, word)
@@ -702,8 +714,9 @@ pub(crate) fn collector_hold(h: &SharedHeader) {
 /// count (SEMANTICS 8.3): the finalizer's clones, a drop of one queued to its own thread or
 /// merged by a safe point, change the word without resurrecting the object. Any other word
 /// is a living object, an all-zero one too: its count is in its owner's `local` (a weakly
-/// referenced object never takes the owner's fast death, [`merge_zero_local`]: its owner's
-/// last drop merges, and a compare-and-swap here that wins keeps it alive). The mark is set,
+/// referenced object never takes the owner's fast death while a weak reference, such as the
+/// one upgraded here, is listed, [`merge_zero_local`]: its owner's last drop merges, and a
+/// compare-and-swap here that wins keeps it alive). The mark is set,
 /// and the word goes from a merged zero back to all zero, under the referent's weak lock when
 /// it has weak references (`heap::destroy`), and this runs under that lock: so the
 /// compare-and-swap below cannot succeed on the finalizer's zero after a load that saw the
@@ -1054,13 +1067,37 @@ mod tests {
         assert_eq!(plain.counts.load(Relaxed), 0);
     }
 
+    /// A tagged object none of whose weak references is listed any more takes the fast death
+    /// at its owner's last drop (the word left all zero); one with a listed reference merges;
+    /// and a nonzero word is never the fast death, whatever the listing says.
+    #[test]
+    fn a_weakly_referenced_object_whose_weak_references_died_takes_the_fast_death() {
+        let tagged = || AtomicPtr::new(std::ptr::without_provenance_mut(META_TAG));
+        let mut gone = header(7, pack(0, INIT), 1);
+        gone.meta = tagged();
+        assert_eq!(dec_owner(&gone, |_| true), Dec::Dead);
+        assert_eq!(
+            gone.counts.load(Relaxed),
+            0,
+            "the fast death writes nothing"
+        );
+        let mut listed = header(7, pack(0, INIT), 1);
+        listed.meta = tagged();
+        assert_eq!(dec_owner(&listed, |_| false), Dec::Dead);
+        assert_eq!(listed.counts.load(Relaxed), pack(0, MERGED));
+        let mut held = header(7, pack(1, INIT), 1);
+        held.meta = tagged();
+        assert_eq!(dec_owner(&held, |_| true), Dec::Alive);
+        assert_eq!(held.counts.load(Relaxed), pack(1, MERGED));
+    }
+
     /// The owner's last local drop gives up ownership: `owner` is 0 once merged, and a thread
     /// that was the owner is no longer one.
     #[test]
     fn the_owners_last_drop_disowns_before_merging() {
         let h = header(7, pack(1, MAYBE_WEAK), 1);
         assert_eq!(dec_fast(&h, 7), Rest::Owner);
-        assert_eq!(dec_owner(&h), Dec::Alive);
+        assert_eq!(dec_owner(&h, |_| false), Dec::Alive);
         assert_eq!(h.owner.load(Relaxed), 0);
         assert_eq!(h.counts.load(Relaxed), pack(1, MERGED));
         assert!(!owned_by(&h, 7));

@@ -340,7 +340,7 @@ unsafe fn dec_ref_owner(obj: NonNull<SharedHeader>) {
     // SAFETY: the caller's reference keeps the object allocated.
     let h = unsafe { obj.as_ref() };
     // SAFETY: the caller's reference.
-    unsafe { settle(obj, count::dec_owner(h)) }
+    unsafe { settle(obj, count::dec_owner(h, weak::none_listed)) }
 }
 
 /// [`dec_ref`] by a thread other than the owner (`cur`: the heap this thread's cache says it

@@ -154,7 +154,9 @@ impl fmt::Debug for WeakRefObj {
 /// The weak-info block of `h`, if it has one.
 ///
 /// # Safety
-/// The caller holds `h`'s weak lock, or is running `h`'s death.
+/// The caller holds `h`'s weak lock, or is running `h`'s death, or holds a reference to `h`
+/// and reads only the block's atomics (the block, once installed, is never replaced, and is
+/// freed by the death only).
 unsafe fn info_of(h: &SharedHeader) -> Option<NonNull<WeakInfo>> {
     let meta = h.meta.load(Acquire);
     if meta.addr() & META_WEAK_INFO == 0 {
@@ -657,6 +659,20 @@ pub(crate) unsafe fn unlist(value: NonNull<u8>) {
             // The last unlisting's `Release` is what lets the referent's death skip its lock.
             info.listed.store(info.listed_now(), Release);
         }
+    }
+}
+
+/// Whether `h` has no listed weak reference (no weak-info block, or a block whose count of
+/// listed references is 0, loaded with `Acquire`): the owner's last drop may then take the
+/// fast death (`count::merge_zero_local`, which says why that is enough).
+///
+/// The caller holds a reference to `h` (the block lives as long as the object).
+pub(crate) fn none_listed(h: &SharedHeader) -> bool {
+    // SAFETY: the caller holds a reference, and only the atomic `listed` is read.
+    match unsafe { info_of(h) } {
+        None => true,
+        // SAFETY: an installed block lives until the object's death frees it.
+        Some(info) => unsafe { info.as_ref() }.listed.load(Acquire) == 0,
     }
 }
 
