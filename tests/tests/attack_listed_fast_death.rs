@@ -60,6 +60,13 @@ fn whole(g: &Plain) -> bool {
     g.magic.load(SeqCst) == MAGIC && g.val.load(SeqCst) == 7
 }
 
+/// Counts in `bad` a held object found dropped (`drops`) or not whole: a use after free.
+fn check_held(g: &Plain, drops: &AtomicUsize, bad: &AtomicUsize) {
+    if drops.load(SeqCst) != 0 || !whole(g) {
+        bad.fetch_add(1, SeqCst);
+    }
+}
+
 /// A short busy wait of `n` steps (to move the racing step around).
 fn spin(n: usize) {
     for _ in 0..n {
@@ -95,9 +102,7 @@ fn weak_dies_on_other_thread_while_upgraded_against_owner_last_drop() {
                 if let Some(g) = g {
                     gt.fetch_add(1, SeqCst);
                     spin(50);
-                    if d.load(SeqCst) != 0 || !whole(&g) {
-                        b.fetch_add(1, SeqCst);
-                    }
+                    check_held(&g, &d, &b);
                     drop(g);
                 }
             });
@@ -533,9 +538,7 @@ fn weak_made_in_drop_on_other_thread_against_owner_last_drop() {
                 drop(w);
                 if let Some(g) = g {
                     spin(30);
-                    if d.load(SeqCst) != 0 || !whole(&g) {
-                        b.fetch_add(1, SeqCst);
-                    }
+                    check_held(&g, &d, &b);
                 }
             });
             let dropper = thread::spawn(move || drop(holder));
@@ -578,9 +581,7 @@ fn weak_clones_dropped_and_upgraded_across_threads() {
                 drop(wb);
                 if let Some(g) = g {
                     spin(40);
-                    if d.load(SeqCst) != 0 || !whole(&g) {
-                        b.fetch_add(1, SeqCst);
-                    }
+                    check_held(&g, &d, &b);
                 }
             });
             let dr = thread::spawn(move || {
@@ -624,9 +625,7 @@ fn scoped_borrowers_make_weak_refs_then_owner_last_drop() {
                 for i in 0..4 {
                     match w.upgrade() {
                         Some(g) => {
-                            if d.load(SeqCst) != 0 || !whole(&g) {
-                                b.fetch_add(1, SeqCst);
-                            }
+                            check_held(&g, &d, &b);
                         }
                         None => break,
                     }
@@ -635,9 +634,7 @@ fn scoped_borrowers_make_weak_refs_then_owner_last_drop() {
                         let g = w.upgrade();
                         drop(w);
                         if let Some(g) = g {
-                            if d.load(SeqCst) != 0 || !whole(&g) {
-                                b.fetch_add(1, SeqCst);
-                            }
+                            check_held(&g, &d, &b);
                         }
                         return;
                     }

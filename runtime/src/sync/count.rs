@@ -180,15 +180,6 @@ fn overflow() -> ! {
     std::process::abort();
 }
 
-/// Adds one reference, by thread `me` (the handles' clone is `heap::inc_ref`, which also
-/// lifts a finalizing mark; this is the count's half alone, for the unit tests).
-#[cfg(all(test, not(reap_loom)))]
-pub(crate) fn inc(h: &SharedHeader, me: u32) {
-    if !inc_if_owner(h, me) {
-        inc_shared(h);
-    }
-}
-
 /// [`inc`] if `me` owns the object (returns whether it did): the handle's clone tries it
 /// before it looks at the object's heap.
 #[inline]
@@ -934,6 +925,14 @@ mod tests {
     use crate::object::header::META_WEAK_INFO as META_TAG;
     use crate::shim::{AtomicPtr, AtomicU32, AtomicU8};
     use std::ptr::NonNull;
+
+    /// One reference more by thread `me`: the count's half of `heap::inc_ref` (which also
+    /// lifts a finalizing mark).
+    fn inc(h: &SharedHeader, me: u32) {
+        if !inc_if_owner(h, me) {
+            inc_shared(h);
+        }
+    }
 
     fn header(owner: u32, counts: u32, local: u32) -> SharedHeader {
         SharedHeader {

@@ -66,18 +66,14 @@ struct Hot {
     /// (finalizers nest: a finalizer's drop may run another's): this thread's weak upgrades of
     /// them succeed where its id does not own them (no owner id, inside `Heap::detached`,
     /// merged mid-finalizer), and its clones of them leave their finalizing mark alone.
-    /// Deeper than [`MAX_FINALIZING`] (which the trashcan keeps them from being), the inner
-    /// ones would only be counted, in `finalizing_unrecorded`.
+    /// At most [`MAX_FINALIZING`], which the trashcan keeps them from exceeding.
     finalizing: [Cell<*const SharedHeader>; MAX_FINALIZING],
     finalizing_len: Cell<usize>,
-    /// How many finalizers run here, innermost, past the [`MAX_FINALIZING`] recorded ones:
-    /// while any does, [`may_finalize`] answers yes for every object.
-    finalizing_unrecorded: Cell<u32>,
 }
 
 /// How many nested refcount-path finalizers a thread records: as many as it runs nested
 /// deaths (each finalizer runs inside one, and the trashcan defers deaths past
-/// [`TRASHCAN_DEPTH`]), so none goes unrecorded; `finalizing_unrecorded` stays as a guard.
+/// [`TRASHCAN_DEPTH`]), so none goes unrecorded.
 const MAX_FINALIZING: usize = TRASHCAN_DEPTH as usize;
 
 /// How many heaps' gates a thread's [`Hot`] records at once (gates nest when a gated death's
@@ -99,7 +95,6 @@ impl Hot {
             stops_held: Cell::new(0),
             finalizing: [const { Cell::new(std::ptr::null()) }; MAX_FINALIZING],
             finalizing_len: Cell::new(0),
-            finalizing_unrecorded: Cell::new(0),
         }
     }
 
@@ -132,57 +127,54 @@ loom::thread_local! {
 }
 
 /// Records `obj` as an object whose finalizer this thread runs on the refcount path
-/// ([`Hot::finalizing`]) until [`end_finalizing`]; past [`MAX_FINALIZING`] nested ones, only
-/// counts it. `false` if it could do neither (the thread's locals are gone), when
-/// `end_finalizing` is not to be called.
+/// ([`Hot::finalizing`]) until [`end_finalizing`]; `false` if it could not (no room, which
+/// the trashcan rules out, or the thread's locals are gone), when `end_finalizing` is not to
+/// be called.
 pub(crate) fn begin_finalizing(obj: *const SharedHeader) -> bool {
     HOT.try_with(|h| {
         let n = h.finalizing_len.get();
+        debug_assert!(
+            n < MAX_FINALIZING,
+            "reap: more nested finalizers than deaths"
+        );
         if n == MAX_FINALIZING {
-            h.finalizing_unrecorded
-                .set(h.finalizing_unrecorded.get().saturating_add(1));
-        } else {
-            h.finalizing[n].set(obj);
-            h.finalizing_len.set(n + 1);
+            return false;
         }
+        h.finalizing[n].set(obj);
+        h.finalizing_len.set(n + 1);
         true
     })
     .unwrap_or(false)
 }
 
-/// Ends the innermost record of [`begin_finalizing`] (finalizers nest, so records end in the
-/// reverse order of their beginnings: the counted ones first).
+/// Ends the innermost record of [`begin_finalizing`].
 pub(crate) fn end_finalizing() {
     let _ = HOT.try_with(|h| {
-        let u = h.finalizing_unrecorded.get();
-        if u > 0 {
-            h.finalizing_unrecorded.set(u - 1);
-            return;
-        }
         let n = h.finalizing_len.get();
         debug_assert!(n > 0, "reap: a finalizing record ended twice");
         h.finalizing_len.set(n.saturating_sub(1));
     });
 }
 
-/// Whether this thread runs `obj`'s finalizer on the refcount path ([`begin_finalizing`],
-/// one of the recorded ones): its weak upgrades of `obj` then resurrect it
-/// (`count::try_inc_finalizing`), whatever its id and the object's state.
-pub(crate) fn finalizes(obj: *const SharedHeader) -> bool {
+/// Whether this thread records `obj` as an object whose finalizer it runs on the refcount
+/// path; `if_gone` if the thread's locals are gone.
+fn records_finalizing(obj: *const SharedHeader, if_gone: bool) -> bool {
     HOT.try_with(|h| (0..h.finalizing_len.get()).any(|i| h.finalizing[i].get() == obj))
-        .unwrap_or(false)
+        .unwrap_or(if_gone)
 }
 
-/// Whether this thread may run `obj`'s finalizer on the refcount path: [`finalizes`], or any
-/// finalizer past the recorded ones runs here (which object's is not known), or the thread's
-/// locals are gone. A clone by a thread that surely does not lifts the finalizing mark
-/// (`heap::inc_foreign`); one by a thread that may must not.
+/// Whether this thread runs `obj`'s finalizer on the refcount path ([`begin_finalizing`]):
+/// its weak upgrades of `obj` then resurrect it (`count::try_inc_finalizing`), whatever its
+/// id and the object's state.
+pub(crate) fn finalizes(obj: *const SharedHeader) -> bool {
+    records_finalizing(obj, false)
+}
+
+/// Whether this thread may run `obj`'s finalizer on the refcount path: [`finalizes`], or the
+/// thread's locals are gone (it cannot tell). A clone by a thread that surely does not lifts
+/// the finalizing mark (`heap::inc_foreign`); one by a thread that may must not.
 pub(crate) fn may_finalize(obj: *const SharedHeader) -> bool {
-    HOT.try_with(|h| {
-        h.finalizing_unrecorded.get() > 0
-            || (0..h.finalizing_len.get()).any(|i| h.finalizing[i].get() == obj)
-    })
-    .unwrap_or(true)
+    records_finalizing(obj, true)
 }
 
 /// This thread's id as an owner (`NO_OWNER` if it has none: it owns nothing).
