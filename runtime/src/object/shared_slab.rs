@@ -59,7 +59,7 @@ struct ChunkHeader {
     /// The size class of the chunk's blocks.
     class: usize,
     /// The number a collection's walk gave the chunk's first block
-    /// ([`SharedSlab::walk_blocks`]), less the number of block sizes in front of it (so that a
+    /// ([`SharedSlab::number_chunks`]), less the number of block sizes in front of it (so that a
     /// block's number is this plus its offset in the chunk divided by the size; wrapping):
     /// written and read only by the thread collecting the chunk's heap, while that heap's
     /// world is stopped (no other code reads it).
@@ -67,6 +67,11 @@ struct ChunkHeader {
 }
 
 const _: () = assert!(std::mem::size_of::<ChunkHeader>() <= CHUNK_HEADER);
+
+/// A chunk of a slab, numbered for a collection's walk ([`SharedSlab::number_chunks`]) and
+/// walked with [`SharedSlab::walk_chunk`]. Only a pointer: the chunk lives as long as its slab.
+#[derive(Clone, Copy)]
+pub(crate) struct NumberedChunk(NonNull<ChunkHeader>);
 
 /// One thread's small-object allocator on one Shared heap (see the module docs).
 pub(crate) struct SharedSlab {
@@ -234,73 +239,76 @@ impl SharedSlab {
         (base, first, size, limit, next)
     }
 
-    /// Calls `f` with every block of this slab that was ever handed out (in use, on a free
-    /// list or on the remote stack), chunk by chunk in block order: the first word of each is
-    /// initialised, and its number, counting from `next` in call order; each chunk records
-    /// the number of its first block, so that [`slot_of`](Self::slot_of) finds a block's
-    /// number from its address until the next walk. Returns the next free number. A
-    /// Shared-mode collection walks the slabs this way to find the heap's objects while the
-    /// world is stopped.
+    /// Numbers the blocks of every chunk of this slab for a collection's walk, counting from
+    /// `next`, chunk by chunk in block order, and pushes each chunk onto `out` (to be walked
+    /// with [`walk_chunk`](Self::walk_chunk)). Every block of a chunk gets a number, handed out
+    /// or not, so that a chunk's numbers do not depend on how many blocks it has handed out
+    /// when it is walked; each chunk records the number of its first block, so that
+    /// [`slot_of`](Self::slot_of) finds a block's number from its address until the next
+    /// numbering. Returns the next free number.
     ///
     /// # Safety
-    /// No thread allocates from or frees into this slab during the call (its owner is parked,
-    /// detached or gone, and no gated operation runs: the world is stopped), the owner's last
-    /// writes to it happened before the call, and no other thread walks it or calls
-    /// `slot_of` on its blocks meanwhile (one collection at a time per heap).
-    pub(crate) unsafe fn walk_blocks(
+    /// The calling thread is collecting this slab's heap with the world stopped: no other
+    /// thread numbers, walks or calls `slot_of` on this slab meanwhile (one collection at a
+    /// time per heap), and the owner's last writes to it happened before the call.
+    pub(crate) unsafe fn number_chunks(
         &self,
         mut next: usize,
-        mut f: impl FnMut(NonNull<u8>, usize),
+        out: &mut Vec<NumberedChunk>,
     ) -> usize {
         let mut chunk = self.chunks.get();
         while let Some(c) = NonNull::new(chunk) {
-            // SAFETY: a chunk from this slab's list.
-            let (base, first, size, limit, following) = unsafe { self.chunk_blocks(c) };
-            // SAFETY: a chunk of this slab; only a walk writes this field and only `slot_of`
-            // reads it, both on the collecting thread (caller): no other thread accesses these
-            // bytes.
+            // SAFETY: a chunk of this slab, with its header, whose `class` and `next` were
+            // written once when it was made.
+            let (class, following) = unsafe { ((*c.as_ptr()).class, (*c.as_ptr()).next) };
+            let size = (class + 1) * GRAIN;
+            let (first, usable) = Self::span(size);
+            // SAFETY: a chunk of this slab; only a numbering writes this field and only
+            // `slot_of` and `walk_chunk` read it, all on the collecting thread (caller): no
+            // other thread accesses these bytes.
             unsafe {
                 ptr::addr_of_mut!((*c.as_ptr()).slot_base).write(next.wrapping_sub(first / size))
             };
-            // The blocks past `limit` were never handed out: no object is there, and they get
-            // no number.
-            let mut at = first;
-            while at < limit {
-                // SAFETY: inside the chunk (`at < limit <= usable <= CHUNK`).
-                f(unsafe { NonNull::new_unchecked(base.add(at)) }, next);
-                at += size;
-                next += 1;
-            }
+            next += (usable - first) / size;
+            out.push(NumberedChunk(c));
             chunk = following;
         }
         next
     }
 
-    /// How many blocks [`walk_blocks`](Self::walk_blocks) would number at most (every
-    /// block of every chunk): a capacity to reserve.
+    /// Calls `f` with every block of chunk `c` that was ever handed out (in use, on a free
+    /// list or on the remote stack: the first word of each is initialised) and its number,
+    /// in block order.
     ///
     /// # Safety
-    /// As for `walk_blocks`.
-    pub(crate) unsafe fn blocks_bound(&self) -> usize {
-        let mut n = 0;
-        let mut chunk = self.chunks.get();
-        while let Some(c) = NonNull::new(chunk) {
-            // SAFETY: a chunk of this slab, with its header, written once when it was made.
-            let (class, following) = unsafe { ((*c.as_ptr()).class, (*c.as_ptr()).next) };
-            let size = (class + 1) * GRAIN;
-            let (first, usable) = Self::span(size);
-            n += (usable - first) / size;
-            chunk = following;
+    /// `c` is a chunk of this slab, numbered by the calling thread's latest
+    /// [`number_chunks`](Self::number_chunks) of it, in the same stop of the world; no other
+    /// thread allocates from or frees into this slab during the call (the world is stopped).
+    pub(crate) unsafe fn walk_chunk(
+        &self,
+        c: NumberedChunk,
+        mut f: impl FnMut(NonNull<u8>, usize),
+    ) {
+        // SAFETY: a chunk from this slab's list (caller).
+        let (base, first, size, limit, _) = unsafe { self.chunk_blocks(c.0) };
+        // SAFETY: written by the caller's numbering, read on the same thread.
+        let mut slot = unsafe { (*c.0.as_ptr()).slot_base }.wrapping_add(first / size);
+        // The blocks past `limit` were never handed out: no object is there.
+        let mut at = first;
+        while at < limit {
+            // SAFETY: inside the chunk (`at < limit <= usable <= CHUNK`).
+            f(unsafe { NonNull::new_unchecked(base.add(at)) }, slot);
+            at += size;
+            slot += 1;
         }
-        n
     }
 
-    /// The number the last [`walk_blocks`](Self::walk_blocks) of its slab gave `block` (the
+    /// The number the last [`number_chunks`](Self::number_chunks) of its slab gave `block` (the
     /// chunk's first number plus the block's place in the chunk). Reads the chunk's header.
     ///
     /// # Safety
     /// `block` is the start of a block a slab of a live heap handed out, and the caller is the
-    /// thread that walked that slab, in the same stop of the world (see `walk_blocks`).
+    /// thread that numbered that slab, in the same stop of the world (see `number_chunks`).
     #[inline]
     pub(crate) unsafe fn slot_of(block: NonNull<u8>) -> usize {
         let chunk = block
@@ -309,7 +317,7 @@ impl SharedSlab {
             .cast::<ChunkHeader>();
         // SAFETY: the block's chunk starts at the rounded-down address (chunks are aligned to
         // CHUNK) with its header; `class` was written once before any block was handed out,
-        // `slot_base` by this thread's walk (caller).
+        // `slot_base` by this thread's numbering, or 0 when the chunk was made (caller).
         let (class, slot_base) = unsafe { ((*chunk).class, (*chunk).slot_base) };
         // A multiple of the block size below CHUNK (blocks start at multiples of their size):
         // multiplying by the rounded-up reciprocal and shifting divides it exactly (see
@@ -512,23 +520,31 @@ mod tests {
             let l = layout(32 + (i % 5) * 120, 16);
             live.push(slab.alloc(class(l)));
         }
-        // SAFETY: no other thread uses the slab; this thread walks it.
-        let bound = unsafe { slab.blocks_bound() };
+        let mut chunks = Vec::new();
+        // SAFETY: no other thread uses the slab; this thread numbers and walks it.
+        let end = unsafe { slab.number_chunks(7, &mut chunks) };
+        assert_eq!(chunks.len(), count_chunks(&slab));
         let mut walked = Vec::new();
-        // SAFETY: as above.
-        let end = unsafe {
-            slab.walk_blocks(7, |b, i| {
-                assert_eq!(i, 7 + walked.len());
-                walked.push(b)
-            })
-        };
-        assert_eq!(end, 7 + walked.len());
-        assert!(walked.len() <= bound);
-        for (i, &b) in walked.iter().enumerate() {
-            // SAFETY: a block of this slab, walked just now by this thread.
-            assert_eq!(unsafe { SharedSlab::slot_of(b) }, 7 + i);
+        for &c in &chunks {
+            // SAFETY: as above; a chunk numbered just now.
+            unsafe {
+                slab.walk_chunk(c, |b, i| {
+                    assert!(
+                        walked.last().is_none_or(|&(_, j)| i > j),
+                        "numbers in order"
+                    );
+                    walked.push((b, i))
+                })
+            };
         }
-        let seen: std::collections::HashSet<_> = walked.iter().map(|b| b.as_ptr().addr()).collect();
+        assert!(walked.len() >= n && end - 7 >= walked.len());
+        assert!(walked.iter().all(|&(_, i)| (7..end).contains(&i)));
+        for &(b, i) in &walked {
+            // SAFETY: a block of this slab, numbered just now by this thread.
+            assert_eq!(unsafe { SharedSlab::slot_of(b) }, i);
+        }
+        let seen: std::collections::HashSet<_> =
+            walked.iter().map(|(b, _)| b.as_ptr().addr()).collect();
         assert!(
             live.iter().all(|b| seen.contains(&b.as_ptr().addr())),
             "the walk missed a block handed out"

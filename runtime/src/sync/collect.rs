@@ -745,9 +745,15 @@ struct Snapshot {
 /// map. Every answer is checked against the candidate list, so a wrong number could only lose
 /// an edge (keeping more), never name the wrong candidate.
 struct Index {
-    /// The candidate index of every slab block the walk numbered, [`NO_INDEX`] for blocks
-    /// that are not candidates. Empty unless the slabs were walked.
-    slots: Vec<u32>,
+    /// By slab block number: this snapshot's stamp (`epoch`) in the high half and the block's
+    /// candidate index in the low half, if the block is a candidate; any other stamp (left
+    /// by an earlier snapshot, or 0) if it is not. Stamped rather than cleared, so that a
+    /// block's entry says "no candidate" without a look at the candidate list (a block is
+    /// reused by another object from one collection to the next, and an earlier collection's
+    /// index sends that look to a random place). Empty unless the slabs were walked.
+    slots: Vec<u64>,
+    /// This snapshot's stamp in `slots` (never 0).
+    epoch: u32,
     /// Whether the slabs were walked (`slots` holds every slab object of the heap).
     walked: bool,
     /// The other candidates.
@@ -769,6 +775,23 @@ impl Index {
         })
     }
 
+    /// The candidate index a `slots` entry names: its low half if it carries this snapshot's
+    /// stamp, [`NO_INDEX`] otherwise.
+    #[inline]
+    fn stamped(&self, entry: u64) -> u32 {
+        if (entry >> 32) as u32 == self.epoch {
+            entry as u32
+        } else {
+            NO_INDEX
+        }
+    }
+
+    /// The `slots` entry naming candidate `i` in this snapshot.
+    #[inline]
+    fn stamp(&self, i: u32) -> u64 {
+        (u64::from(self.epoch) << 32) | u64::from(i)
+    }
+
     /// The candidate of `o`, an object of the heap (allocated), if it is one: its index and
     /// entry.
     #[inline]
@@ -778,7 +801,7 @@ impl Index {
         cands: &'c mut [Candidate],
     ) -> Option<(u32, &'c mut Candidate)> {
         let i = match self.slot(o, self.walked) {
-            Some(slot) => *self.slots.get(slot)?,
+            Some(slot) => self.stamped(*self.slots.get(slot)?),
             None => *self.other.get(&o)?,
         };
         match cands.get_mut(i as usize) {
@@ -790,24 +813,35 @@ impl Index {
     /// The candidate of `o`, an object of the heap (allocated), making it a candidate first
     /// (if it is one, `Candidates::consider`) when it is not yet: discovery's step (the slabs
     /// were walked). Its index and entry.
-    #[inline]
+    #[inline(always)]
     fn get_or_consider<'c>(
         &mut self,
         o: NonNull<SharedHeader>,
         c: &'c mut Candidates,
     ) -> Option<(u32, &'c mut Candidate)> {
         debug_assert!(self.walked, "reap: discovery without a walk");
-        let entry = match self.slot(o, true) {
-            Some(slot) => self.slots.get_mut(slot)?,
-            // A target that is no candidate keeps a `NO_INDEX` entry: checked like any other.
-            None => self.other.entry(o).or_insert(NO_INDEX),
+        let i = match self.slot(o, true) {
+            Some(slot) => {
+                let known = self.stamped(*self.slots.get(slot)?);
+                if c.cands.get(known as usize).is_some_and(|k| k.obj == o) {
+                    return Some((known, &mut c.cands[known as usize]));
+                }
+                let i = c.consider(o)?;
+                self.slots[slot] = self.stamp(i);
+                i
+            }
+            None => {
+                // A target that is no candidate keeps a `NO_INDEX` entry: checked like any
+                // other.
+                let entry = self.other.entry(o).or_insert(NO_INDEX);
+                if c.cands.get(*entry as usize).is_some_and(|k| k.obj == o) {
+                    return Some((*entry, &mut c.cands[*entry as usize]));
+                }
+                let i = c.consider(o)?;
+                *entry = i;
+                i
+            }
         };
-        let i = *entry;
-        if c.cands.get(i as usize).is_some_and(|k| k.obj == o) {
-            return Some((i, &mut c.cands[i as usize]));
-        }
-        let i = c.consider(o)?;
-        *entry = i;
         Some((i, &mut c.cands[i as usize]))
     }
 }
@@ -850,6 +884,80 @@ impl Candidates {
     }
 }
 
+/// The tracing of a snapshot under way: the candidates found so far, the index, the edges
+/// recorded, and the next candidate to trace. Candidates are traced in the order they are
+/// found, so that a candidate's edges are the slice from its `start` to the next one's.
+struct Tracing<'t> {
+    found_so_far: Candidates,
+    index: Index,
+    edges: Vec<u32>,
+    opaque: Vec<u32>,
+    tracer: Tracer<'t>,
+    /// The first candidate not yet traced.
+    next: usize,
+    /// Whether tracing discovers candidates (the slabs were walked), or only finds those of
+    /// a given list.
+    discover: bool,
+}
+
+impl Tracing<'_> {
+    /// Makes `o`, a possible root the walk met in block number `slot` (an object of the
+    /// heap, allocated), a candidate unless it is one already (found by the traces of an
+    /// earlier chunk) or is none.
+    #[inline]
+    fn root_in_slot(&mut self, o: NonNull<SharedHeader>, slot: usize) {
+        let Some(&entry) = self.index.slots.get(slot) else {
+            return;
+        };
+        let known = self.index.stamped(entry);
+        if self
+            .found_so_far
+            .cands
+            .get(known as usize)
+            .is_some_and(|k| k.obj == o)
+        {
+            return;
+        }
+        if let Some(i) = self.found_so_far.consider(o) {
+            self.index.slots[slot] = self.index.stamp(i);
+        }
+    }
+
+    /// Traces every candidate not yet traced, each once, in order, adding what they lead to
+    /// (if discovering): a candidate's count loses one for every edge another candidate holds
+    /// to it, and the edge is recorded.
+    fn trace_pending(&mut self) {
+        while let Some(c) = self.found_so_far.cands.get_mut(self.next) {
+            c.start = self.edges.len() as u32;
+            let o = c.obj;
+            // SAFETY: a candidate, allocated, its value live (not `VALUE_DROPPED`).
+            let (vt, value) = unsafe { (vtable(o.as_ref()), SharedHeader::value_ptr(o)) };
+            // SAFETY: the value is a live value of the vtable's type.
+            unsafe { (vt.trace)(value, &mut self.tracer) };
+            if self.tracer.take_incomplete() {
+                self.opaque.push(self.next as u32);
+            }
+            let Some(found) = self.tracer.shared_edges() else {
+                unreachable!("a shared tracer")
+            };
+            for &t in found.iter() {
+                let t = if self.discover {
+                    self.index.get_or_consider(t, &mut self.found_so_far)
+                } else {
+                    self.index.get(t, &mut self.found_so_far.cands)
+                };
+                let Some((t, c)) = t else { continue };
+                // Never below zero: an over-reporting hand-written `Trace` must not wrap
+                // around into "reachable".
+                c.count = c.count.saturating_sub(1);
+                self.edges.push(t);
+            }
+            found.clear();
+            self.next += 1;
+        }
+    }
+}
+
 impl Snapshot {
     /// Finds the candidates and traces each once, keeping the lock guards in `guards`;
     /// returns the snapshot and the number of tracked objects the walk saw.
@@ -859,6 +967,14 @@ impl Snapshot {
     /// `everything`, and tracing adds every object a candidate holds a handle to. What the
     /// roots do not reach keeps a reference from outside the candidates or from a live
     /// thread, so it is not garbage, and is never traced.
+    ///
+    /// The walk goes chunk by chunk, and each root is traced, with everything not yet traced
+    /// that it leads to, as soon as its chunk has been walked: the candidates' memory is then
+    /// still in the caches, and the candidates (so the garbage, whose later passes follow
+    /// their order) come in the order of the heap's memory, a root followed by what it
+    /// reaches, rather than every root first and the rest in sweeps after them (about 10% of
+    /// a collection of rings, eighteenth session). Every block is numbered before the first
+    /// trace, since a handle may lead into any chunk.
     fn take(
         heap: NonNull<HeapState>,
         held: usize,
@@ -867,11 +983,12 @@ impl Snapshot {
         guards: &mut Vec<HeldGuard>,
         mem: &mut Scratch,
     ) -> (Snapshot, usize) {
+        let mut chunks = Vec::new();
         // How many blocks the walk numbers (the index's length; the first collection's room).
         let bound = match among {
             Some(list) => list.len(),
             // SAFETY: the world is stopped, and this thread collects.
-            None => unsafe { heap.as_ref().slab_blocks_bound() },
+            None => unsafe { heap.as_ref().number_chunks(&mut chunks) },
         };
         let mut found_so_far = Candidates {
             cands: std::mem::take(&mut mem.cands),
@@ -879,12 +996,13 @@ impl Snapshot {
         };
         let mut index = Index {
             slots: std::mem::take(&mut mem.slots),
+            epoch: mem.next_epoch(),
             walked: among.is_none(),
             other: HashMap::new(),
         };
         if among.is_none() && index.slots.len() < bound {
-            // Entries left from earlier collections stay: `Index::get` checks every answer.
-            index.slots.resize(bound, NO_INDEX);
+            // Entries left from earlier collections stay: their stamp is not this one's.
+            index.slots.resize(bound, 0);
         }
         let mut population = 0;
         // Room for as many candidates as recent snapshots had (`Scratch::emptied` keeps the
@@ -897,89 +1015,85 @@ impl Snapshot {
             (None, recent) => recent,
         };
         found_so_far.cands.reserve(room);
+        let mut edges = std::mem::take(&mut mem.edges);
+        edges.reserve(room);
+        let opaque = std::mem::take(&mut mem.opaque);
+        let mut found = std::mem::take(&mut mem.found);
+        // Most traced objects keep one guard (their lock): room for one each.
+        guards.reserve(room);
+        let mut t = Tracing {
+            found_so_far,
+            index,
+            edges,
+            opaque,
+            // SAFETY: `find_garbage` holds a `Freeze` across this call, with the world stopped.
+            tracer: unsafe { Tracer::snapshot(heap.cast(), &mut found, guards) },
+            next: 0,
+            discover: among.is_none(),
+        };
         match among {
             Some(list) => {
-                index.other.reserve(list.len());
+                t.index.other.reserve(list.len());
                 for &o in list {
-                    if let Some(i) = found_so_far.consider(o) {
-                        index.other.insert(o, i);
+                    if let Some(i) = t.found_so_far.consider(o) {
+                        t.index.other.insert(o, i);
                     }
                 }
+                t.trace_pending();
             }
             None => {
-                let mut outside = Vec::new();
-                // Takes `o` if it is a possible root (or if `everything`), clearing its mark;
+                // Whether `o` is a possible root (or `everything`), clearing its mark;
                 // counts the tracked objects.
-                let mut root = |o: NonNull<SharedHeader>| -> Option<u32> {
+                let mut is_root = |o: NonNull<SharedHeader>| {
                     // SAFETY: an object of the heap, allocated; the world is stopped.
                     let h = unsafe { o.as_ref() };
                     // The trigger's `long_lived` counts neither untracked nor frozen objects.
                     population += usize::from(h.has(Flags::TRACKED) && !h.is_frozen());
                     if h.is_possible_root() {
                         h.set_possible_root_stopped(false);
-                    } else if !everything {
-                        return None;
+                        true
+                    } else {
+                        everything
                     }
-                    found_so_far.consider(o)
                 };
-                // SAFETY: the world is stopped, and this thread collects.
-                unsafe {
-                    heap.as_ref().walk_numbered(
-                        |o, slot| {
-                            if let Some(i) = root(o) {
-                                index.slots[slot] = i;
+                // SAFETY: the collecting thread's attachment keeps the heap alive.
+                let h = unsafe { heap.as_ref() };
+                let mut roots = Vec::new();
+                for &chunk in &chunks {
+                    // SAFETY: numbered above, in this stop, by this thread; the closure
+                    // neither allocates nor frees (the traces, which may, run between two
+                    // chunks' walks).
+                    unsafe {
+                        h.walk_chunk(chunk, |o, slot| {
+                            if is_root(o) {
+                                roots.push((o, slot));
                             }
-                        },
-                        |o| outside.push(o),
-                    )
-                };
-                for o in outside {
-                    if let Some(i) = root(o) {
-                        index.other.insert(o, i);
+                        })
+                    };
+                    // Each root traced with what it leads to before the next is taken: the
+                    // candidates come in the order of the heap's memory.
+                    for (o, slot) in roots.drain(..) {
+                        t.root_in_slot(o, slot);
+                        t.trace_pending();
                     }
                 }
+                let mut outside = Vec::new();
+                h.outside_objects(&mut outside);
+                for o in outside {
+                    if is_root(o) {
+                        let _ = t.index.get_or_consider(o, &mut t.found_so_far);
+                    }
+                }
+                t.trace_pending();
             }
         }
-        let discover = among.is_none();
-        let mut edges = std::mem::take(&mut mem.edges);
-        let mut opaque = std::mem::take(&mut mem.opaque);
-        let mut found = std::mem::take(&mut mem.found);
-        let room = room.max(found_so_far.cands.len());
-        edges.reserve(room);
-        // Most traced objects keep one guard (their lock): room for one each.
-        guards.reserve(found_so_far.cands.len());
-        // SAFETY: `find_garbage` holds a `Freeze` across this call, with the world stopped.
-        let mut tracer = unsafe { Tracer::snapshot(heap.cast(), &mut found, guards) };
-        // The list grows as tracing discovers candidates: each is traced once, in order.
-        let mut i = 0;
-        while let Some(c) = found_so_far.cands.get_mut(i) {
-            c.start = edges.len() as u32;
-            let o = c.obj;
-            // SAFETY: a candidate, allocated, its value live (not `VALUE_DROPPED`).
-            let (vt, value) = unsafe { (vtable(o.as_ref()), SharedHeader::value_ptr(o)) };
-            // SAFETY: the value is a live value of the vtable's type.
-            unsafe { (vt.trace)(value, &mut tracer) };
-            if tracer.take_incomplete() {
-                opaque.push(i as u32);
-            }
-            let Some(found) = tracer.shared_edges() else {
-                unreachable!("a shared tracer")
-            };
-            for &t in found.iter() {
-                let t = if discover {
-                    index.get_or_consider(t, &mut found_so_far)
-                } else {
-                    index.get(t, &mut found_so_far.cands)
-                };
-                let Some((t, c)) = t else { continue };
-                // Never below zero: an over-reporting hand-written `Trace` must not wrap
-                // around into "reachable".
-                c.count = c.count.saturating_sub(1);
-                edges.push(t);
-            }
-            found.clear();
-            i += 1;
-        }
+        let Tracing {
+            found_so_far,
+            index,
+            edges,
+            opaque,
+            ..
+        } = t;
         mem.found = found;
         mem.slots = index.slots;
         (

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use crate::object::header::{Flags, ObjectLayout};
 use crate::object::shared::{Gc, SharedHeader, GC_WEAKREF, SHARED_HEADER_SIZE};
 #[cfg(not(reap_loom))]
-use crate::object::shared_slab::SharedSlab;
+use crate::object::shared_slab::{NumberedChunk, SharedSlab};
 use crate::object::vtable::{vtable_of_meta, vtable_of_shared, VTable};
 use crate::shim::{
     self, lock, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Condvar, Mutex,
@@ -148,6 +148,16 @@ unsafe impl Send for SendPtr {}
 
 /// See [`HeapState::slabs`]. Each pointer is a `Box<SharedSlab>` turned raw, freed with the
 /// heap.
+/// One chunk of one of the heap's slabs, numbered for a collection's walk
+/// ([`HeapState::number_chunks`]). Empty in loom builds, which have no slabs.
+#[derive(Clone, Copy)]
+pub(crate) struct HeapChunk {
+    #[cfg(not(reap_loom))]
+    slab: NonNull<SharedSlab>,
+    #[cfg(not(reap_loom))]
+    chunk: NumberedChunk,
+}
+
 #[cfg(not(reap_loom))]
 #[derive(Default)]
 struct SlabPool {
@@ -248,78 +258,86 @@ impl HeapState {
         }
     }
 
-    /// A bound on the number of blocks [`walk_numbered`](Self::walk_numbered) walks: a
-    /// capacity to reserve.
+    /// Numbers every block of every slab of this heap from 0 for a collection's walk, and
+    /// pushes each slab chunk onto `out`, to be walked with [`walk_chunk`](Self::walk_chunk);
+    /// until the next numbering, [`slot_of`](Self::slot_of) gives a block's number. Returns how
+    /// many numbers were given (a bound on every number). The numbering comes first, whole, so
+    /// that a collection can trace the objects of a chunk as soon as it has walked it: their
+    /// handles may lead into any chunk.
     ///
     /// # Safety
-    /// As for `walk_numbered`.
-    pub(crate) unsafe fn slab_blocks_bound(&self) -> usize {
+    /// The world is stopped, and the caller is the thread collecting this heap.
+    pub(crate) unsafe fn number_chunks(&self, out: &mut Vec<HeapChunk>) -> usize {
         #[cfg(not(reap_loom))]
         {
             let pool = lock(&self.slabs);
-            pool.all
-                .iter()
-                // SAFETY: as in `walk_numbered` (caller).
-                .map(|slab| unsafe { slab.as_ref().blocks_bound() })
-                .sum()
+            let mut next = 0;
+            let mut numbered = Vec::new();
+            for &slab in &pool.all {
+                // SAFETY: the world is stopped and this thread collects (caller): the slab's
+                // owner (parked, detached or gone) does not use it, its last writes happened
+                // before the stop, and no other thread numbers or walks it. The slab lives as
+                // long as the heap.
+                next = unsafe { slab.as_ref().number_chunks(next, &mut numbered) };
+                out.extend(numbered.drain(..).map(|chunk| HeapChunk { slab, chunk }));
+            }
+            next
         }
         #[cfg(reap_loom)]
-        0
+        {
+            let _ = out;
+            0
+        }
     }
 
-    /// Walks every block of every slab of this heap, numbering them from 0 (below
-    /// [`slab_blocks_bound`](Self::slab_blocks_bound); until the next walk,
-    /// [`slot_of`](Self::slot_of) gives a block's number), and calls `block` with the header
-    /// and number of each that is an object of this heap (its first word names this heap; a
-    /// free block holds a link there, a weak-info block its vtable). Then calls `outside`
-    /// with every tracked object from the global allocator. Runs under the slab pool's and the outside set's locks: neither
-    /// callback takes them.
+    /// Calls `block` with the header and number of every object of this heap in `chunk`
+    /// (a block whose first word names this heap; a free block holds a link there, a
+    /// weak-info block its vtable), in block order. No lock is held during the call: `block`
+    /// may run user code (a `Trace`).
     ///
     /// # Safety
-    /// The world is stopped: no thread allocates or frees on this heap during the call, and
-    /// the caller is the thread collecting it.
-    pub(crate) unsafe fn walk_numbered(
+    /// `chunk` is from this thread's latest [`number_chunks`](Self::number_chunks) of this
+    /// heap, in the same stop of the world; no other thread allocates or frees on this heap
+    /// (the world is stopped), and this thread does not during the call (`block` may, between
+    /// blocks: a block handed out or freed meanwhile is seen as it is when it is reached).
+    pub(crate) unsafe fn walk_chunk(
         &self,
+        chunk: HeapChunk,
         mut block: impl FnMut(NonNull<SharedHeader>, usize),
-        mut outside: impl FnMut(NonNull<SharedHeader>),
     ) {
         #[cfg(not(reap_loom))]
         {
             let me = (self as *const HeapState).cast::<()>();
-            let pool = lock(&self.slabs);
-            let mut next = 0;
-            for slab in &pool.all {
-                // The world is stopped and this thread collects (caller): the slab's owner
-                // (parked, detached or gone) does not use it, its last writes happened before
-                // the stop, and no other thread walks it.
-                // SAFETY: unused by others during the stop (above); lives as long as the heap.
-                next = unsafe {
-                    slab.as_ref().walk_blocks(next, |b, slot| {
-                        // The first word of a block ever handed out is initialised.
-                        if b.cast::<*const ()>().read() == me {
-                            block(b.cast(), slot);
-                        }
-                    })
-                };
-            }
+            // SAFETY: a slab of this heap (it lives as long as the heap), and a chunk of it
+            // numbered by this thread in this stop (caller).
+            unsafe {
+                chunk.slab.as_ref().walk_chunk(chunk.chunk, |b, slot| {
+                    // The first word of a block ever handed out is initialised.
+                    if b.cast::<*const ()>().read() == me {
+                        block(b.cast(), slot);
+                    }
+                })
+            };
         }
         #[cfg(reap_loom)]
-        let _ = &mut block;
-        for p in lock(&self.outside_slabs).objects.iter() {
-            outside(p.0);
-        }
+        let _ = (chunk, &mut block);
     }
 
-    /// The number [`walk_numbered`](Self::walk_numbered) gave the block of `obj`, an
+    /// Pushes every tracked object of this heap from the global allocator onto `out`.
+    pub(crate) fn outside_objects(&self, out: &mut Vec<NonNull<SharedHeader>>) {
+        out.extend(lock(&self.outside_slabs).objects.iter().map(|p| p.0));
+    }
+
+    /// The number [`number_chunks`](Self::number_chunks) gave the block of `obj`, an
     /// object of this heap from a slab (`in_slab`).
     ///
     /// # Safety
-    /// The calling thread walked this heap with `walk_numbered` in this stop of the world.
+    /// The calling thread numbered this heap with `number_chunks` in this stop of the world.
     #[inline]
     pub(crate) unsafe fn slot_of(obj: NonNull<SharedHeader>) -> usize {
         #[cfg(not(reap_loom))]
         // SAFETY: a slab object's header starts its block (`object::shared_slab`), a block of a
-        // slab of this heap, which this thread walked in this stop (caller).
+        // slab of this heap, which this thread numbered in this stop (caller).
         return unsafe { SharedSlab::slot_of(obj.cast()) };
         // No slabs in loom builds: no object is `in_slab`.
         #[cfg(reap_loom)]
