@@ -1,0 +1,280 @@
+//! Adversarial tests of the Shared-mode snapshot's walk chunk by chunk (eighteenth session):
+//! each root is traced as soon as its chunk is walked, so user code (a `Trace`) now runs
+//! between two chunks' walks. What a `Trace` does there, on the collecting thread while the
+//! world is stopped, must leave the walk sound and the verdict conservative: it allocates
+//! (new blocks in chunks not yet walked, and new chunks the numbering never saw), and it
+//! drops handles (blocks freed in chunks not yet walked). Each test checks what was freed and
+//! that the heap empties at the end; Miri runs them on smaller heaps.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
+
+use reap::sync::{Gc, Heap};
+use reap::{Trace, Tracer};
+use reap_tests::shared::{hooked, no_reports, within};
+
+/// Scales a count down under Miri.
+fn scaled(n: usize) -> usize {
+    if cfg!(miri) {
+        (n / 50).max(4)
+    } else {
+        n
+    }
+}
+
+/// A payload object, counted when dropped.
+struct Payload {
+    id: usize,
+    drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, SeqCst);
+    }
+}
+
+// SAFETY: no handles inside.
+unsafe impl Trace for Payload {
+    fn trace(&self, _: &mut Tracer<'_>) {}
+}
+
+/// What a [`Node`]'s trace does besides visiting its link, once (the first time it runs).
+enum Act {
+    /// Nothing.
+    None,
+    /// Allocates this many payloads on the heap and keeps them in the shelf.
+    Alloc(usize),
+    /// Empties the shelf: its payloads die on the collecting thread, during the snapshot.
+    Clear,
+}
+
+/// A ring node whose trace may act on the heap (see [`Act`]).
+struct Node {
+    next: Mutex<Option<Gc<Node>>>,
+    act: Mutex<Act>,
+    heap: Heap,
+    shelf: Arc<Mutex<Vec<Gc<Payload>>>>,
+    drops: Arc<AtomicUsize>,
+    node_drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.node_drops.fetch_add(1, SeqCst);
+    }
+}
+
+// SAFETY: visits the one handle it holds (through its lock); the payloads the shelf holds
+// are the shelf's (an `Arc` outside the heap), not the node's.
+unsafe impl Trace for Node {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        self.next.trace(tracer);
+        let act = std::mem::replace(&mut *self.act.lock().unwrap(), Act::None);
+        match act {
+            Act::None => {}
+            Act::Alloc(n) => {
+                let made: Vec<_> = (0..n)
+                    .map(|id| {
+                        self.heap.alloc(Payload {
+                            id,
+                            drops: self.drops.clone(),
+                        })
+                    })
+                    .collect();
+                self.shelf.lock().unwrap().extend(made);
+            }
+            Act::Clear => drop(std::mem::take(&mut *self.shelf.lock().unwrap())),
+        }
+    }
+}
+
+/// The shared parts of a test's nodes.
+struct World {
+    heap: Heap,
+    shelf: Arc<Mutex<Vec<Gc<Payload>>>>,
+    drops: Arc<AtomicUsize>,
+    node_drops: Arc<AtomicUsize>,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            heap: Heap::new(),
+            shelf: Arc::new(Mutex::new(Vec::new())),
+            drops: Arc::new(AtomicUsize::new(0)),
+            node_drops: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    fn node(&self, act: Act) -> Gc<Node> {
+        self.heap.alloc(Node {
+            next: Mutex::new(None),
+            act: Mutex::new(act),
+            heap: self.heap.clone(),
+            shelf: self.shelf.clone(),
+            drops: self.drops.clone(),
+            node_drops: self.node_drops.clone(),
+        })
+    }
+
+    /// `rings` garbage rings of `len` nodes; the node at `(ring, 0)` of `acting` acts.
+    fn garbage_rings(&self, rings: usize, len: usize, acting: usize, act: impl Fn() -> Act) {
+        for r in 0..rings {
+            let first = self.node(if r == acting { act() } else { Act::None });
+            let mut last = first.clone();
+            for _ in 1..len {
+                let n = self.node(Act::None);
+                *n.next.lock().unwrap() = Some(last);
+                last = n;
+            }
+            *first.next.lock().unwrap() = Some(last);
+        }
+    }
+
+    fn shelved(&self) -> usize {
+        self.shelf.lock().unwrap().len()
+    }
+}
+
+/// A `Trace` in the first chunk's first ring allocates enough payloads to fill several new
+/// chunks while the walk has chunks left: the garbage is found whole, nothing else is freed,
+/// and every payload is intact afterwards.
+#[test]
+fn a_trace_that_allocates_new_chunks_between_two_chunks_walks() {
+    within("alloc-new-chunks", || {
+        let w = World::new();
+        let reports = hooked(&w.heap);
+        w.heap.disable();
+        let rings = scaled(6_000);
+        let made = scaled(5_000);
+        w.garbage_rings(rings, 3, 0, || Act::Alloc(made));
+        assert_eq!(w.heap.collect(), 3 * rings, "the rings, nothing else");
+        assert_eq!(w.node_drops.load(SeqCst), 3 * rings);
+        assert_eq!(w.shelved(), made);
+        assert_eq!(w.drops.load(SeqCst), 0, "no payload freed");
+        for (i, p) in w.shelf.lock().unwrap().iter().enumerate() {
+            assert_eq!(p.id, i, "a payload intact");
+        }
+        w.shelf.lock().unwrap().clear();
+        assert_eq!(w.drops.load(SeqCst), made);
+        assert_eq!(w.heap.live_objects(), 0);
+        no_reports(&reports);
+    });
+}
+
+/// As above, with the allocating ring last: its payloads fill the free blocks the first
+/// collection left in chunks walked earlier, and new ones; then a second collection with a
+/// `Trace` that allocates again, in the middle of the walk.
+#[test]
+fn a_trace_that_allocates_into_freed_blocks_of_walked_and_unwalked_chunks() {
+    within("alloc-freed-blocks", || {
+        let w = World::new();
+        let reports = hooked(&w.heap);
+        w.heap.disable();
+        let rings = scaled(4_000);
+        w.garbage_rings(rings, 2, rings - 1, || Act::None);
+        assert_eq!(w.heap.collect(), 2 * rings);
+        // The free blocks are reused by the next rings and by the payloads.
+        let made = scaled(3_000);
+        w.garbage_rings(rings, 2, rings / 2, || Act::Alloc(made));
+        assert_eq!(w.heap.collect(), 2 * rings);
+        assert_eq!(w.node_drops.load(SeqCst), 4 * rings);
+        assert_eq!(w.shelved(), made);
+        assert_eq!(w.drops.load(SeqCst), 0);
+        w.shelf.lock().unwrap().clear();
+        assert_eq!(w.heap.live_objects(), 0);
+        no_reports(&reports);
+    });
+}
+
+/// A `Trace` empties the shelf during the walk: payloads in chunks walked already and in
+/// chunks not yet walked die on the collecting thread while the world is stopped. The rings
+/// are still found, and each payload is freed once.
+#[test]
+fn a_trace_that_frees_blocks_of_chunks_not_yet_walked() {
+    within("free-unwalked", || {
+        let w = World::new();
+        let reports = hooked(&w.heap);
+        w.heap.disable();
+        let rings = scaled(3_000);
+        let n = scaled(3_000);
+        // Payloads before and after the rings, in memory.
+        let before: Vec<_> = (0..n)
+            .map(|id| {
+                w.heap.alloc(Payload {
+                    id,
+                    drops: w.drops.clone(),
+                })
+            })
+            .collect();
+        w.garbage_rings(rings, 2, 0, || Act::Clear);
+        let after: Vec<_> = (0..n)
+            .map(|id| {
+                w.heap.alloc(Payload {
+                    id,
+                    drops: w.drops.clone(),
+                })
+            })
+            .collect();
+        // Each a possible root (a reference went and some are left): the walk makes those it
+        // meets before the clearing candidates, and the clearing kills them.
+        for p in before.iter().chain(&after) {
+            drop(p.clone());
+        }
+        w.shelf
+            .lock()
+            .unwrap()
+            .extend(before.into_iter().chain(after));
+        assert_eq!(w.heap.collect(), 2 * rings);
+        assert_eq!(w.node_drops.load(SeqCst), 2 * rings);
+        assert_eq!(w.drops.load(SeqCst), 2 * n, "every payload freed once");
+        assert_eq!(w.shelved(), 0);
+        assert_eq!(w.heap.live_objects(), 0);
+        no_reports(&reports);
+    });
+}
+
+/// The payloads a `Trace` frees are traced objects that are possible roots of the walk
+/// (rings of payload holders whose last outside handle sits in the shelf): the walk met some
+/// of them as roots, or will. Nothing freed twice, the garbage rings found, the holders freed
+/// when the shelf's handles go.
+#[test]
+fn a_trace_that_drops_the_last_handle_of_possible_roots() {
+    within("free-roots", || {
+        let w = World::new();
+        let reports = hooked(&w.heap);
+        w.heap.disable();
+        let rings = scaled(2_000);
+        // Live rings whose only outside handle is in `keep`; each was cloned and dropped, so
+        // it is a possible root.
+        let keep: Vec<_> = (0..rings)
+            .map(|_| {
+                let a = w.node(Act::None);
+                let b = w.node(Act::None);
+                *a.next.lock().unwrap() = Some(b.clone());
+                *b.next.lock().unwrap() = Some(a.clone());
+                drop(a.clone());
+                a
+            })
+            .collect();
+        w.garbage_rings(rings, 2, rings / 2, || Act::Clear);
+        // The shelf cannot hold nodes: the clearing drops `keep` through a second shelf of
+        // its own, filled with payloads, while `keep` goes now, leaving the live rings garbage
+        // that the walk meets as possible roots.
+        let n = scaled(1_000);
+        w.shelf.lock().unwrap().extend((0..n).map(|id| {
+            w.heap.alloc(Payload {
+                id,
+                drops: w.drops.clone(),
+            })
+        }));
+        drop(keep);
+        let freed = w.heap.collect();
+        assert_eq!(freed, 4 * rings, "both kinds of rings");
+        assert_eq!(w.node_drops.load(SeqCst), 4 * rings);
+        assert_eq!(w.drops.load(SeqCst), n);
+        assert_eq!(w.heap.live_objects(), 0);
+        no_reports(&reports);
+    });
+}
