@@ -745,15 +745,16 @@ struct Snapshot {
 /// map. Every answer is checked against the candidate list, so a wrong number could only lose
 /// an edge (keeping more), never name the wrong candidate.
 struct Index {
-    /// By slab block number: this snapshot's stamp (`epoch`) in the high half and the block's
-    /// candidate index in the low half, if the block is a candidate; any other stamp (left
-    /// by an earlier snapshot, or 0) if it is not. Stamped rather than cleared, so that a
-    /// block's entry says "no candidate" without a look at the candidate list (a block is
-    /// reused by another object from one collection to the next, and an earlier collection's
-    /// index sends that look to a random place). Empty unless the slabs were walked.
-    slots: Vec<u64>,
-    /// This snapshot's stamp in `slots` (never 0).
-    epoch: u32,
+    /// By slab block number: the block's candidate index, if [`Index::set`] says the entry is
+    /// this snapshot's. Entries left by earlier snapshots stay (a block is reused by another
+    /// object from one collection to the next).
+    slots: Vec<u32>,
+    /// One bit a block number, cleared at each snapshot's start: whether `slots` holds this
+    /// snapshot's entry for the block. An eighth of a byte a block, so that clearing it is
+    /// cheap and a block that is no candidate is known as one by a bit, with no look at
+    /// `slots` or at the candidate list (an earlier snapshot's index would send that look to
+    /// a random place).
+    set: Vec<u64>,
     /// Whether the slabs were walked (`slots` holds every slab object of the heap).
     walked: bool,
     /// The other candidates.
@@ -775,21 +776,23 @@ impl Index {
         })
     }
 
-    /// The candidate index a `slots` entry names: its low half if it carries this snapshot's
-    /// stamp, [`NO_INDEX`] otherwise.
+    /// The candidate index this snapshot's entry for block number `slot` names, or
+    /// [`NO_INDEX`] if it has none (`None` past the numbered blocks).
     #[inline]
-    fn stamped(&self, entry: u64) -> u32 {
-        if (entry >> 32) as u32 == self.epoch {
-            entry as u32
+    fn entry(&self, slot: usize) -> Option<u32> {
+        let word = *self.set.get(slot / 64)?;
+        Some(if word >> (slot % 64) & 1 != 0 {
+            self.slots[slot]
         } else {
             NO_INDEX
-        }
+        })
     }
 
-    /// The `slots` entry naming candidate `i` in this snapshot.
+    /// Records candidate `i` as this snapshot's entry for block number `slot` (numbered).
     #[inline]
-    fn stamp(&self, i: u32) -> u64 {
-        (u64::from(self.epoch) << 32) | u64::from(i)
+    fn record(&mut self, slot: usize, i: u32) {
+        self.slots[slot] = i;
+        self.set[slot / 64] |= 1 << (slot % 64);
     }
 
     /// The candidate of `o`, an object of the heap (allocated), if it is one: its index and
@@ -801,7 +804,7 @@ impl Index {
         cands: &'c mut [Candidate],
     ) -> Option<(u32, &'c mut Candidate)> {
         let i = match self.slot(o, self.walked) {
-            Some(slot) => self.stamped(*self.slots.get(slot)?),
+            Some(slot) => self.entry(slot)?,
             None => *self.other.get(&o)?,
         };
         match cands.get_mut(i as usize) {
@@ -822,12 +825,12 @@ impl Index {
         debug_assert!(self.walked, "reap: discovery without a walk");
         let i = match self.slot(o, true) {
             Some(slot) => {
-                let known = self.stamped(*self.slots.get(slot)?);
+                let known = self.entry(slot)?;
                 if c.cands.get(known as usize).is_some_and(|k| k.obj == o) {
                     return Some((known, &mut c.cands[known as usize]));
                 }
                 let i = c.consider(o)?;
-                self.slots[slot] = self.stamp(i);
+                self.record(slot, i);
                 i
             }
             None => {
@@ -906,10 +909,9 @@ impl Tracing<'_> {
     /// earlier chunk) or is none.
     #[inline]
     fn root_in_slot(&mut self, o: NonNull<SharedHeader>, slot: usize) {
-        let Some(&entry) = self.index.slots.get(slot) else {
+        let Some(known) = self.index.entry(slot) else {
             return;
         };
-        let known = self.index.stamped(entry);
         if self
             .found_so_far
             .cands
@@ -919,7 +921,7 @@ impl Tracing<'_> {
             return;
         }
         if let Some(i) = self.found_so_far.consider(o) {
-            self.index.slots[slot] = self.index.stamp(i);
+            self.index.record(slot, i);
         }
     }
 
@@ -996,13 +998,17 @@ impl Snapshot {
         };
         let mut index = Index {
             slots: std::mem::take(&mut mem.slots),
-            epoch: mem.next_epoch(),
+            set: std::mem::take(&mut mem.set),
             walked: among.is_none(),
             other: HashMap::new(),
         };
-        if among.is_none() && index.slots.len() < bound {
-            // Entries left from earlier collections stay: their stamp is not this one's.
-            index.slots.resize(bound, 0);
+        if among.is_none() {
+            if index.slots.len() < bound {
+                index.slots.resize(bound, NO_INDEX);
+            }
+            // No entry is this snapshot's yet.
+            index.set.clear();
+            index.set.resize(bound.div_ceil(64), 0);
         }
         let mut population = 0;
         // Room for as many candidates as recent snapshots had (`Scratch::emptied` keeps the
@@ -1096,6 +1102,7 @@ impl Snapshot {
         } = t;
         mem.found = found;
         mem.slots = index.slots;
+        mem.set = index.set;
         (
             Snapshot {
                 cands: found_so_far.cands,

@@ -141,12 +141,11 @@ pub(crate) struct Scratch {
     pub(crate) cands: Vec<Candidate>,
     pub(crate) edges: Vec<u32>,
     pub(crate) opaque: Vec<u32>,
-    /// Candidate index by slab block number, stamped with the snapshot that wrote it
-    /// (`sync::collect::Index::slots`). Not reset between collections: an entry of an earlier
-    /// snapshot names no candidate, and every lookup is checked against the candidate list.
-    pub(crate) slots: Vec<u64>,
-    /// The stamp of the latest snapshot (0 before the first).
-    epoch: u32,
+    /// Candidate index by slab block number, and which entries are the latest snapshot's
+    /// (`sync::collect::Index`). Kept between collections for their memory; `set` is cleared
+    /// at each snapshot's start.
+    pub(crate) slots: Vec<u32>,
+    pub(crate) set: Vec<u64>,
     pub(crate) found: Vec<NonNull<SharedHeader>>,
     pub(crate) guards: Vec<HeldGuard>,
     pub(crate) stack: Vec<u32>,
@@ -166,17 +165,6 @@ unsafe impl Send for Scratch {}
 impl Scratch {
     /// The room for candidates a collection reserves up front: the recent peak, 0 before the
     /// heap's first snapshot.
-    /// A new snapshot's stamp for `slots`: never 0, and never one an entry still carries
-    /// (when the count wraps around, every entry is cleared).
-    pub(crate) fn next_epoch(&mut self) -> u32 {
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.slots.fill(0);
-            self.epoch = 1;
-        }
-        self.epoch
-    }
-
     pub(crate) fn room(&self) -> usize {
         self.peak
     }
@@ -201,6 +189,7 @@ impl Scratch {
         empty(&mut self.stack, keep);
         if self.slots.len() > blocks.saturating_mul(4).max(64) {
             self.slots = Vec::new();
+            self.set = Vec::new();
         }
         self
     }
