@@ -278,3 +278,71 @@ fn a_trace_that_drops_the_last_handle_of_possible_roots() {
         no_reports(&reports);
     });
 }
+
+/// A node that, when first traced, allocates `n` payloads (the first of their size class on
+/// the heap: a chunk the snapshot's numbering never saw, whose header says 0) and reports
+/// an edge to each through a lock it traces after. Their numbers, computed from that header,
+/// fall anywhere below the new chunk's capacity, past the numbered blocks too.
+struct Grower {
+    extra: Mutex<Vec<Gc<Payload>>>,
+    grow: Mutex<usize>,
+    heap: Heap,
+    drops: Arc<AtomicUsize>,
+}
+
+// SAFETY: visits every handle it holds (those `extra` holds, through its lock).
+unsafe impl Trace for Grower {
+    fn trace(&self, tracer: &mut Tracer<'_>) {
+        let n = std::mem::take(&mut *self.grow.lock().unwrap());
+        if n > 0 {
+            let made: Vec<_> = (0..n)
+                .map(|id| {
+                    self.heap.alloc(Payload {
+                        id,
+                        drops: self.drops.clone(),
+                    })
+                })
+                .collect();
+            self.extra.lock().unwrap().extend(made);
+        }
+        self.extra.trace(tracer);
+    }
+}
+
+/// The edges a `Trace` reports to objects of a chunk made during the snapshot are looked up
+/// by numbers past the numbered blocks (the heap had one grower): found as no candidate,
+/// never a panic; the collection frees nothing and reports nothing, and the payloads live
+/// until their grower goes.
+#[test]
+fn edges_to_a_chunk_made_during_the_snapshot_past_the_numbered_blocks() {
+    within("edges-new-chunk", || {
+        let heap = Heap::new();
+        let reports = hooked(&heap);
+        heap.disable();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let n = if cfg!(miri) { 300 } else { 3_000 };
+        let a = heap.alloc(Grower {
+            extra: Mutex::new(Vec::new()),
+            grow: Mutex::new(n),
+            heap: heap.clone(),
+            drops: drops.clone(),
+        });
+        // A possible root (a reference went, one is left): the collection traces it.
+        drop(a.clone());
+        assert_eq!(heap.collect(), 0, "nothing is garbage");
+        no_reports(&reports);
+        {
+            let extra = a.extra.lock().unwrap();
+            assert_eq!(extra.len(), n);
+            assert!(extra.iter().enumerate().all(|(i, p)| p.id == i));
+        }
+        assert_eq!(drops.load(SeqCst), 0);
+        // Traced again with the payloads numbered this time: still nothing garbage.
+        drop(a.clone());
+        assert_eq!(heap.collect(), 0);
+        drop(a);
+        assert_eq!(drops.load(SeqCst), n, "the payloads went with their grower");
+        assert_eq!(heap.live_objects(), 0);
+        no_reports(&reports);
+    });
+}

@@ -777,9 +777,14 @@ impl Index {
     }
 
     /// The candidate index this snapshot's entry for block number `slot` names, or
-    /// [`NO_INDEX`] if it has none (`None` past the numbered blocks).
+    /// [`NO_INDEX`] if it has none; `None` past the numbered blocks (a block of a chunk made
+    /// during the snapshot, by a `Trace`, has a number from a header that says 0, and may
+    /// be past them: it is then no candidate, and gets no entry).
     #[inline]
     fn entry(&self, slot: usize) -> Option<u32> {
+        if slot >= self.slots.len() {
+            return None;
+        }
         let word = *self.set.get(slot / 64)?;
         Some(if word >> (slot % 64) & 1 != 0 {
             self.slots[slot]
@@ -788,7 +793,8 @@ impl Index {
         })
     }
 
-    /// Records candidate `i` as this snapshot's entry for block number `slot` (numbered).
+    /// Records candidate `i` as this snapshot's entry for block number `slot` (one
+    /// [`Index::entry`] answered for).
     #[inline]
     fn record(&mut self, slot: usize, i: u32) {
         self.slots[slot] = i;
@@ -1025,8 +1031,9 @@ impl Snapshot {
         edges.reserve(room);
         let opaque = std::mem::take(&mut mem.opaque);
         let mut found = std::mem::take(&mut mem.found);
-        // Most traced objects keep one guard (their lock): room for one each.
-        guards.reserve(room);
+        // Most traced objects keep one guard (their lock): room for one each, as many as
+        // recent snapshots had (not the first collection's every block).
+        guards.reserve(mem.room());
         let mut t = Tracing {
             found_so_far,
             index,
