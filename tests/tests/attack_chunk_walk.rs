@@ -39,6 +39,18 @@ unsafe impl Trace for Payload {
     fn trace(&self, _: &mut Tracer<'_>) {}
 }
 
+/// `n` new payloads on `heap`, numbered from 0, counting their drops in `drops`.
+fn payloads(heap: &Heap, drops: &Arc<AtomicUsize>, n: usize) -> Vec<Gc<Payload>> {
+    (0..n)
+        .map(|id| {
+            heap.alloc(Payload {
+                id,
+                drops: drops.clone(),
+            })
+        })
+        .collect()
+}
+
 /// What a [`Node`]'s trace does besides visiting its link, once (the first time it runs).
 enum Act {
     /// Nothing.
@@ -74,14 +86,7 @@ unsafe impl Trace for Node {
         match act {
             Act::None => {}
             Act::Alloc(n) => {
-                let made: Vec<_> = (0..n)
-                    .map(|id| {
-                        self.heap.alloc(Payload {
-                            id,
-                            drops: self.drops.clone(),
-                        })
-                    })
-                    .collect();
+                let made = payloads(&self.heap, &self.drops, n);
                 self.shelf.lock().unwrap().extend(made);
             }
             Act::Clear => drop(std::mem::take(&mut *self.shelf.lock().unwrap())),
@@ -135,6 +140,25 @@ impl World {
     fn shelved(&self) -> usize {
         self.shelf.lock().unwrap().len()
     }
+
+    /// `n` new payloads, numbered from 0.
+    fn payloads(&self, n: usize) -> Vec<Gc<Payload>> {
+        payloads(&self.heap, &self.drops, n)
+    }
+}
+
+/// Runs `f` on a new world whose heap collects only when asked, under the watchdog; then
+/// empties the shelf and checks that the heap is empty and nothing was reported.
+fn scenario(name: &str, f: impl FnOnce(&World) + Send + 'static) {
+    within(name, || {
+        let w = World::new();
+        let reports = hooked(&w.heap);
+        w.heap.disable();
+        f(&w);
+        w.shelf.lock().unwrap().clear();
+        assert_eq!(w.heap.live_objects(), 0);
+        no_reports(&reports);
+    });
 }
 
 /// A `Trace` in the first chunk's first ring allocates enough payloads to fill several new
@@ -142,10 +166,7 @@ impl World {
 /// and every payload is intact afterwards.
 #[test]
 fn a_trace_that_allocates_new_chunks_between_two_chunks_walks() {
-    within("alloc-new-chunks", || {
-        let w = World::new();
-        let reports = hooked(&w.heap);
-        w.heap.disable();
+    scenario("alloc-new-chunks", |w| {
         let rings = scaled(6_000);
         let made = scaled(5_000);
         w.garbage_rings(rings, 3, 0, || Act::Alloc(made));
@@ -158,67 +179,40 @@ fn a_trace_that_allocates_new_chunks_between_two_chunks_walks() {
         }
         w.shelf.lock().unwrap().clear();
         assert_eq!(w.drops.load(SeqCst), made);
-        assert_eq!(w.heap.live_objects(), 0);
-        no_reports(&reports);
     });
 }
 
-/// As above, with the allocating ring last: its payloads fill the free blocks the first
-/// collection left in chunks walked earlier, and new ones; then a second collection with a
-/// `Trace` that allocates again, in the middle of the walk.
+/// As above, with the allocating ring in the middle of the walk, after a first collection
+/// left free blocks in every chunk: the payloads fill free blocks of chunks walked already
+/// and of chunks not yet walked, then new chunks.
 #[test]
 fn a_trace_that_allocates_into_freed_blocks_of_walked_and_unwalked_chunks() {
-    within("alloc-freed-blocks", || {
-        let w = World::new();
-        let reports = hooked(&w.heap);
-        w.heap.disable();
+    scenario("alloc-freed-blocks", |w| {
         let rings = scaled(4_000);
         w.garbage_rings(rings, 2, rings - 1, || Act::None);
         assert_eq!(w.heap.collect(), 2 * rings);
-        // The free blocks are reused by the next rings and by the payloads.
         let made = scaled(3_000);
         w.garbage_rings(rings, 2, rings / 2, || Act::Alloc(made));
         assert_eq!(w.heap.collect(), 2 * rings);
         assert_eq!(w.node_drops.load(SeqCst), 4 * rings);
         assert_eq!(w.shelved(), made);
         assert_eq!(w.drops.load(SeqCst), 0);
-        w.shelf.lock().unwrap().clear();
-        assert_eq!(w.heap.live_objects(), 0);
-        no_reports(&reports);
     });
 }
 
 /// A `Trace` empties the shelf during the walk: payloads in chunks walked already and in
-/// chunks not yet walked die on the collecting thread while the world is stopped. The rings
-/// are still found, and each payload is freed once.
+/// chunks not yet walked die on the collecting thread while the world is stopped, those the
+/// walk met being candidates (each is a possible root: a reference went, one is left). The
+/// rings are still found, and each payload is freed once.
 #[test]
 fn a_trace_that_frees_blocks_of_chunks_not_yet_walked() {
-    within("free-unwalked", || {
-        let w = World::new();
-        let reports = hooked(&w.heap);
-        w.heap.disable();
+    scenario("free-unwalked", |w| {
         let rings = scaled(3_000);
         let n = scaled(3_000);
         // Payloads before and after the rings, in memory.
-        let before: Vec<_> = (0..n)
-            .map(|id| {
-                w.heap.alloc(Payload {
-                    id,
-                    drops: w.drops.clone(),
-                })
-            })
-            .collect();
+        let before = w.payloads(n);
         w.garbage_rings(rings, 2, 0, || Act::Clear);
-        let after: Vec<_> = (0..n)
-            .map(|id| {
-                w.heap.alloc(Payload {
-                    id,
-                    drops: w.drops.clone(),
-                })
-            })
-            .collect();
-        // Each a possible root (a reference went and some are left): the walk makes those it
-        // meets before the clearing candidates, and the clearing kills them.
+        let after = w.payloads(n);
         for p in before.iter().chain(&after) {
             drop(p.clone());
         }
@@ -230,52 +224,32 @@ fn a_trace_that_frees_blocks_of_chunks_not_yet_walked() {
         assert_eq!(w.node_drops.load(SeqCst), 2 * rings);
         assert_eq!(w.drops.load(SeqCst), 2 * n, "every payload freed once");
         assert_eq!(w.shelved(), 0);
-        assert_eq!(w.heap.live_objects(), 0);
-        no_reports(&reports);
     });
 }
 
-/// The payloads a `Trace` frees are traced objects that are possible roots of the walk
-/// (rings of payload holders whose last outside handle sits in the shelf): the walk met some
-/// of them as roots, or will. Nothing freed twice, the garbage rings found, the holders freed
-/// when the shelf's handles go.
+/// Garbage rings the walk meets as possible roots (their last outside handle just dropped),
+/// and, in the middle of the walk, garbage rings whose `Trace` frees payloads: both kinds of
+/// rings are found whole, each payload is freed once, during the snapshot.
 #[test]
-fn a_trace_that_drops_the_last_handle_of_possible_roots() {
-    within("free-roots", || {
-        let w = World::new();
-        let reports = hooked(&w.heap);
-        w.heap.disable();
+fn rings_met_as_roots_around_a_trace_that_frees() {
+    scenario("free-roots", |w| {
         let rings = scaled(2_000);
-        // Live rings whose only outside handle is in `keep`; each was cloned and dropped, so
-        // it is a possible root.
         let keep: Vec<_> = (0..rings)
             .map(|_| {
                 let a = w.node(Act::None);
                 let b = w.node(Act::None);
                 *a.next.lock().unwrap() = Some(b.clone());
                 *b.next.lock().unwrap() = Some(a.clone());
-                drop(a.clone());
                 a
             })
             .collect();
         w.garbage_rings(rings, 2, rings / 2, || Act::Clear);
-        // The shelf cannot hold nodes: the clearing drops `keep` through a second shelf of
-        // its own, filled with payloads, while `keep` goes now, leaving the live rings garbage
-        // that the walk meets as possible roots.
         let n = scaled(1_000);
-        w.shelf.lock().unwrap().extend((0..n).map(|id| {
-            w.heap.alloc(Payload {
-                id,
-                drops: w.drops.clone(),
-            })
-        }));
+        w.shelf.lock().unwrap().extend(w.payloads(n));
         drop(keep);
-        let freed = w.heap.collect();
-        assert_eq!(freed, 4 * rings, "both kinds of rings");
+        assert_eq!(w.heap.collect(), 4 * rings, "both kinds of rings");
         assert_eq!(w.node_drops.load(SeqCst), 4 * rings);
         assert_eq!(w.drops.load(SeqCst), n);
-        assert_eq!(w.heap.live_objects(), 0);
-        no_reports(&reports);
     });
 }
 
@@ -295,14 +269,7 @@ unsafe impl Trace for Grower {
     fn trace(&self, tracer: &mut Tracer<'_>) {
         let n = std::mem::take(&mut *self.grow.lock().unwrap());
         if n > 0 {
-            let made: Vec<_> = (0..n)
-                .map(|id| {
-                    self.heap.alloc(Payload {
-                        id,
-                        drops: self.drops.clone(),
-                    })
-                })
-                .collect();
+            let made = payloads(&self.heap, &self.drops, n);
             self.extra.lock().unwrap().extend(made);
         }
         self.extra.trace(tracer);
