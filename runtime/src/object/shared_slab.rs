@@ -68,6 +68,14 @@ struct ChunkHeader {
 
 const _: () = assert!(std::mem::size_of::<ChunkHeader>() <= CHUNK_HEADER);
 
+/// The `slot_base` of a chunk no collection has numbered yet (one made since the last
+/// numbering, by a `Trace` in the middle of a walk too): its blocks' numbers
+/// ([`SharedSlab::slot_of`]) are then past any index a collection keeps, so a lookup finds
+/// no candidate for them, rather than the entry of some numbered block (which a chunk whose
+/// header said 0 would have overwritten, and had a candidate counted twice: review of the
+/// eighteenth session).
+const UNNUMBERED: usize = usize::MAX / 2;
+
 /// A chunk of a slab, numbered for a collection's walk ([`SharedSlab::number_chunks`]) and
 /// walked with [`SharedSlab::walk_chunk`]. Only a pointer: the chunk lives as long as its slab.
 #[derive(Clone, Copy)]
@@ -169,7 +177,7 @@ impl SharedSlab {
                 slab: self,
                 next: self.chunks.get(),
                 class: c,
-                slot_base: 0,
+                slot_base: UNNUMBERED,
             })
         };
         self.chunks.set(chunk.as_ptr().cast());
@@ -317,7 +325,8 @@ impl SharedSlab {
             .cast::<ChunkHeader>();
         // SAFETY: the block's chunk starts at the rounded-down address (chunks are aligned to
         // CHUNK) with its header; `class` was written once before any block was handed out,
-        // `slot_base` by this thread's numbering, or 0 when the chunk was made (caller).
+        // `slot_base` by this thread's numbering, or `UNNUMBERED` when the chunk was made
+        // (caller).
         let (class, slot_base) = unsafe { ((*chunk).class, (*chunk).slot_base) };
         // A multiple of the block size below CHUNK (blocks start at multiples of their size):
         // multiplying by the rounded-up reciprocal and shifting divides it exactly (see

@@ -778,8 +778,8 @@ impl Index {
 
     /// The candidate index this snapshot's entry for block number `slot` names, or
     /// [`NO_INDEX`] if it has none; `None` past the numbered blocks (a block of a chunk made
-    /// during the snapshot, by a `Trace`, has a number from a header that says 0, and may
-    /// be past them: it is then no candidate, and gets no entry).
+    /// during the snapshot, by a `Trace` that allocates against its contract, is numbered far
+    /// past them, `shared_slab::UNNUMBERED`: it is then no candidate, and gets no entry).
     #[inline]
     fn entry(&self, slot: usize) -> Option<u32> {
         if slot >= self.slots.len() {
