@@ -231,6 +231,26 @@ pub fn within<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'sta
     }
 }
 
+/// A tracked object with no handles that counts its drops in a counter of its test (the
+/// snapshot-walk attacks' payloads: which were freed, and how often).
+pub struct Payload {
+    /// Its number in its test.
+    pub id: usize,
+    /// Its test's drop counter.
+    pub drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, SeqCst);
+    }
+}
+
+// SAFETY: no handles inside.
+unsafe impl Trace for Payload {
+    fn trace(&self, _: &mut reap::Tracer<'_>) {}
+}
+
 /// A node that counts its traversals in a counter of its test (the possible-roots tests: which
 /// objects a collection traced).
 pub struct Counted {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use reap::sync::{Gc, Heap};
 use reap::{Trace, Tracer};
-use reap_tests::shared::{hooked, no_reports, within};
+use reap_tests::shared::{hooked, no_reports, within, Payload};
 
 /// Scales a count down under Miri.
 fn scaled(n: usize) -> usize {
@@ -20,23 +20,6 @@ fn scaled(n: usize) -> usize {
     } else {
         n
     }
-}
-
-/// A payload object, counted when dropped.
-struct Payload {
-    id: usize,
-    drops: Arc<AtomicUsize>,
-}
-
-impl Drop for Payload {
-    fn drop(&mut self) {
-        self.drops.fetch_add(1, SeqCst);
-    }
-}
-
-// SAFETY: no handles inside.
-unsafe impl Trace for Payload {
-    fn trace(&self, _: &mut Tracer<'_>) {}
 }
 
 /// `n` new payloads on `heap`, numbered from 0, counting their drops in `drops`.

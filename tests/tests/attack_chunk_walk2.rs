@@ -17,21 +17,7 @@ const NODE_BLOCK: usize = 240;
 const NODES_A_CHUNK: usize = (CHUNK - NODE_BLOCK) / NODE_BLOCK; // 272
 
 /// A tracked leaf with no handles, counting its drops.
-struct Leaf {
-    id: usize,
-    drops: Arc<AtomicUsize>,
-}
-
-impl Drop for Leaf {
-    fn drop(&mut self) {
-        self.drops.fetch_add(1, SeqCst);
-    }
-}
-
-// SAFETY: no handles inside.
-unsafe impl Trace for Leaf {
-    fn trace(&self, _: &mut Tracer<'_>) {}
-}
+use reap_tests::shared::Payload as Leaf;
 
 /// What a node's trace does (once), besides visiting its handles. Each is a breach of
 /// `Trace`'s contract (it allocates, mutates, drops handles), of the kind the eighteenth

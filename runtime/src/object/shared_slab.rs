@@ -323,10 +323,10 @@ impl SharedSlab {
             .as_ptr()
             .map_addr(|a| a & !(CHUNK - 1))
             .cast::<ChunkHeader>();
+        // `class` was written once before any block was handed out; `slot_base` by this
+        // thread's numbering (caller), or as `UNNUMBERED` when the chunk was made.
         // SAFETY: the block's chunk starts at the rounded-down address (chunks are aligned to
-        // CHUNK) with its header; `class` was written once before any block was handed out,
-        // `slot_base` by this thread's numbering, or `UNNUMBERED` when the chunk was made
-        // (caller).
+        // CHUNK) with its header, whose fields are written as said above.
         let (class, slot_base) = unsafe { ((*chunk).class, (*chunk).slot_base) };
         // A multiple of the block size below CHUNK (blocks start at multiples of their size):
         // multiplying by the rounded-up reciprocal and shifting divides it exactly (see

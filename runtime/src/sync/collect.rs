@@ -819,6 +819,25 @@ impl Index {
         }
     }
 
+    /// The candidate index of `o`, an object of the heap (allocated) in the slab block
+    /// numbered `slot`, making it a candidate first (if it is one, `Candidates::consider`) when
+    /// this snapshot has no entry naming it for that block.
+    #[inline(always)]
+    fn in_slot(
+        &mut self,
+        o: NonNull<SharedHeader>,
+        slot: usize,
+        c: &mut Candidates,
+    ) -> Option<u32> {
+        let known = self.entry(slot)?;
+        if c.cands.get(known as usize).is_some_and(|k| k.obj == o) {
+            return Some(known);
+        }
+        let i = c.consider(o)?;
+        self.record(slot, i);
+        Some(i)
+    }
+
     /// The candidate of `o`, an object of the heap (allocated), making it a candidate first
     /// (if it is one, `Candidates::consider`) when it is not yet: discovery's step (the slabs
     /// were walked). Its index and entry.
@@ -830,15 +849,7 @@ impl Index {
     ) -> Option<(u32, &'c mut Candidate)> {
         debug_assert!(self.walked, "reap: discovery without a walk");
         let i = match self.slot(o, true) {
-            Some(slot) => {
-                let known = self.entry(slot)?;
-                if c.cands.get(known as usize).is_some_and(|k| k.obj == o) {
-                    return Some((known, &mut c.cands[known as usize]));
-                }
-                let i = c.consider(o)?;
-                self.record(slot, i);
-                i
-            }
+            Some(slot) => self.in_slot(o, slot, c)?,
             None => {
                 // A target that is no candidate keeps a `NO_INDEX` entry: checked like any
                 // other.
@@ -915,20 +926,7 @@ impl Tracing<'_> {
     /// earlier chunk) or is none.
     #[inline]
     fn root_in_slot(&mut self, o: NonNull<SharedHeader>, slot: usize) {
-        let Some(known) = self.index.entry(slot) else {
-            return;
-        };
-        if self
-            .found_so_far
-            .cands
-            .get(known as usize)
-            .is_some_and(|k| k.obj == o)
-        {
-            return;
-        }
-        if let Some(i) = self.found_so_far.consider(o) {
-            self.index.record(slot, i);
-        }
+        let _ = self.index.in_slot(o, slot, &mut self.found_so_far);
     }
 
     /// Traces every candidate not yet traced, each once, in order, adding what they lead to

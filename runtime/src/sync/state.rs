@@ -274,10 +274,10 @@ impl HeapState {
             let mut next = 0;
             let mut numbered = Vec::new();
             for &slab in &pool.all {
-                // SAFETY: the world is stopped and this thread collects (caller): the slab's
-                // owner (parked, detached or gone) does not use it, its last writes happened
-                // before the stop, and no other thread numbers or walks it. The slab lives as
-                // long as the heap.
+                // The world is stopped and this thread collects (caller): the slab's owner
+                // (parked, detached or gone) does not use it, and its last writes happened
+                // before the stop. The slab lives as long as the heap.
+                // SAFETY: as said above; no other thread numbers or walks this slab.
                 next = unsafe { slab.as_ref().number_chunks(next, &mut numbered) };
                 out.extend(numbered.drain(..).map(|chunk| HeapChunk { slab, chunk }));
             }
