@@ -1,6 +1,8 @@
 //! loom models of weak references against the last strong drop (issue 12, models 1, 6 and
 //! 26), of two first weak references made at once (models 13 and 14), and of a weak reference
-//! dying while its referent dies on another thread (models 18 and 19).
+//! dying while its referent dies on another thread (models 18 and 19), and of a weak
+//! reference's owner dropping it while other threads reach it through its referent (models 31
+//! and 32).
 //! `RUSTFLAGS="--cfg reap_loom" cargo test -p reap --release --test loom_weak`
 #![cfg(reap_loom)]
 
@@ -254,6 +256,78 @@ fn weak_reference_dies_on_another_thread_against_owners_last_drop() {
             t.join().unwrap();
             heap.safepoint();
             assert_eq!(counters.dropped(), 1);
+        },
+    );
+}
+
+/// Model 31 (nineteenth session): the owner of an object's shared weak reference drops its
+/// last handle to it (the weak reference's death, which decides "no other reference" under the
+/// referent's weak lock and unlists there, with no compare-and-swap:
+/// `sync::weak::dies_unlisted`) while another thread asks `Weak::new` for the object's weak
+/// reference, which takes the shared one (a try-increment under that lock) if it is still
+/// listed and alive, or makes a new one. Asserted: the other thread's reference upgrades to
+/// the object while it holds the object; each weak reference is freed exactly once (a double
+/// death would free it twice, which loom's allocator reports; a lost one leaks); the object
+/// is dropped once. Exhaustive.
+#[test]
+fn shared_weak_reference_dies_against_weak_new_on_another_thread() {
+    model(
+        "shared_weak_reference_dies_against_weak_new_on_another_thread",
+        || {
+            let (heap, counters, obj) = setup_obj();
+            let w = Weak::new(&obj);
+            // Counted in the shared word (no owner id), so that its drop there needs no merge.
+            let c = heap.detached(|| obj.clone());
+            let t = thread::spawn(move || {
+                let w2 = Weak::new(&c);
+                let g = w2
+                    .upgrade()
+                    .expect("upgraded while a strong handle is held");
+                assert_eq!(g.value, 7);
+                drop(g);
+                drop(w2);
+                drop(c);
+            });
+            drop(w);
+            t.join().unwrap();
+            drop(obj);
+            heap.safepoint();
+            assert_eq!(counters.dropped(), 1);
+        },
+    );
+}
+
+/// Model 32 (nineteenth session): the owner of a weak reference with a callback drops its last
+/// handle to it (the lock-decided death of model 31) while the referent dies on another
+/// thread, whose death takes a reference to each live weak reference with a callback (a
+/// try-increment under the same lock) before clearing it. Either the weak reference is
+/// unlisted first (no callback) or the referent's death holds it, and its callback runs once,
+/// after the clear, and then frees it. Asserted: at most one call, after the clear; the object
+/// dropped once; both freed (loom's leak tracking). Preemption bound 6 (374,178 executions,
+/// about 20 s; unbounded it ran past ten minutes).
+#[test]
+fn weak_reference_with_callback_dies_on_its_owner_against_its_referents_death() {
+    model_bounded(
+        "weak_reference_with_callback_dies_on_its_owner_against_its_referents_death",
+        Some(6),
+        || {
+            let (heap, counters, obj) = setup_obj();
+            let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let n = calls.clone();
+            let cb = Weak::with_callback(&obj, move |w| {
+                assert!(w.upgrade().is_none(), "called back before the clear");
+                n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            });
+            // The referent's last reference goes to the other thread: counted in the shared
+            // word, then the owner's own dropped (the object is merged, its count that one).
+            let c = heap.detached(|| obj.clone());
+            drop(obj);
+            let t = thread::spawn(move || drop(c));
+            drop(cb);
+            t.join().unwrap();
+            heap.safepoint();
+            assert_eq!(counters.dropped(), 1);
+            assert!(calls.load(std::sync::atomic::Ordering::Relaxed) <= 1);
         },
     );
 }

@@ -293,7 +293,7 @@ pub(crate) fn dec_fast(h: &SharedHeader, me: u32) -> Rest {
 #[inline]
 pub(crate) fn dec(h: &SharedHeader, me: u32) -> Dec {
     if owned_by(h, me) {
-        dec_owner(h, |_| false)
+        dec_owner(h, |_| false, || false)
     } else {
         dec_shared(h)
     }
@@ -302,11 +302,15 @@ pub(crate) fn dec(h: &SharedHeader, me: u32) -> Dec {
 /// [`dec`] by the object's owner (the caller has just read `owner` naming it);
 /// `none_listed` as [`merge_zero_local`]'s.
 #[inline]
-pub(crate) fn dec_owner(h: &SharedHeader, none_listed: fn(&SharedHeader) -> bool) -> Dec {
+pub(crate) fn dec_owner(
+    h: &SharedHeader,
+    none_listed: fn(&SharedHeader) -> bool,
+    dies_unlisted: impl FnOnce() -> bool,
+) -> Dec {
     let l = h.local.load(Relaxed) - 1;
     h.local.store(l, Relaxed);
     if l == 0 {
-        return merge_zero_local(h, none_listed);
+        return merge_zero_local(h, none_listed, dies_unlisted);
     }
     // As in `dec_fast`.
     h.note_drop();
@@ -340,12 +344,29 @@ pub(crate) fn dec_owner(h: &SharedHeader, none_listed: fn(&SharedHeader) -> bool
 /// owner's last drop leave to nobody. Loading the word only before the count would miss an
 /// upgrade made between the two loads through a reference unlisted right after it.
 #[inline]
-pub(crate) fn merge_zero_local(h: &SharedHeader, none_listed: fn(&SharedHeader) -> bool) -> Dec {
-    let word = load(h, Acquire);
+pub(crate) fn merge_zero_local(
+    h: &SharedHeader,
+    none_listed: fn(&SharedHeader) -> bool,
+    dies_unlisted: impl FnOnce() -> bool,
+) -> Dec {
+    let mut word = load(h, Acquire);
     if word == 0 && (!h.has_weak_info() || (none_listed(h) && load(h, Acquire) == 0)) {
         return Dec::Dead;
     }
+    if word == MAYBE_WEAK && !h.has_weak_info() {
+        if dies_unlisted() {
+            return Dec::Dead;
+        }
+        word = load(h, Acquire);
+    }
     give_up_ownership(h, word)
+}
+
+/// Whether a weak-reference object's shared word says no other thread counts a reference to
+/// it ([`MAYBE_WEAK`] with a zero count), loaded with `Acquire`: the verdict of
+/// `sync::weak::dies_unlisted` (see [`merge_zero_local`]).
+pub(crate) fn unshared_weak_object(h: &SharedHeader) -> bool {
+    load(h, Acquire) == MAYBE_WEAK
 }
 
 /// [`merge_zero_local`] for an object other threads counted, queued or weakly reference
@@ -1074,7 +1095,7 @@ mod tests {
         let tagged = || AtomicPtr::new(std::ptr::without_provenance_mut(META_TAG));
         let mut gone = header(7, pack(0, INIT), 1);
         gone.meta = tagged();
-        assert_eq!(dec_owner(&gone, |_| true), Dec::Dead);
+        assert_eq!(dec_owner(&gone, |_| true, || false), Dec::Dead);
         assert_eq!(
             gone.counts.load(Relaxed),
             0,
@@ -1082,11 +1103,11 @@ mod tests {
         );
         let mut listed = header(7, pack(0, INIT), 1);
         listed.meta = tagged();
-        assert_eq!(dec_owner(&listed, |_| false), Dec::Dead);
+        assert_eq!(dec_owner(&listed, |_| false, || false), Dec::Dead);
         assert_eq!(listed.counts.load(Relaxed), pack(0, MERGED));
         let mut held = header(7, pack(1, INIT), 1);
         held.meta = tagged();
-        assert_eq!(dec_owner(&held, |_| true), Dec::Alive);
+        assert_eq!(dec_owner(&held, |_| true, || false), Dec::Alive);
         assert_eq!(held.counts.load(Relaxed), pack(1, MERGED));
     }
 
@@ -1096,7 +1117,7 @@ mod tests {
     fn the_owners_last_drop_disowns_before_merging() {
         let h = header(7, pack(1, MAYBE_WEAK), 1);
         assert_eq!(dec_fast(&h, 7), Rest::Owner);
-        assert_eq!(dec_owner(&h, |_| false), Dec::Alive);
+        assert_eq!(dec_owner(&h, |_| false, || false), Dec::Alive);
         assert_eq!(h.owner.load(Relaxed), 0);
         assert_eq!(h.counts.load(Relaxed), pack(1, MERGED));
         assert!(!owned_by(&h, 7));

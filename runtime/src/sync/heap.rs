@@ -10,6 +10,7 @@ use crate::object::shared::{Gc, SharedHeader, GC_FINALIZING, GC_RECLAIM};
 use crate::object::vtable::vtable_of_shared;
 use crate::shim::{lock, Ordering::*};
 use crate::sync::count::{self, Dec, Rest, NO_OWNER};
+use crate::sync::spin::WeakGuard;
 use crate::sync::state::{
     alloc_on, count_tracked, free_memory, give_back_object_ref, heap_of, release_refs, vtable,
     HeapState, SharedUnraisableHook, ThreadState, LEAVING_SHIFT, PENDING_GC, REFS_MASK,
@@ -340,7 +341,14 @@ unsafe fn dec_ref_owner(obj: NonNull<SharedHeader>) {
     // SAFETY: the caller's reference keeps the object allocated.
     let h = unsafe { obj.as_ref() };
     // SAFETY: the caller's reference.
-    unsafe { settle(obj, count::dec_owner(h, weak::none_listed)) }
+    let dies_unlisted = || {
+        // SAFETY: `dec_owner` calls this only for a weak-reference object (its word
+        // `MAYBE_WEAK`) with no weak-information block, whose count it just took to zero; `obj`
+        // is the handle's pointer, with the provenance of the whole object.
+        unsafe { weak::dies_unlisted(obj) }
+    };
+    // SAFETY: the caller's reference.
+    unsafe { settle(obj, count::dec_owner(h, weak::none_listed, dies_unlisted)) }
 }
 
 /// [`dec_ref`] by a thread other than the owner (`cur`: the heap this thread's cache says it
@@ -501,7 +509,7 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
         // through it between the verdict's read of an all-zero word and its setting of the
         // mark again (a use after free the seventeenth session's review found, loom model
         // 28). One uncontended lock more per refcount-path finalizer.
-        let guard = lock(hs.weak_lock(obj));
+        let guard = hs.weak_lock(obj).lock();
         let dead = count::resurrect_end(h, me);
         drop(guard);
         if !dead {
@@ -538,8 +546,8 @@ fn weak_guard<'h>(
     h: &SharedHeader,
     hs: &'h HeapState,
     obj: NonNull<SharedHeader>,
-) -> Option<crate::shim::MutexGuard<'h, ()>> {
-    h.has_weak_info().then(|| lock(hs.weak_lock(obj)))
+) -> Option<WeakGuard<'h>> {
+    h.has_weak_info().then(|| hs.weak_lock(obj).lock())
 }
 
 /// Gives back a collection's hold on an object of its final garbage, on the collecting thread

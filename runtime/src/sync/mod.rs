@@ -76,6 +76,7 @@ mod handle;
 pub(crate) mod heap;
 mod introspect;
 pub(crate) mod mutex;
+pub(crate) mod spin;
 pub(crate) mod state;
 pub(crate) mod thread;
 pub(crate) mod weak;

@@ -37,6 +37,7 @@ use crate::shim::{
 };
 use crate::sync::count;
 use crate::sync::gcstate::{GcState, FLUSH_EVERY};
+use crate::sync::spin::WeakLock;
 use crate::trace::Trace;
 use crate::unraisable::{drop_guarded, drop_payload, message_of, print_unraisable, take_location};
 use crate::{Unraisable, UnraisableKind};
@@ -82,7 +83,7 @@ pub(crate) struct HeapState {
     /// The unraisable hook (cloned out before it is called: no lock held while it runs).
     pub(crate) hook: Mutex<Option<SharedUnraisableHook>>,
     /// Weak-reference locks, striped by referent address (CPython 3.13t's `_PyWeakref_LOCK`).
-    weak_locks: Box<[Mutex<()>]>,
+    weak_locks: Box<[WeakLock]>,
     /// The death routine (`sync::heap::release`), for the modules below `heap` that take a
     /// count to zero (a merge in `thread`).
     pub(crate) release: unsafe fn(NonNull<SharedHeader>),
@@ -191,7 +192,7 @@ impl HeapState {
             threads: Mutex::new(ThreadTable::new()),
             left: std::sync::Mutex::new(Vec::new()),
             hook: Mutex::new(None),
-            weak_locks: (0..WEAK_STRIPES).map(|_| Mutex::new(())).collect(),
+            weak_locks: (0..WEAK_STRIPES).map(|_| WeakLock::new()).collect(),
             release,
             #[cfg(not(reap_loom))]
             slabs: Mutex::new(SlabPool::default()),
@@ -355,7 +356,7 @@ impl HeapState {
     /// The weak-reference lock of the object with this header.
     // One stripe under loom: the modulo is then 0, as meant.
     #[cfg_attr(reap_loom, allow(clippy::modulo_one))]
-    pub(crate) fn weak_lock(&self, obj: NonNull<SharedHeader>) -> &Mutex<()> {
+    pub(crate) fn weak_lock(&self, obj: NonNull<SharedHeader>) -> &WeakLock {
         &self.weak_locks[(obj.as_ptr().addr() >> 5) % WEAK_STRIPES]
     }
 

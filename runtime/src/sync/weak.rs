@@ -322,7 +322,7 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
         // declared before the guard so that, should anything below panic, the guard is dropped
         // first: the new object's death (`unlist`) takes this same lock.
         let fresh;
-        let _g = lock(hs.weak_lock(th));
+        let _g = hs.weak_lock(th).lock();
         // SAFETY: under the lock.
         if let Some(w) = unsafe { shared_live(h, me) } {
             return Weak::from_obj(w);
@@ -394,7 +394,7 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
         // SAFETY: the target keeps its heap alive.
         let hs = unsafe { heap.as_ref() };
         let fresh = new_ref_obj(heap, me, state, th, Some(cb));
-        let _g = lock(hs.weak_lock(th));
+        let _g = hs.weak_lock(th).lock();
         // SAFETY: under the lock.
         unsafe {
             let info = info_or_make(h, state).as_ref();
@@ -470,7 +470,7 @@ unsafe fn upgrade_locked(w: &WeakRefObj, t: NonNull<SharedHeader>) -> bool {
     let hs = unsafe { w.heap.as_ref() };
     // A thread not attached to the heap takes the gate around the lock (never the other way).
     thread::with_access(w.heap, |me| {
-        let _g = lock(hs.weak_lock(t));
+        let _g = hs.weak_lock(t).lock();
         if w.target.load(Relaxed) != t.as_ptr() {
             return false;
         }
@@ -635,12 +635,22 @@ pub(crate) unsafe fn unlist(value: NonNull<u8>) {
     };
     // SAFETY: this object's heap is alive while it dies.
     let hs = unsafe { w.heap.as_ref() };
-    let _g = lock(hs.weak_lock(t));
+    let _g = hs.weak_lock(t).lock();
+    // SAFETY: under `t`'s lock; `value` is a weak-reference object's.
+    unsafe { unlist_locked(w, t, SharedHeader::from_value(value)) };
+}
+
+/// Unlists `w` (whose header is `me`) from `t`, the target it was loaded with, if that is
+/// still its target: clears it, and takes it out of `t`'s block.
+///
+/// # Safety
+/// The caller holds `t`'s weak lock; `w` is allocated, and no thread holds an exclusive
+/// reference to it.
+unsafe fn unlist_locked(w: &WeakRefObj, t: NonNull<SharedHeader>, me: NonNull<SharedHeader>) {
     if w.target.load(Relaxed) != t.as_ptr() {
         return;
     }
     w.target.store(std::ptr::null_mut(), Relaxed);
-    let me = SharedHeader::from_value(value);
     // SAFETY: still set under the lock: the referent is allocated and its block is ours
     // to edit.
     unsafe {
@@ -660,6 +670,48 @@ pub(crate) unsafe fn unlist(value: NonNull<u8>) {
             info.listed.store(info.listed_now(), Release);
         }
     }
+}
+
+/// The owner's last drop of a weak-reference object `obj` that no other thread counts (its
+/// shared word read as [`count::MAYBE_WEAK`] with a shared count of zero) and that has no weak
+/// reference of its own: whether it is dead, unlisted here. `false`: another thread took a
+/// reference meanwhile, and the caller merges as for any object other threads count.
+///
+/// Every try-increment of a weak-reference object happens while it is listed, under its
+/// referent's weak lock (`shared_live`, `take_calls`, `clear_for_collection`). So under that
+/// lock a word still reading "no other reference" is the verdict, and the unlisting, in the
+/// same critical section, leaves no way to take one: the death needs no compare-and-swap
+/// publishing a merged zero (which `count::give_up_ownership` does, one locked instruction
+/// more), and the lock is the one `unlist` takes anyway. A reference already unlisted (its
+/// target cleared by the referent's death or a collection) needs no lock: the clearing
+/// section took any reference before its `Release` store of the target, which the `Acquire`
+/// load here reads, so the second load of the word sees that reference.
+///
+/// # Safety
+/// `obj` is the header of a weak-reference object (with the provenance of the whole object)
+/// whose owner's count this thread just took to zero, with no weak-information block.
+pub(crate) unsafe fn dies_unlisted(obj: NonNull<SharedHeader>) -> bool {
+    // SAFETY: allocated (the caller's object); only shared references are made to it.
+    let (h, w) = unsafe {
+        (
+            obj.as_ref(),
+            SharedHeader::value_ptr(obj).cast::<WeakRefObj>().as_ref(),
+        )
+    };
+    debug_assert!(h.is_weakref() && !h.has_weak_info());
+    let Some(t) = NonNull::new(w.target.load(Acquire)) else {
+        return count::unshared_weak_object(h);
+    };
+    // SAFETY: this object's heap is alive while it is.
+    let hs = unsafe { w.heap.as_ref() };
+    let _g = hs.weak_lock(t).lock();
+    if !count::unshared_weak_object(h) {
+        return false;
+    }
+    // SAFETY: under `t`'s lock; nobody else can reach `w` now but through `t`'s block, which
+    // only holders of this lock read.
+    unsafe { unlist_locked(w, t, obj) };
+    true
 }
 
 /// Whether `h` has no listed weak reference (no weak-info block, or a block whose count of
@@ -700,7 +752,7 @@ pub(crate) unsafe fn clear_and_call(obj: NonNull<SharedHeader>) {
     // SAFETY: the object keeps its heap alive.
     let hs = unsafe { heap::heap_of(h).as_ref() };
     let calls = {
-        let _g = lock(hs.weak_lock(obj));
+        let _g = hs.weak_lock(obj).lock();
         // SAFETY: under the lock.
         let Some(info) = (unsafe { info_of(h) }) else {
             return;
@@ -792,7 +844,7 @@ pub(crate) unsafe fn clear_for_collection(
     let type_name = (heap::vtable(h).type_name)();
     // SAFETY: the object keeps its heap alive.
     let hs = unsafe { heap::heap_of(h).as_ref() };
-    let _g = lock(hs.weak_lock(obj));
+    let _g = hs.weak_lock(obj).lock();
     // SAFETY: under the lock; listed references are allocated.
     unsafe {
         let Some(info) = info_of(h) else { return };
