@@ -161,10 +161,15 @@ pub(crate) enum Dec {
 }
 
 /// The initial `(owner, counts, local)` of a new object owned by thread `owner` (or merged,
-/// with owner 0).
-pub(crate) fn initial(owner: u32) -> (u32, u32, u32) {
+/// with owner 0); an owned weak-reference object (`weakref`) starts [`MAYBE_WEAK`]: other
+/// threads try-increment it under its referent's weak lock, so its owner's last drop must not
+/// take the plain fast death (CPython's `init_weakref` marks it so).
+#[inline]
+pub(crate) fn initial(owner: u32, weakref: bool) -> (u32, u32, u32) {
     if owner == 0 || owner == NO_OWNER {
         (0, pack(1, MERGED), 0)
+    } else if weakref {
+        (owner, pack(0, MAYBE_WEAK), 1)
     } else {
         (owner, pack(0, INIT), 1)
     }
@@ -789,15 +794,6 @@ pub(crate) fn try_inc_owner(h: &SharedHeader) -> bool {
     }
     inc_local(h, l);
     true
-}
-
-/// Marks a weak-reference object [`MAYBE_WEAK`] when it is made (no other thread can reach it
-/// yet): a plain store, as no other thread can change its counts meanwhile.
-pub(crate) fn set_maybe_weak_unpublished(h: &SharedHeader) {
-    let word = load(h, Relaxed);
-    if state_of(word) == INIT {
-        h.counts.store(pack(count_of(word), MAYBE_WEAK), Relaxed);
-    }
 }
 
 /// Gives a dead object one temporary reference owned by thread `me` for its finalizer

@@ -665,7 +665,7 @@ pub(crate) unsafe fn init_object<T: Trace + Send + Sync>(
 ) -> Gc<T> {
     let vt = vtable_of_shared::<T>();
     let layout = vt.shared_layout;
-    let (owner, counts, local) = count::initial(me);
+    let (owner, counts, local) = count::initial(me, weakref);
     // SAFETY: the value offset is within the allocation and leaves room for the header in
     // front of it (ObjectLayout's rule).
     let value_ptr = unsafe { base.add(layout.value_offset) }.cast::<T>();

@@ -610,14 +610,12 @@ fn new_ref_obj(
         target_slab,
         callback: Mutex::new(callback),
     };
-    // SAFETY: the caller's target keeps the heap alive; `state` is this thread's.
-    let obj = unsafe { alloc_on(heap, me, state, make, false, true) };
     // Weak-reference objects are try-incremented from any thread (the shared reference by
     // `Weak::new`, those with callbacks by their referent's death): like their referents, they
-    // must never read "dying" while alive (CPython's `init_weakref` marks both). No other
-    // thread can reach it before the caller lists it, under the referent's lock.
-    count::set_maybe_weak_unpublished(obj.header());
-    obj
+    // must never read "dying" while alive (CPython's `init_weakref` marks both), so they are
+    // made `MAYBE_WEAK` (`count::initial`).
+    // SAFETY: the caller's target keeps the heap alive; `state` is this thread's.
+    unsafe { alloc_on(heap, me, state, make, false, true) }
 }
 
 /// Unlists a dead weak-reference object from its referent (if its target is still set), run
@@ -627,12 +625,24 @@ fn new_ref_obj(
 ///
 /// # Safety
 /// `value` is the value of a dead `WeakRefObj` whose value has not been dropped.
+#[inline]
 pub(crate) unsafe fn unlist(value: NonNull<u8>) {
     // SAFETY: caller: a live value; only shared references are made to it here.
     let w = unsafe { value.cast::<WeakRefObj>().as_ref() };
-    let Some(t) = NonNull::new(w.target.load(Acquire)) else {
-        return;
-    };
+    // Already unlisted (by its owner's last drop, `dies_unlisted`, or by its referent's
+    // death or a collection): nothing to do, and no call.
+    if let Some(t) = NonNull::new(w.target.load(Acquire)) {
+        // SAFETY: as this function's (caller).
+        unsafe { unlist_slow(value, w, t) };
+    }
+}
+
+/// [`unlist`] of a reference whose target was still set when loaded.
+///
+/// # Safety
+/// As [`unlist`]; `w` is `value`'s weak-reference object, `t` the target it was loaded with.
+#[inline(never)]
+unsafe fn unlist_slow(value: NonNull<u8>, w: &WeakRefObj, t: NonNull<SharedHeader>) {
     // SAFETY: this object's heap is alive while it dies.
     let hs = unsafe { w.heap.as_ref() };
     let _g = hs.weak_lock(t).lock();
@@ -733,6 +743,7 @@ pub(crate) fn none_listed(h: &SharedHeader) -> bool {
 ///
 /// # Safety
 /// `obj` is dead (count zero, finalizer done) and has a weak-info block.
+#[inline]
 pub(crate) unsafe fn clear_and_call(obj: NonNull<SharedHeader>) {
     // SAFETY: dead but allocated.
     let h = unsafe { obj.as_ref() };
@@ -749,6 +760,16 @@ pub(crate) unsafe fn clear_and_call(obj: NonNull<SharedHeader>) {
             return;
         }
     }
+    // SAFETY: as this function's (caller).
+    unsafe { clear_and_call_listed(obj, h) }
+}
+
+/// [`clear_and_call`] of an object whose block listed references when it looked.
+///
+/// # Safety
+/// As [`clear_and_call`]; `h` is `obj`'s header.
+#[inline(never)]
+unsafe fn clear_and_call_listed(obj: NonNull<SharedHeader>, h: &SharedHeader) {
     // SAFETY: the object keeps its heap alive.
     let hs = unsafe { heap::heap_of(h).as_ref() };
     let calls = {
