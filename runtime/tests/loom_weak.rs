@@ -2,7 +2,7 @@
 //! 26), of two first weak references made at once (models 13 and 14), and of a weak reference
 //! dying while its referent dies on another thread (models 18 and 19), and of a weak
 //! reference's owner dropping it while other threads reach it through its referent (models 31
-//! and 32).
+//! to 33).
 //! `RUSTFLAGS="--cfg reap_loom" cargo test -p reap --release --test loom_weak`
 #![cfg(reap_loom)]
 
@@ -328,6 +328,57 @@ fn weak_reference_with_callback_dies_on_its_owner_against_its_referents_death() 
             heap.safepoint();
             assert_eq!(counters.dropped(), 1);
             assert!(calls.load(std::sync::atomic::Ordering::Relaxed) <= 1);
+        },
+    );
+}
+
+/// Model 33 (the nineteenth session's review): model 31, but the other thread, holding the
+/// shared weak reference it got by `Weak::new` (a try-increment under the referent's lock),
+/// makes a weak reference *to that weak-reference object* (`Weak::new(&Weak::as_object(..))`,
+/// which installs a weak-information block on it without the lock), drops its strong handle
+/// to it, and upgrades the new weak reference. `dies_unlisted` is chosen by the owner's
+/// `merge_zero_local` on a `!has_weak_info()` read *before* the referent's lock, and the
+/// upgrade of a weak reference to the weak-reference object try-increments it under the
+/// weak-reference object's own stripe, not under its referent's: so an upgrade after the
+/// owner's verdict may take a reference to a weak-reference object already declared dead
+/// (its word still `MAYBE_WEAK`, count 0: `try_inc` accepts it). It failed that way (a
+/// segmentation fault, at preemption bound 4) until `dies_unlisted` looked at
+/// `has_weak_info` again after its `Acquire` load of the word. Asserted: an upgrade that
+/// returns the weak-reference object finds it whole; everything dropped and freed once.
+/// Preemption bound 4 (87,294 executions).
+#[test]
+fn weak_reference_to_the_shared_weak_reference_against_its_owners_last_drop() {
+    model_bounded(
+        "weak_reference_to_the_shared_weak_reference_against_its_owners_last_drop",
+        Some(4),
+        || {
+            let (heap, counters, obj) = setup_obj();
+            let w = Weak::new(&obj);
+            let c = heap.detached(|| obj.clone());
+            let t = thread::spawn(move || {
+                let w2 = Weak::new(&c);
+                let o = Weak::as_object(&w2);
+                drop(w2);
+                let ww = Weak::new(&o);
+                drop(o);
+                if let Some(g) = ww.upgrade() {
+                    // The weak-reference object, held: its target is its referent, alive
+                    // (`c` holds it) or cleared, never freed memory.
+                    let _ = format!("{:?}", &*g);
+                    assert!(
+                        ww.is_alive(),
+                        "a weak reference to a weak-reference object this thread holds was cleared"
+                    );
+                    drop(g);
+                }
+                drop(ww);
+                drop(c);
+            });
+            drop(w);
+            t.join().unwrap();
+            drop(obj);
+            heap.safepoint();
+            assert_eq!(counters.dropped(), 1);
         },
     );
 }

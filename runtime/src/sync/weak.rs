@@ -697,9 +697,18 @@ unsafe fn unlist_locked(w: &WeakRefObj, t: NonNull<SharedHeader>, me: NonNull<Sh
 /// section took any reference before its `Release` store of the target, which the `Acquire`
 /// load here reads, so the second load of the word sees that reference.
 ///
+/// The object must also have no weak reference of its own, since an upgrade of one
+/// try-increments it under *its* stripe, not its referent's, and would take the object the
+/// verdict declared dead (its word is left `MAYBE_WEAK` with a zero count, which a
+/// try-increment accepts). The caller's look at `has_weak_info` came before the lock, so it is
+/// made again after the `Acquire` load of the word: a block installed since was installed by a
+/// thread holding a strong reference, counted in the word, whose drop (a `Release`
+/// read-modify-write) that load reads, or the word is not "no other reference" (loom model
+/// 33, written by the nineteenth session's review, fails with a use after free without it).
+///
 /// # Safety
 /// `obj` is the header of a weak-reference object (with the provenance of the whole object)
-/// whose owner's count this thread just took to zero, with no weak-information block.
+/// whose owner's count this thread just took to zero.
 pub(crate) unsafe fn dies_unlisted(obj: NonNull<SharedHeader>) -> bool {
     // SAFETY: allocated (the caller's object); only shared references are made to it.
     let (h, w) = unsafe {
@@ -708,14 +717,14 @@ pub(crate) unsafe fn dies_unlisted(obj: NonNull<SharedHeader>) -> bool {
             SharedHeader::value_ptr(obj).cast::<WeakRefObj>().as_ref(),
         )
     };
-    debug_assert!(h.is_weakref() && !h.has_weak_info());
+    debug_assert!(h.is_weakref());
     let Some(t) = NonNull::new(w.target.load(Acquire)) else {
-        return count::unshared_weak_object(h);
+        return count::unshared_weak_object(h) && !h.has_weak_info();
     };
     // SAFETY: this object's heap is alive while it is.
     let hs = unsafe { w.heap.as_ref() };
     let _g = hs.weak_lock(t).lock();
-    if !count::unshared_weak_object(h) {
+    if !count::unshared_weak_object(h) || h.has_weak_info() {
         return false;
     }
     // SAFETY: under `t`'s lock; nobody else can reach `w` now but through `t`'s block, which
