@@ -274,11 +274,7 @@ fn shared_weak_reference_dies_against_weak_new_on_another_thread() {
     model(
         "shared_weak_reference_dies_against_weak_new_on_another_thread",
         || {
-            let (heap, counters, obj) = setup_obj();
-            let w = Weak::new(&obj);
-            // Counted in the shared word (no owner id), so that its drop there needs no merge.
-            let c = heap.detached(|| obj.clone());
-            let t = thread::spawn(move || {
+            owner_drops_shared_weak_against(|c| {
                 let w2 = Weak::new(&c);
                 let g = w2
                     .upgrade()
@@ -288,13 +284,24 @@ fn shared_weak_reference_dies_against_weak_new_on_another_thread() {
                 drop(w2);
                 drop(c);
             });
-            drop(w);
-            t.join().unwrap();
-            drop(obj);
-            heap.safepoint();
-            assert_eq!(counters.dropped(), 1);
         },
     );
+}
+
+/// Models 31 and 33: this thread, the owner, drops the object's shared weak reference while
+/// `other` runs on another thread with a strong handle to the object (counted in the shared
+/// word: made with no owner id, so that its drop there needs no merge); then the object is
+/// dropped once and everything freed (loom's leak tracking).
+fn owner_drops_shared_weak_against(other: impl FnOnce(Gc<Obj>) + Send + 'static) {
+    let (heap, counters, obj) = setup_obj();
+    let w = Weak::new(&obj);
+    let c = heap.detached(|| obj.clone());
+    let t = thread::spawn(move || other(c));
+    drop(w);
+    t.join().unwrap();
+    drop(obj);
+    heap.safepoint();
+    assert_eq!(counters.dropped(), 1);
 }
 
 /// Model 32 (nineteenth session): the owner of a weak reference with a callback drops its last
@@ -352,10 +359,7 @@ fn weak_reference_to_the_shared_weak_reference_against_its_owners_last_drop() {
         "weak_reference_to_the_shared_weak_reference_against_its_owners_last_drop",
         Some(4),
         || {
-            let (heap, counters, obj) = setup_obj();
-            let w = Weak::new(&obj);
-            let c = heap.detached(|| obj.clone());
-            let t = thread::spawn(move || {
+            owner_drops_shared_weak_against(|c| {
                 let w2 = Weak::new(&c);
                 let o = Weak::as_object(&w2);
                 drop(w2);
@@ -374,11 +378,6 @@ fn weak_reference_to_the_shared_weak_reference_against_its_owners_last_drop() {
                 drop(ww);
                 drop(c);
             });
-            drop(w);
-            t.join().unwrap();
-            drop(obj);
-            heap.safepoint();
-            assert_eq!(counters.dropped(), 1);
         },
     );
 }
