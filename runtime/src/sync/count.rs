@@ -57,9 +57,10 @@ const STATE_MASK: u32 = 0b11;
 /// Not queued, not merged: when the owner's count reaches zero with a shared count of zero
 /// the object dies at once, unless a weak reference to it was ever made (its `meta` tagged).
 pub(crate) const INIT: u32 = 0;
-/// A weak-reference object (set when it is made, by a plain store): as `INIT`, but the
-/// owner's last drop always merges, since other threads try-increment it under its
-/// referent's weak lock (a racing one may win). A referent needs no such state: its tagged
+/// A weak-reference object (from its making, [`initial`]): as `INIT`, but the owner's last
+/// drop never takes the plain fast death, since other threads try-increment it under its
+/// referent's weak lock (a racing one may win): it decides the death under that lock
+/// (`sync::weak::dies_unlisted`), or merges. A referent needs no such state: its tagged
 /// `meta` is its mark ([`merge_zero_local`]).
 pub(crate) const MAYBE_WEAK: u32 = 1;
 /// In the owner's merge queue (holding one reference).
@@ -326,7 +327,11 @@ pub(crate) fn dec_owner(
 /// is all zero (no other thread's reference counted, not queued, not a weak-reference object)
 /// and no weak reference to the object is listed, it dies at once; otherwise ownership is
 /// given up (owner 0, then state merged) and the shared count decides, against any upgrade
-/// racing it.
+/// racing it. A weak-reference object that no other thread counts ([`MAYBE_WEAK`] with a zero
+/// count) and that has no weak reference of its own asks `dies_unlisted` first
+/// (`sync::weak::dies_unlisted`, which decides under its referent's weak lock, where every
+/// try-increment of it runs, and unlists it there: no compare-and-swap), and merges only if
+/// that says another thread took a reference meanwhile.
 ///
 /// The weak reference's mark is the referent's tagged `meta` (CPython 3.13t marks the shared
 /// word instead, `_PyObject_SetMaybeWeakref`: one compare-and-swap more for every first weak

@@ -340,11 +340,10 @@ pub(crate) unsafe fn dec_ref(obj: NonNull<SharedHeader>) {
 unsafe fn dec_ref_owner(obj: NonNull<SharedHeader>) {
     // SAFETY: the caller's reference keeps the object allocated.
     let h = unsafe { obj.as_ref() };
-    // SAFETY: the caller's reference.
     let dies_unlisted = || {
         // SAFETY: `dec_owner` calls this only for a weak-reference object (its word
-        // `MAYBE_WEAK`) with no weak-information block, whose count it just took to zero; `obj`
-        // is the handle's pointer, with the provenance of the whole object.
+        // `MAYBE_WEAK`) whose count it just took to zero; `obj` is the handle's pointer, with
+        // the provenance of the whole object.
         unsafe { weak::dies_unlisted(obj) }
     };
     // SAFETY: the caller's reference.

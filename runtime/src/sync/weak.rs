@@ -1,7 +1,7 @@
 //! Shared-mode weak references (SEMANTICS 4.1–4.4): a weak reference is an object
 //! ([`WeakRefObj`]) listed in its referent's weak-info block, all under the referent's weak
-//! lock, one of the heap's striped mutexes chosen by the referent's address (CPython 3.13t's
-//! `_PyWeakref_LOCK`).
+//! lock, one of the heap's striped spin locks (`sync::spin`) chosen by the referent's address
+//! (CPython 3.13t's `_PyWeakref_LOCK`).
 //!
 //! - **Create** (under the lock): make the referent's block if it has none (its `meta` then
 //!   points at the block, tagged, which is also the mark that makes its owner's last drop
@@ -36,7 +36,9 @@
 //!   referent whose references all died first (the block's `listed` count, read with
 //!   `Acquire`, is 0) skips this and its lock.
 //! - **Death of a weak reference**: under its target's lock, if its target is still set, it
-//!   unlists itself.
+//!   unlists itself. When its owner's last drop finds no other reference counted (and it has
+//!   no weak reference of its own), the death is decided in that same critical section
+//!   ([`dies_unlisted`]): every other thread's try-increment of it runs under that lock.
 //!
 //! The lock is never held while user code runs. The block's lists are plain fields read and
 //! written only under the lock; the referent's memory stays allocated while listed references
