@@ -328,10 +328,11 @@ pub(crate) fn dec_owner(
 /// and no weak reference to the object is listed, it dies at once; otherwise ownership is
 /// given up (owner 0, then state merged) and the shared count decides, against any upgrade
 /// racing it. A weak-reference object that no other thread counts ([`MAYBE_WEAK`] with a zero
-/// count) and that has no weak reference of its own asks `dies_unlisted` first
+/// count) asks `dies_unlisted` first
 /// (`sync::weak::dies_unlisted`, which decides under its referent's weak lock, where every
 /// try-increment of it runs, and unlists it there: no compare-and-swap), and merges only if
-/// that says another thread took a reference meanwhile.
+/// that says another thread took a reference meanwhile or the object has weak references of
+/// its own.
 ///
 /// The weak reference's mark is the referent's tagged `meta` (CPython 3.13t marks the shared
 /// word instead, `_PyObject_SetMaybeWeakref`: one compare-and-swap more for every first weak
@@ -363,7 +364,7 @@ pub(crate) fn merge_zero_local(
     if word == 0 && (!h.has_weak_info() || (none_listed(h) && load(h, Acquire) == 0)) {
         return Dec::Dead;
     }
-    if word == MAYBE_WEAK && !h.has_weak_info() {
+    if word == MAYBE_WEAK {
         if dies_unlisted() {
             return Dec::Dead;
         }

@@ -133,79 +133,80 @@ impl Drop for SpinGuard<'_> {
 mod tests {
     use super::*;
 
-    /// Two threads each take the lock twice and write a cell under it: loom checks every
+    /// A count behind a spin lock, read and written only by a holder of the lock (through a
+    /// `shim::UnsafeCell`: loom's in loom builds, which checks each access against the
+    /// others).
+    struct Guarded {
+        lock: SpinLock,
+        n: crate::shim::UnsafeCell<u64>,
+    }
+
+    // SAFETY: `n` is read and written only by a holder of `lock`.
+    unsafe impl Sync for Guarded {}
+
+    impl Guarded {
+        fn new() -> Guarded {
+            Guarded {
+                lock: SpinLock::new(),
+                n: crate::shim::UnsafeCell::new(0),
+            }
+        }
+
+        /// Adds one to the count `times` times, each under the lock (a non-atomic read and
+        /// write).
+        fn bump(&self, times: u64) {
+            for _ in 0..times {
+                let _l = self.lock.lock();
+                // SAFETY: under the lock.
+                self.n.with_mut(|n| unsafe { *n += 1 });
+            }
+        }
+
+        /// The count, read under the lock.
+        fn count(&self) -> u64 {
+            let _l = self.lock.lock();
+            // SAFETY: under the lock.
+            self.n.with(|n| unsafe { *n })
+        }
+    }
+
+    /// Two threads each take the lock twice and write the count under it: loom checks every
     /// access to the cell against the others (a second holder would race), and that no
     /// schedule deadlocks. Exhaustive.
     #[cfg(reap_loom)]
     #[test]
     fn loom_the_lock_excludes_other_holders() {
         use loom::sync::Arc;
-        struct Guarded {
-            lock: SpinLock,
-            n: crate::shim::UnsafeCell<u32>,
-        }
-        // SAFETY: `n` is read and written only by a holder of `lock`.
-        unsafe impl Sync for Guarded {}
         let runs = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let r = runs.clone();
         loom::model(move || {
             r.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let g = Arc::new(Guarded {
-                lock: SpinLock::new(),
-                n: crate::shim::UnsafeCell::new(0),
-            });
-            let bump = |g: &Guarded| {
-                for _ in 0..2 {
-                    let _l = g.lock.lock();
-                    // SAFETY: under the lock.
-                    g.n.with_mut(|n| unsafe { *n += 1 });
-                }
-            };
+            let g = Arc::new(Guarded::new());
             let g2 = g.clone();
-            let t = loom::thread::spawn(move || bump(&g2));
-            bump(&g);
+            let t = loom::thread::spawn(move || g2.bump(2));
+            g.bump(2);
             t.join().unwrap();
-            let _l = g.lock.lock();
-            // SAFETY: under the lock.
-            assert_eq!(g.n.with(|n| unsafe { *n }), 4);
+            assert_eq!(g.count(), 4);
         });
         let n = runs.load(std::sync::atomic::Ordering::Relaxed);
         assert!(n > 0, "no execution explored");
         println!("loom model the spin lock excludes other holders: {n} executions");
     }
 
-    /// Two threads add to a counter behind the lock with a non-atomic read and write (through
-    /// an `UnsafeCell`): no increment is lost (and Miri, which checks data races, sees the
-    /// lock order every access).
+    /// Three threads add to the count: no increment is lost (and Miri, which checks data
+    /// races, sees the lock order every access).
     #[cfg(not(reap_loom))]
     #[test]
     fn the_lock_excludes_other_holders() {
-        struct Counted {
-            lock: SpinLock,
-            n: std::cell::UnsafeCell<u64>,
-        }
-        // SAFETY: `n` is read and written only by a holder of `lock`.
-        unsafe impl Sync for Counted {}
-        let c = std::sync::Arc::new(Counted {
-            lock: SpinLock::new(),
-            n: std::cell::UnsafeCell::new(0),
-        });
+        let g = std::sync::Arc::new(Guarded::new());
         let rounds = if cfg!(miri) { 50 } else { 20_000 };
         let threads: Vec<_> = (0..3)
             .map(|_| {
-                let c = std::sync::Arc::clone(&c);
-                std::thread::spawn(move || {
-                    for _ in 0..rounds {
-                        let _g = c.lock.lock();
-                        // SAFETY: under the lock.
-                        unsafe { *c.n.get() += 1 };
-                    }
-                })
+                let g = std::sync::Arc::clone(&g);
+                std::thread::spawn(move || g.bump(rounds))
             })
             .collect();
         threads.into_iter().for_each(|t| t.join().unwrap());
-        let _g = c.lock.lock();
-        // SAFETY: under the lock.
-        assert_eq!(unsafe { *c.n.get() }, 3 * rounds);
+        assert_eq!(g.count(), 3 * rounds);
     }
 }

@@ -685,9 +685,9 @@ unsafe fn unlist_locked(w: &WeakRefObj, t: NonNull<SharedHeader>, me: NonNull<Sh
 }
 
 /// The owner's last drop of a weak-reference object `obj` that no other thread counts (its
-/// shared word read as [`count::MAYBE_WEAK`] with a shared count of zero) and that has no weak
-/// reference of its own: whether it is dead, unlisted here. `false`: another thread took a
-/// reference meanwhile, and the caller merges as for any object other threads count.
+/// shared word read as [`count::MAYBE_WEAK`] with a shared count of zero): whether it is dead,
+/// unlisted here. `false`: another thread took a reference meanwhile, or the object has weak
+/// references of its own, and the caller merges as for any object other threads count.
 ///
 /// Every try-increment of a weak-reference object happens while it is listed, under its
 /// referent's weak lock (`shared_live`, `take_calls`, `clear_for_collection`). So under that
@@ -702,11 +702,11 @@ unsafe fn unlist_locked(w: &WeakRefObj, t: NonNull<SharedHeader>, me: NonNull<Sh
 /// The object must also have no weak reference of its own, since an upgrade of one
 /// try-increments it under *its* stripe, not its referent's, and would take the object the
 /// verdict declared dead (its word is left `MAYBE_WEAK` with a zero count, which a
-/// try-increment accepts). The caller's look at `has_weak_info` came before the lock, so it is
-/// made again after the `Acquire` load of the word: a block installed since was installed by a
-/// thread holding a strong reference, counted in the word, whose drop (a `Release`
-/// read-modify-write) that load reads, or the word is not "no other reference" (loom model
-/// 33, written by the nineteenth session's review, fails with a use after free without it).
+/// try-increment accepts). So `has_weak_info` is looked at after the `Acquire` load of the
+/// word (a look before it is not enough): a block was installed by a thread holding a strong
+/// reference, counted in the word, whose drop (a `Release` read-modify-write) that load reads,
+/// or the word is not "no other reference" (loom model 33, written by the nineteenth
+/// session's review, fails with a use after free when the only look came before the lock).
 ///
 /// # Safety
 /// `obj` is the header of a weak-reference object (with the provenance of the whole object)
@@ -720,13 +720,16 @@ pub(crate) unsafe fn dies_unlisted(obj: NonNull<SharedHeader>) -> bool {
         )
     };
     debug_assert!(h.is_weakref());
+    // No other reference, and no way to one but through the referent's block: the word first
+    // (`Acquire`), then the object's own weak references (see above).
+    let unreferenced = || count::unshared_weak_object(h) && !h.has_weak_info();
     let Some(t) = NonNull::new(w.target.load(Acquire)) else {
-        return count::unshared_weak_object(h) && !h.has_weak_info();
+        return unreferenced();
     };
     // SAFETY: this object's heap is alive while it is.
     let hs = unsafe { w.heap.as_ref() };
     let _g = hs.weak_lock(t).lock();
-    if !count::unshared_weak_object(h) || h.has_weak_info() {
+    if !unreferenced() {
         return false;
     }
     // SAFETY: under `t`'s lock; nobody else can reach `w` now but through `t`'s block, which
