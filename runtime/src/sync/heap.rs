@@ -453,6 +453,7 @@ pub(crate) unsafe fn release(obj: NonNull<SharedHeader>) {
 ///
 /// # Safety
 /// As [`release`].
+#[inline(always)]
 unsafe fn destroy(obj: NonNull<SharedHeader>) {
     // SAFETY: a dead object is allocated until this function frees it.
     let h = unsafe { obj.as_ref() };

@@ -444,7 +444,21 @@ impl<T: ?Sized + std::fmt::Display> std::fmt::Display for MutexGuard<'_, T> {
 // SAFETY: the lock owns its value; `trace` visits exactly its handles, in a snapshot (locks
 // frozen) by reading a lock no thread holds or can take until the verdict, elsewhere under
 // `try_lock`. A held lock is not traversed: the tracer is told, the object kept.
+impl<T: Trace> Mutex<T> {
+    /// [`Trace::trace`] outside a snapshot: through the lock, if it can be taken at once.
+    #[inline(never)]
+    fn trace_locked(&self, tracer: &mut Tracer<'_>) {
+        match self.try_lock() {
+            Some(g) => tracer.trace_under(g),
+            None => tracer.mark_incomplete(),
+        }
+    }
+}
+
 unsafe impl<T: Trace> Trace for Mutex<T> {
+    // Inlined into the value's `trace`: the collection's snapshot (the frozen case) is the
+    // hot path, one load of the state; the others lock, out of line.
+    #[inline]
     fn trace(&self, tracer: &mut Tracer<'_>) {
         if !T::needs_trace() {
             return;
@@ -462,10 +476,7 @@ unsafe impl<T: Trace> Trace for Mutex<T> {
             // value meanwhile; the lock is borrowed, so it is alive.
             unsafe { &*self.value.get() }.trace(tracer);
         } else {
-            match self.try_lock() {
-                Some(g) => tracer.trace_under(g),
-                None => tracer.mark_incomplete(),
-            }
+            self.trace_locked(tracer);
         }
     }
 

@@ -305,6 +305,7 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
     }
 
     /// [`Weak::new`] on a thread whose id and state on the target's heap are `me` and `state`.
+    #[inline]
     fn new_on(target: &Gc<T>, me: u32, state: Option<NonNull<ThreadState>>) -> Weak<T> {
         let th = target.header_ptr();
         let h = target.header();
@@ -597,6 +598,7 @@ fn slab_of(target: NonNull<SharedHeader>) -> *const () {
     std::ptr::null()
 }
 
+#[inline]
 fn new_ref_obj(
     heap: NonNull<HeapState>,
     me: u32,
