@@ -441,9 +441,6 @@ impl<T: ?Sized + std::fmt::Display> std::fmt::Display for MutexGuard<'_, T> {
     }
 }
 
-// SAFETY: the lock owns its value; `trace` visits exactly its handles, in a snapshot (locks
-// frozen) by reading a lock no thread holds or can take until the verdict, elsewhere under
-// `try_lock`. A held lock is not traversed: the tracer is told, the object kept.
 impl<T: Trace> Mutex<T> {
     /// [`Trace::trace`] outside a snapshot: through the lock, if it can be taken at once.
     #[inline(never)]
@@ -455,6 +452,9 @@ impl<T: Trace> Mutex<T> {
     }
 }
 
+// SAFETY: the lock owns its value; `trace` visits exactly its handles, in a snapshot (locks
+// frozen) by reading a lock no thread holds or can take until the verdict, elsewhere under
+// `try_lock`. A held lock is not traversed: the tracer is told, the object kept.
 unsafe impl<T: Trace> Trace for Mutex<T> {
     // Inlined into the value's `trace`: the collection's snapshot (the frozen case) is the
     // hot path, one load of the state; the others lock, out of line.
