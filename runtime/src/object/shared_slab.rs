@@ -58,28 +58,14 @@ struct ChunkHeader {
     next: *mut ChunkHeader,
     /// The size class of the chunk's blocks.
     class: usize,
-    /// The number a collection's walk gave the chunk's first block
-    /// ([`SharedSlab::number_chunks`]), less the number of block sizes in front of it (so that a
-    /// block's number is this plus its offset in the chunk divided by the size; wrapping):
-    /// written and read only by the thread collecting the chunk's heap, while that heap's
-    /// world is stopped (no other code reads it).
-    slot_base: usize,
 }
 
 const _: () = assert!(std::mem::size_of::<ChunkHeader>() <= CHUNK_HEADER);
 
-/// The `slot_base` of a chunk no collection has numbered yet (one made since the last
-/// numbering, by a `Trace` in the middle of a walk too): its blocks' numbers
-/// ([`SharedSlab::slot_of`]) are then past any index a collection keeps, so a lookup finds
-/// no candidate for them, rather than the entry of some numbered block (which a chunk whose
-/// header said 0 would have overwritten, and had a candidate counted twice: review of the
-/// eighteenth session).
-const UNNUMBERED: usize = usize::MAX / 2;
-
-/// A chunk of a slab, numbered for a collection's walk ([`SharedSlab::number_chunks`]) and
+/// A chunk of a slab, listed for a collection's walk ([`SharedSlab::list_chunks`]) and
 /// walked with [`SharedSlab::walk_chunk`]. Only a pointer: the chunk lives as long as its slab.
 #[derive(Clone, Copy)]
-pub(crate) struct NumberedChunk(NonNull<ChunkHeader>);
+pub(crate) struct SlabChunk(NonNull<ChunkHeader>);
 
 /// One thread's small-object allocator on one Shared heap (see the module docs).
 pub(crate) struct SharedSlab {
@@ -98,19 +84,6 @@ pub(crate) struct SharedSlab {
 unsafe impl Send for SharedSlab {}
 // SAFETY: other threads use only `remote` (through `free_remote`), which is atomic.
 unsafe impl Sync for SharedSlab {}
-
-/// `ceil(2^32 / size)` for each class's block size. For `offset = j * size` with
-/// `offset < CHUNK`: `offset * r = j * (2^32 + e)` with `0 <= e < size`, and `j * e < CHUNK`,
-/// far below `2^32`, so `(offset * r) >> 32 == j` exactly.
-const RECIPROCALS: [u64; CLASSES] = {
-    let mut r = [0; CLASSES];
-    let mut c = 0;
-    while c < CLASSES {
-        r[c] = (1u64 << 32).div_ceil(((c + 1) * GRAIN) as u64);
-        c += 1;
-    }
-    r
-};
 
 fn chunk_layout() -> Layout {
     Layout::from_size_align(CHUNK, CHUNK).expect("chunk layout")
@@ -177,7 +150,6 @@ impl SharedSlab {
                 slab: self,
                 next: self.chunks.get(),
                 class: c,
-                slot_base: UNNUMBERED,
             })
         };
         self.chunks.set(chunk.as_ptr().cast());
@@ -247,23 +219,16 @@ impl SharedSlab {
         (base, first, size, limit, next)
     }
 
-    /// Numbers the blocks of every chunk of this slab for a collection's walk, counting from
-    /// `next`, chunk by chunk in block order, and pushes each chunk onto `out` (to be walked
-    /// with [`walk_chunk`](Self::walk_chunk)). Every block of a chunk gets a number, handed out
-    /// or not, so that a chunk's numbers do not depend on how many blocks it has handed out
-    /// when it is walked; each chunk records the number of its first block, so that
-    /// [`slot_of`](Self::slot_of) finds a block's number from its address until the next
-    /// numbering. Returns the next free number.
+    /// Pushes every chunk of this slab onto `out`, to be walked with
+    /// [`walk_chunk`](Self::walk_chunk) by a collection; returns how many blocks they hold,
+    /// handed out or not (a bound on the objects the walk can meet).
     ///
     /// # Safety
-    /// The calling thread is collecting this slab's heap with the world stopped: no other
-    /// thread numbers, walks or calls `slot_of` on this slab meanwhile (one collection at a
-    /// time per heap), and the owner's last writes to it happened before the call.
-    pub(crate) unsafe fn number_chunks(
-        &self,
-        mut next: usize,
-        out: &mut Vec<NumberedChunk>,
-    ) -> usize {
+    /// The calling thread is collecting this slab's heap with the world stopped: the owner's
+    /// last writes to the slab happened before the call, and no thread allocates from it
+    /// meanwhile.
+    pub(crate) unsafe fn list_chunks(&self, out: &mut Vec<SlabChunk>) -> usize {
+        let mut blocks = 0;
         let mut chunk = self.chunks.get();
         while let Some(c) = NonNull::new(chunk) {
             // SAFETY: a chunk of this slab, with its header, whose `class` and `next` were
@@ -271,68 +236,29 @@ impl SharedSlab {
             let (class, following) = unsafe { ((*c.as_ptr()).class, (*c.as_ptr()).next) };
             let size = (class + 1) * GRAIN;
             let (first, usable) = Self::span(size);
-            // SAFETY: a chunk of this slab; only a numbering writes this field and only
-            // `slot_of` and `walk_chunk` read it, all on the collecting thread (caller): no
-            // other thread accesses these bytes.
-            unsafe {
-                ptr::addr_of_mut!((*c.as_ptr()).slot_base).write(next.wrapping_sub(first / size))
-            };
-            next += (usable - first) / size;
-            out.push(NumberedChunk(c));
+            blocks += (usable - first) / size;
+            out.push(SlabChunk(c));
             chunk = following;
         }
-        next
+        blocks
     }
 
     /// Calls `f` with every block of chunk `c` that was ever handed out (in use, on a free
-    /// list or on the remote stack: the first word of each is initialised) and its number,
-    /// in block order.
+    /// list or on the remote stack: the first word of each is initialised), in block order.
     ///
     /// # Safety
-    /// `c` is a chunk of this slab, numbered by the calling thread's latest
-    /// [`number_chunks`](Self::number_chunks) of it, in the same stop of the world; no other
-    /// thread allocates from or frees into this slab during the call (the world is stopped).
-    pub(crate) unsafe fn walk_chunk(
-        &self,
-        c: NumberedChunk,
-        mut f: impl FnMut(NonNull<u8>, usize),
-    ) {
+    /// `c` is a chunk of this slab; no other thread allocates from or frees into this slab
+    /// during the call (the world is stopped).
+    pub(crate) unsafe fn walk_chunk(&self, c: SlabChunk, mut f: impl FnMut(NonNull<u8>)) {
         // SAFETY: a chunk from this slab's list (caller).
         let (base, first, size, limit, _) = unsafe { self.chunk_blocks(c.0) };
-        // SAFETY: written by the caller's numbering, read on the same thread.
-        let mut slot = unsafe { (*c.0.as_ptr()).slot_base }.wrapping_add(first / size);
         // The blocks past `limit` were never handed out: no object is there.
         let mut at = first;
         while at < limit {
             // SAFETY: inside the chunk (`at < limit <= usable <= CHUNK`).
-            f(unsafe { NonNull::new_unchecked(base.add(at)) }, slot);
+            f(unsafe { NonNull::new_unchecked(base.add(at)) });
             at += size;
-            slot += 1;
         }
-    }
-
-    /// The number the last [`number_chunks`](Self::number_chunks) of its slab gave `block` (the
-    /// chunk's first number plus the block's place in the chunk). Reads the chunk's header.
-    ///
-    /// # Safety
-    /// `block` is the start of a block a slab of a live heap handed out, and the caller is the
-    /// thread that numbered that slab, in the same stop of the world (see `number_chunks`).
-    #[inline]
-    pub(crate) unsafe fn slot_of(block: NonNull<u8>) -> usize {
-        let chunk = block
-            .as_ptr()
-            .map_addr(|a| a & !(CHUNK - 1))
-            .cast::<ChunkHeader>();
-        // `class` was written once before any block was handed out; `slot_base` by this
-        // thread's numbering (caller), or as `UNNUMBERED` when the chunk was made.
-        // SAFETY: the block's chunk starts at the rounded-down address (chunks are aligned to
-        // CHUNK) with its header, whose fields are written as said above.
-        let (class, slot_base) = unsafe { ((*chunk).class, (*chunk).slot_base) };
-        // A multiple of the block size below CHUNK (blocks start at multiples of their size):
-        // multiplying by the rounded-up reciprocal and shifting divides it exactly (see
-        // `RECIPROCALS`).
-        let offset = (block.as_ptr().addr() - chunk.addr()) as u64;
-        slot_base.wrapping_add(((offset * RECIPROCALS[class]) >> 32) as usize)
     }
 
     /// Moves every block other threads freed onto this slab's free lists (owner only).
@@ -520,7 +446,7 @@ mod tests {
     }
 
     #[test]
-    fn a_walk_numbers_blocks_in_order_and_slot_of_finds_the_numbers() {
+    fn a_walk_meets_every_block_handed_out_in_order() {
         let slab = SharedSlab::new();
         let n = if cfg!(miri) { 40 } else { 6_000 };
         let mut live = Vec::new();
@@ -530,30 +456,27 @@ mod tests {
             live.push(slab.alloc(class(l)));
         }
         let mut chunks = Vec::new();
-        // SAFETY: no other thread uses the slab; this thread numbers and walks it.
-        let end = unsafe { slab.number_chunks(7, &mut chunks) };
+        // SAFETY: no other thread uses the slab; this thread walks it.
+        let bound = unsafe { slab.list_chunks(&mut chunks) };
         assert_eq!(chunks.len(), count_chunks(&slab));
         let mut walked = Vec::new();
         for &c in &chunks {
-            // SAFETY: as above; a chunk numbered just now.
+            let mut last = None;
+            // SAFETY: as above; a chunk listed just now.
             unsafe {
-                slab.walk_chunk(c, |b, i| {
+                slab.walk_chunk(c, |b| {
                     assert!(
-                        walked.last().is_none_or(|&(_, j)| i > j),
-                        "numbers in order"
+                        last.is_none_or(|a| b.as_ptr().addr() > a),
+                        "blocks in order"
                     );
-                    walked.push((b, i))
+                    last = Some(b.as_ptr().addr());
+                    walked.push(b)
                 })
             };
         }
-        assert!(walked.len() >= n && end - 7 >= walked.len());
-        assert!(walked.iter().all(|&(_, i)| (7..end).contains(&i)));
-        for &(b, i) in &walked {
-            // SAFETY: a block of this slab, numbered just now by this thread.
-            assert_eq!(unsafe { SharedSlab::slot_of(b) }, i);
-        }
-        let seen: std::collections::HashSet<_> =
-            walked.iter().map(|(b, _)| b.as_ptr().addr()).collect();
+        assert!(walked.len() >= n && bound >= walked.len());
+        let seen: std::collections::HashSet<_> = walked.iter().map(|b| b.as_ptr().addr()).collect();
+        assert_eq!(seen.len(), walked.len(), "each block once");
         assert!(
             live.iter().all(|b| seen.contains(&b.as_ptr().addr())),
             "the walk missed a block handed out"

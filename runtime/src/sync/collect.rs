@@ -14,7 +14,10 @@
 //!    a handle to; each is traced once, its edges to other candidates recorded,
 //!    and the guards of the locks its handles sit behind kept until the verdict, so that the
 //!    threads that still run (detached ones, those that never attached) cannot move a handle
-//!    between the snapshot and the verdict.
+//!    between the snapshot and the verdict. A candidate's `owner` holds its index meanwhile
+//!    ([`Candidates`]); a reference the collecting thread drops to one (a `Trace` breaking its
+//!    contract, a `Drop` run by a death) is held back, its count unchanged, until the restart
+//!    ([`drop_held_back`]).
 //! 4. **Trial deletion** on the snapshot ([`Snapshot::unreachable`]): what only
 //!    other candidates reach is garbage. The guards are released.
 //! 5. **Hold the garbage** ([`count::collector_hold`]): one reference each, merged, so nothing
@@ -22,7 +25,7 @@
 //! 6. **Weak references** to garbage cleared, garbage weak references unlisted (their
 //!    callbacks never run); the other callbacks are taken to run later.
 //! 7. **Restart the world**; then, on the collecting thread only: the deaths from step 2, the
-//!    callbacks, the finalizers (each once).
+//!    references held back in step 3, the callbacks, the finalizers (each once).
 //! 8. If a finalizer ran, **stop the world again** for the resurrection check: trial deletion
 //!    over what is left of the garbage (its counts less the collector's hold); what something
 //!    outside reaches now survives. Every remaining garbage object is marked `VALUE_DROPPED`
@@ -36,8 +39,6 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 use std::time::Duration;
 
-use hashbrown::HashMap;
-
 use crate::object::header::Flags;
 use crate::object::shared::{SharedHeader, GC_GARBAGE, GC_RECLAIM, GC_WEAKREF};
 use crate::shim::Ordering::Relaxed;
@@ -45,7 +46,7 @@ use crate::shim::{lock, Instant};
 use crate::sync::count;
 use crate::sync::gcstate::{Candidate, CollectCallback, CollectInfo, CollectPhase, Scratch};
 use crate::sync::heap::{dec_ref, give_back_hold, Heap};
-use crate::sync::state::{vtable, HeapState, ThreadState};
+use crate::sync::state::{vtable, HeapState, SendPtr, ThreadState};
 use crate::sync::thread::{self, NotStopped};
 use crate::sync::weak;
 use crate::trace::{HeldGuard, Tracer};
@@ -419,6 +420,7 @@ fn collect_claimed(
             let released = thread::restart_the_world(heap);
             info.first_pause = released.duration_since(asked);
             settle_dead(dead);
+            drop_held_back(h);
             h.report_panic(
                 UnraisableKind::Drop,
                 "reap::Trace (collection abandoned)",
@@ -481,6 +483,7 @@ fn collect_claimed(
 
     // User code, on this thread only.
     settle_dead(dead);
+    drop_held_back(h);
     for (w, type_name) in calls {
         weak::call_back(w, type_name);
     }
@@ -509,6 +512,7 @@ fn collect_claimed(
                 let released = thread::restart_the_world(heap);
                 info.second_pause = Some(released.duration_since(asked));
                 release_holds(&garbage);
+                drop_held_back(h);
                 h.gc.note_survivors(survived(0), everything);
                 h.report_panic(
                     UnraisableKind::Drop,
@@ -533,6 +537,7 @@ fn collect_claimed(
         info.second_pause = Some(released.duration_since(asked));
         drop(others);
         release_holds(&resurrected);
+        drop_held_back(h);
         for (w, type_name) in calls {
             weak::call_back(w, type_name);
         }
@@ -605,6 +610,26 @@ fn settle_dead(dead: Vec<NonNull<SharedHeader>>) {
     }
 }
 
+/// Drops the references the collecting thread dropped to candidates while a snapshot ran
+/// (`HeapState::snapshot_drops`: a `Trace` that drops handles, against its contract, or the
+/// `Drop` of an object that died meanwhile), now that the world runs again and every owner is
+/// put back: each as the drop it was. Until now their counts were left as the snapshot read
+/// them, so the verdict took each for a reference still held (it keeps more, never less).
+fn drop_held_back(h: &HeapState) {
+    loop {
+        // Taken one list at a time: a death below may run a collection of this heap (its
+        // `Drop`), whose snapshot holds references back again.
+        let held = std::mem::take(&mut *h.snapshot_drops.lock().unwrap_or_else(|e| e.into_inner()));
+        if held.is_empty() {
+            return;
+        }
+        for SendPtr(obj) in held {
+            // SAFETY: each entry is a reference given up to the list, dropped once, here.
+            unsafe { dec_ref(obj) };
+        }
+    }
+}
+
 /// Trial deletion while the world is stopped: over the possible roots of the heap and what
 /// they reach (`among` = `None`; every tracked object if `everything`), or over `among` (the
 /// resurrection check, `held` = 1: each has the collector's reference, not counted as one from
@@ -651,8 +676,7 @@ fn find_garbage(
         // SAFETY: the world is stopped, and this thread collects.
         unsafe { heap.as_ref().for_each_object(mark) };
     }
-    let blocks = scratch.slots.len();
-    *gc.scratch.lock().unwrap_or_else(|e| e.into_inner()) = scratch.emptied(used, blocks);
+    *gc.scratch.lock().unwrap_or_else(|e| e.into_inner()) = scratch.emptied(used);
     result
 }
 
@@ -723,9 +747,6 @@ impl Orphans {
 /// What [`find_garbage`] found: the garbage, and how many tracked objects the heap has.
 type Verdict = (Vec<NonNull<SharedHeader>>, usize);
 
-/// Not a candidate, in [`Index::slots`].
-const NO_INDEX: u32 = u32::MAX;
-
 /// A scratch count's mark in [`Snapshot::unreachable`]: found reachable.
 const REACHED: u32 = u32::MAX;
 
@@ -739,134 +760,15 @@ struct Snapshot {
     opaque: Vec<u32>,
 }
 
-/// From an object of the heap to its candidate index, if it is a candidate. Slab objects are
-/// found by their block's number (`SharedSlab::slot_of`, numbered by this pause's walk), the
-/// rest (objects from the global allocator, or every candidate of a resurrection check) in a
-/// map. Every answer is checked against the candidate list, so a wrong number could only lose
-/// an edge (keeping more), never name the wrong candidate.
-struct Index {
-    /// By slab block number: the block's candidate index, if [`Index::set`] says the entry is
-    /// this snapshot's. Entries left by earlier snapshots stay (a block is reused by another
-    /// object from one collection to the next).
-    slots: Vec<u32>,
-    /// One bit a block number, cleared at each snapshot's start: whether `slots` holds this
-    /// snapshot's entry for the block. An eighth of a byte a block, so that clearing it is
-    /// cheap and a block that is no candidate is known as one by a bit, with no look at
-    /// `slots` or at the candidate list (an earlier snapshot's index would send that look to
-    /// a random place).
-    set: Vec<u64>,
-    /// Whether the slabs were walked (`slots` holds every slab object of the heap).
-    walked: bool,
-    /// The other candidates.
-    other: HashMap<NonNull<SharedHeader>, u32>,
-}
-
-impl Index {
-    /// The number the walk gave `o`'s block, if `o` (an object of the heap, allocated) is
-    /// found by it rather than in `other` (a slab object, and the slabs were walked: `walked`,
-    /// which the caller may already know).
-    #[inline]
-    fn slot(&self, o: NonNull<SharedHeader>, walked: bool) -> Option<usize> {
-        // SAFETY: an object of the heap whose handle a candidate's value holds (or a possible
-        // root, or one of the resurrection check's list): allocated.
-        (walked && unsafe { o.as_ref() }.in_slab).then(|| {
-            // SAFETY: a slab object of the heap, which this thread walked in this pause
-            // (`Snapshot::take`).
-            unsafe { HeapState::slot_of(o) }
-        })
-    }
-
-    /// The candidate index this snapshot's entry for block number `slot` names, or
-    /// [`NO_INDEX`] if it has none; `None` past the numbered blocks (a block of a chunk made
-    /// during the snapshot, by a `Trace` that allocates against its contract, is numbered far
-    /// past them, `shared_slab::UNNUMBERED`: it is then no candidate, and gets no entry).
-    #[inline]
-    fn entry(&self, slot: usize) -> Option<u32> {
-        if slot >= self.slots.len() {
-            return None;
-        }
-        let word = *self.set.get(slot / 64)?;
-        Some(if word >> (slot % 64) & 1 != 0 {
-            self.slots[slot]
-        } else {
-            NO_INDEX
-        })
-    }
-
-    /// Records candidate `i` as this snapshot's entry for block number `slot` (one
-    /// [`Index::entry`] answered for).
-    #[inline]
-    fn record(&mut self, slot: usize, i: u32) {
-        self.slots[slot] = i;
-        self.set[slot / 64] |= 1 << (slot % 64);
-    }
-
-    /// The candidate of `o`, an object of the heap (allocated), if it is one: its index and
-    /// entry.
-    #[inline]
-    fn get<'c>(
-        &self,
-        o: NonNull<SharedHeader>,
-        cands: &'c mut [Candidate],
-    ) -> Option<(u32, &'c mut Candidate)> {
-        let i = match self.slot(o, self.walked) {
-            Some(slot) => self.entry(slot)?,
-            None => *self.other.get(&o)?,
-        };
-        match cands.get_mut(i as usize) {
-            Some(c) if c.obj == o => Some((i, c)),
-            _ => None,
-        }
-    }
-
-    /// The candidate index of `o`, an object of the heap (allocated) in the slab block
-    /// numbered `slot`, making it a candidate first (if it is one, `Candidates::consider`) when
-    /// this snapshot has no entry naming it for that block.
-    #[inline(always)]
-    fn in_slot(
-        &mut self,
-        o: NonNull<SharedHeader>,
-        slot: usize,
-        c: &mut Candidates,
-    ) -> Option<u32> {
-        let known = self.entry(slot)?;
-        if c.cands.get(known as usize).is_some_and(|k| k.obj == o) {
-            return Some(known);
-        }
-        let i = c.consider(o)?;
-        self.record(slot, i);
-        Some(i)
-    }
-
-    /// The candidate of `o`, an object of the heap (allocated), making it a candidate first
-    /// (if it is one, `Candidates::consider`) when it is not yet: discovery's step (the slabs
-    /// were walked). Its index and entry.
-    #[inline(always)]
-    fn get_or_consider<'c>(
-        &mut self,
-        o: NonNull<SharedHeader>,
-        c: &'c mut Candidates,
-    ) -> Option<(u32, &'c mut Candidate)> {
-        debug_assert!(self.walked, "reap: discovery without a walk");
-        let i = match self.slot(o, true) {
-            Some(slot) => self.in_slot(o, slot, c)?,
-            None => {
-                // A target that is no candidate keeps a `NO_INDEX` entry: checked like any
-                // other.
-                let entry = self.other.entry(o).or_insert(NO_INDEX);
-                if c.cands.get(*entry as usize).is_some_and(|k| k.obj == o) {
-                    return Some((*entry, &mut c.cands[*entry as usize]));
-                }
-                let i = c.consider(o)?;
-                *entry = i;
-                i
-            }
-        };
-        Some((i, &mut c.cands[i as usize]))
-    }
-}
-
 /// The candidates of a snapshot as they are found, with their scratch counts.
+///
+/// A candidate is found from its header: while the snapshot runs, its `owner` holds
+/// [`count::CANDIDATE_TAG`] and its index in `cands` (CPython 3.13t keeps its scratch count in
+/// `ob_tid` the same way), and the owner it replaced is kept in the candidate's entry, put
+/// back before the verdict is acted on ([`Candidates::untag`]). The world is stopped, so no
+/// thread changes `owner` meanwhile, and the threads that still run (attached to other heaps,
+/// detached, never attached) only compare it with their own id, which is never tagged
+/// (`count::CANDIDATE_TAG`), before they take this heap's gate.
 struct Candidates {
     cands: Vec<Candidate>,
     /// References of the collector's own in each count (1 in the resurrection check).
@@ -874,8 +776,38 @@ struct Candidates {
 }
 
 impl Candidates {
-    /// Makes `o` a candidate if it is one (tracked, value live, not frozen, alive); returns
-    /// its index.
+    /// The index of `o`, an object of the heap (allocated), if it is a candidate of this
+    /// snapshot.
+    #[inline]
+    fn index_of(&self, o: NonNull<SharedHeader>) -> Option<u32> {
+        // SAFETY: an object of the heap (a block whose first word names it, one of the outside
+        // set, a target of a candidate's handle, or held garbage): allocated.
+        let tagged = unsafe { o.as_ref() }.owner.load(Relaxed);
+        if tagged & count::CANDIDATE_TAG == 0 {
+            return None;
+        }
+        let i = tagged & !count::CANDIDATE_TAG;
+        // Checked against the list (one compare, on an entry about to be written): a tag not
+        // this snapshot's would lose an edge at worst (keeping more), never name another
+        // candidate.
+        self.cands
+            .get(i as usize)
+            .is_some_and(|c| c.obj == o)
+            .then_some(i)
+    }
+
+    /// The candidate index of `o`, an object of the heap (allocated), making it a candidate
+    /// first if it is one and is not yet (discovery's step).
+    #[inline]
+    fn index_or_consider(&mut self, o: NonNull<SharedHeader>) -> Option<u32> {
+        match self.index_of(o) {
+            Some(i) => Some(i),
+            None => self.consider(o),
+        }
+    }
+
+    /// Makes `o` a candidate if it is one (tracked, value live, not frozen, alive), tagging
+    /// its header; returns its index.
     #[inline]
     fn consider(&mut self, o: NonNull<SharedHeader>) -> Option<u32> {
         // SAFETY: an object of the heap (a block whose first word names it, one of the outside
@@ -883,7 +815,7 @@ impl Candidates {
         // stopped.
         let h = unsafe { o.as_ref() };
         // One load of the flags for both tests (the world is stopped: nothing writes them).
-        let flags = Flags::from_bits_retain(h.flags.load(crate::shim::Ordering::Relaxed));
+        let flags = Flags::from_bits_retain(h.flags.load(Relaxed));
         if !flags.contains(Flags::TRACKED) || flags.contains(Flags::VALUE_DROPPED) || h.is_frozen()
         {
             return None;
@@ -894,22 +826,50 @@ impl Candidates {
             // handles count as references from outside).
             return None;
         }
+        let i = self.cands.len() as u32;
+        // No snapshot comes near 2^31 candidates (each is an object of at least 32 bytes).
+        debug_assert!(i < count::CANDIDATE_TAG - 2, "reap: too many candidates");
+        let owner = h.owner.load(Relaxed);
+        h.owner.store(count::CANDIDATE_TAG | i, Relaxed);
         self.cands.push(Candidate {
             obj: o,
             // No count comes near `REACHED` (`count::SHARED_MAX` + `LOCAL_MAX` is far below).
             count: n.min(REACHED as usize - 1) as u32,
             start: 0,
+            owner,
         });
-        Some(self.cands.len() as u32 - 1)
+        Some(i)
+    }
+
+    /// Puts back the owner of every candidate (see [`Candidates`]).
+    fn untag(&self) {
+        for (i, c) in self.cands.iter().enumerate() {
+            // SAFETY: a candidate, allocated; the world is stopped.
+            put_back_owner(unsafe { c.obj.as_ref() }, i, c.owner);
+        }
     }
 }
 
-/// The tracing of a snapshot under way: the candidates found so far, the index, the edges
-/// recorded, and the next candidate to trace. Candidates are traced in the order they are
-/// found, so that a candidate's edges are the slice from its `start` to the next one's.
+/// Puts back the owner of candidate `i` of the snapshot (`h`, allocated, the world stopped).
+/// Its `owner` still holds the tag: no count of a candidate changes while the snapshot runs
+/// (`count::dec_shared` holds the collecting thread's drops back, and its safe points merge
+/// no queue), so none is merged, and none dies and has its block handed out again.
+#[inline]
+fn put_back_owner(h: &SharedHeader, i: usize, owner: u32) {
+    debug_assert_eq!(
+        h.owner.load(Relaxed),
+        count::CANDIDATE_TAG | i as u32,
+        "reap: a candidate's tag overwritten during the snapshot"
+    );
+    h.owner.store(owner, Relaxed);
+}
+
+/// The tracing of a snapshot under way: the candidates found so far, the edges recorded, and
+/// the next candidate to trace. Candidates are traced in the order they are found, so that a
+/// candidate's edges are the slice from its `start` to the next one's. If a `Trace` panics,
+/// the candidates' owners are put back as the tracing is dropped.
 struct Tracing<'t> {
     found_so_far: Candidates,
-    index: Index,
     edges: Vec<u32>,
     opaque: Vec<u32>,
     tracer: Tracer<'t>,
@@ -920,13 +880,20 @@ struct Tracing<'t> {
     discover: bool,
 }
 
+impl Drop for Tracing<'_> {
+    fn drop(&mut self) {
+        // Empty once the snapshot is taken whole (`Snapshot::take` moves the list out).
+        self.found_so_far.untag();
+    }
+}
+
 impl Tracing<'_> {
-    /// Makes `o`, a possible root the walk met in block number `slot` (an object of the
-    /// heap, allocated), a candidate unless it is one already (found by the traces of an
-    /// earlier chunk) or is none.
+    /// Makes `o`, a possible root the walk met (an object of the heap, allocated), a
+    /// candidate unless it is one already (found by the traces of an earlier chunk) or is
+    /// none.
     #[inline]
-    fn root_in_slot(&mut self, o: NonNull<SharedHeader>, slot: usize) {
-        let _ = self.index.in_slot(o, slot, &mut self.found_so_far);
+    fn root(&mut self, o: NonNull<SharedHeader>) {
+        let _ = self.found_so_far.index_or_consider(o);
     }
 
     /// Traces every candidate not yet traced, each once, in order, adding what they lead to
@@ -948,11 +915,12 @@ impl Tracing<'_> {
             };
             for &t in found.iter() {
                 let t = if self.discover {
-                    self.index.get_or_consider(t, &mut self.found_so_far)
+                    self.found_so_far.index_or_consider(t)
                 } else {
-                    self.index.get(t, &mut self.found_so_far.cands)
+                    self.found_so_far.index_of(t)
                 };
-                let Some((t, c)) = t else { continue };
+                let Some(t) = t else { continue };
+                let c = &mut self.found_so_far.cands[t as usize];
                 // Never below zero: an over-reporting hand-written `Trace` must not wrap
                 // around into "reachable".
                 c.count = c.count.saturating_sub(1);
@@ -979,8 +947,7 @@ impl Snapshot {
     /// still in the caches, and the candidates (so the garbage, whose later passes follow
     /// their order) come in the order of the heap's memory, a root followed by what it
     /// reaches, rather than every root first and the rest in sweeps after them (about 10% of
-    /// a collection of rings, eighteenth session). Every block is numbered before the first
-    /// trace, since a handle may lead into any chunk.
+    /// a collection of rings, eighteenth session).
     fn take(
         heap: NonNull<HeapState>,
         held: usize,
@@ -990,30 +957,16 @@ impl Snapshot {
         mem: &mut Scratch,
     ) -> (Snapshot, usize) {
         let mut chunks = Vec::new();
-        // How many blocks the walk numbers (the index's length; the first collection's room).
+        // How many blocks the walk can meet (the first collection's room).
         let bound = match among {
             Some(list) => list.len(),
             // SAFETY: the world is stopped, and this thread collects.
-            None => unsafe { heap.as_ref().number_chunks(&mut chunks) },
+            None => unsafe { heap.as_ref().list_chunks(&mut chunks) },
         };
         let mut found_so_far = Candidates {
             cands: std::mem::take(&mut mem.cands),
             held,
         };
-        let mut index = Index {
-            slots: std::mem::take(&mut mem.slots),
-            set: std::mem::take(&mut mem.set),
-            walked: among.is_none(),
-            other: HashMap::new(),
-        };
-        if among.is_none() {
-            if index.slots.len() < bound {
-                index.slots.resize(bound, NO_INDEX);
-            }
-            // No entry is this snapshot's yet.
-            index.set.clear();
-            index.set.resize(bound.div_ceil(64), 0);
-        }
         let mut population = 0;
         // Room for as many candidates as recent snapshots had (`Scratch::emptied` keeps the
         // memory), or for every block (the heap's first collection, an exhaustive one; the
@@ -1034,7 +987,6 @@ impl Snapshot {
         guards.reserve(mem.room());
         let mut t = Tracing {
             found_so_far,
-            index,
             edges,
             opaque,
             // SAFETY: `find_garbage` holds a `Freeze` across this call, with the world stopped.
@@ -1044,11 +996,8 @@ impl Snapshot {
         };
         match among {
             Some(list) => {
-                t.index.other.reserve(list.len());
                 for &o in list {
-                    if let Some(i) = t.found_so_far.consider(o) {
-                        t.index.other.insert(o, i);
-                    }
+                    let _ = t.found_so_far.consider(o);
                 }
                 t.trace_pending();
             }
@@ -1071,20 +1020,19 @@ impl Snapshot {
                 let h = unsafe { heap.as_ref() };
                 let mut roots = Vec::new();
                 for &chunk in &chunks {
-                    // SAFETY: numbered above, in this stop, by this thread; the closure
-                    // neither allocates nor frees (the traces, which may, run between two
-                    // chunks' walks).
+                    // SAFETY: listed above, in this stop, by this thread; the closure neither
+                    // allocates nor frees.
                     unsafe {
-                        h.walk_chunk(chunk, |o, slot| {
+                        h.walk_chunk(chunk, |o| {
                             if is_root(o) {
-                                roots.push((o, slot));
+                                roots.push(o);
                             }
                         })
                     };
                     // Each root traced with what it leads to before the next is taken: the
                     // candidates come in the order of the heap's memory.
-                    for (o, slot) in roots.drain(..) {
-                        t.root_in_slot(o, slot);
+                    for o in roots.drain(..) {
+                        t.root(o);
                         t.trace_pending();
                     }
                 }
@@ -1092,30 +1040,21 @@ impl Snapshot {
                 h.outside_objects(&mut outside);
                 for o in outside {
                     if is_root(o) {
-                        let _ = t.index.get_or_consider(o, &mut t.found_so_far);
+                        t.root(o);
                     }
                 }
                 t.trace_pending();
             }
         }
-        let Tracing {
-            found_so_far,
-            index,
-            edges,
-            opaque,
-            ..
-        } = t;
+        // Taken whole: the candidates stay tagged until `unreachable` puts their owners back.
+        let snap = Snapshot {
+            cands: std::mem::take(&mut t.found_so_far.cands),
+            edges: std::mem::take(&mut t.edges),
+            opaque: std::mem::take(&mut t.opaque),
+        };
+        drop(t);
         mem.found = found;
-        mem.slots = index.slots;
-        mem.set = index.set;
-        (
-            Snapshot {
-                cands: found_so_far.cands,
-                edges,
-                opaque,
-            },
-            population,
-        )
+        (snap, population)
     }
 
     /// Trial deletion's step 3 and the partition: every candidate with a count left (held from
@@ -1161,7 +1100,10 @@ impl Snapshot {
             }
         }
         let mut garbage = Vec::with_capacity(cands.len() - reached);
-        for c in &cands {
+        for (i, c) in cands.iter().enumerate() {
+            // The owner back (see `Candidates`): in the pass the verdict takes anyway.
+            // SAFETY: a candidate, allocated; the world is stopped.
+            put_back_owner(unsafe { c.obj.as_ref() }, i, c.owner);
             if c.count == 0 {
                 garbage.push(c.obj);
             }

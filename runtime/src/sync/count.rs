@@ -96,6 +96,24 @@ pub(crate) const NO_OWNER: u32 = u32::MAX;
 /// ([`try_inc_finalizing`]).
 pub(crate) const RESURRECTING: u32 = u32::MAX - 1;
 
+/// The bit that marks `owner` as a collection's scratch while its world is stopped: the
+/// object is a candidate of the snapshot, and the rest of the word its index
+/// (`sync::collect::Candidates`, which puts the owner back before the world restarts). No
+/// thread id has it (`sync::thread` gives out ids below it), so no thread's `owned_by` matches
+/// a tagged object, and every other use of `owner` waits at the heap's gate meanwhile, except
+/// the collecting thread's own: a `Trace` that drops a handle against its contract, or the
+/// `Drop` of an object that dies during the snapshot. Its decrement of a candidate changes no
+/// count ([`dec_shared`]): the reference is held back until the world runs again
+/// (`thread::queue` files it). ([`NO_OWNER`] and [`RESURRECTING`] have the bit too, and are no
+/// tags: [`is_candidate_tag`].)
+pub(crate) const CANDIDATE_TAG: u32 = 1 << 31;
+
+/// Whether `owner` (as read from an object) is a snapshot's tag ([`CANDIDATE_TAG`]).
+#[inline]
+pub(crate) fn is_candidate_tag(owner: u32) -> bool {
+    owner & CANDIDATE_TAG != 0 && owner < RESURRECTING
+}
+
 /// The state of a shared word (its low two bits).
 #[inline]
 pub(crate) fn state_of(word: u32) -> u32 {
@@ -116,16 +134,18 @@ pub(crate) fn pack(count: i32, state: u32) -> u32 {
 }
 
 /// Loads the shared word. An `Acquire` load that sees the object merged has synchronised with
-/// the merge, which zeroed `owner` first: checked in debug builds ("merged ⇒ owner 0").
+/// the merge, which zeroed `owner` first: checked in debug builds ("merged ⇒ owner 0"; while a
+/// snapshot runs, a merged candidate's `owner` is the snapshot's tag, [`CANDIDATE_TAG`], which
+/// a thread outside the stop may read, in `strong_count`).
 #[inline]
 fn load(h: &SharedHeader, order: crate::shim::Ordering) -> u32 {
     let word = h.counts.load(order);
     #[cfg(debug_assertions)]
     if matches!(order, Acquire) && state_of(word) == MERGED {
-        debug_assert_eq!(
-            h.owner.load(Relaxed),
-            0,
-            "reap: merged ⇒ owner 0 broken ({word:#x})"
+        let owner = h.owner.load(Relaxed);
+        debug_assert!(
+            owner == 0 || is_candidate_tag(owner),
+            "reap: merged ⇒ owner 0 broken ({word:#x}, owner {owner:#x})"
         );
     }
     word
@@ -444,8 +464,28 @@ pub(crate) fn dec_shared(h: &SharedHeader) -> Dec {
     // one right after the decrement). A collection skips a dead object whatever its mark.
     h.note_drop_before_rmw();
     // `Acquire`: see `disown`.
-    if h.owner.load(Acquire) == 0 {
+    let owner = h.owner.load(Acquire);
+    if owner == 0 {
         dec_disowned(h)
+    } else if (owner as i32) < 0 {
+        // A snapshot's tag, or one of the two ids above it.
+        dec_tagged_or_high(h, owner)
+    } else {
+        dec_owned_elsewhere(h)
+    }
+}
+
+/// [`dec_shared`] of an object whose `owner` has the top bit: [`RESURRECTING`] (or
+/// [`NO_OWNER`]) is decremented as any owned object; a candidate of the snapshot the collecting
+/// thread (this one) is taking keeps its count, and the dropped reference goes to the caller
+/// as if queued (`Dec::Queue` with the tag: `thread::queue` holds it back until the world
+/// runs again). Changing the count would let the object die, its block be freed and reused,
+/// while its entry in the snapshot is live and the snapshot still has to put its owner back.
+#[cold]
+#[inline(never)]
+fn dec_tagged_or_high(h: &SharedHeader, owner: u32) -> Dec {
+    if is_candidate_tag(owner) {
+        Dec::Queue(owner)
     } else {
         dec_owned_elsewhere(h)
     }
@@ -570,6 +610,9 @@ fn dec_shared_at_most_zero(h: &SharedHeader, word: u32) -> Option<(u32, Dec)> {
         if owner == 0 {
             return None;
         }
+        // Tagged only by the collecting thread, which never gets here for a candidate
+        // (`dec_shared`).
+        debug_assert!(!is_candidate_tag(owner), "reap: a candidate queued");
         Some((pack(0, QUEUED), Dec::Queue(owner)))
     } else {
         if count <= -SHARED_MAX {

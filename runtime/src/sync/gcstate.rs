@@ -130,6 +130,9 @@ pub(crate) struct Candidate {
     /// The candidate's edges are `edges[start..]`, up to the next candidate's `start` (the
     /// last one's, to the end). Set as it is traced.
     pub(crate) start: u32,
+    /// The object's `owner`, which the snapshot replaced with the candidate's tagged index
+    /// (`sync::collect::Candidates`) and puts back.
+    pub(crate) owner: u32,
 }
 
 /// The vectors a collection's snapshot (`sync::collect::Snapshot`) fills, kept by the heap
@@ -141,11 +144,6 @@ pub(crate) struct Scratch {
     pub(crate) cands: Vec<Candidate>,
     pub(crate) edges: Vec<u32>,
     pub(crate) opaque: Vec<u32>,
-    /// Candidate index by slab block number, and which entries are the latest snapshot's
-    /// (`sync::collect::Index`). Kept between collections for their memory; `set` is cleared
-    /// at each snapshot's start.
-    pub(crate) slots: Vec<u32>,
-    pub(crate) set: Vec<u64>,
     pub(crate) found: Vec<NonNull<SharedHeader>>,
     pub(crate) guards: Vec<HeldGuard>,
     pub(crate) stack: Vec<u32>,
@@ -158,7 +156,7 @@ pub(crate) struct Scratch {
 }
 
 // SAFETY: a `Scratch` is stored in its heap's `GcState` only after `Scratch::emptied`: no
-// vector then holds a pointer or a guard (only `slots`' numbers), so only the allocations move
+// vector then holds a pointer or a guard (they are empty), so only the allocations move
 // between threads, and allocations are not tied to a thread.
 unsafe impl Send for Scratch {}
 
@@ -169,10 +167,9 @@ impl Scratch {
         self.peak
     }
 
-    /// Empties every vector (keeping `slots`' numbers), giving back memory beyond four times
-    /// what the recent peak of candidates (with `used` the latest) and `blocks` slab blocks
-    /// need.
-    pub(crate) fn emptied(mut self, used: usize, blocks: usize) -> Scratch {
+    /// Empties every vector, giving back memory beyond four times what the recent peak of
+    /// candidates (with `used` the latest) needs.
+    pub(crate) fn emptied(mut self, used: usize) -> Scratch {
         fn empty<T>(v: &mut Vec<T>, keep: usize) {
             v.clear();
             if v.capacity() > keep.max(64) {
@@ -187,10 +184,6 @@ impl Scratch {
         empty(&mut self.found, keep);
         empty(&mut self.guards, keep);
         empty(&mut self.stack, keep);
-        if self.slots.len() > blocks.saturating_mul(4).max(64) {
-            self.slots = Vec::new();
-            self.set = Vec::new();
-        }
         self
     }
 }
@@ -279,19 +272,19 @@ mod tests {
 
     #[test]
     fn a_small_snapshot_between_large_ones_keeps_the_memory() {
-        let s = with_capacity(10_000).emptied(10_000, 0);
+        let s = with_capacity(10_000).emptied(10_000);
         assert!(s.cands.capacity() >= 10_000);
         // A resurrection check over 100 objects: the large collection's room stays.
-        let s = s.emptied(100, 0);
+        let s = s.emptied(100);
         assert!(s.cands.capacity() >= 10_000);
     }
 
     #[test]
     fn memory_goes_back_once_the_snapshots_stay_small() {
-        let mut s = with_capacity(10_000).emptied(10_000, 0);
+        let mut s = with_capacity(10_000).emptied(10_000);
         let mut rounds = 0;
         while s.cands.capacity() > 0 {
-            s = s.emptied(100, 0);
+            s = s.emptied(100);
             rounds += 1;
             assert!(rounds < 100, "never given back");
         }

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use crate::object::header::{Flags, ObjectLayout};
 use crate::object::shared::{Gc, SharedHeader, GC_WEAKREF, SHARED_HEADER_SIZE};
 #[cfg(not(reap_loom))]
-use crate::object::shared_slab::{NumberedChunk, SharedSlab};
+use crate::object::shared_slab::{SharedSlab, SlabChunk};
 use crate::object::vtable::{vtable_of_meta, vtable_of_shared, VTable};
 use crate::shim::{
     self, lock, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Condvar, Mutex,
@@ -80,6 +80,13 @@ pub(crate) struct HeapState {
     /// only slower, so that a heap whose collections are disabled does not grow with every
     /// thread that exits.
     pub(crate) left: std::sync::Mutex<Vec<u32>>,
+    /// References to candidates of a collection's snapshot that the collecting thread dropped
+    /// while the snapshot ran (a `Trace` that, against its contract, drops handles; or the
+    /// `Drop` of an object that died meanwhile): held, uncounted, until the world runs again
+    /// (`sync::thread::queue` files them, `sync::collect` drops them). The candidates' `owner`
+    /// is the snapshot's scratch then (`count::CANDIDATE_TAG`): their counts stay as the
+    /// snapshot read them. A std lock even under loom: a leaf, held for one push or one take.
+    pub(crate) snapshot_drops: std::sync::Mutex<Vec<SendPtr>>,
     /// The unraisable hook (cloned out before it is called: no lock held while it runs).
     pub(crate) hook: Mutex<Option<SharedUnraisableHook>>,
     /// Weak-reference locks, striped by referent address (CPython 3.13t's `_PyWeakref_LOCK`).
@@ -149,14 +156,14 @@ unsafe impl Send for SendPtr {}
 
 /// See [`HeapState::slabs`]. Each pointer is a `Box<SharedSlab>` turned raw, freed with the
 /// heap.
-/// One chunk of one of the heap's slabs, numbered for a collection's walk
-/// ([`HeapState::number_chunks`]). Empty in loom builds, which have no slabs.
+/// One chunk of one of the heap's slabs, listed for a collection's walk
+/// ([`HeapState::list_chunks`]). Empty in loom builds, which have no slabs.
 #[derive(Clone, Copy)]
 pub(crate) struct HeapChunk {
     #[cfg(not(reap_loom))]
     slab: NonNull<SharedSlab>,
     #[cfg(not(reap_loom))]
-    chunk: NumberedChunk,
+    chunk: SlabChunk,
 }
 
 #[cfg(not(reap_loom))]
@@ -191,6 +198,7 @@ impl HeapState {
             handles: AtomicUsize::new(1),
             threads: Mutex::new(ThreadTable::new()),
             left: std::sync::Mutex::new(Vec::new()),
+            snapshot_drops: std::sync::Mutex::new(Vec::new()),
             hook: Mutex::new(None),
             weak_locks: (0..WEAK_STRIPES).map(|_| WeakLock::new()).collect(),
             release,
@@ -259,30 +267,28 @@ impl HeapState {
         }
     }
 
-    /// Numbers every block of every slab of this heap from 0 for a collection's walk, and
-    /// pushes each slab chunk onto `out`, to be walked with [`walk_chunk`](Self::walk_chunk);
-    /// until the next numbering, [`slot_of`](Self::slot_of) gives a block's number. Returns how
-    /// many numbers were given (a bound on every number). The numbering comes first, whole, so
-    /// that a collection can trace the objects of a chunk as soon as it has walked it: their
-    /// handles may lead into any chunk.
+    /// Pushes every chunk of every slab of this heap onto `out`, to be walked with
+    /// [`walk_chunk`](Self::walk_chunk); returns how many blocks they hold (a bound on the
+    /// slab objects a walk can meet). The list comes first, whole, so that a collection can
+    /// trace the objects of a chunk as soon as it has walked it.
     ///
     /// # Safety
     /// The world is stopped, and the caller is the thread collecting this heap.
-    pub(crate) unsafe fn number_chunks(&self, out: &mut Vec<HeapChunk>) -> usize {
+    pub(crate) unsafe fn list_chunks(&self, out: &mut Vec<HeapChunk>) -> usize {
         #[cfg(not(reap_loom))]
         {
             let pool = lock(&self.slabs);
-            let mut next = 0;
-            let mut numbered = Vec::new();
+            let mut blocks = 0;
+            let mut listed = Vec::new();
             for &slab in &pool.all {
                 // The world is stopped and this thread collects (caller): the slab's owner
                 // (parked, detached or gone) does not use it, and its last writes happened
                 // before the stop. The slab lives as long as the heap.
-                // SAFETY: as said above; no other thread numbers or walks this slab.
-                next = unsafe { slab.as_ref().number_chunks(next, &mut numbered) };
-                out.extend(numbered.drain(..).map(|chunk| HeapChunk { slab, chunk }));
+                // SAFETY: as said above.
+                blocks += unsafe { slab.as_ref().list_chunks(&mut listed) };
+                out.extend(listed.drain(..).map(|chunk| HeapChunk { slab, chunk }));
             }
-            next
+            blocks
         }
         #[cfg(reap_loom)]
         {
@@ -291,31 +297,31 @@ impl HeapState {
         }
     }
 
-    /// Calls `block` with the header and number of every object of this heap in `chunk`
+    /// Calls `block` with the header of every object of this heap in `chunk`
     /// (a block whose first word names this heap; a free block holds a link there, a
     /// weak-info block its vtable), in block order. No lock is held during the call: `block`
     /// may run user code (a `Trace`).
     ///
     /// # Safety
-    /// `chunk` is from this thread's latest [`number_chunks`](Self::number_chunks) of this
+    /// `chunk` is from this thread's latest [`list_chunks`](Self::list_chunks) of this
     /// heap, in the same stop of the world; no other thread allocates or frees on this heap
     /// (the world is stopped), and this thread does not during the call (`block` may, between
     /// blocks: a block handed out or freed meanwhile is seen as it is when it is reached).
     pub(crate) unsafe fn walk_chunk(
         &self,
         chunk: HeapChunk,
-        mut block: impl FnMut(NonNull<SharedHeader>, usize),
+        mut block: impl FnMut(NonNull<SharedHeader>),
     ) {
         #[cfg(not(reap_loom))]
         {
             let me = (self as *const HeapState).cast::<()>();
             // SAFETY: a slab of this heap (it lives as long as the heap), and a chunk of it
-            // numbered by this thread in this stop (caller).
+            // listed by this thread in this stop (caller).
             unsafe {
-                chunk.slab.as_ref().walk_chunk(chunk.chunk, |b, slot| {
+                chunk.slab.as_ref().walk_chunk(chunk.chunk, |b| {
                     // The first word of a block ever handed out is initialised.
                     if b.cast::<*const ()>().read() == me {
-                        block(b.cast(), slot);
+                        block(b.cast());
                     }
                 })
             };
@@ -327,25 +333,6 @@ impl HeapState {
     /// Pushes every tracked object of this heap from the global allocator onto `out`.
     pub(crate) fn outside_objects(&self, out: &mut Vec<NonNull<SharedHeader>>) {
         out.extend(lock(&self.outside_slabs).objects.iter().map(|p| p.0));
-    }
-
-    /// The number [`number_chunks`](Self::number_chunks) gave the block of `obj`, an
-    /// object of this heap from a slab (`in_slab`).
-    ///
-    /// # Safety
-    /// The calling thread numbered this heap with `number_chunks` in this stop of the world.
-    #[inline]
-    pub(crate) unsafe fn slot_of(obj: NonNull<SharedHeader>) -> usize {
-        #[cfg(not(reap_loom))]
-        // SAFETY: a slab object's header starts its block (`object::shared_slab`), a block of a
-        // slab of this heap, which this thread numbered in this stop (caller).
-        return unsafe { SharedSlab::slot_of(obj.cast()) };
-        // No slabs in loom builds: no object is `in_slab`.
-        #[cfg(reap_loom)]
-        {
-            let _ = obj;
-            usize::MAX
-        }
     }
 
     /// Forgets a tracked object from the global allocator that is being freed.

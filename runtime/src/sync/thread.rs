@@ -20,7 +20,7 @@ use crate::object::shared::SharedHeader;
 use crate::shim::{lock, wait, wait_timeout, AtomicU8, AtomicUsize, Ordering::*};
 use crate::sync::count::{self, NO_OWNER};
 use crate::sync::state::{
-    heap_of, release_leaving, release_refs, HeapState, StopState, ThreadSlot, ThreadState,
+    heap_of, release_leaving, release_refs, HeapState, SendPtr, StopState, ThreadSlot, ThreadState,
     ATTACHED, DETACHED, LEAVING_ONE, PARKED, PENDING_GC, PENDING_QUEUE, PENDING_STOP,
 };
 
@@ -458,8 +458,10 @@ fn ensure_id() -> u32 {
                 return id;
             }
             let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if id == NO_OWNER || id == count::RESURRECTING || id == 0 {
-                // Four billion threads: give up, as on a count overflow.
+            // Ids stay below `CANDIDATE_TAG`, which marks a collection's scratch in `owner`
+            // (and `NO_OWNER` and `RESURRECTING` are above it).
+            if id >= count::CANDIDATE_TAG || id == 0 {
+                // Two billion threads: give up, as on a count overflow.
                 std::process::abort();
             }
             t.id.set(id);
@@ -597,7 +599,11 @@ pub(crate) fn safepoint(heap: NonNull<HeapState>, state: &ThreadState) {
 #[cold]
 #[inline(never)]
 fn safepoint_slow(heap: NonNull<HeapState>, state: &ThreadState) {
-    if state.pending.load(Acquire) & PENDING_QUEUE != 0 {
+    // Not while this thread holds a world stopped (a `Trace` that allocates or calls
+    // `safepoint`, against its contract, in the middle of a collection's snapshot): a merge
+    // would disown a candidate whose `owner` is the snapshot's scratch, or run its death. The
+    // queue waits for the next safe point after the restart (`PENDING_QUEUE` stays set).
+    if state.pending.load(Acquire) & PENDING_QUEUE != 0 && !holds_a_stop() {
         drain(heap, state);
     }
     if state.pending.load(SeqCst) & PENDING_STOP != 0 {
@@ -706,6 +712,13 @@ fn reenter_attached(heap: NonNull<HeapState>, state: &ThreadState) {
     }
 }
 
+/// Whether this thread holds some heap's world stopped (a collection, or a `gc` walk, between
+/// [`stop_the_world`] and [`restart_the_world`]).
+fn holds_a_stop() -> bool {
+    HOT.try_with(|hot| hot.stops_held.get() != 0)
+        .unwrap_or(false)
+}
+
 #[cold]
 fn drain(heap: NonNull<HeapState>, state: &ThreadState) {
     // SAFETY: the thread's attachment keeps the heap alive.
@@ -729,7 +742,8 @@ fn merge_all(queue: Vec<NonNull<SharedHeader>>) {
         // slot (a death earlier in this list ran user code that collected, or parked), found
         // the object held by this very reference (a count the queue still holds looks like
         // one from outside) and cleared the mark. Never runs with the object's heap stopped
-        // (a safe point, a thread's exit inside the gate, or a decrement).
+        // (a safe point, never on a thread that holds a stop; a thread's exit inside the gate;
+        // or a decrement, never of a candidate: `count::dec_shared`).
         // SAFETY: the queue entry holds a reference, so the object is allocated.
         unsafe { obj.as_ref() }.note_drop();
         // SAFETY: as above.
@@ -747,6 +761,11 @@ fn merge_all(queue: Vec<NonNull<SharedHeader>>) {
 /// merge queue; if the owner has exited, or its exit has begun, merges it here instead
 /// (CPython's `_Py_brc_queue_object`). Runs the death if that merge reaches zero.
 ///
+/// `owner` may also be a snapshot's tag (`count::CANDIDATE_TAG`): the collecting thread
+/// dropped a reference to a candidate, whose count the decrement left alone. The reference is
+/// then held back in the heap's `snapshot_drops`, which the collection drops once the world
+/// runs again and every owner is put back.
+///
 /// # Safety
 /// The caller's dropped reference now belongs to the queue entry: `obj` is allocated.
 pub(crate) unsafe fn queue(obj: NonNull<SharedHeader>, owner: u32) {
@@ -754,6 +773,13 @@ pub(crate) unsafe fn queue(obj: NonNull<SharedHeader>, owner: u32) {
     let heap = unsafe { obj.as_ref() }.heap.cast::<HeapState>();
     // SAFETY: as above.
     let h = unsafe { heap.as_ref() };
+    if count::is_candidate_tag(owner) {
+        h.snapshot_drops
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(SendPtr(obj));
+        return;
+    }
     let merge_here = {
         let mut table = lock(&h.threads);
         match table.get_mut(&owner) {
@@ -923,10 +949,7 @@ pub(crate) fn detached<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R 
 /// against the trait's contract) just waits: it would otherwise detach from that heap and, on
 /// its way back, park for its own stop.
 pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    if HOT
-        .try_with(|hot| hot.stops_held.get() != 0)
-        .unwrap_or(false)
-    {
+    if holds_a_stop() {
         return f();
     }
     // Outside the gates, then detached (a dangling pointer names none of this thread's
