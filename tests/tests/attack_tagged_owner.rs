@@ -170,10 +170,9 @@ fn a_self_queued_object_drained_mid_snapshot_dies_as_a_candidate() {
         // on this load).
         let fresh = s.shelf.lock().unwrap().pop().unwrap();
         let reused = Gc::as_ptr(&fresh) as usize == y_at;
-        let sound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Gc::strong_count(&fresh)
-        }))
-        .is_ok();
+        let sound =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Gc::strong_count(&fresh)))
+                .is_ok();
         if died != Some(0) || !sound {
             // Not dropped: a drop of a stale-owner object would panic while unwinding.
             std::mem::forget(fresh);
@@ -223,9 +222,8 @@ fn a_self_queued_object_drained_mid_snapshot_gets_a_stale_owner_back() {
         // A merged object must have `owner` 0 (checked by debug builds on this load); this
         // thread's drop of a merged object whose `owner` names it would take the owner's path
         // on a `local` of 0 (a subtraction overflow in debug builds, a leak in release ones).
-        let sound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            Gc::strong_count(&keep)
-        }));
+        let sound =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Gc::strong_count(&keep)));
         if sound.is_err() {
             // Not dropped: its drop would panic inside the unwinding and abort the run.
             std::mem::forget(keep);
@@ -301,7 +299,7 @@ fn a_trace_clones_weakens_upgrades_and_drops_a_candidate() {
             drop(a);
             // The ring is garbage: the trace's clones and drops must not change that.
             assert_eq!(heap.collect(), 2);
-                s.nothing_died_in_the_snapshot();
+            s.nothing_died_in_the_snapshot();
             assert_eq!(s.drops.load(SeqCst), 2, "each node dropped once");
             assert_eq!(heap.live_objects(), 0);
             no_reports(&reports);
@@ -402,7 +400,11 @@ fn a_trace_drops_then_panics_in_the_resurrection_check() {
         *a.next.lock().unwrap() = Some(b.clone());
         *b.next.lock().unwrap() = Some(a);
         drop(b);
-        assert_eq!(heap.collect(), 0, "the check was abandoned: nothing collected");
+        assert_eq!(
+            heap.collect(),
+            0,
+            "the check was abandoned: nothing collected"
+        );
         assert_eq!(*seen.seen_in_trace.lock().unwrap(), Some(0));
         assert_eq!(seen.finalized.load(SeqCst), 2);
         {

@@ -20,8 +20,9 @@
 //!    ([`drop_held_back`]).
 //! 4. **Trial deletion** on the snapshot ([`Snapshot::unreachable`]): what only
 //!    other candidates reach is garbage. The guards are released.
-//! 5. **Hold the garbage** ([`count::collector_hold`]): one reference each, merged, so nothing
-//!    of it dies on the refcount path before reclaim, and every count change on it is atomic.
+//! 5. **Hold the garbage** ([`hold`], in step 4's last pass): one reference each, merged, so
+//!    nothing of it dies on the refcount path before reclaim, and every count change on it is
+//!    atomic.
 //! 6. **Weak references** to garbage cleared, garbage weak references unlisted (their
 //!    callbacks never run); the other callbacks are taken to run later.
 //! 7. **Restart the world**; then, on the collecting thread only: the deaths from step 2, the
@@ -45,7 +46,7 @@ use crate::shim::Ordering::Relaxed;
 use crate::shim::{lock, Instant};
 use crate::sync::count;
 use crate::sync::gcstate::{Candidate, CollectCallback, CollectInfo, CollectPhase, Scratch};
-use crate::sync::heap::{dec_ref, give_back_hold, Heap};
+use crate::sync::heap::{account_frees, dec_ref, give_back_hold, Heap};
 use crate::sync::state::{vtable, HeapState, SendPtr, ThreadState};
 use crate::sync::thread::{self, NotStopped};
 use crate::sync::weak;
@@ -414,7 +415,23 @@ fn collect_claimed(
     h.gc.scheduled.store(false, Relaxed);
     let everything = scope == Scope::Everything || h.gc.exhaustive_due();
     merge_orphans(heap);
-    let (garbage, population) = match find_garbage(heap, 0, None, everything) {
+    // The holds, the marks, and whether the weak phase and the finalizers have anything to do
+    // (some garbage is or has a weak reference; some has a finalizer not run), taken for each
+    // garbage object in the verdict's last pass over the candidates, which puts their owners
+    // back ([`hold`]): a separate pass over memory the snapshot has evicted from the caches
+    // costs about as much. The garbage is poisoned in the same pass, on the guess that no
+    // finalizer is owed (the common case, where this is the final garbage; [`poison`]'s
+    // comment says why it must be done before any value is dropped). If some finalizer is
+    // owed after all, the poison is taken off again before the world restarts
+    // ([`unpoison`]).
+    let (mut weakly, mut finalizers) = (false, false);
+    let mut on_garbage = |o: &SharedHeader| {
+        let (w, f) = hold(o);
+        weakly |= w;
+        finalizers |= f;
+    };
+    let found = find_garbage(heap, 0, None, everything, &mut on_garbage);
+    let (garbage, population) = match found {
         Ok(g) => g,
         Err(p) => {
             let released = thread::restart_the_world(heap);
@@ -429,30 +446,6 @@ fn collect_claimed(
             return Ok(0);
         }
     };
-    // One pass: the holds, the marks, and whether the weak phase and the finalizers have
-    // anything to do (some garbage is or has a weak reference; some has a finalizer not run).
-    // The garbage is poisoned in the same pass, on the guess that no finalizer is owed (the
-    // common case, where this is the final garbage; [`poison`]'s comment says why it must be
-    // done before any value is dropped): a second pass over memory the snapshot has evicted
-    // from the caches costs about as much as this one. If some finalizer is owed after all,
-    // the poison is taken off again before the world restarts ([`unpoison`]).
-    let (mut weakly, mut finalizers) = (false, false);
-    for &g in &garbage {
-        // SAFETY: a candidate: allocated, and the world is stopped.
-        let o = unsafe { g.as_ref() };
-        count::collector_hold(o);
-        // One load each of `gc_bits` and the flags: the world is stopped, and only this
-        // thread writes them now.
-        let bits = o.gc_bits.load(Relaxed);
-        // Hidden from the `gc` surface's walks until it is given back or freed. (A plain
-        // store, as `set_gc_bit_stopped`'s: no garbage has the bit yet.)
-        o.gc_bits.store(bits | GC_GARBAGE | GC_RECLAIM, Relaxed);
-        weakly |= bits & GC_WEAKREF != 0 || o.has_weak_info();
-        let flags = o.flags.load(Relaxed);
-        o.flags.store(flags | Flags::VALUE_DROPPED.bits(), Relaxed);
-        let flags = Flags::from_bits_retain(flags);
-        finalizers |= flags.contains(Flags::HAS_FINALIZER) && !flags.contains(Flags::FINALIZED);
-    }
     if finalizers {
         // The finalizers run on values whole, and what they resurrect must not stay poisoned:
         // pause 2 poisons what is still garbage.
@@ -505,7 +498,7 @@ fn collect_claimed(
                 return Ok(0);
             }
         }
-        let still = match find_garbage(heap, 1, Some(&garbage), false) {
+        let still = match find_garbage(heap, 1, Some(&garbage), false, &mut |_: &SharedHeader| {}) {
             Ok((g, _)) => g,
             Err(p) => {
                 unmark(&garbage);
@@ -634,7 +627,8 @@ fn drop_held_back(h: &HeapState) {
 /// they reach (`among` = `None`; every tracked object if `everything`), or over `among` (the
 /// resurrection check, `held` = 1: each has the collector's reference, not counted as one from
 /// outside). Returns what only other
-/// candidates reach, and the number of tracked objects of the heap (walked; 0 for `among`).
+/// candidates reach, and the number of tracked objects of the heap (walked; 0 for `among`);
+/// `on_garbage` runs on each garbage object in the verdict's last pass (pause 1's [`hold`]).
 /// A panicking traversal (a hand-written `Trace`) abandons it; every tracked object is then
 /// marked a possible root again.
 fn find_garbage(
@@ -642,6 +636,7 @@ fn find_garbage(
     held: usize,
     among: Option<&[NonNull<SharedHeader>]>,
     everything: bool,
+    on_garbage: &mut impl FnMut(&SharedHeader),
 ) -> Result<Verdict, Box<dyn std::any::Any + Send>> {
     // SAFETY: the collecting thread's attachment keeps the heap alive.
     let gc = unsafe { &heap.as_ref().gc };
@@ -656,7 +651,7 @@ fn find_garbage(
         let (snap, population) =
             Snapshot::take(heap, held, among, everything, &mut guards, &mut scratch);
         used = snap.cands.len();
-        (snap.unreachable(&mut scratch), population)
+        (snap.unreachable(&mut scratch, on_garbage), population)
     }));
     // The verdict is in: the threads that run may move handles again. Released last in, first
     // out: a lock inside a value is released before the lock around it.
@@ -1059,8 +1054,12 @@ impl Snapshot {
 
     /// Trial deletion's step 3 and the partition: every candidate with a count left (held from
     /// outside the candidates) or not traversed completely is reachable, and so is everything
-    /// it reaches; the rest is returned.
-    fn unreachable(mut self, mem: &mut Scratch) -> Vec<NonNull<SharedHeader>> {
+    /// it reaches; the rest is returned, `on_garbage` run on each (its owner put back first).
+    fn unreachable(
+        mut self,
+        mem: &mut Scratch,
+        on_garbage: &mut impl FnMut(&SharedHeader),
+    ) -> Vec<NonNull<SharedHeader>> {
         for &o in &self.opaque {
             let c = &mut self.cands[o as usize];
             c.count = c.count.max(1);
@@ -1101,16 +1100,42 @@ impl Snapshot {
         }
         let mut garbage = Vec::with_capacity(cands.len() - reached);
         for (i, c) in cands.iter().enumerate() {
-            // The owner back (see `Candidates`): in the pass the verdict takes anyway.
             // SAFETY: a candidate, allocated; the world is stopped.
-            put_back_owner(unsafe { c.obj.as_ref() }, i, c.owner);
+            let o = unsafe { c.obj.as_ref() };
+            // The owner back (see `Candidates`): in the pass the verdict takes anyway.
+            put_back_owner(o, i, c.owner);
             if c.count == 0 {
+                on_garbage(o);
                 garbage.push(c.obj);
             }
         }
         (mem.cands, mem.edges, mem.opaque, mem.stack) = (cands, edges, opaque, stack);
         garbage
     }
+}
+
+/// Takes a collection's hold on `o`, an object of its garbage (pause 1, the world stopped,
+/// its owner put back): one reference, merged (`count::collector_hold`), hidden from the
+/// `gc` surface's walks ([`GC_GARBAGE`]) and poisoned (`VALUE_DROPPED`, and [`GC_RECLAIM`] for
+/// its drops) on the guess that no finalizer is owed ([`unpoison`] takes that off if one is).
+/// Returns whether it is or has a weak reference, and whether it has a finalizer not run.
+#[inline]
+fn hold(o: &SharedHeader) -> (bool, bool) {
+    count::collector_hold(o);
+    // One load each of `gc_bits` and the flags: the world is stopped, and only this thread
+    // writes them now.
+    let bits = o.gc_bits.load(Relaxed);
+    // Hidden from the `gc` surface's walks until it is given back or freed. (A plain store,
+    // as `set_gc_bit_stopped`'s: no garbage has the bit yet.)
+    o.gc_bits.store(bits | GC_GARBAGE | GC_RECLAIM, Relaxed);
+    let weakly = bits & GC_WEAKREF != 0 || o.has_weak_info();
+    let flags = o.flags.load(Relaxed);
+    o.flags.store(flags | Flags::VALUE_DROPPED.bits(), Relaxed);
+    let flags = Flags::from_bits_retain(flags);
+    (
+        weakly,
+        flags.contains(Flags::HAS_FINALIZER) && !flags.contains(Flags::FINALIZED),
+    )
 }
 
 /// Runs the finalizers of the garbage that has one not yet run (SEMANTICS 2.5), each once,
@@ -1250,11 +1275,15 @@ fn reclaim(h: &HeapState, me: u32, s: &ThreadState, garbage: Vec<NonNull<SharedH
     let n = garbage.len();
     // A count that reaches zero here frees the object (its value is dropped); one a `Drop`
     // kept a handle to lives on as a zombie until that handle goes.
+    let mut freed = 0;
     for &g in &garbage {
         // SAFETY: the collector's hold on final garbage (merged and marked `VALUE_DROPPED`),
         // given back once, on this attached thread.
-        unsafe { give_back_hold(g, NonNull::from(s)) };
+        freed += usize::from(unsafe { give_back_hold(g, NonNull::from(s)) });
     }
+    // SAFETY: this thread's attachment keeps the heap alive; the freed objects' heap
+    // references are given back here.
+    unsafe { account_frees(NonNull::from(h), NonNull::from(s), freed) };
     n
 }
 

@@ -654,23 +654,21 @@ pub(crate) fn merge_orphan(h: &SharedHeader) -> bool {
     true
 }
 
-/// The decrement that gives back a collection's hold on an object of its final garbage
-/// (`heap::give_back_hold`), with the `deferred` references the reclaiming thread dropped
-/// meanwhile (counted in `local`, now zeroed; see `object::shared::GC_RECLAIM`): one
-/// subtraction of them all, or none. [`collector_hold`] merged the object, and the hold keeps
-/// it merged until this decrement (see [`dec_shared`]), on any thread and whatever a `Drop`
-/// did meanwhile.
+/// Whether a collection's hold on an object of its final garbage, with the `deferred`
+/// references the reclaiming thread dropped meanwhile (counted in `local`; see
+/// `object::shared::GC_RECLAIM`), are the object's last references, with no weak reference to
+/// it: its give-back (`heap::give_back_hold`) then frees it with no read-modify-write.
 ///
 /// Most garbage is given back as its only reference (the values that held it were dropped
 /// first) with no weak reference to it. Then no other thread can take a reference any more:
 /// a strong one needs a handle to clone, a weak upgrade needs a weak reference, and both are
-/// gone. So a load that sees the hold alone and no weak-information block decides the death
-/// with no read-modify-write, as `Arc::get_mut` decides uniqueness. The load is `Acquire`:
-/// every other thread's last use of the object happened before the decrement that left only
-/// the hold (all of them read-modify-writes of `counts`, `Release`), and a weak reference
-/// some thread made meanwhile (its block published before that decrement) is seen too.
+/// gone. So a load that sees the hold alone and no weak-information block decides the death,
+/// as `Arc::get_mut` decides uniqueness. The load is `Acquire`: every other thread's last use
+/// of the object happened before the decrement that left only the hold (all of them
+/// read-modify-writes of `counts`, `Release`), and a weak reference some thread made
+/// meanwhile (its block published before that decrement) is seen too.
 #[inline]
-pub(crate) fn dec_hold(h: &SharedHeader, deferred: u32) -> Dec {
+pub(crate) fn hold_is_last(h: &SharedHeader, deferred: u32) -> bool {
     let word = load(h, Acquire);
     // The hold and the deferred drops: references the count still holds.
     let mine = 1 + deferred as i32;
@@ -678,12 +676,22 @@ pub(crate) fn dec_hold(h: &SharedHeader, deferred: u32) -> Dec {
         state_of(word) == MERGED && count_of(word) >= mine,
         "reap: a held object not merged, or below its hold: {word:#x}"
     );
-    if word == pack(mine, MERGED) && !h.has_weak_info() {
-        // These are the last references and nothing can add one: the count is left as it
-        // is (the object is freed next, and nothing reads its header again).
-        return Dec::Dead;
-    }
+    word == pack(mine, MERGED) && !h.has_weak_info()
+}
+
+/// The decrement that gives back a collection's hold on an object of its final garbage when
+/// [`hold_is_last`] said it may not be the last: the hold and the `deferred` references (now
+/// zeroed in `local`) in one subtraction. [`collector_hold`] merged the object, and the hold
+/// keeps it merged until this decrement (see [`dec_shared`]), on any thread and whatever a
+/// `Drop` did meanwhile.
+#[inline]
+pub(crate) fn dec_hold(h: &SharedHeader, deferred: u32) -> Dec {
+    let mine = 1 + deferred as i32;
     let old = h.counts.fetch_sub(mine as u32 * SHARED_ONE, Release);
+    debug_assert!(
+        state_of(old) == MERGED && count_of(old) >= mine,
+        "reap: a held object not merged, or below its hold: {old:#x}"
+    );
     if count_of(old) == mine {
         Dec::Dead
     } else {

@@ -4,16 +4,18 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::NonNull;
 
-use crate::object::header::Flags;
+use crate::object::header::{Flags, META_WEAK_INFO};
 use crate::object::shared::{Gc, SharedHeader, GC_FINALIZING, GC_RECLAIM};
+use crate::object::vtable::vtable_of_meta;
 #[cfg(not(reap_loom))]
 use crate::object::vtable::vtable_of_shared;
 use crate::shim::{lock, Ordering::*};
 use crate::sync::count::{self, Dec, Rest, NO_OWNER};
 use crate::sync::spin::WeakGuard;
 use crate::sync::state::{
-    alloc_on, count_tracked, free_memory, give_back_object_ref, heap_of, release_refs, vtable,
-    HeapState, SharedUnraisableHook, ThreadState, LEAVING_SHIFT, PENDING_GC, REFS_MASK,
+    alloc_on, count_tracked, free_memory, give_back_object_ref, give_back_object_refs, heap_of,
+    release_refs, vtable, HeapState, SharedUnraisableHook, ThreadState, LEAVING_SHIFT, PENDING_GC,
+    REFS_MASK,
 };
 #[cfg(not(reap_loom))]
 use crate::sync::state::{init_object, take_fast};
@@ -365,8 +367,21 @@ unsafe fn dec_ref_foreign(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapS
         return unsafe { dec_ref_gated(obj) };
     }
     if h.gc_bits.load(Relaxed) & GC_RECLAIM != 0 {
-        // SAFETY: the caller's reference; `cur` is the object's heap (checked above).
-        return unsafe { dec_ref_reclaiming(obj, me, &*cur) };
+        // SAFETY: `cur` is the object's heap (checked above), which the reference keeps.
+        let heap = unsafe { &*cur };
+        // `reclaimer` is never `NO_OWNER` (`collect::reclaim`), the id every thread in a
+        // detached section has: only the reclaiming thread itself matches.
+        if heap.gc.reclaimer.load(Relaxed) == me {
+            debug_assert_ne!(me, NO_OWNER);
+            // The collection's hold keeps the object (and merged) until its give-back, which
+            // this thread runs after the last value is dropped: a plain increment of a field
+            // only this thread writes now. (Inline: once an edge of the garbage, the
+            // collection's own drops.)
+            h.local.store(h.local.load(Relaxed) + 1, Relaxed);
+            return;
+        }
+        // SAFETY: the caller's reference.
+        return unsafe { dec_ref_reclaiming(obj, me) };
     }
     // One `fetch_sub` for a merged object (`Arc`'s drop), a compare-and-swap from a load for
     // one another thread owns.
@@ -375,27 +390,18 @@ unsafe fn dec_ref_foreign(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapS
 }
 
 /// [`dec_ref_foreign`] of an object of a collection's final garbage whose values are being
-/// dropped ([`GC_RECLAIM`]): on the thread dropping them, the reference is counted in the
-/// object's `local` (0 for a merged object otherwise), which the hold's give-back subtracts;
-/// on any other thread (a `Drop` handed it a clone), the usual merged decrement.
+/// dropped ([`GC_RECLAIM`]), by a thread other than the one dropping them (a `Drop` handed it
+/// a clone): the usual merged decrement. (On the reclaiming thread, `dec_ref_foreign` counts
+/// the reference in the object's `local`, 0 for a merged object otherwise, which the hold's
+/// give-back subtracts.)
 ///
 /// # Safety
-/// As [`dec_ref`]; `heap` is the object's heap, this thread attached to it as `me`.
+/// As [`dec_ref`]; this thread is attached to the object's heap as `me`.
 #[cold]
 #[inline(never)]
-unsafe fn dec_ref_reclaiming(obj: NonNull<SharedHeader>, me: u32, heap: &HeapState) {
+unsafe fn dec_ref_reclaiming(obj: NonNull<SharedHeader>, me: u32) {
     // SAFETY: the caller's reference keeps the object allocated.
     let h = unsafe { obj.as_ref() };
-    // `reclaimer` is never `NO_OWNER` (`collect::reclaim`), the id every thread in a detached
-    // section has: only the reclaiming thread itself matches.
-    if heap.gc.reclaimer.load(Relaxed) == me {
-        debug_assert_ne!(me, NO_OWNER);
-        // The collection's hold keeps the object (and merged) until its give-back, which
-        // this thread runs after the last value is dropped: a plain increment of a field only
-        // this thread writes now.
-        h.local.store(h.local.load(Relaxed) + 1, Relaxed);
-        return;
-    }
     // SAFETY: the caller's reference.
     unsafe { settle(obj, count::dec(h, me)) }
 }
@@ -472,7 +478,7 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
         // A zombie: its value was dropped by the collection that broke its cycle, while a
         // handle to it lived on (a `Drop` stored one). Only its memory is left to free.
         // SAFETY: dead, value dropped, and (its count is zero) unreferenced.
-        return unsafe { free_object(obj, state, true) };
+        return unsafe { free_object(obj, state, true, true) };
     }
     if h.has(Flags::HAS_FINALIZER) && !h.has(Flags::FINALIZED) {
         // With weak references, under the weak lock, where other threads' upgrades run: the
@@ -538,7 +544,7 @@ unsafe fn destroy(obj: NonNull<SharedHeader>) {
         unsafe { heap.as_ref() }.report_panic(UnraisableKind::Drop, (vt.type_name)(), p);
     }
     // SAFETY: dead, dropped, unreferenced; its weak references were cleared above.
-    unsafe { free_object(obj, state, false) };
+    unsafe { free_object(obj, state, false, true) };
 }
 
 /// The weak lock of the dying object `obj` (header `h`, heap `hs`), taken if it has weak
@@ -559,20 +565,38 @@ fn weak_guard<'h>(
 /// death is only the memory, and no deep chain of deaths can follow: nothing else runs but
 /// callbacks of weak references made to it since the collection cleared the others).
 ///
+/// Returns whether it freed the object. A freed object's accounting is the caller's, once
+/// for the whole garbage ([`account_frees`]): the count of tracked objects and the heap
+/// reference the object held.
+///
 /// # Safety
 /// `obj` is held by the collection (merged, `VALUE_DROPPED`), the hold given back once here;
 /// `state` is this thread's attachment to `obj`'s heap.
 // Inlined into reclaim's loop: called once an object, out of line it saved and restored its
 // registers each time (about 17 instructions an object).
 #[inline(always)]
-pub(crate) unsafe fn give_back_hold(obj: NonNull<SharedHeader>, state: NonNull<ThreadState>) {
+#[must_use]
+pub(crate) unsafe fn give_back_hold(
+    obj: NonNull<SharedHeader>,
+    state: NonNull<ThreadState>,
+) -> bool {
     // SAFETY: the collection's hold keeps the object allocated until it is given back here.
     let h = unsafe { obj.as_ref() };
     debug_assert!(h.has(Flags::VALUE_DROPPED));
-    // This thread's drops deferred by the reclaim go back with the hold, and the deferral
-    // ends for this object. Plain stores: this thread alone writes both fields now, and they
-    // come before the decrement that may let another thread free the object.
+    // This thread's drops deferred by the reclaim go back with the hold.
     let deferred = h.local.load(Relaxed);
+    if count::hold_is_last(h, deferred) {
+        // The last references: freed with no write to the header before (nothing reads it
+        // again; `hold_is_last`'s `Acquire` load orders every other thread's last use
+        // before the free).
+        // SAFETY: dead, its value dropped, unreferenced, with no weak reference. Accounted by
+        // the caller.
+        unsafe { free_object(obj, Some(state), true, false) };
+        return true;
+    }
+    // Another reference, or weak references: the deferral ends for this object. Plain
+    // stores: this thread alone writes both fields now, and they come before the decrement
+    // that may let another thread free the object.
     if deferred != 0 {
         h.local.store(0, Relaxed);
     }
@@ -584,8 +608,34 @@ pub(crate) unsafe fn give_back_hold(obj: NonNull<SharedHeader>, state: NonNull<T
         // (an acquire load rather than a fence, as in `destroy`).
         let _ = h.counts.load(Acquire);
         // SAFETY: dead, its value dropped, unreferenced; weak references made since the
-        // collection cleared the others are cleared by `free_object`.
-        unsafe { free_object(obj, Some(state), true) };
+        // collection cleared the others are cleared by `free_object`. Accounted by the
+        // caller.
+        unsafe { free_object(obj, Some(state), true, false) };
+        return true;
+    }
+    false
+}
+
+/// Accounts for `freed` tracked objects of `heap` freed by [`give_back_hold`] on this thread
+/// (state `state`): the thread's count of tracked objects, and their heap references, given
+/// back to the thread's reserve (the surplus to the heap). Once for a collection's garbage
+/// rather than once an object (about 10 instructions an object).
+///
+/// # Safety
+/// The thread's attachment keeps `heap` alive; `state` is this thread's state on it; each of
+/// the `freed` objects' heap references is the caller's to give.
+pub(crate) unsafe fn account_frees(
+    heap: NonNull<HeapState>,
+    state: NonNull<ThreadState>,
+    freed: usize,
+) {
+    if freed == 0 {
+        return;
+    }
+    // SAFETY: as this function's (caller).
+    unsafe {
+        count_tracked(heap, Some(state), -(freed.min(i32::MAX as usize) as i32));
+        give_back_object_refs(heap, Some(state), freed);
     }
 }
 
@@ -594,8 +644,12 @@ pub(crate) unsafe fn give_back_hold(obj: NonNull<SharedHeader>, state: NonNull<T
 /// weak-info block and its memory, and gives its heap reference back (on a thread whose state
 /// on the heap is `state`).
 ///
+/// Unless `account`, the caller accounts for the object afterwards (its count among the tracked
+/// objects and its heap reference: [`account_frees`]).
+///
 /// # Safety
-/// `obj` is dead (count zero), its value dropped, and nothing refers to it.
+/// `obj` is dead (count zero), its value dropped, and nothing refers to it; if not `account`,
+/// the caller gives its heap reference back (the heap must outlive the call otherwise).
 // Inlined into both of its callers: out of line it costs the refcount path's deaths about 20
 // instructions each.
 #[inline(always)]
@@ -603,25 +657,34 @@ pub(crate) unsafe fn free_object(
     obj: NonNull<SharedHeader>,
     state: Option<NonNull<crate::sync::state::ThreadState>>,
     clear_weak: bool,
+    account: bool,
 ) {
     // SAFETY: allocated until freed below.
     let h = unsafe { obj.as_ref() };
     let heap = heap_of(h);
-    if clear_weak && h.has_weak_info() {
-        // A weak reference made to a zombie: cleared (its callbacks run) now.
-        // SAFETY: dead, with weak references.
-        unsafe { weak::clear_and_call(obj) };
+    // One load of `meta` for the weak-info test and the vtable: a dead object's `meta` no
+    // longer changes (a block is installed only by a holder of a strong reference).
+    let meta = h.meta.load(Acquire);
+    // SAFETY: the object's `meta`, its weak-info block (if tagged) still allocated.
+    let vt = unsafe { vtable_of_meta(meta) };
+    if meta.addr() & META_WEAK_INFO != 0 {
+        if clear_weak {
+            // A weak reference made to a zombie: cleared (its callbacks run) now.
+            // SAFETY: dead, with weak references.
+            unsafe { weak::clear_and_call(obj) };
+        }
+        // SAFETY: nothing refers to the object any more.
+        unsafe { weak::free_info(h, state) };
     }
-    let vt = vtable(h);
-    // SAFETY: nothing refers to the object any more.
-    unsafe { weak::free_info(h, state) };
     if h.has(Flags::TRACKED) {
         if !h.in_slab {
             // SAFETY: the object's reference keeps the heap alive.
             unsafe { heap.as_ref() }.forget_outside_slabs(obj);
         }
-        // SAFETY: as above; `state` is this thread's on the heap.
-        unsafe { count_tracked(heap, state, -1) };
+        if account {
+            // SAFETY: as above; `state` is this thread's on the heap.
+            unsafe { count_tracked(heap, state, -1) };
+        }
     }
     let layout = vt.shared_layout;
     // SAFETY: the allocation started `value_offset` bytes before the value.
@@ -632,7 +695,9 @@ pub(crate) unsafe fn free_object(
     };
     // SAFETY: dead, dropped and unreferenced; the object's reference keeps the heap alive.
     unsafe { free_memory(h.in_slab, base, layout, state) };
-    // The object's heap reference goes back to this thread's reserve, or to the heap.
-    // SAFETY: the object's reference is ours to give; the heap is not used after.
-    unsafe { give_back_object_ref(heap, state) };
+    if account {
+        // The object's heap reference goes back to this thread's reserve, or to the heap.
+        // SAFETY: the object's reference is ours to give; the heap is not used after.
+        unsafe { give_back_object_ref(heap, state) };
+    }
 }

@@ -814,6 +814,34 @@ pub(crate) fn heap_of(h: &SharedHeader) -> NonNull<HeapState> {
     h.heap.cast()
 }
 
+/// [`give_back_object_ref`] of `n` objects at once (a collection's garbage).
+///
+/// # Safety
+/// As [`give_back_object_ref`], for `n` references.
+pub(crate) unsafe fn give_back_object_refs(
+    heap: NonNull<HeapState>,
+    state: Option<NonNull<ThreadState>>,
+    n: usize,
+) {
+    match state {
+        Some(s) => {
+            // SAFETY: the attachment outlives this call.
+            let s = unsafe { s.as_ref() };
+            let r = s.reserve.load(Relaxed) + n;
+            if r > 2 * RESERVE_BATCH {
+                s.reserve.store(RESERVE_BATCH, Relaxed);
+                // SAFETY: the thread's reserve held these references; the attachment keeps
+                // one more, so this never frees the heap.
+                unsafe { release_refs(heap, r - RESERVE_BATCH) };
+            } else {
+                s.reserve.store(r, Relaxed);
+            }
+        }
+        // SAFETY: the objects' references, given back; the heap is not used after.
+        None => unsafe { release_refs(heap, n) },
+    }
+}
+
 /// Gives back the heap reference of an object just freed on this thread: to the thread's
 /// reserve (returning the surplus to the heap), or to the heap if the thread has no state.
 ///
