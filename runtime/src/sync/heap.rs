@@ -621,6 +621,10 @@ pub(crate) unsafe fn give_back_hold(
 /// back to the thread's reserve (the surplus to the heap). Once for a collection's garbage
 /// rather than once an object (about 10 instructions an object).
 ///
+/// The count is not flushed into the heap's here (`state::count_tracked`'s test is for steps
+/// of one, and its product overflows for millions): the collection takes the thread's count
+/// as soon as the reclaim returns (`collect::collect_claimed`).
+///
 /// # Safety
 /// The thread's attachment keeps `heap` alive; `state` is this thread's state on it; each of
 /// the `freed` objects' heap references is the caller's to give.
@@ -632,11 +636,13 @@ pub(crate) unsafe fn account_frees(
     if freed == 0 {
         return;
     }
+    // SAFETY: the attachment outlives the call (caller).
+    let s = unsafe { state.as_ref() };
+    let n = i32::try_from(freed).unwrap_or(i32::MAX);
+    s.allocs
+        .store(s.allocs.load(Relaxed).saturating_sub(n), Relaxed);
     // SAFETY: as this function's (caller).
-    unsafe {
-        count_tracked(heap, Some(state), -(freed.min(i32::MAX as usize) as i32));
-        give_back_object_refs(heap, Some(state), freed);
-    }
+    unsafe { give_back_object_refs(heap, Some(state), freed) };
 }
 
 /// Frees a dead object whose value has been dropped: clears its weak references first if
