@@ -253,18 +253,19 @@ fn a_new_chunk_overwrites_entries_and_a_ring_is_counted_twice() {
 }
 
 /// A possible root X (a leaf, held by the shelf only) is made a candidate in the first chunk
-/// walked (the leaves' chunk, newest); then a node's `Trace` empties the shelf (X freed) and
-/// allocates a leaf N, which takes X's block, and visits it. N's lookup finds X's entry, and
-/// the check `cands[i].obj == o` passes (same address): N is taken for X, with X's count (1),
-/// and the node's edge takes it to 0. N is declared garbage while the second shelf holds it.
+/// walked (the leaves' chunk, newest); then a node's `Trace` empties the shelf and allocates a
+/// leaf N, and visits it. Before the twenty-first session X was freed there and N took its
+/// block; N's lookup found X's entry, and the check `cands[i].obj == o` passed (same address):
+/// N was taken for X, with X's count (1), and the node's edge took it to 0, so N was declared
+/// garbage while the second shelf held it.
 ///
-/// A known failure, as before the eighteenth session's walk (it fails on `3021510` the same
-/// way): the `Trace` breaks its contract (it drops handles and allocates), and the snapshot
-/// does not enforce that contract yet. Run with `--ignored` to see it; the fix proposed is a
-/// per-thread mark during the snapshot that makes an allocation or a death there panic (the
-/// collection is then abandoned and reported, as for any panicking `Trace`).
+/// A known failure from the eighteenth session (and before: it failed on `3021510` the same
+/// way) until the twenty-first: the `Trace` breaks its contract (it drops handles and
+/// allocates). Since the snapshot tags its candidates' `owner` and holds back the collecting
+/// thread's drops of references to them (`count::dec_shared`), X keeps its count and its block
+/// until the world runs again: N takes another block and is a candidate of its own, X dies
+/// once, after the verdict, and N survives in the second shelf.
 #[test]
-#[ignore = "known, not new: a Trace that frees and allocates in one pause breaks its contract; see the doc comment"]
 fn a_block_freed_and_handed_out_again_in_the_same_pause() {
     within("reuse-block", || {
         let w = Shared::new();
