@@ -821,9 +821,15 @@ impl Candidates {
             // handles count as references from outside).
             return None;
         }
-        let i = self.cands.len() as u32;
-        // No snapshot comes near 2^31 candidates (each is an object of at least 32 bytes).
-        debug_assert!(i < count::CANDIDATE_TAG - 2, "reap: too many candidates");
+        // A tag must stay below `RESURRECTING` (`count::is_candidate_tag`): past 2^31 - 2
+        // candidates (64 GiB of objects of at least 32 bytes), the rest are left out, which
+        // keeps them and what they reach, as a lock held elsewhere does.
+        let Ok(i) = u32::try_from(self.cands.len()) else {
+            return None;
+        };
+        if i >= count::CANDIDATE_TAG - 2 {
+            return None;
+        }
         let owner = h.owner.load(Relaxed);
         h.owner.store(count::CANDIDATE_TAG | i, Relaxed);
         self.cands.push(Candidate {
