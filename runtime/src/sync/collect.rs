@@ -1281,15 +1281,16 @@ fn reclaim(h: &HeapState, me: u32, s: &ThreadState, garbage: Vec<NonNull<SharedH
     let n = garbage.len();
     // A count that reaches zero here frees the object (its value is dropped); one a `Drop`
     // kept a handle to lives on as a zombie until that handle goes.
-    let mut freed = 0;
+    // Frees not yet accounted (`give_back_hold`).
+    let mut pending = 0;
     for &g in &garbage {
         // SAFETY: the collector's hold on final garbage (merged and marked `VALUE_DROPPED`),
         // given back once, on this attached thread.
-        freed += usize::from(unsafe { give_back_hold(g, NonNull::from(s)) });
+        unsafe { give_back_hold(g, NonNull::from(s), &mut pending) };
     }
     // SAFETY: this thread's attachment keeps the heap alive; the freed objects' heap
     // references are given back here.
-    unsafe { account_frees(NonNull::from(h), NonNull::from(s), freed) };
+    unsafe { account_frees(NonNull::from(h), NonNull::from(s), pending) };
     n
 }
 

@@ -565,21 +565,25 @@ fn weak_guard<'h>(
 /// death is only the memory, and no deep chain of deaths can follow: nothing else runs but
 /// callbacks of weak references made to it since the collection cleared the others).
 ///
-/// Returns whether it freed the object. A freed object's accounting is the caller's, once
-/// for the whole garbage ([`account_frees`]): the count of tracked objects and the heap
-/// reference the object held.
+/// An object freed by the common path (the hold its last reference, no weak reference) is
+/// counted in `pending` and accounted by the caller, once for the whole garbage
+/// ([`account_frees`]: the count of tracked objects and the heap reference the object held).
+/// The other path may run user code (a weak reference's callback): it accounts for the
+/// pending frees first, and for its own at once, so that what that code observes
+/// (`Heap::live_objects`) is exact.
 ///
 /// # Safety
 /// `obj` is held by the collection (merged, `VALUE_DROPPED`), the hold given back once here;
-/// `state` is this thread's attachment to `obj`'s heap.
+/// `state` is this thread's attachment to `obj`'s heap; `pending` counts frees of this heap's
+/// objects not yet accounted.
 // Inlined into reclaim's loop: called once an object, out of line it saved and restored its
 // registers each time (about 17 instructions an object).
 #[inline(always)]
-#[must_use]
 pub(crate) unsafe fn give_back_hold(
     obj: NonNull<SharedHeader>,
     state: NonNull<ThreadState>,
-) -> bool {
+    pending: &mut usize,
+) {
     // SAFETY: the collection's hold keeps the object allocated until it is given back here.
     let h = unsafe { obj.as_ref() };
     debug_assert!(h.has(Flags::VALUE_DROPPED));
@@ -589,11 +593,15 @@ pub(crate) unsafe fn give_back_hold(
         // The last references: freed with no write to the header before (nothing reads it
         // again; `hold_is_last`'s `Acquire` load orders every other thread's last use
         // before the free).
-        // SAFETY: dead, its value dropped, unreferenced, with no weak reference. Accounted by
-        // the caller.
+        // SAFETY: dead, its value dropped, unreferenced, with no weak reference (so no user
+        // code runs here). Accounted by the caller.
         unsafe { free_object(obj, Some(state), true, false) };
-        return true;
+        *pending += 1;
+        return;
     }
+    // SAFETY: the frees counted in `pending` are this heap's (caller), which this thread's
+    // attachment keeps alive.
+    unsafe { account_frees(heap_of(h), state, std::mem::take(pending)) };
     // Another reference, or weak references: the deferral ends for this object. Plain
     // stores: this thread alone writes both fields now, and they come before the decrement
     // that may let another thread free the object.
@@ -608,12 +616,9 @@ pub(crate) unsafe fn give_back_hold(
         // (an acquire load rather than a fence, as in `destroy`).
         let _ = h.counts.load(Acquire);
         // SAFETY: dead, its value dropped, unreferenced; weak references made since the
-        // collection cleared the others are cleared by `free_object`. Accounted by the
-        // caller.
-        unsafe { free_object(obj, Some(state), true, false) };
-        return true;
+        // collection cleared the others are cleared by `free_object` (their callbacks run).
+        unsafe { free_object(obj, Some(state), true, true) };
     }
-    false
 }
 
 /// Accounts for `freed` tracked objects of `heap` freed by [`give_back_hold`] on this thread
@@ -624,6 +629,7 @@ pub(crate) unsafe fn give_back_hold(
 /// The count is not flushed into the heap's here (`state::count_tracked`'s test is for steps
 /// of one, and its product overflows for millions): the collection takes the thread's count
 /// as soon as the reclaim returns (`collect::collect_claimed`).
+#[inline]
 ///
 /// # Safety
 /// The thread's attachment keeps `heap` alive; `state` is this thread's state on it; each of
