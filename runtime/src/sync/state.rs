@@ -814,10 +814,27 @@ pub(crate) fn heap_of(h: &SharedHeader) -> NonNull<HeapState> {
     h.heap.cast()
 }
 
-/// [`give_back_object_ref`] of `n` objects at once (a collection's garbage).
+/// Gives back the heap reference of an object just freed on this thread: to the thread's
+/// reserve (returning the surplus to the heap), or to the heap if the thread has no state.
+///
+/// # Safety
+/// The caller owns the freed object's reference of `heap` and does not use the heap after
+/// (if `state` is `None`, this may free it); `state` is this thread's state on `heap`.
+#[inline]
+pub(crate) unsafe fn give_back_object_ref(
+    heap: NonNull<HeapState>,
+    state: Option<NonNull<ThreadState>>,
+) {
+    // SAFETY: as this function's (caller).
+    unsafe { give_back_object_refs(heap, state, 1) }
+}
+
+/// [`give_back_object_ref`] of `n` objects at once (one, or a collection's garbage): the
+/// reserve keeps at most `2 * RESERVE_BATCH`, and goes back to `RESERVE_BATCH` when it passes.
 ///
 /// # Safety
 /// As [`give_back_object_ref`], for `n` references.
+#[inline]
 pub(crate) unsafe fn give_back_object_refs(
     heap: NonNull<HeapState>,
     state: Option<NonNull<ThreadState>>,
@@ -839,34 +856,5 @@ pub(crate) unsafe fn give_back_object_refs(
         }
         // SAFETY: the objects' references, given back; the heap is not used after.
         None => unsafe { release_refs(heap, n) },
-    }
-}
-
-/// Gives back the heap reference of an object just freed on this thread: to the thread's
-/// reserve (returning the surplus to the heap), or to the heap if the thread has no state.
-///
-/// # Safety
-/// The caller owns the freed object's reference of `heap` and does not use the heap after
-/// (if `state` is `None`, this may free it); `state` is this thread's state on `heap`.
-pub(crate) unsafe fn give_back_object_ref(
-    heap: NonNull<HeapState>,
-    state: Option<NonNull<ThreadState>>,
-) {
-    match state {
-        Some(s) => {
-            // SAFETY: the attachment outlives this call.
-            let s = unsafe { s.as_ref() };
-            let r = s.reserve.load(Relaxed) + 1;
-            if r > 2 * RESERVE_BATCH {
-                s.reserve.store(r - RESERVE_BATCH, Relaxed);
-                // SAFETY: the thread's reserve held these references; the attachment keeps
-                // one more, so this never frees the heap.
-                unsafe { release_refs(heap, RESERVE_BATCH) };
-            } else {
-                s.reserve.store(r, Relaxed);
-            }
-        }
-        // SAFETY: the object's reference, given back; the heap is not used after.
-        None => unsafe { release_refs(heap, 1) },
     }
 }
