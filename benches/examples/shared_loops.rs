@@ -427,6 +427,44 @@ fn main() {
             let o = heap.detached(|| heap.alloc(5_u64));
             foreign_churn(&o, n);
         }
+        "sync-foreign-held" => {
+            // As `sync-foreign`, with a second clone held by this thread throughout: each
+            // drop takes the shared count from 2 to 1.
+            let heap = reap::sync::Heap::new();
+            let h = heap.clone();
+            let o = std::thread::spawn(move || h.alloc(5_u64)).join().unwrap();
+            heap.safepoint();
+            let held = o.clone();
+            foreign_churn(&o, n);
+            drop(held);
+        }
+        "sync-foreign-shared" => {
+            // As `sync-foreign`, with a second thread cloning and dropping the same object
+            // meanwhile: the shared word changes under each thread's feet.
+            let heap = reap::sync::Heap::new();
+            let h = heap.clone();
+            let o = std::thread::spawn(move || h.alloc(5_u64)).join().unwrap();
+            heap.safepoint();
+            std::thread::scope(|s| {
+                let o2 = o.clone();
+                let heap = &heap;
+                s.spawn(move || {
+                    heap.safepoint();
+                    foreign_churn(&o2, n);
+                });
+                foreign_churn(&o, n);
+            });
+        }
+        "arc-foreign-shared" => {
+            let o = std::thread::spawn(|| std::sync::Arc::new(5_u64))
+                .join()
+                .unwrap();
+            std::thread::scope(|s| {
+                let o2 = o.clone();
+                s.spawn(move || foreign_churn(&o2, n));
+                foreign_churn(&o, n);
+            });
+        }
         "sync-foreign" | "sync-foreign-collected" => {
             // Allocated by a thread that has exited (the object keeps its id, unmerged), then
             // cloned and dropped by this attached thread: every operation is on the shared

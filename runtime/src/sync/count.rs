@@ -475,6 +475,73 @@ pub(crate) fn dec_shared(h: &SharedHeader) -> Dec {
     }
 }
 
+/// [`dec_shared`]'s common cases, for the drop of a handle (`heap::dec_ref_foreign`): a
+/// merged object's `fetch_sub` ([`dec_disowned`]), and for an object another thread owns, a
+/// compare-and-swap taking a shared count above zero, unmerged, one lower (the object stays
+/// alive: the owner's count holds it), tried twice. [`Fast::Slow`] when it did nothing (a tag
+/// or a high id in `owner`, a count of zero or less, a merged word, two lost races): the
+/// caller then runs [`dec_shared`] from the start.
+///
+/// The first compare-and-swap expects `guess()`, the word this thread found at its last
+/// decrement of the object, if it remembers one (`thread::word_guess`), rather than a load
+/// of the word. After a clone of its own since, the word is the same; and on x86 a load of
+/// the word a locked instruction (that clone's `fetch_add`) just wrote waits for it to
+/// drain, where a compare-and-swap from a value already in a register does not (the
+/// nineteenth session's first try guessed a constant, wrong whenever another handle was
+/// held). The guess decides nothing: the compare-and-swap publishes only if the word is the
+/// guess, which is then the word a load would have returned; a wrong guess fails with the
+/// word as it is, from which the second try goes, as it would after a load. A guess whose
+/// count is not above zero, or merged, is not tried (stale, or the slow path's anyway).
+///
+/// Returns [`Fast::AliveFrom`] with the word a compare-and-swap succeeded from, for the caller
+/// to remember.
+#[inline]
+pub(crate) fn dec_shared_fast(h: &SharedHeader, guess: impl FnOnce() -> Option<u32>) -> Fast {
+    h.note_drop_before_rmw();
+    // `Acquire`: see `disown`.
+    let owner = h.owner.load(Acquire);
+    if owner == 0 {
+        return match dec_disowned(h) {
+            Dec::Alive => Fast::Alive,
+            _ => Fast::Dead,
+        };
+    }
+    if (owner as i32) > 0 {
+        let usable = |w: u32| count_of(w) > 0 && state_of(w) != MERGED;
+        let mut word = match guess() {
+            Some(w) if usable(w) => w,
+            _ => load(h, Relaxed),
+        };
+        for _ in 0..2 {
+            if !usable(word) {
+                break;
+            }
+            match h
+                .counts
+                .compare_exchange_weak(word, word - SHARED_ONE, AcqRel, Relaxed)
+            {
+                Ok(_) => return Fast::AliveFrom(word),
+                Err(w) => word = w,
+            }
+        }
+    }
+    Fast::Slow
+}
+
+/// What [`dec_shared_fast`] did (`Alive`, `AliveFrom` and `Dead` as [`Dec`]'s).
+#[derive(Debug, PartialEq, Eq)]
+#[must_use]
+pub(crate) enum Fast {
+    /// The decrement is done and the object alive.
+    Alive,
+    /// As `Alive`, by a compare-and-swap from this word.
+    AliveFrom(u32),
+    /// The decrement is done and the count reached zero: the caller runs the death.
+    Dead,
+    /// Nothing done: the caller runs [`dec_shared`].
+    Slow,
+}
+
 /// [`dec_shared`] of an object whose `owner` has the top bit: [`RESURRECTING`] (or
 /// [`NO_OWNER`]) is decremented as any owned object; a candidate of the snapshot the collecting
 /// thread (this one) is taking keeps its count, and the dropped reference goes to the caller
@@ -539,29 +606,11 @@ fn overflow_dec(h: &SharedHeader) -> ! {
 /// `fetch_sub` followed by a second step to mark it queued would leave a moment where the
 /// owner's spill or its merge at zero could count the dropped reference wrongly).
 ///
-/// Its first try, on a count above zero, is inlined into the caller; the rest (a count of zero
-/// or less, a retry) is [`dec_owned_elsewhere_loop`], out of line: the common foreign drop
-/// then saves a call and the loop's register saves.
-#[inline]
-fn dec_owned_elsewhere(h: &SharedHeader) -> Dec {
-    let word = load(h, Relaxed);
-    if count_of(word) > 0 {
-        // `one_less`'s word, with the death decided after the read-modify-write (which then
-        // starts sooner: about 0.3 ns a drop here).
-        match h
-            .counts
-            .compare_exchange_weak(word, word - SHARED_ONE, AcqRel, Relaxed)
-        {
-            Ok(_) => return one_less(word).1,
-            Err(w) => return dec_owned_elsewhere_loop(h, w),
-        }
-    }
-    dec_owned_elsewhere_loop(h, word)
-}
-
-/// [`dec_owned_elsewhere`] past its first try, from `word` (the shared word as last read).
+/// A handle's drop takes its common case, a count above zero, in [`dec_shared_fast`]; this
+/// is the whole protocol, out of line.
 #[inline(never)]
-fn dec_owned_elsewhere_loop(h: &SharedHeader, mut word: u32) -> Dec {
+fn dec_owned_elsewhere(h: &SharedHeader) -> Dec {
+    let mut word = load(h, Relaxed);
     loop {
         let (new, then) = if count_of(word) > 0 {
             one_less(word)

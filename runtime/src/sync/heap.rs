@@ -383,8 +383,28 @@ unsafe fn dec_ref_foreign(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapS
         // SAFETY: the caller's reference.
         return unsafe { dec_ref_reclaiming(obj, me) };
     }
-    // One `fetch_sub` for a merged object (`Arc`'s drop), a compare-and-swap from a load for
-    // one another thread owns.
+    // One `fetch_sub` for a merged object (`Arc`'s drop); for one another thread owns, a
+    // compare-and-swap from the word this thread found at its last decrement of it, if it
+    // remembers one, else from a load. The rest out of line.
+    match count::dec_shared_fast(h, || thread::word_guess(h)) {
+        count::Fast::Alive => {}
+        count::Fast::AliveFrom(word) => thread::remember_word(h, word),
+        // SAFETY: the count reached zero here: the death is ours.
+        count::Fast::Dead => unsafe { release(obj) },
+        // SAFETY: the caller's reference (nothing was done with it).
+        count::Fast::Slow => unsafe { dec_ref_shared_slow(obj) },
+    }
+}
+
+/// [`dec_ref_foreign`] past [`count::dec_shared_fast`], which did nothing: the whole
+/// [`count::dec_shared`].
+///
+/// # Safety
+/// As [`dec_ref`].
+#[inline(never)]
+unsafe fn dec_ref_shared_slow(obj: NonNull<SharedHeader>) {
+    // SAFETY: the caller's reference keeps the object allocated.
+    let h = unsafe { obj.as_ref() };
     // SAFETY: the caller's reference.
     unsafe { settle(obj, count::dec_shared(h)) }
 }

@@ -69,6 +69,11 @@ struct Hot {
     /// At most [`MAX_FINALIZING`], which the trashcan keeps them from exceeding.
     finalizing: [Cell<*const SharedHeader>; MAX_FINALIZING],
     finalizing_len: Cell<usize>,
+    /// The shared word this thread's last foreign decrement found, and the object it was for:
+    /// a guess for its next decrement of that object (after one clone of its own since, the
+    /// word is the same), never dereferenced, never trusted (a compare-and-swap checks it).
+    guess_obj: Cell<*const SharedHeader>,
+    guess_word: Cell<u32>,
 }
 
 /// How many nested refcount-path finalizers a thread records: as many as it runs nested
@@ -95,6 +100,8 @@ impl Hot {
             stops_held: Cell::new(0),
             finalizing: [const { Cell::new(std::ptr::null()) }; MAX_FINALIZING],
             finalizing_len: Cell::new(0),
+            guess_obj: Cell::new(std::ptr::null()),
+            guess_word: Cell::new(0),
         }
     }
 
@@ -190,6 +197,24 @@ pub(crate) fn current_id() -> u32 {
 pub(crate) fn hot() -> (u32, *const HeapState) {
     HOT.try_with(|h| (h.id.get(), h.last_heap.get()))
         .unwrap_or((NO_OWNER, std::ptr::null()))
+}
+
+/// The shared word this thread remembers for `h` ([`remember_word`]), if its last remembered
+/// one was for `h`: a guess, which may be stale.
+#[inline]
+pub(crate) fn word_guess(h: *const SharedHeader) -> Option<u32> {
+    HOT.try_with(|t| (t.guess_obj.get() == h).then(|| t.guess_word.get()))
+        .ok()
+        .flatten()
+}
+
+/// Remembers `word` as the shared word this thread's decrement of `h` found.
+#[inline]
+pub(crate) fn remember_word(h: *const SharedHeader, word: u32) {
+    let _ = HOT.try_with(|t| {
+        t.guess_obj.set(h);
+        t.guess_word.set(word);
+    });
 }
 
 /// Runs `op` with the id under which this thread may change the counts of `heap`'s objects
