@@ -385,10 +385,13 @@ unsafe fn dec_ref_foreign(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapS
     }
     // One `fetch_sub` for a merged object (`Arc`'s drop); for one another thread owns, a
     // compare-and-swap from the word this thread found at its last decrement of it, if it
-    // remembers one, else from a load. The rest out of line.
-    match count::dec_shared_fast(h, || thread::word_guess(h)) {
+    // remembers one, else from a load. The rest out of line. The guess is kept by address
+    // (`obj`'s, never `h`: once the decrement is published, another thread may free the
+    // object, and a reference to it must not be used, even as an address).
+    let addr = obj.as_ptr().cast_const();
+    match count::dec_shared_fast(h, || thread::word_guess(addr)) {
         count::Fast::Alive => {}
-        count::Fast::AliveFrom(word) => thread::remember_word(h, word),
+        count::Fast::AliveFrom(word) => thread::remember_word(addr, word),
         // SAFETY: the count reached zero here: the death is ours.
         count::Fast::Dead => unsafe { release(obj) },
         // SAFETY: the caller's reference (nothing was done with it).
