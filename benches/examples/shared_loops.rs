@@ -438,6 +438,39 @@ fn main() {
             foreign_churn(&o, n);
             drop(held);
         }
+        "sync-foreign-two" => {
+            // As `sync-foreign`, cloning two handles and then dropping both each round: the
+            // drops come in a run, each from a count the one before it left.
+            let heap = reap::sync::Heap::new();
+            let h = heap.clone();
+            let o = std::thread::spawn(move || h.alloc(5_u64)).join().unwrap();
+            heap.safepoint();
+            let o = black_box(&o);
+            let start = std::time::Instant::now();
+            for _ in 0..n * 50_000 {
+                let (x, y) = (o.clone(), o.clone());
+                black_box((&x, &y));
+                drop(x);
+                drop(y);
+            }
+            let ns = start.elapsed().as_nanos() as f64 / (f64::from(n) * 100_000.0);
+            eprintln!("{ns:.2} ns a clone + drop");
+        }
+        "arc-foreign-two" => {
+            let o = std::thread::spawn(|| std::sync::Arc::new(5_u64))
+                .join()
+                .unwrap();
+            let o = black_box(&o);
+            let start = std::time::Instant::now();
+            for _ in 0..n * 50_000 {
+                let (x, y) = (o.clone(), o.clone());
+                black_box((&x, &y));
+                drop(x);
+                drop(y);
+            }
+            let ns = start.elapsed().as_nanos() as f64 / (f64::from(n) * 100_000.0);
+            eprintln!("{ns:.2} ns a clone + drop");
+        }
         "sync-foreign-shared" => {
             // As `sync-foreign`, with a second thread cloning and dropping the same object
             // meanwhile: the shared word changes under each thread's feet.

@@ -69,7 +69,7 @@ pub(crate) const QUEUED: u32 = 2;
 pub(crate) const MERGED: u32 = 3;
 
 /// One reference of the shared count, as a shared word: what a foreign increment adds.
-const SHARED_ONE: u32 = 1 << SHIFT;
+pub(crate) const SHARED_ONE: u32 = 1 << SHIFT;
 
 /// The largest count either half may reach before the protocol aborts. Small in loom builds
 /// so that a model can spill and overflow in a few steps. The shared count's field holds
@@ -482,19 +482,20 @@ pub(crate) fn dec_shared(h: &SharedHeader) -> Dec {
 /// or a high id in `owner`, a count of zero or less, a merged word, two lost races): the
 /// caller then runs [`dec_shared`] from the start.
 ///
-/// The first compare-and-swap expects `guess()`, the word this thread found at its last
-/// decrement of the object, if it remembers one (`thread::word_guess`), rather than a load
-/// of the word. After a clone of its own since, the word is the same; and on x86 a load of
-/// the word a locked instruction (that clone's `fetch_add`) just wrote waits for it to
-/// drain, where a compare-and-swap from a value already in a register does not (the
-/// nineteenth session's first try guessed a constant, wrong whenever another handle was
-/// held). The guess decides nothing: the compare-and-swap publishes only if the word is the
-/// guess, which is then the word a load would have returned; a wrong guess fails with the
-/// word as it is, from which the second try goes, as it would after a load. A guess whose
-/// count is not above zero, or merged, is not tried (stale, or the slow path's anyway).
+/// The first compare-and-swap expects `guess()`, the word this thread predicts, if it has a
+/// prediction for the object (`thread::word_guess`: the word its last decrement of the object
+/// published, plus one for each of its clones since), rather than a load of the word: on x86
+/// a load of the word a locked instruction (a clone's `fetch_add`) just wrote waits for it to
+/// drain, where a compare-and-swap from a value already known does not. The prediction is
+/// exact unless another thread changed the count meanwhile (the nineteenth session's first
+/// try guessed a constant, wrong whenever another handle was held). The guess decides
+/// nothing: the compare-and-swap publishes only if the word is the guess, which is then the
+/// word a load would have returned; a wrong guess fails with the word as it is, from which the
+/// second try goes, as it would after a load. A guess whose count is not above zero, or
+/// merged, is not tried (stale, or the slow path's anyway).
 ///
-/// Returns [`Fast::AliveFrom`] with the word a compare-and-swap succeeded from, for the caller
-/// to remember.
+/// Returns [`Fast::AliveFrom`] with the word a compare-and-swap published, for the caller to
+/// remember.
 #[inline]
 pub(crate) fn dec_shared_fast(h: &SharedHeader, guess: impl FnOnce() -> Option<u32>) -> Fast {
     h.note_drop_before_rmw();
@@ -520,7 +521,7 @@ pub(crate) fn dec_shared_fast(h: &SharedHeader, guess: impl FnOnce() -> Option<u
                 .counts
                 .compare_exchange_weak(word, word - SHARED_ONE, AcqRel, Relaxed)
             {
-                Ok(_) => return Fast::AliveFrom(word),
+                Ok(_) => return Fast::AliveFrom(word - SHARED_ONE),
                 Err(w) => word = w,
             }
         }
@@ -534,7 +535,7 @@ pub(crate) fn dec_shared_fast(h: &SharedHeader, guess: impl FnOnce() -> Option<u
 pub(crate) enum Fast {
     /// The decrement is done and the object alive.
     Alive,
-    /// As `Alive`, by a compare-and-swap from this word.
+    /// As `Alive`, by a compare-and-swap that published this word.
     AliveFrom(u32),
     /// The decrement is done and the count reached zero: the caller runs the death.
     Dead,

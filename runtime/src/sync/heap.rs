@@ -295,6 +295,10 @@ pub(crate) fn inc_ref(h: &SharedHeader) {
 #[inline]
 fn inc_foreign(h: &SharedHeader) {
     count::inc_shared(h);
+    // The word this thread predicts for its next decrement: one more than it remembers,
+    // computed from what it remembers rather than from the `fetch_add`'s result, which would
+    // make the decrement's compare-and-swap wait for it.
+    thread::predict_clone(std::ptr::from_ref(h));
     if h.is_finalizing() {
         cloned_while_finalizing(h);
     }
@@ -384,10 +388,11 @@ unsafe fn dec_ref_foreign(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapS
         return unsafe { dec_ref_reclaiming(obj, me) };
     }
     // One `fetch_sub` for a merged object (`Arc`'s drop); for one another thread owns, a
-    // compare-and-swap from the word this thread found at its last decrement of it, if it
-    // remembers one, else from a load. The rest out of line. The guess is kept by address
-    // (`obj`'s, never `h`: once the decrement is published, another thread may free the
-    // object, and a reference to it must not be used, even as an address).
+    // compare-and-swap from the word this thread predicts (`thread::word_guess`), if it has
+    // a prediction for this object, else from a load. The rest out of line. The prediction
+    // is kept by address (`obj`'s, never `h`: once the decrement is published, another
+    // thread may free the object, and a reference to it must not be used, even as an
+    // address).
     let addr = obj.as_ptr().cast_const();
     match count::dec_shared_fast(h, || thread::word_guess(addr)) {
         count::Fast::Alive => {}

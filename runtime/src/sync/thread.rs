@@ -69,9 +69,10 @@ struct Hot {
     /// At most [`MAX_FINALIZING`], which the trashcan keeps them from exceeding.
     finalizing: [Cell<*const SharedHeader>; MAX_FINALIZING],
     finalizing_len: Cell<usize>,
-    /// The shared word this thread's last foreign decrement found, and the object it was for:
-    /// a guess for its next decrement of that object (after one clone of its own since, the
-    /// word is the same), never dereferenced, never trusted (a compare-and-swap checks it).
+    /// The shared word this thread predicts for its next foreign decrement of the object
+    /// `guess_obj`: the word its last one published, plus one for each foreign clone of that
+    /// object it made since (`count::dec_shared_fast`). Exact unless another thread changed
+    /// the count meanwhile; never dereferenced, never trusted (a compare-and-swap checks it).
     guess_obj: Cell<*const SharedHeader>,
     guess_word: Cell<u32>,
 }
@@ -199,8 +200,8 @@ pub(crate) fn hot() -> (u32, *const HeapState) {
         .unwrap_or((NO_OWNER, std::ptr::null()))
 }
 
-/// The shared word this thread remembers for `h` ([`remember_word`]), if its last remembered
-/// one was for `h`: a guess, which may be stale.
+/// The shared word this thread predicts for `h` ([`Hot::guess_word`]), if its prediction is
+/// for `h`: a guess, which may be stale.
 #[inline]
 pub(crate) fn word_guess(h: *const SharedHeader) -> Option<u32> {
     HOT.try_with(|t| (t.guess_obj.get() == h).then(|| t.guess_word.get()))
@@ -208,12 +209,24 @@ pub(crate) fn word_guess(h: *const SharedHeader) -> Option<u32> {
         .flatten()
 }
 
-/// Remembers `word` as the shared word this thread's decrement of `h` found.
+/// Remembers `word` as the shared word this thread's decrement of `h` just published.
 #[inline]
 pub(crate) fn remember_word(h: *const SharedHeader, word: u32) {
     let _ = HOT.try_with(|t| {
         t.guess_obj.set(h);
         t.guess_word.set(word);
+    });
+}
+
+/// This thread added one to `h`'s shared count: one more in its prediction, if it has one
+/// for `h`.
+#[inline]
+pub(crate) fn predict_clone(h: *const SharedHeader) {
+    let _ = HOT.try_with(|t| {
+        if t.guess_obj.get() == h {
+            t.guess_word
+                .set(t.guess_word.get().wrapping_add(count::SHARED_ONE));
+        }
     });
 }
 
