@@ -1,5 +1,5 @@
 //! loom models of weak references against the last strong drop (issue 12, models 1, 6 and
-//! 26), of two first weak references made at once (models 13 and 14), and of a weak reference
+//! 26), of two first weak references made at once (models 13, 14 and 37), and of a weak reference
 //! dying while its referent dies on another thread (models 18 and 19), and of a weak
 //! reference's owner dropping it while other threads reach it through its referent (models 31
 //! to 33).
@@ -90,6 +90,45 @@ fn two_first_weak_references_at_once() {
         assert_eq!(counters.dropped(), 1);
         assert!(w.upgrade().is_none() && other.upgrade().is_none());
     });
+}
+
+/// Model 37: the owner makes the object's first weak reference while it holds the only
+/// strong reference it counts, against another thread that made one from a handle of its own
+/// (counted in the shared word) and drops that handle. When the owner finds itself the only
+/// holder (`count::uniquely_referenced`) it installs its block with a plain store, and must
+/// then see the other thread's block, if that thread's drop came first, and not write over
+/// it: both get the same shared reference, and nothing leaks (twenty-second session).
+#[test]
+fn first_weak_reference_when_the_owner_holds_the_only_reference() {
+    model_bounded(
+        "first_weak_reference_when_the_owner_holds_the_only_reference",
+        Some(4),
+        || {
+            let (heap, counters, obj) = setup_obj();
+            let c = obj.clone();
+            // A handle counted in the shared word, made on another thread, which hands back
+            // the owner's.
+            let (c, theirs) = thread::spawn(move || {
+                let theirs = c.clone();
+                (c, theirs)
+            })
+            .join()
+            .unwrap();
+            drop(c);
+            let t = thread::spawn(move || {
+                let w = Weak::new(&theirs);
+                drop(theirs);
+                w
+            });
+            let w = Weak::new(&obj);
+            let other = t.join().unwrap();
+            assert!(Weak::ptr_eq(&w, &other), "two shared weak references");
+            drop(obj);
+            heap.safepoint();
+            assert_eq!(counters.dropped(), 1);
+            assert!(w.upgrade().is_none() && other.upgrade().is_none());
+        },
+    );
 }
 
 /// Model 14: a first weak reference without a callback (`Weak::new`'s lock-free install)

@@ -168,6 +168,21 @@ fn disown(h: &SharedHeader) {
     h.owner.store(0, Release);
 }
 
+/// Whether the caller's handle is the only strong reference to `h` (CPython 3.13t's
+/// `_PyObject_IsUniquelyReferenced`): thread `me` owns it with a count of one, and the shared
+/// word is a zero count in the initial state (no other thread counts it, none queued it).
+/// Then no other thread can take a strong reference but through a weak one (the caller
+/// checks that there is none, after this), and a collection, which reads every object, needs
+/// this thread stopped.
+///
+/// `Acquire`: a thread that dropped the last other reference (a `Release` read-modify-write,
+/// which this load reads) did whatever it did to the object before (installing a weak-info
+/// block, say), so its accesses happen before the caller's next reads and writes.
+#[inline]
+pub(crate) fn uniquely_referenced(h: &SharedHeader, me: u32) -> bool {
+    owned_by(h, me) && h.local.load(Relaxed) == 1 && load(h, Acquire) == pack(0, INIT)
+}
+
 /// What a decrement leaves the caller to do.
 #[derive(Debug, PartialEq, Eq)]
 #[must_use]

@@ -184,7 +184,7 @@ unsafe fn info_or_make(h: &SharedHeader, state: Option<NonNull<ThreadState>>) ->
     }
     let info = make_info(h, state, None);
     // SAFETY: a block just made, published by nobody else.
-    match unsafe { install_info(h, info, state) } {
+    match unsafe { install_info(h, info, state, false) } {
         Ok(()) => info,
         // A first weak reference made without the lock won (`Weak::new`'s fast path).
         // SAFETY: the caller holds the lock.
@@ -219,18 +219,30 @@ fn make_info(
 /// Installs `info` as `h`'s weak-info block if `h` has none: one compare-and-swap of `meta`
 /// from the plain vtable to the tagged block, with `Release`, so that whoever finds the block
 /// (loading `meta` with `Acquire`) sees it whole. If another block won, `info` is freed
-/// (on a thread whose state on `h`'s heap is `state`) and `Err` returned.
+/// (on a thread whose state on `h`'s heap is `state`) and `Err` returned. When the caller's
+/// handle is the only strong reference to `h` (`unique`, [`count::uniquely_referenced`]) and
+/// `meta`, loaded after that verdict, still holds the plain vtable (a block installed by a
+/// thread whose reference has gone since is seen here: its drop happened before the
+/// verdict's `Acquire` load), no other thread can install a block meanwhile (that takes a
+/// strong reference, and there is no weak one to take it from): a `Release` store does, with
+/// no locked instruction.
 ///
 /// # Safety
-/// `info` was made by [`make_info`] for `h` and nobody else can reach it.
+/// `info` was made by [`make_info`] for `h` and nobody else can reach it; `unique` only if
+/// [`count::uniquely_referenced`] said so for this thread's handle, still held.
 unsafe fn install_info(
     h: &SharedHeader,
     info: NonNull<WeakInfo>,
     state: Option<NonNull<ThreadState>>,
+    unique: bool,
 ) -> Result<(), ()> {
     // SAFETY: ours alone (caller).
     let vt: *const VTable = unsafe { info.as_ref() }.vtable;
     let tagged = info.as_ptr().map_addr(|a| a | META_WEAK_INFO).cast();
+    if unique && h.meta.load(Relaxed) == vt.cast_mut().cast() {
+        h.meta.store(tagged, Release);
+        return Ok(());
+    }
     match h
         .meta
         .compare_exchange(vt.cast_mut().cast(), tagged, Release, Relaxed)
@@ -548,7 +560,7 @@ unsafe fn first_ref(
     let fresh = new_ref_obj(heap::heap_of(h), me, state, th, None);
     let info = make_info(h, state, Some(fresh.header_ptr()));
     // SAFETY: made just above, reachable by nobody else.
-    match unsafe { install_info(h, info, state) } {
+    match unsafe { install_info(h, info, state, count::uniquely_referenced(h, me)) } {
         Ok(()) => Some(fresh),
         Err(()) => {
             // Never listed: cleared, so that its death does not look for it in the block.
