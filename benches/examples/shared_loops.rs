@@ -557,19 +557,25 @@ fn main() {
         }
         "local-weak-create" => {
             let heap = reap::Heap::new();
+            let start = std::time::Instant::now();
             for _ in 0..n * 10_000 {
                 let o = heap.alloc(black_box(1_u64));
                 let w = reap::Weak::new(&o);
                 black_box((&o, &w));
             }
+            let ns = start.elapsed().as_nanos() as f64 / (f64::from(n) * 10_000.0);
+            eprintln!("{ns:.2} ns a round");
         }
         "sync-weak-create" => {
             let heap = reap::sync::Heap::new();
+            let start = std::time::Instant::now();
             for _ in 0..n * 10_000 {
                 let o = heap.alloc(black_box(1_u64));
                 let w = reap::sync::Weak::new(&o);
                 black_box((&o, &w));
             }
+            let ns = start.elapsed().as_nanos() as f64 / (f64::from(n) * 10_000.0);
+            eprintln!("{ns:.2} ns a round");
         }
         "sync-finalize" => {
             // An object with a finalizer allocated and dropped by its owner: each death runs
