@@ -332,6 +332,20 @@ fn foreign_churn<H: Clone>(h: &H, n: u32) {
     eprintln!("{ns:.2} ns a clone + drop");
 }
 
+/// As [`foreign_churn`], two clones at a time, then both drops (the drops come in a run).
+fn foreign_churn_two<H: Clone>(h: &H, n: u32) {
+    let h = black_box(h);
+    let start = std::time::Instant::now();
+    for _ in 0..n * 50_000 {
+        let (x, y) = (h.clone(), h.clone());
+        black_box((&x, &y));
+        drop(x);
+        drop(y);
+    }
+    let ns = start.elapsed().as_nanos() as f64 / (f64::from(n) * 100_000.0);
+    eprintln!("{ns:.2} ns a clone + drop");
+}
+
 /// Prints the median and the fastest of the collections' times (the `rings` modes).
 fn report_collections(mut times: Vec<std::time::Duration>) {
     times.sort();
@@ -445,31 +459,13 @@ fn main() {
             let h = heap.clone();
             let o = std::thread::spawn(move || h.alloc(5_u64)).join().unwrap();
             heap.safepoint();
-            let o = black_box(&o);
-            let start = std::time::Instant::now();
-            for _ in 0..n * 50_000 {
-                let (x, y) = (o.clone(), o.clone());
-                black_box((&x, &y));
-                drop(x);
-                drop(y);
-            }
-            let ns = start.elapsed().as_nanos() as f64 / (f64::from(n) * 100_000.0);
-            eprintln!("{ns:.2} ns a clone + drop");
+            foreign_churn_two(&o, n);
         }
         "arc-foreign-two" => {
             let o = std::thread::spawn(|| std::sync::Arc::new(5_u64))
                 .join()
                 .unwrap();
-            let o = black_box(&o);
-            let start = std::time::Instant::now();
-            for _ in 0..n * 50_000 {
-                let (x, y) = (o.clone(), o.clone());
-                black_box((&x, &y));
-                drop(x);
-                drop(y);
-            }
-            let ns = start.elapsed().as_nanos() as f64 / (f64::from(n) * 100_000.0);
-            eprintln!("{ns:.2} ns a clone + drop");
+            foreign_churn_two(&o, n);
         }
         "sync-foreign-shared" => {
             // As `sync-foreign`, with a second thread cloning and dropping the same object

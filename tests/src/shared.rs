@@ -276,6 +276,28 @@ pub fn counted(heap: &Heap, traced: &Arc<AtomicUsize>, next: Option<Gc<Counted>>
     })
 }
 
+/// A value that counts its drops in a counter of its test (the foreign-drop and first-weak-
+/// reference tests: which object died, and how many times).
+#[derive(reap::Trace)]
+pub struct Dropped {
+    /// Its test's drop counter.
+    #[reap(skip)]
+    pub drops: Arc<AtomicUsize>,
+}
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, SeqCst);
+    }
+}
+
+/// A new [`Dropped`] counting in `drops`.
+pub fn dropped(heap: &Heap, drops: &Arc<AtomicUsize>) -> Gc<Dropped> {
+    heap.alloc(Dropped {
+        drops: drops.clone(),
+    })
+}
+
 /// A 2-cycle `a <-> b` of [`Counted`] built without dropping a reference (nothing in it is a
 /// possible root); returns `a`, the only handle from outside.
 pub fn quiet_cycle(heap: &Heap, traced: &Arc<AtomicUsize>) -> Gc<Counted> {

@@ -15,19 +15,7 @@ use std::sync::Arc;
 use std::thread;
 
 use reap::sync::{Gc, Heap, Weak};
-use reap::Trace;
-
-#[derive(Trace)]
-struct Counted {
-    #[reap(skip)]
-    drops: Arc<AtomicUsize>,
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.drops.fetch_add(1, SeqCst);
-    }
-}
+use reap_tests::shared::dropped;
 
 /// Model 37 natively, many times: another thread makes a first weak reference from a handle
 /// counted in the shared word and drops that handle while the owner, holding the only handle
@@ -39,9 +27,7 @@ fn first_weak_reference_against_a_block_made_by_a_thread_that_let_go() {
     let drops = Arc::new(AtomicUsize::new(0));
     let rounds = if cfg!(miri) { 12 } else { 2_000 };
     for round in 0..rounds {
-        let obj = heap.alloc(Counted {
-            drops: drops.clone(),
-        });
+        let obj = dropped(&heap, &drops);
         let c = obj.clone();
         let (c, theirs) = thread::spawn(move || {
             let theirs = c.clone();
@@ -82,9 +68,7 @@ fn a_block_installed_by_the_owner_alone_serves_other_threads() {
     heap.safepoint();
     let drops = Arc::new(AtomicUsize::new(0));
     let calls = Arc::new(AtomicUsize::new(0));
-    let obj = heap.alloc(Counted {
-        drops: drops.clone(),
-    });
+    let obj = dropped(&heap, &drops);
     let w = Weak::new(&obj);
     assert!(Weak::ptr_eq(&w, &Weak::new(&obj)));
     let cb = thread::scope(|s| {

@@ -15,34 +15,15 @@ use std::sync::{mpsc, Arc, Barrier};
 use std::thread;
 
 use reap::sync::{Gc, Heap, Weak};
-use reap::Trace;
-
-/// A value that counts its drops.
-#[derive(Trace)]
-struct Counted {
-    #[reap(skip)]
-    drops: Arc<AtomicUsize>,
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.drops.fetch_add(1, SeqCst);
-    }
-}
-
-fn counted(heap: &Heap, drops: &Arc<AtomicUsize>) -> Gc<Counted> {
-    heap.alloc(Counted {
-        drops: drops.clone(),
-    })
-}
+use reap_tests::shared::{dropped, Dropped};
 
 /// Allocates until an object lands at `addr` (the block of an object just freed), keeping the
 /// misses alive meanwhile so that each try gets a new block; `None` after 64 tries (the slab
 /// hands the block to another thread's cache, say): the caller then tests a fresh address.
-fn alloc_at(heap: &Heap, drops: &Arc<AtomicUsize>, addr: usize) -> Option<Gc<Counted>> {
+fn alloc_at(heap: &Heap, drops: &Arc<AtomicUsize>, addr: usize) -> Option<Gc<Dropped>> {
     let mut misses = Vec::new();
     for _ in 0..64 {
-        let g = counted(heap, drops);
+        let g = dropped(heap, drops);
         if Gc::as_ptr(&g) as usize == addr {
             return Some(g);
         }
@@ -61,13 +42,13 @@ fn a_stale_guess_for_another_object_at_the_same_address() {
     let heap = Heap::new();
     heap.safepoint();
     let drops = Arc::new(AtomicUsize::new(0));
-    let x = counted(&heap, &drops);
+    let x = dropped(&heap, &drops);
     let addr = Gc::as_ptr(&x) as usize;
     thread::scope(|s| {
         let heap = &heap;
         // Made in the scope, so that a failed assertion here drops the sender and the worker
         // stops waiting.
-        let (to_worker, from_main) = mpsc::channel::<Gc<Counted>>();
+        let (to_worker, from_main) = mpsc::channel::<Gc<Dropped>>();
         let (to_main, from_worker) = mpsc::channel::<()>();
         s.spawn(move || {
             heap.safepoint();
@@ -96,7 +77,7 @@ fn a_stale_guess_for_another_object_at_the_same_address() {
         assert_eq!(drops.load(SeqCst), 0);
         drop(x);
         assert_eq!(drops.load(SeqCst), 1, "the owner's drop was the last");
-        let y = alloc_at(heap, &drops, addr).unwrap_or_else(|| counted(heap, &drops));
+        let y = alloc_at(heap, &drops, addr).unwrap_or_else(|| dropped(heap, &drops));
         let before = drops.load(SeqCst);
         to_worker.send(y.clone()).unwrap();
         from_worker.recv().unwrap();
@@ -120,11 +101,11 @@ fn a_stale_guess_with_another_state() {
     let heap = Heap::new();
     heap.safepoint();
     let drops = Arc::new(AtomicUsize::new(0));
-    let x = counted(&heap, &drops);
+    let x = dropped(&heap, &drops);
     let addr = Gc::as_ptr(&x) as usize;
     thread::scope(|s| {
         let heap = &heap;
-        let (to_worker, from_main) = mpsc::channel::<Gc<Counted>>();
+        let (to_worker, from_main) = mpsc::channel::<Gc<Dropped>>();
         let (to_main, from_worker) = mpsc::channel::<()>();
         s.spawn(move || {
             heap.safepoint();
@@ -141,7 +122,7 @@ fn a_stale_guess_with_another_state() {
         heap.safepoint();
         drop(x);
         assert_eq!(drops.load(SeqCst), 1);
-        let y = alloc_at(heap, &drops, addr).unwrap_or_else(|| counted(heap, &drops));
+        let y = alloc_at(heap, &drops, addr).unwrap_or_else(|| dropped(heap, &drops));
         let w = Weak::new(&y);
         let before = drops.load(SeqCst);
         to_worker.send(y.clone()).unwrap();
@@ -165,7 +146,7 @@ fn a_guess_another_thread_made_stale() {
     let heap = Heap::new();
     heap.safepoint();
     let drops = Arc::new(AtomicUsize::new(0));
-    let x = counted(&heap, &drops);
+    let x = dropped(&heap, &drops);
     let step = Barrier::new(3);
     // Asserted after the threads are joined: a failed assertion in a thread would leave the
     // others waiting at the barrier.
@@ -225,7 +206,7 @@ fn guesses_across_an_orphan_merge() {
     let drops = Arc::new(AtomicUsize::new(0));
     let o = {
         let (heap, drops) = (heap.clone(), drops.clone());
-        thread::spawn(move || counted(&heap, &drops))
+        thread::spawn(move || dropped(&heap, &drops))
             .join()
             .unwrap()
     };
@@ -278,13 +259,13 @@ fn random_foreign_churn_with_guesses() {
     let drops = Arc::new(AtomicUsize::new(0));
     let objects = if cfg!(miri) { 4 } else { 32 };
     let rounds = if cfg!(miri) { 60 } else { 5_000 };
-    let pool: Vec<Gc<Counted>> = (0..objects).map(|_| counted(&heap, &drops)).collect();
+    let pool: Vec<Gc<Dropped>> = (0..objects).map(|_| dropped(&heap, &drops)).collect();
     thread::scope(|s| {
         for t in 0..4_u64 {
             let (heap, mine) = (&heap, pool.clone());
             s.spawn(move || {
                 heap.safepoint();
-                let mut held: Vec<Gc<Counted>> = Vec::new();
+                let mut held: Vec<Gc<Dropped>> = Vec::new();
                 let mut seed = 0x9E37_79B9_7F4A_7C15_u64 ^ t;
                 for _ in 0..rounds {
                     seed ^= seed << 13;

@@ -13,25 +13,7 @@ use std::thread;
 
 use reap::sync::{Gc, Heap};
 use reap::Trace;
-use reap_tests::shared::{fin, reps, set_fin, Fin, Log};
-
-#[derive(Trace)]
-struct Counted {
-    #[reap(skip)]
-    drops: Arc<AtomicUsize>,
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.drops.fetch_add(1, SeqCst);
-    }
-}
-
-fn counted(heap: &Heap, drops: &Arc<AtomicUsize>) -> Gc<Counted> {
-    heap.alloc(Counted {
-        drops: drops.clone(),
-    })
-}
+use reap_tests::shared::{dropped, fin, reps, set_fin, Dropped, Fin, Log};
 
 /// A worker drops a run of its own clones with no clone between: each drop's guess is the
 /// word the previous one found, one too high, so every first compare-and-swap fails (with a
@@ -41,7 +23,7 @@ fn a_run_of_drops_each_guess_one_stale() {
     let heap = Heap::new();
     heap.safepoint();
     let drops = Arc::new(AtomicUsize::new(0));
-    let x = counted(&heap, &drops);
+    let x = dropped(&heap, &drops);
     let n = reps(64, 6);
     let seen = thread::scope(|s| {
         let (heap, a) = (&heap, x.clone());
@@ -83,7 +65,7 @@ fn a_right_guess_of_a_queued_word() {
     let heap = Heap::new();
     heap.safepoint();
     let drops = Arc::new(AtomicUsize::new(0));
-    let x = counted(&heap, &drops);
+    let x = dropped(&heap, &drops);
     let (a, b) = (x.clone(), x.clone());
     let seen = thread::scope(|s| {
         let heap = &heap;
@@ -128,7 +110,7 @@ fn a_guess_kept_across_detached_sections() {
     let heap = Heap::new();
     heap.safepoint();
     let drops = Arc::new(AtomicUsize::new(0));
-    let x = counted(&heap, &drops);
+    let x = dropped(&heap, &drops);
     let a = x.clone();
     let seen = thread::scope(|s| {
         let heap = &heap;
@@ -179,10 +161,10 @@ fn guesses_across_two_heaps() {
     h1.safepoint();
     h2.safepoint();
     let drops = Arc::new(AtomicUsize::new(0));
-    let x1 = counted(&h1, &drops);
-    let x2 = counted(&h2, &drops);
+    let x1 = dropped(&h1, &drops);
+    let x2 = dropped(&h2, &drops);
     let addr = Gc::as_ptr(&x1) as usize;
-    let (to_worker, from_main) = mpsc::channel::<Gc<Counted>>();
+    let (to_worker, from_main) = mpsc::channel::<Gc<Dropped>>();
     let (to_main, from_worker) = mpsc::channel::<Vec<(usize, usize)>>();
     thread::scope(|s| {
         let (h1r, h2r) = (&h1, &h2);
@@ -237,7 +219,7 @@ fn guesses_across_two_heaps() {
         let mut misses = Vec::new();
         let mut y = None;
         for _ in 0..64 {
-            let g = counted(&h2, &drops);
+            let g = dropped(&h2, &drops);
             if Gc::as_ptr(&g) as usize == addr {
                 y = Some(g);
                 break;
@@ -245,7 +227,7 @@ fn guesses_across_two_heaps() {
             misses.push(g);
         }
         let hit = y.is_some();
-        let y = y.unwrap_or_else(|| counted(&h2, &drops));
+        let y = y.unwrap_or_else(|| dropped(&h2, &drops));
         eprintln!("guesses_across_two_heaps: same address reused: {hit}");
         drop(misses);
         let before = drops.load(SeqCst);
@@ -335,8 +317,8 @@ fn owner_merge_races_guessed_drops() {
     heap.safepoint();
     let drops = Arc::new(AtomicUsize::new(0));
     let rounds = reps(2_000, 12);
-    let (to_worker, from_main) = mpsc::channel::<(Gc<Counted>, usize)>();
-    let (to_main, from_worker) = mpsc::channel::<Option<Gc<Counted>>>();
+    let (to_worker, from_main) = mpsc::channel::<(Gc<Dropped>, usize)>();
+    let (to_main, from_worker) = mpsc::channel::<Option<Gc<Dropped>>>();
     thread::scope(|s| {
         let heap = &heap;
         s.spawn(move || {
@@ -353,7 +335,7 @@ fn owner_merge_races_guessed_drops() {
             }
         });
         for r in 0..rounds {
-            let x = counted(heap, &drops);
+            let x = dropped(heap, &drops);
             to_worker.send((x.clone(), r % 7)).unwrap();
             let b = from_worker.recv().unwrap().unwrap();
             if r % 3 == 0 {
@@ -374,7 +356,7 @@ fn owner_merge_races_guessed_drops() {
 #[derive(Trace)]
 struct Node {
     next: Mutex<Option<Gc<Node>>>,
-    x: Gc<Counted>,
+    x: Gc<Dropped>,
 }
 
 /// Collections (snapshot tags on `owner`, merges of orphans, the reclaim's drops) run on one
@@ -386,7 +368,7 @@ fn guessed_drops_across_collections() {
     let heap = Heap::new();
     heap.safepoint();
     let drops = Arc::new(AtomicUsize::new(0));
-    let x = counted(&heap, &drops);
+    let x = dropped(&heap, &drops);
     let rounds = reps(300, 3);
     let (a, b) = (x.clone(), x.clone());
     let go = Barrier::new(2);
@@ -454,8 +436,8 @@ fn owner_frees_right_after_a_foreign_fast_drop() {
     let go = Barrier::new(2);
     thread::scope(|s| {
         let (heap, go) = (&heap, &go);
-        let (to_worker, from_main) = mpsc::channel::<Gc<Counted>>();
-        let (to_main, from_worker) = mpsc::channel::<Gc<Counted>>();
+        let (to_worker, from_main) = mpsc::channel::<Gc<Dropped>>();
+        let (to_main, from_worker) = mpsc::channel::<Gc<Dropped>>();
         s.spawn(move || {
             heap.safepoint();
             while let Ok(a) = from_main.recv() {
@@ -467,7 +449,7 @@ fn owner_frees_right_after_a_foreign_fast_drop() {
             }
         });
         for r in 0..rounds {
-            let x = counted(heap, &drops);
+            let x = dropped(heap, &drops);
             to_worker.send(x.clone()).unwrap();
             let b = from_worker.recv().unwrap();
             drop(x); // local 1
