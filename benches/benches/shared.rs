@@ -23,6 +23,9 @@
 //!   with its cycle collector on (the default) and off (Shared mode collects cycles only when
 //!   asked, so `local_gc_off` is the like-for-like baseline).
 //! - `weak_create`: allocate an object, make a weak reference to it, drop both.
+//! - `weak_create_again`: 1000 `Weak::new` + drops on a live object that already has a weak
+//!   reference (kept alive), on the allocating thread: the repeated `weakref.ref(o)`, which
+//!   returns the shared reference (`Arc`/`Rc`: `downgrade`).
 //! - `weak_upgrade`: 1000 upgrades + drops of an existing weak reference to a live object, on
 //!   the allocating thread.
 //! - `two_threads_trees`: `TREES` depth-16 trees built and dropped by one thread (`*/1thread`)
@@ -227,6 +230,34 @@ fn weak(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    let local = local_heap.alloc(1_u64);
+    let local_w = reap::Weak::new(&local);
+    let sync = sync_heap.alloc(1_u64);
+    let sync_w = reap::sync::Weak::new(&sync);
+    let arc = Arc::new(1_u64);
+    let rc = Rc::new(1_u64);
+    macro_rules! again {
+        ($new:expr) => {{
+            for _ in 0..N {
+                let w = $new;
+                black_box(&w);
+            }
+        }};
+    }
+    let mut g = c.benchmark_group("weak_create_again");
+    g.bench_function("local", |b| {
+        b.iter(|| again!(reap::Weak::new(black_box(&local))))
+    });
+    g.bench_function("sync", |b| {
+        b.iter(|| again!(reap::sync::Weak::new(black_box(&sync))))
+    });
+    g.bench_function("arc", |b| {
+        b.iter(|| again!(Arc::downgrade(black_box(&arc))))
+    });
+    g.bench_function("rc", |b| b.iter(|| again!(Rc::downgrade(black_box(&rc)))));
+    g.finish();
+    drop((local, local_w, sync, sync_w, arc, rc));
 
     let local = local_heap.alloc(1_u64);
     let local_w = reap::Weak::new(&local);

@@ -573,6 +573,32 @@ fn main() {
             let ns = start.elapsed().as_nanos() as f64 / (f64::from(n) * 10_000.0);
             eprintln!("{ns:.2} ns a round");
         }
+        "local-weak-again" => {
+            let heap = reap::Heap::new();
+            let o = heap.alloc(1_u64);
+            let w0 = reap::Weak::new(&o);
+            let start = std::time::Instant::now();
+            for _ in 0..n * 100_000 {
+                let w = reap::Weak::new(black_box(&o));
+                black_box(&w);
+            }
+            let ns = start.elapsed().as_nanos() as f64 / (f64::from(n) * 100_000.0);
+            eprintln!("{ns:.2} ns a round");
+            drop(w0);
+        }
+        "sync-weak-again" => {
+            let heap = reap::sync::Heap::new();
+            let o = heap.alloc(1_u64);
+            let w0 = reap::sync::Weak::new(&o);
+            let start = std::time::Instant::now();
+            for _ in 0..n * 100_000 {
+                let w = reap::sync::Weak::new(black_box(&o));
+                black_box(&w);
+            }
+            let ns = start.elapsed().as_nanos() as f64 / (f64::from(n) * 100_000.0);
+            eprintln!("{ns:.2} ns a round");
+            drop(w0);
+        }
         "sync-finalize" => {
             // An object with a finalizer allocated and dropped by its owner: each death runs
             // the finalizer on the refcount path (temporary reference, verdict under the

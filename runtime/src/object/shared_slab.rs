@@ -25,7 +25,8 @@
 //!   `counts` (every slab object's header is at the start of its block): those bytes are only
 //!   ever written by the slab's owner thread when it allocates the block, and by atomic
 //!   operations. So the owner thread may load them atomically from a block of its own slab
-//!   that may have died meanwhile (`sync::weak`'s owner upgrade) without a data race;
+//!   that may have died meanwhile (`sync::weak`'s owner upgrade, and `Weak::new`'s look-up of
+//!   the shared weak reference, `owner_shared`) without a data race;
 //! - `[bump[c], end[c])` is unused space of the current chunk of class `c`;
 //! - chunks are freed only with the slab, when the heap is freed (after its last object).
 

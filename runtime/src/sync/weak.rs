@@ -13,8 +13,13 @@
 //!   new reference and a block already naming it as the shared one are made, and the block
 //!   installed by one compare-and-swap of `meta` (ARCHITECTURE, "The
 //!   first weak reference without the lock"). The loser of a race takes the lock path. Every
-//!   installation, locked or not, is that compare-and-swap, and after it the block is touched
-//!   only under the lock.
+//!   installation, locked or not, is that compare-and-swap (or, when the caller's handle is
+//!   the only strong reference, a store), and after it the block's lists are touched only
+//!   under the lock.
+//! - **The shared reference again, without the lock** (`Weak::new` on a referent with a
+//!   block): if the listed shared reference is this thread's, in this thread's slab, one more
+//!   owner reference is taken to it with no lock ([`owner_shared`]; ARCHITECTURE, "The shared
+//!   weak reference without the lock"). Otherwise the lock path.
 //! - **Upgrade** (under the lock): re-read the target (a clear may have won), then try to add a
 //!   reference, which refuses a count of zero. An upgrade racing the last drop either wins
 //!   before the clear (the object lives on) or returns `None`.
@@ -40,8 +45,9 @@
 //!   no weak reference of its own), the death is decided in that same critical section
 //!   ([`dies_unlisted`]): every other thread's try-increment of it runs under that lock.
 //!
-//! The lock is never held while user code runs. The block's lists are plain fields read and
-//! written only under the lock; the referent's memory stays allocated while listed references
+//! The lock is never held while user code runs. The block's list of callback references is a
+//! plain field read and written only under the lock; its shared-reference slot is written only
+//! there too, and read there and by [`owner_shared`]; the referent's memory stays allocated while listed references
 //! can reach it (its death clears them under the lock before freeing it).
 
 use std::fmt;
@@ -78,8 +84,10 @@ struct WeakInfo {
     /// block that has become a weak-information block (module docs), and finds them
     /// initialised and naming no thread.
     no_owner: u32,
-    /// Under the referent's weak lock: the callback-less shared reference, if one is listed.
-    shared: UnsafeCell<Option<NonNull<SharedHeader>>>,
+    /// The callback-less shared reference's header, if one is listed (else null), its address
+    /// tagged with [`IN_SLAB`] when its memory came from a slab. Written only under the
+    /// referent's weak lock, with `Release`; read there, and by [`owner_shared`] without it.
+    shared: AtomicPtr<SharedHeader>,
     /// Under the referent's weak lock: the other references, oldest first.
     list: UnsafeCell<Vec<NonNull<SharedHeader>>>,
     /// How many references the block lists (`shared` and `list` together), stored with
@@ -89,7 +97,28 @@ struct WeakInfo {
     listed: AtomicUsize,
 }
 
+/// Tag bit of [`WeakInfo::shared`]: the listed reference's memory came from a slab (so its
+/// chunk, and the chunk's slab, can be looked up from its address: [`owner_shared`]).
+const IN_SLAB: usize = 1;
+
 impl WeakInfo {
+    /// The listed shared reference, untagged (`order`: `Relaxed` under the lock, `Acquire`
+    /// without it).
+    fn shared_ref(&self, order: crate::shim::Ordering) -> Option<NonNull<SharedHeader>> {
+        NonNull::new(self.shared.load(order).map_addr(|a| a & !IN_SLAB))
+    }
+
+    /// Lists `w` (or nothing) as the shared reference, returning the one it replaces.
+    ///
+    /// # Safety
+    /// The caller holds the referent's weak lock; `w`, if any, is an allocated
+    /// weak-reference object of the referent.
+    unsafe fn set_shared(&self, w: Option<NonNull<SharedHeader>>) -> Option<NonNull<SharedHeader>> {
+        // SAFETY: as this function's (caller).
+        let old = self.shared.swap(unsafe { tagged_shared(w) }, Release);
+        NonNull::new(old.map_addr(|a| a & !IN_SLAB))
+    }
+
     /// The count of listed references, for the caller to store in `listed` after a change of
     /// the lists (`info.listed.store(info.listed_now(), Release)`). It returns before that
     /// store: once the last unlisting has stored 0, the referent's death may free the block
@@ -100,13 +129,28 @@ impl WeakInfo {
     /// # Safety
     /// The caller holds the referent's weak lock (or the world is stopped).
     unsafe fn listed_now(&self) -> usize {
-        self.shared.with(|s| {
-            // SAFETY: under the lock (caller).
-            usize::from(unsafe { (*s).is_some() })
-        }) + self.list.with(|l| {
-            // SAFETY: as above.
-            unsafe { (*l).len() }
-        })
+        usize::from(!self.shared.load(Relaxed).is_null())
+            + self.list.with(|l| {
+                // SAFETY: under the lock (caller).
+                unsafe { (*l).len() }
+            })
+    }
+}
+
+/// The value of [`WeakInfo::shared`] listing `w`: its address, tagged [`IN_SLAB`] if its
+/// memory came from a slab; null for none.
+///
+/// # Safety
+/// `w`, if any, is an allocated weak-reference object.
+unsafe fn tagged_shared(w: Option<NonNull<SharedHeader>>) -> *mut SharedHeader {
+    match w {
+        None => std::ptr::null_mut(),
+        Some(w) => {
+            // SAFETY: allocated (caller); `in_slab` is written once, when it is allocated.
+            let in_slab = unsafe { w.as_ref() }.in_slab;
+            w.as_ptr()
+                .map_addr(|a| a | if in_slab { IN_SLAB } else { 0 })
+        }
     }
 }
 
@@ -159,6 +203,7 @@ impl fmt::Debug for WeakRefObj {
 /// The caller holds `h`'s weak lock, or is running `h`'s death, or holds a reference to `h`
 /// and reads only the block's atomics (the block, once installed, is never replaced, and is
 /// freed by the death only).
+#[inline]
 unsafe fn info_of(h: &SharedHeader) -> Option<NonNull<WeakInfo>> {
     let meta = h.meta.load(Acquire);
     if meta.addr() & META_WEAK_INFO == 0 {
@@ -201,15 +246,17 @@ fn make_info(
 ) -> NonNull<WeakInfo> {
     let (base, in_slab) = heap::alloc_memory(INFO_LAYOUT, state);
     let ptr = base.cast::<WeakInfo>();
+    // SAFETY: `shared`, if any, is the new reference, allocated (callers).
+    let shared = unsafe { tagged_shared(shared) };
     // SAFETY: fresh memory of `WeakInfo`'s layout (value offset 0).
     unsafe {
         ptr.write(WeakInfo {
             vtable: heap::vtable(h),
             in_slab,
             no_owner: 0,
-            shared: UnsafeCell::new(shared),
+            shared: AtomicPtr::new(shared),
             list: UnsafeCell::new(Vec::new()),
-            listed: AtomicUsize::new(usize::from(shared.is_some())),
+            listed: AtomicUsize::new(usize::from(!shared.is_null())),
         })
     };
     // SAFETY: `alloc_memory` never returns null.
@@ -307,7 +354,24 @@ impl<T: ?Sized> fmt::Debug for Weak<T> {
 
 impl<T: ?Sized + Send + Sync> Weak<T> {
     /// The shared callback-less weak reference to `target`, made if it has none.
+    #[inline]
     pub fn new(target: &Gc<T>) -> Weak<T> {
+        // The shared reference this thread owns, without the lock and with no call.
+        #[cfg(not(reap_loom))]
+        // SAFETY: the handle holds the target; only the block's atomics are read.
+        if let Some(info) = unsafe { info_of(target.header()) } {
+            // SAFETY: the block lives as long as the target, which the handle holds.
+            if let Some(w) = unsafe { owner_shared(info.as_ref()) } {
+                return Weak::from_obj(w);
+            }
+        }
+        Self::new_slow(target)
+    }
+
+    /// [`Weak::new`] past its owner's look-up: the first reference without the lock, or the
+    /// lock path.
+    #[inline(never)]
+    fn new_slow(target: &Gc<T>) -> Weak<T> {
         let heap = heap::heap_of(target.header());
         match thread::attach(heap) {
             (me, Some(state)) => Self::new_on(target, me, Some(state)),
@@ -348,7 +412,7 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
         // SAFETY: under the lock.
         unsafe {
             let info = info_or_make(h, state).as_ref();
-            let replaced = info.shared.with_mut(|s| (*s).replace(fresh.header_ptr()));
+            let replaced = info.set_shared(Some(fresh.header_ptr()));
             if let Some(old) = replaced {
                 // A dying shared reference (count zero, its drop still to come): it is
                 // unlisted by being replaced, so its target is cleared now: its drop must not
@@ -571,6 +635,64 @@ unsafe fn first_ref(
     }
 }
 
+/// The shared weak reference listed in `info`, with one more reference, when this thread owns
+/// it and it lives in this thread's slab: found without the lock (ARCHITECTURE, "The shared
+/// weak reference without the lock"). `None` if there is none, or it is another thread's, or
+/// in no slab or another slab, or dying on this thread: the caller takes the lock path.
+///
+/// The argument is the owner upgrade's ([`owner_upgrade`]). The slot is loaded with
+/// `Acquire`, so the listing thread's writes before its `Release` store (the reference's
+/// header, its chunk's header) are seen; a slot's first value, written with the block, is
+/// published by the block's installation instead, the `Release` on `meta` that the caller's
+/// `Acquire` load (`info_of`) reads. A reference tagged [`IN_SLAB`] sits in a slab chunk
+/// of the referent's heap, which the caller's handle keeps alive: the chunk's header, written
+/// once when the chunk was made, names its slab. If that slab is the calling thread's now,
+/// the reference's `owner` bytes are written non-atomically only by this thread (when it
+/// allocates the block: `object::shared_slab`'s invariant), so the atomic load of them does
+/// not race. If they name this thread, the block holds a live, unmerged weak-reference object
+/// this thread owns, and it is the one the slot listed: an object this thread allocated there
+/// after that reference's death would mean the unlisting (which precedes the free, and is
+/// ordered before this thread's reuse of the block by the slab's free lists) came before the
+/// load (a reference freed by another thread was merged first, and reads owner 0). Only this
+/// thread can change that now: an unmerged object dies only through its owner; its listing
+/// goes only with its death, its referent's (which the caller's handle forbids), a
+/// collection's clearing (with the world stopped, which this running thread prevents), or its
+/// replacement by the lock path, which replaces only a reference at a merged zero (owner 0).
+/// So its header is whole for the rest of the call, and the owner's try-increment refuses
+/// only a reference dying further up this stack (no user code runs in that window today).
+///
+/// # Safety
+/// `info` is the weak-info block of an object the caller holds a strong reference to.
+#[cfg(not(reap_loom))]
+#[inline]
+unsafe fn owner_shared(info: &WeakInfo) -> Option<Gc<WeakRefObj>> {
+    let tagged = info.shared.load(Acquire);
+    if tagged.addr() & IN_SLAB == 0 {
+        // None listed, or one from the global allocator.
+        return None;
+    }
+    let w = tagged.map_addr(|a| a & !IN_SLAB);
+    let (me, slab) = thread::cached_slab();
+    // SAFETY: a block of a slab of the referent's heap, which the caller's reference keeps
+    // alive (the function's docs).
+    if unsafe { SharedSlab::of_block(NonNull::new_unchecked(w).cast()) }.addr() != slab {
+        return None;
+    }
+    // Only the `owner` field until the owner is known (as in `owner_upgrade`).
+    // SAFETY: allocated memory, which an atomic load reads without a race (above).
+    let owner = unsafe { &*std::ptr::addr_of!((*w).owner) };
+    if owner.load(Relaxed) != me {
+        return None;
+    }
+    // SAFETY: a live weak-reference object this thread owns (above).
+    let wh = unsafe { &*w };
+    if !count::try_inc_owner(wh) {
+        return None;
+    }
+    // SAFETY: the reference just taken; its value is a `WeakRefObj`.
+    Some(unsafe { Gc::from_value_ptr(SharedHeader::value_ptr(NonNull::new_unchecked(w)).cast()) })
+}
+
 /// The live shared weak reference of `h`, with one more reference, if any.
 ///
 /// # Safety
@@ -580,7 +702,7 @@ unsafe fn shared_live(h: &SharedHeader, me: u32) -> Option<Gc<WeakRefObj>> {
     let info = unsafe { info_of(h)?.as_ref() };
     // SAFETY: under the lock; a listed reference is allocated (it unlists itself under the
     // lock before it is freed).
-    let w = info.shared.with(|s| unsafe { *s })?;
+    let w = info.shared_ref(Relaxed)?;
     // SAFETY: as above.
     if count::try_inc(unsafe { w.as_ref() }, me) {
         // SAFETY: the reference just taken; its value is a WeakRefObj.
@@ -686,11 +808,9 @@ unsafe fn unlist_locked(w: &WeakRefObj, t: NonNull<SharedHeader>, me: NonNull<Sh
     unsafe {
         if let Some(info) = info_of(t.as_ref()) {
             let info = info.as_ref();
-            info.shared.with_mut(|s| {
-                if *s == Some(me) {
-                    *s = None;
-                }
-            });
+            if info.shared_ref(Relaxed) == Some(me) {
+                info.set_shared(None);
+            }
             info.list.with_mut(|l| {
                 if let Some(i) = (*l).iter().position(|&w| w == me) {
                     (*l).remove(i);
@@ -707,8 +827,10 @@ unsafe fn unlist_locked(w: &WeakRefObj, t: NonNull<SharedHeader>, me: NonNull<Sh
 /// unlisted here. `false`: another thread took a reference meanwhile, or the object has weak
 /// references of its own, and the caller merges as for any object other threads count.
 ///
-/// Every try-increment of a weak-reference object happens while it is listed, under its
-/// referent's weak lock (`shared_live`, `take_calls`, `clear_for_collection`). So under that
+/// Every other thread's try-increment of a weak-reference object happens while it is listed,
+/// under its referent's weak lock (`shared_live`, `take_calls`, `clear_for_collection`); the
+/// owner's own, without the lock ([`owner_shared`]), comes before this drop in its program
+/// order, and this verdict looks only at the shared word. So under that
 /// lock a word still reading "no other reference" is the verdict, and the unlisting, in the
 /// same critical section, leaves no way to take one: the death needs no compare-and-swap
 /// publishing a merged zero (which `count::give_up_ownership` does, one locked instruction
@@ -813,7 +935,7 @@ unsafe fn clear_and_call_listed(obj: NonNull<SharedHeader>, h: &SharedHeader) {
         // SAFETY: under the lock; listed references are allocated.
         unsafe {
             let info = info.as_ref();
-            if let Some(w) = info.shared.with_mut(|s| (*s).take()) {
+            if let Some(w) = info.set_shared(None) {
                 old_ref(w).target.store(std::ptr::null_mut(), Release);
             }
             let list = info.list.with_mut(|l| std::mem::take(&mut *l));
@@ -902,7 +1024,7 @@ pub(crate) unsafe fn clear_for_collection(
     unsafe {
         let Some(info) = info_of(h) else { return };
         let info = info.as_ref();
-        if let Some(w) = info.shared.with_mut(|s| (*s).take()) {
+        if let Some(w) = info.set_shared(None) {
             old_ref(w).target.store(std::ptr::null_mut(), Release);
         }
         let list = info.list.with_mut(|l| std::mem::take(&mut *l));
@@ -948,7 +1070,6 @@ pub(crate) unsafe fn free_info(h: &SharedHeader, state: Option<NonNull<ThreadSta
             // unlisting's above all, which the death may not have locked against:
             // `clear_and_call`).
             block.list.with_mut(|_| ());
-            block.shared.with_mut(|_| ());
             let in_slab = block.in_slab;
             std::ptr::drop_in_place(info.as_ptr());
             heap::free_memory(in_slab, info.as_ptr().cast(), INFO_LAYOUT, state);
