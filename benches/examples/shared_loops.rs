@@ -292,7 +292,9 @@ impl<T> LockNext<T> for std::sync::Mutex<T> {
 }
 
 use reap::sync::Gc as SyncGc;
+use reap::sync::Weak as SyncWeak;
 use reap::Gc as LocalGc;
+use reap::Weak as LocalWeak;
 use std::cell::RefCell;
 use std::sync::Mutex;
 
@@ -353,6 +355,91 @@ fn report_collections(mut times: Vec<std::time::Duration>) {
         eprintln!("collection: median {mid:.2?}, fastest {min:.2?}");
     }
 }
+
+/// First weak references on a real-heap shape (issue 12's weak create, beyond the one-object
+/// loop): 1M live objects of three sizes, allocated among 500k others that die in a
+/// pseudo-random order (free lists scrambled), visited in a shuffled order. Times, in ns an
+/// object: making the first weak reference to each (kept), dropping the weak references, and
+/// dropping the objects.
+/// A vector shuffled in place by [`xorshift`] (Fisher–Yates).
+trait Shuffle {
+    fn shuffle(&mut self, x: &mut u64);
+}
+
+impl<T> Shuffle for Vec<T> {
+    fn shuffle(&mut self, x: &mut u64) {
+        for i in (1..self.len()).rev() {
+            self.swap(i, (xorshift(x) % (i as u64 + 1)) as usize);
+        }
+    }
+}
+
+macro_rules! weak_first_heap {
+    ($name:ident, $heap:ty, $weak:ident) => {
+        fn $name() {
+            const LIVE: usize = 1_000_000;
+            let heap = <$heap>::new();
+            let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+            let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut da, mut db, mut dc) = (Vec::new(), Vec::new(), Vec::new());
+            for i in 0..LIVE + LIVE / 2 {
+                // A third die (500k), chosen pseudo-randomly.
+                let doomed = da.len() + db.len() + dc.len() < LIVE / 2
+                    && (xorshift(&mut x) % 3 == 0 || a.len() + b.len() + c.len() == LIVE);
+                match (i % 3, doomed) {
+                    (0, false) => a.push(heap.alloc(i as u64)),
+                    (0, true) => da.push(heap.alloc(i as u64)),
+                    (1, false) => b.push(heap.alloc([i as u64; 4])),
+                    (1, true) => db.push(heap.alloc([i as u64; 4])),
+                    (_, false) => c.push(heap.alloc([i as u64; 8])),
+                    (_, true) => dc.push(heap.alloc([i as u64; 8])),
+                }
+            }
+            // They die in a pseudo-random order within each size.
+            for d in [&mut da as &mut dyn Shuffle, &mut db, &mut dc] {
+                d.shuffle(&mut x);
+            }
+            drop((da, db, dc));
+            let mut order: Vec<(u8, usize)> = (0..a.len())
+                .map(|i| (0, i))
+                .chain((0..b.len()).map(|i| (1, i)))
+                .chain((0..c.len()).map(|i| (2, i)))
+                .collect();
+            order.shuffle(&mut x);
+            let n = order.len() as f64;
+            let start = std::time::Instant::now();
+            let mut wa = Vec::with_capacity(a.len());
+            let mut wb = Vec::with_capacity(b.len());
+            let mut wc = Vec::with_capacity(c.len());
+            for &(k, i) in &order {
+                match k {
+                    0 => wa.push($weak::new(&a[i])),
+                    1 => wb.push($weak::new(&b[i])),
+                    _ => wc.push($weak::new(&c[i])),
+                }
+            }
+            let made = start.elapsed();
+            let start = std::time::Instant::now();
+            drop((wa, wb, wc));
+            let weak_dropped = start.elapsed();
+            let start = std::time::Instant::now();
+            drop((a, b, c));
+            let objects_dropped = start.elapsed();
+            let ns = |d: std::time::Duration| d.as_nanos() as f64 / n;
+            eprintln!(
+                "{:.2} ns a round: first weak {:.2}, weak drop {:.2}, object drop {:.2} ns an object ({} objects)",
+                ns(made + weak_dropped + objects_dropped),
+                ns(made),
+                ns(weak_dropped),
+                ns(objects_dropped),
+                order.len()
+            );
+        }
+    };
+}
+
+weak_first_heap!(local_weak_first_heap, reap::Heap, LocalWeak);
+weak_first_heap!(sync_weak_first_heap, reap::sync::Heap, SyncWeak);
 
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_default();
@@ -599,6 +686,8 @@ fn main() {
             eprintln!("{ns:.2} ns a round");
             drop(w0);
         }
+        "local-weak-first-heap" => local_weak_first_heap(),
+        "sync-weak-first-heap" => sync_weak_first_heap(),
         "sync-finalize" => {
             // An object with a finalizer allocated and dropped by its owner: each death runs
             // the finalizer on the refcount path (temporary reference, verdict under the

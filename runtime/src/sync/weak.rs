@@ -63,7 +63,7 @@ use crate::object::shared::{Gc, SharedHeader};
 #[cfg(not(reap_loom))]
 use crate::object::shared_slab::SharedSlab;
 use crate::object::vtable::VTable;
-use crate::shim::{lock, AtomicPtr, AtomicUsize, Mutex, Ordering::*, UnsafeCell};
+use crate::shim::{AtomicPtr, AtomicUsize, Ordering::*, UnsafeCell};
 use crate::sync::count::{self, NO_OWNER};
 use crate::sync::state::{self as heap, alloc_on, HeapState, ThreadState};
 use crate::sync::thread;
@@ -88,8 +88,12 @@ struct WeakInfo {
     /// tagged with [`IN_SLAB`] when its memory came from a slab. Written only under the
     /// referent's weak lock, with `Release`; read there, and by [`owner_shared`] without it.
     shared: AtomicPtr<SharedHeader>,
-    /// Under the referent's weak lock: the other references, oldest first.
-    list: UnsafeCell<Vec<NonNull<SharedHeader>>>,
+    /// Under the referent's weak lock: the other references (those with a callback), oldest
+    /// first; boxed, and only once there is one, so that the block of a referent with only
+    /// the shared reference (the common case) is five words, not seven.
+    // One word where a `Vec` is three: the box is the point.
+    #[allow(clippy::box_collection)]
+    list: UnsafeCell<Option<Box<Vec<NonNull<SharedHeader>>>>>,
     /// How many references the block lists (`shared` and `list` together), stored with
     /// `Release` under the lock by every change of them: the referent's death reads it with
     /// `Acquire` and, at zero, skips its clearing and its lock ([`clear_and_call`]). So the
@@ -114,9 +118,11 @@ impl WeakInfo {
     /// The caller holds the referent's weak lock; `w`, if any, is an allocated
     /// weak-reference object of the referent.
     unsafe fn set_shared(&self, w: Option<NonNull<SharedHeader>>) -> Option<NonNull<SharedHeader>> {
+        // A load and a store, not a swap (a locked instruction): every writer holds the lock.
+        let old = self.shared_ref(Relaxed);
         // SAFETY: as this function's (caller).
-        let old = self.shared.swap(unsafe { tagged_shared(w) }, Release);
-        NonNull::new(old.map_addr(|a| a & !IN_SLAB))
+        self.shared.store(unsafe { tagged_shared(w) }, Release);
+        old
     }
 
     /// The count of listed references, for the caller to store in `listed` after a change of
@@ -132,7 +138,7 @@ impl WeakInfo {
         usize::from(!self.shared.load(Relaxed).is_null())
             + self.list.with(|l| {
                 // SAFETY: under the lock (caller).
-                unsafe { (*l).len() }
+                unsafe { (*l).as_ref().map_or(0, |v| v.len()) }
             })
     }
 }
@@ -160,8 +166,6 @@ type Callback = Box<dyn FnOnce(&Gc<WeakRefObj>) + Send>;
 /// A weak reference as an object of its heap (so it has identity, as in CPython). Reached
 /// through [`Weak`].
 pub struct WeakRefObj {
-    /// The referent's heap (this object's heap too).
-    heap: NonNull<HeapState>,
     /// The referent's header; null once cleared. Set at creation, only ever cleared after,
     /// always under the referent's weak lock.
     target: AtomicPtr<SharedHeader>,
@@ -170,13 +174,36 @@ pub struct WeakRefObj {
     /// slab may upgrade without the lock.
     #[cfg_attr(reap_loom, allow(dead_code))]
     target_slab: *const (),
-    /// The callback, taken when it runs.
-    callback: Mutex<Option<Callback>>,
+    /// The callback, boxed (`Box<Callback>`, a thin pointer), or null: none, or taken when it
+    /// runs. Taken by one swap, so one thread gets it. Three words in all: the first weak
+    /// reference of a real heap's objects costs memory more than instructions (its object's
+    /// value was six words, with the heap and a `Mutex`, until the twenty-third session).
+    callback: AtomicPtr<Callback>,
 }
 
-// SAFETY: `heap` is only read (the heap outlives its objects); `target` is atomic and changed
-// only under the referent's weak lock; `target_slab` is only compared, never followed; the
-// callback is `Send` and behind a mutex.
+impl WeakRefObj {
+    /// Takes the callback, if it has one still: the caller runs it (or drops it).
+    fn take_callback(&self) -> Option<Callback> {
+        let p = self.callback.swap(std::ptr::null_mut(), Acquire);
+        // SAFETY: a non-null pointer came from `Box::into_raw` (`new_ref_obj`), and the swap
+        // gave it to this call alone.
+        (!p.is_null()).then(|| *unsafe { Box::from_raw(p) })
+    }
+}
+
+impl Drop for WeakRefObj {
+    fn drop(&mut self) {
+        // A callback never run (the reference died first) is dropped with it. Looked at with a
+        // load first: the swap is a locked instruction, and most references have none.
+        if !self.callback.load(Relaxed).is_null() {
+            drop(self.take_callback());
+        }
+    }
+}
+
+// SAFETY: `target` is atomic and changed only under the referent's weak lock; `target_slab` is
+// only compared, never followed; the callback is `Send`, and taken by one swap (one thread
+// gets it).
 unsafe impl Send for WeakRefObj {}
 // SAFETY: as above.
 unsafe impl Sync for WeakRefObj {}
@@ -255,7 +282,7 @@ fn make_info(
             in_slab,
             no_owner: 0,
             shared: AtomicPtr::new(shared),
-            list: UnsafeCell::new(Vec::new()),
+            list: UnsafeCell::new(None),
             listed: AtomicUsize::new(usize::from(!shared.is_null())),
         })
     };
@@ -479,7 +506,10 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
         // SAFETY: under the lock.
         unsafe {
             let info = info_or_make(h, state).as_ref();
-            info.list.with_mut(|l| (*l).push(fresh.header_ptr()));
+            info.list.with_mut(|l| {
+                (*l).get_or_insert_with(Box::default)
+                    .push(fresh.header_ptr())
+            });
             info.listed.store(info.listed_now(), Release);
         }
         Weak::from_obj(fresh)
@@ -507,11 +537,11 @@ impl<T: ?Sized> Weak<T> {
         let took = match unsafe { owner_upgrade(w, t) } {
             Some(took) => took,
             // SAFETY: as above.
-            None => unsafe { upgrade_locked(w, t) },
+            None => unsafe { upgrade_locked(w, heap::heap_of(self.obj.header()), t) },
         };
         #[cfg(reap_loom)]
         // SAFETY: as above.
-        let took = unsafe { upgrade_locked(w, t) };
+        let took = unsafe { upgrade_locked(w, heap::heap_of(self.obj.header()), t) };
         took.then(|| {
             let value = SharedHeader::value_ptr(t).cast::<T>();
             // SAFETY: the reference just taken is the new handle's; the value is a `T` (the
@@ -532,7 +562,7 @@ impl<T: ?Sized> Weak<T> {
 
     /// Whether this weak reference still has a callback to run.
     pub fn has_callback(&self) -> bool {
-        lock(&self.obj.callback).is_some()
+        !self.obj.callback.load(Acquire).is_null()
     }
 
     /// The weak-reference object (it has identity: a key in a table, say).
@@ -544,13 +574,17 @@ impl<T: ?Sized> Weak<T> {
 /// The upgrade under the referent's weak lock: whether it took a reference.
 ///
 /// # Safety
-/// `t` was read non-null from `w.target`.
+/// `t` was read non-null from `w.target`; `heap` is `w`'s heap.
 #[inline(never)]
-unsafe fn upgrade_locked(w: &WeakRefObj, t: NonNull<SharedHeader>) -> bool {
+unsafe fn upgrade_locked(
+    w: &WeakRefObj,
+    heap: NonNull<HeapState>,
+    t: NonNull<SharedHeader>,
+) -> bool {
     // SAFETY: the weak-reference object, which the caller's handle keeps, keeps its heap.
-    let hs = unsafe { w.heap.as_ref() };
+    let hs = unsafe { heap.as_ref() };
     // A thread not attached to the heap takes the gate around the lock (never the other way).
-    thread::with_access(w.heap, |me| {
+    thread::with_access(heap, |me| {
         let _g = hs.weak_lock(t).lock();
         if w.target.load(Relaxed) != t.as_ptr() {
             return false;
@@ -745,12 +779,12 @@ fn new_ref_obj(
     callback: Option<Callback>,
 ) -> Gc<WeakRefObj> {
     let target_slab = slab_of(target);
+    let callback = callback.map_or(std::ptr::null_mut(), |cb| Box::into_raw(Box::new(cb)));
     // Built where it is written (`alloc_on`).
     let make = move || WeakRefObj {
-        heap,
         target: AtomicPtr::new(target.as_ptr()),
         target_slab,
-        callback: Mutex::new(callback),
+        callback: AtomicPtr::new(callback),
     };
     // Weak-reference objects are try-incremented from any thread (the shared reference by
     // `Weak::new`, those with callbacks by their referent's death): like their referents, they
@@ -785,11 +819,13 @@ pub(crate) unsafe fn unlist(value: NonNull<u8>) {
 /// As [`unlist`]; `w` is `value`'s weak-reference object, `t` the target it was loaded with.
 #[inline(never)]
 unsafe fn unlist_slow(value: NonNull<u8>, w: &WeakRefObj, t: NonNull<SharedHeader>) {
-    // SAFETY: this object's heap is alive while it dies.
-    let hs = unsafe { w.heap.as_ref() };
+    // `value` is a dying object's value, with the provenance of the whole object.
+    let obj = SharedHeader::from_value(value);
+    // SAFETY: allocated, dying here; its heap is alive while it dies.
+    let hs = unsafe { heap::heap_of(obj.as_ref()).as_ref() };
     let _g = hs.weak_lock(t).lock();
-    // SAFETY: under `t`'s lock; `value` is a weak-reference object's.
-    unsafe { unlist_locked(w, t, SharedHeader::from_value(value)) };
+    // SAFETY: under `t`'s lock; `obj` is a weak-reference object's header.
+    unsafe { unlist_locked(w, t, obj) };
 }
 
 /// Unlists `w` (whose header is `me`) from `t`, the target it was loaded with, if that is
@@ -812,8 +848,10 @@ unsafe fn unlist_locked(w: &WeakRefObj, t: NonNull<SharedHeader>, me: NonNull<Sh
                 info.set_shared(None);
             }
             info.list.with_mut(|l| {
-                if let Some(i) = (*l).iter().position(|&w| w == me) {
-                    (*l).remove(i);
+                if let Some(v) = (*l).as_mut() {
+                    if let Some(i) = v.iter().position(|&w| w == me) {
+                        v.remove(i);
+                    }
                 }
             });
             // The last unlisting's `Release` is what lets the referent's death skip its lock.
@@ -867,7 +905,7 @@ pub(crate) unsafe fn dies_unlisted(obj: NonNull<SharedHeader>) -> bool {
         return unreferenced();
     };
     // SAFETY: this object's heap is alive while it is.
-    let hs = unsafe { w.heap.as_ref() };
+    let hs = unsafe { heap::heap_of(h).as_ref() };
     let _g = hs.weak_lock(t).lock();
     if !unreferenced() {
         return false;
@@ -938,14 +976,14 @@ unsafe fn clear_and_call_listed(obj: NonNull<SharedHeader>, h: &SharedHeader) {
             if let Some(w) = info.set_shared(None) {
                 old_ref(w).target.store(std::ptr::null_mut(), Release);
             }
-            let list = info.list.with_mut(|l| std::mem::take(&mut *l));
+            let list = info.list.with_mut(|l| (*l).take());
             info.listed.store(0, Release);
-            if list.is_empty() {
-                // No reference with a callback (the block's `Vec` never allocated, or was
-                // emptied by unlisting): nothing to take or call.
+            let Some(list) = list.filter(|v| !v.is_empty()) else {
+                // No reference with a callback (never one, or all unlisted): nothing to take
+                // or call.
                 return;
-            }
-            take_calls(list)
+            };
+            take_calls(*list)
         }
     };
     call_all(h, hs, calls);
@@ -981,7 +1019,7 @@ unsafe fn take_calls(list: Vec<NonNull<SharedHeader>>) -> SmallVec<[Gc<WeakRefOb
 #[inline(never)]
 fn call_all(h: &SharedHeader, hs: &HeapState, calls: SmallVec<[Gc<WeakRefObj>; 4]>) {
     for w in calls {
-        let cb = lock(&w.callback).take();
+        let cb = w.take_callback();
         if let Some(cb) = cb {
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb(&w))) {
                 hs.report_panic(
@@ -1027,7 +1065,7 @@ pub(crate) unsafe fn clear_for_collection(
         if let Some(w) = info.set_shared(None) {
             old_ref(w).target.store(std::ptr::null_mut(), Release);
         }
-        let list = info.list.with_mut(|l| std::mem::take(&mut *l));
+        let list = info.list.with_mut(|l| (*l).take()).unwrap_or_default();
         info.listed.store(0, Release);
         for &w in list.iter().rev() {
             if !is_garbage(w) && count::try_inc(w.as_ref(), me) {
@@ -1044,11 +1082,15 @@ pub(crate) unsafe fn clear_for_collection(
 /// Runs the callback of a weak reference a collection took (see [`clear_for_collection`];
 /// `type_name` is its referent's type), reporting a panic to the heap's hook.
 pub(crate) fn call_back(w: Gc<WeakRefObj>, type_name: &'static str) {
-    let cb = lock(&w.callback).take();
+    let cb = w.take_callback();
     if let Some(cb) = cb {
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| cb(&w))) {
             // SAFETY: the weak-reference object keeps its heap alive.
-            unsafe { w.heap.as_ref() }.report_panic(UnraisableKind::WeakCallback, type_name, p);
+            unsafe { heap::heap_of(w.header()).as_ref() }.report_panic(
+                UnraisableKind::WeakCallback,
+                type_name,
+                p,
+            );
         }
     }
 }
