@@ -304,6 +304,7 @@ fn make_info(
 /// # Safety
 /// `info` was made by [`make_info`] for `h` and nobody else can reach it; `unique` only if
 /// [`count::uniquely_referenced`] said so for this thread's handle, still held.
+#[inline]
 unsafe fn install_info(
     h: &SharedHeader,
     info: NonNull<WeakInfo>,
@@ -1101,6 +1102,7 @@ pub(crate) fn call_back(w: Gc<WeakRefObj>, type_name: &'static str) {
 /// # Safety
 /// The object is dead and its weak references cleared: nothing reaches the block. `state` is
 /// this thread's attachment, if any.
+#[inline]
 pub(crate) unsafe fn free_info(h: &SharedHeader, state: Option<NonNull<ThreadState>>) {
     // SAFETY: the object's death is the only user of its header now.
     if let Some(info) = unsafe { info_of(h) } {
