@@ -47,8 +47,9 @@
 //!
 //! The lock is never held while user code runs. The block's list of callback references is a
 //! plain field read and written only under the lock; its shared-reference slot is written only
-//! there too, and read there and by [`owner_shared`]; the referent's memory stays allocated while listed references
-//! can reach it (its death clears them under the lock before freeing it).
+//! there too, and read there and by [`owner_shared`]; the referent's memory stays allocated
+//! while listed references can reach it (its death clears them under the lock before freeing
+//! it).
 
 use std::fmt;
 use std::marker::PhantomData;
