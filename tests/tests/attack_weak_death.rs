@@ -12,10 +12,14 @@
 //! `MAYBE_WEAK` with a zero count, which `count::try_inc` accepts. The weak reference to it
 //! upgrades under the weak-reference object's own stripe (not the referent's) and returns a
 //! handle to an object whose death is running: a use after free (loom model 33 in
-//! `runtime/tests/loom_weak.rs` finds it deterministically, a SIGSEGV). Here the death of the
-//! weak-reference object is deferred by the trashcan (dropped at depth 50 of a chain), so that
-//! the upgrade has a wide window; the first window (the block installed between the
-//! owner's two looks) is widened by threads hammering the referent's stripe.
+//! `runtime/tests/loom_weak.rs` finds it deterministically, a SIGSEGV). Here the weak-reference
+//! object is dropped at depth 50 of a chain, where the trashcan defers deaths, so that its
+//! general death (which a reference with weak references of its own takes) has a wide window
+//! for the upgrade; since the twenty-fourth session a shared reference that `dies_unlisted`
+//! declares dead is freed at once instead (`sync::heap::weakref_death`), so should the bug
+//! return, the upgrade would meet freed memory sooner, not later. The first window (the block
+//! installed between the owner's two looks) is widened by threads hammering the referent's
+//! stripe.
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread;

@@ -194,6 +194,10 @@ pub(crate) enum Dec {
     /// The object must go into the merge queue of the thread `owner` (it now holds the
     /// dropped reference).
     Queue(u32),
+    /// The count of a weak-reference object reached zero, and [`dec_owner`]'s `dies_unlisted`
+    /// unlisted it: run its death (`sync::heap::weakref_death`), after the decrement has
+    /// returned (no reference to the header may be held while its memory is freed).
+    DeadUnlisted,
 }
 
 /// The initial `(owner, counts, local)` of a new object owned by thread `owner` (or merged,
@@ -341,7 +345,7 @@ pub(crate) fn dec(h: &SharedHeader, me: u32) -> Dec {
 }
 
 /// [`dec`] by the object's owner (the caller has just read `owner` naming it);
-/// `none_listed` as [`merge_zero_local`]'s.
+/// `none_listed` and `dies_unlisted` as [`merge_zero_local`]'s.
 #[inline]
 pub(crate) fn dec_owner(
     h: &SharedHeader,
@@ -363,11 +367,10 @@ pub(crate) fn dec_owner(
 /// and no weak reference to the object is listed, it dies at once; otherwise ownership is
 /// given up (owner 0, then state merged) and the shared count decides, against any upgrade
 /// racing it. A weak-reference object that no other thread counts ([`MAYBE_WEAK`] with a zero
-/// count) asks `dies_unlisted` first
-/// (`sync::weak::dies_unlisted`, which decides under its referent's weak lock, where every
-/// try-increment of it runs, and unlists it there: no compare-and-swap), and merges only if
-/// that says another thread took a reference meanwhile or the object has weak references of
-/// its own.
+/// count) asks `dies_unlisted` first (`sync::weak::dies_unlisted`, which decides under its
+/// referent's weak lock, where every try-increment of it runs, and unlists it there: no
+/// compare-and-swap); `true` is [`Dec::DeadUnlisted`]. It merges only if that says another
+/// thread took a reference meanwhile or the object has weak references of its own.
 ///
 /// The weak reference's mark is the referent's tagged `meta` (CPython 3.13t marks the shared
 /// word instead, `_PyObject_SetMaybeWeakref`: one compare-and-swap more for every first weak
@@ -401,7 +404,7 @@ pub(crate) fn merge_zero_local(
     }
     if word == MAYBE_WEAK {
         if dies_unlisted() {
-            return Dec::Dead;
+            return Dec::DeadUnlisted;
         }
         word = load(h, Acquire);
     }
@@ -911,10 +914,15 @@ pub(crate) fn try_inc_finalizing(h: &SharedHeader) -> bool {
 #[inline]
 pub(crate) fn try_inc_owner(h: &SharedHeader) -> bool {
     let l = h.local.load(Relaxed);
+    // One comparison for both rare cases: 0 (refused) and a spill.
+    if l.wrapping_sub(1) < LOCAL_MAX - 1 {
+        h.local.store(l + 1, Relaxed);
+        return true;
+    }
     if l == 0 {
         return false;
     }
-    inc_local(h, l);
+    spill(h);
     true
 }
 
@@ -961,6 +969,7 @@ pub(crate) fn resurrect_end(h: &SharedHeader, me: u32) -> bool {
             Dec::Dead => true,
             Dec::Alive => false,
             Dec::Queue(_) => unreachable!("reap: merged object queued"),
+            Dec::DeadUnlisted => unreachable!("reap: a shared decrement unlists nothing"),
         };
     }
     if h.local.load(Relaxed) == 1 && word == 0 {
@@ -1227,6 +1236,47 @@ mod tests {
         held.meta = tagged();
         assert_eq!(dec_owner(&held, |_| true, || false), Dec::Alive);
         assert_eq!(held.counts.load(Relaxed), pack(1, MERGED));
+    }
+
+    /// A weak-reference object no other thread counts asks `dies_unlisted` at the owner's last
+    /// drop: `true` (dead, unlisted) is `DeadUnlisted`, with nothing written; `false` merges.
+    #[test]
+    fn dies_unlisted_decides_a_weak_objects_last_owner_drop() {
+        let freed = header(7, pack(0, MAYBE_WEAK), 1);
+        let mut asked = 0;
+        assert_eq!(
+            dec_owner(
+                &freed,
+                |_| true,
+                || {
+                    asked += 1;
+                    true
+                }
+            ),
+            Dec::DeadUnlisted
+        );
+        assert_eq!(asked, 1);
+        assert_eq!(freed.counts.load(Relaxed), pack(0, MAYBE_WEAK));
+        assert_eq!(freed.owner.load(Relaxed), 7, "nothing published");
+        let taken = header(7, pack(0, MAYBE_WEAK), 1);
+        assert_eq!(dec_owner(&taken, |_| true, || false), Dec::Dead);
+        assert_eq!(taken.owner.load(Relaxed), 0);
+        // Counted by another thread: merged, never asked.
+        let counted = header(7, pack(1, MAYBE_WEAK), 1);
+        let asked_counted = std::cell::Cell::new(false);
+        assert_eq!(
+            dec_owner(
+                &counted,
+                |_| true,
+                || {
+                    asked_counted.set(true);
+                    true
+                }
+            ),
+            Dec::Alive
+        );
+        assert!(!asked_counted.get());
+        assert_eq!(counted.counts.load(Relaxed), pack(1, MERGED));
     }
 
     /// The owner's last local drop gives up ownership: `owner` is 0 once merged, and a thread

@@ -356,6 +356,41 @@ unsafe fn dec_ref_owner(obj: NonNull<SharedHeader>) {
     unsafe { settle(obj, count::dec_owner(h, weak::none_listed, dies_unlisted)) }
 }
 
+/// The death of a weak-reference object whose owner's last drop found it dead and unlisted it
+/// ([`weak::dies_unlisted`]), run once that decrement has returned: the decrement's functions
+/// hold references to the header, which must not outlive its memory (Miri's protectors).
+///
+/// With no callback, no finalizer and its value whole, that death runs no user code and frees
+/// nothing but the object's memory (a `WeakRefObj` without a callback has nothing to drop):
+/// it skips the trashcan (no death can follow from it) and the steps of [`destroy`] that do
+/// not apply (about 25 instructions of every weak reference's death). Otherwise it is the
+/// general death, [`release`].
+///
+/// # Safety
+/// `obj` is the header of a weak-reference object (with the provenance of the whole object)
+/// whose count this thread just took to zero, and which [`weak::dies_unlisted`] unlisted.
+#[inline(never)]
+unsafe fn weakref_death(obj: NonNull<SharedHeader>) {
+    // SAFETY: dead, allocated until freed below.
+    let h = unsafe { obj.as_ref() };
+    // The value is read only if the collection has not dropped it.
+    // SAFETY: a weak-reference object, its value whole.
+    if h.has(Flags::HAS_FINALIZER | Flags::VALUE_DROPPED) || unsafe { weak::has_callback(obj) } {
+        // SAFETY: its count reached zero here, and its death has not begun.
+        return unsafe { release(obj) };
+    }
+    // As `destroy`'s: every other thread's use of the object happened before this.
+    let _ = h.counts.load(Acquire);
+    let (_, state) = thread::current(heap_of(h));
+    // It has no weak-info block: `dies_unlisted` looked under the lock, and nobody can make
+    // one now (that takes a strong reference, and there is none, nor a listing to take one
+    // from). `free_object` would clear one first all the same (`clear_weak`), as `destroy`
+    // does, at the cost of the tag's test it makes anyway.
+    debug_assert!(!h.has_weak_info());
+    // SAFETY: dead and unreferenced, unlisted; its value has nothing to drop.
+    unsafe { free_object(obj, state, true, true) };
+}
+
 /// [`dec_ref`] by a thread other than the owner (`cur`: the heap this thread's cache says it
 /// is attached to).
 ///
@@ -464,6 +499,8 @@ unsafe fn settle(obj: NonNull<SharedHeader>, then: Dec) {
         Dec::Alive => {}
         // SAFETY: the count reached zero here: the death is ours.
         Dec::Dead => unsafe { release(obj) },
+        // SAFETY: as above, of a weak-reference object `dies_unlisted` unlisted.
+        Dec::DeadUnlisted => unsafe { weakref_death(obj) },
         // SAFETY: the dropped reference now belongs to the queue entry.
         Dec::Queue(owner) => unsafe { thread::queue(obj, owner) },
     }

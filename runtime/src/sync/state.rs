@@ -90,7 +90,9 @@ pub(crate) struct HeapState {
     /// The unraisable hook (cloned out before it is called: no lock held while it runs).
     pub(crate) hook: Mutex<Option<SharedUnraisableHook>>,
     /// Weak-reference locks, striped by referent address (CPython 3.13t's `_PyWeakref_LOCK`).
-    weak_locks: Box<[WeakLock]>,
+    /// An array in the state, not a boxed slice: a stripe is found with no load of the slice's
+    /// address and no bounds check.
+    weak_locks: [WeakLock; WEAK_STRIPES],
     /// The death routine (`sync::heap::release`), for the modules below `heap` that take a
     /// count to zero (a merge in `thread`).
     pub(crate) release: unsafe fn(NonNull<SharedHeader>),
@@ -200,7 +202,7 @@ impl HeapState {
             left: std::sync::Mutex::new(Vec::new()),
             snapshot_drops: std::sync::Mutex::new(Vec::new()),
             hook: Mutex::new(None),
-            weak_locks: (0..WEAK_STRIPES).map(|_| WeakLock::new()).collect(),
+            weak_locks: std::array::from_fn(|_| WeakLock::new()),
             release,
             #[cfg(not(reap_loom))]
             slabs: Mutex::new(SlabPool::default()),

@@ -237,7 +237,9 @@ unsafe fn info_of(h: &SharedHeader) -> Option<NonNull<WeakInfo>> {
     if meta.addr() & META_WEAK_INFO == 0 {
         None
     } else {
-        NonNull::new(meta.map_addr(|a| a & !META_WEAK_INFO).cast::<WeakInfo>())
+        // SAFETY: a tagged `meta` is a block's address with the tag (`install_info`): a block
+        // is never at address 0.
+        Some(unsafe { NonNull::new_unchecked(meta.map_addr(|a| a & !META_WEAK_INFO).cast()) })
     }
 }
 
@@ -267,6 +269,7 @@ unsafe fn info_or_make(h: &SharedHeader, state: Option<NonNull<ThreadState>>) ->
 
 /// A new weak-info block for `h` (not yet installed), in the memory of the calling thread,
 /// whose state on `h`'s heap is `state`, with `shared` as its shared reference.
+#[inline(always)]
 fn make_info(
     h: &SharedHeader,
     state: Option<NonNull<ThreadState>>,
@@ -385,12 +388,32 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
     /// The shared callback-less weak reference to `target`, made if it has none.
     #[inline]
     pub fn new(target: &Gc<T>) -> Weak<T> {
-        // The shared reference this thread owns, without the lock and with no call.
+        // The shared reference this thread owns, without the lock and with no call; or the
+        // first weak reference, with one call.
         #[cfg(not(reap_loom))]
         // SAFETY: the handle holds the target; only the block's atomics are read.
-        if let Some(info) = unsafe { info_of(target.header()) } {
+        match unsafe { info_of(target.header()) } {
             // SAFETY: the block lives as long as the target, which the handle holds.
-            if let Some(w) = unsafe { owner_shared(info.as_ref()) } {
+            Some(info) => {
+                if let Some(w) = unsafe { owner_shared(info.as_ref()) } {
+                    return Weak::from_obj(w);
+                }
+            }
+            None => return Self::new_first(target),
+        }
+        Self::new_slow(target)
+    }
+
+    /// [`Weak::new`] on a referent that had no weak-info block when it looked: on a thread
+    /// attached to its heap, the first reference without the lock ([`first_ref`]) in this one
+    /// call; otherwise, or if another thread installed a block first, [`Weak::new_slow`].
+    #[cfg(not(reap_loom))]
+    #[inline(never)]
+    fn new_first(target: &Gc<T>) -> Weak<T> {
+        if let (me, Some(state)) = thread::attach(heap::heap_of(target.header())) {
+            // SAFETY: the handle's header pointer, which the handle keeps alive; `state` is
+            // this thread's attachment to its heap.
+            if let Some(w) = unsafe { first_ref(target.header_ptr(), me, Some(state)) } {
                 return Weak::from_obj(w);
             }
         }
@@ -647,7 +670,7 @@ unsafe fn owner_upgrade(w: &WeakRefObj, t: NonNull<SharedHeader>) -> Option<bool
 /// `th` is the header of an object the caller holds a strong reference to (the handle's
 /// pointer, whose provenance covers the slab chunk); `state` is this thread's attachment to
 /// its heap, if any.
-#[inline(never)]
+#[inline(always)]
 unsafe fn first_ref(
     th: NonNull<SharedHeader>,
     me: u32,
@@ -772,7 +795,7 @@ fn slab_of(target: NonNull<SharedHeader>) -> *const () {
 
 /// A new weak-reference object to `target` (calling `callback`, if any, when it is cleared),
 /// allocated by thread `me` (state `state`) on `heap`.
-#[inline]
+#[inline(always)]
 fn new_ref_obj(
     heap: NonNull<HeapState>,
     me: u32,
@@ -916,6 +939,17 @@ pub(crate) unsafe fn dies_unlisted(obj: NonNull<SharedHeader>) -> bool {
     // only holders of this lock read.
     unsafe { unlist_locked(w, t, obj) };
     true
+}
+
+/// Whether the weak-reference object `obj` still has its callback.
+///
+/// # Safety
+/// `obj` is the header of an allocated weak-reference object whose value is not dropped.
+#[inline]
+pub(crate) unsafe fn has_callback(obj: NonNull<SharedHeader>) -> bool {
+    // SAFETY: as this function's (caller).
+    let w = unsafe { SharedHeader::value_ptr(obj).cast::<WeakRefObj>().as_ref() };
+    !w.callback.load(Relaxed).is_null()
 }
 
 /// Whether `h` has no listed weak reference (no weak-info block, or a block whose count of
