@@ -16,7 +16,7 @@
 //! object is dropped at depth 50 of a chain, where the trashcan defers deaths, so that its
 //! general death (which a reference with weak references of its own takes) has a wide window
 //! for the upgrade; since the twenty-fourth session a shared reference that `dies_unlisted`
-//! declares dead is freed at once instead (`sync::heap::weakref_death`), so should the bug
+//! declares dead is freed at once instead (`sync::heap::weakref_zero`), so should the bug
 //! return, the upgrade would meet freed memory sooner, not later. The first window (the block
 //! installed between the owner's two looks) is widened by threads hammering the referent's
 //! stripe.

@@ -1,5 +1,5 @@
 //! The death of a weak-reference object decided at its owner's last drop
-//! (`sync::heap::weakref_death`, twenty-fourth session): when `sync::weak::dies_unlisted`
+//! (`sync::heap::weakref_zero`, twenty-fourth session): when `sync::weak::dies_unlisted`
 //! finds it dead, a reference with no callback, no finalizer and its value whole is freed
 //! right there, with no trashcan and no general death; any other takes the general death.
 //! These tests pin what that shortcut must keep: the accounting (live objects, the tracked

@@ -194,10 +194,14 @@ pub(crate) enum Dec {
     /// The object must go into the merge queue of the thread `owner` (it now holds the
     /// dropped reference).
     Queue(u32),
-    /// The count of a weak-reference object reached zero, and [`dec_owner`]'s `dies_unlisted`
-    /// unlisted it: run its death (`sync::heap::weakref_death`), after the decrement has
-    /// returned (no reference to the header may be held while its memory is freed).
-    DeadUnlisted,
+    /// The owner's count of a weak-reference object reached zero, and no other thread counts
+    /// a reference to it (its word [`MAYBE_WEAK`] with a zero count): the caller asks
+    /// `sync::weak::dies_unlisted`, which decides under the referent's weak lock, and then
+    /// runs the death or, if another thread took a reference, calls [`merge_weak_taken`]
+    /// (`sync::heap::weakref_zero`). The count module stays free of the weak module, and the
+    /// death runs once the decrement's functions, whose arguments borrow the header, have
+    /// returned.
+    WeakZero,
 }
 
 /// The initial `(owner, counts, local)` of a new object owned by thread `owner` (or merged,
@@ -338,24 +342,24 @@ pub(crate) fn dec_fast(h: &SharedHeader, me: u32) -> Rest {
 #[inline]
 pub(crate) fn dec(h: &SharedHeader, me: u32) -> Dec {
     if owned_by(h, me) {
-        dec_owner(h, |_| false, || false)
+        // A weak-reference object merges without asking for the unlisting verdict.
+        match dec_owner(h, |_| false) {
+            Dec::WeakZero => merge_weak_taken(h),
+            then => then,
+        }
     } else {
         dec_shared(h)
     }
 }
 
 /// [`dec`] by the object's owner (the caller has just read `owner` naming it);
-/// `none_listed` and `dies_unlisted` as [`merge_zero_local`]'s.
+/// `none_listed` as [`merge_zero_local`]'s.
 #[inline]
-pub(crate) fn dec_owner(
-    h: &SharedHeader,
-    none_listed: fn(&SharedHeader) -> bool,
-    dies_unlisted: impl FnOnce() -> bool,
-) -> Dec {
+pub(crate) fn dec_owner(h: &SharedHeader, none_listed: fn(&SharedHeader) -> bool) -> Dec {
     let l = h.local.load(Relaxed) - 1;
     h.local.store(l, Relaxed);
     if l == 0 {
-        return merge_zero_local(h, none_listed, dies_unlisted);
+        return merge_zero_local(h, none_listed);
     }
     // As in `dec_fast`.
     h.note_drop();
@@ -367,9 +371,9 @@ pub(crate) fn dec_owner(
 /// and no weak reference to the object is listed, it dies at once; otherwise ownership is
 /// given up (owner 0, then state merged) and the shared count decides, against any upgrade
 /// racing it. A weak-reference object that no other thread counts ([`MAYBE_WEAK`] with a zero
-/// count) asks `dies_unlisted` first (`sync::weak::dies_unlisted`, which decides under its
-/// referent's weak lock, where every try-increment of it runs, and unlists it there: no
-/// compare-and-swap); `true` is [`Dec::DeadUnlisted`]. It merges only if that says another
+/// count) is [`Dec::WeakZero`]: the caller asks `sync::weak::dies_unlisted` first (which
+/// decides under its referent's weak lock, where every try-increment of it runs, and unlists
+/// it there: no compare-and-swap), and merges ([`merge_weak_taken`]) only if that says another
 /// thread took a reference meanwhile or the object has weak references of its own.
 ///
 /// The weak reference's mark is the referent's tagged `meta` (CPython 3.13t marks the shared
@@ -393,22 +397,23 @@ pub(crate) fn dec_owner(
 /// owner's last drop leave to nobody. Loading the word only before the count would miss an
 /// upgrade made between the two loads through a reference unlisted right after it.
 #[inline]
-pub(crate) fn merge_zero_local(
-    h: &SharedHeader,
-    none_listed: fn(&SharedHeader) -> bool,
-    dies_unlisted: impl FnOnce() -> bool,
-) -> Dec {
-    let mut word = load(h, Acquire);
+pub(crate) fn merge_zero_local(h: &SharedHeader, none_listed: fn(&SharedHeader) -> bool) -> Dec {
+    let word = load(h, Acquire);
     if word == 0 && (!h.has_weak_info() || (none_listed(h) && load(h, Acquire) == 0)) {
         return Dec::Dead;
     }
     if word == MAYBE_WEAK {
-        if dies_unlisted() {
-            return Dec::DeadUnlisted;
-        }
-        word = load(h, Acquire);
+        return Dec::WeakZero;
     }
     give_up_ownership(h, word)
+}
+
+/// After [`Dec::WeakZero`], when `sync::weak::dies_unlisted` found the weak-reference object
+/// still referenced (another thread took a reference, or it has weak references of its own):
+/// ownership is given up as for any object other threads count, from the word as it is now.
+#[inline]
+pub(crate) fn merge_weak_taken(h: &SharedHeader) -> Dec {
+    give_up_ownership(h, load(h, Acquire))
 }
 
 /// Whether a weak-reference object's shared word says no other thread counts a reference to
@@ -969,7 +974,7 @@ pub(crate) fn resurrect_end(h: &SharedHeader, me: u32) -> bool {
             Dec::Dead => true,
             Dec::Alive => false,
             Dec::Queue(_) => unreachable!("reap: merged object queued"),
-            Dec::DeadUnlisted => unreachable!("reap: a shared decrement unlists nothing"),
+            Dec::WeakZero => unreachable!("reap: a shared decrement is not the owner's"),
         };
     }
     if h.local.load(Relaxed) == 1 && word == 0 {
@@ -1222,7 +1227,7 @@ mod tests {
         let tagged = || AtomicPtr::new(std::ptr::without_provenance_mut(META_TAG));
         let mut gone = header(7, pack(0, INIT), 1);
         gone.meta = tagged();
-        assert_eq!(dec_owner(&gone, |_| true, || false), Dec::Dead);
+        assert_eq!(dec_owner(&gone, |_| true), Dec::Dead);
         assert_eq!(
             gone.counts.load(Relaxed),
             0,
@@ -1230,52 +1235,31 @@ mod tests {
         );
         let mut listed = header(7, pack(0, INIT), 1);
         listed.meta = tagged();
-        assert_eq!(dec_owner(&listed, |_| false, || false), Dec::Dead);
+        assert_eq!(dec_owner(&listed, |_| false), Dec::Dead);
         assert_eq!(listed.counts.load(Relaxed), pack(0, MERGED));
         let mut held = header(7, pack(1, INIT), 1);
         held.meta = tagged();
-        assert_eq!(dec_owner(&held, |_| true, || false), Dec::Alive);
+        assert_eq!(dec_owner(&held, |_| true), Dec::Alive);
         assert_eq!(held.counts.load(Relaxed), pack(1, MERGED));
     }
 
-    /// A weak-reference object no other thread counts asks `dies_unlisted` at the owner's last
-    /// drop: `true` (dead, unlisted) is `DeadUnlisted`, with nothing written; `false` merges.
+    /// A weak-reference object no other thread counts is `WeakZero` at its owner's last drop,
+    /// with nothing written (the unlisting verdict is the caller's); `merge_weak_taken` then
+    /// merges it, and `dec` (which asks for no verdict) merges at once. One other threads count
+    /// merges without the question.
     #[test]
-    fn dies_unlisted_decides_a_weak_objects_last_owner_drop() {
-        let freed = header(7, pack(0, MAYBE_WEAK), 1);
-        let mut asked = 0;
-        assert_eq!(
-            dec_owner(
-                &freed,
-                |_| true,
-                || {
-                    asked += 1;
-                    true
-                }
-            ),
-            Dec::DeadUnlisted
-        );
-        assert_eq!(asked, 1);
-        assert_eq!(freed.counts.load(Relaxed), pack(0, MAYBE_WEAK));
-        assert_eq!(freed.owner.load(Relaxed), 7, "nothing published");
-        let taken = header(7, pack(0, MAYBE_WEAK), 1);
-        assert_eq!(dec_owner(&taken, |_| true, || false), Dec::Dead);
-        assert_eq!(taken.owner.load(Relaxed), 0);
-        // Counted by another thread: merged, never asked.
+    fn a_weak_objects_last_owner_drop_is_left_to_the_unlisting_verdict() {
+        let asked = header(7, pack(0, MAYBE_WEAK), 1);
+        assert_eq!(dec_owner(&asked, |_| true), Dec::WeakZero);
+        assert_eq!(asked.counts.load(Relaxed), pack(0, MAYBE_WEAK));
+        assert_eq!(asked.owner.load(Relaxed), 7, "nothing published");
+        assert_eq!(merge_weak_taken(&asked), Dec::Dead);
+        assert_eq!(asked.owner.load(Relaxed), 0);
+        let merged = header(7, pack(0, MAYBE_WEAK), 1);
+        assert_eq!(dec(&merged, 7), Dec::Dead);
+        assert_eq!(merged.owner.load(Relaxed), 0);
         let counted = header(7, pack(1, MAYBE_WEAK), 1);
-        let asked_counted = std::cell::Cell::new(false);
-        assert_eq!(
-            dec_owner(
-                &counted,
-                |_| true,
-                || {
-                    asked_counted.set(true);
-                    true
-                }
-            ),
-            Dec::Alive
-        );
-        assert!(!asked_counted.get());
+        assert_eq!(dec_owner(&counted, |_| true), Dec::Alive);
         assert_eq!(counted.counts.load(Relaxed), pack(1, MERGED));
     }
 
@@ -1285,7 +1269,7 @@ mod tests {
     fn the_owners_last_drop_disowns_before_merging() {
         let h = header(7, pack(1, MAYBE_WEAK), 1);
         assert_eq!(dec_fast(&h, 7), Rest::Owner);
-        assert_eq!(dec_owner(&h, |_| false, || false), Dec::Alive);
+        assert_eq!(dec(&h, 7), Dec::Alive);
         assert_eq!(h.owner.load(Relaxed), 0);
         assert_eq!(h.counts.load(Relaxed), pack(1, MERGED));
         assert!(!owned_by(&h, 7));

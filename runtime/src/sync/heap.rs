@@ -346,31 +346,35 @@ pub(crate) unsafe fn dec_ref(obj: NonNull<SharedHeader>) {
 unsafe fn dec_ref_owner(obj: NonNull<SharedHeader>) {
     // SAFETY: the caller's reference keeps the object allocated.
     let h = unsafe { obj.as_ref() };
-    let dies_unlisted = || {
-        // SAFETY: `dec_owner` calls this only for a weak-reference object (its word
-        // `MAYBE_WEAK`) whose count it just took to zero; `obj` is the handle's pointer, with
-        // the provenance of the whole object.
-        unsafe { weak::dies_unlisted(obj) }
-    };
     // SAFETY: the caller's reference.
-    unsafe { settle(obj, count::dec_owner(h, weak::none_listed, dies_unlisted)) }
+    unsafe { settle(obj, count::dec_owner(h, weak::none_listed)) }
 }
 
-/// The death of a weak-reference object whose owner's last drop found it dead and unlisted it
-/// ([`weak::dies_unlisted`]), run once that decrement has returned: the decrement's functions
-/// hold references to the header, which must not outlive its memory (Miri's protectors).
+/// The owner's last drop of a weak-reference object that no other thread counts
+/// ([`Dec::WeakZero`]): [`weak::dies_unlisted`] decides under its referent's lock; if dead
+/// (and unlisted there), its death, else the merge. Out of line, and reached by a jump with
+/// nothing to restore: the owner's other last drops keep their path free of a stack frame.
 ///
-/// With no callback, no finalizer and its value whole, that death runs no user code and frees
-/// nothing but the object's memory (a `WeakRefObj` without a callback has nothing to drop):
-/// it skips the trashcan (no death can follow from it) and the steps of [`destroy`] that do
-/// not apply (about 25 instructions of every weak reference's death). Otherwise it is the
-/// general death, [`release`].
+/// The death of a reference with no callback, no finalizer and its value whole runs no user
+/// code and frees nothing but the object's memory (a `WeakRefObj` without a callback has
+/// nothing to drop): it skips the trashcan (no death can follow from it) and the steps of
+/// [`destroy`] that do not apply (about 25 instructions of every weak reference's death).
+/// Any other takes the general death, [`release`]. The death runs here, after the decrement's
+/// functions have returned: their arguments borrow the header, which must not outlive its
+/// memory (Miri's protectors flagged a first version that freed it from inside).
 ///
 /// # Safety
 /// `obj` is the header of a weak-reference object (with the provenance of the whole object)
-/// whose count this thread just took to zero, and which [`weak::dies_unlisted`] unlisted.
+/// whose owner's count this thread just took to zero, with no other reference counted.
 #[inline(never)]
-unsafe fn weakref_death(obj: NonNull<SharedHeader>) {
+unsafe fn weakref_zero(obj: NonNull<SharedHeader>) {
+    // SAFETY: as this function's (caller).
+    if !unsafe { weak::dies_unlisted(obj) } {
+        // SAFETY: the caller's reference keeps the object allocated.
+        let then = count::merge_weak_taken(unsafe { obj.as_ref() });
+        // SAFETY: the reference the caller's decrement dropped.
+        return unsafe { settle(obj, then) };
+    }
     // SAFETY: dead, allocated until freed below.
     let h = unsafe { obj.as_ref() };
     // The value is read only if the collection has not dropped it.
@@ -499,8 +503,8 @@ unsafe fn settle(obj: NonNull<SharedHeader>, then: Dec) {
         Dec::Alive => {}
         // SAFETY: the count reached zero here: the death is ours.
         Dec::Dead => unsafe { release(obj) },
-        // SAFETY: as above, of a weak-reference object `dies_unlisted` unlisted.
-        Dec::DeadUnlisted => unsafe { weakref_death(obj) },
+        // SAFETY: the owner's last drop of a weak-reference object no other thread counts.
+        Dec::WeakZero => unsafe { weakref_zero(obj) },
         // SAFETY: the dropped reference now belongs to the queue entry.
         Dec::Queue(owner) => unsafe { thread::queue(obj, owner) },
     }
