@@ -146,6 +146,14 @@ pub fn fin_with(
     })
 }
 
+/// How many of the heap's tracked objects are weak-reference objects (`WeakRefObj`).
+pub fn weak_objects(heap: &Heap) -> usize {
+    heap.get_objects()
+        .iter()
+        .filter(|o| Gc::type_name(o).contains("WeakRefObj"))
+        .count()
+}
+
 /// Gives `g`'s finalizer a closure to run.
 pub fn set_fin(g: &Gc<Fin>, f: impl FnOnce(&Gc<Fin>) + Send + 'static) {
     *g.on_fin.lock().unwrap() = Some(Box::new(f));

@@ -13,17 +13,9 @@ use std::thread;
 
 use reap::sync::{Gc, Heap, Weak};
 use reap::Trace;
-use reap_tests::shared::{settled_live, within};
+use reap_tests::shared::{settled_live, weak_objects, within};
 
 const N: usize = if cfg!(miri) { 16 } else { 2000 };
-
-/// How many of the heap's tracked objects are weak-reference objects.
-fn weak_objects(heap: &Heap) -> usize {
-    heap.get_objects()
-        .iter()
-        .filter(|o| Gc::type_name(o).contains("WeakRefObj"))
-        .count()
-}
 
 /// Sets its flag when dropped.
 struct Flag(Arc<AtomicBool>);
