@@ -329,8 +329,12 @@ pub(crate) fn dec_fast(h: &SharedHeader, me: u32) -> Rest {
         return Rest::Foreign;
     }
     let l = h.local.load(Relaxed);
-    if l > 1 {
-        h.local.store(l - 1, Relaxed);
+    debug_assert!(l > 0, "reap: owner decrement of a dead object");
+    // `l - 1` first and its test after (the subtraction's flags): one comparison fewer than
+    // `l > 1`, the same verdict (the owner's handle is counted, so `l` is at least 1).
+    let rest = l.wrapping_sub(1);
+    if rest != 0 {
+        h.local.store(rest, Relaxed);
         // The owner's count, still above zero, keeps the object (only the owner changes it).
         h.note_drop();
         return Rest::Done;
