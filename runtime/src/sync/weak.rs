@@ -914,6 +914,7 @@ unsafe fn unlist_locked(w: &WeakRefObj, t: NonNull<SharedHeader>, me: NonNull<Sh
 /// # Safety
 /// `obj` is the header of a weak-reference object (with the provenance of the whole object)
 /// whose owner's count this thread just took to zero.
+#[inline]
 pub(crate) unsafe fn dies_unlisted(obj: NonNull<SharedHeader>) -> bool {
     // SAFETY: allocated (the caller's object); only shared references are made to it.
     let (h, w) = unsafe {
