@@ -154,6 +154,37 @@ pub fn weak_objects(heap: &Heap) -> usize {
         .count()
 }
 
+/// What a [`HookNode`]'s `Drop` runs, given the handle the node holds.
+pub type OnDrop = Box<dyn FnOnce(Option<&Gc<HookNode>>) + Send>;
+
+/// A tracked node (it holds a handle) whose `Drop` runs a closure given the handle it holds:
+/// user code reaching another object from a death, or from a collection's reclaim.
+#[derive(Trace)]
+pub struct HookNode {
+    /// The handle it holds, if any.
+    pub other: Mutex<Option<Gc<HookNode>>>,
+    /// What its `Drop` runs.
+    #[reap(skip)]
+    pub on_drop: Mutex<Option<OnDrop>>,
+}
+
+impl Drop for HookNode {
+    fn drop(&mut self) {
+        let f = self.on_drop.get_mut().unwrap().take();
+        if let Some(f) = f {
+            f(self.other.get_mut().unwrap().as_ref());
+        }
+    }
+}
+
+/// A [`HookNode`] holding `other`, with nothing to run yet.
+pub fn hook_node(heap: &Heap, other: Option<Gc<HookNode>>) -> Gc<HookNode> {
+    heap.alloc(HookNode {
+        other: Mutex::new(other),
+        on_drop: Mutex::new(None),
+    })
+}
+
 /// Gives `g`'s finalizer a closure to run.
 pub fn set_fin(g: &Gc<Fin>, f: impl FnOnce(&Gc<Fin>) + Send + 'static) {
     *g.on_fin.lock().unwrap() = Some(Box::new(f));

@@ -19,8 +19,9 @@ use std::sync::{mpsc, Arc, Barrier, Mutex};
 use std::thread;
 
 use reap::sync::{Gc, Heap, Weak};
-use reap::Trace;
-use reap_tests::shared::{dropped, fin, merged, reps, set_fin, settled_live, Dropped, Fin, Log};
+use reap_tests::shared::{
+    dropped, fin, hook_node, merged, reps, set_fin, settled_live, Dropped, Fin, HookNode, Log,
+};
 
 /// Asserts that `w`, just returned by `Weak::new(obj)`, is alive and upgrades to `obj`.
 fn check_fresh<T: Send + Sync + 'static>(w: &Weak<T>, obj: &Gc<T>, what: &str) {
@@ -35,34 +36,6 @@ fn check_fresh<T: Send + Sync + 'static>(w: &Weak<T>, obj: &Gc<T>, what: &str) {
         Gc::ptr_eq(&up, obj),
         "{what}: the weak reference names another object"
     );
-}
-
-/// What a [`Node`]'s `Drop` runs, given the handle the node holds.
-type OnDrop = Box<dyn FnOnce(Option<&Gc<Node>>) + Send>;
-
-/// A node whose `Drop` runs a closure given the handle it holds (user code reaching a
-/// garbage object from a collection's reclaim).
-#[derive(Trace)]
-struct Node {
-    other: Mutex<Option<Gc<Node>>>,
-    #[reap(skip)]
-    on_drop: Mutex<Option<OnDrop>>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let f = self.on_drop.get_mut().unwrap().take();
-        if let Some(f) = f {
-            f(self.other.get_mut().unwrap().as_ref());
-        }
-    }
-}
-
-fn node(heap: &Heap, other: Option<Gc<Node>>) -> Gc<Node> {
-    heap.alloc(Node {
-        other: Mutex::new(other),
-        on_drop: Mutex::new(None),
-    })
 }
 
 /// Case 1: The shared reference's death on another thread (merged: the owner gave its last
@@ -321,8 +294,8 @@ fn collections_concurrent_with_the_look_up() {
                         check_fresh(&w, o, "concurrent");
                         // Garbage cycles with weak references to them, for the collections.
                         if i % 16 == 0 {
-                            let a = node(heap, None);
-                            let b = node(heap, Some(a.clone()));
+                            let a = hook_node(heap, None);
+                            let b = hook_node(heap, Some(a.clone()));
                             *a.other.lock().unwrap() = Some(b.clone());
                             let wa = Weak::new(&a);
                             assert!(Weak::ptr_eq(&wa, &Weak::new(&a)));
@@ -364,15 +337,15 @@ fn weak_new_on_a_garbage_object_from_a_drop_in_the_reclaim() {
     let heap = Heap::new();
     heap.safepoint();
     for round in 0..reps(40, 3) {
-        let a = node(&heap, None);
-        let b = node(&heap, Some(a.clone()));
+        let a = hook_node(&heap, None);
+        let b = hook_node(&heap, Some(a.clone()));
         *a.other.lock().unwrap() = Some(b.clone());
         let (wa, wb) = (Weak::new(&a), Weak::new(&b));
         assert!(Weak::ptr_eq(&wb, &Weak::new(&b)));
-        let made: Arc<Mutex<Vec<Weak<Node>>>> = Arc::default();
+        let made: Arc<Mutex<Vec<Weak<HookNode>>>> = Arc::default();
         for n in [&a, &b] {
             let m = made.clone();
-            *n.on_drop.lock().unwrap() = Some(Box::new(move |other: Option<&Gc<Node>>| {
+            *n.on_drop.lock().unwrap() = Some(Box::new(move |other: Option<&Gc<HookNode>>| {
                 let other = other.expect("a member of the cycle");
                 let x = Weak::new(other);
                 let y = Weak::new(other);

@@ -20,8 +20,9 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 
 use reap::sync::{Gc, Heap, Weak};
-use reap::Trace;
-use reap_tests::shared::{fin, merged, reps, set_fin, settled_live, weak_objects, within, Log};
+use reap_tests::shared::{
+    fin, hook_node, merged, reps, set_fin, settled_live, weak_objects, within, HookNode, Log,
+};
 
 /// `heap.live_objects()` once it reads `n` (the threads that used the heap may still be leaving
 /// it), or after five seconds: the last read.
@@ -44,32 +45,6 @@ impl Drop for Flag {
     fn drop(&mut self) {
         self.0.store(true, SeqCst);
     }
-}
-
-/// A tracked node (it holds a handle) whose `Drop` runs a closure given the handle it holds.
-type OnDrop = Box<dyn FnOnce(Option<&Gc<Node>>) + Send>;
-
-#[derive(Trace)]
-struct Node {
-    other: Mutex<Option<Gc<Node>>>,
-    #[reap(skip)]
-    on_drop: Mutex<Option<OnDrop>>,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let f = self.on_drop.get_mut().unwrap().take();
-        if let Some(f) = f {
-            f(self.other.get_mut().unwrap().as_ref());
-        }
-    }
-}
-
-fn node(heap: &Heap, other: Option<Gc<Node>>) -> Gc<Node> {
-    heap.alloc(Node {
-        other: Mutex::new(other),
-        on_drop: Mutex::new(None),
-    })
 }
 
 /// The shortcut accounts each free: after many rounds of a shared reference made and dropped
@@ -122,7 +97,7 @@ fn the_shortcut_keeps_get_count_live_objects_and_get_objects_exact() {
 #[test]
 fn a_frozen_shared_reference_freed_by_the_shortcut_leaves_the_permanent_set() {
     let heap = Heap::new();
-    let o = node(&heap, None);
+    let o = hook_node(&heap, None);
     let w = Weak::new(&o);
     heap.freeze();
     let frozen = heap.get_freeze_count();
@@ -291,13 +266,13 @@ fn drops_in_a_collections_reclaim_take_the_shortcut_soundly() {
     let heap = Heap::new();
     let live = heap.alloc(3_u64);
     for round in 0..reps(40, 3) {
-        let a = node(&heap, None);
-        let b = node(&heap, Some(a.clone()));
+        let a = hook_node(&heap, None);
+        let b = hook_node(&heap, Some(a.clone()));
         *a.other.lock().unwrap() = Some(b.clone());
-        let kept: Arc<Mutex<Vec<Weak<Node>>>> = Arc::default();
+        let kept: Arc<Mutex<Vec<Weak<HookNode>>>> = Arc::default();
         let calls = Arc::new(AtomicUsize::new(0));
         let (k, c, l) = (kept.clone(), calls.clone(), live.clone());
-        *a.on_drop.lock().unwrap() = Some(Box::new(move |other: Option<&Gc<Node>>| {
+        *a.on_drop.lock().unwrap() = Some(Box::new(move |other: Option<&Gc<HookNode>>| {
             let other = other.expect("a member of the cycle");
             let x = Weak::new(other);
             let y = Weak::new(other);

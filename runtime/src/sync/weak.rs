@@ -393,8 +393,8 @@ impl<T: ?Sized + Send + Sync> Weak<T> {
         #[cfg(not(reap_loom))]
         // SAFETY: the handle holds the target; only the block's atomics are read.
         match unsafe { info_of(target.header()) } {
-            // SAFETY: the block lives as long as the target, which the handle holds.
             Some(info) => {
+                // SAFETY: the block lives as long as the target, which the handle holds.
                 if let Some(w) = unsafe { owner_shared(info.as_ref()) } {
                     return Weak::from_obj(w);
                 }
