@@ -146,6 +146,15 @@ pub fn fin_with(
     })
 }
 
+/// Sets its flag when dropped (a capture whose drop a test watches).
+pub struct DropFlag(pub Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, SeqCst);
+    }
+}
+
 /// How many of the heap's tracked objects are weak-reference objects (`WeakRefObj`).
 pub fn weak_objects(heap: &Heap) -> usize {
     heap.get_objects()

@@ -13,18 +13,9 @@ use std::thread;
 
 use reap::sync::{Gc, Heap, Weak};
 use reap::Trace;
-use reap_tests::shared::{settled_live, weak_objects, within};
+use reap_tests::shared::{settled_live, weak_objects, within, DropFlag};
 
 const N: usize = if cfg!(miri) { 16 } else { 2000 };
-
-/// Sets its flag when dropped.
-struct Flag(Arc<AtomicBool>);
-
-impl Drop for Flag {
-    fn drop(&mut self) {
-        self.0.store(true, SeqCst);
-    }
-}
 
 /// The shared reference dropped by its owner is gone at once: not counted alive, not in the
 /// tracked objects, and the next `Weak::new` makes a new one.
@@ -78,7 +69,7 @@ fn a_callback_reference_dropped_first_drops_its_captures_and_never_calls() {
     let o = heap.alloc(1_u64);
     let ran = Arc::new(AtomicBool::new(false));
     let dropped = Arc::new(AtomicBool::new(false));
-    let (r, f) = (ran.clone(), Flag(dropped.clone()));
+    let (r, f) = (ran.clone(), DropFlag(dropped.clone()));
     let w = Weak::with_callback(&o, move |_| {
         let _keep = &f;
         r.store(true, SeqCst);

@@ -21,7 +21,8 @@ use std::thread;
 
 use reap::sync::{Gc, Heap, Weak};
 use reap_tests::shared::{
-    fin, hook_node, merged, reps, set_fin, settled_live, weak_objects, within, HookNode, Log,
+    fin, hook_node, merged, reps, set_fin, settled_live, weak_objects, within, DropFlag, HookNode,
+    Log,
 };
 
 /// `heap.live_objects()` once it reads `n` (the threads that used the heap may still be leaving
@@ -35,15 +36,6 @@ fn live_at(heap: &Heap, n: usize) -> usize {
             return live;
         }
         thread::yield_now();
-    }
-}
-
-/// Sets its flag when dropped.
-struct Flag(Arc<AtomicBool>);
-
-impl Drop for Flag {
-    fn drop(&mut self) {
-        self.0.store(true, SeqCst);
     }
 }
 
@@ -67,7 +59,7 @@ fn the_shortcut_keeps_get_count_live_objects_and_get_objects_exact() {
         }
         if i % 3 == 0 {
             let dropped = Arc::new(AtomicBool::new(false));
-            let f = Flag(dropped.clone());
+            let f = DropFlag(dropped.clone());
             let cb = Weak::with_callback(&o, move |_| {
                 let _keep = &f;
                 panic!("never called")
