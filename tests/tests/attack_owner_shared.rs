@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 
 use reap::sync::{Heap, Weak};
-use reap_tests::shared::dropped;
+use reap_tests::shared::{dropped, settled_live};
 
 /// The owner's repeated `Weak::new` returns the one shared reference, each call one more
 /// handle to it; the references die with their last handle, and the referent's death clears
@@ -245,6 +245,7 @@ fn two_threads_churn_the_shared_reference() {
     assert_eq!(drops.load(SeqCst), 1);
     assert!(held.iter().all(|w| w.upgrade().is_none()));
     drop(held);
-    heap.safepoint();
-    assert_eq!(heap.live_objects(), 0);
+    // The threads' exits may still be merging what they own (a scope returns before its
+    // threads' thread-local destructors have run).
+    assert_eq!(settled_live(&heap), 0);
 }
