@@ -243,7 +243,7 @@ impl<'a> Tracer<'a> {
         if let Mode::Shared { heap, edges, .. } = &mut self.mode {
             let target = handle.header_ptr();
             // SAFETY: the handle keeps its object allocated.
-            if unsafe { target.as_ref() }.heap == *heap {
+            if unsafe { target.as_ref() }.heap.get() == *heap {
                 edges.push(target);
             }
         }

@@ -12,6 +12,7 @@
 //! header sits right before the value (found by subtracting [`SHARED_HEADER_SIZE`]), so a
 //! handle is one pointer, as in Local mode.
 
+use std::cell::UnsafeCell;
 use std::marker::PhantomData;
 use std::ptr::NonNull;
 
@@ -52,6 +53,16 @@ const _: () = assert!(SHARED_HEADER_SIZE == 32);
 /// The header in front of every Shared-mode value.
 ///
 /// Invariants (the counting protocol is `sync::count`'s; see docs/ARCHITECTURE.md):
+/// - No byte of the header is *frozen* (outside an `UnsafeCell`): every field is an atomic or a
+///   [`Fixed`], and `repr(C)` with these sizes leaves no padding. A function of one thread may
+///   hold a `&SharedHeader` argument when another thread frees the object: the owner's merge
+///   publishes its count, and a foreign decrement may take it to zero and free the object
+///   before the merging function returns (and the other way round). Rust's aliasing rules
+///   (Stacked and Tree Borrows) forbid freeing, or writing, the frozen bytes a reference
+///   argument covers until that function returns; bytes in a cell are exempt, which is what
+///   std's `Arc` relies on for its counts. (A plain `bool` field here made that race undefined
+///   behaviour that Miri reports when it lands in the window; ARCHITECTURE, "No frozen byte in
+///   a shared header".)
 /// - `heap` points at the object's heap state, which outlives the object (each live object
 ///   holds one of the heap's references, `sync::heap`).
 /// - `counts` is the shared word: a signed count of references other threads took or
@@ -97,15 +108,41 @@ const _: () = assert!(SHARED_HEADER_SIZE == 32);
 ///   accesses do: the stop's handshake orders the two sides.
 #[repr(C)]
 pub(crate) struct SharedHeader {
-    pub(crate) heap: NonNull<()>,
+    pub(crate) heap: Fixed<NonNull<()>>,
     pub(crate) counts: AtomicU32,
     pub(crate) owner: AtomicU32,
     pub(crate) meta: AtomicPtr<()>,
     pub(crate) local: AtomicU32,
     pub(crate) flags: AtomicU8,
-    pub(crate) in_slab: bool,
+    pub(crate) in_slab: Fixed<bool>,
     pub(crate) gc_bits: AtomicU8,
     pub(crate) possible: AtomicU8,
+}
+
+/// A header field written once, when the object is built (before any other thread can reach
+/// it), and only read after: a plain value in an `UnsafeCell`, so that it is not a frozen byte
+/// of the header (see [`SharedHeader`]'s invariants). Reading it costs what reading the plain
+/// field did: the header holds atomics already, so a `&SharedHeader` never carried the
+/// `noalias` and `readonly` promises that a cell would take away.
+#[repr(transparent)]
+pub(crate) struct Fixed<T: Copy>(UnsafeCell<T>);
+
+impl<T: Copy> Fixed<T> {
+    /// The field with value `v`, for a header being built.
+    #[inline(always)]
+    pub(crate) const fn new(v: T) -> Self {
+        Fixed(UnsafeCell::new(v))
+    }
+
+    /// The value.
+    #[inline(always)]
+    pub(crate) fn get(&self) -> T {
+        // SAFETY: `Fixed` has no method that writes, and no `&mut` to a header is made once
+        // it is built (headers are reached through shared references and raw pointers): the
+        // value was written by `new`, before the header was published, and every read after
+        // that is of memory nobody writes, so it races with nothing.
+        unsafe { *self.0.get() }
+    }
 }
 
 impl SharedHeader {
@@ -260,3 +297,57 @@ unsafe impl<T: ?Sized + Send + Sync> Send for Gc<T> {}
 unsafe impl<T: ?Sized + Send + Sync> Sync for Gc<T> {}
 
 raw_handle_methods!(Gc, SharedHeader);
+
+#[cfg(all(test, not(reap_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Release};
+
+    /// The owner's merge in miniature: a function holding a `&SharedHeader` argument publishes
+    /// a count, and another thread that reads it frees the header before that function
+    /// returns. Allowed only because no byte of the header is frozen (its invariants): under
+    /// Miri, a plain field in the header (as `heap` and `in_slab` were) makes the free
+    /// undefined behaviour ("strongly protected" in Stacked Borrows, "protected tags must
+    /// never be Disabled" in Tree Borrows).
+    #[test]
+    fn a_header_is_freed_while_a_reference_argument_to_it_is_live() {
+        fn publish_and_wait(h: &SharedHeader, freed: &AtomicBool) {
+            h.counts.store(1, Release);
+            while !freed.load(Acquire) {
+                std::thread::yield_now();
+            }
+        }
+        let header = Box::into_raw(Box::new(SharedHeader {
+            heap: Fixed::new(NonNull::dangling()),
+            counts: AtomicU32::new(0),
+            owner: AtomicU32::new(0),
+            meta: AtomicPtr::new(std::ptr::null_mut()),
+            local: AtomicU32::new(0),
+            flags: AtomicU8::new(0),
+            in_slab: Fixed::new(false),
+            gc_bits: AtomicU8::new(0),
+            possible: AtomicU8::new(0),
+        }));
+        struct Sent(*mut SharedHeader);
+        // SAFETY: the pointer is used by one thread at a time, ordered by `counts` below.
+        unsafe impl Send for Sent {}
+        let sent = Sent(header);
+        let freed = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let freed = &freed;
+            s.spawn(move || {
+                let sent = sent;
+                // SAFETY: allocated until this thread frees it, below.
+                while unsafe { &(*sent.0).counts }.load(Acquire) == 0 {
+                    std::thread::yield_now();
+                }
+                // SAFETY: made by `Box::new` above; the other thread only waits now.
+                drop(unsafe { Box::from_raw(sent.0) });
+                freed.store(true, Release);
+            });
+            // SAFETY: allocated until the other thread frees it, which it may do while this
+            // reference is still an argument (the point of the test).
+            publish_and_wait(unsafe { &*header }, freed);
+        });
+    }
+}

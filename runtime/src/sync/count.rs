@@ -1093,13 +1093,13 @@ mod tests {
 
     fn header(owner: u32, counts: u32, local: u32) -> SharedHeader {
         SharedHeader {
-            heap: NonNull::dangling(),
+            heap: crate::object::shared::Fixed::new(NonNull::dangling()),
             counts: AtomicU32::new(counts),
             owner: AtomicU32::new(owner),
             meta: AtomicPtr::new(std::ptr::null_mut()),
             local: AtomicU32::new(local),
             flags: AtomicU8::new(0),
-            in_slab: false,
+            in_slab: crate::object::shared::Fixed::new(false),
             gc_bits: AtomicU8::new(0),
             possible: AtomicU8::new(0),
         }

@@ -271,10 +271,10 @@ pub(crate) fn inc_ref(h: &SharedHeader) {
     if count::inc_if_owner(h, me) {
         return;
     }
-    if h.heap.as_ptr().cast_const().cast() == cur {
+    if h.heap.get().as_ptr().cast_const().cast() == cur {
         inc_foreign(h);
     } else {
-        thread::with_access(h.heap.cast(), |me| {
+        thread::with_access(h.heap.get().cast(), |me| {
             if !count::inc_if_owner(h, me) {
                 inc_foreign(h);
             }
@@ -404,7 +404,7 @@ unsafe fn weakref_zero(obj: NonNull<SharedHeader>) {
 unsafe fn dec_ref_foreign(obj: NonNull<SharedHeader>, me: u32, cur: *const HeapState) {
     // SAFETY: the caller's reference keeps the object allocated.
     let h = unsafe { obj.as_ref() };
-    if h.heap.as_ptr().cast_const().cast() != cur {
+    if h.heap.get().as_ptr().cast_const().cast() != cur {
         // Not attached to the object's heap (as far as the cache says): the gate.
         // SAFETY: the caller's reference.
         return unsafe { dec_ref_gated(obj) };
@@ -758,7 +758,7 @@ pub(crate) unsafe fn free_object(
         unsafe { weak::free_info(h, state) };
     }
     if h.has(Flags::TRACKED) {
-        if !h.in_slab {
+        if !h.in_slab.get() {
             // SAFETY: the object's reference keeps the heap alive.
             unsafe { heap.as_ref() }.forget_outside_slabs(obj);
         }
@@ -775,7 +775,7 @@ pub(crate) unsafe fn free_object(
             .sub(layout.value_offset)
     };
     // SAFETY: dead, dropped and unreferenced; the object's reference keeps the heap alive.
-    unsafe { free_memory(h.in_slab, base, layout, state) };
+    unsafe { free_memory(h.in_slab.get(), base, layout, state) };
     if account {
         // The object's heap reference goes back to this thread's reserve, or to the heap.
         // SAFETY: the object's reference is ours to give; the heap is not used after.

@@ -27,7 +27,7 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 
 use crate::object::header::{Flags, ObjectLayout};
-use crate::object::shared::{Gc, SharedHeader, GC_WEAKREF, SHARED_HEADER_SIZE};
+use crate::object::shared::{Fixed, Gc, SharedHeader, GC_WEAKREF, SHARED_HEADER_SIZE};
 #[cfg(not(reap_loom))]
 use crate::object::shared_slab::{SharedSlab, SlabChunk};
 use crate::object::vtable::{vtable_of_meta, vtable_of_shared, VTable};
@@ -672,13 +672,13 @@ pub(crate) unsafe fn init_object<T: Trace + Send + Sync>(
     // SAFETY: freshly allocated, properly aligned memory of the object's layout.
     unsafe {
         header.write(SharedHeader {
-            heap: heap.cast(),
+            heap: Fixed::new(heap.cast()),
             counts: AtomicU32::new(counts),
             owner: AtomicU32::new(owner),
             meta: AtomicPtr::new((vt as *const VTable).cast_mut().cast()),
             local: AtomicU32::new(local),
             flags: AtomicU8::new(flags.bits()),
-            in_slab,
+            in_slab: Fixed::new(in_slab),
             gc_bits: AtomicU8::new(if weakref { GC_WEAKREF } else { 0 }),
             possible: AtomicU8::new(0),
         });
@@ -813,7 +813,7 @@ pub(crate) fn vtable(h: &SharedHeader) -> &'static VTable {
 
 /// The heap of an object.
 pub(crate) fn heap_of(h: &SharedHeader) -> NonNull<HeapState> {
-    h.heap.cast()
+    h.heap.get().cast()
 }
 
 /// Gives back the heap reference of an object just freed on this thread: to the thread's

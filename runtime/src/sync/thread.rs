@@ -808,7 +808,7 @@ fn merge_all(queue: Vec<NonNull<SharedHeader>>) {
 /// The caller's dropped reference now belongs to the queue entry: `obj` is allocated.
 pub(crate) unsafe fn queue(obj: NonNull<SharedHeader>, owner: u32) {
     // SAFETY: the queued reference keeps the object, and so its heap, alive.
-    let heap = unsafe { obj.as_ref() }.heap.cast::<HeapState>();
+    let heap = unsafe { obj.as_ref() }.heap.get().cast::<HeapState>();
     // SAFETY: as above.
     let h = unsafe { heap.as_ref() };
     if count::is_candidate_tag(owner) {

@@ -154,7 +154,7 @@ unsafe fn tagged_shared(w: Option<NonNull<SharedHeader>>) -> *mut SharedHeader {
         None => std::ptr::null_mut(),
         Some(w) => {
             // SAFETY: allocated (caller); `in_slab` is written once, when it is allocated.
-            let in_slab = unsafe { w.as_ref() }.in_slab;
+            let in_slab = unsafe { w.as_ref() }.in_slab.get();
             w.as_ptr()
                 .map_addr(|a| a | if in_slab { IN_SLAB } else { 0 })
         }
@@ -784,7 +784,7 @@ unsafe fn old_ref<'a>(w: NonNull<SharedHeader>) -> &'a WeakRefObj {
 fn slab_of(target: NonNull<SharedHeader>) -> *const () {
     // SAFETY: the caller holds the target alive.
     #[cfg(not(reap_loom))]
-    if unsafe { target.as_ref() }.in_slab {
+    if unsafe { target.as_ref() }.in_slab.get() {
         // SAFETY: a live object of a slab, whose heap (and so its slabs' chunks) is alive.
         return unsafe { SharedSlab::of_block(target.cast()) }.cast();
     }
