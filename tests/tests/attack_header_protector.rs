@@ -51,20 +51,24 @@ fn spin(round: usize) {
 const ROUNDS: usize = if cfg!(miri) { 128 } else { 2_000 };
 
 /// The owner's last drop (a merge publishing the foreign thread's count) against the foreign
-/// thread's last drop (a decrement of the merged count to zero, which frees): whichever comes
-/// second frees, and the object dies once.
-fn owner_and_foreign_last_drops<const N: usize>() {
+/// thread's last drop (a decrement of the merged count to zero, which frees), `rounds` times
+/// with `N`-byte values: whichever comes second frees, and the object dies once. With `weak`,
+/// the object has a weak reference (the last drops go through the weak lock and its clearing)
+/// and a third thread upgrades it at the same moment.
+fn race_last_drops<const N: usize>(rounds: usize, weak: bool) {
     let heap = Heap::new();
     heap.safepoint();
     let drops = Arc::new(AtomicUsize::new(0));
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         let obj: Gc<Padded<N>> = heap.alloc(Padded {
             drops: drops.clone(),
             _pad: [0; N],
         });
-        let (obj, barrier) = (Mutex::new(Some(obj)), Barrier::new(2));
+        let w = weak.then(|| Weak::new(&obj));
+        let parties = if weak { 3 } else { 2 };
+        let (obj, barrier) = (Mutex::new(Some(obj)), Barrier::new(parties));
         thread::scope(|s| {
-            let (obj_ref, barrier) = (&obj, &barrier);
+            let (obj_ref, barrier, w) = (&obj, &barrier, &w);
             let t = s.spawn(move || {
                 // A foreign clone: counted in the shared word.
                 let mine = obj_ref.lock().unwrap().as_ref().unwrap().clone();
@@ -73,68 +77,44 @@ fn owner_and_foreign_last_drops<const N: usize>() {
                 spin(round);
                 drop(mine);
             });
+            let u = w.as_ref().map(|w| {
+                s.spawn(move || {
+                    barrier.wait();
+                    barrier.wait();
+                    // Alive or gone, never freed memory.
+                    let _ = w.upgrade();
+                })
+            });
             barrier.wait();
-            // The foreign clone exists; now both drop at once.
+            // The foreign clone exists; now the last drops go at once.
             let mine = obj.lock().unwrap().take();
             barrier.wait();
             drop(mine);
             t.join().unwrap();
+            if let Some(u) = u {
+                u.join().unwrap();
+            }
         });
         heap.safepoint();
         assert_eq!(drops.load(SeqCst), round + 1, "round {round}");
+        if let Some(w) = &w {
+            assert!(w.upgrade().is_none(), "round {round}");
+        }
     }
     assert_eq!(heap.live_objects(), 0);
 }
 
 #[test]
 fn owner_and_foreign_last_drops_in_a_slab() {
-    owner_and_foreign_last_drops::<8>();
+    race_last_drops::<8>(ROUNDS, false);
 }
 
 #[test]
 fn owner_and_foreign_last_drops_deallocated() {
-    owner_and_foreign_last_drops::<2048>();
+    race_last_drops::<2048>(ROUNDS, false);
 }
 
-/// The same race when the referent has a weak reference: the last drops go through the weak
-/// lock and its clearing, and an upgrade on a third party (the main thread) races both.
 #[test]
 fn last_drops_with_a_weak_reference_and_an_upgrade() {
-    let heap = Heap::new();
-    heap.safepoint();
-    let drops = Arc::new(AtomicUsize::new(0));
-    for round in 0..ROUNDS / 2 {
-        let obj: Gc<Padded<2048>> = heap.alloc(Padded {
-            drops: drops.clone(),
-            _pad: [0; 2048],
-        });
-        let w = Weak::new(&obj);
-        let (obj, barrier) = (Mutex::new(Some(obj)), Barrier::new(3));
-        thread::scope(|s| {
-            let (obj_ref, barrier) = (&obj, &barrier);
-            let t = s.spawn(move || {
-                let mine = obj_ref.lock().unwrap().as_ref().unwrap().clone();
-                barrier.wait();
-                barrier.wait();
-                drop(mine);
-            });
-            let w = &w;
-            let u = s.spawn(move || {
-                barrier.wait();
-                barrier.wait();
-                // Alive or gone, never freed memory.
-                let _ = w.upgrade();
-            });
-            barrier.wait();
-            let mine = obj.lock().unwrap().take();
-            barrier.wait();
-            drop(mine);
-            t.join().unwrap();
-            u.join().unwrap();
-        });
-        heap.safepoint();
-        assert_eq!(drops.load(SeqCst), round + 1, "round {round}");
-        assert!(w.upgrade().is_none());
-    }
-    assert_eq!(heap.live_objects(), 0);
+    race_last_drops::<2048>(ROUNDS / 2, true);
 }
