@@ -64,7 +64,7 @@ impl Drop for Node {
     }
 }
 
-// SAFETY (breached on purpose by the acts): visits the handles it holds.
+// SAFETY: visits the handles it holds (breached on purpose by the acts).
 unsafe impl Trace for Node {
     fn trace(&self, tracer: &mut Tracer<'_>) {
         // Nodes linked by `link` keep their locks empty: not traversed (a second traversal

@@ -41,7 +41,7 @@ struct LocksInTrace {
     m: Arc<Mutex<Option<Gc<Leaf>>>>,
 }
 
-// SAFETY (test): visits the one handle its lock holds, once per call.
+// SAFETY: (test) visits the one handle its lock holds, once per call.
 unsafe impl Trace for LocksInTrace {
     fn trace(&self, tracer: &mut Tracer<'_>) {
         if let Some(l) = self.m.lock().as_ref() {
@@ -106,7 +106,7 @@ fn gc_walk_whose_trace_waits_for_a_std_lock_returns() {
     struct StdLocksInTrace {
         m: Arc<std::sync::Mutex<Option<Gc<Leaf>>>>,
     }
-    // SAFETY (test): visits the one handle its lock holds, once per call.
+    // SAFETY: (test) visits the one handle its lock holds, once per call.
     unsafe impl Trace for StdLocksInTrace {
         fn trace(&self, tracer: &mut Tracer<'_>) {
             if let Some(l) = self.m.lock().unwrap().as_ref() {
@@ -148,7 +148,7 @@ fn exit_death_waiting_for_a_lock_while_collections_run() {
         cyc: Mutex<Option<Gc<Leaf>>>,
         dropped: Arc<AtomicUsize>,
     }
-    // SAFETY (test): its one handle, through its lock.
+    // SAFETY: (test) its one handle, through its lock.
     unsafe impl Trace for Waits {
         fn trace(&self, tracer: &mut Tracer<'_>) {
             self.cyc.trace(tracer);
@@ -314,7 +314,7 @@ fn local_heap_objects_with_sync_mutex_while_shared_collections_run() {
     struct LNode {
         next: Mutex<Option<reap::Gc<LNode>>>,
     }
-    // SAFETY (test): its one handle, through the lock. `Mutex<reap::Gc<_>>` is `!Sync`: only
+    // SAFETY: (test) its one handle, through the lock. `Mutex<reap::Gc<_>>` is `!Sync`: only
     // this thread reaches it.
     unsafe impl Trace for LNode {
         fn trace(&self, tracer: &mut Tracer<'_>) {
@@ -345,7 +345,7 @@ fn local_heap_objects_with_sync_mutex_while_shared_collections_run() {
         let w = reap::Weak::new(&a);
         let raw: *const Mutex<Option<reap::Gc<LNode>>> = &a.next;
         drop(a);
-        // SAFETY (test): the node holds itself, and the held lock makes the collection keep it.
+        // SAFETY: (test) the node holds itself, and the held lock makes the collection keep it.
         let g = unsafe { &*raw }.lock();
         heap.collect(2);
         assert!(w.upgrade().is_some(), "held: kept");

@@ -86,7 +86,7 @@ fn a_lock_this_thread_holds_keeps_its_object_until_released() {
     let w = reap::sync::Weak::new(&a);
     let raw: *const Mutex<Option<Gc<Node>>> = &a.next;
     drop(a);
-    // SAFETY (test): the node holds itself (the handle in its lock), so it stays allocated
+    // SAFETY: (test) the node holds itself (the handle in its lock), so it stays allocated
     // for as long as no collection frees it, and the held lock makes every collection keep it
     // (asserted below); the guard is dropped before the collection that frees it.
     let g = unsafe { &*raw }.lock();
@@ -210,7 +210,7 @@ fn trace_that_locks_during_the_snapshot() {
         try_only: bool,
         tried: Arc<AtomicUsize>,
     }
-    // SAFETY (test): it reports exactly the handle it holds, when it can.
+    // SAFETY: (test) it reports exactly the handle it holds, when it can.
     unsafe impl Trace for Bad {
         fn trace(&self, tracer: &mut Tracer<'_>) {
             if self.try_only {

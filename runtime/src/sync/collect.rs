@@ -1156,11 +1156,12 @@ fn run_finalizers(h: &HeapState, garbage: &[NonNull<SharedHeader>]) -> bool {
             ran = true;
             let vt = vtable(o);
             let value = SharedHeader::value_ptr(g);
-            // SAFETY: the value is live, and the collector's reference is the one the
-            // finalizer's temporary handle borrows.
-            if let Err(p) =
-                catch_unwind(AssertUnwindSafe(|| unsafe { (vt.finalize_shared)(value) }))
-            {
+            let finalize = || {
+                // SAFETY: the value is live, and the collector's reference is the one the
+                // finalizer's temporary handle borrows.
+                unsafe { (vt.finalize_shared)(value) }
+            };
+            if let Err(p) = catch_unwind(AssertUnwindSafe(finalize)) {
                 h.report_panic(UnraisableKind::Finalizer, (vt.type_name)(), p);
             }
         }

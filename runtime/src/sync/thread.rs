@@ -688,8 +688,8 @@ impl OthersDetached {
                 t.attached
                     .borrow()
                     .iter()
-                    // SAFETY: the attachments outlive this call.
                     .filter(|(h, s)| {
+                        // SAFETY: the attachments outlive this call.
                         *h != keep && unsafe { s.as_ref() }.status.load(Relaxed) == ATTACHED
                     })
                     .copied()
