@@ -341,7 +341,13 @@ impl<'a> Tracer<'a> {
 /// without guards, so it must run no code that could touch the runtime or the traced values:
 /// it must not create, clone or drop handles or weak references, allocate, collect, mutate any
 /// part of the value (no `Cell::take`/`set`, no `RefCell::borrow_mut`), or call user code that
-/// might (a `Default`, a `Drop`, a callback). Visiting fewer handles than the value holds is
+/// might (a `Default`, a `Drop`, a callback). In Shared mode it runs while its thread holds
+/// the heap's world stopped, so it must not block on another thread either (a thread that
+/// attaches to the heap, or waits for this one's lock, waits for the world to run). A `trace`
+/// that calls the runtime anyway gets no deadlock from the calls that would wait for a stop:
+/// `collect` returns 0, `detached` runs its closure attached, and the `gc` walks (`get_objects`,
+/// `get_referrers`, `freeze`, `unfreeze`, `get_freeze_count`, `shutdown`) panic. Visiting fewer
+/// handles than the value holds is
 /// allowed (the collector then keeps what they lead to), provided every call in one collection
 /// visits the same handles: a collection traces an object more than once (to find candidates,
 /// to subtract internal references, to mark what is reachable), and a `trace` that reports an

@@ -124,7 +124,8 @@ impl Heap {
 
     /// [`Heap::collect`], giving up (and freeing nothing) if the world cannot be stopped
     /// within `timeout`. A thread inside [`Heap::detached`], or exiting, collects nothing
-    /// (`Ok(0)`).
+    /// (`Ok(0)`), as does a `Trace` impl that calls it (against [`Trace`](crate::Trace)'s
+    /// contract) while its thread holds a world stopped.
     pub fn try_collect(&self, timeout: Duration) -> Result<usize, NotStoppedError> {
         self.collect_on_this_thread(2, timeout, Scope::Discover)
     }
@@ -193,6 +194,12 @@ impl Heap {
         scope: Scope,
     ) -> Result<usize, NotStoppedError> {
         let heap = self.state;
+        // Asked by a `Trace` impl while this thread holds a world stopped (this heap's, in a
+        // collection or a walk, or another's): it cannot stop one, which would wait for itself
+        // (or for threads parked at its own stop). Nothing, as a nested collection.
+        if thread::holds_a_stop() {
+            return Ok(0);
+        }
         let (me, state) = thread::attach(heap);
         let Some(state) = state else { return Ok(0) };
         // SAFETY: the attachment outlives this call.
@@ -334,13 +341,22 @@ fn run_callbacks(h: &HeapState, phase: CollectPhase, info: &CollectInfo) {
 /// skip. From this thread's own collection's user code it works the same way.
 ///
 /// # Panics
-/// On a thread inside `Heap::detached` (which must not wait for the world), or if the world
-/// cannot be stopped within [`DEFAULT_STOP_TIMEOUT`].
+/// On a thread inside `Heap::detached` (which must not wait for the world), on a thread that
+/// holds a world stopped already (a `Trace` impl calling the `gc` surface during a collection
+/// or a walk: it would wait for its own stop), or if the world cannot be stopped within
+/// [`DEFAULT_STOP_TIMEOUT`].
 pub(crate) fn with_world_stopped<R>(
     heap: NonNull<HeapState>,
     what: &str,
     f: impl FnOnce(&HeapState) -> R,
 ) -> R {
+    if thread::holds_a_stop() {
+        panic!(
+            "reap: Heap::{what} called while this thread holds a heap's world stopped \
+             (from a Trace impl, during a collection or a walk of the gc surface; tracing \
+             must not call into the runtime)"
+        )
+    }
     let (_, state) = thread::attach(heap);
     let Some(state) = state else {
         panic!("reap: Heap::{what} called on a thread inside Heap::detached (or exiting)")

@@ -215,7 +215,9 @@ impl Heap {
     /// Runs `f` with this thread detached from the heap: the equivalent of CPython's
     /// `Py_BEGIN_ALLOW_THREADS` / `Py_END_ALLOW_THREADS` around a blocking call. The thread
     /// merges its queue before and after. A detached thread must not wait on another thread's
-    /// collection (none waits on it); it may still use handles.
+    /// collection (none waits on it); it may still use handles. Called from a `Trace` impl
+    /// while its thread holds a world stopped (against [`Trace`](crate::Trace)'s contract),
+    /// `f` runs attached: detaching then would wait for that very stop.
     ///
     /// ```
     /// use reap::sync::Heap;

@@ -270,7 +270,7 @@ impl<T: ?Sized> Mutex<T> {
         if globals().frozen.load(SeqCst) == 0 {
             return true;
         }
-        self.release();
+        release(&self.state);
         false
     }
 
@@ -308,7 +308,7 @@ impl<T: ?Sized> Mutex<T> {
     /// thread's heaps.
     #[cold]
     fn sleep(&self) {
-        let b = self.bucket();
+        let b = bucket(&self.state);
         crate::sync::thread::blocking(|| {
             let g = raw_lock(&b.lock);
             loop {
@@ -334,42 +334,51 @@ impl<T: ?Sized> Mutex<T> {
             .compare_exchange(from, from | PARKED, SeqCst, Relaxed)
             .is_ok()
     }
+}
 
-    /// The bucket that threads waiting for this lock sleep in.
-    #[cfg(not(reap_loom))]
-    fn bucket(&self) -> &'static Bucket {
-        let addr = (self as *const Self).cast::<u8>().addr();
-        &globals().buckets[(addr >> 4) % BUCKETS]
-    }
+/// The bucket that threads waiting for the lock whose state word is `state` sleep in.
+#[cfg(not(reap_loom))]
+fn bucket(state: &AtomicU32) -> &'static Bucket {
+    let addr = (state as *const AtomicU32).addr();
+    &globals().buckets[(addr >> 4) % BUCKETS]
+}
 
-    /// The bucket that threads waiting for this lock sleep in: the one there is, under loom.
-    #[cfg(reap_loom)]
-    fn bucket(&self) -> &'static Bucket {
-        &globals().buckets[0]
-    }
+/// The bucket that threads waiting for a lock sleep in: the one there is, under loom.
+#[cfg(reap_loom)]
+fn bucket(_state: &AtomicU32) -> &'static Bucket {
+    &globals().buckets[0]
+}
 
-    /// Releases the lock, waking its sleepers if any.
-    ///
-    /// `SeqCst` (the same instruction as `Release` on x86, where a swap is locked anyway),
-    /// so that every write of the state word is sequentially consistent: a snapshot's `SeqCst`
-    /// load then cannot read a release older than an acquisition that precedes it in the
-    /// single total order. C11 forbids that read already when the release happens before the
-    /// acquisition (here it always does: the acquirer read it, or a later write), but loom
-    /// 0.7 allows it for a store that is not `SeqCst` itself (see `shim`'s module docs), and
-    /// reported a race that cannot happen.
-    #[inline]
-    fn release(&self) {
-        if self.state.swap(0, SeqCst) & PARKED != 0 {
-            self.wake();
-        }
+/// Releases the lock whose state word is `state`, waking its sleepers if any.
+///
+/// A function of the state word, not a `&self` method: once the swap has published the
+/// release, another thread may take the lock, release it and free it (a hand-over through a
+/// raw pointer, which std's `Mutex` allows too) while this call still runs. A `&Mutex`
+/// argument would cover the value's frozen bytes and the padding beside the state word, which
+/// Rust's aliasing rules forbid anyone to free until the call returns; a reference to the
+/// atomic covers only bytes in a cell (as std's unlock, and `Arc`'s drop). `wake` only takes
+/// the address for the bucket.
+///
+/// `SeqCst` (the same instruction as `Release` on x86, where a swap is locked anyway),
+/// so that every write of the state word is sequentially consistent: a snapshot's `SeqCst`
+/// load then cannot read a release older than an acquisition that precedes it in the
+/// single total order. C11 forbids that read already when the release happens before the
+/// acquisition (here it always does: the acquirer read it, or a later write), but loom
+/// 0.7 allows it for a store that is not `SeqCst` itself (see `shim`'s module docs), and
+/// reported a race that cannot happen.
+#[inline]
+fn release(state: &AtomicU32) {
+    if state.swap(0, SeqCst) & PARKED != 0 {
+        wake(state);
     }
+}
 
-    #[cold]
-    fn wake(&self) {
-        let b = self.bucket();
-        let _g = raw_lock(&b.lock);
-        b.cv.notify_all();
-    }
+/// Wakes the threads sleeping for the lock whose state word is `state` (see [`release`]).
+#[cold]
+fn wake(state: &AtomicU32) {
+    let b = bucket(state);
+    let _g = raw_lock(&b.lock);
+    b.cv.notify_all();
 }
 
 impl<T: Default> Default for Mutex<T> {
@@ -425,7 +434,7 @@ impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
 impl<T: ?Sized> Drop for MutexGuard<'_, T> {
     #[inline]
     fn drop(&mut self) {
-        self.lock.release();
+        release(&self.lock.state);
     }
 }
 

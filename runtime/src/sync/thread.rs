@@ -751,8 +751,11 @@ fn reenter_attached(heap: NonNull<HeapState>, state: &ThreadState) {
 }
 
 /// Whether this thread holds some heap's world stopped (a collection, or a `gc` walk, between
-/// [`stop_the_world`] and [`restart_the_world`]).
-fn holds_a_stop() -> bool {
+/// [`stop_the_world`] and [`restart_the_world`]). The only user code that runs then is a
+/// `Trace` impl, which must not call into the runtime; the calls that would wait for a world
+/// to stop (this thread's own, or another heap's, whose threads may be parked here) check this
+/// first: a collection collects nothing, a walk panics, `detached` runs its closure attached.
+pub(crate) fn holds_a_stop() -> bool {
     HOT.try_with(|hot| hot.stops_held.get() != 0)
         .unwrap_or(false)
 }
@@ -921,6 +924,12 @@ unsafe fn run_deferred(
 /// on the heap's objects meanwhile take the gate. On its way back the thread waits if the
 /// world is stopped.
 pub(crate) fn detached<R>(heap: NonNull<HeapState>, f: impl FnOnce() -> R) -> R {
+    // A `Trace` impl, run while this thread holds some world stopped: detaching would make it
+    // park for its own stop on the way back. Nobody waits for this thread meanwhile but
+    // itself, so `f` runs attached, as `blocking` does.
+    if holds_a_stop() {
+        return f();
+    }
     let (_, state) = attach(heap);
     // Already detached (a nested section), or exiting: no attachment to leave, but the gates
     // this thread is inside (a gated death's user code that detaches) are left for the
