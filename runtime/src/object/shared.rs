@@ -50,6 +50,21 @@ pub(crate) const SHARED_HEADER_SIZE: usize = std::mem::size_of::<SharedHeader>()
 #[cfg(not(reap_loom))]
 const _: () = assert!(SHARED_HEADER_SIZE == 32);
 
+// No padding (a padding byte is a frozen byte: the header's invariants), on any target: the
+// header is exactly its fields.
+#[cfg(not(reap_loom))]
+const _: () = {
+    use std::mem::size_of;
+    assert!(
+        SHARED_HEADER_SIZE
+            == size_of::<Fixed<NonNull<()>>>()
+                + 3 * size_of::<AtomicU32>()
+                + size_of::<AtomicPtr<()>>()
+                + 3 * size_of::<AtomicU8>()
+                + size_of::<Fixed<bool>>()
+    );
+};
+
 /// The header in front of every Shared-mode value.
 ///
 /// Invariants (the counting protocol is `sync::count`'s; see docs/ARCHITECTURE.md):
