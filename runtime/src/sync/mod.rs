@@ -16,7 +16,10 @@
 //!   [`Heap::safepoint`] or [`Heap::collect`]; it stays attached until it exits. A thread that
 //!   only clones, upgrades and drops handles stays unattached: its operations (and the deaths
 //!   they run) go through the heap's *gate*, which a collection closes while it holds the world
-//!   stopped.
+//!   stopped. A collection also waits for the operations inside the gate to leave it: user code
+//!   run there (a `Drop` or finalizer of an object whose last reference such a thread dropped)
+//!   that blocks does it inside [`Heap::detached`], as an attached thread's must (below), or
+//!   collections time out meanwhile.
 //! - [`Heap::collect`] collects cycles by stopping the world (CPython 3.13t's free-threaded
 //!   collector): every attached thread parks at its next safe point (allocation,
 //!   [`Heap::safepoint`], entering or leaving [`Heap::detached`]). An attached thread that
