@@ -128,6 +128,15 @@ pub fn fin(heap: &Heap, id: u32, log: &Arc<Log>) -> Gc<Fin> {
     fin_with(heap, id, log, None, None)
 }
 
+/// Two [`Fin`]s, `a` and `b`, each holding the other: a 2-cycle, garbage once the caller drops
+/// the two handles returned.
+pub fn fin_pair(heap: &Heap, a: u32, b: u32, log: &Arc<Log>) -> (Gc<Fin>, Gc<Fin>) {
+    let (a, b) = (fin(heap, a, log), fin(heap, b, log));
+    *a.next.lock().unwrap() = Some(b.clone());
+    *b.next.lock().unwrap() = Some(a.clone());
+    (a, b)
+}
+
 /// A [`Fin`] with the given closures.
 pub fn fin_with(
     heap: &Heap,
@@ -255,6 +264,63 @@ pub fn settled_live(heap: &Heap) -> usize {
             return live;
         }
         std::thread::yield_now();
+    }
+}
+
+/// Runs `body` in a child process: this test binary run again on test `name` alone. For
+/// scenarios that would abort the whole test process, or hang it (a stopped world that never
+/// restarts would hold up every other test). Fails with the tail of the child's stderr if the
+/// child fails, and with "deadlock" if `timeout` is given and the child has not exited by then
+/// (it is killed). In the child itself, and under Miri (which cannot spawn processes), runs
+/// `body` in place.
+pub fn in_child_process(name: &str, timeout: Option<std::time::Duration>, body: impl FnOnce()) {
+    const VAR: &str = "REAP_TEST_CHILD";
+    if cfg!(miri) || std::env::var(VAR).as_deref() == Ok(name) {
+        body();
+        return;
+    }
+    let err_path = std::env::temp_dir().join(format!(
+        "reap-test-child-{name}-{}.stderr",
+        std::process::id()
+    ));
+    let err_file = std::fs::File::create(&err_path).expect("create the child's stderr file");
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            name,
+            "--exact",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(VAR, name)
+        .stdout(std::process::Stdio::null())
+        .stderr(err_file)
+        .spawn()
+        .expect("spawn the child test process");
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for the child") {
+            break Some(s);
+        }
+        if timeout.is_some_and(|t| start.elapsed() > t) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = std::fs::remove_file(&err_path);
+    let lines: Vec<&str> = stderr.lines().collect();
+    let tail = lines[lines.len().saturating_sub(12)..].join("\n");
+    match status {
+        None => panic!(
+            "deadlock: {name} did not finish within {timeout:?}\n--- stderr tail ---\n{tail}"
+        ),
+        Some(s) => assert!(
+            s.success(),
+            "child process for {name} failed: {s:?}\n--- stderr tail ---\n{tail}"
+        ),
     }
 }
 

@@ -25,7 +25,9 @@ use std::thread;
 
 use reap::sync::{Finalize, Gc, Heap, Weak};
 use reap::{Trace, UnraisableKind};
-use reap_tests::shared::{chain, fin, fin_with, hooked, merged, reps, Fin, FinHook, Log, Reports};
+use reap_tests::shared::{
+    chain, fin, fin_with, hooked, in_child_process, merged, reps, Fin, FinHook, Log, Reports,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Shared helpers.
@@ -53,42 +55,10 @@ fn same_stripe_pair(heap: &Heap, log: &Arc<Log>) -> (Gc<Fin>, Gc<Fin>, usize) {
     unreachable!("1000 objects over 64 stripes always collide")
 }
 
-/// Runs `body` in a child process (this test binary, re-run on test `name` only) and asserts
-/// that the child exits cleanly: for scenarios that would abort the whole test process. In
-/// the child itself, and under Miri (no processes), runs `body` in place.
+/// Runs `body` in a child process, for scenarios that would abort the whole test process
+/// (`reap_tests::shared::in_child_process`, with no time limit).
 fn in_child(name: &str, body: impl FnOnce()) {
-    const VAR: &str = "REAP_ADV_SYNC_CHILD";
-    if cfg!(miri) || std::env::var(VAR).as_deref() == Ok(name) {
-        // Under Miri (no processes) the scenario runs in place: Miri reports what goes wrong.
-        body();
-        return;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            name,
-            "--exact",
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(VAR, name)
-        .output()
-        .expect("spawn the child test process");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail: String = stderr
-        .lines()
-        .rev()
-        .take(12)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n");
-    assert!(
-        out.status.success(),
-        "child process for {name} failed: {:?}\n--- stderr tail ---\n{tail}",
-        out.status
-    );
+    in_child_process(name, None, body);
 }
 
 /// A panic payload whose `Drop` panics again, `depth` times.

@@ -28,76 +28,18 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use reap::sync::{CollectInfo, CollectPhase, Finalize, Gc, Heap, Weak};
-use reap::{Trace, Tracer, UnraisableKind};
-use reap_tests::shared::{ends_clean, fin, hook_node, hooked, set_fin, settled_live, within, Log};
+use reap::sync::{CollectInfo, CollectPhase, Gc, Heap, Weak};
+use reap::{Trace, Tracer};
+use reap_tests::shared::{
+    ends_clean, fin, fin_pair, hook_node, hooked, in_child_process, set_fin, settled_live, within,
+    Log,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
-/// Runs `body` in a child process (this test binary, re-run on test `name` only) and fails
-/// with "deadlock" if the child has not exited within `secs` seconds (it is then killed), or
-/// with the child's stderr tail if it failed. In the child itself, and under Miri, runs `body`
-/// in place.
-fn in_child_within(name: &str, secs: u64, body: impl FnOnce()) {
-    const VAR: &str = "REAP_REENTRY_CHILD";
-    if cfg!(miri) || std::env::var(VAR).as_deref() == Ok(name) {
-        body();
-        return;
-    }
-    let dir = std::env::temp_dir();
-    let err_path = dir.join(format!("reap-reentry-{name}-{}.stderr", std::process::id()));
-    let err_file = std::fs::File::create(&err_path).unwrap();
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            name,
-            "--exact",
-            "--include-ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(VAR, name)
-        .stdout(std::process::Stdio::null())
-        .stderr(err_file)
-        .spawn()
-        .expect("spawn the child test process");
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break Some(s);
-        }
-        if start.elapsed() > Duration::from_secs(secs) {
-            if std::env::var("REAP_REENTRY_KEEP_HUNG").is_ok() {
-                eprintln!("hung child left running: pid {}", child.id());
-            } else {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            break None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    let _ = std::fs::remove_file(&err_path);
-    let tail: String = stderr
-        .lines()
-        .rev()
-        .take(12)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n");
-    match status {
-        None => {
-            panic!("deadlock: {name} did not finish within {secs} s\n--- stderr tail ---\n{tail}")
-        }
-        Some(s) => assert!(
-            s.success(),
-            "child for {name} failed: {s:?}\n--- stderr tail ---\n{tail}"
-        ),
-    }
-}
+/// How long a scenario that hung before the fixes may take in its child process.
+const HANG: Option<Duration> = Some(Duration::from_secs(30));
 
 /// The message of a panic payload.
 fn message(p: &(dyn std::any::Any + Send)) -> String {
@@ -182,33 +124,55 @@ fn fin_cycle(
     log: &Arc<Log>,
     f: impl FnOnce(&Gc<reap_tests::shared::Fin>) + Send + 'static,
 ) {
-    let a = fin(heap, 1, log);
-    let b = fin(heap, 2, log);
-    *a.next.lock().unwrap() = Some(b.clone());
-    *b.next.lock().unwrap() = Some(a.clone());
+    let (a, _b) = fin_pair(heap, 1, 2, log);
     set_fin(&a, f);
 }
 
 // ---------------------------------------------------------------------------------------------
 // A hand-written `Trace` calling the runtime while its thread holds a world stopped.
 
+/// What `f` returned, or the message it panicked with: `Ok(..)` / `Err("..")`.
+fn outcome<R: std::fmt::Debug>(f: impl FnOnce() -> R) -> String {
+    format!(
+        "{:?}",
+        catch_unwind(AssertUnwindSafe(f)).map_err(|p| message(&*p))
+    )
+}
+
+/// A garbage self-cycle whose `Trace` runs `action` (given the heap) once, collected: asserts
+/// the collection freed it (and nothing else), and returns the heap and what `action` returned.
+fn during_a_collection(action: impl FnOnce(&Heap) -> String + Send + 'static) -> (Heap, String) {
+    let heap = Heap::new();
+    heap.disable();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let seen: Seen = Arc::default();
+    let (h, s) = (heap.clone(), seen.clone());
+    armed_self_cycle(&heap, &drops, move |_| {
+        let r = action(&h);
+        s.lock().unwrap().push(r);
+    });
+    assert_eq!(heap.collect(), 1);
+    assert_eq!(drops.load(SeqCst), 1);
+    assert_eq!(settled_live(&heap), 0);
+    let mut seen = seen_of(&seen);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    (heap, seen.remove(0))
+}
+
+/// Asserts that `seen` is a panic of `Heap::{what}` naming the misuse.
+fn assert_misuse(seen: &str, what: &str) {
+    let expected =
+        format!("Err(\"reap: Heap::{what} called while this thread holds a heap's world stopped");
+    assert!(seen.starts_with(&expected), "{seen}");
+}
+
 /// Control: a `Trace` that collects during the collection tracing it gets 0 (the claim is
 /// this thread's: `Nested`), and the outer collection frees the cycle.
 #[test]
 fn trace_collects_during_its_collection() {
     within("trace collects", || {
-        let heap = Heap::new();
-        heap.disable();
-        let drops = Arc::new(AtomicUsize::new(0));
-        let seen: Seen = Arc::default();
-        let (h, s) = (heap.clone(), seen.clone());
-        armed_self_cycle(&heap, &drops, move |_| {
-            s.lock().unwrap().push(format!("inner {}", h.collect()));
-        });
-        assert_eq!(heap.collect(), 1);
-        assert_eq!(seen_of(&seen), ["inner 0"]);
-        assert_eq!(drops.load(SeqCst), 1);
-        assert_eq!(settled_live(&heap), 0);
+        let (_, seen) = during_a_collection(|h| outcome(|| h.collect()));
+        assert_eq!(seen, "Ok(0)");
     });
 }
 
@@ -217,23 +181,9 @@ fn trace_collects_during_its_collection() {
 /// `reenter_attached` found the heap `stopping`, by this thread's own stop, and parked.)
 #[test]
 fn trace_detaches_during_its_collection() {
-    in_child_within("trace_detaches_during_its_collection", 10, || {
-        let heap = Heap::new();
-        heap.disable();
-        let drops = Arc::new(AtomicUsize::new(0));
-        let seen: Seen = Arc::default();
-        let (h, s) = (heap.clone(), seen.clone());
-        armed_self_cycle(&heap, &drops, move |_| {
-            let r = catch_unwind(AssertUnwindSafe(|| h.detached(|| 5)));
-            s.lock().unwrap().push(match r {
-                Ok(v) => format!("detached {v}"),
-                Err(p) => format!("panic {}", message(&*p)),
-            });
-        });
-        assert_eq!(heap.collect(), 1);
-        assert_eq!(seen_of(&seen), ["detached 5"]);
-        assert_eq!(drops.load(SeqCst), 1);
-        assert_eq!(settled_live(&heap), 0);
+    in_child_process("trace_detaches_during_its_collection", HANG, || {
+        let (heap, seen) = during_a_collection(|h| outcome(|| h.detached(|| 5)));
+        assert_eq!(seen, "Ok(5)");
         assert_eq!(heap.collect(), 0, "the world runs again");
     });
 }
@@ -244,28 +194,9 @@ fn trace_detaches_during_its_collection() {
 /// other stopper".)
 #[test]
 fn trace_lists_objects_during_its_collection() {
-    in_child_within("trace_lists_objects_during_its_collection", 10, || {
-        let heap = Heap::new();
-        heap.disable();
-        let drops = Arc::new(AtomicUsize::new(0));
-        let seen: Seen = Arc::default();
-        let (h, s) = (heap.clone(), seen.clone());
-        armed_self_cycle(&heap, &drops, move |_| {
-            let r = catch_unwind(AssertUnwindSafe(|| h.get_objects().len()));
-            s.lock().unwrap().push(match r {
-                Ok(v) => format!("objects {v}"),
-                Err(p) => format!("panic {}", message(&*p)),
-            });
-        });
-        assert_eq!(heap.collect(), 1);
-        let seen = seen_of(&seen);
-        assert_eq!(seen.len(), 1);
-        assert!(
-            seen[0].starts_with("panic reap: Heap::get_objects called while this thread holds a heap's world stopped"),
-            "{seen:?}"
-        );
-        assert_eq!(drops.load(SeqCst), 1);
-        assert_eq!(settled_live(&heap), 0);
+    in_child_process("trace_lists_objects_during_its_collection", HANG, || {
+        let (heap, seen) = during_a_collection(|h| outcome(|| h.get_objects().len()));
+        assert_misuse(&seen, "get_objects");
         assert_eq!(heap.get_objects().len(), 0, "the walks work again");
     });
 }
@@ -274,27 +205,10 @@ fn trace_lists_objects_during_its_collection() {
 /// the same way), and freezes nothing.
 #[test]
 fn trace_freezes_during_its_collection() {
-    in_child_within("trace_freezes_during_its_collection", 10, || {
-        let heap = Heap::new();
-        heap.disable();
-        let drops = Arc::new(AtomicUsize::new(0));
-        let seen: Seen = Arc::default();
-        let (h, s) = (heap.clone(), seen.clone());
-        armed_self_cycle(&heap, &drops, move |_| {
-            let r = catch_unwind(AssertUnwindSafe(|| h.freeze()));
-            s.lock()
-                .unwrap()
-                .push(format!("freeze {:?}", r.map_err(|p| message(&*p))));
-        });
-        assert_eq!(heap.collect(), 1);
-        let seen = seen_of(&seen);
-        assert!(
-            seen.len() == 1 && seen[0].starts_with("freeze Err(\"reap: Heap::freeze called while this thread holds a heap's world stopped"),
-            "{seen:?}"
-        );
+    in_child_process("trace_freezes_during_its_collection", HANG, || {
+        let (heap, seen) = during_a_collection(|h| outcome(|| h.freeze()));
+        assert_misuse(&seen, "freeze");
         assert_eq!(heap.get_freeze_count(), 0);
-        assert_eq!(drops.load(SeqCst), 1);
-        assert_eq!(settled_live(&heap), 0);
     });
 }
 
@@ -302,28 +216,9 @@ fn trace_freezes_during_its_collection() {
 /// hung there), and the heap goes on.
 #[test]
 fn trace_shuts_down_during_its_collection() {
-    in_child_within("trace_shuts_down_during_its_collection", 10, || {
-        let heap = Heap::new();
-        heap.disable();
-        let drops = Arc::new(AtomicUsize::new(0));
-        let seen: Seen = Arc::default();
-        let (h, s) = (heap.clone(), seen.clone());
-        armed_self_cycle(&heap, &drops, move |_| {
-            let r = catch_unwind(AssertUnwindSafe(|| h.shutdown()));
-            s.lock()
-                .unwrap()
-                .push(format!("shutdown {:?}", r.map_err(|p| message(&*p))));
-        });
-        assert_eq!(heap.collect(), 1);
-        let seen = seen_of(&seen);
-        assert!(
-            seen.len() == 1
-                && seen[0].starts_with("shutdown Err(\"reap: Heap::")
-                && seen[0].contains("called while this thread holds a heap's world stopped"),
-            "{seen:?}"
-        );
-        assert_eq!(drops.load(SeqCst), 1);
-        assert_eq!(settled_live(&heap), 0);
+    in_child_process("trace_shuts_down_during_its_collection", HANG, || {
+        let (heap, seen) = during_a_collection(|h| outcome(|| h.shutdown()));
+        assert_misuse(&seen, "unfreeze");
         assert_eq!(
             heap.shutdown().ok(),
             Some(0),
@@ -382,12 +277,10 @@ fn trace_uses_another_heap_during_a_collection() {
 /// stop.)
 #[test]
 fn trace_collects_a_fresh_heap_during_a_collection() {
-    in_child_within(
+    in_child_process(
         "trace_collects_a_fresh_heap_during_a_collection",
-        10,
+        HANG,
         || {
-            let a = Heap::new();
-            a.disable();
             let b = thread::spawn(|| {
                 let b = Heap::new();
                 b.disable();
@@ -395,24 +288,14 @@ fn trace_collects_a_fresh_heap_during_a_collection() {
             })
             .join()
             .unwrap();
-            let drops = Arc::new(AtomicUsize::new(0));
-            let seen: Seen = Arc::default();
-            let (bb, s) = (b.clone(), seen.clone());
-            armed_self_cycle(&a, &drops, move |_| {
-                let r = catch_unwind(AssertUnwindSafe(|| bb.collect()));
-                s.lock()
-                    .unwrap()
-                    .push(format!("b.collect {:?}", r.map_err(|p| message(&*p))));
-            });
-            assert_eq!(a.collect(), 1);
-            assert_eq!(seen_of(&seen), ["b.collect Ok(0)"]);
+            let bb = b.clone();
+            let (_a, seen) = during_a_collection(move |_| outcome(|| bb.collect()));
+            assert_eq!(seen, "Ok(0)");
             assert_eq!(
                 b.attached_threads(),
                 0,
                 "B's collect did not attach this thread"
             );
-            assert_eq!(drops.load(SeqCst), 1);
-            assert_eq!(settled_live(&a), 0);
             assert_eq!(b.collect(), 0);
         },
     );
@@ -515,29 +398,39 @@ fn trace_makes_weak_references_during_its_collection() {
 
 // A hand-written `Trace` calling the runtime from a `gc` walk (get_referrers).
 
-/// Control: `get_referents` from a `Trace` in `get_referrers` returns.
+/// Two live probes, `p` holding `target`, `p`'s `Trace` running `action` (given the heap and
+/// `target`) once, inside `heap.get_referrers(&target)`: asserts the walk found `p`, then that
+/// both are freed with their handles; returns what `action` returned.
+fn during_get_referrers(
+    action: impl FnOnce(&Heap, &Gc<Probe>) -> String + Send + 'static,
+) -> String {
+    let heap = Heap::new();
+    heap.disable();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let target = probe(&heap, &drops, None);
+    let p = probe(&heap, &drops, Some(target.clone()));
+    let seen: Seen = Arc::default();
+    let (h, s, t) = (heap.clone(), seen.clone(), target.clone());
+    arm(&p, move |_| {
+        let r = action(&h, &t);
+        s.lock().unwrap().push(r);
+    });
+    let found = heap.get_referrers(&target);
+    assert_eq!(found.len(), 1);
+    drop((found, p, target));
+    assert_eq!(settled_live(&heap), 0);
+    assert_eq!(drops.load(SeqCst), 2);
+    let mut seen = seen_of(&seen);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    seen.remove(0)
+}
+
+/// Control: `get_referents` from a `Trace` in `get_referrers` returns (no stop of its own).
 #[test]
 fn trace_gets_referents_during_get_referrers() {
     within("trace get_referents in walk", || {
-        let heap = Heap::new();
-        heap.disable();
-        let drops = Arc::new(AtomicUsize::new(0));
-        let target = probe(&heap, &drops, None);
-        let p = probe(&heap, &drops, Some(target.clone()));
-        let seen: Seen = Arc::default();
-        let (h, s, t2) = (heap.clone(), seen.clone(), target.clone());
-        arm(&p, move |_| {
-            s.lock()
-                .unwrap()
-                .push(format!("referents {}", h.get_referents(&t2).len()));
-        });
-        let found = heap.get_referrers(&target);
-        assert_eq!(found.len(), 1);
-        assert_eq!(seen_of(&seen), ["referents 0"]);
-        drop(found);
-        drop((p, target));
-        assert_eq!(settled_live(&heap), 0);
-        assert_eq!(drops.load(SeqCst), 2);
+        let seen = during_get_referrers(|h, t| outcome(|| h.get_referents(t).len()));
+        assert_eq!(seen, "Ok(0)");
     });
 }
 
@@ -546,26 +439,11 @@ fn trace_gets_referents_during_get_referrers() {
 /// stop, this thread's.)
 #[test]
 fn trace_collects_during_get_referrers() {
-    in_child_within("trace_collects_during_get_referrers", 10, || {
-        let heap = Heap::new();
-        heap.disable();
-        let drops = Arc::new(AtomicUsize::new(0));
-        let target = probe(&heap, &drops, None);
-        let p = probe(&heap, &drops, Some(target.clone()));
-        let seen: Seen = Arc::default();
-        let (h, s) = (heap.clone(), seen.clone());
-        arm(&p, move |_| {
-            let r = catch_unwind(AssertUnwindSafe(|| h.collect()));
-            s.lock()
-                .unwrap()
-                .push(format!("collect {:?}", r.map_err(|p| message(&*p))));
-        });
-        let found = heap.get_referrers(&target);
-        assert_eq!(found.len(), 1);
-        assert_eq!(seen_of(&seen), ["collect Ok(0)"]);
-        drop((found, p, target));
-        assert_eq!(settled_live(&heap), 0);
-        assert_eq!(drops.load(SeqCst), 2);
+    in_child_process("trace_collects_during_get_referrers", HANG, || {
+        assert_eq!(
+            during_get_referrers(|h, _| outcome(|| h.collect())),
+            "Ok(0)"
+        );
     });
 }
 
@@ -573,30 +451,9 @@ fn trace_collects_during_get_referrers() {
 /// `collect` did); the outer walk finishes.
 #[test]
 fn trace_walks_during_get_referrers() {
-    in_child_within("trace_walks_during_get_referrers", 10, || {
-        let heap = Heap::new();
-        heap.disable();
-        let drops = Arc::new(AtomicUsize::new(0));
-        let target = probe(&heap, &drops, None);
-        let p = probe(&heap, &drops, Some(target.clone()));
-        let seen: Seen = Arc::default();
-        let (h, s, t2) = (heap.clone(), seen.clone(), target.clone());
-        arm(&p, move |_| {
-            let r = catch_unwind(AssertUnwindSafe(|| h.get_referrers(&t2).len()));
-            s.lock()
-                .unwrap()
-                .push(format!("inner {:?}", r.map_err(|p| message(&*p))));
-        });
-        let found = heap.get_referrers(&target);
-        assert_eq!(found.len(), 1);
-        let seen = seen_of(&seen);
-        assert!(
-            seen.len() == 1 && seen[0].starts_with("inner Err(\"reap: Heap::get_referrers called while this thread holds a heap's world stopped"),
-            "{seen:?}"
-        );
-        drop((found, p, target));
-        assert_eq!(settled_live(&heap), 0);
-        assert_eq!(drops.load(SeqCst), 2);
+    in_child_process("trace_walks_during_get_referrers", HANG, || {
+        let seen = during_get_referrers(|h, t| outcome(|| h.get_referrers(t).len()));
+        assert_misuse(&seen, "get_referrers");
     });
 }
 
@@ -604,26 +461,11 @@ fn trace_walks_during_get_referrers() {
 /// a collection: the walk holds the world stopped).
 #[test]
 fn trace_detaches_during_get_referrers() {
-    in_child_within("trace_detaches_during_get_referrers", 10, || {
-        let heap = Heap::new();
-        heap.disable();
-        let drops = Arc::new(AtomicUsize::new(0));
-        let target = probe(&heap, &drops, None);
-        let p = probe(&heap, &drops, Some(target.clone()));
-        let seen: Seen = Arc::default();
-        let (h, s) = (heap.clone(), seen.clone());
-        arm(&p, move |_| {
-            let r = catch_unwind(AssertUnwindSafe(|| h.detached(|| 5)));
-            s.lock()
-                .unwrap()
-                .push(format!("detached {:?}", r.map_err(|p| message(&*p))));
-        });
-        let found = heap.get_referrers(&target);
-        assert_eq!(found.len(), 1);
-        assert_eq!(seen_of(&seen), ["detached Ok(5)"]);
-        drop((found, p, target));
-        assert_eq!(settled_live(&heap), 0);
-        assert_eq!(drops.load(SeqCst), 2);
+    in_child_process("trace_detaches_during_get_referrers", HANG, || {
+        assert_eq!(
+            during_get_referrers(|h, _| outcome(|| h.detached(|| 5))),
+            "Ok(5)"
+        );
     });
 }
 
@@ -745,12 +587,7 @@ fn safe_gated_finalizer_walks_and_collects() {
         let reports = hooked(&heap);
         let log = Log::new();
         // Another garbage cycle, of Fin 10 <-> 11.
-        {
-            let c = fin(&heap, 10, &log);
-            let d = fin(&heap, 11, &log);
-            *c.next.lock().unwrap() = Some(d.clone());
-            *d.next.lock().unwrap() = Some(c.clone());
-        }
+        drop(fin_pair(&heap, 10, 11, &log));
         let seen: Seen = Arc::default();
         let x = fin(&heap, 1, &log);
         let (h, s) = (heap.clone(), seen.clone());
@@ -949,10 +786,7 @@ fn safe_finalizer_feeds_a_garbage_cycle_then_collects() {
         let seen: Seen = Arc::default();
         let (h, s, l) = (heap.clone(), seen.clone(), log.clone());
         set_fin(&x, move |me| {
-            let y = fin(&h, 2, &l);
-            let z = fin(&h, 3, &l);
-            *y.next.lock().unwrap() = Some(z.clone());
-            *z.next.lock().unwrap() = Some(y.clone());
+            let (y, z) = fin_pair(&h, 2, 3, &l);
             // y also holds a handle to the finalizing object (through z's slot: z -> y, y -> z;
             // add x under a third node w held by y).
             let w = fin(&h, 4, &l);
@@ -1086,10 +920,7 @@ fn safe_weak_callback_drops_heap_handles_and_reenters() {
         heap.disable();
         let reports = hooked(&heap);
         let log = Log::new();
-        let a = fin(&heap, 1, &log);
-        let b = fin(&heap, 2, &log);
-        *a.next.lock().unwrap() = Some(b.clone());
-        *b.next.lock().unwrap() = Some(a.clone());
+        let (a, b) = fin_pair(&heap, 1, 2, &log);
         let seen: Seen = Arc::default();
         let extra = Mutex::new(Some(heap.clone()));
         let keep = heap.clone();
@@ -1105,13 +936,5 @@ fn safe_weak_callback_drops_heap_handles_and_reenters() {
         assert_eq!(seen_of(&seen), ["collect 0 detached 0"]);
         drop(_w);
         ends_clean(&heap, &reports);
-        let _ = UnraisableKind::Drop;
     });
 }
-
-/// `mpsc` is used by the thread-exit and upgrade helpers; keep the import honest.
-#[allow(dead_code)]
-fn _unused(_: mpsc::Sender<()>) {}
-
-#[allow(dead_code)]
-fn _finalize_is_used<T: Finalize>() {}
