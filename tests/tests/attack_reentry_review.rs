@@ -38,6 +38,18 @@ use reap_tests::shared::{
 // ---------------------------------------------------------------------------------------------
 // Helpers.
 
+/// Runs `f` under the `within` watchdog on a fresh heap with automatic collection off and an
+/// unraisable hook that records; afterwards nothing was reported and nothing is left alive.
+fn scenario(what: &str, f: impl FnOnce(&Heap) + Send + 'static) {
+    within(what, move || {
+        let heap = Heap::new();
+        heap.disable();
+        let reports = hooked(&heap);
+        f(&heap);
+        ends_clean(&heap, &reports);
+    });
+}
+
 /// How long a scenario that hung before the fixes may take in its child process.
 const HANG: Option<Duration> = Some(Duration::from_secs(30));
 
@@ -331,13 +343,10 @@ fn trace_allocates_and_calls_safepoint_during_its_collection() {
 /// through the snapshot's held-back drops. The cycle is still freed, exactly once each.
 #[test]
 fn trace_gets_referents_during_its_collection() {
-    within("trace get_referents", || {
-        let heap = Heap::new();
-        heap.disable();
-        let reports = hooked(&heap);
+    scenario("trace get_referents", |heap| {
         let drops = Arc::new(AtomicUsize::new(0));
-        let b = probe(&heap, &drops, None);
-        let a = probe(&heap, &drops, Some(b.clone()));
+        let b = probe(heap, &drops, None);
+        let a = probe(heap, &drops, Some(b.clone()));
         *b.next.lock().unwrap() = Some(a.clone());
         let seen: Seen = Arc::default();
         let (h, s) = (heap.clone(), seen.clone());
@@ -354,20 +363,16 @@ fn trace_gets_referents_during_its_collection() {
         eprintln!("seen {:?}", seen_of(&seen));
         assert_eq!(n, 2, "the 2-cycle freed, once");
         assert_eq!(drops.load(SeqCst), 2);
-        ends_clean(&heap, &reports);
     });
 }
 
 /// `Weak::new` and `upgrade` on a candidate from a `Trace` in a collection's snapshot.
 #[test]
 fn trace_makes_weak_references_during_its_collection() {
-    within("trace weak", || {
-        let heap = Heap::new();
-        heap.disable();
-        let reports = hooked(&heap);
+    scenario("trace weak", |heap| {
         let drops = Arc::new(AtomicUsize::new(0));
-        let b = probe(&heap, &drops, None);
-        let a = probe(&heap, &drops, Some(b.clone()));
+        let b = probe(heap, &drops, None);
+        let a = probe(heap, &drops, Some(b.clone()));
         *b.next.lock().unwrap() = Some(a.clone());
         let weaks: Arc<Mutex<Vec<Weak<Probe>>>> = Arc::default();
         let w2 = weaks.clone();
@@ -392,7 +397,6 @@ fn trace_makes_weak_references_during_its_collection() {
             assert!(w.upgrade().is_none());
         }
         weaks.lock().unwrap().clear();
-        ends_clean(&heap, &reports);
     });
 }
 
@@ -478,14 +482,11 @@ fn trace_detaches_during_get_referrers() {
 /// waits detached.
 #[test]
 fn safe_finalizer_joins_a_thread_using_the_whole_surface() {
-    within("finalizer joins surface thread", || {
-        let heap = Heap::new();
-        heap.disable();
-        let reports = hooked(&heap);
+    scenario("finalizer joins surface thread", |heap| {
         let log = Log::new();
         let seen: Seen = Arc::default();
         let (h, s) = (heap.clone(), seen.clone());
-        fin_cycle(&heap, &log, move |_| {
+        fin_cycle(heap, &log, move |_| {
             let h2 = h.clone();
             let s2 = s.clone();
             let t = thread::spawn(move || {
@@ -509,7 +510,6 @@ fn safe_finalizer_joins_a_thread_using_the_whole_surface() {
         assert_eq!(n, 2);
         assert_eq!(log.fin(), 2);
         assert_eq!(log.drops(), 2);
-        ends_clean(&heap, &reports);
     });
 }
 
@@ -519,14 +519,11 @@ fn safe_finalizer_joins_a_thread_using_the_whole_surface() {
 #[test]
 #[cfg_attr(miri, ignore = "waits the 5 s stop timeout")]
 fn safe_finalizer_joins_a_walker_while_attached_gets_a_clear_panic() {
-    within("finalizer joins walker attached", || {
-        let heap = Heap::new();
-        heap.disable();
-        let reports = hooked(&heap);
+    scenario("finalizer joins walker attached", |heap| {
         let log = Log::new();
         let seen: Seen = Arc::default();
         let (h, s) = (heap.clone(), seen.clone());
-        fin_cycle(&heap, &log, move |_| {
+        fin_cycle(heap, &log, move |_| {
             let h2 = h.clone();
             let t = thread::spawn(move || h2.get_objects().len());
             let r = t.join().map_err(|p| message(&*p));
@@ -536,7 +533,6 @@ fn safe_finalizer_joins_a_walker_while_attached_gets_a_clear_panic() {
         let seen = seen_of(&seen);
         assert_eq!(seen.len(), 1);
         assert!(seen[0].contains("could not stop the world"), "{seen:?}");
-        ends_clean(&heap, &reports);
     });
 }
 
@@ -545,15 +541,12 @@ fn safe_finalizer_joins_a_walker_while_attached_gets_a_clear_panic() {
 /// `get_referrers` on a live object.
 #[test]
 fn safe_reclaim_drop_joins_a_collector_and_walks() {
-    within("reclaim drop joins collector", || {
-        let heap = Heap::new();
-        heap.disable();
-        let reports = hooked(&heap);
-        let live = hook_node(&heap, None);
-        let holder = hook_node(&heap, Some(live.clone()));
+    scenario("reclaim drop joins collector", |heap| {
+        let live = hook_node(heap, None);
+        let holder = hook_node(heap, Some(live.clone()));
         let seen: Seen = Arc::default();
-        let a = hook_node(&heap, None);
-        let b = hook_node(&heap, Some(a.clone()));
+        let a = hook_node(heap, None);
+        let b = hook_node(heap, Some(a.clone()));
         *a.other.lock().unwrap() = Some(b.clone());
         let (h, s, l) = (heap.clone(), seen.clone(), live.clone());
         *a.on_drop.lock().unwrap() = Some(Box::new(move |_| {
@@ -572,7 +565,6 @@ fn safe_reclaim_drop_joins_a_collector_and_walks() {
         assert_eq!(seen_of(&seen), ["child collect 0 objs 2 inner 0 refs 1"]);
         assert_eq!(n, 2);
         drop((live, holder));
-        ends_clean(&heap, &reports);
     });
 }
 
@@ -581,15 +573,12 @@ fn safe_reclaim_drop_joins_a_collector_and_walks() {
 /// and joins a collecting thread inside `detached`.
 #[test]
 fn safe_gated_finalizer_walks_and_collects() {
-    within("gated finalizer", || {
-        let heap = Heap::new();
-        heap.disable();
-        let reports = hooked(&heap);
+    scenario("gated finalizer", |heap| {
         let log = Log::new();
         // Another garbage cycle, of Fin 10 <-> 11.
-        drop(fin_pair(&heap, 10, 11, &log));
+        drop(fin_pair(heap, 10, 11, &log));
         let seen: Seen = Arc::default();
-        let x = fin(&heap, 1, &log);
+        let x = fin(heap, 1, &log);
         let (h, s) = (heap.clone(), seen.clone());
         set_fin(&x, move |me| {
             let objs = h.get_objects().len();
@@ -609,7 +598,6 @@ fn safe_gated_finalizer_walks_and_collects() {
         assert_eq!(seen_of(&seen), ["objs 3 refs 0 collect 2 child 0"]);
         assert_eq!(log.fin(), 3);
         assert_eq!(log.drops(), 3);
-        ends_clean(&heap, &reports);
     });
 }
 
@@ -711,10 +699,7 @@ thread_local! {
 /// (works, unattached), `Weak::new` and upgrade.
 #[test]
 fn safe_drop_at_thread_exit_reenters() {
-    within("exit drop", || {
-        let heap = Heap::new();
-        heap.disable();
-        let reports = hooked(&heap);
+    scenario("exit drop", |heap| {
         let log = Log::new();
         let (h, l) = (heap.clone(), log.clone());
         thread::spawn(move || {
@@ -768,7 +753,6 @@ fn safe_drop_at_thread_exit_reenters() {
             "{seen:?}"
         );
         assert_eq!(seen[4], "alloc+weak: Some(9) None");
-        ends_clean(&heap, &reports);
     });
 }
 
@@ -777,12 +761,9 @@ fn safe_drop_at_thread_exit_reenters() {
 /// finalized object is not resurrected and dies once.
 #[test]
 fn safe_finalizer_feeds_a_garbage_cycle_then_collects() {
-    within("finalizer feeds cycle", || {
-        let heap = Heap::new();
-        heap.disable();
-        let reports = hooked(&heap);
+    scenario("finalizer feeds cycle", |heap| {
         let log = Log::new();
-        let x = fin(&heap, 1, &log);
+        let x = fin(heap, 1, &log);
         let seen: Seen = Arc::default();
         let (h, s, l) = (heap.clone(), seen.clone(), log.clone());
         set_fin(&x, move |me| {
@@ -812,7 +793,6 @@ fn safe_finalizer_feeds_a_garbage_cycle_then_collects() {
         );
         assert_eq!(log.drops(), 4);
         assert_eq!(log.fin(), 4, "each finalized once");
-        ends_clean(&heap, &reports);
     });
 }
 
@@ -822,10 +802,7 @@ fn safe_finalizer_feeds_a_garbage_cycle_then_collects() {
 /// that collects inside `detached`.
 #[test]
 fn safe_settled_death_reenters() {
-    within("settled death", || {
-        let heap = Heap::new();
-        heap.disable();
-        let reports = hooked(&heap);
+    scenario("settled death", |heap| {
         let seen: Seen = Arc::default();
         let (obj_tx, obj_rx) = mpsc::channel();
         let (end_tx, end_rx) = mpsc::channel::<()>();
@@ -867,7 +844,6 @@ fn safe_settled_death_reenters() {
             seen2[0].starts_with("objs 0 collect 0 child 0"),
             "{seen2:?}"
         );
-        ends_clean(&heap, &reports);
     });
 }
 
@@ -876,10 +852,7 @@ fn safe_settled_death_reenters() {
 /// collections, and nothing loops.
 #[test]
 fn safe_callback_joins_a_collector() {
-    within("callback joins collector", || {
-        let heap = Heap::new();
-        heap.disable();
-        let reports = hooked(&heap);
+    scenario("callback joins collector", |heap| {
         let log = Log::new();
         let phases: Arc<Mutex<Vec<String>>> = Arc::default();
         let (h, p) = (heap.clone(), phases.clone());
@@ -898,7 +871,7 @@ fn safe_callback_joins_a_collector() {
                         .push(format!("stop {} child {c}", info.collected));
                 }
             }));
-        fin_cycle(&heap, &log, |_| {});
+        fin_cycle(heap, &log, |_| {});
         let n = heap.collect();
         assert!(heap.remove_collect_callback(id));
         let phases = phases.lock().unwrap().clone();
@@ -906,7 +879,6 @@ fn safe_callback_joins_a_collector() {
         assert_eq!(n, 2);
         assert_eq!(phases[0], "stop 2 child 0");
         assert!(phases.len() <= 2, "{phases:?}");
-        ends_clean(&heap, &reports);
     });
 }
 
@@ -915,12 +887,9 @@ fn safe_callback_joins_a_collector() {
 /// it keeps (0) and detaches.
 #[test]
 fn safe_weak_callback_drops_heap_handles_and_reenters() {
-    within("weak callback heap drop", || {
-        let heap = Heap::new();
-        heap.disable();
-        let reports = hooked(&heap);
+    scenario("weak callback heap drop", |heap| {
         let log = Log::new();
-        let (a, b) = fin_pair(&heap, 1, 2, &log);
+        let (a, b) = fin_pair(heap, 1, 2, &log);
         let seen: Seen = Arc::default();
         let extra = Mutex::new(Some(heap.clone()));
         let keep = heap.clone();
@@ -935,6 +904,5 @@ fn safe_weak_callback_drops_heap_handles_and_reenters() {
         assert_eq!(heap.collect(), 2);
         assert_eq!(seen_of(&seen), ["collect 0 detached 0"]);
         drop(_w);
-        ends_clean(&heap, &reports);
     });
 }
