@@ -346,10 +346,10 @@ impl<'a> Tracer<'a> {
 /// attaches to the heap, or waits for this one's lock, waits for the world to run). A `trace`
 /// that calls the runtime anyway gets no deadlock from the calls that would wait for a stop:
 /// `collect` returns 0, `detached` runs its closure attached, and the `gc` walks (`get_objects`,
-/// `get_referrers`, `freeze`, `unfreeze`, `get_freeze_count`, `shutdown`) panic. Visiting fewer
-/// handles than the value holds is
-/// allowed (the collector then keeps what they lead to), provided every call in one collection
-/// visits the same handles: a collection traces an object more than once (to find candidates,
+/// `get_referrers`, `freeze`, `unfreeze`, `get_freeze_count`, `shutdown`) panic.
+///
+/// Visiting fewer handles than the value holds is allowed (the collector then keeps what they
+/// lead to), provided every call in one collection visits the same handles: a collection traces an object more than once (to find candidates,
 /// to subtract internal references, to mark what is reachable), and a `trace` that reports an
 /// edge on one call and hides it on another can get a child collected that a live object still
 /// holds. That is never undefined behaviour (the child is reclaimed as garbage and any later use

@@ -152,10 +152,9 @@ impl<T: Copy> Fixed<T> {
     /// The value.
     #[inline(always)]
     pub(crate) fn get(&self) -> T {
-        // SAFETY: `Fixed` has no method that writes, and no `&mut` to a header is made once
-        // it is built (headers are reached through shared references and raw pointers): the
-        // value was written by `new`, before the header was published, and every read after
-        // that is of memory nobody writes, so it races with nothing.
+        // SAFETY: nothing writes a `Fixed` after `new` (it has no writing method; no `&mut`
+        // to a built header is made), so this read of a value set before publication races
+        // with nothing.
         unsafe { *self.0.get() }
     }
 }
